@@ -1,0 +1,296 @@
+package parser
+
+import "bytes"
+
+// NameAddr is a From, To, Contact, Route, Record-Route or Path value:
+// an optional display name, a URI, and header parameters.
+type NameAddr struct {
+	// Display is the display name as written (quotes included when quoted),
+	// or nil.
+	Display []byte
+	// URI is the raw URI, without the angle brackets that may enclose it.
+	// For a Contact of "*" it is "*".
+	URI []byte
+	// Params is the raw header parameter list after the URI (";tag=a;lr"),
+	// starting with its first ';', or nil. When the URI is not enclosed in
+	// angle brackets, every parameter after it belongs to the header, not
+	// to the URI (RFC 3261 20.10).
+	Params []byte
+	// Tag is the value of the tag parameter, or nil.
+	Tag []byte
+	// Angle reports whether the URI was enclosed in angle brackets.
+	Angle bool
+}
+
+// Param returns the value of the header parameter name and whether it is
+// present.
+func (a *NameAddr) Param(name string) ([]byte, bool) { return Param(a.Params, name) }
+
+// ParseNameAddr parses b, one name-addr or addr-spec with its parameters,
+// into a. It reports unterminated quoted strings and angle brackets.
+func ParseNameAddr(b []byte, a *NameAddr) error {
+	*a = NameAddr{}
+	b = trimWS(b)
+	if len(b) == 0 {
+		return ErrBadNameAddr
+	}
+	if len(b) == 1 && b[0] == '*' {
+		a.URI = b
+		return nil
+	}
+	i := 0
+	// Display name: a quoted string, or tokens up to '<'.
+	if b[0] == '"' {
+		j := scanQuoted(b, 0)
+		if j < 0 {
+			return ErrUnterminatedQuote
+		}
+		a.Display = b[:j]
+		i = skipWS(b, j)
+		if i >= len(b) || b[i] != '<' {
+			return ErrBadNameAddr
+		}
+	} else if lt := bytes.IndexByte(b, '<'); lt >= 0 {
+		// Tokens before '<' are a display name; an addr-spec cannot hold '<'.
+		if q := bytes.IndexByte(b[:lt], '"'); q >= 0 {
+			return ErrBadNameAddr
+		}
+		if d := trimWS(b[:lt]); len(d) > 0 {
+			a.Display = d
+		}
+		i = lt
+	}
+	var rest []byte
+	if i < len(b) && b[i] == '<' {
+		gt := bytes.IndexByte(b[i:], '>')
+		if gt < 0 {
+			return ErrUnterminatedAngle
+		}
+		a.URI = trimWS(b[i+1 : i+gt])
+		a.Angle = true
+		rest = b[i+gt+1:]
+	} else {
+		// addr-spec: the URI ends at the first ';' (or white space).
+		j := i
+		for j < len(b) && b[j] != ';' && !isWS(b[j]) {
+			if b[j] == '>' {
+				return ErrBadNameAddr
+			}
+			j++
+		}
+		a.URI = b[i:j]
+		rest = b[j:]
+	}
+	if len(a.URI) == 0 {
+		return ErrBadNameAddr
+	}
+	rest = trimWS(rest)
+	if len(rest) > 0 {
+		if rest[0] != ';' {
+			return ErrBadNameAddr
+		}
+		a.Params = rest
+		if err := checkParams(rest); err != nil {
+			return err
+		}
+		a.Tag, _ = Param(rest, "tag")
+	}
+	return nil
+}
+
+// checkParams verifies that a ";name[=value]" list is well formed enough to
+// be read: every quoted value is terminated.
+func checkParams(p []byte) error {
+	for i := 0; i < len(p); i++ {
+		if p[i] == '"' {
+			j := scanQuoted(p, i)
+			if j < 0 {
+				return ErrUnterminatedQuote
+			}
+			i = j - 1
+		}
+	}
+	return nil
+}
+
+// Param looks up name in a parameter list such as ";transport=udp;lr"
+// (the leading ';' is optional) and returns its value and whether it is
+// present. Names compare case-insensitively. A parameter without a value
+// returns an empty, non-nil slice; a quoted value is returned with its
+// quotes.
+func Param(params []byte, name string) (value []byte, present bool) {
+	i := 0
+	for i < len(params) {
+		i = skipWS(params, i)
+		if i < len(params) && params[i] == ';' {
+			i = skipWS(params, i+1)
+		}
+		ns := i
+		for i < len(params) && params[i] != '=' && params[i] != ';' && !isWS(params[i]) {
+			i++
+		}
+		n := params[ns:i]
+		i = skipWS(params, i)
+		var val []byte
+		if i < len(params) && params[i] == '=' {
+			i = skipWS(params, i+1)
+			vs := i
+			if i < len(params) && params[i] == '"' {
+				if j := scanQuoted(params, i); j > 0 {
+					i = j
+				} else {
+					i = len(params)
+				}
+			} else {
+				for i < len(params) && params[i] != ';' && !isWS(params[i]) {
+					i++
+				}
+			}
+			val = params[vs:i]
+		} else {
+			val = params[i:i]
+		}
+		if len(n) > 0 && equalFold(n, name) {
+			return val, true
+		}
+		if len(n) == 0 && (i >= len(params) || params[i] != ';') {
+			if i < len(params) {
+				i++ // skip a stray character so the loop always advances
+			}
+		}
+	}
+	return nil, false
+}
+
+// URI is a parsed URI. For sip and sips URIs (RFC 3261 19.1) every part is
+// split out; any other scheme (tel, urn, ...) is passed through as Opaque.
+type URI struct {
+	Scheme   []byte
+	User     []byte // still escaped; see Unescape
+	Password []byte
+	Host     []byte // an IPv6 reference comes without brackets, with IPv6 set
+	IPv6     bool
+	Port     int    // 0 when absent
+	Params   []byte // ";transport=udp;lr" or nil
+	Headers  []byte // the part after '?', without it, or nil
+	Opaque   []byte // for schemes other than sip and sips: everything after "scheme:"
+}
+
+// IsSIP reports whether the URI's scheme is sip or sips.
+func (u *URI) IsSIP() bool { return equalFold(u.Scheme, "sip") || equalFold(u.Scheme, "sips") }
+
+// Param returns the value of the URI parameter name and whether it is
+// present ("lr" is present with an empty value).
+func (u *URI) Param(name string) ([]byte, bool) { return Param(u.Params, name) }
+
+// ParseURI parses b into u.
+func ParseURI(b []byte, u *URI) error {
+	*u = URI{}
+	b = trimWS(b)
+	colon := bytes.IndexByte(b, ':')
+	if colon <= 0 {
+		return ErrBadURI
+	}
+	u.Scheme = b[:colon]
+	for i, c := range u.Scheme {
+		alpha := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !alpha && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return ErrBadURI
+		}
+	}
+	rest := b[colon+1:]
+	if !u.IsSIP() {
+		if len(rest) == 0 {
+			return ErrBadURI
+		}
+		u.Opaque = rest
+		return nil
+	}
+	// userinfo@: the user part may hold ';' and '?' but never an unescaped '@'.
+	if at := bytes.IndexByte(rest, '@'); at >= 0 {
+		ui := rest[:at]
+		if pc := bytes.IndexByte(ui, ':'); pc >= 0 {
+			u.User, u.Password = ui[:pc], ui[pc+1:]
+		} else {
+			u.User = ui
+		}
+		if len(u.User) == 0 || !validEscapes(ui) {
+			return ErrBadURI
+		}
+		rest = rest[at+1:]
+	}
+	host, ipv6, i, err := scanHost(rest, 0)
+	if err != nil {
+		return ErrBadURI
+	}
+	u.Host, u.IPv6 = host, ipv6
+	if i < len(rest) && rest[i] == ':' {
+		j := i + 1
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			j++
+		}
+		port, ok := parseUint(rest[i+1:j], 65535)
+		if !ok {
+			return ErrBadPort
+		}
+		u.Port = int(port)
+		i = j
+	}
+	if i < len(rest) && rest[i] == ';' {
+		j := i
+		for j < len(rest) && rest[j] != '?' {
+			j++
+		}
+		u.Params = rest[i:j]
+		i = j
+	}
+	if i < len(rest) && rest[i] == '?' {
+		u.Headers = rest[i+1:]
+		i = len(rest)
+	}
+	if i != len(rest) {
+		return ErrBadURI
+	}
+	return nil
+}
+
+// validEscapes reports whether every '%' in b starts a %XX escape.
+func validEscapes(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] == '%' {
+			if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
+				return false
+			}
+			i += 2
+		}
+	}
+	return true
+}
+
+// Unescape appends src to dst with every %XX escape decoded and returns the
+// extended slice; it allocates only if dst lacks capacity.
+func Unescape(dst, src []byte) ([]byte, error) {
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c == '%' {
+			if i+2 >= len(src) || !isHex(src[i+1]) || !isHex(src[i+2]) {
+				return dst, ErrBadEscape
+			}
+			c = unhex(src[i+1])<<4 | unhex(src[i+2])
+			i += 2
+		}
+		dst = append(dst, c)
+	}
+	return dst, nil
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}

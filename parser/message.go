@@ -1,0 +1,585 @@
+package parser
+
+import "bytes"
+
+// MaxHeaders is the number of header lines a Message can index. A message
+// with more is refused with ErrTooManyHeaders; real SIP traffic has a few
+// dozen at most.
+const MaxHeaders = 128
+
+// span is a half-open byte range [off, end) of the message buffer.
+type span struct{ off, end int32 }
+
+// hdr is the index entry of one header line.
+type hdr struct {
+	line  span // the whole line, including its line ending and folded lines
+	name  span
+	value span // trimmed value; may contain folded line breaks
+	kind  HeaderKind
+}
+
+// Message is an indexed SIP message. Its zero value is ready for Parse, and
+// one Message can be reused for any number of datagrams: Parse resets it.
+// A Message refers to the buffer it was parsed from and must not be used
+// after that buffer is overwritten.
+type Message struct {
+	buf      []byte
+	isReq    bool
+	methodID Method
+	method   span // request method
+	ruri     span // Request-URI
+	reason   span // response reason phrase
+	status   int
+
+	headersStart int
+	headersEnd   int
+	body         span
+
+	n     int
+	first [numKinds]int16 // 1 + index of the first header of each kind; 0 = none
+	hdrs  [MaxHeaders]hdr
+
+	cseqNum    uint32
+	cseqMethod span
+	maxFwd     int32
+	hasMaxFwd  bool
+	contentLen int32
+	hasCL      bool
+
+	topVia Via
+}
+
+// Reset clears m so that it holds no message. Parse calls it itself.
+func (m *Message) Reset() {
+	m.buf = nil
+	m.isReq = false
+	m.methodID = MethodOther
+	m.method, m.ruri, m.reason, m.body, m.cseqMethod = span{}, span{}, span{}, span{}, span{}
+	m.status = 0
+	m.headersStart, m.headersEnd = 0, 0
+	m.n = 0
+	m.first = [numKinds]int16{}
+	m.cseqNum = 0
+	m.maxFwd, m.hasMaxFwd = 0, false
+	m.contentLen, m.hasCL = 0, false
+	m.topVia = Via{}
+}
+
+func (m *Message) slice(s span) []byte { return m.buf[s.off:s.end] }
+
+// Parse indexes the SIP message in b into m. It returns nil or one of the
+// *Error values of this package (see the package documentation for what it
+// checks). On error m may hold a partial index and must not be read, except
+// that Bytes, IsRequest and Method stay meaningful once the start line has
+// been read, so a proxy can decide whether and how to answer.
+//
+// Leading CR and LF bytes (keep-alives, RFC 3261 7.5) are skipped; a
+// datagram holding nothing else is ErrEmpty.
+func Parse(b []byte, m *Message) error {
+	m.Reset()
+	m.buf = b
+	p := 0
+	for p < len(b) && (b[p] == '\r' || b[p] == '\n') {
+		p++
+	}
+	if p == len(b) {
+		return ErrEmpty
+	}
+	p, err := m.parseStartLine(b, p)
+	if err != nil {
+		return err
+	}
+	m.headersStart = p
+	if p, err = m.parseHeaders(b, p); err != nil {
+		return err
+	}
+	if bytes.IndexByte(b[m.headersStart:m.headersEnd], 0) >= 0 {
+		return ErrNULInHeader
+	}
+	return m.check(b, p)
+}
+
+// lineEnd returns the index of the LF ending the line that starts at p, or
+// len(b) if there is none, and the end of the line's content (before CR LF).
+func lineEnd(b []byte, p int) (lf, content int) {
+	i := bytes.IndexByte(b[p:], '\n')
+	if i < 0 {
+		return len(b), len(b)
+	}
+	lf = p + i
+	content = lf
+	if content > p && b[content-1] == '\r' {
+		content--
+	}
+	return lf, content
+}
+
+// parseStartLine reads the request or status line beginning at p and
+// returns the offset of the first header line.
+func (m *Message) parseStartLine(b []byte, p int) (int, error) {
+	lf, end := lineEnd(b, p)
+	if lf == len(b) {
+		return 0, ErrBadStartLine
+	}
+	line := b[p:end]
+	if len(line) >= 4 && string(line[:4]) == "SIP/" {
+		// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+		sp := bytes.IndexByte(line, ' ')
+		if sp < 0 {
+			return 0, ErrBadStartLine
+		}
+		if !isSIP20(line[:sp]) {
+			return 0, ErrBadVersion
+		}
+		rest := line[sp+1:]
+		if len(rest) < 3 || (len(rest) > 3 && rest[3] != ' ') {
+			return 0, ErrBadStatus
+		}
+		code, ok := parseUint(rest[:3], 999)
+		if !ok || code < 100 {
+			return 0, ErrBadStatus
+		}
+		m.status = int(code)
+		reasonOff := p + sp + 1 + 3
+		if reasonOff < end {
+			reasonOff++
+		}
+		m.reason = span{int32(reasonOff), int32(end)}
+		return lf + 1, nil
+	}
+	// Request-Line = Method SP Request-URI SP SIP-Version
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 || scanToken(line, 0) != sp1 {
+		return 0, ErrBadStartLine
+	}
+	sp2 := bytes.LastIndexByte(line, ' ')
+	if sp2 <= sp1+1 {
+		return 0, ErrBadStartLine
+	}
+	version := line[sp2+1:]
+	if bytes.IndexByte(line[sp1+1:sp2], ' ') >= 0 {
+		return 0, ErrBadStartLine
+	}
+	if !isSIP20(version) {
+		if len(version) > 4 && equalFold(version[:4], "SIP/") {
+			return 0, ErrBadVersion
+		}
+		return 0, ErrBadStartLine
+	}
+	m.isReq = true
+	m.method = span{int32(p), int32(p + sp1)}
+	m.ruri = span{int32(p + sp1 + 1), int32(p + sp2)}
+	m.methodID = MethodOf(line[:sp1])
+	return lf + 1, nil
+}
+
+// isSIP20 reports whether v is the SIP version this parser speaks. "SIP" is
+// case-insensitive in the grammar (RFC 3261 25.1).
+func isSIP20(v []byte) bool { return equalFold(v, "SIP/2.0") }
+
+// parseHeaders indexes header lines from p up to and including the blank
+// line, and returns the offset of the body.
+func (m *Message) parseHeaders(b []byte, p int) (int, error) {
+	for {
+		if p >= len(b) {
+			// No blank line: tolerate a datagram that ends right after
+			// its last header line, as many UDP senders omit nothing but
+			// some test tools do.
+			m.headersEnd = len(b)
+			return len(b), nil
+		}
+		lf, end := lineEnd(b, p)
+		if end == p {
+			m.headersEnd = p
+			if lf == len(b) {
+				return len(b), nil
+			}
+			return lf + 1, nil
+		}
+		next := lf + 1
+		if next > len(b) {
+			next = len(b)
+		}
+		if b[p] == ' ' || b[p] == '\t' {
+			// Folded continuation of the previous header line.
+			if m.n == 0 {
+				return 0, ErrBadHeader
+			}
+			h := &m.hdrs[m.n-1]
+			h.line.end = int32(next)
+			if v := trimWS(b[p:end]); len(v) > 0 {
+				vo := m.Offset(v)
+				if h.value.off == h.value.end {
+					h.value.off = int32(vo)
+				}
+				h.value.end = int32(vo + len(v))
+			}
+			p = next
+			continue
+		}
+		if m.n == MaxHeaders {
+			return 0, ErrTooManyHeaders
+		}
+		nameEnd := scanToken(b[:end], p)
+		if nameEnd == p {
+			return 0, ErrBadHeader
+		}
+		c := nameEnd
+		for c < end && (b[c] == ' ' || b[c] == '\t') {
+			c++
+		}
+		if c == end || b[c] != ':' {
+			return 0, ErrBadHeader
+		}
+		v := c + 1
+		for v < end && (b[v] == ' ' || b[v] == '\t') {
+			v++
+		}
+		ve := end
+		for ve > v && (b[ve-1] == ' ' || b[ve-1] == '\t') {
+			ve--
+		}
+		k := kindOf(b[p:nameEnd])
+		m.hdrs[m.n] = hdr{
+			line:  span{int32(p), int32(next)},
+			name:  span{int32(p), int32(nameEnd)},
+			value: span{int32(v), int32(ve)},
+			kind:  k,
+		}
+		m.n++
+		if m.first[k] == 0 {
+			m.first[k] = int16(m.n)
+		}
+		p = next
+	}
+}
+
+// check validates the headers every message must carry and locates the
+// body, which starts at p.
+func (m *Message) check(b []byte, p int) error {
+	switch {
+	case m.first[KindVia] == 0:
+		return ErrMissingVia
+	case m.first[KindFrom] == 0:
+		return ErrMissingFrom
+	case m.first[KindTo] == 0:
+		return ErrMissingTo
+	case m.first[KindCallID] == 0:
+		return ErrMissingCallID
+	case m.first[KindCSeq] == 0:
+		return ErrMissingCSeq
+	}
+	if len(m.CallID()) == 0 {
+		return ErrBadCallID
+	}
+	// CSeq = 1*DIGIT LWS Method
+	cs := m.slice(m.hdrs[m.first[KindCSeq]-1].value)
+	i := 0
+	for i < len(cs) && cs[i] >= '0' && cs[i] <= '9' {
+		i++
+	}
+	num, ok := parseUint(cs[:i], 1<<31-1) // RFC 3261 8.1.1.5: less than 2**31
+	if !ok || i == len(cs) || !isWS(cs[i]) {
+		return ErrBadCSeq
+	}
+	j := skipWS(cs, i)
+	k := scanToken(cs, j)
+	if k == j || k != len(cs) {
+		return ErrBadCSeq
+	}
+	off := m.Offset(cs)
+	m.cseqNum = uint32(num)
+	m.cseqMethod = span{int32(off + j), int32(off + k)}
+	if m.isReq && !bytes.Equal(cs[j:k], m.slice(m.method)) {
+		return ErrCSeqMethodMismatch
+	}
+
+	if h := m.first[KindMaxForwards]; h != 0 {
+		n, ok := parseUint(m.slice(m.hdrs[h-1].value), 1<<31-1)
+		if !ok {
+			return ErrBadMaxForwards
+		}
+		m.maxFwd, m.hasMaxFwd = int32(n), true
+	}
+
+	rest := len(b) - p
+	if h := m.first[KindContentLength]; h != 0 {
+		n, ok := parseUint(m.slice(m.hdrs[h-1].value), 1<<31-1)
+		if !ok {
+			return ErrBadContentLength
+		}
+		if int(n) > rest {
+			return ErrTruncatedBody
+		}
+		m.contentLen, m.hasCL = int32(n), true
+		m.body = span{int32(p), int32(p + int(n))}
+	} else {
+		m.body = span{int32(p), int32(len(b))}
+	}
+
+	h := &m.hdrs[m.first[KindVia]-1]
+	if _, err := parseVia(b, int(h.value.off), int(h.value.end), &m.topVia); err != nil {
+		return err
+	}
+	m.topVia.Header = int(m.first[KindVia] - 1)
+	m.topVia.First = true
+	return nil
+}
+
+// Bytes returns the buffer m was parsed from.
+func (m *Message) Bytes() []byte { return m.buf }
+
+// Offset returns the position in Bytes of sub, which must be a slice
+// returned by one of m's accessors (or re-sliced from one, without a
+// capacity limit). It is how a rewriting proxy turns a field into an edit
+// position.
+func (m *Message) Offset(sub []byte) int { return cap(m.buf) - cap(sub) }
+
+// IsRequest reports whether the message is a request (false: a response).
+func (m *Message) IsRequest() bool { return m.isReq }
+
+// Method returns the request method, or nil for a response.
+func (m *Message) Method() []byte {
+	if !m.isReq {
+		return nil
+	}
+	return m.slice(m.method)
+}
+
+// MethodID returns the request method as a Method, MethodOther for a
+// response or an extension method.
+func (m *Message) MethodID() Method { return m.methodID }
+
+// RequestURI returns the Request-URI of a request, or nil for a response.
+func (m *Message) RequestURI() []byte {
+	if !m.isReq {
+		return nil
+	}
+	return m.slice(m.ruri)
+}
+
+// StatusCode returns the status code of a response, or 0 for a request.
+func (m *Message) StatusCode() int { return m.status }
+
+// Reason returns the reason phrase of a response.
+func (m *Message) Reason() []byte { return m.slice(m.reason) }
+
+// HeadersStart returns the offset of the first header line, just after the
+// start line's line ending.
+func (m *Message) HeadersStart() int { return m.headersStart }
+
+// HeadersEnd returns the offset of the blank line that ends the headers
+// (where its CR LF starts), or the end of the buffer if there was none.
+func (m *Message) HeadersEnd() int { return m.headersEnd }
+
+// Body returns the message body: Content-Length bytes after the blank line,
+// or the rest of the datagram if the message had no Content-Length.
+func (m *Message) Body() []byte { return m.slice(m.body) }
+
+// Header is one header line as found by the parser.
+type Header struct {
+	Kind  HeaderKind
+	Name  []byte // the name as written (may be a compact form)
+	Value []byte // the value without surrounding white space; folded lines stay in it
+	Start int    // offset of the line's first byte
+	End   int    // offset just after the line's line ending (and any folded lines)
+}
+
+// NumHeaders returns the number of header lines.
+func (m *Message) NumHeaders() int { return m.n }
+
+// Header returns header line i, 0 <= i < NumHeaders(), in message order.
+func (m *Message) Header(i int) Header {
+	h := &m.hdrs[i]
+	return Header{
+		Kind:  h.kind,
+		Name:  m.slice(h.name),
+		Value: m.slice(h.value),
+		Start: int(h.line.off),
+		End:   int(h.line.end),
+	}
+}
+
+// Find returns the first header line of kind k. Use it for single-valued
+// headers; list headers are read with Values or the typed iterators.
+func (m *Message) Find(k HeaderKind) (Header, bool) {
+	if k == KindOther || k >= numKinds || m.first[k] == 0 {
+		return Header{}, false
+	}
+	return m.Header(int(m.first[k] - 1)), true
+}
+
+// FindName returns the first header line whose name matches name, case
+// insensitively and counting compact forms as their long names.
+func (m *Message) FindName(name []byte) (Header, bool) {
+	if k := kindOf(name); k != KindOther {
+		return m.Find(k)
+	}
+	for i := 0; i < m.n; i++ {
+		h := &m.hdrs[i]
+		if h.kind == KindOther && equalFold(m.slice(h.name), string(name)) {
+			return m.Header(i), true
+		}
+	}
+	return Header{}, false
+}
+
+// firstValue returns the value of the first header of kind k.
+func (m *Message) firstValue(k HeaderKind) []byte {
+	if m.first[k] == 0 {
+		return nil
+	}
+	return m.slice(m.hdrs[m.first[k]-1].value)
+}
+
+// CallID returns the Call-ID value.
+func (m *Message) CallID() []byte { return m.firstValue(KindCallID) }
+
+// CSeq returns the CSeq sequence number and method.
+func (m *Message) CSeq() (num uint32, method []byte) {
+	return m.cseqNum, m.slice(m.cseqMethod)
+}
+
+// MaxForwards returns the Max-Forwards value and whether the header is
+// present (it is optional in RFC 2543).
+func (m *Message) MaxForwards() (n int, present bool) { return int(m.maxFwd), m.hasMaxFwd }
+
+// ContentLength returns the Content-Length value and whether the header is
+// present.
+func (m *Message) ContentLength() (n int, present bool) { return int(m.contentLen), m.hasCL }
+
+// ContentType returns the Content-Type value, or nil.
+func (m *Message) ContentType() []byte { return m.firstValue(KindContentType) }
+
+// From parses the From header.
+func (m *Message) From() (NameAddr, error) { return m.nameAddr(KindFrom) }
+
+// To parses the To header.
+func (m *Message) To() (NameAddr, error) { return m.nameAddr(KindTo) }
+
+func (m *Message) nameAddr(k HeaderKind) (NameAddr, error) {
+	var a NameAddr
+	err := ParseNameAddr(m.firstValue(k), &a)
+	return a, err
+}
+
+// TopVia returns the first via-parm of the first Via header, which Parse
+// has already validated.
+func (m *Message) TopVia() Via { return m.topVia }
+
+// Vias returns an iterator over every via-parm, top first, across header
+// lines and comma-separated values:
+//
+//	it := m.Vias()
+//	var v parser.Via
+//	for it.Next(&v) { ... }
+//	if err := it.Err(); err != nil { ... }
+func (m *Message) Vias() ViaIter { return ViaIter{m: m, hdr: int(m.first[KindVia]) - 1, pos: -1} }
+
+// Values returns an iterator over the comma-separated values of every
+// header line of kind k, in order. It is meant for list headers (Route,
+// Supported, Allow, ...); commas inside quotes, angle brackets and comments
+// do not split.
+func (m *Message) Values(k HeaderKind) ValueIter {
+	if k == KindOther || k >= numKinds {
+		return ValueIter{m: m, hdr: -1}
+	}
+	return ValueIter{m: m, kind: k, hdr: int(m.first[k]) - 1, pos: -1}
+}
+
+// Routes iterates over the Route header's name-addr values.
+func (m *Message) Routes() AddrIter { return AddrIter{v: m.Values(KindRoute)} }
+
+// RecordRoutes iterates over the Record-Route header's name-addr values.
+func (m *Message) RecordRoutes() AddrIter { return AddrIter{v: m.Values(KindRecordRoute)} }
+
+// Contacts iterates over the Contact header's values ("*" comes back as a
+// NameAddr whose URI is "*").
+func (m *Message) Contacts() AddrIter { return AddrIter{v: m.Values(KindContact)} }
+
+// Paths iterates over the Path header's name-addr values (RFC 3327).
+func (m *Message) Paths() AddrIter { return AddrIter{v: m.Values(KindPath)} }
+
+// ValueIter iterates over the comma-separated values of one header kind.
+// Its zero value yields nothing.
+type ValueIter struct {
+	m    *Message
+	kind HeaderKind
+	hdr  int // current header index, -1 when done
+	pos  int // next position inside the current header value, -1 = start of header
+	err  error
+}
+
+// Next returns the next value (trimmed of white space) and true, or nil and
+// false when there are no more values or an error stopped the iteration.
+func (it *ValueIter) Next() ([]byte, bool) {
+	for it.hdr >= 0 && it.err == nil {
+		h := &it.m.hdrs[it.hdr]
+		if it.pos < 0 {
+			it.pos = int(h.value.off)
+		}
+		val := it.m.buf[:h.value.end]
+		if it.pos >= len(val) {
+			it.advance()
+			continue
+		}
+		end, rest, err := nextValue(val, it.pos)
+		if err != nil {
+			it.err = err
+			return nil, false
+		}
+		v := trimWS(val[it.pos:end])
+		if rest < 0 {
+			it.advance()
+		} else {
+			it.pos = rest
+		}
+		if len(v) == 0 {
+			continue // empty list element
+		}
+		return v, true
+	}
+	return nil, false
+}
+
+// advance moves to the next header line of the same kind.
+func (it *ValueIter) advance() {
+	it.pos = -1
+	for i := it.hdr + 1; i < it.m.n; i++ {
+		if it.m.hdrs[i].kind == it.kind {
+			it.hdr = i
+			return
+		}
+	}
+	it.hdr = -1
+}
+
+// Err returns the error that stopped the iteration, if any.
+func (it *ValueIter) Err() error { return it.err }
+
+// AddrIter iterates over the name-addr values of a list header such as
+// Route, Record-Route, Contact or Path.
+type AddrIter struct {
+	v   ValueIter
+	err error
+}
+
+// Next parses the next value into a and reports whether there was one.
+func (it *AddrIter) Next(a *NameAddr) bool {
+	if it.err != nil {
+		return false
+	}
+	b, ok := it.v.Next()
+	if !ok {
+		it.err = it.v.Err()
+		return false
+	}
+	if err := ParseNameAddr(b, a); err != nil {
+		it.err = err
+		return false
+	}
+	return true
+}
+
+// Err returns the error that stopped the iteration, if any.
+func (it *AddrIter) Err() error { return it.err }

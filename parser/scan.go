@@ -1,0 +1,162 @@
+package parser
+
+// lower returns c folded to lower case if it is an ASCII upper-case letter.
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+// equalFold reports whether b equals s, ignoring ASCII case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isWS reports whether c is white space inside a header value. CR and LF
+// count, because inside a value they can only be part of a folded line.
+func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// skipWS returns the first position at or after i that is not white space.
+func skipWS(b []byte, i int) int {
+	for i < len(b) && isWS(b[i]) {
+		i++
+	}
+	return i
+}
+
+// trimWS returns b without leading and trailing white space.
+func trimWS(b []byte) []byte {
+	i, j := 0, len(b)
+	for i < j && isWS(b[i]) {
+		i++
+	}
+	for j > i && isWS(b[j-1]) {
+		j--
+	}
+	return b[i:j]
+}
+
+// isTokenChar reports whether c may appear in a token (RFC 3261 25.1).
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
+		return true
+	}
+	return false
+}
+
+// scanToken returns the end of the token starting at i.
+func scanToken(b []byte, i int) int {
+	for i < len(b) && isTokenChar(b[i]) {
+		i++
+	}
+	return i
+}
+
+// scanQuoted returns the position just after the quoted string that starts
+// with the double quote at b[i], honouring quoted-pairs, or -1 if the string
+// is not terminated.
+func scanQuoted(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// parseUint parses a non-empty run of ASCII digits that must fit in max.
+func parseUint(b []byte, max uint64) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (max-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// nextValue splits a comma-separated list value at its first top-level
+// comma: commas inside quoted strings, angle brackets and parenthesised
+// comments do not count. It returns the end of the first value (excluding
+// the comma) and the start of the rest (after the comma), or -1 for rest when
+// the first value is the last one. An unterminated quote, bracket or comment
+// is reported as an error.
+func nextValue(b []byte, i int) (end, rest int, err error) {
+	for i < len(b) {
+		switch b[i] {
+		case '"':
+			j := scanQuoted(b, i)
+			if j < 0 {
+				return 0, 0, ErrUnterminatedQuote
+			}
+			i = j
+			continue
+		case '<':
+			j := i + 1
+			for j < len(b) && b[j] != '>' {
+				j++
+			}
+			if j == len(b) {
+				return 0, 0, ErrUnterminatedAngle
+			}
+			i = j + 1
+			continue
+		case '(':
+			j, ok := skipComment(b, i)
+			if !ok {
+				return 0, 0, ErrBadHeader
+			}
+			i = j
+			continue
+		case ',':
+			return i, i + 1, nil
+		}
+		i++
+	}
+	return len(b), -1, nil
+}
+
+// skipComment returns the position after the parenthesised comment starting
+// at b[i] (comments nest, RFC 3261 25.1), and false if it is unterminated.
+func skipComment(b []byte, i int) (int, bool) {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth == 0 {
+				return i + 1, true
+			}
+		}
+	}
+	return i, false
+}
