@@ -1,0 +1,441 @@
+//go:build linux
+
+package udp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Message is one datagram of a Batch.
+type Message struct {
+	// Buf holds the datagram. ReadBatch receives into Buf[:cap(Buf)] and
+	// leaves Buf resliced to the datagram's length. WriteBatch sends
+	// Buf[:N]. The caller may point Buf at any memory it owns (a write
+	// batch usually points it into the worker's output buffers); the
+	// batch keeps no copy of the slice between calls.
+	Buf []byte
+
+	// N is the datagram length in bytes: set by ReadBatch (equal to
+	// len(Buf)), read by WriteBatch.
+	N int
+
+	// Addr is the peer: the source address after ReadBatch, the
+	// destination for WriteBatch. IPv4 peers are always reported in their
+	// 4-byte form, also on IPv6 sockets; WriteBatch accepts either form.
+	// An IPv6 link-local source carries its interface index as a numeric
+	// zone ("fe80::1%2").
+	Addr netip.AddrPort
+
+	// Err is the outcome of this message. After ReadBatch it is nil or
+	// ErrTruncated. After WriteBatch it is nil if the datagram was handed
+	// to the kernel, the syscall.Errno that made the kernel refuse this
+	// datagram alone (for example EMSGSIZE), or, for messages not
+	// attempted because the whole batch failed, the error WriteBatch
+	// returned.
+	Err error
+}
+
+// SetData points m at b for sending to addr: Buf = b, N = len(b),
+// Addr = addr. Nothing is copied.
+func (m *Message) SetData(b []byte, addr netip.AddrPort) {
+	m.Buf, m.N, m.Addr = b, len(b), addr
+}
+
+// oobSize is the per-message control buffer for ReadBatch: room for the
+// SO_RXQ_OVFL message (24 bytes on 64-bit) and a little more, so an
+// unexpected extra control message does not truncate it.
+const oobSize = 64
+
+// Batch is a reusable vector of messages with the kernel structures
+// (mmsghdr, iovec, sockaddr and control buffers) recvmmsg and sendmmsg
+// need, all allocated once by NewBatch. Reading or writing a batch
+// allocates nothing.
+//
+// A Batch belongs to one goroutine at a time; it may be used with any
+// Conn, for reading and for writing.
+type Batch struct {
+	// Msgs are the messages. ReadBatch and WriteBatch use at most the
+	// first len(Msgs) of them, up to the size given to NewBatch. The
+	// caller may change any field of any message between calls.
+	Msgs []Message
+
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6 // large enough for sockaddr_in too
+	oob   []byte                  // oobSize bytes per message
+
+	// readFn and writeFn are b.doRead and b.doWrite, bound once so that
+	// passing them to syscall.RawConn does not allocate per call.
+	readFn  func(fd uintptr) bool
+	writeFn func(fd uintptr) bool
+
+	// State shared with doRead and doWrite for the call in progress.
+	vlen     int           // read: messages offered to recvmmsg
+	got      int           // read: messages received
+	off, end int           // write: next message to send, end of batch
+	sent     int           // write: datagrams accepted by the kernel
+	failed   int           // write: datagrams skipped after an error
+	retried  int           // write: index retried after ECONNREFUSED, or -1
+	errno    syscall.Errno // hard error of the call
+
+	// Zone cache for IPv6 link-local sources.
+	zoneID  uint32
+	zoneStr string
+}
+
+// NewBatch returns a Batch of n messages (1 <= n <= MaxBatchSize). If
+// slotSize is positive, every message gets its own slotSize-byte receive
+// slot (one contiguous allocation); a batch used only for writing can pass
+// 0 and point each Message.Buf at the data to send.
+//
+// A slot should hold the largest datagram the caller accepts; a longer
+// one is truncated (Message.Err = ErrTruncated). 65535 holds any UDP
+// datagram over IPv4.
+func NewBatch(n, slotSize int) *Batch {
+	if n < 1 || n > MaxBatchSize {
+		panic(fmt.Sprintf("udp: NewBatch: size %d out of range 1..%d", n, MaxBatchSize))
+	}
+	if slotSize < 0 {
+		panic(fmt.Sprintf("udp: NewBatch: negative slot size %d", slotSize))
+	}
+	b := &Batch{
+		Msgs:    make([]Message, n),
+		hdrs:    make([]unix.Mmsghdr, n),
+		iovs:    make([]unix.Iovec, n),
+		names:   make([]unix.RawSockaddrInet6, n),
+		oob:     make([]byte, n*oobSize),
+		retried: -1,
+	}
+	if slotSize > 0 {
+		slab := make([]byte, n*slotSize)
+		for i := range b.Msgs {
+			b.Msgs[i].Buf = slab[i*slotSize : (i+1)*slotSize : (i+1)*slotSize]
+		}
+	}
+	for i := range b.hdrs {
+		h := &b.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.Iov = &b.iovs[i]
+		h.SetIovlen(1)
+	}
+	b.readFn = b.doRead
+	b.writeFn = b.doWrite
+	return b
+}
+
+// Len returns the capacity of the batch in messages (n given to NewBatch).
+func (b *Batch) Len() int { return len(b.hdrs) }
+
+// ReadBatch receives up to len(b.Msgs) datagrams with one recvmmsg call
+// and returns how many it received; b.Msgs[:n] then hold them (Buf
+// resliced to the datagram, N, Addr and Err). It returns at least one
+// datagram unless it returns an error: when the socket has nothing to
+// read, the goroutine parks in the netpoller until a datagram arrives, the
+// read deadline passes or the Conn is closed.
+//
+// After Close the error wraps net.ErrClosed; after a read deadline it
+// wraps os.ErrDeadlineExceeded. Any other error (a pending socket error
+// the kernel reports once) is transient and the caller may read again.
+//
+// A datagram longer than its slot is truncated to cap(Buf) bytes and
+// marked with Err = ErrTruncated; Conn.Truncated counts them.
+func (c *Conn) ReadBatch(b *Batch) (int, error) {
+	n := min(len(b.Msgs), len(b.hdrs))
+	if n == 0 {
+		return 0, nil
+	}
+	var control *byte
+	var controlLen int
+	if c.rxqOvfl {
+		controlLen = oobSize
+	}
+	for i := 0; i < n; i++ {
+		buf := b.Msgs[i].Buf[:cap(b.Msgs[i].Buf)]
+		iov := &b.iovs[i]
+		if len(buf) > 0 {
+			iov.Base = &buf[0]
+		} else {
+			iov.Base = nil
+		}
+		iov.SetLen(len(buf))
+		h := &b.hdrs[i]
+		h.Hdr.Namelen = unix.SizeofSockaddrInet6
+		if controlLen > 0 {
+			control = &b.oob[i*oobSize]
+		}
+		h.Hdr.Control = control
+		h.Hdr.SetControllen(controlLen)
+		h.Hdr.Flags = 0
+		h.Len = 0
+	}
+	b.vlen, b.got, b.errno = n, 0, 0
+	if err := c.rc.Read(b.readFn); err != nil {
+		return 0, fmt.Errorf("udp: read batch on %v: %w", c.local, err)
+	}
+	if b.errno != 0 {
+		return 0, fmt.Errorf("udp: read batch on %v: %w", c.local, os.NewSyscallError("recvmmsg", b.errno))
+	}
+	var drops uint32
+	var haveDrops bool
+	for i := 0; i < b.got; i++ {
+		h := &b.hdrs[i]
+		m := &b.Msgs[i]
+		ln := min(int(h.Len), cap(m.Buf))
+		m.Buf = m.Buf[:ln]
+		m.N = ln
+		m.Addr = b.decodeAddr(&b.names[i], h.Hdr.Namelen)
+		m.Err = nil
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+			m.Err = ErrTruncated
+			c.truncated.Add(1)
+		}
+		if controlLen > 0 && h.Hdr.Controllen > 0 {
+			oob := b.oob[i*oobSize : i*oobSize+min(int(h.Hdr.Controllen), oobSize)]
+			if v, ok := rxqOvfl(oob); ok {
+				drops, haveDrops = v, true
+			}
+		}
+	}
+	if haveDrops {
+		c.noteDrops(drops)
+	}
+	return b.got, nil
+}
+
+// doRead is the syscall.RawConn.Read callback of ReadBatch. Returning
+// false on EAGAIN makes the runtime park the goroutine until the socket
+// is readable and call it again.
+func (b *Batch) doRead(fd uintptr) bool {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.vlen), 0, 0, 0)
+		switch e {
+		case 0:
+			b.got = int(r)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			b.errno = e
+			return true
+		}
+	}
+}
+
+// WriteBatch sends b.Msgs[:n], each Buf[:N] to its Addr, with as few
+// sendmmsg calls as the kernel allows, in order, and returns how many
+// datagrams the kernel accepted. The iovecs and addresses are rebuilt from
+// Msgs on every call, so the caller may point each Buf anywhere.
+//
+// If the kernel refuses one datagram (EMSGSIZE for an oversized one,
+// EINVAL for port 0, EAFNOSUPPORT for an IPv6 destination on an IPv4
+// socket, EDESTADDRREQ for an invalid Addr, ENETUNREACH, EPERM from a
+// firewall, ENOBUFS...), WriteBatch records the error in that message's
+// Err, counts it in Conn.SendFailed, skips it and goes on with the rest:
+// one bad datagram never holds up the others. ECONNREFUSED, which the
+// kernel reports for an earlier datagram rather than the current one, gets
+// the current datagram retried once. These per-message failures are not
+// an error of the call: sent < n with a nil error means some messages
+// carry an Err.
+//
+// WriteBatch returns an error only if the socket itself fails (it was
+// closed, the write deadline passed, or the kernel reports EBADF,
+// ENOTSOCK or EFAULT); messages not yet attempted then carry that error
+// in Err. If the send buffer is full, the goroutine parks in the
+// netpoller until there is room.
+//
+// WriteBatch panics if n is out of range or N exceeds cap(Buf), like an
+// out-of-range slice expression.
+func (c *Conn) WriteBatch(b *Batch, n int) (int, error) {
+	if n < 0 || n > len(b.Msgs) || n > len(b.hdrs) {
+		panic(fmt.Sprintf("udp: WriteBatch: %d messages, batch holds %d", n, min(len(b.Msgs), len(b.hdrs))))
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	for i := 0; i < n; i++ {
+		m := &b.Msgs[i]
+		buf := m.Buf[:m.N]
+		iov := &b.iovs[i]
+		if len(buf) > 0 {
+			iov.Base = &buf[0]
+		} else {
+			iov.Base = nil
+		}
+		iov.SetLen(len(buf))
+		h := &b.hdrs[i]
+		h.Hdr.Namelen = encodeAddr(&b.names[i], m.Addr, c.family)
+		h.Hdr.Control = nil
+		h.Hdr.SetControllen(0)
+		h.Hdr.Flags = 0
+		h.Len = 0
+		m.Err = nil
+	}
+	b.off, b.end, b.sent, b.failed, b.retried, b.errno = 0, n, 0, 0, -1, 0
+	err := c.rc.Write(b.writeFn)
+	if b.failed > 0 {
+		c.sendFailed.Add(uint64(b.failed))
+	}
+	if err == nil && b.errno != 0 {
+		err = os.NewSyscallError("sendmmsg", b.errno)
+	}
+	if err != nil {
+		err = fmt.Errorf("udp: write batch on %v: %w", c.local, err)
+		for i := b.off; i < n; i++ {
+			b.Msgs[i].Err = err
+		}
+		return b.sent, err
+	}
+	return b.sent, nil
+}
+
+// doWrite is the syscall.RawConn.Write callback of WriteBatch. It loops
+// over partial sendmmsg results, skips datagrams refused individually and
+// returns false on EAGAIN so the runtime waits for the socket to be
+// writable and calls it again; progress is kept in b.
+func (b *Batch) doWrite(fd uintptr) bool {
+	for b.off < b.end {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[b.off])), uintptr(b.end-b.off), 0, 0, 0)
+		switch e {
+		case 0:
+			if r == 0 {
+				// Not expected from the kernel; skip rather than spin.
+				b.Msgs[b.off].Err = io.ErrShortWrite
+				b.failed++
+				b.off++
+				continue
+			}
+			b.off += int(r)
+			b.sent += int(r)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		case unix.EBADF, unix.ENOTSOCK, unix.EFAULT:
+			b.errno = e
+			return true
+		case unix.ECONNREFUSED:
+			// A pending error from an ICMP for an earlier datagram; the
+			// kernel consumed it without sending this one.
+			if b.retried != b.off {
+				b.retried = b.off
+				continue
+			}
+			fallthrough
+		default:
+			b.Msgs[b.off].Err = e
+			b.failed++
+			b.off++
+		}
+	}
+	return true
+}
+
+// decodeAddr converts the sockaddr recvmmsg wrote into sa (nameLen bytes)
+// to a netip.AddrPort without allocating. IPv4-mapped IPv6 addresses are
+// unmapped.
+func (b *Batch) decodeAddr(sa *unix.RawSockaddrInet6, nameLen uint32) netip.AddrPort {
+	switch {
+	case sa.Family == unix.AF_INET && nameLen >= unix.SizeofSockaddrInet4:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), portOf(&sa4.Port))
+	case sa.Family == unix.AF_INET6 && nameLen >= unix.SizeofSockaddrInet6:
+		a := netip.AddrFrom16(sa.Addr)
+		if a.Is4In6() {
+			a = a.Unmap()
+		} else if sa.Scope_id != 0 {
+			a = a.WithZone(b.zone(sa.Scope_id))
+		}
+		return netip.AddrPortFrom(a, portOf(&sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// zone returns the numeric zone string for an interface index, cached for
+// the last index seen so a steady link-local peer costs no allocation.
+func (b *Batch) zone(id uint32) string {
+	if id != b.zoneID || b.zoneStr == "" {
+		b.zoneID, b.zoneStr = id, strconv.FormatUint(uint64(id), 10)
+	}
+	return b.zoneStr
+}
+
+// encodeAddr writes addr into sa as the sockaddr a socket of family takes
+// and returns its length, or 0 (no address, so the kernel refuses the
+// datagram with EDESTADDRREQ) if addr is invalid.
+func encodeAddr(sa *unix.RawSockaddrInet6, addr netip.AddrPort, family int) uint32 {
+	ip := addr.Addr()
+	if !ip.IsValid() {
+		return 0
+	}
+	if family == unix.AF_INET && (ip.Is4() || ip.Is4In6()) {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ip.Unmap().As4()}
+		putPort(&sa4.Port, addr.Port())
+		return unix.SizeofSockaddrInet4
+	}
+	// An IPv6 destination, or any destination on an IPv6 socket: IPv4
+	// goes out as IPv4-mapped (As16 maps it). On an IPv4 socket the
+	// kernel refuses an AF_INET6 sockaddr with EAFNOSUPPORT.
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ip.As16()}
+	putPort(&sa.Port, addr.Port())
+	if z := ip.Zone(); z != "" {
+		sa.Scope_id = zoneIndex(z)
+	}
+	return unix.SizeofSockaddrInet6
+}
+
+// zoneIndex returns the interface index of an IPv6 zone, numeric or an
+// interface name (the latter is a rare, allocating lookup).
+func zoneIndex(z string) uint32 {
+	if id, err := strconv.ParseUint(z, 10, 32); err == nil {
+		return uint32(id)
+	}
+	if ifi, err := net.InterfaceByName(z); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
+}
+
+// portOf reads a port stored in network byte order.
+func portOf(p *uint16) uint16 {
+	return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(p))[:])
+}
+
+// putPort stores port in network byte order.
+func putPort(p *uint16, port uint16) {
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(p))[:], port)
+}
+
+// rxqOvfl returns the SO_RXQ_OVFL drop counter from a control message
+// buffer filled by recvmsg, if present. It walks the buffer by hand since
+// unix.ParseSocketControlMessage allocates.
+func rxqOvfl(oob []byte) (uint32, bool) {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return 0, false
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL && l >= unix.CmsgLen(4) {
+			d := unix.CmsgLen(0)
+			return binary.NativeEndian.Uint32(oob[d : d+4]), true
+		}
+		next := unix.CmsgSpace(l - unix.SizeofCmsghdr)
+		if next >= len(oob) {
+			break
+		}
+		oob = oob[next:]
+	}
+	return 0, false
+}
