@@ -1,0 +1,152 @@
+//go:build linux
+
+package udp
+
+import (
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// benchPayload is the size of the datagrams the echo benchmarks send, in
+// the range of a typical SIP request.
+const benchPayload = 512
+
+// benchWindow is how many datagrams a client has in flight: one batch.
+const benchWindow = 64
+
+// BenchmarkEchoBatch measures datagrams echoed per second on loopback
+// with ReadBatch/WriteBatch on both ends: the client sends a window of 64
+// with one WriteBatch and collects the echoes with ReadBatch; the server
+// echoes every batch it reads with one WriteBatch. One op is one datagram
+// sent and its echo received.
+func BenchmarkEchoBatch(b *testing.B) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		b.Run(netName(addr), func(b *testing.B) {
+			srv := listenOrSkipB(b, addr)
+			cli := listenOrSkipB(b, addr)
+			go func() {
+				in := srv.NewBatch(2048)
+				for {
+					n, err := srv.ReadBatch(in)
+					if err != nil {
+						if errors.Is(err, net.ErrClosed) {
+							return
+						}
+						continue
+					}
+					srv.WriteBatch(in, n) // Addr is the source: echo in place
+				}
+			}()
+			out := NewBatch(benchWindow, benchPayload)
+			for i := range out.Msgs {
+				out.Msgs[i].N = benchPayload
+				out.Msgs[i].Addr = srv.LocalAddr()
+			}
+			in := NewBatch(benchWindow, 2048)
+			lost := 0
+			b.SetBytes(benchPayload)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for done := 0; done < b.N; {
+				w := min(benchWindow, b.N-done)
+				if _, err := cli.WriteBatch(out, w); err != nil {
+					b.Fatal(err)
+				}
+				cli.SetReadDeadline(time.Now().Add(time.Second))
+				for got := 0; got < w; {
+					n, err := cli.ReadBatch(in)
+					if errors.Is(err, os.ErrDeadlineExceeded) {
+						lost += w - got
+						break
+					} else if err != nil {
+						b.Fatal(err)
+					}
+					got += n
+				}
+				done += w
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "dgrams/s")
+			b.ReportMetric(float64(lost), "lost")
+		})
+	}
+}
+
+// BenchmarkEchoPlain is BenchmarkEchoBatch with one datagram per system
+// call: net.UDPConn's WriteToUDPAddrPort and ReadFromUDPAddrPort on both
+// ends, the same window of 64 in flight.
+func BenchmarkEchoPlain(b *testing.B) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		b.Run(netName(addr), func(b *testing.B) {
+			srv := listenOrSkipB(b, addr).uc
+			cli := listenOrSkipB(b, addr).uc
+			to := srv.LocalAddr().(*net.UDPAddr).AddrPort()
+			go func() {
+				buf := make([]byte, 2048)
+				for {
+					n, from, err := srv.ReadFromUDPAddrPort(buf)
+					if err != nil {
+						if errors.Is(err, net.ErrClosed) {
+							return
+						}
+						continue
+					}
+					srv.WriteToUDPAddrPort(buf[:n], from)
+				}
+			}()
+			payload := make([]byte, benchPayload)
+			buf := make([]byte, 2048)
+			lost := 0
+			b.SetBytes(benchPayload)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for done := 0; done < b.N; {
+				w := min(benchWindow, b.N-done)
+				for i := 0; i < w; i++ {
+					if _, err := cli.WriteToUDPAddrPort(payload, to); err != nil {
+						b.Fatal(err)
+					}
+				}
+				cli.SetReadDeadline(time.Now().Add(time.Second))
+				for got := 0; got < w; got++ {
+					_, _, err := cli.ReadFromUDPAddrPort(buf)
+					if errors.Is(err, os.ErrDeadlineExceeded) {
+						lost += w - got
+						break
+					} else if err != nil {
+						b.Fatal(err)
+					}
+				}
+				done += w
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "dgrams/s")
+			b.ReportMetric(float64(lost), "lost")
+		})
+	}
+}
+
+func netName(addr string) string {
+	if addr[0] == '[' {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+func listenOrSkipB(b *testing.B, addr string) *Conn {
+	b.Helper()
+	c, err := Listen(b.Context(), addr, Config{RecvBuffer: 4 << 20, SendBuffer: 4 << 20})
+	if err != nil {
+		if addr[0] == '[' {
+			b.Skipf("no IPv6 on loopback: %v", err)
+		}
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
