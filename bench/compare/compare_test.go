@@ -1,0 +1,205 @@
+package compare
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+// messages are the six messages of parser/bench_test.go, read from the same
+// files.
+var messages = []struct{ name, file string }{
+	{"InviteSoftphone", "invite_softphone.sip"},
+	{"OK200Invite", "ok200_invite.sip"},
+	{"RegisterDigest", "register_digest.sip"},
+	{"OptionsKeepalive", "options_keepalive.sip"},
+	{"Ringing180", "ringing180.sip"},
+	{"InviteCompact", "invite_compact.sip"},
+}
+
+func load(tb testing.TB, file string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "parser", "testdata", file))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// want holds the fields of each message, read off the files by hand, so that
+// the test catches the two parsers agreeing on a wrong value.
+var want = map[string]Fields{
+	"InviteSoftphone": {Method: "INVITE", CallID: "a84b4c76e66710@pc33.atlanta.example.com",
+		Branch: "z9hG4bK776asdhds", ViaHost: "pc33.atlanta.example.com", ViaPort: 5060, ViaCount: 2,
+		CSeqNum: 314159, CSeqMethod: "INVITE", MaxForwards: 70, HasMaxForwards: true,
+		ContentLength: 250, HasContentLen: true},
+	"OK200Invite": {Status: 200, CallID: "a84b4c76e66710@pc33.atlanta.example.com",
+		Branch: "z9hG4bK4b43c2ff8.1", ViaHost: "server10.biloxi.example.com", ViaCount: 3,
+		CSeqNum: 314159, CSeqMethod: "INVITE", ContentLength: 244, HasContentLen: true, ToTag: "a6c85cf"},
+	"RegisterDigest": {Method: "REGISTER", CallID: "843817637684230@998sdasdh09",
+		Branch: "z9hG4bKnashds7", ViaHost: "bobspc.biloxi.example.com", ViaPort: 5060, ViaCount: 1,
+		CSeqNum: 1827, CSeqMethod: "REGISTER", MaxForwards: 70, HasMaxForwards: true, HasContentLen: true},
+	"OptionsKeepalive": {Method: "OPTIONS", CallID: "a84b4c76e66710",
+		Branch: "z9hG4bKhjhs8ass877", ViaHost: "pc33.atlanta.example.com", ViaCount: 1,
+		CSeqNum: 63104, CSeqMethod: "OPTIONS", MaxForwards: 70, HasMaxForwards: true, HasContentLen: true},
+	"Ringing180": {Status: 180, CallID: "a84b4c76e66710@pc33.atlanta.example.com",
+		Branch: "z9hG4bK4b43c2ff8.1", ViaHost: "server10.biloxi.example.com", ViaCount: 2,
+		CSeqNum: 314159, CSeqMethod: "INVITE", HasContentLen: true, ToTag: "a6c85cf"},
+	"InviteCompact": {Method: "INVITE", CallID: "a84b4c76e66710@pc33.atlanta.example.com",
+		Branch: "z9hG4bKnashds8", ViaHost: "pc33.atlanta.example.com", ViaCount: 1,
+		CSeqNum: 314159, CSeqMethod: "INVITE", MaxForwards: 70, HasMaxForwards: true,
+		ContentLength: 250, HasContentLen: true},
+}
+
+// TestSameFields checks that both parsers extract the same proxy fields from
+// every message, and the right ones, so that the benchmarks compare equal
+// work.
+func TestSameFields(t *testing.T) {
+	for _, tm := range messages {
+		t.Run(tm.name, func(t *testing.T) {
+			data := load(t, tm.file)
+
+			var m parser.Message
+			if err := parser.Parse(data, &m); err != nil {
+				t.Fatalf("viaduct: %v", err)
+			}
+			var vf ViaductFields
+			if err := ReadViaduct(&m, &vf); err != nil {
+				t.Fatalf("viaduct: %v", err)
+			}
+
+			msg, err := sip.NewParser().ParseSIP(data)
+			if err != nil {
+				t.Fatalf("sipgo: %v", err)
+			}
+			var sf SipgoFields
+			if err := ReadSipgo(msg, &sf); err != nil {
+				t.Fatalf("sipgo: %v", err)
+			}
+
+			got := vf.Common()
+			if got != sf {
+				t.Errorf("parsers disagree:\nviaduct %+v\nsipgo   %+v", got, sf)
+			}
+			if got != want[tm.name] {
+				t.Errorf("viaduct fields\n got %+v\nwant %+v", got, want[tm.name])
+			}
+			if sf != want[tm.name] {
+				t.Errorf("sipgo fields\n got %+v\nwant %+v", sf, want[tm.name])
+			}
+			if vf.Sum() != SumSipgo(&sf) {
+				t.Errorf("checksums differ: viaduct %d, sipgo %d", vf.Sum(), SumSipgo(&sf))
+			}
+		})
+	}
+}
+
+// TestViaductZeroAllocs guards the target of the comparison: parsing plus
+// reading the proxy fields allocates nothing on our side.
+func TestViaductZeroAllocs(t *testing.T) {
+	for _, tm := range messages {
+		data := load(t, tm.file)
+		var (
+			m  parser.Message
+			vf ViaductFields
+		)
+		allocs := testing.AllocsPerRun(100, func() {
+			if err := parser.Parse(data, &m); err != nil {
+				t.Fatal(err)
+			}
+			if err := ReadViaduct(&m, &vf); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %.1f allocs per parse+fields, want 0", tm.name, allocs)
+		}
+	}
+}
+
+// sink keeps benchmark results alive so the compiler cannot drop the work.
+var sink int
+
+// BenchmarkParse measures parsing alone. Viaduct only indexes the message
+// (header values are parsed lazily); sipgo parses the start line and the
+// headers it knows (Via, From, To, Contact, CSeq, Call-ID, ...) eagerly and
+// copies the body.
+func BenchmarkParse(b *testing.B) {
+	for _, tm := range messages {
+		data := load(b, tm.file)
+		b.Run(tm.name+"/viaduct", func(b *testing.B) {
+			var m parser.Message
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				if err := parser.Parse(data, &m); err != nil {
+					b.Fatal(err)
+				}
+				n += m.NumHeaders()
+			}
+			sink = n
+		})
+		b.Run(tm.name+"/sipgo", func(b *testing.B) {
+			p := sip.NewParser()
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				msg, err := p.ParseSIP(data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n += len(msg.Body())
+			}
+			sink = n
+		})
+	}
+}
+
+// BenchmarkProxyFields measures parsing plus reading every field of Fields.
+func BenchmarkProxyFields(b *testing.B) {
+	for _, tm := range messages {
+		data := load(b, tm.file)
+		b.Run(tm.name+"/viaduct", func(b *testing.B) {
+			var (
+				m parser.Message
+				f ViaductFields
+			)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				if err := parser.Parse(data, &m); err != nil {
+					b.Fatal(err)
+				}
+				if err := ReadViaduct(&m, &f); err != nil {
+					b.Fatal(err)
+				}
+				n += f.Sum()
+			}
+			sink = n
+		})
+		b.Run(tm.name+"/sipgo", func(b *testing.B) {
+			p := sip.NewParser()
+			var f SipgoFields
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				msg, err := p.ParseSIP(data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := ReadSipgo(msg, &f); err != nil {
+					b.Fatal(err)
+				}
+				n += SumSipgo(&f)
+			}
+			sink = n
+		})
+	}
+}
