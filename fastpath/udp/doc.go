@@ -17,12 +17,16 @@
 //		}
 //		k := 0
 //		for _, m := range in.Msgs[:n] {
-//			// m.Buf[:m.N] came from m.Addr ...
-//			out.Msgs[k].SetData(reply, to)
+//			// m.Buf (m.N bytes) came from m.Addr; build the output
+//			// in the worker's own buffer and point a message at it.
+//			out.Msgs[k].SetData(rewrite(m.Buf), nextHop)
 //			k++
 //		}
-//		c.WriteBatch(out, k)
+//		c.WriteBatch(out, k) // per-message failures are in out.Msgs[i].Err
 //	}
+//
+// Since ReadBatch leaves every message with its length and source address,
+// a batch can be echoed in place with c.WriteBatch(in, n).
 //
 // ReadBatch and WriteBatch allocate nothing: the mmsghdr, iovec, sockaddr
 // and control-message storage belong to the Batch, the callbacks handed
@@ -40,25 +44,40 @@
 // growing Drops means the receive buffer overflowed: raise
 // Config.RecvBuffer or add workers.
 //
+// # Performance
+//
+// BenchmarkEchoBatch and BenchmarkEchoPlain echo 512-byte datagrams over
+// loopback with 64 in flight, batched on both ends versus one
+// ReadFromUDPAddrPort/WriteToUDPAddrPort per datagram. On a 2-core VM
+// batching moved about 3.5 times as many datagrams per second (300k
+// against 85k over IPv4), with 0 allocations per datagram either way.
+//
 // # SO_REUSEPORT spreads by 4-tuple
 //
 // With ReusePort, the kernel picks the socket of the group for each
 // incoming datagram by a hash of (source address, source port,
-// destination address, destination port). The choice depends on nothing
-// else, so every datagram of one source lands on the same socket, hence on
-// one worker, however busy that source is, while the other workers idle.
-// Many sources spread roughly evenly. Measured on loopback with 4 sockets
-// in the group (TestReusePortSpreading, go test -run Spreading -v):
+// destination address, destination port). Nothing else counts, not the
+// load of the sockets nor the CPU: every datagram of one source lands on
+// the same socket, hence on one worker, however busy that source is.
+// TestReusePortSpreading (go test -run Spreading -v) measures it with 4
+// sockets in the group; a typical run:
 //
-//	1 source,   256 datagrams: one socket got all 256, the others 0
-//	64 sources, 4 datagrams each: see TestReusePortSpreading's log
+//	 1 source  x 256 datagrams: per socket [0 0 256 0]     1 of 4 sockets busy
+//	 4 sources x  64 datagrams: per socket [128 0 0 128]   2 of 4 busy (sources 2 0 0 2)
+//	64 sources x   4 datagrams: per socket [76 64 60 56]   4 of 4 busy (sources 19 16 15 14)
 //
-// For a SIP proxy this means one heavy peer (a single SIPp instance, a
-// single upstream proxy or SBC sending everything from one port) is capped
-// at the throughput of one worker. A design that needs to spread one
-// source over several cores must do so above this package (or attach a
-// SO_ATTACH_REUSEPORT_CBPF program through Conn.SyscallConn), and must
-// then itself keep the messages of one flow in order. The upside of the
-// hash is that ordering per source comes for free: one socket, one
-// reader, in arrival order.
+// Over eight runs the single source always hit exactly one socket, 4
+// sources kept 2 or 3 of the 4 sockets busy (all four only with
+// probability 4!/4^4, about 9%), and 64 sources reached all four with
+// 13 to 22 sources each.
+//
+// For a SIP proxy this means a single heavy peer (one SIPp instance, one
+// upstream proxy or SBC sending everything from one port) is capped at
+// the throughput of one worker, and a handful of peers load the workers
+// unevenly; only many peers (phones, a fleet of clients) spread well.
+// Spreading one source over several workers has to happen above this
+// package or in a reuse-port BPF program attached through
+// Conn.SyscallConn, and must then itself keep the messages of one flow in
+// order. The upside of the hash is that ordering per source comes for
+// free: one source, one socket, one reader, arrival order.
 package udp
