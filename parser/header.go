@@ -259,10 +259,52 @@ func (m Method) String() string {
 // MethodOf classifies a method name. Method names are case-sensitive
 // (RFC 3261 7.1), so "invite" is MethodOther.
 func MethodOf(b []byte) Method {
-	for i := 1; i < len(methodNames); i++ {
-		if string(b) == methodNames[i] {
-			return Method(i)
+	var m Method
+	switch len(b) {
+	case 3:
+		switch string(b) {
+		case "ACK":
+			return MethodACK
+		case "BYE":
+			return MethodBYE
 		}
+		return MethodOther
+	case 4:
+		m = MethodINFO
+	case 5:
+		switch b[0] {
+		case 'P':
+			m = MethodPRACK
+		case 'R':
+			m = MethodREFER
+		}
+	case 6:
+		switch b[0] {
+		case 'I':
+			m = MethodINVITE
+		case 'C':
+			m = MethodCANCEL
+		case 'N':
+			m = MethodNOTIFY
+		case 'U':
+			m = MethodUPDATE
+		}
+	case 7:
+		switch b[0] {
+		case 'O':
+			m = MethodOPTIONS
+		case 'P':
+			m = MethodPUBLISH
+		case 'M':
+			m = MethodMESSAGE
+		}
+	case 8:
+		m = MethodREGISTER
+	case 9:
+		m = MethodSUBSCRIBE
+	}
+	if m != MethodOther && string(b) == methodNames[m] {
+		return m
 	}
 	return MethodOther
 }
