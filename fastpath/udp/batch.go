@@ -284,6 +284,11 @@ func (c *Conn) WriteBatch(b *Batch, n int) (int, error) {
 	}
 	b.off, b.end, b.sent, b.failed, b.retried, b.errno = 0, n, 0, 0, -1, 0
 	err := c.rc.Write(b.writeFn)
+	// Drop the references to the caller's buffers, so the batch does not
+	// keep them alive after the call.
+	for i := 0; i < n; i++ {
+		b.iovs[i].Base = nil
+	}
 	if b.failed > 0 {
 		c.sendFailed.Add(uint64(b.failed))
 	}

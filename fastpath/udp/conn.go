@@ -292,7 +292,8 @@ func (c *Conn) WriteTo(b []byte, addr netip.AddrPort) error {
 // and Drops itself asks the kernel for the current value with one
 // getsockopt(SO_MEMINFO) call, so drops are visible even while nothing is
 // being read. If neither is supported it returns 0. After Close, it
-// returns the last value seen.
+// returns the last value seen. Drops is meant for periodic reporting, not
+// for every batch: it costs a system call and a small allocation.
 func (c *Conn) Drops() uint64 {
 	var info [unix.SK_MEMINFO_VARS]uint32
 	size := uint32(unsafe.Sizeof(info))

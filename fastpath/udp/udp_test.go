@@ -451,3 +451,62 @@ func TestRxqOvflParse(t *testing.T) {
 		t.Error("parsed past a corrupt control message")
 	}
 }
+
+func TestExclusiveWithoutReusePort(t *testing.T) {
+	c := listen(t, "127.0.0.1:0", Config{})
+	if c2, err := Listen(context.Background(), c.LocalAddr().String(), Config{}); err == nil {
+		c2.Close()
+		t.Fatal("second exclusive socket bound the same address")
+	}
+	g := listen(t, "127.0.0.1:0", Config{ReusePort: true})
+	if c3, err := Listen(context.Background(), g.LocalAddr().String(), Config{}); err == nil {
+		c3.Close()
+		t.Fatal("a socket without SO_REUSEPORT joined a reuse-port group")
+	}
+}
+
+// TestWriteBatchStaleConnRefused checks that ECONNREFUSED, which the
+// kernel reports for an earlier datagram (here thanks to IP_RECVERR and
+// the ICMP port unreachable loopback returns), does not cost the next
+// datagram.
+func TestWriteBatchStaleConnRefused(t *testing.T) {
+	c := listen(t, "127.0.0.1:0", Config{})
+	rc, _ := c.SyscallConn()
+	var serr error
+	rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1) })
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	closed := plain(t, "udp4", "127.0.0.1:0")
+	closedAddr := addrOf(closed)
+	closed.Close()
+	dst := plain(t, "udp4", "127.0.0.1:0")
+
+	b := NewBatch(1, 0)
+	b.Msgs[0].SetData([]byte("to nobody"), closedAddr)
+	if sent, err := c.WriteBatch(b, 1); sent != 1 || err != nil {
+		t.Fatalf("WriteBatch to a closed port = %d, %v", sent, err)
+	}
+	// Wait (bounded) for the ICMP error to be pending on the socket.
+	var pending bool
+	rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd)}}
+		n, _ := unix.Poll(fds, 2000)
+		pending = n == 1 && fds[0].Revents&unix.POLLERR != 0
+	})
+	if !pending {
+		t.Skip("no ICMP error pending on the socket; cannot exercise the stale-error path")
+	}
+	b.Msgs[0].SetData([]byte("good"), addrOf(dst))
+	if sent, err := c.WriteBatch(b, 1); sent != 1 || err != nil || b.Msgs[0].Err != nil {
+		t.Fatalf("WriteBatch after a pending ECONNREFUSED = %d, %v, Err %v; want the datagram sent", sent, err, b.Msgs[0].Err)
+	}
+	buf := make([]byte, 16)
+	dst.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, _, err := dst.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "good" {
+		t.Errorf("destination got %q, %v", buf[:n], err)
+	}
+	if c.SendFailed() != 0 {
+		t.Errorf("SendFailed() = %d, want 0", c.SendFailed())
+	}
+}
