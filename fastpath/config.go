@@ -1,0 +1,318 @@
+package fastpath
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Defaults applied by Config.withDefaults for fields left at their zero value.
+const (
+	// DefaultMaxMessageSize is the largest datagram forwarded, in bytes
+	// (Kamailio's default buffer size).
+	DefaultMaxMessageSize = 16384
+	// DefaultSocketBuffer is the SO_RCVBUF and SO_SNDBUF size requested for
+	// every socket. The kernel caps it at net.core.rmem_max / wmem_max.
+	DefaultSocketBuffer = 4 << 20
+	// DefaultBatch is the number of datagrams read or written per
+	// recvmmsg/sendmmsg call.
+	DefaultBatch = 32
+	// MaxBatch is the largest Batch accepted.
+	MaxBatch = 256
+	// MaxListen is the largest number of listen addresses (the listen
+	// index is carried in one base32 digit of the branch).
+	MaxListen = 32
+	// maxUDPPayload is the largest UDP payload over IPv4.
+	maxUDPPayload = 65507
+	// headroom is what a rewrite may add to a message: our Via, received
+	// and rport, Max-Forwards, Record-Route. Output buffers are
+	// MaxMessageSize+headroom bytes.
+	headroom = 1024
+	// MinSecretLen is the shortest MAC secret accepted.
+	MinSecretLen = 16
+)
+
+// Config is the configuration of an Engine. The zero value of every field
+// except Listen and Upstreams (or Picker) selects a default, documented on
+// the field. Field names in errors are the keys of Viaduct's YAML file.
+type Config struct {
+	// Listen holds the UDP addresses to receive on, IPv4 or IPv6, at
+	// least one. Port 0 picks an ephemeral port (tests); every worker then
+	// shares the port the first socket got.
+	Listen []netip.AddrPort
+
+	// Advertise is the host[:port] that Viaduct puts into its Via (and
+	// Record-Route) and recognises as its own. It may differ from the
+	// listen address (a public address in front of NAT). Default: the
+	// first listen address, which must then be a specific address, not
+	// 0.0.0.0 or ::. Without a port the first listen port is used.
+	Advertise string
+
+	// Workers is the number of worker goroutines per listen address, each
+	// owning one SO_REUSEPORT socket. Default: GOMAXPROCS.
+	Workers int
+
+	// RecvBuffer and SendBuffer are the SO_RCVBUF / SO_SNDBUF sizes asked
+	// for, in bytes. Default DefaultSocketBuffer.
+	RecvBuffer, SendBuffer int
+
+	// Batch is the number of datagrams per recvmmsg/sendmmsg call.
+	// Default DefaultBatch; at most MaxBatch.
+	Batch int
+
+	// Upstreams are the next hops requests are balanced over (by Call-ID
+	// hash). Requests coming from one of these exact addresses may be
+	// routed by their Route or Request-URI instead (IP literals only).
+	Upstreams []netip.AddrPort
+
+	// RecordRoute makes Viaduct add "Record-Route: <sip:ADVERTISE;lr>" to
+	// dialog-forming requests (INVITE, SUBSCRIBE, REFER without To tag).
+	RecordRoute bool
+
+	// MaxMessageSize is the largest datagram accepted, in bytes; larger
+	// requests get 513 Message Too Large, larger responses are dropped.
+	// Default DefaultMaxMessageSize; at most 65507-1024.
+	MaxMessageSize int
+
+	// Secret keys the MAC in Viaduct's branch parameters. Instances that
+	// must accept each other's responses need the same secret. Default:
+	// 32 random bytes at start (responses to requests forwarded before a
+	// restart are then dropped). At least MinSecretLen bytes.
+	Secret []byte
+
+	// Picker, if set, chooses the upstream for requests balanced by
+	// Call-ID instead of the built-in stable hash over Upstreams. Its
+	// upstream addresses count as "configured upstreams" only if they are
+	// also listed in Upstreams.
+	Picker Picker
+}
+
+// FieldError reports an invalid configuration field: Field is its YAML key
+// (with an index for lists, as in "upstreams[1]") and Reason says why.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+// Error implements the error interface.
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+func fieldErr(field, format string, a ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, a...)}
+}
+
+// advertise is the parsed Advertise setting.
+type advertise struct {
+	host    string     // host as written in Via, without brackets
+	addr    netip.Addr // valid when host is an IP literal
+	port    int
+	sentBy  string // "host:port", IPv6 in brackets
+	isIPv6  bool
+	hostLow string // lower-case host for comparisons
+}
+
+// Validate checks the configuration without changing it and returns a
+// *FieldError naming the first bad field.
+func (c *Config) Validate() error {
+	_, _, err := c.withDefaults(false)
+	return err
+}
+
+// withDefaults returns a copy of c with every default applied, and the parsed
+// advertise address. With random set, a missing secret is drawn from
+// crypto/rand.
+func (c *Config) withDefaults(random bool) (Config, advertise, error) {
+	n := *c
+	var adv advertise
+	if len(n.Listen) == 0 {
+		return n, adv, fieldErr("listen", "at least one listen address is required")
+	}
+	if len(n.Listen) > MaxListen {
+		return n, adv, fieldErr("listen", "at most %d listen addresses are supported, got %d", MaxListen, len(n.Listen))
+	}
+	for i, l := range n.Listen {
+		f := fmt.Sprintf("listen[%d]", i)
+		if !l.IsValid() {
+			return n, adv, fieldErr(f, "not a valid ip:port")
+		}
+		if l.Addr().Zone() != "" {
+			return n, adv, fieldErr(f, "IPv6 zones are not supported (%s)", l)
+		}
+		for j := 0; j < i; j++ {
+			if n.Listen[j] == l && l.Port() != 0 {
+				return n, adv, fieldErr(f, "duplicate of listen[%d] (%s)", j, l)
+			}
+		}
+	}
+	if n.Workers == 0 {
+		n.Workers = runtime.GOMAXPROCS(0)
+	}
+	if n.Workers < 0 || n.Workers > 1024 {
+		return n, adv, fieldErr("workers", "must be between 1 and 1024, got %d", n.Workers)
+	}
+	if n.RecvBuffer == 0 {
+		n.RecvBuffer = DefaultSocketBuffer
+	}
+	if n.RecvBuffer < 0 {
+		return n, adv, fieldErr("recv_buffer", "must be positive, got %d", n.RecvBuffer)
+	}
+	if n.SendBuffer == 0 {
+		n.SendBuffer = DefaultSocketBuffer
+	}
+	if n.SendBuffer < 0 {
+		return n, adv, fieldErr("send_buffer", "must be positive, got %d", n.SendBuffer)
+	}
+	if n.Batch == 0 {
+		n.Batch = DefaultBatch
+	}
+	if n.Batch < 1 || n.Batch > MaxBatch {
+		return n, adv, fieldErr("batch", "must be between 1 and %d, got %d", MaxBatch, n.Batch)
+	}
+	if n.MaxMessageSize == 0 {
+		n.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if n.MaxMessageSize < 512 || n.MaxMessageSize > maxUDPPayload-headroom {
+		return n, adv, fieldErr("max_message_size", "must be between 512 and %d bytes, got %d", maxUDPPayload-headroom, n.MaxMessageSize)
+	}
+	if len(n.Upstreams) == 0 && n.Picker == nil {
+		return n, adv, fieldErr("upstreams", "at least one upstream is required")
+	}
+	for i, u := range n.Upstreams {
+		f := fmt.Sprintf("upstreams[%d]", i)
+		if !u.IsValid() || u.Port() == 0 {
+			return n, adv, fieldErr(f, "not a valid ip:port with a non-zero port")
+		}
+		if u.Addr().IsUnspecified() {
+			return n, adv, fieldErr(f, "unspecified address %s cannot be a destination", u.Addr())
+		}
+		for j := 0; j < i; j++ {
+			if n.Upstreams[j] == u {
+				return n, adv, fieldErr(f, "duplicate of upstreams[%d] (%s)", j, u)
+			}
+		}
+	}
+	if n.Secret == nil && random {
+		n.Secret = make([]byte, 32)
+		if _, err := rand.Read(n.Secret); err != nil {
+			return n, adv, fmt.Errorf("secret: reading random bytes: %w", err)
+		}
+	}
+	if n.Secret != nil && len(n.Secret) < MinSecretLen {
+		return n, adv, fieldErr("secret", "must be at least %d bytes, got %d", MinSecretLen, len(n.Secret))
+	}
+	var err error
+	adv, err = parseAdvertise(n.Advertise, n.Listen[0])
+	if err != nil {
+		return n, adv, err
+	}
+	return n, adv, nil
+}
+
+// parseAdvertise parses the advertise setting; an empty one means the first
+// listen address.
+func parseAdvertise(s string, first netip.AddrPort) (advertise, error) {
+	var a advertise
+	if s == "" {
+		if first.Addr().IsUnspecified() {
+			return a, fieldErr("advertise", "required when listen[0] is the unspecified address %s: Viaduct must put a reachable address into its Via", first.Addr())
+		}
+		a.addr = first.Addr().Unmap()
+		a.host = a.addr.String()
+		a.port = int(first.Port())
+	} else {
+		host, port, err := splitHostPort(s)
+		if err != nil {
+			return a, fieldErr("advertise", "%v", err)
+		}
+		if port == 0 {
+			port = int(first.Port())
+		}
+		a.host = host
+		a.port = port
+		if ip, err := netip.ParseAddr(host); err == nil {
+			if ip.Zone() != "" {
+				return a, fieldErr("advertise", "IPv6 zones are not supported (%s)", s)
+			}
+			if ip.IsUnspecified() {
+				return a, fieldErr("advertise", "the unspecified address %s is not reachable", ip)
+			}
+			a.addr = ip.Unmap()
+			a.host = a.addr.String()
+		} else if !validHostname(host) {
+			return a, fieldErr("advertise", "%q is neither an IP address nor a valid host name", host)
+		}
+	}
+	a.isIPv6 = a.addr.Is6()
+	a.hostLow = strings.ToLower(a.host)
+	if a.isIPv6 {
+		a.sentBy = "[" + a.host + "]:" + strconv.Itoa(a.port)
+	} else {
+		a.sentBy = a.host + ":" + strconv.Itoa(a.port)
+	}
+	return a, nil
+}
+
+// splitHostPort splits "host", "host:port", "[v6]" or "[v6]:port". A missing
+// port is returned as 0.
+func splitHostPort(s string) (host string, port int, err error) {
+	rest := ""
+	switch {
+	case strings.HasPrefix(s, "["):
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return "", 0, fmt.Errorf("%q: missing ']'", s)
+		}
+		host, rest = s[1:end], s[end+1:]
+	case strings.Count(s, ":") > 1:
+		return s, 0, nil // bare IPv6 literal without port
+	default:
+		host, rest, _ = strings.Cut(s, ":")
+		if strings.Contains(s, ":") {
+			rest = ":" + rest
+		}
+	}
+	if host == "" {
+		return "", 0, fmt.Errorf("%q: empty host", s)
+	}
+	if rest == "" {
+		return host, 0, nil
+	}
+	if rest[0] != ':' {
+		return "", 0, fmt.Errorf("%q: unexpected %q after host", s, rest)
+	}
+	p, err := strconv.Atoi(rest[1:])
+	if err != nil || p < 1 || p > 65535 {
+		return "", 0, fmt.Errorf("%q: port must be 1-65535", s)
+	}
+	return host, p, nil
+}
+
+// validHostname reports whether s is a syntactically valid DNS host name
+// (RFC 3261 hostname: labels of letters, digits and '-', dot separated).
+func validHostname(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	label := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if label == 0 {
+				return false
+			}
+			label = 0
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-':
+			label++
+			if label > 63 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}

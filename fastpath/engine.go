@@ -1,0 +1,444 @@
+package fastpath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/viaduct-sip/viaduct/fastpath/udp"
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+// LocalResponseHandler receives responses addressed to Viaduct itself: those
+// whose only Via is Viaduct's, with a valid MAC (replies to requests built
+// with Engine.AppendVia, such as health probes). It is called synchronously
+// on the worker goroutine that received the response, so it must be quick
+// and must not block; m and its bytes are reused as soon as it returns and
+// must not be retained (copy what is needed).
+type LocalResponseHandler func(m *parser.Message, from netip.AddrPort)
+
+// Engine is Viaduct's stateless forwarding engine: a set of workers, each
+// owning one SO_REUSEPORT socket per listen address, that parse, check,
+// choose a destination for and rewrite every datagram on the worker
+// goroutine that read it. Create it with New, start it with Start (or Run)
+// and stop it with Close.
+type Engine struct {
+	cfg       Config
+	adv       advertise
+	viaPrefix []byte // "Via: SIP/2.0/UDP <advertise>;branch="
+	rrLine    []byte // "Record-Route: <sip:<advertise>;lr>\r\n"
+	picker    Picker
+	upstreams map[netip.AddrPort]struct{}
+	listen    []netip.AddrPort // bound addresses (real ports after Start)
+	log       *slog.Logger
+
+	localHandler atomic.Pointer[LocalResponseHandler]
+
+	mu      sync.Mutex // guards what follows
+	viaMac  *macer     // for AppendVia
+	conns   [][]*udp.Conn
+	workers []*Worker
+	state   int // 0 new, 1 started, 2 closed
+	wg      sync.WaitGroup
+}
+
+// New validates cfg, applies its defaults and returns an Engine that is not
+// yet listening. A bad configuration is reported as a *FieldError naming the
+// field. logger may be nil (no logging).
+func New(cfg Config, logger *slog.Logger) (*Engine, error) {
+	c, adv, err := cfg.withDefaults(true)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{
+		cfg:       c,
+		adv:       adv,
+		log:       logger,
+		upstreams: make(map[netip.AddrPort]struct{}, len(c.Upstreams)),
+		listen:    append([]netip.AddrPort(nil), c.Listen...),
+	}
+	for i, l := range e.listen {
+		e.listen[i] = netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
+	}
+	for _, u := range c.Upstreams {
+		e.upstreams[netip.AddrPortFrom(u.Addr().Unmap(), u.Port())] = struct{}{}
+	}
+	e.picker = c.Picker
+	if e.picker == nil {
+		ups := make([]netip.AddrPort, len(c.Upstreams))
+		for i, u := range c.Upstreams {
+			ups[i] = netip.AddrPortFrom(u.Addr().Unmap(), u.Port())
+		}
+		e.picker = hashPicker{ups: ups}
+	}
+	e.buildAdvertise()
+	e.viaMac = newMacer(c.Secret)
+	return e, nil
+}
+
+// buildAdvertise renders the Via prefix and Record-Route line.
+func (e *Engine) buildAdvertise() {
+	e.viaPrefix = []byte("Via: SIP/2.0/UDP " + e.adv.sentBy + ";branch=")
+	e.rrLine = []byte("Record-Route: <sip:" + e.adv.sentBy + ";lr>\r\n")
+}
+
+// Advertise returns the sent-by Viaduct puts in its Via ("host:port").
+func (e *Engine) Advertise() string { return e.adv.sentBy }
+
+// Config returns the configuration in use, with defaults applied.
+func (e *Engine) Config() Config { return e.cfg }
+
+// ListenAddrs returns the listen addresses, with the ports the kernel chose
+// for port 0 once Start has run.
+func (e *Engine) ListenAddrs() []netip.AddrPort {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]netip.AddrPort(nil), e.listen...)
+}
+
+// SetLocalResponseHandler sets the handler for responses addressed to Viaduct
+// itself (see LocalResponseHandler); nil removes it, and such responses are
+// then counted and dropped. It may be called at any time.
+func (e *Engine) SetLocalResponseHandler(h LocalResponseHandler) {
+	if h == nil {
+		e.localHandler.Store(nil)
+		return
+	}
+	e.localHandler.Store(&h)
+}
+
+// AppendVia appends a complete Via header line ("Via: ...\r\n") for a
+// request Viaduct originates itself (a health probe) and sends from listen
+// address index listen: the response to such a request carries this Via
+// alone, passes the MAC check and goes to the LocalResponseHandler. key
+// distinguishes transactions (a probe counter, say) and ends up in the
+// branch.
+func (e *Engine) AppendVia(dst []byte, listen int, key uint64) []byte {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	dst = append(dst, e.viaPrefix...)
+	dst = e.viaMac.appendBranch(dst, listen, key, 0, nil)
+	return append(dst, "\r\n"...)
+}
+
+// SendFrom sends one datagram from the socket of listen address index
+// listen, outside the workers' batches (for health probes). The engine must
+// be started.
+func (e *Engine) SendFrom(listen int, b []byte, to netip.AddrPort) error {
+	e.mu.Lock()
+	if e.state != 1 {
+		e.mu.Unlock()
+		return errors.New("fastpath: SendFrom: engine not running")
+	}
+	if listen < 0 || listen >= len(e.conns) {
+		e.mu.Unlock()
+		return fmt.Errorf("fastpath: SendFrom: no listen address %d", listen)
+	}
+	c := e.conns[listen][0]
+	e.mu.Unlock()
+	if err := c.WriteTo(b, to); err != nil {
+		return fmt.Errorf("fastpath: send to %s: %w", to, err)
+	}
+	return nil
+}
+
+// isSelf reports whether host:port (port 0 meaning 5060) names Viaduct: its
+// advertised address or one of its specific listen addresses.
+func (e *Engine) isSelf(host []byte, port int) bool {
+	if port == 0 {
+		port = 5060
+	}
+	if ip, ok := parseIP(host); ok {
+		if e.adv.addr.IsValid() && ip == e.adv.addr && port == e.adv.port {
+			return true
+		}
+		for _, l := range e.listen {
+			if int(l.Port()) == port && l.Addr() == ip {
+				return true
+			}
+		}
+		return false
+	}
+	return port == e.adv.port && equalFold(host, e.adv.hostLow)
+}
+
+// isUpstream reports whether addr is a configured upstream.
+func (e *Engine) isUpstream(addr netip.AddrPort) bool {
+	_, ok := e.upstreams[addr]
+	return ok
+}
+
+// listenFor returns the listen index to send to dst from: pref if its family
+// fits, else the first listen address of dst's family, else -1.
+func (e *Engine) listenFor(pref int, dst netip.Addr) int {
+	want4 := dst.Is4()
+	if pref >= 0 && pref < len(e.listen) && e.listen[pref].Addr().Is4() == want4 {
+		return pref
+	}
+	for i, l := range e.listen {
+		if l.Addr().Is4() == want4 {
+			return i
+		}
+	}
+	return -1
+}
+
+// Worker is the per-goroutine state of the fast path: a parser.Message, the
+// MAC state, edit lists and scratch buffers, its counters, and (when started
+// by the Engine) its socket and batches. A Worker is not safe for concurrent
+// use.
+type Worker struct {
+	e       *Engine
+	listen  int
+	c       *counters
+	m, m2   parser.Message
+	mac     *macer
+	xx      *xxhash.Digest
+	edits   editList
+	redits  editList
+	scratch []byte
+	syn     []byte
+
+	// socket loop (nil for workers made by NewWorker)
+	conn   *udp.Conn   // the socket this worker reads
+	peers  []*udp.Conn // same worker index, one per listen address (for sending)
+	in     *udp.Batch
+	outs   []*udp.Batch
+	counts []int
+	outv   []Output
+}
+
+// NewWorker returns a Worker for listen address index listen that is not
+// attached to any socket: Handle can be driven directly (tests, benchmarks,
+// fuzzing). Its counters are its own (Worker.Stats), not part of
+// Engine.Stats.
+func (e *Engine) NewWorker(listen int) *Worker {
+	if listen < 0 || listen >= len(e.listen) {
+		panic("fastpath: NewWorker: listen index out of range")
+	}
+	return e.newWorker(listen)
+}
+
+func (e *Engine) newWorker(listen int) *Worker {
+	return &Worker{
+		e:       e,
+		listen:  listen,
+		c:       new(counters),
+		mac:     newMacer(e.cfg.Secret),
+		xx:      xxhash.New(),
+		scratch: make([]byte, 0, 1024+len(e.viaPrefix)),
+		syn:     make([]byte, 0, e.cfg.MaxMessageSize+headroom),
+	}
+}
+
+// Stats returns a snapshot of the worker's counters.
+func (w *Worker) Stats() Stats {
+	var s Stats
+	w.c.snapshot(&s)
+	if w.conn != nil {
+		s.KernelDrops = w.conn.Drops()
+	}
+	return s
+}
+
+// OutputBufferSize is the capacity an Output.Buf needs so that Handle never
+// grows it: MaxMessageSize plus room for what a rewrite adds.
+func (e *Engine) OutputBufferSize() int { return e.cfg.MaxMessageSize + headroom }
+
+// Start binds Workers sockets on every listen address (SO_REUSEPORT) and
+// starts the workers. ctx bounds the socket setup only; stop the engine with
+// Close.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state != 0 {
+		return errors.New("fastpath: Start: engine already started")
+	}
+	ucfg := udp.Config{ReusePort: true, RecvBuffer: e.cfg.RecvBuffer, SendBuffer: e.cfg.SendBuffer, BatchSize: e.cfg.Batch}
+	nw := e.cfg.Workers
+	conns := make([][]*udp.Conn, len(e.listen))
+	closeAll := func() {
+		for _, cs := range conns {
+			for _, c := range cs {
+				c.Close()
+			}
+		}
+	}
+	for li, addr := range e.listen {
+		for wi := 0; wi < nw; wi++ {
+			c, err := udp.ListenAddrPort(ctx, addr, ucfg)
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("fastpath: listen[%d] %s (socket %d of %d): %w", li, addr, wi+1, nw, err)
+			}
+			if wi == 0 {
+				addr = c.LocalAddr()
+				e.listen[li] = addr
+			}
+			conns[li] = append(conns[li], c)
+		}
+	}
+	// With port 0 the advertised port is only known now.
+	if e.adv.port == 0 {
+		e.adv.port = int(e.listen[0].Port())
+		if e.adv.isIPv6 {
+			e.adv.sentBy = "[" + e.adv.host + "]:" + strconv.Itoa(e.adv.port)
+		} else {
+			e.adv.sentBy = e.adv.host + ":" + strconv.Itoa(e.adv.port)
+		}
+		e.buildAdvertise()
+	}
+	e.conns = conns
+	slot := e.cfg.MaxMessageSize + 1 // one more byte than the limit: oversize is detectable
+	for li := range e.listen {
+		for wi := 0; wi < nw; wi++ {
+			w := e.newWorker(li)
+			w.conn = conns[li][wi]
+			w.peers = make([]*udp.Conn, len(e.listen))
+			w.outs = make([]*udp.Batch, len(e.listen))
+			for lj := range e.listen {
+				w.peers[lj] = conns[lj][wi]
+				w.outs[lj] = udp.NewBatch(e.cfg.Batch, 0)
+			}
+			w.counts = make([]int, len(e.listen))
+			w.in = udp.NewBatch(e.cfg.Batch, slot)
+			w.outv = make([]Output, e.cfg.Batch)
+			bufs := make([]byte, e.cfg.Batch*e.OutputBufferSize())
+			for i := range w.outv {
+				n := e.OutputBufferSize()
+				w.outv[i].Buf = bufs[i*n : i*n : (i+1)*n]
+			}
+			e.workers = append(e.workers, w)
+		}
+	}
+	for _, w := range e.workers {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			w.run()
+		}()
+	}
+	e.state = 1
+	e.log.Info("fastpath started", "listen", fmt.Sprint(e.listen), "advertise", e.adv.sentBy,
+		"workers_per_listen", nw, "upstreams", len(e.cfg.Upstreams), "record_route", e.cfg.RecordRoute,
+		"max_message_size", e.cfg.MaxMessageSize, "batch", e.cfg.Batch,
+		"recv_buffer", conns[0][0].RecvBufferSize(), "send_buffer", conns[0][0].SendBufferSize())
+	return nil
+}
+
+// Run starts the engine and blocks until ctx is cancelled, then closes it.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return e.Close()
+}
+
+// Close stops the workers and closes every socket. It waits for the workers
+// to finish the batch they are processing.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.state != 1 {
+		e.state = 2
+		e.mu.Unlock()
+		return nil
+	}
+	e.state = 2
+	var errs []error
+	for _, cs := range e.conns {
+		for _, c := range cs {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Stats returns the sum of every worker's counters, with the kernel drops of
+// every socket. It is safe to call concurrently with the workers.
+func (e *Engine) Stats() Stats {
+	var sum Stats
+	for _, s := range e.WorkerStats(nil) {
+		sum.Add(&s)
+	}
+	return sum
+}
+
+// WorkerStats appends one Stats per worker to dst (in listen, then worker
+// order) and returns it.
+func (e *Engine) WorkerStats(dst []Stats) []Stats {
+	e.mu.Lock()
+	ws := e.workers
+	e.mu.Unlock()
+	for _, w := range ws {
+		dst = append(dst, w.Stats())
+	}
+	return dst
+}
+
+// run is the worker loop: read a batch, handle each datagram into its own
+// output buffer, write the outputs in order, one batch per sending socket.
+func (w *Worker) run() {
+	for {
+		n, err := w.conn.ReadBatch(w.in)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			w.e.log.Debug("read error", "listen", w.e.listen[w.listen], "err", err)
+			continue
+		}
+		w.processBatch(n)
+		for li, k := range w.counts {
+			if k == 0 {
+				continue
+			}
+			ob := w.outs[li]
+			_, err := w.peers[li].WriteBatch(ob, k)
+			for i := 0; i < k; i++ {
+				msg := &ob.Msgs[i]
+				if msg.Err == nil {
+					w.c.dgOut.inc()
+					w.c.bytesOut.add(uint64(msg.N))
+				} else {
+					w.c.drops[DropSendError].inc()
+				}
+				msg.Buf = nil
+			}
+			if err != nil && errors.Is(err, net.ErrClosed) {
+				return
+			}
+		}
+	}
+}
+
+// processBatch handles w.in.Msgs[:n] and queues the outputs in w.outs.
+func (w *Worker) processBatch(n int) {
+	for i := range w.counts {
+		w.counts[i] = 0
+	}
+	for i := 0; i < n; i++ {
+		msg := &w.in.Msgs[i]
+		o := &w.outv[i]
+		switch w.Handle(msg.Buf, msg.Addr, o) {
+		case ActionForward, ActionReply:
+			li := o.Listen
+			w.outs[li].Msgs[w.counts[li]].SetData(o.Buf, o.To)
+			w.counts[li]++
+		}
+	}
+}

@@ -1,0 +1,233 @@
+package fastpath
+
+import (
+	"net/netip"
+
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+// Local replies must work for requests the parser refused (400 naming the
+// fault), where the parser's index must not be read. So replies are built
+// from a tolerant raw scan of the header lines, and the top Via line is
+// validated by parsing it on its own inside a minimal synthetic request
+// (synHead + the Via line + synTail): an answer goes only to a top Via that
+// the parser accepts.
+
+const (
+	synHead = "OPTIONS sip:a SIP/2.0\r\n"
+	synTail = "f: <sip:a>;tag=a\r\nt: <sip:a>\r\ni: a\r\nCSeq: 1 OPTIONS\r\n\r\n"
+)
+
+// rawLine is one header line found by nextRawLine.
+type rawLine struct {
+	start, end int // the whole line with its line ending and folded lines
+	vs, ve     int // the value, white space trimmed
+	kind       parser.HeaderKind
+}
+
+// headerStart returns the offset of the first header line (after any leading
+// CR LF and the start line).
+func headerStart(b []byte) int {
+	p := 0
+	for p < len(b) && (b[p] == '\r' || b[p] == '\n') {
+		p++
+	}
+	for p < len(b) && b[p] != '\n' {
+		p++
+	}
+	if p < len(b) {
+		p++
+	}
+	return p
+}
+
+// nextRawLine reads the header line at p. ok is false at the blank line that
+// ends the headers or at the end of b. Only the kinds a reply copies are
+// classified (Via, From, To, Call-ID, CSeq); every other line is KindOther.
+func nextRawLine(b []byte, p int) (l rawLine, ok bool) {
+	if p >= len(b) || b[p] == '\n' || (b[p] == '\r' && p+1 < len(b) && b[p+1] == '\n') {
+		return l, false
+	}
+	l.start = p
+	e := p
+	for {
+		for e < len(b) && b[e] != '\n' {
+			e++
+		}
+		if e < len(b) {
+			e++
+		}
+		if e < len(b) && (b[e] == ' ' || b[e] == '\t') {
+			continue // folded continuation line
+		}
+		break
+	}
+	l.end = e
+	colon := p
+	for colon < e && b[colon] != ':' {
+		colon++
+	}
+	if colon == e {
+		l.vs, l.ve = e, e
+		return l, true
+	}
+	ne := colon
+	for ne > p && (b[ne-1] == ' ' || b[ne-1] == '\t') {
+		ne--
+	}
+	l.kind = replyKind(b[p:ne])
+	l.vs = skipWS(b[:e], colon+1)
+	l.ve = e
+	for l.ve > l.vs && isWS(b[l.ve-1]) {
+		l.ve--
+	}
+	return l, true
+}
+
+func replyKind(name []byte) parser.HeaderKind {
+	switch {
+	case equalFold(name, "via") || equalFold(name, "v"):
+		return parser.KindVia
+	case equalFold(name, "from") || equalFold(name, "f"):
+		return parser.KindFrom
+	case equalFold(name, "to") || equalFold(name, "t"):
+		return parser.KindTo
+	case equalFold(name, "call-id") || equalFold(name, "i"):
+		return parser.KindCallID
+	case equalFold(name, "cseq"):
+		return parser.KindCSeq
+	}
+	return parser.KindOther
+}
+
+// buildReply writes a stateless response to the request in `in` into out
+// (RFC 3261 8.2.6, 16.11): every Via line (received and rport added to the
+// top via-parm), From, To (with a To tag when missing), Call-ID, CSeq and
+// Content-Length: 0. It goes back per RFC 3261 18.2.2 and RFC 3581 to the
+// source address, at the rport (the source port) when the client asked for
+// it, else at the top Via's sent-by port (default 5060). A maddr in the top
+// Via is ignored: answering a multicast or third-party address named by an
+// unauthenticated request would make Viaduct a reflector.
+//
+// It returns false when there is no valid top Via to answer to.
+func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reason string, out *Output) bool {
+	hs := headerStart(in)
+	var via, fromH, callID rawLine
+	haveVia, haveFrom, haveCallID := false, false, false
+	for p := hs; ; {
+		l, ok := nextRawLine(in, p)
+		if !ok {
+			break
+		}
+		switch l.kind {
+		case parser.KindVia:
+			if !haveVia {
+				via, haveVia = l, true
+			}
+		case parser.KindFrom:
+			if !haveFrom {
+				fromH, haveFrom = l, true
+			}
+		case parser.KindCallID:
+			if !haveCallID {
+				callID, haveCallID = l, true
+			}
+		}
+		p = l.end
+	}
+	if !haveVia {
+		return false
+	}
+	// Validate the top Via with the parser.
+	syn := append(w.syn[:0], synHead...)
+	syn = append(syn, in[via.start:via.end]...)
+	if syn[len(syn)-1] != '\n' {
+		syn = append(syn, "\r\n"...)
+	}
+	syn = append(syn, synTail...)
+	w.syn = syn
+	m2 := &w.m2
+	if parser.Parse(syn, m2) != nil {
+		return false
+	}
+	top := m2.TopVia()
+	if len(top.Host) == 0 {
+		return false
+	}
+	port := top.Port
+	if port == 0 {
+		port = 5060
+	}
+	if top.HasRPort {
+		port = int(from.Port())
+	}
+	w.scratch = w.scratch[:0]
+	w.redits.reset()
+	w.topViaEdits(m2, syn, &top, from, &w.redits)
+	synViaEnd := len(synHead) + (via.end - via.start)
+
+	b := out.Buf[:0]
+	b = append(b, "SIP/2.0 "...)
+	b = appendUint(b, uint64(code.Status()))
+	b = append(b, ' ')
+	b = append(b, reason...)
+	b = append(b, "\r\n"...)
+	first := true
+	for p := hs; ; {
+		l, ok := nextRawLine(in, p)
+		if !ok {
+			break
+		}
+		p = l.end
+		switch l.kind {
+		case parser.KindVia:
+			if first {
+				b = w.redits.applyRange(b, syn, len(synHead), synViaEnd)
+				first = false
+			} else {
+				b = append(b, in[l.start:l.end]...)
+			}
+		case parser.KindTo:
+			var to parser.NameAddr
+			if parser.ParseNameAddr(in[l.vs:l.ve], &to) == nil && to.Tag == nil {
+				b = append(b, in[l.start:l.ve]...)
+				b = append(b, ";tag="...)
+				b = w.appendToTag(b, in, callID, haveCallID, fromH, haveFrom)
+				b = append(b, in[l.ve:l.end]...)
+			} else {
+				b = append(b, in[l.start:l.end]...)
+			}
+		case parser.KindFrom, parser.KindCallID, parser.KindCSeq:
+			b = append(b, in[l.start:l.end]...)
+		default:
+			continue
+		}
+		if b[len(b)-1] != '\n' {
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, "Content-Length: 0\r\n\r\n"...)
+	out.Buf = b
+	out.To = netip.AddrPortFrom(from.Addr(), uint16(port))
+	out.Listen = w.listen
+	return true
+}
+
+// appendToTag appends a To tag that is the same for every retransmission of
+// the request: "vd" and a hash of Call-ID and From tag.
+func (w *Worker) appendToTag(b, in []byte, callID rawLine, haveCallID bool, fromH rawLine, haveFrom bool) []byte {
+	d := w.xx
+	d.Reset()
+	if haveCallID {
+		d.Write(in[callID.vs:callID.ve])
+	}
+	d.Write(sep)
+	if haveFrom {
+		var f parser.NameAddr
+		if parser.ParseNameAddr(in[fromH.vs:fromH.ve], &f) == nil {
+			d.Write(f.Tag)
+		}
+	}
+	b = append(b, "vd"...)
+	return appendB32(b, d.Sum64(), 13)
+}

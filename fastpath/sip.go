@@ -1,0 +1,180 @@
+package fastpath
+
+import (
+	"net/netip"
+	"unsafe"
+)
+
+// Small zero-allocation helpers over raw SIP text.
+
+func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && isWS(b[i]) {
+		i++
+	}
+	return i
+}
+
+func lowerASCII(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 32
+	}
+	return c
+}
+
+// equalFold compares ASCII case-insensitively.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		if lowerASCII(b[i]) != lowerASCII(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// paramSpan looks for the parameter name (case-insensitive) in a raw
+// ";a=b;c" list p (as Via.Params or URI params). It returns, relative to p,
+// the end of the name, and the value's start and end (both equal to nameEnd
+// when the parameter has no value).
+func paramSpan(p []byte, name string) (nameEnd, vs, ve int, ok bool) {
+	i := 0
+	for i < len(p) {
+		i = skipWS(p, i)
+		if i >= len(p) || p[i] != ';' {
+			return 0, 0, 0, false
+		}
+		i = skipWS(p, i+1)
+		ns := i
+		for i < len(p) && p[i] != '=' && p[i] != ';' && p[i] != ',' && !isWS(p[i]) && p[i] != '(' {
+			i++
+		}
+		ne := i
+		vs, ve := ne, ne
+		j := skipWS(p, i)
+		if j < len(p) && p[j] == '=' {
+			j = skipWS(p, j+1)
+			vs = j
+			if j < len(p) && p[j] == '"' {
+				j++
+				for j < len(p) && p[j] != '"' {
+					if p[j] == '\\' {
+						j++
+					}
+					j++
+				}
+				if j < len(p) {
+					j++
+				}
+			} else {
+				for j < len(p) && p[j] != ';' && p[j] != ',' && !isWS(p[j]) && p[j] != '(' {
+					j++
+				}
+			}
+			if j > len(p) {
+				j = len(p)
+			}
+			ve = j
+			i = j
+		}
+		if equalFold(p[ns:ne], name) {
+			return ne, vs, ve, true
+		}
+		if i < len(p) && (p[i] == ',' || p[i] == '(') {
+			return 0, 0, 0, false
+		}
+	}
+	return 0, 0, 0, false
+}
+
+// nextListValue returns the next comma-separated value of a header value b
+// starting at i: its bounds (white space trimmed) and where the one after it
+// starts (len(b) when none). Commas inside quotes and angle brackets do not
+// split. ok is false when no value is left.
+func nextListValue(b []byte, i int) (start, end, next int, ok bool) {
+	i = skipWS(b, i)
+	for i < len(b) && b[i] == ',' { // empty values
+		i = skipWS(b, i+1)
+	}
+	if i >= len(b) {
+		return 0, 0, len(b), false
+	}
+	start = i
+	inQ, inA := false, false
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case inQ:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inQ = false
+			}
+		case c == '"':
+			inQ = true
+		case c == '<':
+			inA = true
+		case c == '>':
+			inA = false
+		case c == ',' && !inA:
+			end = i
+			for end > start && isWS(b[end-1]) {
+				end--
+			}
+			return start, end, skipWS(b, i+1), true
+		}
+		i++
+	}
+	if i > len(b) {
+		i = len(b)
+	}
+	end = i
+	for end > start && isWS(b[end-1]) {
+		end--
+	}
+	return start, end, len(b), true
+}
+
+// parseIP parses an IPv4 or IPv6 literal (without brackets or zone) without
+// allocating.
+func parseIP(b []byte) (netip.Addr, bool) {
+	if len(b) == 0 || len(b) > 45 {
+		return netip.Addr{}, false
+	}
+	for _, c := range b {
+		if c == '%' { // zones would be interned (allocation); never valid on the wire
+			return netip.Addr{}, false
+		}
+	}
+	// The string does not escape ParseAddr (no zone), so viewing the
+	// bytes as a string is safe and allocation-free.
+	a, err := netip.ParseAddr(unsafe.String(&b[0], len(b)))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+// appendUint appends the decimal form of v.
+func appendUint(dst []byte, v uint64) []byte {
+	var tmp [20]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return append(dst, tmp[i:]...)
+}
+
+// appendSentByAddr appends an address for a received parameter: IPv4 dotted,
+// IPv6 without brackets.
+func appendAddr(dst []byte, a netip.Addr) []byte {
+	return a.AppendTo(dst)
+}
