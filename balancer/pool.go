@@ -1,0 +1,419 @@
+package balancer
+
+import (
+	"fmt"
+	"math/bits"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Mode is a pool's selection algorithm.
+type Mode uint8
+
+// Modes.
+const (
+	// ModeHash selects by weighted consistent hashing of the request key
+	// (Table.Pick). It is the default.
+	ModeHash Mode = iota
+	// ModeRoundRobin selects in smooth weighted round-robin order
+	// (Table.PickRR), for pools where stickiness does not matter. It builds
+	// no hash tables, so its rebuilds are cheap.
+	ModeRoundRobin
+)
+
+// String returns "hash" or "round-robin".
+func (m Mode) String() string {
+	switch m {
+	case ModeHash:
+		return "hash"
+	case ModeRoundRobin:
+		return "round-robin"
+	}
+	return fmt.Sprintf("Mode(%d)", uint8(m))
+}
+
+// ParseMode parses "hash" or "round-robin" (also "rr"), for config loaders.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "hash", "":
+		return ModeHash, nil
+	case "round-robin", "rr":
+		return ModeRoundRobin, nil
+	}
+	return 0, fmt.Errorf("balancer mode %q: want hash or round-robin", s)
+}
+
+// Options configures a Pool. The zero value selects ModeHash.
+type Options struct {
+	Mode Mode
+
+	// phase2Factor is passed to every builder (tests only).
+	phase2Factor int
+	// noDerive forces full builds (tests only).
+	noDerive bool
+}
+
+// Pool is a set of upstream targets. Readers call Table, which is one
+// atomic load, and pick from the returned immutable Table without locking.
+// Writers (SetHealth, SetAdmin, Batch, Update) serialize on a mutex, build a
+// new Table and publish it with an atomic store; a rebuild costs
+// milliseconds to tens of milliseconds (see the package documentation), so
+// callers that change many targets at once should use Batch.
+type Pool struct {
+	cur  atomic.Pointer[Table]
+	mu   sync.Mutex
+	opts Options
+}
+
+// NewPool validates targets (see Target for the rules) and builds the first
+// table. The initial Health and Admin of each target are taken from the
+// given values (zero: up and enabled). A pool may be empty.
+func NewPool(targets []Target, opts Options) (*Pool, error) {
+	if opts.Mode > ModeRoundRobin {
+		return nil, fmt.Errorf("new pool: invalid %v", opts.Mode)
+	}
+	ts, err := normalizeTargets(targets)
+	if err != nil {
+		return nil, fmt.Errorf("new pool: %w", err)
+	}
+	p := &Pool{opts: opts}
+	p.cur.Store(p.build(ts, nil))
+	return p, nil
+}
+
+// Table returns the current table. It never blocks and does not allocate.
+func (p *Pool) Table() *Table { return p.cur.Load() }
+
+// Snapshot returns the status of every target of the current table.
+func (p *Pool) Snapshot() []TargetStatus { return p.Table().Snapshot() }
+
+// SetHealth records the health of the target with the given ID and
+// publishes a new table if it changed.
+func (p *Pool) SetHealth(id string, h Health) error {
+	return p.Batch(func(b *Batch) error { return b.SetHealth(id, h) })
+}
+
+// SetAdmin records the admin state of the target with the given ID and
+// publishes a new table if it changed.
+func (p *Pool) SetAdmin(id string, a AdminState) error {
+	return p.Batch(func(b *Batch) error { return b.SetAdmin(id, a) })
+}
+
+// Batch applies several state changes with a single rebuild: fn records
+// them on b; if fn returns an error nothing is applied and the error is
+// returned; if nothing changed no table is published. fn runs under the
+// writer lock and must not call other Pool methods that write.
+func (p *Pool) Batch(fn func(b *Batch) error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.cur.Load()
+	b := &Batch{old: old}
+	if err := fn(b); err != nil {
+		return err
+	}
+	if b.targets == nil {
+		return nil
+	}
+	p.cur.Store(p.build(b.targets, old))
+	return nil
+}
+
+// Batch collects state changes for Pool.Batch.
+type Batch struct {
+	old     *Table
+	targets []Target // copy-on-write of old.targets
+}
+
+func (b *Batch) target(id string) (*Target, error) {
+	i, ok := b.old.byID[id]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownTarget, id)
+	}
+	if b.targets == nil {
+		b.targets = slices.Clone(b.old.targets)
+	}
+	return &b.targets[i], nil
+}
+
+// SetHealth records the health of target id.
+func (b *Batch) SetHealth(id string, h Health) error {
+	if h > Down {
+		return fmt.Errorf("set health of %q: invalid %v", id, h)
+	}
+	cur, ok := b.current(id)
+	if !ok {
+		return fmt.Errorf("set health: %w %q", ErrUnknownTarget, id)
+	}
+	if cur.Health == h {
+		return nil
+	}
+	t, err := b.target(id)
+	if err != nil {
+		return fmt.Errorf("set health: %w", err)
+	}
+	t.Health = h
+	return nil
+}
+
+// SetAdmin records the admin state of target id.
+func (b *Batch) SetAdmin(id string, a AdminState) error {
+	if a > Disabled {
+		return fmt.Errorf("set admin state of %q: invalid %v", id, a)
+	}
+	cur, ok := b.current(id)
+	if !ok {
+		return fmt.Errorf("set admin state: %w %q", ErrUnknownTarget, id)
+	}
+	if cur.Admin == a {
+		return nil
+	}
+	t, err := b.target(id)
+	if err != nil {
+		return fmt.Errorf("set admin state: %w", err)
+	}
+	t.Admin = a
+	return nil
+}
+
+// current returns the state of target id as the batch has it so far.
+func (b *Batch) current(id string) (*Target, bool) {
+	i, ok := b.old.byID[id]
+	if !ok {
+		return nil, false
+	}
+	if b.targets != nil {
+		return &b.targets[i], true
+	}
+	return &b.old.targets[i], true
+}
+
+// Update replaces the configuration (a reload). Targets that remain, by ID,
+// keep their current Health and Admin state, whatever the new entries say;
+// new targets take the state given in targets (zero: up and enabled).
+// Address, transport, weight and priority come from the new entries. On
+// error the pool is unchanged.
+func (p *Pool) Update(targets []Target) error {
+	ts, err := normalizeTargets(targets)
+	if err != nil {
+		return fmt.Errorf("update pool: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.cur.Load()
+	for i := range ts {
+		if j, ok := old.byID[ts[i].ID]; ok {
+			ts[i].Health = old.targets[j].Health
+			ts[i].Admin = old.targets[j].Admin
+		}
+	}
+	p.cur.Store(p.build(ts, old))
+	return nil
+}
+
+// build makes the table for targets (normalised), reusing or deriving
+// lookups of prev (may be nil) where their member sets allow.
+func (p *Pool) build(targets []Target, prev *Table) *Table {
+	t := &Table{
+		targets: targets,
+		byID:    make(map[string]int, len(targets)),
+		mode:    p.opts.Mode,
+		version: 1,
+	}
+	for i := range targets {
+		t.byID[targets[i].ID] = i
+	}
+	var parents []*lookup
+	if prev != nil {
+		t.version = prev.version + 1
+		parents = append(parents, prev.sets[0])
+		if prev.sets[1] != prev.sets[0] {
+			parents = append(parents, prev.sets[1])
+		}
+	}
+	// Build the in-dialog set first: the new-dialog set is a subset of it
+	// whenever both use the same priority group, and derives from it cheaply.
+	dlg, dprio := activeMembers(targets, true)
+	t.sets[1] = p.makeLookup(dlg, dprio, len(targets), parents)
+	ini, iprio := activeMembers(targets, false)
+	if sameMembers(ini, dlg) {
+		t.sets[0] = t.sets[1]
+	} else {
+		t.sets[0] = p.makeLookup(ini, iprio, len(targets), append(parents, t.sets[1]))
+	}
+	return t
+}
+
+// activeMembers returns the selectable targets of the lowest priority group
+// that has any, sorted by ID hash, and that group's priority.
+func activeMembers(targets []Target, inDialog bool) ([]member, int) {
+	best, found := 0, false
+	for i := range targets {
+		if targets[i].selectable(inDialog) && (!found || targets[i].Priority < best) {
+			best, found = targets[i].Priority, true
+		}
+	}
+	var ms []member
+	for i := range targets {
+		if targets[i].selectable(inDialog) && targets[i].Priority == best {
+			ms = append(ms, member{idHash: targets[i].idHash, weight: targets[i].Weight, idx: uint16(i)})
+		}
+	}
+	slices.SortFunc(ms, func(a, b member) int {
+		if a.idHash < b.idHash {
+			return -1
+		}
+		if a.idHash > b.idHash {
+			return 1
+		}
+		return 0
+	})
+	return ms, best
+}
+
+// sameMembers compares member sets by identity and weight (not index).
+func sameMembers(a, b []member) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].idHash != b[i].idHash || a[i].weight != b[i].weight {
+			return false
+		}
+	}
+	return true
+}
+
+// makeLookup builds the lookup for members. In ModeHash it derives the
+// bucket array from a parent lookup (the previous table's, or the in-dialog
+// set's) when that is cheaper than a full build, which it is when the member
+// sets differ by a few targets: see derive. Derived and fully built arrays
+// are identical: the tests check it.
+func (p *Pool) makeLookup(members []member, priority, nTargets int, parents []*lookup) *lookup {
+	lk := &lookup{members: members, single: -1, rr: rrSequence(members), priority: priority}
+	for _, m := range members {
+		lk.weight += m.weight
+	}
+	switch {
+	case len(members) == 1:
+		lk.single = int(members[0].idx)
+		return lk
+	case len(members) == 0 || p.opts.Mode != ModeHash:
+		return lk
+	}
+	bd := &builder{phase2Factor: p.opts.phase2Factor}
+	var best *lookup
+	bestCost := fullBuildCost(lk.weight)
+	for _, par := range parents {
+		if p.opts.noDerive || par == nil || !par.own.valid() {
+			continue
+		}
+		if cost := deriveCost(par, members, lk.weight); cost < bestCost {
+			best, bestCost = par, cost
+		}
+	}
+	if best == nil {
+		lk.own = newOwners(nTargets)
+		bd.build(members, lk.own)
+		return lk
+	}
+	lk.own = derive(bd, best, members, nTargets)
+	return lk
+}
+
+// fullBuildCost estimates a full build in direct-evaluation units (one
+// replica ranking one bucket), from measurements: about NumBuckets *
+// (2 + log2(W)/4).
+func fullBuildCost(weight int) float64 {
+	return NumBuckets * (2 + float64(bits.Len(uint(weight)))/4)
+}
+
+// deriveCost estimates derive(par -> members) in the units of
+// fullBuildCost: a copy pass; for every bucket whose owner remains, its
+// owner's and the added members' replicas; for every bucket whose owner left,
+// all replicas.
+func deriveCost(par *lookup, members []member, weight int) float64 {
+	var keptW, addedW, sq int
+	j := 0
+	for _, m := range members {
+		for j < len(par.members) && par.members[j].idHash < m.idHash {
+			j++
+		}
+		if j < len(par.members) && par.members[j].idHash == m.idHash && par.members[j].weight == m.weight {
+			keptW += m.weight
+			sq += m.weight * m.weight
+		} else {
+			addedW += m.weight
+		}
+	}
+	removed := float64(par.weight-keptW) / float64(par.weight)
+	cost := NumBuckets/8 + NumBuckets*removed*float64(weight)
+	if addedW > 0 {
+		cost += NumBuckets * (1 - removed) * (float64(sq)/float64(max(keptW, 1)) + float64(addedW))
+	}
+	return cost
+}
+
+// derive computes the bucket array for members from par, the lookup of
+// another member set. A member is kept if par has it with the same weight,
+// added otherwise; par's other members are removed. For a bucket whose
+// parent owner o is kept, o beat every kept member in par, so the winner
+// among members is o or the best added replica: two small evaluations. A
+// bucket whose owner was removed is evaluated against every replica. When
+// the sets are equal no bucket is evaluated, and the array is shared outright
+// if the target indices did not move either.
+func derive(bd *builder, par *lookup, members []member, nTargets int) owners {
+	reps := bd.makeReplicas(members)
+	// remap: parent target index -> new target index, or -1 if removed.
+	maxIdx := 0
+	for _, m := range par.members {
+		maxIdx = max(maxIdx, int(m.idx))
+	}
+	remap := make([]int32, maxIdx+1)
+	for i := range remap {
+		remap[i] = -1
+	}
+	// span: new target index -> its replicas in reps.
+	span := make([][2]int32, nTargets)
+	var added []replica
+	identity := len(par.members) == len(members)
+	j, r := 0, int32(0)
+	for _, m := range members {
+		span[m.idx] = [2]int32{r, r + int32(m.weight)}
+		for j < len(par.members) && par.members[j].idHash < m.idHash {
+			j++
+		}
+		if j < len(par.members) && par.members[j].idHash == m.idHash && par.members[j].weight == m.weight {
+			remap[par.members[j].idx] = int32(m.idx)
+			identity = identity && par.members[j].idx == m.idx
+		} else {
+			added = append(added, reps[r:r+int32(m.weight)]...)
+			identity = false
+		}
+		r += int32(m.weight)
+	}
+	if identity && (par.own.own8 != nil) == (nTargets <= 1<<8) {
+		return par.own // same members, same indices, same width: share
+	}
+	own := newOwners(nTargets)
+	var todo []uint32
+	for b := uint32(0); b < NumBuckets; b++ {
+		n := remap[par.own.get(b)]
+		if n < 0 {
+			todo = append(todo, b)
+			continue
+		}
+		if len(added) > 0 {
+			sp := span[n]
+			kept := reps[sp[0]:sp[1]]
+			ki, kr := directBest(kept, b)
+			ai, ar := directBest(added, b)
+			if ar < kr || (ar == kr && beats(&added[ai], &kept[ki], b)) {
+				n = int32(added[ai].owner)
+			}
+		}
+		own.set(b, uint16(n))
+	}
+	bd.fill(members, own, todo)
+	return own
+}

@@ -1,0 +1,232 @@
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Limits on pool configuration.
+const (
+	// DefaultWeight is the weight a config loader should give a target whose
+	// weight is not configured. NewPool itself rejects weight 0 rather than
+	// guessing: "no traffic" is expressed with AdminDisabled or AdminDraining.
+	DefaultWeight = 1
+	// MaxWeight is the largest weight of a single target. Weights are
+	// relative, so small integers (1..100) are the norm.
+	MaxWeight = 1000
+	// MaxTotalWeight bounds the sum of the weights of a pool, which bounds
+	// the memory (48 bytes per unit of weight) and time of a table build.
+	MaxTotalWeight = 1 << 20
+	// MaxTargets is the largest number of targets in a pool.
+	MaxTargets = 1 << 16
+)
+
+// Errors returned (wrapped, with the offending target or value named) by the
+// configuration and state-changing functions. Test with errors.Is.
+var (
+	// ErrInvalidTarget reports a target that fails validation.
+	ErrInvalidTarget = errors.New("invalid target")
+	// ErrUnknownTarget reports a state change for an ID that is not in the
+	// pool.
+	ErrUnknownTarget = errors.New("unknown target")
+	// ErrInvalidKey reports a key rule or policy that cannot be parsed.
+	ErrInvalidKey = errors.New("invalid key rule")
+)
+
+// Health is a target's health as reported by health checks. The zero value
+// is Up: a target is presumed healthy until a check says otherwise.
+type Health uint8
+
+// Health values.
+const (
+	// Up means the target answers; it can be selected.
+	Up Health = iota
+	// Down means the target does not answer; it is never selected.
+	Down
+)
+
+// String returns "up" or "down".
+func (h Health) String() string {
+	switch h {
+	case Up:
+		return "up"
+	case Down:
+		return "down"
+	}
+	return fmt.Sprintf("Health(%d)", uint8(h))
+}
+
+// AdminState is the operator's intent for a target. The zero value is
+// Enabled.
+type AdminState uint8
+
+// AdminState values.
+const (
+	// Enabled targets take new dialogs and in-dialog requests.
+	Enabled AdminState = iota
+	// Draining targets take no new dialogs but keep receiving the in-dialog
+	// requests (Pick with inDialog=true) of the dialogs hashed to them.
+	Draining
+	// Disabled targets are never selected.
+	Disabled
+)
+
+// String returns "enabled", "draining" or "disabled".
+func (a AdminState) String() string {
+	switch a {
+	case Enabled:
+		return "enabled"
+	case Draining:
+		return "draining"
+	case Disabled:
+		return "disabled"
+	}
+	return fmt.Sprintf("AdminState(%d)", uint8(a))
+}
+
+// ParseAdminState parses "enabled", "draining" or "disabled" (case
+// insensitive), for an admin API or a config loader.
+func ParseAdminState(s string) (AdminState, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "enabled":
+		return Enabled, nil
+	case "draining":
+		return Draining, nil
+	case "disabled":
+		return Disabled, nil
+	}
+	return 0, fmt.Errorf("admin state %q: want enabled, draining or disabled", s)
+}
+
+// transports are the SIP transports a target may use (RFC 3261, 4168, 7118).
+var transports = [...]string{"udp", "tcp", "tls", "sctp", "ws", "wss"}
+
+// Target is one upstream server of a pool, with its configuration and its
+// current state. Tables hand out pointers to their own immutable copies:
+// callers must not modify a *Target obtained from a Table.
+type Target struct {
+	// ID is the stable identity of the target. Its xxhash is all that the
+	// consistent hashing sees of the target, so calls stay where they are
+	// when the config list is reordered or the address of a target changes
+	// under the same ID. Empty means the default, Transport + ":" + Addr,
+	// e.g. "udp:10.0.0.1:5060" or "tcp:[2001:db8::1]:5060".
+	ID string
+	// Addr is the IPv4 or IPv6 address and port of the target.
+	Addr netip.AddrPort
+	// Transport is one of udp, tcp, tls, sctp, ws, wss (any case; stored
+	// lower case).
+	Transport string
+	// Weight is the relative share of traffic, 1..MaxWeight.
+	Weight int
+	// Priority is the target's group: lower is preferred. Traffic goes to
+	// the lowest-numbered group that has a selectable target.
+	Priority int
+	// Health is the target's health (zero value Up).
+	Health Health
+	// Admin is the operator's state for the target (zero value Enabled).
+	Admin AdminState
+
+	idHash uint64
+}
+
+// IDHash returns the xxhash of the target's ID, the value the consistent
+// hashing is keyed on.
+func (t *Target) IDHash() uint64 { return t.idHash }
+
+// selectable reports whether the target may be picked for a new dialog
+// (inDialog false) or an in-dialog request (inDialog true).
+func (t *Target) selectable(inDialog bool) bool {
+	if t.Health != Up {
+		return false
+	}
+	return t.Admin == Enabled || (inDialog && t.Admin == Draining)
+}
+
+// normalize validates t in place, fills the default ID and lower-cases the
+// transport.
+func (t *Target) normalize() error {
+	tr := strings.ToLower(t.Transport)
+	known := false
+	for _, k := range transports {
+		if tr == k {
+			known = true
+			break
+		}
+	}
+	if !known {
+		return fmt.Errorf("%w: %s: transport %q: want one of %s", ErrInvalidTarget, t.name(), t.Transport, strings.Join(transports[:], ", "))
+	}
+	t.Transport = tr
+	if !t.Addr.IsValid() || !t.Addr.Addr().IsValid() {
+		return fmt.Errorf("%w: %s: address not set", ErrInvalidTarget, t.name())
+	}
+	if t.Addr.Port() == 0 {
+		return fmt.Errorf("%w: %s: port 0", ErrInvalidTarget, t.name())
+	}
+	if t.Addr.Addr().Zone() != "" {
+		return fmt.Errorf("%w: %s: address %s has a zone", ErrInvalidTarget, t.name(), t.Addr)
+	}
+	if t.Weight < 1 || t.Weight > MaxWeight {
+		return fmt.Errorf("%w: %s: weight %d: want 1..%d (use admin state disabled or draining to stop traffic)", ErrInvalidTarget, t.name(), t.Weight, MaxWeight)
+	}
+	if t.Health > Down {
+		return fmt.Errorf("%w: %s: %v", ErrInvalidTarget, t.name(), t.Health)
+	}
+	if t.Admin > Disabled {
+		return fmt.Errorf("%w: %s: %v", ErrInvalidTarget, t.name(), t.Admin)
+	}
+	if t.ID == "" {
+		t.ID = DefaultID(t.Transport, t.Addr)
+	}
+	t.idHash = xxhash.Sum64String(t.ID)
+	return nil
+}
+
+// name identifies t in error messages, before normalize has set the ID.
+func (t *Target) name() string {
+	if t.ID != "" {
+		return fmt.Sprintf("target %q", t.ID)
+	}
+	return fmt.Sprintf("target %s:%s", t.Transport, t.Addr)
+}
+
+// DefaultID returns the ID of a target that has none configured:
+// transport + ":" + address, e.g. "udp:10.0.0.1:5060".
+func DefaultID(transport string, addr netip.AddrPort) string {
+	return strings.ToLower(transport) + ":" + addr.String()
+}
+
+// normalizeTargets validates a configuration and returns a normalised copy.
+func normalizeTargets(in []Target) ([]Target, error) {
+	if len(in) > MaxTargets {
+		return nil, fmt.Errorf("%w: %d targets, at most %d", ErrInvalidTarget, len(in), MaxTargets)
+	}
+	out := make([]Target, len(in))
+	byID := make(map[string]int, len(in))
+	byHash := make(map[uint64]string, len(in))
+	total := 0
+	for i := range in {
+		t := in[i]
+		if err := t.normalize(); err != nil {
+			return nil, err
+		}
+		if j, dup := byID[t.ID]; dup {
+			return nil, fmt.Errorf("%w: duplicate id %q (entries %d and %d)", ErrInvalidTarget, t.ID, j, i)
+		}
+		if other, dup := byHash[t.idHash]; dup {
+			return nil, fmt.Errorf("%w: ids %q and %q have the same xxhash; rename one", ErrInvalidTarget, other, t.ID)
+		}
+		byID[t.ID] = i
+		byHash[t.idHash] = t.ID
+		total += t.Weight
+		out[i] = t
+	}
+	if total > MaxTotalWeight {
+		return nil, fmt.Errorf("%w: total weight %d exceeds %d", ErrInvalidTarget, total, MaxTotalWeight)
+	}
+	return out, nil
+}
