@@ -44,12 +44,12 @@ const (
 	branchCookie = "z9hG4bK"
 	branchMark   = "vd1"
 	branchPrefix = branchCookie + branchMark
-	offListen    = len(branchPrefix)  // 10
-	offKey       = offListen + 1      // 11
-	offLoop      = offKey + 13        // 24
-	offMAC       = offLoop + 8        // 32
-	branchLen    = offMAC + 16        // 48
-	macBytes     = 10                 // 80 bits
+	offListen    = len(branchPrefix) // 10
+	offKey       = offListen + 1     // 11
+	offLoop      = offKey + 13       // 24
+	offMAC       = offLoop + 8       // 32
+	branchLen    = offMAC + 16       // 48
+	macBytes     = 10                // 80 bits
 	b32          = "0123456789abcdefghijklmnopqrstuv"
 	loopMask     = 1<<40 - 1
 )

@@ -294,18 +294,15 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	// Destination.
 	dest, ok := netip.AddrPort{}, false
 	if e.isUpstream(from) {
-		var turi []byte
 		if remaining > 0 {
-			start := rs.first
+			next := rs.first
 			if removedFirst {
-				// the next value after ours
-				start = w.routeAfterFirst(in, &rs)
+				next = w.routeAfterFirst(in, &rs)
 			}
-			turi, ok = routeURI(in[start.start:start.end], &u)
+			_, ok = routeURI(in[next.start:next.end], &u)
 		} else {
-			turi, ok = effRURI, parser.ParseURI(effRURI, &u) == nil
+			ok = parser.ParseURI(effRURI, &u) == nil
 		}
-		_ = turi
 		if !ok {
 			return w.refuse(in, from, Local400, "Malformed Request-URI", DropParseError, out)
 		}
@@ -314,9 +311,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 			if !isIP {
 				return w.refuse(in, from, Local503, "Next Hop Not An IP Address", DropNoUpstream, out)
 			}
-			dest, ok = d, true
-		} else {
-			ok = false
+			dest = d
 		}
 	}
 	if !dest.IsValid() {

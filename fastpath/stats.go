@@ -45,14 +45,14 @@ type LocalCode uint8
 
 // The local reply codes.
 const (
-	Local200 LocalCode = iota // OPTIONS addressed to Viaduct (keepalive)
-	Local400                  // malformed request
-	Local482                  // loop detected
-	Local483                  // too many hops
-	Local503                  // no upstream / unroutable target
-	Local505                  // unsupported SIP version
-	Local513                  // message too large
-	NumLocalCodes             // number of local reply codes
+	Local200      LocalCode = iota // OPTIONS addressed to Viaduct (keepalive)
+	Local400                       // malformed request
+	Local482                       // loop detected
+	Local483                       // too many hops
+	Local503                       // no upstream / unroutable target
+	Local505                       // unsupported SIP version
+	Local513                       // message too large
+	NumLocalCodes                  // number of local reply codes
 )
 
 var localStatus = [NumLocalCodes]int{200, 400, 482, 483, 503, 505, 513}
