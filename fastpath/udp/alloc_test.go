@@ -83,3 +83,18 @@ func listenOrSkip(t *testing.T, addr string) *Conn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestWriteToAllocs checks the single-datagram convenience path too.
+func TestWriteToAllocs(t *testing.T) {
+	c := listenOrSkip(t, "127.0.0.1:0")
+	sink := listen(t, "127.0.0.1:0", Config{RecvBuffer: 4 << 20})
+	payload := []byte("probe")
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := c.WriteTo(payload, sink.LocalAddr()); err != nil {
+			panic(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("WriteTo: %v allocs per datagram, want 0", allocs)
+	}
+}

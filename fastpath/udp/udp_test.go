@@ -510,3 +510,46 @@ func TestWriteBatchStaleConnRefused(t *testing.T) {
 		t.Errorf("SendFailed() = %d, want 0", c.SendFailed())
 	}
 }
+
+// TestConcurrentUse runs one reader and two writers, each with its own
+// Batch, on one Conn (run with -race), and checks every datagram arrives.
+func TestConcurrentUse(t *testing.T) {
+	c := listen(t, "127.0.0.1:0", Config{RecvBuffer: 4 << 20})
+	peer := listen(t, "127.0.0.1:0", Config{RecvBuffer: 4 << 20})
+	const writers, rounds, per = 2, 20, 16
+	errc := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		go func() {
+			b := NewBatch(per, 0)
+			for r := 0; r < rounds; r++ {
+				for i := range b.Msgs {
+					b.Msgs[i].SetData([]byte(fmt.Sprintf("w%d r%d i%d", w, r, i)), peer.LocalAddr())
+				}
+				if sent, err := c.WriteBatch(b, per); sent != per || err != nil {
+					errc <- fmt.Errorf("writer %d: WriteBatch = %d, %v", w, sent, err)
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	data, from, _ := readN(t, peer, NewBatch(64, 64), writers*rounds*per)
+	for w := 0; w < writers; w++ {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each writer's datagrams arrive in its own order.
+	next := make([]int, writers)
+	for i, d := range data {
+		var w, r, k int
+		fmt.Sscanf(d, "w%d r%d i%d", &w, &r, &k)
+		if r*per+k != next[w] {
+			t.Fatalf("writer %d: got %q when datagram %d was due", w, d, next[w])
+		}
+		next[w]++
+		if from[i] != c.LocalAddr() {
+			t.Fatalf("source %v", from[i])
+		}
+	}
+}
