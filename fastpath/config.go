@@ -84,9 +84,10 @@ type Config struct {
 	Secret []byte
 
 	// Picker, if set, chooses the upstream for requests balanced by
-	// Call-ID instead of the built-in stable hash over Upstreams. Its
-	// upstream addresses count as "configured upstreams" only if they are
-	// also listed in Upstreams.
+	// Call-ID instead of the default balancer.Pool built from Upstreams
+	// (weight 1 each, consistent hashing). Its upstream addresses count as
+	// "configured upstreams" (allowed to route by Route/Request-URI) only
+	// if they are also listed in Upstreams.
 	Picker Picker
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath/udp"
 	"github.com/viaduct-sip/viaduct/parser"
 )
@@ -32,9 +33,10 @@ type LocalResponseHandler func(m *parser.Message, from netip.AddrPort)
 type Engine struct {
 	cfg       Config
 	adv       advertise
-	viaPrefix []byte // "Via: SIP/2.0/UDP <advertise>;branch="
-	rrLine    []byte // "Record-Route: <sip:<advertise>;lr>\r\n"
+	viaPrefix [][]byte // per listen index: "Via: SIP/2.0/UDP <sent-by>;branch="
+	rrLine    [][]byte // per listen index: "Record-Route: <sip:<sent-by>;lr>\r\n"
 	picker    Picker
+	pool      *balancer.Pool // the default picker's pool, nil with Config.Picker
 	upstreams map[netip.AddrPort]struct{}
 	listen    []netip.AddrPort // bound addresses (real ports after Start)
 	log       *slog.Logger
@@ -79,18 +81,40 @@ func New(cfg Config, logger *slog.Logger) (*Engine, error) {
 		for i, u := range c.Upstreams {
 			ups[i] = netip.AddrPortFrom(u.Addr().Unmap(), u.Port())
 		}
-		e.picker = hashPicker{ups: ups}
+		pool, err := newPool(ups)
+		if err != nil {
+			return nil, fmt.Errorf("fastpath: upstreams: %w", err)
+		}
+		e.pool = pool
+		e.picker = PoolPicker(pool)
 	}
 	e.buildAdvertise()
 	e.viaMac = newMacer(c.Secret)
 	return e, nil
 }
 
-// buildAdvertise renders the Via prefix and Record-Route line.
+// buildAdvertise renders the Via prefix and Record-Route line of every
+// listen address. They carry the advertised address, except that a message
+// sent from a listen address of the other IP family than an advertised IP
+// literal carries that listen address (when it is a specific one): an IPv6
+// next hop must be able to answer over IPv6.
 func (e *Engine) buildAdvertise() {
-	e.viaPrefix = []byte("Via: SIP/2.0/UDP " + e.adv.sentBy + ";branch=")
-	e.rrLine = []byte("Record-Route: <sip:" + e.adv.sentBy + ";lr>\r\n")
+	e.viaPrefix = make([][]byte, len(e.listen))
+	e.rrLine = make([][]byte, len(e.listen))
+	for i, l := range e.listen {
+		sentBy := e.adv.sentBy
+		if e.adv.addr.IsValid() && e.adv.addr.Is4() != l.Addr().Is4() && !l.Addr().IsUnspecified() {
+			sentBy = l.String()
+		}
+		e.viaPrefix[i] = []byte("Via: SIP/2.0/UDP " + sentBy + ";branch=")
+		e.rrLine[i] = []byte("Record-Route: <sip:" + sentBy + ";lr>\r\n")
+	}
 }
+
+// Pool returns the balancer pool built from Config.Upstreams, through which
+// health checks and admin actions steer the choice of upstream; nil when
+// Config.Picker was given.
+func (e *Engine) Pool() *balancer.Pool { return e.pool }
 
 // Advertise returns the sent-by Viaduct puts in its Via ("host:port").
 func (e *Engine) Advertise() string { return e.adv.sentBy }
@@ -126,7 +150,10 @@ func (e *Engine) SetLocalResponseHandler(h LocalResponseHandler) {
 func (e *Engine) AppendVia(dst []byte, listen int, key uint64) []byte {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	dst = append(dst, e.viaPrefix...)
+	if listen < 0 || listen >= len(e.viaPrefix) {
+		listen = 0
+	}
+	dst = append(dst, e.viaPrefix[listen]...)
 	dst = e.viaMac.appendBranch(dst, listen, key, 0, nil)
 	return append(dst, "\r\n"...)
 }
@@ -236,7 +263,7 @@ func (e *Engine) newWorker(listen int) *Worker {
 		c:       new(counters),
 		mac:     newMacer(e.cfg.Secret),
 		xx:      xxhash.New(),
-		scratch: make([]byte, 0, 1024+len(e.viaPrefix)),
+		scratch: make([]byte, 0, 1024+len(e.adv.sentBy)+len(e.listen[listen].String())),
 		syn:     make([]byte, 0, e.cfg.MaxMessageSize+headroom),
 	}
 }
@@ -296,8 +323,8 @@ func (e *Engine) Start(ctx context.Context) error {
 		} else {
 			e.adv.sentBy = e.adv.host + ":" + strconv.Itoa(e.adv.port)
 		}
-		e.buildAdvertise()
 	}
+	e.buildAdvertise()
 	e.conns = conns
 	slot := e.cfg.MaxMessageSize + 1 // one more byte than the limit: oversize is detectable
 	for li := range e.listen {

@@ -84,8 +84,9 @@ func (w *Worker) parseFailed(in []byte, from netip.AddrPort, err error, tooBig b
 	if tooBig {
 		reason = DropTooBig
 	}
-	m := &w.m
-	if looksLikeResponse(in) || !m.IsRequest() || m.MethodID() == parser.MethodACK {
+	// The parser's index must not be read after an error; judge from the
+	// raw start line: never answer a response or an ACK.
+	if looksLikeResponse(in) || isACK(in) {
 		return w.drop(reason, out)
 	}
 	if tooBig {
@@ -102,8 +103,24 @@ func (w *Worker) parseFailed(in []byte, from netip.AddrPort, err error, tooBig b
 	return w.refuse(in, from, code, pe.Reason, reason, out)
 }
 
+// looksLikeResponse reports whether a datagram starts (after keep-alive CR
+// LF) like a status line.
 func looksLikeResponse(b []byte) bool {
+	b = trimLeadingCRLF(b)
 	return len(b) >= 4 && b[0] == 'S' && b[1] == 'I' && b[2] == 'P' && b[3] == '/'
+}
+
+// isACK reports whether a datagram's start line names the ACK method.
+func isACK(b []byte) bool {
+	b = trimLeadingCRLF(b)
+	return len(b) >= 4 && b[0] == 'A' && b[1] == 'C' && b[2] == 'K' && (b[3] == ' ' || b[3] == '\t')
+}
+
+func trimLeadingCRLF(b []byte) []byte {
+	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	return b
 }
 
 func (w *Worker) drop(r DropReason, out *Output) Action {
@@ -341,7 +358,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	viaLine, _ := m.Find(parser.KindVia)
 	viaAt := viaLine.Start
 	sp := len(w.scratch)
-	w.scratch = append(w.scratch, e.viaPrefix...)
+	w.scratch = append(w.scratch, e.viaPrefix[sendListen]...)
 	w.scratch = w.mac.appendBranchNoMAC(w.scratch, w.listen, key, loop)
 	w.scratch = append(w.scratch, "\r\n"...)
 	ourVia := w.scratch[sp:]
@@ -353,7 +370,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		if h, ok := m.Find(parser.KindRecordRoute); ok {
 			at = h.Start
 		}
-		w.edits.add(at, at, e.rrLine)
+		w.edits.add(at, at, e.rrLine[sendListen])
 	}
 
 	// received / rport on the previous hop's Via (RFC 3261 18.2.1, RFC 3581).
@@ -373,7 +390,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	out.Buf = w.edits.apply(out.Buf[:0], in)
 	// MAC over the previous hop's via-parm exactly as forwarded.
 	a, b := w.edits.outPos(top.Start), w.edits.outPos(top.End)
-	branchAt := w.edits.outPosStrict(viaAt) + len(e.viaPrefix)
+	branchAt := w.edits.outPosStrict(viaAt) + len(e.viaPrefix[sendListen])
 	sum := w.mac.mac(out.Buf[branchAt:branchAt+offMAC], out.Buf[a:b])
 	appendMAC80(out.Buf[branchAt+offMAC:branchAt+offMAC], sum)
 

@@ -1,40 +1,47 @@
 package fastpath
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/viaduct-sip/viaduct/balancer"
+)
 
 // Picker chooses the upstream for a request that is balanced by Call-ID.
-// keyHash is the xxhash64 of the Call-ID value; inDialog reports whether the
-// request carries a To tag (a request inside an existing dialog, which a
-// draining upstream still accepts). Pick must return the same upstream for
-// the same key while the upstream set is unchanged, must not allocate, and
-// is called concurrently by every worker. ok is false when no upstream is
-// available; the request is then answered 503.
+// keyHash is balancer.HashKey of the Call-ID value (xxhash64); inDialog
+// reports whether the request carries a To tag (a request inside an existing
+// dialog, which a draining upstream still accepts). Pick must return the
+// same upstream for the same key while the upstream set is unchanged, must
+// not allocate, and is called concurrently by every worker. ok is false when
+// no upstream is available; the request is then answered 503.
 //
-// balancer.Pool is meant to satisfy it; the engine's default is hashPicker.
+// The engine's default is a balancer.Pool built from Config.Upstreams (see
+// PoolPicker); Config.Picker replaces it.
 type Picker interface {
 	Pick(keyHash uint64, inDialog bool) (upstream netip.AddrPort, ok bool)
 }
 
-// hashPicker spreads Call-IDs over a fixed upstream list with jump
-// consistent hashing (Lamping and Veach, 2014): stable for a given list, and
-// adding an upstream at the end moves only 1/n of the calls.
-type hashPicker struct{ ups []netip.AddrPort }
+// PoolPicker adapts a balancer.Pool to Picker: every Pick loads the pool's
+// current table (one atomic load) and picks from it by consistent hashing,
+// so health and admin changes made on the pool apply to the next request.
+func PoolPicker(p *balancer.Pool) Picker { return poolPicker{p} }
+
+type poolPicker struct{ p *balancer.Pool }
 
 // Pick implements Picker.
-func (p hashPicker) Pick(key uint64, _ bool) (netip.AddrPort, bool) {
-	if len(p.ups) == 0 {
+func (pp poolPicker) Pick(key uint64, inDialog bool) (netip.AddrPort, bool) {
+	t, ok := pp.p.Table().Pick(key, inDialog)
+	if !ok {
 		return netip.AddrPort{}, false
 	}
-	return p.ups[jumpHash(key, len(p.ups))], true
+	return t.Addr, true
 }
 
-// jumpHash maps key to a bucket in [0, n).
-func jumpHash(key uint64, n int) int {
-	var b, j int64 = -1, 0
-	for j < int64(n) {
-		b = j
-		key = key*2862933555777941757 + 1
-		j = int64(float64(b+1) * (float64(int64(1)<<31) / float64((key>>33)+1)))
+// newPool builds the default pool: every upstream with weight 1, up and
+// enabled.
+func newPool(ups []netip.AddrPort) (*balancer.Pool, error) {
+	ts := make([]balancer.Target, len(ups))
+	for i, u := range ups {
+		ts[i] = balancer.Target{Addr: u, Transport: "udp", Weight: balancer.DefaultWeight}
 	}
-	return int(b)
+	return balancer.NewPool(ts, balancer.Options{})
 }
