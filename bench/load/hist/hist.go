@@ -165,8 +165,12 @@ func (s *Snapshot) Add(o *Snapshot) {
 // snapshot prev of the same histogram, which is the distribution of the
 // values recorded in between. Max and Min of the difference are those of
 // the non-empty buckets (bucket precision), as the exact extremes of the
-// interval are not known.
+// interval are not known (unless prev is empty: then s is a copy of cur).
 func (s *Snapshot) Sub(cur, prev *Snapshot) {
+	if prev.N == 0 {
+		*s = *cur // nothing to subtract: keep the exact extremes
+		return
+	}
 	s.N, s.Sum, s.Max, s.Min = 0, 0, 0, 0
 	for i := range s.Counts {
 		c := cur.Counts[i]

@@ -1,0 +1,200 @@
+package load
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Scenario is what the UAC does for each "call" it starts.
+type Scenario int
+
+// The scenarios.
+const (
+	// ScenarioCall is INVITE, (100), 180, 200, ACK, hold, BYE, 200. A 3xx-6xx
+	// final response to the INVITE is acknowledged and counted by code.
+	ScenarioCall Scenario = iota
+	// ScenarioRegister is one REGISTER transaction answered by 200.
+	ScenarioRegister
+	// ScenarioOptions is one OPTIONS transaction answered by 200.
+	ScenarioOptions
+	// ScenarioMessage is one MESSAGE transaction answered by 200 (or 202).
+	ScenarioMessage
+)
+
+var scenarioNames = [...]string{"call", "register", "options", "message"}
+
+// String returns the scenario's name as the CLI spells it.
+func (s Scenario) String() string {
+	if s >= 0 && int(s) < len(scenarioNames) {
+		return scenarioNames[s]
+	}
+	return fmt.Sprintf("Scenario(%d)", int(s))
+}
+
+// ParseScenario returns the scenario named s ("call", "register",
+// "options" or "message").
+func ParseScenario(s string) (Scenario, error) {
+	for i, n := range scenarioNames {
+		if strings.EqualFold(s, n) {
+			return Scenario(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown scenario %q (want call, register, options or message)", s)
+}
+
+// RFC 3261 timer defaults.
+const (
+	DefaultT1 = 500 * time.Millisecond
+	DefaultT2 = 4 * time.Second
+)
+
+// UACConfig configures a UAC (the traffic generator). The zero value of a
+// field means its default, documented on the field; Target is required.
+type UACConfig struct {
+	// Target is where every request is sent (the server under test or the
+	// proxy in front of it).
+	Target netip.AddrPort
+	// Scenario is what each call does. Default ScenarioCall.
+	Scenario Scenario
+
+	// Sources is the number of local sockets (source address and port
+	// pairs) traffic is sent from, so per-source limits and SO_REUSEPORT
+	// spreading on the target see many clients. Each source is served by
+	// its own goroutine. Default: runtime.GOMAXPROCS(0).
+	Sources int
+	// Bind lists the local addresses sources bind to, used round-robin.
+	// Default: the address the kernel would use to reach Target.
+	Bind []netip.Addr
+	// BindPort, when non-zero, is the first local port: source i binds
+	// BindPort+i. Default: ephemeral ports.
+	BindPort int
+
+	// MaxOutstanding bounds the calls in progress (over all sources); when
+	// reached, new calls wait. Default 65536.
+	MaxOutstanding int
+	// CallHold is the time between the 200 to the INVITE and the BYE.
+	CallHold time.Duration
+	// SDPSize is the size in bytes of the INVITE's SDP body; the default
+	// SDP (about 130 bytes) is padded with attribute lines to reach it.
+	// 0 means the default SDP.
+	SDPSize int
+	// BodySize is the size of a MESSAGE body in bytes. Default 32.
+	BodySize int
+
+	// User is the template for the called user (Request-URI and To),
+	// FromUser for the caller (From and Contact); "{n}" is replaced by the
+	// call's user number, which runs from UserStart through
+	// UserStart+UserCount-1 and wraps. For REGISTER, User is the
+	// registering user. Defaults "{n}" and "load", UserStart 100000,
+	// UserCount 100000.
+	User, FromUser       Template
+	UserStart, UserCount uint64
+	// Domain is the host part of the Request-URI, From and To. Default:
+	// the target's address and port.
+	Domain string
+
+	// NoRetrans switches off retransmissions (RFC 3261 Timers A and E).
+	NoRetrans bool
+	// T1 and T2 are the RFC 3261 timer values. Defaults 500ms and 4s.
+	T1, T2 time.Duration
+	// Timeout is how long a transaction may wait for its final response
+	// before the call fails (Timers B and F). Default 64*T1.
+	Timeout time.Duration
+
+	// RecvBuffer and SendBuffer are the socket buffer sizes. Default 4 MiB.
+	RecvBuffer, SendBuffer int
+	// BatchSize is the number of datagrams per recvmmsg/sendmmsg. Default 64.
+	BatchSize int
+}
+
+// withDefaults validates c and returns a copy with defaults filled in.
+func (c UACConfig) withDefaults() (UACConfig, error) {
+	if !c.Target.IsValid() || c.Target.Port() == 0 {
+		return c, errors.New("target address (host:port) is required")
+	}
+	if c.Scenario < ScenarioCall || c.Scenario > ScenarioMessage {
+		return c, fmt.Errorf("invalid scenario %d", c.Scenario)
+	}
+	if c.Sources == 0 {
+		c.Sources = runtime.GOMAXPROCS(0)
+	}
+	if c.Sources < 0 || c.Sources > 65535 {
+		return c, fmt.Errorf("sources %d out of range 1..65535", c.Sources)
+	}
+	if c.BindPort < 0 || c.BindPort+c.Sources-1 > 65535 {
+		return c, fmt.Errorf("bind port %d with %d sources exceeds port 65535", c.BindPort, c.Sources)
+	}
+	if c.MaxOutstanding == 0 {
+		c.MaxOutstanding = 65536
+	}
+	if c.MaxOutstanding < 0 {
+		return c, fmt.Errorf("max-outstanding %d must be positive", c.MaxOutstanding)
+	}
+	if c.MaxOutstanding < c.Sources {
+		c.MaxOutstanding = c.Sources
+	}
+	if c.CallHold < 0 {
+		return c, fmt.Errorf("call hold %v must not be negative", c.CallHold)
+	}
+	if c.SDPSize < 0 || c.SDPSize > 60000 {
+		return c, fmt.Errorf("SDP size %d out of range 0..60000", c.SDPSize)
+	}
+	if c.BodySize == 0 {
+		c.BodySize = 32
+	}
+	if c.BodySize < 0 || c.BodySize > 60000 {
+		return c, fmt.Errorf("body size %d out of range 0..60000", c.BodySize)
+	}
+	if c.User.parts == nil {
+		c.User = MustTemplate("{n}")
+	}
+	if c.FromUser.parts == nil {
+		c.FromUser = MustTemplate("load")
+	}
+	if c.UserStart == 0 && c.UserCount == 0 {
+		c.UserStart = 100000
+	}
+	if c.UserCount == 0 {
+		c.UserCount = 100000
+	}
+	if c.Domain == "" {
+		c.Domain = c.Target.String()
+	}
+	for i := 0; i < len(c.Domain); i++ {
+		if ch := c.Domain[i]; ch <= ' ' || ch == '@' || ch == '<' || ch == '>' || ch == ';' || ch == '"' || ch >= 0x7f {
+			return c, fmt.Errorf("domain %q: character %q not allowed", c.Domain, ch)
+		}
+	}
+	if c.T1 == 0 {
+		c.T1 = DefaultT1
+	}
+	if c.T2 == 0 {
+		c.T2 = DefaultT2
+	}
+	if c.T1 < time.Millisecond || c.T2 < c.T1 {
+		return c, fmt.Errorf("timers T1 %v and T2 %v: want 1ms <= T1 <= T2", c.T1, c.T2)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 64 * c.T1
+	}
+	if c.Timeout < 0 {
+		return c, fmt.Errorf("timeout %v must be positive", c.Timeout)
+	}
+	if c.RecvBuffer == 0 {
+		c.RecvBuffer = 4 << 20
+	}
+	if c.SendBuffer == 0 {
+		c.SendBuffer = 4 << 20
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 64
+	}
+	if c.BatchSize < 1 || c.BatchSize > 1024 {
+		return c, fmt.Errorf("batch size %d out of range 1..1024", c.BatchSize)
+	}
+	return c, nil
+}
