@@ -236,7 +236,10 @@ func (b *Batch) doRead(fd uintptr) bool {
 // WriteBatch sends b.Msgs[:n], each Buf[:N] to its Addr, with as few
 // sendmmsg calls as the kernel allows, in order, and returns how many
 // datagrams the kernel accepted. The iovecs and addresses are rebuilt from
-// Msgs on every call, so the caller may point each Buf anywhere.
+// Msgs on every call, so the caller may point each Buf anywhere. The
+// kernel has copied every datagram when WriteBatch returns: the buffers
+// may be reused at once (a read batch forwarded in place may be read into
+// again).
 //
 // If the kernel refuses one datagram (EMSGSIZE for an oversized one,
 // EINVAL for port 0, EAFNOSUPPORT for an IPv6 destination on an IPv4

@@ -48,9 +48,12 @@
 //
 // BenchmarkEchoBatch and BenchmarkEchoPlain echo 512-byte datagrams over
 // loopback with 64 in flight, batched on both ends versus one
-// ReadFromUDPAddrPort/WriteToUDPAddrPort per datagram. On a 2-core VM
-// batching moved about 3.5 times as many datagrams per second (300k
-// against 85k over IPv4), with 0 allocations per datagram either way.
+// ReadFromUDPAddrPort/WriteToUDPAddrPort per datagram, and report
+// datagrams per second and process CPU time per echoed datagram (both
+// ends, kernel loopback work included). On a 2-core VM batching cost
+// about 3.2 µs of CPU per echoed datagram against 13.5 µs, and on an
+// otherwise idle machine moved about 300k datagrams/s against 85k, with
+// 0 allocations either way.
 //
 // # SO_REUSEPORT spreads by 4-tuple
 //
