@@ -41,6 +41,7 @@ func equalWeights(n int) []Target {
 }
 
 // testKeys returns n hashed Call-ID-like keys from a fixed seed.
+//
 //go:norace
 func testKeys(n int, seed uint64) []uint64 {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
@@ -123,6 +124,7 @@ func ownersOf(tab *Table, keys []uint64, inDialog, all bool) []uint64 {
 }
 
 // countByID counts the keys per owner ID hash.
+//
 //go:norace
 func countByID(owners []uint64) map[uint64]int {
 	m := make(map[uint64]int)
@@ -158,6 +160,7 @@ func ids(t testing.TB, ts []Target) []string {
 func idHash(id string) uint64 { return HashKeyString(id) }
 
 // diffCount returns how many entries of a and b differ.
+//
 //go:norace
 func diffCount(a, b []uint64) int {
 	n := 0

@@ -29,6 +29,7 @@ type replica struct {
 }
 
 // mix64 is the splitmix64 finaliser: a fast bijective 64-bit mixer.
+//
 //go:norace
 func mix64(x uint64) uint64 {
 	x ^= x >> 30
@@ -54,6 +55,7 @@ func newReplica(idHash uint64, j int, owner uint16) replica {
 }
 
 // feistelF is the Feistel round function: 10 pseudo-random bits of (k, x).
+//
 //go:norace
 func feistelF(k uint64, x uint32) uint32 {
 	h := (k ^ uint64(x)) * 0xd6e8feb86659fd93
@@ -64,6 +66,7 @@ func feistelF(k uint64, x uint32) uint32 {
 
 // bucketAt returns the bucket that has rank r in the replica's permutation
 // (rank 0 is the bucket this replica wants most).
+//
 //go:norace
 func (rp *replica) bucketAt(r uint32) uint32 {
 	l, x := r>>halfBits, r&halfMask
@@ -75,6 +78,7 @@ func (rp *replica) bucketAt(r uint32) uint32 {
 }
 
 // rankOf is the inverse of bucketAt: the rank of bucket b for this replica.
+//
 //go:norace
 func (rp *replica) rankOf(b uint32) uint32 {
 	l, x := b>>halfBits, b&halfMask
@@ -86,6 +90,7 @@ func (rp *replica) rankOf(b uint32) uint32 {
 }
 
 // tieBreak orders two replicas that give the same bucket the same rank.
+//
 //go:norace
 func (rp *replica) tieBreak(b uint32) uint64 {
 	return mix64(rp.tie ^ uint64(b))
@@ -94,6 +99,7 @@ func (rp *replica) tieBreak(b uint32) uint64 {
 // beats reports whether replica a beats replica b for a bucket at which both
 // have the same rank. The order is total and depends only on the replicas'
 // identities and the bucket, never on the set they are in.
+//
 //go:norace
 func beats(a, b *replica, bucket uint32) bool {
 	ta, tb := a.tieBreak(bucket), b.tieBreak(bucket)
@@ -156,6 +162,7 @@ func (bd *builder) makeReplicas(members []member) []replica {
 // are few (unclaimed*W <= phase2Factor*NumBuckets), phase 2 evaluates them
 // directly against every replica. Both phases compute the same function; the
 // split only bounds the work near NumBuckets*(1+ln W) permutation steps.
+//
 //go:norace
 func (bd *builder) build(members []member, own owners) {
 	reps := bd.makeReplicas(members)
@@ -209,6 +216,7 @@ func (bd *builder) build(members []member, own owners) {
 // over members. It is how a lookup for a subset of a previous member set is
 // derived: buckets whose owner survived keep it, because a bucket's winner
 // among all members is also its winner among any subset that contains it.
+//
 //go:norace
 func (bd *builder) fill(members []member, own owners, todo []uint32) {
 	reps := bd.makeReplicas(members)
@@ -253,6 +261,7 @@ func (o owners) valid() bool { return o.own8 != nil || o.own16 != nil }
 
 // directBest returns the index of the replica that wins bucket b, by
 // evaluating every replica, and its rank.
+//
 //go:norace
 func directBest(reps []replica, b uint32) (int, uint32) {
 	best, bestRank := 0, reps[0].rankOf(b)

@@ -362,6 +362,7 @@ func deriveCost(par *lookup, members []member, weight int) float64 {
 // bucket whose owner was removed is evaluated against every replica. When
 // the sets are equal no bucket is evaluated, and the array is shared outright
 // if the target indices did not move either.
+//
 //go:norace
 func derive(bd *builder, par *lookup, members []member, nTargets int) owners {
 	reps := bd.makeReplicas(members)
