@@ -127,10 +127,11 @@ type builder struct {
 	freshB   []uint32 // buckets set in fresh, to clear it cheaply
 	claimRep []uint32 // per bucket: index of the claiming replica
 	replicas []replica
-	// phase2Factor tunes when the enumeration phase hands over to direct
-	// evaluation; tests vary it to prove both phases agree. 0 means the
-	// default, negative means phase 2 only.
-	phase2Factor int
+	// phase2At is when the enumeration phase hands over to direct
+	// evaluation: once unclaimed buckets * W <= phase2At. 0 means the
+	// default, NumBuckets (equal work left either way); tests vary it to
+	// prove both phases agree.
+	phase2At uint64
 }
 
 // member is one target taking part in a consistent-hash lookup.
@@ -159,7 +160,7 @@ func (bd *builder) makeReplicas(members []member) []replica {
 // Phase 1 enumerates ranks level by level (rank 0 of every replica, then
 // rank 1, ...); the first level at which a bucket is reached decides it,
 // collisions within a level going to beats. Once the buckets still unclaimed
-// are few (unclaimed*W <= phase2Factor*NumBuckets), phase 2 evaluates them
+// are few (unclaimed*W <= NumBuckets by default), phase 2 evaluates them
 // directly against every replica. Both phases compute the same function; the
 // split only bounds the work near NumBuckets*(1+ln W) permutation steps.
 //
@@ -170,13 +171,13 @@ func (bd *builder) build(members []member, own owners) {
 	bd.fresh = make([]uint64, NumBuckets/64)
 	bd.claimRep = make([]uint32, NumBuckets)
 	claimed, fresh, claimRep := bd.claimed[:NumBuckets/64], bd.fresh[:NumBuckets/64], bd.claimRep[:NumBuckets]
-	factor := uint64(bd.phase2Factor)
-	if bd.phase2Factor == 0 {
-		factor = 1
+	switchAt := bd.phase2At
+	if switchAt == 0 {
+		switchAt = NumBuckets
 	}
 	w := uint64(len(reps))
 	left := uint64(NumBuckets)
-	for level := uint32(0); bd.phase2Factor >= 0 && left*w > factor*NumBuckets && level < NumBuckets; level++ {
+	for level := uint32(0); left*w > switchAt && level < NumBuckets; level++ {
 		freshB := bd.freshB[:0]
 		for ri := range reps {
 			b := reps[ri].bucketAt(level)

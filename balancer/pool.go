@@ -48,8 +48,8 @@ func ParseMode(s string) (Mode, error) {
 type Options struct {
 	Mode Mode
 
-	// phase2Factor is passed to every builder (tests only).
-	phase2Factor int
+	// phase2At is passed to every builder (tests only).
+	phase2At uint64
 	// noDerive forces full builds (tests only).
 	noDerive bool
 }
@@ -301,7 +301,7 @@ func (p *Pool) makeLookup(members []member, priority, nTargets int, parents []*l
 	case len(members) == 0 || p.opts.Mode != ModeHash:
 		return lk
 	}
-	bd := &builder{phase2Factor: p.opts.phase2Factor}
+	bd := &builder{phase2At: p.opts.phase2At}
 	var best *lookup
 	bestCost := fullBuildCost(lk.weight)
 	for _, par := range parents {

@@ -1,0 +1,116 @@
+package balancer
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// TestBuildPhasesAgree: the enumeration phase and the direct evaluation
+// phase compute the same function, so the split point does not change the
+// table.
+func TestBuildPhasesAgree(t *testing.T) {
+	ts, err := normalizeTargets(weighted(1, 4, 2, 3, 1, 2, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := activeMembers(ts, false)
+	build := func(at uint64) owners {
+		own := newOwners(len(ts))
+		(&builder{phase2At: at}).build(ms, own)
+		return own
+	}
+	direct := build(^uint64(0)) // phase 2 only: plain per-bucket rendezvous
+	def := build(0)             // the default split
+	enum := build(1)            // phase 1 (level enumeration) to the last bucket
+	for b := uint32(0); b < NumBuckets; b++ {
+		if d := direct.get(b); d != def.get(b) || d != enum.get(b) {
+			t.Fatalf("bucket %d: direct %d, default %d, enumeration %d", b, d, def.get(b), enum.get(b))
+		}
+	}
+}
+
+// TestDerivedEqualsFullBuild: lookups derived from the previous table
+// (reuse, removal, addition, reweighting) equal full builds, along a random
+// walk of state changes and reloads. Tables built from the same state must
+// agree bit for bit whatever their history, or two instances would diverge.
+func TestDerivedEqualsFullBuild(t *testing.T) {
+	for _, n := range []int{12, 300} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(n), 9))
+			ts := make([]Target, n)
+			for i := range ts {
+				ts[i] = tgt(i, 1+rng.IntN(3), rng.IntN(2))
+			}
+			id := ids(t, ts)
+			p := mustPool(t, ts, Options{})
+			steps := 14
+			if n > 100 {
+				steps = 4
+			}
+			for s := 0; s < steps; s++ {
+				i := rng.IntN(n)
+				var what string
+				var err error
+				switch rng.IntN(5) {
+				case 0, 1:
+					h := Health(rng.IntN(2))
+					what, err = fmt.Sprintf("health %s %v", id[i], h), p.SetHealth(id[i], h)
+				case 2, 3:
+					a := AdminState(rng.IntN(3))
+					what, err = fmt.Sprintf("admin %s %v", id[i], a), p.SetAdmin(id[i], a)
+				case 4:
+					ts[i].Weight = 1 + rng.IntN(3)
+					what, err = fmt.Sprintf("reload, %s weight %d", id[i], ts[i].Weight), p.Update(ts)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				cur := p.Table()
+				full := mustPool(t, cur.Targets(), Options{noDerive: true}).Table()
+				for _, inDialog := range []bool{false, true} {
+					if d := diffCount(bucketOwners(cur, inDialog), bucketOwners(full, inDialog)); d != 0 {
+						t.Fatalf("step %d (%s), inDialog=%v: derived table differs from full build in %d buckets", s, what, inDialog, d)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestGoldenMapping pins the mapping of a fixed configuration. Two Viaduct
+// versions that disagree here split calls during a rolling upgrade of an
+// active/active pair: change the algorithm only deliberately, and say so in
+// the release notes.
+func TestGoldenMapping(t *testing.T) {
+	ts := weighted(1, 2, 3, 1, 5)
+	ts[1].ID = "edge-b"
+	tab := mustPool(t, ts, Options{}).Table()
+	d := xxhash.New()
+	var buf [8]byte
+	for _, o := range bucketOwners(tab, false) {
+		for i := range buf {
+			buf[i] = byte(o >> (8 * i))
+		}
+		d.Write(buf[:])
+	}
+	const want uint64 = 0xbad1dc2d629618ce
+	if got := d.Sum64(); got != want {
+		t.Errorf("mapping digest = %#x, want %#x: the consistent-hash mapping changed", got, want)
+	}
+	pins := map[string]string{
+		"a84rni9klcd5-1@client": "udp:10.0.0.2:5060",
+		"alice@example.com":     "udp:10.0.0.4:5060",
+		"bob@example.com":       "udp:10.0.0.2:5060",
+		"3c2b9d10-77@10.1.1.1":  "udp:10.0.0.4:5060",
+		"carol@example.org":     "udp:10.0.0.4:5060",
+		"x":                     "udp:10.0.0.3:5060",
+	}
+	for k, want := range pins {
+		if got := idOf(tab, HashKeyString(k), false); got != want {
+			t.Errorf("key %q -> %s, want %s", k, got, want)
+		}
+	}
+}
