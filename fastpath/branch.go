@@ -1,16 +1,15 @@
 package fastpath
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"hash"
+	"encoding/binary"
 )
 
 // Viaduct's branch parameter (RFC 3261 16.6 item 8, 16.11), fixed length:
 //
-//	z9hG4bK vd1 L KKKKKKKKKKKKK HHHHHHHH MMMMMMMMMMMMMMMM
-//	cookie  mark|  key (64 bit) loop(40) MAC (80 bit)
+//	z9hG4bK vd1 L KKKKKKKKKKKKK HHHHHHHH MMMMMMMMMMMMM
+//	cookie  mark|  key (64 bit) loop(40) MAC (64 bit)
 //	           listen index (0-31)
 //
 // All parts after the cookie are lower-case base32 digits (0-9a-v), so the
@@ -27,29 +26,29 @@ import (
 //     item 4).
 //   - listen: the index of the listen address the request came in on, so the
 //     response leaves from the same socket (RFC 3581 section 4).
-//   - MAC: the first 80 bits of HMAC-SHA256(secret, branch[:32] || next),
-//     where next is the previous hop's via-parm exactly as Viaduct forwarded
-//     it (with received and rport added). A response is forwarded only when
-//     its top Via carries Viaduct's sent-by and a branch whose MAC matches
-//     the via-parm below it, so a response cannot be made to go anywhere
-//     except to a Via that Viaduct itself forwarded: Viaduct is not a
-//     reflector for forged responses. Responses to requests Viaduct
-//     originated itself have no via-parm below and are MACed over an empty
-//     next.
+//   - MAC: SipHash-2-4 (see siphash.go) keyed with 128 bits derived from
+//     the secret, over branch[:32] || next, where next is the previous hop's
+//     via-parm exactly as Viaduct forwarded it (with received and rport
+//     added). A response is forwarded only when its top Via carries
+//     Viaduct's sent-by and a branch whose MAC matches the via-parm below
+//     it, so a response cannot be made to go anywhere except to a Via that
+//     Viaduct itself forwarded: Viaduct is not a reflector for forged
+//     responses. Responses to requests Viaduct originated itself have no
+//     via-parm below and are MACed over an empty next.
 //
-// HMAC-SHA256 costs about a quarter of a microsecond per message here (see
-// BenchmarkMAC); the hash.Hash is created once per worker and reused with
-// Reset, so it allocates nothing.
+// SipHash over a typical 120-byte input costs about a third of what
+// HMAC-SHA256 (the first choice) did, measured side by side with
+// BenchmarkMAC.
 const (
 	branchCookie = "z9hG4bK"
 	branchMark   = "vd1"
 	branchPrefix = branchCookie + branchMark
-	offListen    = len(branchPrefix) // 10
-	offKey       = offListen + 1     // 11
-	offLoop      = offKey + 13       // 24
-	offMAC       = offLoop + 8       // 32
-	branchLen    = offMAC + 16       // 48
-	macBytes     = 10                // 80 bits
+	offListen    = len(branchPrefix)  // 10
+	offKey       = offListen + 1      // 11
+	offLoop      = offKey + 13        // 24
+	offMAC       = offLoop + 8        // 32
+	macDigits    = 13                 // 64 bits
+	branchLen    = offMAC + macDigits // 45
 	b32          = "0123456789abcdefghijklmnopqrstuv"
 	loopMask     = 1<<40 - 1
 )
@@ -65,25 +64,32 @@ var b32val = func() (t [256]byte) {
 	return
 }()
 
-// macer computes branch MACs. Not safe for concurrent use: each worker has
-// its own.
+// macer computes branch MACs. It holds only the key; it is safe to copy and
+// each worker has its own.
 type macer struct {
-	h   hash.Hash
-	sum [sha256.Size]byte
+	k0, k1 uint64
 }
+
+// macKeyLabel separates the MAC key derivation from any other use of the
+// secret.
+const macKeyLabel = "viaduct branch MAC v1\x00"
 
 func newMacer(secret []byte) *macer {
-	return &macer{h: hmac.New(sha256.New, secret)}
+	h := sha256.New()
+	h.Write([]byte(macKeyLabel))
+	h.Write(secret)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return &macer{k0: binary.LittleEndian.Uint64(sum[:8]), k1: binary.LittleEndian.Uint64(sum[8:16])}
 }
 
-// mac returns the first macBytes of HMAC(secret, prefix || next).
-func (m *macer) mac(prefix, next []byte) (out [macBytes]byte) {
-	m.h.Reset()
-	m.h.Write(prefix)
-	m.h.Write(next)
-	s := m.h.Sum(m.sum[:0])
-	copy(out[:], s)
-	return out
+// mac returns SipHash-2-4(key, prefix || next).
+func (m *macer) mac(prefix, next []byte) uint64 {
+	var s sipState
+	s.init(m.k0, m.k1)
+	s.write(prefix)
+	s.write(next)
+	return s.sum64()
 }
 
 // appendB32 appends the low n*5 bits of v as n base32 digits, most
@@ -107,14 +113,6 @@ func parseB32(b []byte) (v uint64, ok bool) {
 	return v, true
 }
 
-// appendMAC80 appends 10 bytes as 16 base32 digits.
-func appendMAC80(dst []byte, m [macBytes]byte) []byte {
-	hi := uint64(m[0])<<32 | uint64(m[1])<<24 | uint64(m[2])<<16 | uint64(m[3])<<8 | uint64(m[4])
-	lo := uint64(m[5])<<32 | uint64(m[6])<<24 | uint64(m[7])<<16 | uint64(m[8])<<8 | uint64(m[9])
-	dst = appendB32(dst, hi, 8)
-	return appendB32(dst, lo, 8)
-}
-
 // appendBranch appends a complete branch value for the given listen index,
 // transaction key and loop hash, MACed over next (the previous hop's
 // via-parm as forwarded; empty for a locally originated request).
@@ -124,8 +122,7 @@ func (m *macer) appendBranch(dst []byte, listen int, key, loop uint64, next []by
 	dst = append(dst, b32[listen&31])
 	dst = appendB32(dst, key, 13)
 	dst = appendB32(dst, loop&loopMask, 8)
-	sum := m.mac(dst[start:], next)
-	return appendMAC80(dst, sum)
+	return appendB32(dst, m.mac(dst[start:], next), macDigits)
 }
 
 // isOurBranch reports whether b has the shape of a Viaduct branch (it does
@@ -156,9 +153,8 @@ func (m *macer) verify(b, next []byte) (listen int, ok bool) {
 	if !isOurBranch(b) {
 		return 0, false
 	}
-	sum := m.mac(b[:offMAC], next)
-	var enc [16]byte
-	e := appendMAC80(enc[:0], sum)
+	var enc [macDigits]byte
+	e := appendB32(enc[:0], m.mac(b[:offMAC], next), macDigits)
 	if subtle.ConstantTimeCompare(e, b[offMAC:]) != 1 {
 		return 0, false
 	}
@@ -173,5 +169,5 @@ func (m *macer) appendBranchNoMAC(dst []byte, listen int, key, loop uint64) []by
 	dst = append(dst, b32[listen&31])
 	dst = appendB32(dst, key, 13)
 	dst = appendB32(dst, loop&loopMask, 8)
-	return append(dst, "0000000000000000"...)
+	return append(dst, "0000000000000"...)
 }

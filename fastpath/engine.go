@@ -288,7 +288,28 @@ func (e *Engine) OutputBufferSize() int { return e.cfg.MaxMessageSize + headroom
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.state != 0 {
+	if err := e.bindLocked(ctx); err != nil {
+		return err
+	}
+	for _, w := range e.workers {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			w.run()
+		}()
+	}
+	e.state = 1
+	e.log.Info("fastpath started", "listen", fmt.Sprint(e.listen), "advertise", e.adv.sentBy,
+		"workers_per_listen", e.cfg.Workers, "upstreams", len(e.cfg.Upstreams), "record_route", e.cfg.RecordRoute,
+		"max_message_size", e.cfg.MaxMessageSize, "batch", e.cfg.Batch,
+		"recv_buffer", e.conns[0][0].RecvBufferSize(), "send_buffer", e.conns[0][0].SendBufferSize())
+	return nil
+}
+
+// bindLocked opens the sockets and builds the workers, without starting
+// them. e.mu is held.
+func (e *Engine) bindLocked(ctx context.Context) error {
+	if e.state != 0 || e.conns != nil {
 		return errors.New("fastpath: Start: engine already started")
 	}
 	ucfg := udp.Config{ReusePort: true, RecvBuffer: e.cfg.RecvBuffer, SendBuffer: e.cfg.SendBuffer, BatchSize: e.cfg.Batch}
@@ -340,26 +361,14 @@ func (e *Engine) Start(ctx context.Context) error {
 			w.counts = make([]int, len(e.listen))
 			w.in = udp.NewBatch(e.cfg.Batch, slot)
 			w.outv = make([]Output, e.cfg.Batch)
-			bufs := make([]byte, e.cfg.Batch*e.OutputBufferSize())
+			n := e.OutputBufferSize()
+			bufs := make([]byte, e.cfg.Batch*n)
 			for i := range w.outv {
-				n := e.OutputBufferSize()
 				w.outv[i].Buf = bufs[i*n : i*n : (i+1)*n]
 			}
 			e.workers = append(e.workers, w)
 		}
 	}
-	for _, w := range e.workers {
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			w.run()
-		}()
-	}
-	e.state = 1
-	e.log.Info("fastpath started", "listen", fmt.Sprint(e.listen), "advertise", e.adv.sentBy,
-		"workers_per_listen", nw, "upstreams", len(e.cfg.Upstreams), "record_route", e.cfg.RecordRoute,
-		"max_message_size", e.cfg.MaxMessageSize, "batch", e.cfg.Batch,
-		"recv_buffer", conns[0][0].RecvBufferSize(), "send_buffer", conns[0][0].SendBufferSize())
 	return nil
 }
 
@@ -376,8 +385,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // to finish the batch they are processing.
 func (e *Engine) Close() error {
 	e.mu.Lock()
-	if e.state != 1 {
-		e.state = 2
+	if e.state == 2 {
 		e.mu.Unlock()
 		return nil
 	}
@@ -417,40 +425,49 @@ func (e *Engine) WorkerStats(dst []Stats) []Stats {
 	return dst
 }
 
-// run is the worker loop: read a batch, handle each datagram into its own
-// output buffer, write the outputs in order, one batch per sending socket.
+// run is the worker loop; it returns when the socket is closed.
 func (w *Worker) run() {
 	for {
-		n, err := w.conn.ReadBatch(w.in)
-		if err != nil {
+		if err := w.step(); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			w.e.log.Debug("read error", "listen", w.e.listen[w.listen], "err", err)
-			continue
-		}
-		w.processBatch(n)
-		for li, k := range w.counts {
-			if k == 0 {
-				continue
-			}
-			ob := w.outs[li]
-			_, err := w.peers[li].WriteBatch(ob, k)
-			for i := 0; i < k; i++ {
-				msg := &ob.Msgs[i]
-				if msg.Err == nil {
-					w.c.dgOut.inc()
-					w.c.bytesOut.add(uint64(msg.N))
-				} else {
-					w.c.drops[DropSendError].inc()
-				}
-				msg.Buf = nil
-			}
-			if err != nil && errors.Is(err, net.ErrClosed) {
-				return
-			}
+			w.e.log.Debug("socket error", "listen", w.e.listen[w.listen], "err", err)
 		}
 	}
+}
+
+// step is one turn of the worker loop: read a batch, handle each datagram
+// into its own output buffer, write the outputs in order, one batch per
+// sending socket.
+func (w *Worker) step() error {
+	n, err := w.conn.ReadBatch(w.in)
+	if err != nil {
+		return err
+	}
+	w.processBatch(n)
+	var werr error
+	for li, k := range w.counts {
+		if k == 0 {
+			continue
+		}
+		ob := w.outs[li]
+		_, err := w.peers[li].WriteBatch(ob, k)
+		for i := 0; i < k; i++ {
+			msg := &ob.Msgs[i]
+			if msg.Err == nil {
+				w.c.dgOut.inc()
+				w.c.bytesOut.add(uint64(msg.N))
+			} else {
+				w.c.drops[DropSendError].inc()
+			}
+			msg.Buf = nil
+		}
+		if err != nil && werr == nil {
+			werr = err
+		}
+	}
+	return werr
 }
 
 // processBatch handles w.in.Msgs[:n] and queues the outputs in w.outs.

@@ -284,7 +284,7 @@ func TestGoldenForgedResponseDropped(t *testing.T) {
 		// the next Via redirected to a victim
 		"redirect": strings.Replace(good, "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds", "SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bK776asdhds", 1),
 		// a branch of the right shape from nowhere
-		"branch": strings.Replace(good, br, "z9hG4bKvd10aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1),
+		"branch": strings.Replace(good, br, "z9hG4bKvd10"+strings.Repeat("a", branchLen-11), 1),
 		// top Via not ours at all
 		"notours": strings.Replace(good, "192.0.2.10:5060", "192.0.2.11:5060", 1),
 	}

@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"bytes"
 	"net/netip"
 
 	"github.com/cespare/xxhash/v2"
@@ -169,6 +170,9 @@ type routes struct {
 func (w *Worker) scanRoutes(in []byte, r *routes) {
 	m := &w.m
 	*r = routes{}
+	if _, ok := m.Find(parser.KindRoute); !ok {
+		return
+	}
 	for i := 0; i < m.NumHeaders(); i++ {
 		h := m.Header(i)
 		if h.Kind != parser.KindRoute {
@@ -392,7 +396,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	a, b := w.edits.outPos(top.Start), w.edits.outPos(top.End)
 	branchAt := w.edits.outPosStrict(viaAt) + len(e.viaPrefix[sendListen])
 	sum := w.mac.mac(out.Buf[branchAt:branchAt+offMAC], out.Buf[a:b])
-	appendMAC80(out.Buf[branchAt+offMAC:branchAt+offMAC], sum)
+	appendB32(out.Buf[branchAt+offMAC:branchAt+offMAC], sum, macDigits)
 
 	out.To = dest
 	out.Listen = sendListen
@@ -575,7 +579,10 @@ func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag []byte) (uint64, er
 	return d.Sum64(), nil
 }
 
-var sep = []byte{0}
+var (
+	sep               = []byte{0}
+	branchPrefixBytes = []byte(branchPrefix)
+)
 
 func writeLower(d *xxhash.Digest, b []byte) {
 	var buf [64]byte
@@ -601,7 +608,10 @@ func (w *Worker) loopHash(in []byte, ruri []byte, rs *routes, removedFirst, remo
 	d.Reset()
 	d.Write(ruri)
 	d.Write(sep)
-	for i := 0; i < m.NumHeaders(); i++ {
+	_, r := m.Find(parser.KindRoute)
+	_, pr := m.Find(parser.KindProxyRequire)
+	_, pa := m.Find(parser.KindProxyAuthorization)
+	for i := 0; (r || pr || pa) && i < m.NumHeaders(); i++ {
 		h := m.Header(i)
 		switch h.Kind {
 		case parser.KindRoute:
@@ -632,6 +642,11 @@ func (w *Worker) loopHash(in []byte, ruri []byte, rs *routes, removedFirst, remo
 // looped reports whether a Via of Viaduct's carries this loop hash.
 func (w *Worker) looped(loop uint64) bool {
 	m := &w.m
+	// Cheap necessary condition first: our branch prefix somewhere in the
+	// headers.
+	if !bytes.Contains(m.Bytes()[m.HeadersStart():m.HeadersEnd()], branchPrefixBytes) {
+		return false
+	}
 	it := m.Vias()
 	var v parser.Via
 	for it.Next(&v) {

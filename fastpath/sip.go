@@ -1,9 +1,6 @@
 package fastpath
 
-import (
-	"net/netip"
-	"unsafe"
-)
+import "net/netip"
 
 // Small zero-allocation helpers over raw SIP text.
 
@@ -139,23 +136,147 @@ func nextListValue(b []byte, i int) (start, end, next int, ok bool) {
 }
 
 // parseIP parses an IPv4 or IPv6 literal (without brackets or zone) without
-// allocating.
+// allocating, also when b is not an address (netip.ParseAddr allocates its
+// error, and host names are common here).
 func parseIP(b []byte) (netip.Addr, bool) {
-	if len(b) == 0 || len(b) > 45 {
+	if a, ok := parseIPv4(b); ok {
+		return netip.AddrFrom4(a), true
+	}
+	var a [16]byte
+	if !parseIPv6(b, &a) {
 		return netip.Addr{}, false
 	}
-	for _, c := range b {
-		if c == '%' { // zones would be interned (allocation); never valid on the wire
-			return netip.Addr{}, false
+	return netip.AddrFrom16(a).Unmap(), true
+}
+
+// parseIPv4 parses dotted-quad decimal (no leading zeros beyond "0").
+func parseIPv4(b []byte) (a [4]byte, ok bool) {
+	i := 0
+	for k := 0; k < 4; k++ {
+		if k > 0 {
+			if i >= len(b) || b[i] != '.' {
+				return a, false
+			}
+			i++
+		}
+		n, d := 0, 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			if d > 0 && n == 0 {
+				return a, false // leading zero
+			}
+			n = n*10 + int(b[i]-'0')
+			d++
+			i++
+			if n > 255 {
+				return a, false
+			}
+		}
+		if d == 0 {
+			return a, false
+		}
+		a[k] = byte(n)
+	}
+	return a, i == len(b)
+}
+
+// parseIPv6 parses an RFC 4291 text address: eight groups of up to four hex
+// digits, "::" once, optionally a dotted-quad IPv4 tail.
+func parseIPv6(b []byte, a *[16]byte) bool {
+	if len(b) < 2 || len(b) > 45 {
+		return false
+	}
+	ellipsis := -1 // byte index in a where "::" stands
+	i, j := 0, 0
+	if b[0] == ':' {
+		if b[1] != ':' {
+			return false
+		}
+		ellipsis = 0
+		i = 2
+		if i == len(b) {
+			*a = [16]byte{}
+			return true
 		}
 	}
-	// The string does not escape ParseAddr (no zone), so viewing the
-	// bytes as a string is safe and allocation-free.
-	a, err := netip.ParseAddr(unsafe.String(&b[0], len(b)))
-	if err != nil {
-		return netip.Addr{}, false
+	for i < len(b) && j < 16 {
+		// IPv4 tail?
+		k := i
+		for k < len(b) && b[k] != ':' && b[k] != '.' {
+			k++
+		}
+		if k < len(b) && b[k] == '.' {
+			if j > 12 {
+				return false
+			}
+			v4, ok := parseIPv4(b[i:])
+			if !ok {
+				return false
+			}
+			copy(a[j:], v4[:])
+			j += 4
+			i = len(b)
+			break
+		}
+		n, d := 0, 0
+		for i < len(b) && d < 5 {
+			c := b[i]
+			var v int
+			switch {
+			case c >= '0' && c <= '9':
+				v = int(c - '0')
+			case c >= 'a' && c <= 'f':
+				v = int(c-'a') + 10
+			case c >= 'A' && c <= 'F':
+				v = int(c-'A') + 10
+			default:
+				v = -1
+			}
+			if v < 0 {
+				break
+			}
+			n = n<<4 | v
+			d++
+			i++
+		}
+		if d == 0 || d > 4 {
+			return false
+		}
+		a[j], a[j+1] = byte(n>>8), byte(n)
+		j += 2
+		if i == len(b) {
+			break
+		}
+		if b[i] != ':' || i+1 == len(b) {
+			return false
+		}
+		i++
+		if b[i] == ':' {
+			if ellipsis >= 0 {
+				return false
+			}
+			ellipsis = j
+			i++
+			if i == len(b) {
+				break
+			}
+		}
 	}
-	return a.Unmap(), true
+	if i != len(b) {
+		return false
+	}
+	if j < 16 {
+		if ellipsis < 0 {
+			return false
+		}
+		n := 16 - j
+		copy(a[ellipsis+n:], a[ellipsis:j])
+		for k := ellipsis; k < ellipsis+n; k++ {
+			a[k] = 0
+		}
+	} else if ellipsis >= 0 && ellipsis != 16 {
+		return false // "::" must stand for at least one group
+	}
+	return true
 }
 
 // appendUint appends the decimal form of v.

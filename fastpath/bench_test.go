@@ -1,0 +1,78 @@
+package fastpath
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// sippInvite is the INVITE of SIPp's built-in uac scenario (what peerbench
+// sends), with its SDP.
+var sippInvite = msg(`INVITE sip:service@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1234-1-0
+From: sipp <sip:sipp@127.0.0.1:5070>;tag=1234SIPpTag001
+To: service <sip:service@127.0.0.1:5060>
+Call-ID: 1-1234@127.0.0.1
+CSeq: 1 INVITE
+Contact: sip:sipp@127.0.0.1:5070
+Max-Forwards: 70
+Subject: Performance Test
+Content-Type: application/sdp`, `v=0
+o=user1 53655765 2353687637 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio 6000 RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+`)
+
+func benchHandle(b *testing.B, in []byte, from netip.AddrPort, want Action) {
+	e, w := newTestWorker(b, nil)
+	out := newOutput(e)
+	if a := w.Handle(in, from, out); a != want {
+		b.Fatalf("%v, want %v", a, want)
+	}
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.Handle(in, from, out)
+	}
+}
+
+var sippClient = netip.MustParseAddrPort("127.0.0.1:5070")
+
+// BenchmarkHandleInvite: parse, choose the upstream, rewrite and MAC the
+// INVITE of SIPp's uac scenario.
+func BenchmarkHandleInvite(b *testing.B) { benchHandle(b, sippInvite, sippClient, ActionForward) }
+
+// BenchmarkHandleInviteSDP: the RFC 3261-style INVITE of the golden tests.
+func BenchmarkHandleInviteSDP(b *testing.B) { benchHandle(b, invite3261, alice, ActionForward) }
+
+// BenchmarkHandleResponse200: parse, verify the MAC, strip our Via and route
+// the 200 OK to that INVITE.
+func BenchmarkHandleResponse200(b *testing.B) {
+	_, w := newTestWorker(b, nil)
+	_, inv := handle(b, w, sippInvite, sippClient)
+	resp := respond(b, inv.Buf, "200 OK", "5678SIPpTag011", "Contact: <sip:127.0.0.1:5071;transport=UDP>")
+	benchHandle(b, resp, inv.To, ActionForward)
+}
+
+// BenchmarkHandle2543Invite: the RFC 2543 branch derivation.
+func BenchmarkHandle2543Invite(b *testing.B) { benchHandle(b, invite2543, oldPhone, ActionForward) }
+
+// BenchmarkReply483: a stateless local reply.
+func BenchmarkReply483(b *testing.B) {
+	benchHandle(b, replace(sippInvite, "Max-Forwards: 70", "Max-Forwards: 0"), sippClient, ActionReply)
+}
+
+// BenchmarkMAC: the branch MAC alone (HMAC-SHA256 over prefix + a typical
+// via-parm).
+func BenchmarkMAC(b *testing.B) {
+	m := newMacer(testKey)
+	prefix := []byte("z9hG4bKvd10birphcbdi2f0bk8v64c9b")
+	next := []byte("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1234-1-0;received=127.0.0.1;rport=5070")
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		m.mac(prefix, next)
+	}
+}
