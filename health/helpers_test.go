@@ -1,0 +1,401 @@
+package health
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+// Responder modes.
+const (
+	modeAnswer = iota // answer every request (200, or code for OPTIONS)
+	modeSilent        // read and ignore everything (a dead server)
+)
+
+// responder is a UDP SIP server on 127.0.0.1:0 playing an upstream: it
+// answers requests statelessly (OPTIONS with optionsCode, INVITE with 200
+// and a To tag, anything else with 200), or stays silent.
+type responder struct {
+	t    testing.TB
+	name string
+	conn *net.UDPConn
+	addr netip.AddrPort
+
+	mode        atomic.Int32
+	optionsCode atomic.Int32
+	delay       atomic.Int64 // nanoseconds before answering OPTIONS
+	dropFirst   atomic.Bool  // ignore the first copy of every OPTIONS
+
+	mu       sync.Mutex
+	options  []time.Time         // arrival of every OPTIONS (retransmissions included)
+	requests map[string][]string // Call-ID -> methods received, in order (OPTIONS excluded)
+	seen     map[string]bool     // OPTIONS Call-IDs already seen (dropFirst)
+	wg       sync.WaitGroup
+}
+
+func newResponder(t testing.TB, name string) *responder {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &responder{t: t, name: name, conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(),
+		requests: map[string][]string{}, seen: map[string]bool{}}
+	r.optionsCode.Store(200)
+	r.wg.Add(1)
+	go r.run()
+	t.Cleanup(func() {
+		c.Close()
+		r.wg.Wait()
+	})
+	return r
+}
+
+func (r *responder) run() {
+	defer r.wg.Done()
+	buf := make([]byte, 65536)
+	var m parser.Message
+	for {
+		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		if r.mode.Load() == modeSilent {
+			continue
+		}
+		if parser.Parse(buf[:n], &m) != nil || !m.IsRequest() {
+			continue
+		}
+		code := 200
+		if m.MethodID() == parser.MethodOPTIONS {
+			r.mu.Lock()
+			r.options = append(r.options, time.Now())
+			first := !r.seen[string(m.CallID())]
+			r.seen[string(m.CallID())] = true
+			r.mu.Unlock()
+			if first && r.dropFirst.Load() {
+				continue
+			}
+			code = int(r.optionsCode.Load())
+			if d := r.delay.Load(); d > 0 {
+				time.Sleep(time.Duration(d))
+			}
+		} else {
+			r.mu.Lock()
+			id := string(m.CallID())
+			r.requests[id] = append(r.requests[id], string(m.Method()))
+			r.mu.Unlock()
+			if m.MethodID() == parser.MethodACK {
+				continue
+			}
+		}
+		resp := buildResponse(&m, code, "tag-"+r.name)
+		r.conn.WriteToUDPAddrPort(resp, from)
+	}
+}
+
+// optionsTimes returns the arrival times of the OPTIONS received so far.
+func (r *responder) optionsTimes() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.options...)
+}
+
+// got returns the methods received for a Call-ID.
+func (r *responder) got(callID string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.requests[callID]...)
+}
+
+// buildResponse answers request m statelessly: every Via, From, To (with
+// toTag added when it has none), Call-ID and CSeq copied.
+func buildResponse(m *parser.Message, code int, toTag string) []byte {
+	in := m.Bytes()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reasonFor(code))
+	for i := 0; i < m.NumHeaders(); i++ {
+		h := m.Header(i)
+		switch h.Kind {
+		case parser.KindVia, parser.KindFrom, parser.KindCallID, parser.KindCSeq:
+			b.Write(in[h.Start:h.End])
+		case parser.KindTo:
+			line := strings.TrimRight(string(in[h.Start:h.End]), "\r\n")
+			to, _ := m.To()
+			if len(to.Tag) == 0 {
+				line += ";tag=" + toTag
+			}
+			b.WriteString(line + "\r\n")
+		}
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	return b.Bytes()
+}
+
+func reasonFor(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 404:
+		return "Not Found"
+	case 408:
+		return "Request Timeout"
+	case 503:
+		return "Service Unavailable"
+	}
+	return "Whatever"
+}
+
+// udpTransport is a Transport over its own loopback socket, standing in for
+// the fast path in the checker's unit tests: its Via names its socket, and
+// a reader hands every response whose top Via carries its branch prefix to
+// the handler.
+type udpTransport struct {
+	conn    *net.UDPConn
+	addr    netip.AddrPort
+	handler atomic.Pointer[func(*parser.Message, netip.AddrPort)]
+	sendErr atomic.Bool // make SendFrom fail
+	wg      sync.WaitGroup
+}
+
+func newUDPTransport(t testing.TB) *udpTransport {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &udpTransport{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort()}
+	tr.wg.Add(1)
+	go func() {
+		defer tr.wg.Done()
+		buf := make([]byte, 65536)
+		var m parser.Message
+		for {
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if parser.Parse(buf[:n], &m) != nil || m.IsRequest() {
+				continue
+			}
+			v := m.TopVia()
+			if !bytes.HasPrefix(v.Branch, []byte("z9hG4bKtest")) {
+				continue
+			}
+			if h := tr.handler.Load(); h != nil {
+				(*h)(&m, from)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		c.Close()
+		tr.wg.Wait()
+	})
+	return tr
+}
+
+func (tr *udpTransport) setHandler(h func(*parser.Message, netip.AddrPort)) { tr.handler.Store(&h) }
+
+func (tr *udpTransport) AppendVia(dst []byte, listen int, key uint64) []byte {
+	return fmt.Appendf(dst, "Via: SIP/2.0/UDP %s;branch=z9hG4bKtest%x\r\n", tr.addr, key)
+}
+
+func (tr *udpTransport) SendFrom(listen int, b []byte, to netip.AddrPort) error {
+	if listen != 0 {
+		return fmt.Errorf("no listen address %d", listen)
+	}
+	if tr.sendErr.Load() {
+		return errors.New("simulated send failure")
+	}
+	_, err := tr.conn.WriteToUDPAddrPort(b, to)
+	return err
+}
+
+func (tr *udpTransport) ListenAddrs() []netip.AddrPort { return []netip.AddrPort{tr.addr} }
+
+// event is one state change seen by a recordingSink.
+type event struct {
+	at     time.Time
+	id     string
+	health *balancer.Health
+	admin  *balancer.AdminState
+}
+
+// recordingSink forwards to a balancer.Pool and records every change.
+type recordingSink struct {
+	pool  *balancer.Pool
+	mu    sync.Mutex
+	evs   []event
+	last  map[string]balancer.Health
+	lastA map[string]balancer.AdminState
+}
+
+func newRecordingSink(t testing.TB, targets ...*responder) *recordingSink {
+	t.Helper()
+	ts := make([]balancer.Target, len(targets))
+	for i, r := range targets {
+		ts[i] = balancer.Target{ID: r.name, Addr: r.addr, Transport: "udp", Weight: 1}
+	}
+	p, err := balancer.NewPool(ts, balancer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &recordingSink{pool: p}
+}
+
+func (s *recordingSink) SetHealth(id string, h balancer.Health) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.pool.Table().ByID(id)
+	if err := s.pool.SetHealth(id, h); err != nil {
+		return err
+	}
+	if ok && old.Health != h {
+		s.evs = append(s.evs, event{at: time.Now(), id: id, health: &h})
+	}
+	return nil
+}
+
+func (s *recordingSink) SetAdmin(id string, a balancer.AdminState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.pool.Table().ByID(id)
+	if err := s.pool.SetAdmin(id, a); err != nil {
+		return err
+	}
+	if ok && old.Admin != a {
+		s.evs = append(s.evs, event{at: time.Now(), id: id, admin: &a})
+	}
+	return nil
+}
+
+// healthChanges returns the health events of id after since.
+func (s *recordingSink) healthChanges(id string, since time.Time) []event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []event
+	for _, e := range s.evs {
+		if e.id == id && e.health != nil && e.at.After(since) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitHealth waits until the sink's health of id is h and returns when that
+// change was recorded; it fails the test after limit.
+func (s *recordingSink) waitHealth(t testing.TB, id string, h balancer.Health, since time.Time, limit time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		for _, e := range s.healthChanges(id, since) {
+			if *e.health == h {
+				return e.at
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("%s did not become %v within %v", id, h, limit)
+	return time.Time{}
+}
+
+// poolHealth returns the pool's health of id.
+func poolHealth(t testing.TB, p *balancer.Pool, id string) balancer.Health {
+	t.Helper()
+	tg, ok := p.Table().ByID(id)
+	if !ok {
+		t.Fatalf("pool has no target %q", id)
+	}
+	return tg.Health
+}
+
+// logBuffer is a concurrency-safe slog sink for assertions on log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// waitLog waits until the log holds every one of want.
+func (l *logBuffer) waitLog(t testing.TB, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for {
+		out := l.String()
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log lacks %q:\n%s", missing, out)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// startChecker builds and starts a Checker over tr for the responders, with
+// settings s, and stops it at the end of the test.
+func startChecker(t testing.TB, tr *udpTransport, sink StateSink, s Settings, log *slog.Logger, rs ...*responder) *Checker {
+	t.Helper()
+	cfg := Config{Settings: s}
+	for _, r := range rs {
+		cfg.Targets = append(cfg.Targets, Target{ID: r.name, Addr: r.addr})
+	}
+	c, err := New(cfg, tr, sink, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.setHandler(func(m *parser.Message, from netip.AddrPort) { c.HandleResponse(m, from) })
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitFor polls cond every few milliseconds until it holds or limit passes.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package health
+
+import (
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/viaduct-sip/viaduct/balancer"
+)
+
+// passiveSlot is the passive 503 burst detector of one target. The ring
+// holds the arrival times of the target's last len(ring) 503 responses
+// (nanoseconds since Checker.base, plus one so that 0 means empty): when
+// the one len(ring) arrivals ago is within the window of the current one,
+// len(ring)+1 = Count 503s arrived within the window.
+type passiveSlot struct {
+	t       *target // read only by the checker's goroutine
+	count   int
+	window  time.Duration
+	ring    []atomic.Int64
+	n       atomic.Uint64
+	tripped atomic.Bool
+}
+
+func newPassiveSlot(t *target) *passiveSlot {
+	return &passiveSlot{
+		t:      t,
+		count:  t.probe.PassiveCount,
+		window: t.probe.PassiveWindow,
+		ring:   make([]atomic.Int64, t.probe.PassiveCount-1),
+	}
+}
+
+// rearm clears the ring and allows the slot to trip again.
+func (s *passiveSlot) rearm() {
+	for i := range s.ring {
+		s.ring[i].Store(0)
+	}
+	s.tripped.Store(false)
+}
+
+// publishPassive rebuilds the address index of the passive detectors:
+// targets that are probed and have the passive check on get a slot (kept
+// across an Update when their settings did not change). Called with c.mu
+// held.
+func (c *Checker) publishPassive() {
+	idx := make(map[netip.AddrPort]*passiveSlot)
+	for _, t := range c.targets {
+		if t.probe.PassiveCount == 0 || t.probe.NeverProbe {
+			t.passive = nil
+			continue
+		}
+		if t.passive == nil || t.passive.count != t.probe.PassiveCount || t.passive.window != t.probe.PassiveWindow {
+			t.passive = newPassiveSlot(t)
+			if t.health == balancer.Down {
+				t.passive.tripped.Store(true) // rearmed when probes bring it up
+			}
+		}
+		idx[t.addr] = t.passive
+	}
+	c.passive.Store(&idx)
+}
+
+// ObserveResponse is the passive check, for the fast path to call with the
+// status code of every response it receives and the address it came from.
+// It returns at once for any status but 503; a 503 from a target whose
+// passive check is on is recorded in that target's lock-free ring, and when
+// Count of them arrived within Window the target is marked down (reason
+// "passive 503 burst") until Successes consecutive probes succeed. It does
+// not allocate and never blocks. Targets that are never probed are not
+// watched: nothing would bring them back.
+func (c *Checker) ObserveResponse(from netip.AddrPort, status int) {
+	if status != 503 {
+		return
+	}
+	m := c.passive.Load()
+	if m == nil || len(*m) == 0 {
+		return
+	}
+	s := (*m)[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
+	if s == nil || s.tripped.Load() {
+		return
+	}
+	now := int64(time.Since(c.base)) + 1
+	i := s.n.Add(1)
+	old := s.ring[i%uint64(len(s.ring))].Swap(now)
+	if old == 0 || now-old > int64(s.window) {
+		return
+	}
+	if s.tripped.CompareAndSwap(false, true) {
+		select {
+		case c.trips <- s:
+		default:
+			s.tripped.Store(false) // retried on the next 503
+		}
+	}
+}
+
+// onTrip marks the target of a tripped slot down. Called with c.mu held.
+func (c *Checker) onTrip(s *passiveSlot) {
+	t := s.t
+	if t.passive != s || c.byID[t.id] != t {
+		return // replaced by a reload
+	}
+	t.passiveTrips++
+	if t.health == balancer.Down {
+		return
+	}
+	t.succs = 0
+	c.setHealth(t, balancer.Down, fmt.Sprintf("passive 503 burst (%d responses 503 within %v)", s.count, s.window))
+}
