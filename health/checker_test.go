@@ -673,4 +673,3 @@ func BenchmarkObserveResponse(b *testing.B) {
 		}
 	})
 }
-
