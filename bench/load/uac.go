@@ -388,17 +388,22 @@ func (s *uacSource) run() {
 			return
 		}
 		s.wheel.advance(s.now, s.fireFn)
-		if s.quota > 0 && s.end != 0 && s.now >= s.end {
-			s.quota = 0 // the run's duration is over
-		}
 		if s.quota > 0 {
-			due := s.pacer.Due(s.now)
+			t := s.now
+			over := s.end != 0 && t >= s.end
+			if over {
+				t = s.end - 1 // start what was due before the end, no more
+			}
+			due := s.pacer.Due(t)
 			n := 0
 			for n < due && n < maxStart && s.quota > 0 && s.startCall() {
 				n++
 				s.quota--
 			}
 			s.pacer.Take(n)
+			if over && n == due {
+				s.quota = 0 // the run's duration is over
+			}
 		}
 		s.flush()
 
