@@ -1,0 +1,214 @@
+// Command viaduct is a stateless SIP proxy and load balancer over UDP.
+//
+// Usage:
+//
+//	viaduct --listen 127.0.0.1:5060 --upstream 127.0.0.1:5071 --upstream 127.0.0.1:5072
+//	viaduct --config viaduct.yaml [flags that override the file]
+//
+// Every setting can be given in a YAML file (--config) and as a flag; a flag
+// given on the command line overrides the file's value, and a list flag
+// (--listen, --upstream) replaces the file's whole list. Unknown YAML keys
+// and invalid values are refused at start with the key and the reason.
+// SIGINT and SIGTERM stop Viaduct cleanly: the sockets are closed, the
+// workers finish their batch, and the counters are logged.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// listFlag is a repeatable flag; each value may also be a comma list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(s string) error {
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
+}
+
+const usageText = `viaduct: a stateless SIP proxy and load balancer (UDP)
+
+Usage:
+  viaduct --listen 127.0.0.1:5060 --upstream 10.0.0.1:5060 --upstream 10.0.0.2:5060
+  viaduct --config viaduct.yaml [flags overriding the file]
+
+Flags (YAML key in brackets; a flag given on the command line overrides the
+file, and --listen / --upstream replace the file's list):
+`
+
+// run is main without the process: it parses args, starts the engine and
+// blocks until ctx is done. It returns the exit code: 0 after a clean stop,
+// 2 for a usage or configuration error, 1 for a runtime error.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("viaduct", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configPath = fs.String("config", "", "YAML configuration file")
+		listen     listFlag
+		upstreams  listFlag
+		fc         fileConfig
+		check      = fs.Bool("check", false, "validate the configuration, print it and exit")
+	)
+	fs.Var(&listen, "listen", "UDP `ip:port` to listen on, repeatable or comma separated [listen]")
+	fs.Var(&upstreams, "upstream", "upstream `ip:port` to balance over, repeatable or comma separated [upstreams]")
+	fs.StringVar(&fc.Advertise, "advertise", "", "`host[:port]` put in Via and Record-Route; default: the first listen address [advertise]")
+	fs.IntVar(&fc.Workers, "workers", 0, "workers (sockets) per listen address; default GOMAXPROCS [workers]")
+	fs.IntVar(&fc.RecvBuffer, "recv-buffer", 0, "SO_RCVBUF `bytes` per socket; default 4 MiB [recv_buffer]")
+	fs.IntVar(&fc.SendBuffer, "send-buffer", 0, "SO_SNDBUF `bytes` per socket; default 4 MiB [send_buffer]")
+	fs.IntVar(&fc.Batch, "batch", 0, "datagrams per recvmmsg/sendmmsg; default 32 [batch]")
+	fs.BoolVar(&fc.RecordRoute, "record-route", false, "add Record-Route to INVITE, SUBSCRIBE and REFER that start a dialog [record_route]")
+	fs.IntVar(&fc.MaxMessageSize, "max-message-size", 0, "largest datagram in `bytes`; larger requests get 513; default 16384 [max_message_size]")
+	fs.StringVar(&fc.SecretFile, "secret-file", "", "file holding the branch MAC secret (>= 16 bytes); default: random at start [secret_file]")
+	fs.StringVar(&fc.LogFormat, "log-format", "", "log format: text or json; default text [log_format]")
+	fs.StringVar(&fc.LogLevel, "log-level", "", "log level: debug, info, warn, error; default info [log_level]")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "viaduct: unexpected argument %q (see -help)\n", fs.Arg(0))
+		return 2
+	}
+
+	// The file first, then every flag that was set on the command line.
+	merged := fileConfig{}
+	if *configPath != "" {
+		f, err := readConfigFile(*configPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "viaduct: %v\n", err)
+			return 2
+		}
+		merged = f
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			merged.Listen = listen
+		case "upstream":
+			merged.Upstreams = upstreams
+		case "advertise":
+			merged.Advertise = fc.Advertise
+		case "workers":
+			merged.Workers = fc.Workers
+		case "recv-buffer":
+			merged.RecvBuffer = fc.RecvBuffer
+		case "send-buffer":
+			merged.SendBuffer = fc.SendBuffer
+		case "batch":
+			merged.Batch = fc.Batch
+		case "record-route":
+			merged.RecordRoute = fc.RecordRoute
+		case "max-message-size":
+			merged.MaxMessageSize = fc.MaxMessageSize
+		case "secret-file":
+			merged.SecretFile = fc.SecretFile
+			merged.Secret = ""
+		case "log-format":
+			merged.LogFormat = fc.LogFormat
+		case "log-level":
+			merged.LogLevel = fc.LogLevel
+		}
+	})
+	logger, err := newLogger(stderr, merged.LogFormat, merged.LogLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
+		return 2
+	}
+	cfg, err := merged.toEngineConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
+		return 2
+	}
+	eng, err := fastpath.New(cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
+		return 2
+	}
+	if *check {
+		c := eng.Config()
+		fmt.Fprintf(stderr, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=%v record_route=%v max_message_size=%d batch=%d recv_buffer=%d send_buffer=%d secret=%s\n",
+			c.Listen, eng.Advertise(), c.Workers, c.Upstreams, c.RecordRoute, c.MaxMessageSize, c.Batch, c.RecvBuffer, c.SendBuffer,
+			map[bool]string{true: "configured", false: "random"}[cfg.Secret != nil])
+		return 0
+	}
+	if cfg.Secret == nil {
+		logger.Warn("no secret configured: using a random one; responses to requests forwarded by another instance or before a restart will be dropped")
+	}
+	if err := eng.Start(ctx); err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	<-ctx.Done()
+	logger.Info("stopping")
+	if err := eng.Close(); err != nil {
+		logger.Error("closing sockets", "err", err)
+	}
+	logStats(logger, eng.Stats())
+	return 0
+}
+
+// logStats logs the final counters in one line.
+func logStats(l *slog.Logger, s fastpath.Stats) {
+	var req uint64
+	attrs := []any{}
+	for i, n := range s.RequestsByMethod {
+		req += n
+		if n > 0 {
+			name := parser.Method(i).String()
+			if name == "" {
+				name = "other"
+			}
+			attrs = append(attrs, slog.Uint64("rx_"+name, n))
+		}
+	}
+	var resp uint64
+	for _, n := range s.ResponsesForwarded {
+		resp += n
+	}
+	attrs = append(attrs,
+		slog.Uint64("requests", req), slog.Uint64("requests_forwarded", s.RequestsForwarded),
+		slog.Uint64("responses", s.ResponsesReceived), slog.Uint64("responses_forwarded", resp),
+		slog.Uint64("datagrams_in", s.DatagramsIn), slog.Uint64("datagrams_out", s.DatagramsOut),
+		slog.Uint64("kernel_drops", s.KernelDrops))
+	for i, n := range s.LocalReplies {
+		if n > 0 {
+			attrs = append(attrs, slog.Uint64(fmt.Sprintf("local_%d", fastpath.LocalCode(i).Status()), n))
+		}
+	}
+	for i, n := range s.Drops {
+		if n > 0 {
+			attrs = append(attrs, slog.Uint64("drop_"+fastpath.DropReason(i).String(), n))
+		}
+	}
+	l.Info("stopped", attrs...)
+}
