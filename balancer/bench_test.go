@@ -2,80 +2,117 @@ package balancer
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 )
 
-// benchTargets returns n enabled targets of weight 1 in priority group 0.
-func benchTargets(n int) []Target {
-	ts := make([]Target, n)
-	for i := range ts {
-		ts[i] = Target{
-			Addr:      netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5060),
-			Transport: "udp",
-			Weight:    1,
-		}
-	}
-	return ts
-}
-
-func benchKeys(n int) []uint64 {
-	ks := make([]uint64, n)
-	for i := range ks {
-		ks[i] = HashKeyString(fmt.Sprintf("%08x-call@bench", i))
-	}
-	return ks
-}
+// Benchmarks: go test -run '^$' -bench . -benchmem ./balancer/
 
 func BenchmarkPick(b *testing.B) {
-	keys := benchKeys(1 << 16)
+	keys := testKeys(1<<20, 1) // spread over the whole table, as live traffic is
 	for _, n := range []int{2, 10, 100, 1000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			p, err := NewPool(benchTargets(n), Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			tab := p.Table()
+			tab := mustPool(b, equalWeights(n), Options{}).Table()
 			b.ReportAllocs()
 			b.ResetTimer()
-			var sink int
+			sink := 0
 			for i := 0; i < b.N; i++ {
 				t, _ := tab.Pick(keys[i&(len(keys)-1)], false)
-				sink += int(t.Weight)
+				sink += t.Weight
 			}
 			_ = sink
 		})
 	}
 }
 
-func BenchmarkRebuild(b *testing.B) {
+// BenchmarkPickWithHash includes hashing a 40-byte Call-ID and loading the
+// table from the pool: the whole per-request cost.
+func BenchmarkPickWithHash(b *testing.B) {
+	p := mustPool(b, equalWeights(1000), Options{})
+	callID := []byte("a84b4c76e66710-a84b4c76e66710@10.0.0.1")
+	b.ReportAllocs()
+	sink := 0
+	for i := 0; i < b.N; i++ {
+		callID[0] = byte(i)
+		t, _ := p.Table().Pick(HashKey(callID), false)
+		sink += t.Weight
+	}
+	_ = sink
+}
+
+func BenchmarkPickRR(b *testing.B) {
 	for _, n := range []int{10, 1000} {
-		ts := benchTargets(n)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			tab := mustPool(b, equalWeights(n), Options{Mode: ModeRoundRobin}).Table()
+			var cursor uint64
+			b.ReportAllocs()
+			sink := 0
+			for i := 0; i < b.N; i++ {
+				t, _ := tab.PickRR(&cursor, false)
+				sink += t.Weight
+			}
+			_ = sink
+		})
+	}
+}
+
+func BenchmarkPolicyFor(b *testing.B) {
+	p, err := ParsePolicy(map[string]string{"MESSAGE": "from-uri", "SUBSCRIBE": "to-aor", "INVITE": "call-id"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := []byte("BYE")
+	b.ReportAllocs()
+	sink := 0
+	for i := 0; i < b.N; i++ {
+		sink += int(p.For(m).Kind)
+	}
+	_ = sink
+}
+
+// BenchmarkRebuild measures table builds: full (NewPool, also a reload that
+// changes most of the pool), one target going down and coming back up
+// (alternating; derived from the previous table), and draining one target
+// and re-enabling it.
+func BenchmarkRebuild(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		ts := equalWeights(n)
 		b.Run(fmt.Sprintf("full/%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if _, err := NewPool(ts, Options{}); err != nil {
-					b.Fatal(err)
-				}
+				mustPool(b, ts, Options{})
 			}
 		})
-		b.Run(fmt.Sprintf("down-up/%d", n), func(b *testing.B) {
-			p, err := NewPool(ts, Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			id := p.Table().Target(n / 2).ID
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				h := Down
-				if i%2 == 1 {
-					h = Up
+		if n != 1000 {
+			continue
+		}
+		for _, change := range []string{"down-up", "drain-enable"} {
+			b.Run(fmt.Sprintf("%s/%d", change, n), func(b *testing.B) {
+				p := mustPool(b, ts, Options{})
+				id := p.Table().Target(n / 2).ID
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					var err error
+					switch {
+					case change == "down-up":
+						err = p.SetHealth(id, Health(i%2))
+					case i%2 == 0:
+						err = p.SetAdmin(id, Draining)
+					default:
+						err = p.SetAdmin(id, Enabled)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
 				}
-				if err := p.SetHealth(id, h); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+			})
+		}
 	}
+	b.Run("round-robin/1000", func(b *testing.B) {
+		ts := equalWeights(1000)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			mustPool(b, ts, Options{Mode: ModeRoundRobin})
+		}
+	})
 }
