@@ -64,7 +64,9 @@ func (k KeyKind) String() string {
 // (header names compare case-insensitively in SIP; the extractor should also
 // accept the compact form) and empty otherwise.
 type KeyRule struct {
-	Kind   KeyKind
+	// Kind is the part of the request to hash.
+	Kind KeyKind
+	// Header is the header name when Kind is KeyHeader.
 	Header string
 }
 

@@ -33,7 +33,8 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", uint8(m))
 }
 
-// ParseMode parses "hash" or "round-robin" (also "rr"), for config loaders.
+// ParseMode parses "hash" (or "", the default) or "round-robin" (or "rr"),
+// for config loaders.
 func ParseMode(s string) (Mode, error) {
 	switch s {
 	case "hash", "":
@@ -46,6 +47,7 @@ func ParseMode(s string) (Mode, error) {
 
 // Options configures a Pool. The zero value selects ModeHash.
 type Options struct {
+	// Mode is the selection algorithm (default ModeHash).
 	Mode Mode
 
 	// phase2At is passed to every builder (tests only).
