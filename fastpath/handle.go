@@ -388,7 +388,17 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		w.scratch = appendUint(w.scratch, uint64(mf-1))
 		w.edits.add(vs, vs+len(h.Value), w.scratch[sp:])
 	} else {
-		w.edits.add(m.HeadersEnd(), m.HeadersEnd(), maxForwardsLine)
+		he := m.HeadersEnd()
+		switch {
+		case he > 0 && in[he-1] != '\n':
+			// the last header line has no line ending (the datagram
+			// ends there): end it first, and end the headers
+			w.edits.add(he, he, maxForwardsAfterUnterminated)
+		case he == len(in):
+			w.edits.add(he, he, maxForwardsLineEnd)
+		default:
+			w.edits.add(he, he, maxForwardsLine)
+		}
 	}
 
 	out.Buf = w.edits.apply(out.Buf[:0], in)
@@ -438,7 +448,11 @@ func (w *Worker) routeAfterFirst(in []byte, rs *routes) routeInfo {
 	return rs.last
 }
 
-var maxForwardsLine = []byte("Max-Forwards: 70\r\n")
+var (
+	maxForwardsLine              = []byte("Max-Forwards: 70\r\n")
+	maxForwardsLineEnd           = []byte("Max-Forwards: 70\r\n\r\n")
+	maxForwardsAfterUnterminated = []byte("\r\nMax-Forwards: 70\r\n\r\n")
+)
 
 func isSIPScheme(s []byte) bool { return equalFold(s, "sip") || equalFold(s, "sips") }
 
