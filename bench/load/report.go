@@ -62,6 +62,9 @@ type Report struct {
 	Stray          uint64            `json:"stray_messages"`
 	ParseErrors    uint64            `json:"parse_errors"`
 	Unexpected     uint64            `json:"unexpected_messages"`
+	KernelDrops    uint64            `json:"kernel_receive_drops"`
+	RecvBatch      float64           `json:"avg_recv_batch"`
+	SendBatch      float64           `json:"avg_send_batch"`
 	FirstResponse  Latency           `json:"latency_first_response"`
 	InviteTo200    *Latency          `json:"latency_invite_to_200,omitempty"`
 	CPUSeconds     float64           `json:"cpu_seconds"`
@@ -133,10 +136,16 @@ func (r *Result) Report(maxFail float64) Report {
 		FailureRatio: r.FailureRatio(), FailedBy: c.FailedBy(),
 		Retrans: c.Retransmissions, Sent: c.Sent, Received: c.Received, SendErrors: c.SendErrors,
 		Duplicates: c.Duplicates, Late: c.Late, Stray: c.Stray, ParseErrors: c.ParseErrors,
-		Unexpected:    c.Unexpected,
+		Unexpected: c.Unexpected, KernelDrops: c.KernelDrops,
 		FirstResponse: LatencyOf(&c.Response),
 		CPUSeconds:    round3(r.CPU.Seconds()), Cores: r.Cores, Aborted: r.Aborted,
 		MaxFail: maxFail,
+	}
+	if c.ReadCalls > 0 {
+		rep.RecvBatch = round3(float64(c.Received) / float64(c.ReadCalls))
+	}
+	if c.WriteCalls > 0 {
+		rep.SendBatch = round3(float64(c.Sent) / float64(c.WriteCalls))
 	}
 	if r.Sending > 0 {
 		rep.CompletedRate = round3(float64(c.Completed) / r.Sending.Seconds())
@@ -172,10 +181,10 @@ func (rep *Report) WriteTable(w io.Writer) {
 		p("  %-22s %s\n", "  by reason/code", failureSummary(rep.FailedBy))
 	}
 	p("  %-22s %d\n", "retransmissions", rep.Retrans)
-	p("  %-22s sent %d, received %d\n", "messages", rep.Sent, rep.Received)
-	if n := rep.SendErrors + rep.Duplicates + rep.Late + rep.Stray + rep.ParseErrors + rep.Unexpected; n > 0 {
-		p("  %-22s send errors %d, duplicates %d, late %d, stray %d, unparsable %d, unexpected %d\n", "other",
-			rep.SendErrors, rep.Duplicates, rep.Late, rep.Stray, rep.ParseErrors, rep.Unexpected)
+	p("  %-22s sent %d, received %d (%.1f and %.1f per system call)\n", "messages", rep.Sent, rep.Received, rep.SendBatch, rep.RecvBatch)
+	if n := rep.SendErrors + rep.Duplicates + rep.Late + rep.Stray + rep.ParseErrors + rep.Unexpected + rep.KernelDrops; n > 0 {
+		p("  %-22s send errors %d, kernel receive drops %d, duplicates %d, late %d, stray %d, unparsable %d, unexpected %d\n", "other",
+			rep.SendErrors, rep.KernelDrops, rep.Duplicates, rep.Late, rep.Stray, rep.ParseErrors, rep.Unexpected)
 	}
 	p("  %-22s %9s %9s %9s %9s %9s %9s %9s\n", "latency (ms)", "p50", "p90", "p99", "p99.9", "max", "mean", "count")
 	row := func(name string, l *Latency) {

@@ -27,6 +27,8 @@ const (
 	cLate                       // responses for a call that has already ended
 	cDup                        // retransmitted responses (e.g. 200 to INVITE again)
 	cUnexpected                 // requests, or responses not fitting the call's state
+	cReadCalls                  // recvmmsg calls that returned datagrams
+	cWriteCalls                 // sendmmsg batches
 	numCounters
 )
 
@@ -66,8 +68,15 @@ type Counts struct {
 	Retransmissions, Sent, Received      uint64
 	ParseErrors, Stray, Late, Duplicates uint64
 	Unexpected                           uint64
-	Codes, ByeCodes                      [maxCode]uint64
-	Response, Setup                      hist.Snapshot
+	// ReadCalls and WriteCalls count the batched system calls (recvmmsg
+	// returning data, sendmmsg batches): Received/ReadCalls and
+	// Sent/WriteCalls are the average batch sizes.
+	ReadCalls, WriteCalls uint64
+	// KernelDrops counts datagrams the kernel dropped on the sources'
+	// sockets (receive buffer full): responses lost before we saw them.
+	KernelDrops     uint64
+	Codes, ByeCodes [maxCode]uint64
+	Response, Setup hist.Snapshot
 }
 
 // Outstanding returns the calls in progress.
@@ -86,7 +95,7 @@ func (c *Counts) fields() [numCounters]*uint64 {
 		cByeRejected: &c.ByeRejected, cUnfinished: &c.Unfinished, cSendErr: &c.SendErrors,
 		cRetrans: &c.Retransmissions, cSent: &c.Sent, cRecv: &c.Received,
 		cParseErr: &c.ParseErrors, cStray: &c.Stray, cLate: &c.Late, cDup: &c.Duplicates,
-		cUnexpected: &c.Unexpected,
+		cUnexpected: &c.Unexpected, cReadCalls: &c.ReadCalls, cWriteCalls: &c.WriteCalls,
 	}
 }
 
@@ -114,6 +123,7 @@ func (c *Counts) Sub(cur, prev *Counts) {
 		c.Codes[i] = sub0(cur.Codes[i], prev.Codes[i])
 		c.ByeCodes[i] = sub0(cur.ByeCodes[i], prev.ByeCodes[i])
 	}
+	c.KernelDrops = sub0(cur.KernelDrops, prev.KernelDrops)
 	c.Response.Sub(&cur.Response, &prev.Response)
 	c.Setup.Sub(&cur.Setup, &prev.Setup)
 }

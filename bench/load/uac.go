@@ -147,6 +147,9 @@ func (u *UAC) Counts(c *Counts) {
 	*c = Counts{}
 	for _, s := range u.sources {
 		c.addSource(s.st)
+		if s.conn != nil {
+			c.KernelDrops += s.conn.Drops()
+		}
 	}
 }
 
@@ -430,6 +433,7 @@ func (s *uacSource) run() {
 			continue
 		}
 		s.now = u.nanotime()
+		s.st.inc(cReadCalls)
 		for i := 0; i < n; i++ {
 			m := &s.in.Msgs[i]
 			if m.Err != nil {

@@ -200,6 +200,7 @@ func (s *uacSource) flush() {
 			s.sink(m.Buf[:m.N])
 		}
 	} else if s.conn != nil {
+		s.st.inc(cWriteCalls)
 		sent, _ := s.conn.WriteBatch(s.out, s.nOut)
 		if sent < s.nOut {
 			s.st.add(cSendErr, uint64(s.nOut-sent))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/fastpath/udp"
 	"github.com/viaduct-sip/viaduct/parser"
+	"golang.org/x/sys/unix"
 )
 
 // UASConfig configures a UAS (the responder). Listen is required; every
@@ -47,6 +48,47 @@ type UASConfig struct {
 	RecvBuffer, SendBuffer int
 	// BatchSize is the number of datagrams per recvmmsg/sendmmsg. Default 64.
 	BatchSize int
+	// Spread is how incoming datagrams are spread over the workers'
+	// sockets. Default SpreadRandom.
+	Spread Spread
+}
+
+// Spread selects how the kernel spreads incoming datagrams over the UAS
+// workers' SO_REUSEPORT sockets.
+type Spread int
+
+const (
+	// SpreadRandom picks a random worker for every datagram (a classic BPF
+	// program attached to the group), so a few busy sources cannot pile
+	// onto one worker. Requests of one call may then be handled by
+	// different workers, which a stateless responder does not mind.
+	SpreadRandom Spread = iota
+	// SpreadCPU picks the worker by the CPU that received the datagram
+	// (on loopback, the CPU the sender ran on).
+	SpreadCPU
+	// SpreadHash is the kernel's default: a hash of the source and
+	// destination addresses and ports, so each source sticks to one worker.
+	SpreadHash
+)
+
+var spreadNames = [...]string{"random", "cpu", "hash"}
+
+// String returns the name ParseSpread accepts.
+func (s Spread) String() string {
+	if s >= 0 && int(s) < len(spreadNames) {
+		return spreadNames[s]
+	}
+	return fmt.Sprintf("Spread(%d)", int(s))
+}
+
+// ParseSpread returns the spread mode named s: "random", "cpu" or "hash".
+func ParseSpread(s string) (Spread, error) {
+	for i, n := range spreadNames {
+		if s == n {
+			return Spread(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown spread %q (want random, cpu or hash)", s)
 }
 
 func (c UASConfig) withDefaults() (UASConfig, error) {
@@ -86,7 +128,51 @@ func (c UASConfig) withDefaults() (UASConfig, error) {
 	if c.BatchSize < 1 || c.BatchSize > 1024 {
 		return c, fmt.Errorf("batch size %d out of range 1..1024", c.BatchSize)
 	}
+	if c.Spread < SpreadRandom || c.Spread > SpreadHash {
+		return c, fmt.Errorf("invalid spread %d", c.Spread)
+	}
 	return c, nil
+}
+
+// Classic BPF ancillary data offsets (linux/filter.h), not in x/sys/unix.
+const (
+	skfAdOff    = 0xfffff000 // SKF_AD_OFF (-0x1000) as an unsigned offset
+	skfAdCPU    = 36
+	skfAdRandom = 56
+	bpfA        = 0x10 // BPF_A: return the accumulator
+)
+
+// attachSpread installs the reuseport program choosing a worker socket
+// (by its index in the group: the order the sockets were bound) on the
+// group that conn belongs to.
+func attachSpread(conn *udp.Conn, spread Spread, n int) error {
+	if spread == SpreadHash || n < 2 {
+		return nil
+	}
+	src := uint32(skfAdRandom)
+	if spread == SpreadCPU {
+		src = skfAdCPU
+	}
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: skfAdOff + src},
+		{Code: unix.BPF_ALU | unix.BPF_MOD | unix.BPF_K, K: uint32(n)},
+		{Code: unix.BPF_RET | bpfA},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF, &fprog)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("attach SO_REUSEPORT %v program: %w", spread, serr)
+	}
+	return nil
 }
 
 // uasCounter indexes the per-worker UAS counters.
@@ -125,6 +211,9 @@ func (s *uasStats) inc(k uasCounter) { s.c[k].Store(s.c[k].Load() + 1) }
 type UASCounts struct {
 	Received, Requests, Invite, Ack, Bye, Cancel, Options, Register, OtherRequests uint64
 	Responses, ParseErrors, Sent, SendErrors, Dropped, Failed, Canceled, Delayed   uint64
+	// KernelDrops counts datagrams the kernel dropped on the workers'
+	// sockets because a receive buffer was full.
+	KernelDrops uint64
 	// Codes counts the responses sent by status code.
 	Codes [maxCode]uint64
 }
@@ -148,6 +237,7 @@ func (c *UASCounts) Sub(cur, prev *UASCounts) {
 	for i := range c.Codes {
 		c.Codes[i] = sub0(cur.Codes[i], prev.Codes[i])
 	}
+	c.KernelDrops = sub0(cur.KernelDrops, prev.KernelDrops)
 }
 
 // pending is a request whose final response waits for UASConfig.Delay.
@@ -212,6 +302,10 @@ func NewUAS(cfg UASConfig) (*UAS, error) {
 		}
 		s.workers = append(s.workers, newUASWorker(s, i, conn))
 	}
+	if err := attachSpread(s.workers[0].conn, cfg.Spread, len(s.workers)); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("uas: %w", err)
+	}
 	for _, w := range s.workers {
 		s.wg.Add(1)
 		go func() {
@@ -235,6 +329,9 @@ func (s *UAS) Counts(c *UASCounts) {
 		}
 		for i := range c.Codes {
 			c.Codes[i] += w.st.codes[i].Load()
+		}
+		if w.conn != nil {
+			c.KernelDrops += w.conn.Drops()
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -142,6 +143,7 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmGrowth    = fs.Float64("find-growth", 1.5, "find-max: rate multiplier between passing steps")
 		fmDrain     = fs.Duration("find-drain", 0, "find-max: drain time per step (default call-hold + 3s)")
 		maxFail     = ratio(0.001)
+		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	)
 	fs.Var(&maxFail, "max-fail", "failure ratio above which the exit status is 1, as a fraction or percentage")
 	if err := fs.Parse(args); err != nil {
@@ -162,12 +164,16 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(errors.New("give --duration and/or --total (or --find-max)"))
 	}
 	setCores(*concurrency)
+	stopProfile, err := startProfile(*cpuProfile)
+	if err != nil {
+		return fail(err)
+	}
+	defer stopProfile()
 	cfg := load.UACConfig{
 		Sources: *sources, BindPort: *bindPort, MaxOutstanding: *maxOut, CallHold: *hold,
 		SDPSize: *sdpSize, BodySize: *bodySize, UserStart: *userStart, UserCount: *userCount,
 		Domain: *domain, NoRetrans: *noRetrans, T1: *t1, T2: *t2, Timeout: *timeout,
 	}
-	var err error
 	if cfg.Target, err = resolveAddr(*target); err != nil {
 		return fail(err)
 	}
@@ -319,6 +325,8 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		sdpSize     = fs.Int("sdp-size", 0, "SDP answer size in bytes (default: a minimal SDP)")
 		duration    = fs.Duration("duration", 0, "exit after this time (default: run until interrupted)")
 		quiet       = fs.Bool("quiet", false, "no live progress line on stderr")
+		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile to `file`")
+		spread      = fs.String("spread", "random", "how datagrams are spread over the workers: random (per datagram), cpu (receiving CPU) or hash (kernel default, by source address and port)")
 		failRate    ratio
 		dropRate    ratio
 	)
@@ -336,9 +344,16 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	setCores(*concurrency)
+	stopProfile, err := startProfile(*cpuProfile)
+	if err != nil {
+		return fail(err)
+	}
+	defer stopProfile()
 	cfg := load.UASConfig{Workers: *workers, Delay: *delay, FailRate: float64(failRate), FailCode: *failCode,
 		DropRate: float64(dropRate), SDPSize: *sdpSize}
-	var err error
+	if cfg.Spread, err = load.ParseSpread(*spread); err != nil {
+		return fail(err)
+	}
 	if cfg.Listen, err = resolveAddr(*listen); err != nil {
 		return fail(err)
 	}
@@ -406,9 +421,27 @@ loop:
 			first = false
 		}
 	}
-	fmt.Fprintf(stdout, "), send errors %d; dropped %d, failed %d, canceled %d\n", cur.SendErrors, cur.Dropped, cur.Failed, cur.Canceled)
+	fmt.Fprintf(stdout, "), send errors %d; dropped %d, failed %d, canceled %d; kernel receive drops %d\n",
+		cur.SendErrors, cur.Dropped, cur.Failed, cur.Canceled, cur.KernelDrops)
 	fmt.Fprintf(stdout, "  CPU %.2fs (%.2f cores)\n", cpu.Seconds(), cpu.Seconds()/el.Seconds())
 	return 0
+}
+
+// startProfile starts a CPU profile into file (if not empty) and returns
+// the function that ends it.
+func startProfile(file string) (func(), error) {
+	if file == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func btoi(b bool) int {

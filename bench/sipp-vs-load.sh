@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# bench/sipp-vs-load.sh: the highest call rate this machine sustains with
+# failures <= MAXFAIL (default 0.1%), measured the same way for
+#
+#   sipp -sn uac         -> sipp -sn uas          (a ramp of fixed-rate sipp runs)
+#   viaduct-load uac     -> viaduct-load uas      (viaduct-load uac --find-max)
+#
+# and the ratio of the two. Both ramps start at START calls/s, multiply the
+# rate by GROWTH while steps pass, then bisect between the last passing and
+# the first failing rate until they are within PRECISION. A step passes when
+# its failed calls are at most MAXFAIL of the calls and the calls were
+# started at >= MIN_ACHIEVED of the rate (for sipp: calls / wall time of the
+# run, which includes its start-up, so sipp gets a looser 0.95 by default).
+#
+# Usage: bench/sipp-vs-load.sh            (about 3-5 minutes)
+#        STEP=10 bench/sipp-vs-load.sh    (longer steps)
+# Needs: go, sipp (Debian package sip-tester), awk. Uses 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STEP=${STEP:-5}                    # seconds per rate step
+START=${START:-2000}               # first rate, calls/s
+GROWTH=${GROWTH:-1.5}
+PRECISION=${PRECISION:-0.05}
+MAXFAIL=${MAXFAIL:-0.001}
+SIPP_MIN_ACHIEVED=${SIPP_MIN_ACHIEVED:-0.95}
+PAUSE=${PAUSE:-1}                  # seconds between steps
+PORT_BASE=${PORT_BASE:-35060}      # sipp uas, sipp uac, viaduct-load uas
+SIPP=${SIPP:-sipp}
+
+command -v "$SIPP" >/dev/null || { echo "sipp not found (install sip-tester)" >&2; exit 2; }
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+go build -o "$work/viaduct-load" ./cmd/viaduct-load
+
+echo "machine: $(nproc) cores; load at start:$(uptime | sed 's/.*load average/ load average/')"
+echo "criteria: failures <= $MAXFAIL, steps of ${STEP}s, start $START/s, growth x$GROWTH, precision $PRECISION"
+
+# csv_col FILE NAME: value of column NAME on the last line of a sipp stat CSV.
+csv_col() {
+	awk -F';' -v name="$2" 'NR==1 { for (i = 1; i <= NF; i++) if ($i == name) c = i } END { print $c }' "$1"
+}
+
+# sipp_step RATE: one fixed-rate sipp run; returns 0 if it passed.
+sipp_step() {
+	local rate=$1 n d t0 t1 ok fail wall achieved verdict
+	n=$(awk -v r="$rate" -v s="$STEP" 'BEGIN { printf "%d", r * s }')
+	d="$work/sipp-$rate"
+	mkdir -p "$d"
+	t0=$(date +%s.%N)
+	(cd "$d" && timeout $((STEP * 4 + 60)) "$SIPP" -sn uac -i 127.0.0.1 -p $((PORT_BASE + 1)) \
+		-r "$rate" -m "$n" -timeout $((STEP * 4 + 40)) -nostdin \
+		-trace_stat -stf stat.csv -fd 1 "127.0.0.1:$PORT_BASE" >screen.log 2>&1) || true
+	t1=$(date +%s.%N)
+	if [ ! -s "$d/stat.csv" ]; then
+		echo "sipp: rate $rate/s -> FAIL (no statistics)" >&2
+		return 1
+	fi
+	ok=$(csv_col "$d/stat.csv" 'SuccessfulCall(C)')
+	fail=$(csv_col "$d/stat.csv" 'FailedCall(C)')
+	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	achieved=$(awk -v n="$((ok + fail))" -v w="$wall" 'BEGIN { printf "%.1f", n / w }')
+	verdict=$(awk -v ok="$ok" -v f="$fail" -v n="$n" -v r="$rate" -v a="$achieved" -v mf="$MAXFAIL" -v ma="$SIPP_MIN_ACHIEVED" \
+		'BEGIN { t = ok + f; if (t >= n && f <= mf * t && a >= ma * r) print "pass"; else print "FAIL" }')
+	echo "sipp: rate $rate/s -> $verdict (achieved $achieved/s over ${wall}s, ok $ok, failed $fail of $n)" >&2
+	sleep "$PAUSE"
+	[ "$verdict" = pass ]
+}
+
+# ramp STEPFN: grows then bisects like viaduct-load --find-max; prints the
+# highest passing rate (0 if none).
+ramp() {
+	local fn=$1 rate=$START lo=0 hi=0 mid
+	while :; do
+		if $fn "$rate"; then
+			lo=$rate
+			[ "$hi" != 0 ] && break
+			rate=$(awk -v r="$rate" -v g="$GROWTH" 'BEGIN { printf "%d", r * g + 0.5 }')
+		else
+			hi=$rate
+			[ "$lo" != 0 ] && break
+			rate=$((rate / 2))
+			[ "$rate" -lt 1 ] && break
+		fi
+	done
+	while [ "$lo" != 0 ] && [ "$hi" != 0 ] &&
+		awk -v l="$lo" -v h="$hi" -v p="$PRECISION" 'BEGIN { exit !((h - l) / l > p) }'; do
+		mid=$(((lo + hi + 1) / 2))
+		if $fn "$mid"; then lo=$mid; else hi=$mid; fi
+	done
+	echo "$lo"
+}
+
+# --- SIPp against SIPp ---
+(cd "$work" && exec "$SIPP" -sn uas -i 127.0.0.1 -p "$PORT_BASE" -nostdin >"$work/sipp-uas.log" 2>&1) &
+pids+=($!)
+sleep 0.5
+echo "== sipp -sn uac -> sipp -sn uas"
+sipp_max=$(ramp sipp_step)
+kill "${pids[0]}" 2>/dev/null || true
+echo "sipp max: $sipp_max calls/s"
+
+# --- viaduct-load against viaduct-load ---
+"$work/viaduct-load" uas --listen "127.0.0.1:$((PORT_BASE + 2))" --quiet >"$work/vl-uas.log" 2>&1 &
+pids+=($!)
+sleep 0.5
+echo "== viaduct-load uac -> viaduct-load uas"
+"$work/viaduct-load" uac --target "127.0.0.1:$((PORT_BASE + 2))" --find-max --find-start "$START" \
+	--find-step "${STEP}s" --find-growth "$GROWTH" --find-precision "$PRECISION" --max-fail "$MAXFAIL" \
+	--quiet --json "$work/vl.json" >"$work/vl.out" || true
+vl_max=$(grep -o '"max_rate": *[0-9.]*' "$work/vl.json" | head -1 | sed 's/.*: *//')
+grep -h '^find-max' "$work/vl.out" >&2 || true
+echo "viaduct-load max: $vl_max calls/s"
+
+echo "load at end:$(uptime | sed 's/.*load average/ load average/')"
+echo
+printf 'RESULT sipp=%s viaduct-load=%s ratio=%s\n' "$sipp_max" "$vl_max" \
+	"$(awk -v a="$vl_max" -v b="$sipp_max" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }')"
