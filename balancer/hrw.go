@@ -177,21 +177,30 @@ func (bd *builder) build(members []member, own owners) {
 	}
 	w := uint64(len(reps))
 	left := uint64(NumBuckets)
+	var chunk [64]uint32
 	for level := uint32(0); left*w > switchAt && level < NumBuckets; level++ {
 		freshB := bd.freshB[:0]
-		for ri := range reps {
-			b := reps[ri].bucketAt(level)
-			wi, bit := b>>6, uint64(1)<<(b&63)
-			if claimed[wi]&bit == 0 {
-				claimed[wi] |= bit
-				fresh[wi] |= bit
-				freshB = append(freshB, b)
-				claimRep[b] = uint32(ri)
-				left--
-				continue
+		for base := 0; base < len(reps); base += len(chunk) {
+			batch := reps[base:min(base+len(chunk), len(reps))]
+			// Permute first, claim second: the permutations are independent
+			// and pipeline well; the claims branch unpredictably.
+			for k := range batch {
+				chunk[k] = batch[k].bucketAt(level)
 			}
-			if fresh[wi]&bit != 0 && beats(&reps[ri], &reps[claimRep[b]], b) {
-				claimRep[b] = uint32(ri)
+			for k, b := range chunk[:len(batch)] {
+				ri := base + k
+				wi, bit := b>>6, uint64(1)<<(b&63)
+				if claimed[wi]&bit == 0 {
+					claimed[wi] |= bit
+					fresh[wi] |= bit
+					freshB = append(freshB, b)
+					claimRep[b] = uint32(ri)
+					left--
+					continue
+				}
+				if fresh[wi]&bit != 0 && beats(&reps[ri], &reps[claimRep[b]], b) {
+					claimRep[b] = uint32(ri)
+				}
 			}
 		}
 		for _, b := range freshB {
