@@ -186,3 +186,46 @@ func TestFindMaxStopsAtFailingRate(t *testing.T) {
 		t.Fatalf("with every call dropped: max %v after %d steps, err %v", res.MaxRate, len(steps), err)
 	}
 }
+
+// TestUASSpread checks that one busy source reaches every UAS worker with
+// the random spread, and a single worker with the kernel's hash.
+func TestUASSpread(t *testing.T) {
+	for _, tc := range []struct {
+		spread Spread
+		busy   int
+	}{{SpreadRandom, 3}, {SpreadHash, 1}} {
+		t.Run(tc.spread.String(), func(t *testing.T) {
+			s := startUAS(t, UASConfig{Workers: 3, Spread: tc.spread})
+			u := startUAC(t, UACConfig{Target: s.Addr(), Sources: 1})
+			r := runFor(t, u, RunOptions{Rate: 2000, Total: 300})
+			if r.Counts.Completed != 300 {
+				t.Fatalf("completed %d of 300 (%v)", r.Counts.Completed, r.Counts.FailedBy())
+			}
+			busy := 0
+			for _, w := range s.workers {
+				if w.st.c[uRequests].Load() > 0 {
+					busy++
+				}
+			}
+			if busy != tc.busy {
+				t.Fatalf("%d workers got requests from one source, want %d", busy, tc.busy)
+			}
+		})
+	}
+}
+
+func TestCallsIPv6Loopback(t *testing.T) {
+	s, err := NewUAS(UASConfig{Listen: netip.MustParseAddrPort("[::1]:0"), Workers: 2})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	u := startUAC(t, UACConfig{Target: s.Addr(), Sources: 2, SDPSize: 1200, Timeout: 2 * time.Second})
+	r := runFor(t, u, RunOptions{Rate: 1000, Total: 200})
+	if r.Counts.Completed != 200 || r.Counts.Failed != 0 {
+		t.Fatalf("completed %d failed %d (%v)", r.Counts.Completed, r.Counts.Failed, r.Counts.FailedBy())
+	}
+	if a := u.LocalAddrs()[0]; !a.Addr().Is6() || !a.Addr().IsLoopback() {
+		t.Fatalf("source bound to %v, want ::1", a)
+	}
+}

@@ -141,33 +141,33 @@ func newSource(u *UAC, cfg *UACConfig, idx int, local netip.AddrPort, run string
 	return s
 }
 
-// buildSDP returns an SDP offer for addr, padded with attribute lines to
-// size bytes when size exceeds the natural length.
+// buildSDP returns an SDP offer for addr, padded to size bytes when size
+// exceeds its natural length: attribute lines of up to 80 bytes, and a
+// remainder too short for a line lengthens the session name.
 func buildSDP(addr netip.Addr, size int) []byte {
 	ipv := "IP4"
 	if addr.Is6() && !addr.Is4In6() {
 		ipv = "IP6"
 	}
 	a := addr.Unmap().String()
-	b := []byte("v=0\r\no=viaduct-load 1 1 IN " + ipv + " " + a + "\r\ns=-\r\nc=IN " + ipv + " " + a +
-		"\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-	for len(b) < size {
-		// "a=x-pad:" + filler + CRLF; the last line absorbs the remainder.
-		n := size - len(b) - len("a=x-pad:\r\n")
-		if n < 1 {
-			n = 1
-		}
-		if n > 70 {
-			n = 70
-		}
-		if rest := size - len(b) - len("a=x-pad:\r\n") - n; rest > 0 && rest < len("a=x-pad:\r\n")+1 {
-			n -= len("a=x-pad:\r\n") + 1 - rest // leave room for one more full line
-		}
-		b = append(b, "a=x-pad:"...)
-		b = append(b, bytes.Repeat([]byte("p"), n)...)
-		b = append(b, "\r\n"...)
+	head := "v=0\r\no=viaduct-load 1 1 IN " + ipv + " " + a + "\r\ns=-"
+	tail := "\r\nc=IN " + ipv + " " + a + "\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	gap := size - len(head) - len(tail)
+	var pad []byte
+	const line = len("a=x-pad:\r\n")
+	for gap > line {
+		n := min(70, gap-line)
+		pad = append(pad, "a=x-pad:"...)
+		pad = append(pad, bytes.Repeat([]byte("p"), n)...)
+		pad = append(pad, "\r\n"...)
+		gap -= n + line
 	}
-	return b
+	b := []byte(head)
+	if gap > 0 {
+		b = append(b, bytes.Repeat([]byte("p"), gap)...)
+	}
+	b = append(b, tail...)
+	return append(b, pad...)
 }
 
 // ---- output ----

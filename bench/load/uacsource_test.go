@@ -431,3 +431,25 @@ func TestUACMessagePathDoesNotAllocate(t *testing.T) {
 		t.Fatalf("completed %d failed %d, want 502 and 0", c, ts.counter(cFailed))
 	}
 }
+
+func TestSDPSize(t *testing.T) {
+	a := netip.MustParseAddr("127.0.0.1")
+	base := len(buildSDP(a, 0))
+	if base < 100 || base > 200 {
+		t.Fatalf("default SDP is %d bytes", base)
+	}
+	for size := base; size < base+400; size++ {
+		b := buildSDP(a, size)
+		if len(b) != size || !strings.HasSuffix(string(b), "\r\n") {
+			t.Fatalf("SDP for size %d is %d bytes (ends %q)", size, len(b), b[len(b)-4:])
+		}
+	}
+	for _, size := range []int{1, base - 1} {
+		if len(buildSDP(a, size)) != base {
+			t.Fatalf("a size below the default SDP should give the default")
+		}
+	}
+	if v6 := string(buildSDP(netip.MustParseAddr("::1"), 0)); !strings.Contains(v6, "c=IN IP6 ::1\r\n") {
+		t.Fatalf("IPv6 SDP:\n%s", v6)
+	}
+}

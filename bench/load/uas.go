@@ -376,8 +376,15 @@ type uasWorker struct {
 	dmsg    parser.Message // for delayed requests
 	sdp     []byte
 	contact []byte // "Contact: <sip:uas@host:port>\r\n"
-	tag     []byte // scratch for the To tag
+	tag     []byte // the To tag for the request being answered
 	now     int64
+
+	// What parse learned about the request being answered (cur), so that
+	// the To header is parsed and our tag computed once per request, not
+	// once per response.
+	cur      *parser.Message
+	curHas   bool // its To already has a tag (in-dialog request)
+	curTagOK bool // w.tag holds our tag for it
 
 	// Delay queue: a FIFO ring (the delay is constant, so it is ordered
 	// by due time), and a free list of pending entries for reuse.
@@ -553,15 +560,31 @@ func (w *uasWorker) toTag(m *parser.Message) []byte {
 		h = fnv64(h, f.Value)
 	}
 	h = mix(h)
-	b := append(w.tag[:0], "vl"...)
-	return strconv.AppendUint(b, h&0xffffffffff, 36)
+	w.tag = append(w.tag[:0], "vl"...)
+	w.tag = strconv.AppendUint(w.tag, h&0xffffffffff, 36)
+	return w.tag
 }
 
-// hasToTag reports whether the request's To carries a tag (it is then
-// inside a dialog).
-func hasToTag(m *parser.Message) bool {
+// parse parses request b into m and makes it the current request.
+func (w *uasWorker) parse(b []byte, m *parser.Message) error {
+	w.cur = nil
+	if err := parser.Parse(b, m); err != nil {
+		return err
+	}
+	w.cur = m
 	to, err := m.To()
-	return err == nil && to.Tag != nil
+	w.curHas = err == nil && to.Tag != nil
+	w.curTagOK = false
+	return nil
+}
+
+// ourTag returns the To tag for responses to the current request m.
+func (w *uasWorker) ourTag(m *parser.Message) []byte {
+	if w.cur != m || !w.curTagOK {
+		w.toTag(m)
+		w.curTagOK = w.cur == m
+	}
+	return w.tag
 }
 
 // ---- handling ----
@@ -570,7 +593,7 @@ func hasToTag(m *parser.Message) bool {
 func (w *uasWorker) handle(b []byte, from netip.AddrPort) {
 	w.st.inc(uReceived)
 	m := &w.msg
-	if err := parser.Parse(b, m); err != nil {
+	if err := w.parse(b, m); err != nil {
 		w.st.inc(uParseErr)
 		return
 	}
@@ -600,7 +623,7 @@ func (w *uasWorker) handle(b []byte, from netip.AddrPort) {
 		w.st.inc(uOtherReq)
 	}
 	v := vAnswer
-	if !hasToTag(m) {
+	if !w.curHas {
 		v = w.verdict(m)
 	}
 	if v == vDrop {
@@ -670,7 +693,7 @@ func (w *uasWorker) onCancel(m *parser.Message, from netip.AddrPort) {
 		p.canceled = true
 		// The owner cannot recycle p before taking this lock, so its
 		// request bytes are stable while we build the 487.
-		if parser.Parse(p.buf, &w.dmsg) == nil {
+		if w.parse(p.buf, &w.dmsg) == nil {
 			w.st.inc(uCanceled)
 			w.respond(&w.dmsg, p.from, 487)
 		}
@@ -731,9 +754,9 @@ func (w *uasWorker) fireDue() {
 			}
 			sh.mu.Unlock()
 		}
-		if !canceled && parser.Parse(p.buf, &w.dmsg) == nil {
+		if !canceled && w.parse(p.buf, &w.dmsg) == nil {
 			v := vAnswer
-			if !hasToTag(&w.dmsg) {
+			if !w.curHas {
 				v = w.verdict(&w.dmsg)
 			}
 			w.final(&w.dmsg, p.from, v)
@@ -831,14 +854,14 @@ func (w *uasWorker) appendResponse(b []byte, m *parser.Message, code int) []byte
 				b = append(b, buf[h.Start:h.End]...)
 			}
 		case parser.KindTo:
-			if code == 100 || hasTagParam(h.Value) {
+			if code == 100 || (w.cur == m && w.curHas) || (w.cur != m && hasTagParam(h.Value)) {
 				b = append(b, buf[h.Start:h.End]...)
 				continue
 			}
 			b = append(b, "To: "...)
 			b = append(b, h.Value...)
 			b = append(b, ";tag="...)
-			b = append(b, w.toTag(m)...)
+			b = append(b, w.ourTag(m)...)
 			b = append(b, "\r\n"...)
 		case parser.KindContact, parser.KindExpires:
 			if method == parser.MethodREGISTER && code >= 200 && code < 300 {
