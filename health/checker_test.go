@@ -663,13 +663,43 @@ func BenchmarkObserveResponse(b *testing.B) {
 		b.Fatal(err)
 	}
 	from := netip.MustParseAddrPort("127.0.0.1:5071")
-	codes := []int{200, 180, 200, 503}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			c.ObserveResponse(from, codes[i&3])
-			i++
+	for _, code := range []int{200, 503} {
+		b.Run(fmt.Sprint(code), func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c.ObserveResponse(from, code)
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkHandleResponse(b *testing.B) {
+	c, err := New(Config{Targets: []Target{{ID: "x", Addr: netip.MustParseAddrPort("127.0.0.1:5071")}}}, &udpTransport{}, nopSink{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var m parser.Message
+	raw := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: " +
+		string(c.prefix) + "0-2a\r\nCSeq: 42 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+	if err := parser.Parse(raw, &m); err != nil {
+		b.Fatal(err)
+	}
+	from := netip.MustParseAddrPort("127.0.0.1:5071")
+	done := make(chan struct{})
+	go func() { // the checker's side of the queue
+		for {
+			select {
+			case <-c.replies:
+			case <-done:
+				return
+			}
 		}
-	})
+	}()
+	defer close(done)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.HandleResponse(&m, from)
+	}
 }
