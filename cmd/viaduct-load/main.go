@@ -69,8 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 // ratio is a flag holding a fraction, given as "0.001" or "0.1%".
 type ratio float64
 
+// String formats the ratio as a percentage.
 func (r *ratio) String() string { return strconv.FormatFloat(float64(*r)*100, 'g', -1, 64) + "%" }
 
+// Set parses a fraction ("0.001") or a percentage ("0.1%").
 func (r *ratio) Set(s string) error {
 	pct := strings.HasSuffix(s, "%")
 	f, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
