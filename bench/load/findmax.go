@@ -32,6 +32,11 @@ type FindMaxOptions struct {
 	// MinAchieved is the fraction of the target rate the generator must
 	// actually start for a step to pass. Default 0.97.
 	MinAchieved float64
+	// MaxP99, when positive, also fails a step whose 99th percentile of
+	// request-to-first-response latency exceeds it (a target that only
+	// keeps up thanks to retransmissions is then not counted as keeping
+	// up). Default 0: failures alone decide.
+	MaxP99 time.Duration
 }
 
 func (o *FindMaxOptions) defaults(hold time.Duration) {
@@ -101,6 +106,9 @@ func FindMax(ctx context.Context, u *UAC, o FindMaxOptions, step func(Step)) (*F
 		}
 		rep := r.Report(o.MaxFail)
 		ok := rep.Passed && r.Achieved() >= o.MinAchieved*rate
+		if o.MaxP99 > 0 && r.Counts.Response.Percentile(99) > uint64(o.MaxP99) {
+			ok = false
+		}
 		rep.Passed = ok
 		s := Step{Rate: rate, Passed: ok, Report: rep, Result: r}
 		res.Steps = append(res.Steps, s)

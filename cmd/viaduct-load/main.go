@@ -144,6 +144,7 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmPrec      = fs.Float64("find-precision", 0.05, "find-max: stop bisecting when the bounds are within this fraction")
 		fmGrowth    = fs.Float64("find-growth", 1.5, "find-max: rate multiplier between passing steps")
 		fmDrain     = fs.Duration("find-drain", 0, "find-max: drain time per step (default call-hold + 3s)")
+		fmP99       = fs.Duration("find-p99", 0, "find-max: also fail a step whose p99 first-response latency exceeds this (default: failures alone decide)")
 		maxFail     = ratio(0.001)
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	)
@@ -237,7 +238,7 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			start = *rate
 		}
 		o := load.FindMaxOptions{Start: start, Limit: *fmLimit, StepDuration: *fmStep, Precision: *fmPrec,
-			Growth: *fmGrowth, Drain: *fmDrain, MaxFail: float64(maxFail)}
+			Growth: *fmGrowth, Drain: *fmDrain, MaxFail: float64(maxFail), MaxP99: *fmP99}
 		res, err := load.FindMax(ctx, u, o, func(s load.Step) {
 			verdict := "pass"
 			if !s.Passed {

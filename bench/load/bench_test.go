@@ -1,0 +1,55 @@
+package load
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// BenchmarkUACCall measures the UAC's own work for one whole call (build
+// INVITE, read 180 and 200, build ACK and BYE, read the BYE's 200), without
+// sockets.
+func BenchmarkUACCall(b *testing.B) {
+	t := &testing.T{}
+	ts := newTestSource(t, UACConfig{})
+	slot := ts.free[len(ts.free)-1]
+	ts.startCall()
+	inv := ts.take()[0]
+	prov := []byte(reply(t, inv, 180, "t"))
+	ok200 := []byte(reply(t, inv, 200, "t", "Contact: <sip:uas@127.0.0.1:5071>"))
+	ts.onDatagram(ok200)
+	byeOK := []byte(reply(t, ts.take()[1], 200, ""))
+	ts.onDatagram(byeOK)
+	gen := ts.calls[slot].gen
+	ts.sink = func([]byte) {}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ts.calls[slot].gen = gen - 1
+		ts.startCall()
+		ts.onDatagram(prov)
+		ts.onDatagram(ok200)
+		ts.onDatagram(byeOK)
+		ts.flush()
+	}
+	if ts.counter(cFailed) != 0 {
+		b.Fatal("calls failed")
+	}
+}
+
+// BenchmarkUASCall measures the UAS's work for one call's requests
+// (INVITE answered with 100, 180, 200; ACK; BYE answered with 200),
+// without sockets.
+func BenchmarkUASCall(b *testing.B) {
+	tu := newTestUAS(&testing.T{}, 1, UASConfig{})
+	w := tu.w[0]
+	w.sink = func([]byte, netip.AddrPort) {}
+	reqs := [][]byte{[]byte(invite), []byte(inDialog("ACK", 7)), []byte(inDialog("BYE", 8))}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, r := range reqs {
+			w.handle(r, client)
+		}
+		w.flush()
+	}
+}
