@@ -35,6 +35,7 @@ type responder struct {
 
 	mode        atomic.Int32
 	optionsCode atomic.Int32
+	requestCode atomic.Int32 // answer to requests other than OPTIONS
 	delay       atomic.Int64 // nanoseconds before answering OPTIONS
 	dropFirst   atomic.Bool  // ignore the first copy of every OPTIONS
 
@@ -54,6 +55,7 @@ func newResponder(t testing.TB, name string) *responder {
 	r := &responder{t: t, name: name, conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(),
 		requests: map[string][]string{}, seen: map[string]bool{}}
 	r.optionsCode.Store(200)
+	r.requestCode.Store(200)
 	r.wg.Add(1)
 	go r.run()
 	t.Cleanup(func() {
@@ -100,6 +102,7 @@ func (r *responder) run() {
 			if m.MethodID() == parser.MethodACK {
 				continue
 			}
+			code = int(r.requestCode.Load())
 		}
 		resp := buildResponse(&m, code, "tag-"+r.name)
 		r.conn.WriteToUDPAddrPort(resp, from)

@@ -298,3 +298,62 @@ func TestIntegrationDrain(t *testing.T) {
 		t.Errorf("a: health %v, %d probes answered", s.Health, s.ProbesOK)
 	}
 }
+
+// responseObserver is the fast path hook the passive check needs (see the
+// issue #5 report): called for every response from a next hop.
+type responseObserver interface {
+	SetResponseObserver(func(from netip.AddrPort, status int))
+}
+
+func TestIntegrationPassive503(t *testing.T) {
+	a, b, c := newResponder(t, "a"), newResponder(t, "b"), newResponder(t, "c")
+	rs := []*responder{a, b, c}
+	s := fast.Merge(Settings{Passive503: &PassiveSettings{Count: 5, Window: time.Second}})
+	px := startProxy(t, s, rs...)
+	obs, ok := any(px.eng).(responseObserver)
+	if !ok {
+		// TODO(fastpath): Engine.SetResponseObserver, see the issue #5 report.
+		t.Skip("fastpath.Engine has no SetResponseObserver yet: the passive check cannot be wired")
+	}
+	obs.SetResponseObserver(px.chk.ObserveResponse)
+	p := px.chk.Status()[0].Probe
+	pool := px.eng.Pool()
+	cl := newClient(t, px.addr)
+	waitFor(t, 2*time.Second, "first probes answered", probedOK(px.chk, 1))
+
+	// c answers calls 503 (but its probes 200): after 5 of them it is
+	// down, and its calls go elsewhere.
+	c.requestCode.Store(503)
+	var onC []string
+	for i := 0; len(onC) < 5 && i < 200; i++ {
+		id := fmt.Sprintf("p-%d@client", i)
+		before := len(c.got(id))
+		code, _ := cl.request("INVITE", id, "")
+		if len(c.got(id)) > before {
+			if code != 503 {
+				t.Fatalf("c answered %d", code)
+			}
+			onC = append(onC, id)
+		}
+	}
+	if len(onC) < 5 {
+		t.Fatalf("only %d calls reached c", len(onC))
+	}
+	waitFor(t, slack, "c down in the pool", func() bool { return poolHealth(t, pool, id(c)) == balancer.Down })
+	if s, _ := px.chk.StatusOf(id(c)); s.Passive503 != 1 {
+		t.Errorf("c: %d passive bursts, reason %q", s.Passive503, s.HealthReason)
+	}
+	c.requestCode.Store(200)
+	for _, id := range onC {
+		if got, _ := send(t, cl, rs, "INVITE", id, ""); got == c {
+			t.Errorf("call %s reached c while down", id)
+		}
+	}
+	// Probes bring c back, with its calls.
+	waitFor(t, p.RecoveryBound()+slack, "c up in the pool", func() bool { return poolHealth(t, pool, id(c)) == balancer.Up })
+	for _, id := range onC {
+		if got, _ := send(t, cl, rs, "INVITE", id, ""); got != c {
+			t.Errorf("after recovery call %s reached %s, want c", id, got.name)
+		}
+	}
+}
