@@ -763,7 +763,9 @@ func (t *target) status() Status {
 // abandoned). New targets start up, with the admin state cfg gives them,
 // their first probes spread over their interval. Removed targets are no
 // longer probed. Update the sink (balancer.Pool.Update) first, with the
-// same targets. On error nothing changes.
+// same targets: the states of new targets are pushed to it, and an Update
+// naming a target the sink does not know fails. On a validation error
+// nothing changes.
 func (c *Checker) Update(cfg Config) error {
 	ts, err := resolveTargets(cfg)
 	if err != nil {
@@ -771,6 +773,21 @@ func (c *Checker) Update(cfg Config) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.state == 1 {
+		// New targets' states reach the sink now (Start does it for the
+		// first configuration); a sink that lacks one refuses the update.
+		for _, nt := range ts {
+			if _, ok := c.byID[nt.id]; ok {
+				continue
+			}
+			if err := c.sink.SetHealth(nt.id, nt.health); err != nil {
+				return fmt.Errorf("health: Update: %w", err)
+			}
+			if err := c.sink.SetAdmin(nt.id, nt.admin); err != nil {
+				return fmt.Errorf("health: Update: %w", err)
+			}
+		}
+	}
 	now := time.Now()
 	var fresh []*target
 	next := make([]*target, len(ts))

@@ -434,6 +434,10 @@ func TestUpdateKeepsStates(t *testing.T) {
 	if _, ok := c.StatusOf("b"); ok {
 		t.Errorf("removed target still in status")
 	}
+	// A target the sink does not know is refused.
+	if err := c.Update(Config{Settings: fast, Targets: []Target{{ID: "a", Addr: a.addr}, {ID: "ghost", Addr: b.addr}}}); !errors.Is(err, balancer.ErrUnknownTarget) {
+		t.Errorf("update with a target unknown to the sink: %v", err)
+	}
 	// A bad config changes nothing.
 	if err := c.Update(Config{Targets: []Target{{ID: "a", Addr: a.addr}, {ID: "a", Addr: n.addr}}}); err == nil {
 		t.Errorf("duplicate IDs accepted")
