@@ -235,15 +235,15 @@ func (s Settings) Validate() error {
 // Probe is the effective health-check configuration of one target: its
 // pool's Settings merged with its own, defaults applied, validated.
 type Probe struct {
-	Interval   time.Duration
-	Timeout    time.Duration
-	Failures   int
-	Successes  int
-	Accept     Codes
-	Method     string
-	From       string
-	RequestURI string // with {addr} expanded
-	NeverProbe bool
+	Interval   time.Duration // between two probes
+	Timeout    time.Duration // for a final response; <= Interval
+	Failures   int           // consecutive failures that mark an up target down
+	Successes  int           // consecutive successes that mark a down target up
+	Accept     Codes         // final response codes that count as success
+	Method     string        // request method
+	From       string        // From URI (a tag is added per probe)
+	RequestURI string        // Request-URI and To URI, {addr} expanded
+	NeverProbe bool          // send no probe
 	// PassiveCount and PassiveWindow configure the passive 503 burst
 	// detector; PassiveCount 0 means off.
 	PassiveCount  int
