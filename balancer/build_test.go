@@ -37,18 +37,23 @@ func TestBuildPhasesAgree(t *testing.T) {
 // walk of state changes and reloads. Tables built from the same state must
 // agree bit for bit whatever their history, or two instances would diverge.
 func TestDerivedEqualsFullBuild(t *testing.T) {
-	for _, n := range []int{12, 300} {
-		t.Run(fmt.Sprint(n), func(t *testing.T) {
+	cases := []struct {
+		n     int
+		addBy int
+	}{{12, 0}, {12, addByScan}, {12, addByEnum}, {300, 0}}
+	for _, c := range cases {
+		n := c.n
+		t.Run(fmt.Sprintf("%d/%d", n, c.addBy), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(n), 9))
 			ts := make([]Target, n)
 			for i := range ts {
 				ts[i] = tgt(i, 1+rng.IntN(3), rng.IntN(2))
 			}
 			id := ids(t, ts)
-			p := mustPool(t, ts, Options{})
-			steps := 14
-			if n > 100 {
-				steps = 4
+			p := mustPool(t, ts, Options{addBy: c.addBy})
+			steps := 12
+			if n > 100 || c.addBy != 0 {
+				steps = 6
 			}
 			for s := 0; s < steps; s++ {
 				i := rng.IntN(n)

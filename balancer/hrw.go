@@ -164,8 +164,10 @@ func (bd *builder) makeReplicas(members []member) []replica {
 // directly against every replica. Both phases compute the same function; the
 // split only bounds the work near NumBuckets*(1+ln W) permutation steps.
 //
+// build returns an upper bound of the winning ranks (see lookup.maxRank).
+//
 //go:norace
-func (bd *builder) build(members []member, own owners) {
+func (bd *builder) build(members []member, own owners) (maxRank uint32) {
 	reps := bd.makeReplicas(members)
 	bd.claimed = make([]uint64, NumBuckets/64)
 	bd.fresh = make([]uint64, NumBuckets/64)
@@ -178,7 +180,8 @@ func (bd *builder) build(members []member, own owners) {
 	w := uint64(len(reps))
 	left := uint64(NumBuckets)
 	var chunk [64]uint32
-	for level := uint32(0); left*w > switchAt && level < NumBuckets; level++ {
+	level := uint32(0)
+	for ; left*w > switchAt && level < NumBuckets; level++ {
 		freshB := bd.freshB[:0]
 		for base := 0; base < len(reps); base += len(chunk) {
 			batch := reps[base:min(base+len(chunk), len(reps))]
@@ -208,6 +211,9 @@ func (bd *builder) build(members []member, own owners) {
 		}
 		bd.freshB = freshB
 	}
+	if level > 0 {
+		maxRank = level - 1 // every bucket claimed in phase 1 has a rank below level
+	}
 	for wi, word := range claimed {
 		base := uint32(wi) << 6
 		for k := uint32(0); k < 64; k++ {
@@ -215,25 +221,26 @@ func (bd *builder) build(members []member, own owners) {
 			if word&(1<<k) != 0 {
 				own.set(b, reps[claimRep[b]].owner)
 			} else {
-				i, _ := directBest(reps, b)
+				i, r := directBest(reps, b)
 				own.set(b, reps[i].owner)
+				maxRank = max(maxRank, r)
 			}
 		}
 	}
+	return maxRank
 }
 
 // fill completes own for the buckets listed in todo, by direct evaluation
-// over members. It is how a lookup for a subset of a previous member set is
-// derived: buckets whose owner survived keep it, because a bucket's winner
-// among all members is also its winner among any subset that contains it.
+// over reps, and returns the highest winning rank among them.
 //
 //go:norace
-func (bd *builder) fill(members []member, own owners, todo []uint32) {
-	reps := bd.makeReplicas(members)
+func (bd *builder) fill(reps []replica, own owners, todo []uint32) (maxRank uint32) {
 	for _, b := range todo {
-		i, _ := directBest(reps, b)
+		i, r := directBest(reps, b)
 		own.set(b, reps[i].owner)
+		maxRank = max(maxRank, r)
 	}
+	return maxRank
 }
 
 // owners is a bucket -> target index array, one or two bytes wide.

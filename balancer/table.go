@@ -26,6 +26,10 @@ type lookup struct {
 	rr      []uint16 // weighted round-robin cycle of target indices
 	members []member // sorted by idHash
 	weight  int      // total weight of members
+	// maxRank bounds the rank at which any bucket's owner ranks it (own
+	// valid): a newcomer can only take buckets it ranks at most this low,
+	// which lets derive enumerate them instead of scanning every bucket.
+	maxRank uint32
 	// priority is the group of the members (meaningless when empty).
 	priority int
 }
