@@ -313,3 +313,28 @@ func TestIPv6(t *testing.T) {
 		t.Errorf("response: %v to %v from listen %d", ra, ro.To, ro.Listen)
 	}
 }
+
+// A datagram whose last header line has no line ending (and no blank line)
+// still gets a well-formed Max-Forwards (found by fuzzing).
+func TestUnterminatedHeadersGetMaxForwards(t *testing.T) {
+	_, w := newTestWorker(t, nil)
+	for _, in := range []string{
+		"INVITE sip:bob@192.0.2.99 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKu1\r\nTo: <sip:bob@192.0.2.99>\r\nFrom: <sip:a@b>;tag=1\r\nCall-ID: u1\r\nCSeq: 1 INVITE",
+		"INVITE sip:bob@192.0.2.99 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKu1\r\nTo: <sip:bob@192.0.2.99>\r\nFrom: <sip:a@b>;tag=1\r\nCall-ID: u1\r\nCSeq: 1 INVITE\r\n",
+	} {
+		var m parser.Message
+		if err := parser.Parse([]byte(in), &m); err != nil {
+			t.Skipf("the parser refuses it (%v): nothing to forward", err)
+		}
+		a, o := handle(t, w, []byte(in), alice)
+		if a != ActionForward {
+			t.Fatalf("%v", a)
+		}
+		if mf := header(t, o.Buf, parser.KindMaxForwards); len(mf) != 1 || mf[0] != "70" {
+			t.Errorf("Max-Forwards %q in\n%q", mf, o.Buf)
+		}
+		if cs := header(t, o.Buf, parser.KindCSeq); len(cs) != 1 || cs[0] != "1 INVITE" {
+			t.Errorf("CSeq %q", cs)
+		}
+	}
+}

@@ -174,6 +174,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		logger.Error("closing sockets", "err", err)
 	}
 	logStats(logger, eng.Stats())
+	// How SO_REUSEPORT spread the traffic: one busy source lands on one
+	// worker (the kernel hashes the 4-tuple).
+	var per []uint64
+	for _, s := range eng.WorkerStats(nil) {
+		per = append(per, s.DatagramsIn)
+	}
+	logger.Info("datagrams received per worker", "datagrams_in", fmt.Sprint(per))
 	return 0
 }
 
