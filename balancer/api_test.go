@@ -281,6 +281,18 @@ func TestStateChanges(t *testing.T) {
 	if got := p.Table().Version(); got != v+1 {
 		t.Errorf("version after batch = %d, want %d", got, v+1)
 	}
+	// Changes that undo each other publish nothing.
+	if err := p.Batch(func(b *Batch) error {
+		if err := b.SetHealth(id[2], Down); err != nil {
+			return err
+		}
+		return b.SetHealth(id[2], Up)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Table().Version(); got != v+1 {
+		t.Errorf("version after a net no-op batch = %d, want %d", got, v+1)
+	}
 	// Reload keeps the states of remaining targets, takes new ones as given.
 	ts2 := []Target{ts[1], ts[0], tgt(7, 2, 0)}
 	ts2[1].Health = Up // ignored: the pool's state wins for existing IDs

@@ -107,7 +107,8 @@ func (p *Pool) SetAdmin(id string, a AdminState) error {
 
 // Batch applies several state changes with a single rebuild: fn records
 // them on b; if fn returns an error nothing is applied and the error is
-// returned; if nothing changed no table is published. fn runs under the
+// returned; if nothing changed in the end (including changes that undo
+// each other) no table is published. fn runs under the
 // writer lock and must not call other Pool methods that write.
 func (p *Pool) Batch(fn func(b *Batch) error) error {
 	p.mu.Lock()
@@ -117,7 +118,7 @@ func (p *Pool) Batch(fn func(b *Batch) error) error {
 	if err := fn(b); err != nil {
 		return err
 	}
-	if b.targets == nil {
+	if !b.changed() {
 		return nil
 	}
 	p.cur.Store(p.build(b.targets, old))
@@ -130,15 +131,22 @@ type Batch struct {
 	targets []Target // copy-on-write of old.targets
 }
 
-func (b *Batch) target(id string) (*Target, error) {
-	i, ok := b.old.byID[id]
-	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownTarget, id)
-	}
+// writable returns the batch's own copy of target i.
+func (b *Batch) writable(i int) *Target {
 	if b.targets == nil {
 		b.targets = slices.Clone(b.old.targets)
 	}
-	return &b.targets[i], nil
+	return &b.targets[i]
+}
+
+// changed reports whether the batch differs from the table it started from.
+func (b *Batch) changed() bool {
+	for i := range b.targets {
+		if b.targets[i].Health != b.old.targets[i].Health || b.targets[i].Admin != b.old.targets[i].Admin {
+			return true
+		}
+	}
+	return false
 }
 
 // SetHealth records the health of target id.
@@ -146,18 +154,13 @@ func (b *Batch) SetHealth(id string, h Health) error {
 	if h > Down {
 		return fmt.Errorf("set health of %q: invalid %v", id, h)
 	}
-	cur, ok := b.current(id)
+	i, ok := b.old.byID[id]
 	if !ok {
 		return fmt.Errorf("set health: %w %q", ErrUnknownTarget, id)
 	}
-	if cur.Health == h {
-		return nil
+	if b.current(i).Health != h {
+		b.writable(i).Health = h
 	}
-	t, err := b.target(id)
-	if err != nil {
-		return fmt.Errorf("set health: %w", err)
-	}
-	t.Health = h
 	return nil
 }
 
@@ -166,31 +169,22 @@ func (b *Batch) SetAdmin(id string, a AdminState) error {
 	if a > Disabled {
 		return fmt.Errorf("set admin state of %q: invalid %v", id, a)
 	}
-	cur, ok := b.current(id)
+	i, ok := b.old.byID[id]
 	if !ok {
 		return fmt.Errorf("set admin state: %w %q", ErrUnknownTarget, id)
 	}
-	if cur.Admin == a {
-		return nil
+	if b.current(i).Admin != a {
+		b.writable(i).Admin = a
 	}
-	t, err := b.target(id)
-	if err != nil {
-		return fmt.Errorf("set admin state: %w", err)
-	}
-	t.Admin = a
 	return nil
 }
 
-// current returns the state of target id as the batch has it so far.
-func (b *Batch) current(id string) (*Target, bool) {
-	i, ok := b.old.byID[id]
-	if !ok {
-		return nil, false
-	}
+// current returns target i as the batch has it so far.
+func (b *Batch) current(i int) *Target {
 	if b.targets != nil {
-		return &b.targets[i], true
+		return &b.targets[i]
 	}
-	return &b.old.targets[i], true
+	return &b.old.targets[i]
 }
 
 // Update replaces the configuration (a reload). Targets that remain, by ID,
