@@ -38,8 +38,9 @@ type lookup struct {
 // HashKey and Policy). inDialog must be true for requests inside a dialog
 // (they carry a To tag: ACK for 2xx, BYE, re-INVITE, UPDATE, INFO, ...);
 // those may still go to draining targets, so dialogs established before a
-// drain keep reaching their server. Initial requests and CANCEL (which must
-// follow its INVITE, itself an initial request) use inDialog false.
+// drain keep reaching their server. Initial requests use inDialog false, and
+// so do CANCEL and the ACK of a non-2xx final response: they belong to the
+// INVITE's transaction and must reach where the INVITE went.
 //
 // In ModeHash the choice is consistent: it depends only on keyHash and the
 // set of selectable targets (IDs and weights), so the same key reaches the
