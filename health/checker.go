@@ -242,7 +242,9 @@ func New(cfg Config, tr Transport, sink StateSink, logger *slog.Logger) (*Checke
 
 // resolveTargets validates a Config into fresh target states.
 func resolveTargets(cfg Config) ([]*target, error) {
-	if err := cfg.Settings.Validate(); err != nil {
+	// The pool's settings must make sense on their own (timeout within
+	// the interval), whatever the targets override.
+	if _, err := cfg.Settings.Resolve(netip.MustParseAddrPort("192.0.2.1:5060")); err != nil {
 		return nil, prefixErr("health", err)
 	}
 	out := make([]*target, 0, len(cfg.Targets))

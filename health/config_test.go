@@ -141,6 +141,7 @@ func TestConfigErrors(t *testing.T) {
 		want string
 	}{
 		{Config{Settings: Settings{Failures: -1}}, "health.failures: "},
+		{Config{Settings: Settings{Interval: time.Second, Timeout: 2 * time.Second}, Targets: []Target{{Addr: a}}}, "health.timeout: "},
 		{Config{Targets: []Target{{Addr: a}, {Addr: b, Settings: Settings{Interval: time.Second, Timeout: 3 * time.Second}}}}, "targets[1].health.timeout: "},
 		{Config{Targets: []Target{{Addr: a}, {Addr: b, Settings: Settings{Method: "BYE"}}}}, "targets[1].health.method: "},
 		{Config{Targets: []Target{{Addr: a, Transport: "tcp"}}}, "targets[0].health.never_probe: probes are sent over UDP"},
