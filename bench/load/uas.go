@@ -316,6 +316,9 @@ func NewUAS(cfg UASConfig) (*UAS, error) {
 	return s, nil
 }
 
+// Workers returns the number of workers (sockets) answering.
+func (s *UAS) Workers() int { return len(s.workers) }
+
 // Addr returns the address the UAS answers on.
 func (s *UAS) Addr() netip.AddrPort { return s.addr }
 

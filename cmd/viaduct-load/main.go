@@ -369,7 +369,7 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(stderr, "viaduct-load uas: answering on %v with %d workers\n", s.Addr(), max(cfg.Workers, runtime.GOMAXPROCS(0)*btoi(cfg.Workers == 0)))
+	fmt.Fprintf(stderr, "viaduct-load uas: answering on %v with %d workers (spread: %v)\n", s.Addr(), s.Workers(), cfg.Spread)
 	if *duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *duration)
@@ -445,11 +445,4 @@ func startProfile(file string) (func(), error) {
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
