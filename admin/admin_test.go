@@ -15,6 +15,8 @@ import (
 	"github.com/viaduct-sip/viaduct/health"
 )
 
+var _ Upstreams = (*health.Checker)(nil)
+
 // setup wires the real parts: a fast path engine (not started: no probe is
 // sent, the targets are never probed), its balancer pool, a health checker
 // over both, and the admin API in front on a loopback HTTP server.

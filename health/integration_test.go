@@ -13,6 +13,13 @@ import (
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
+// The fast path and the balancer satisfy the checker's interfaces as they
+// are, so cmd/viaduct wires them without adapters.
+var (
+	_ Transport = (*fastpath.Engine)(nil)
+	_ StateSink = (*balancer.Pool)(nil)
+)
+
 // proxy is the in-process wiring of cmd/viaduct: a fast path engine on
 // loopback, its balancer pool, and a health checker probing through the
 // engine's socket and steering the pool.
