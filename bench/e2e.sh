@@ -3,7 +3,7 @@
 #
 #   viaduct-load uac -> viaduct -> two viaduct-load uas
 #
-# It first runs the same load straight at one UAS (the baseline), then
+# It first runs the same load straight at a third UAS (the baseline), then
 # through Viaduct, and prints:
 #   - forwarded messages per second (every datagram the UAC sent or received
 #     went through Viaduct: requests one way, responses the other),
@@ -16,7 +16,7 @@
 #        RATE=20000 DURATION=20 bench/e2e.sh
 #        FIND_MAX=1 bench/e2e.sh           (also: highest call rate through Viaduct)
 # Environment: RATE, DURATION (s), SCENARIO (call|register|options|message),
-# PORT_BASE (viaduct on PORT_BASE, UASes on +1 and +2), VIADUCT_ARGS (extra
+# PORT_BASE (viaduct on PORT_BASE, UASes on +1 and +2, baseline UAS on +3), VIADUCT_ARGS (extra
 # flags for viaduct), UAC_ARGS (extra flags for viaduct-load uac).
 # Uses 127.0.0.1 only. Needs go and awk.
 set -euo pipefail
@@ -46,6 +46,7 @@ VL="$work/viaduct-load"
 proxy="127.0.0.1:$PORT_BASE"
 uas1="127.0.0.1:$((PORT_BASE + 1))"
 uas2="127.0.0.1:$((PORT_BASE + 2))"
+uas0="127.0.0.1:$((PORT_BASE + 3))"
 
 # jnum FILE KEY [N]: the N-th (default first) numeric value of "KEY" in a JSON file.
 jnum() {
@@ -58,15 +59,19 @@ cpu_ticks() {
 }
 
 echo "machine: $(nproc) cores;$(uptime | sed 's/.*load average/ load average/')"
+"$VL" uas --listen "$uas0" --quiet >"$work/uas0.log" 2>&1 &
+pids+=($!)
 "$VL" uas --listen "$uas1" --quiet >"$work/uas1.log" 2>&1 &
-pids+=($!)
+uas1pid=$!
+pids+=("$uas1pid")
 "$VL" uas --listen "$uas2" --quiet >"$work/uas2.log" 2>&1 &
-pids+=($!)
+uas2pid=$!
+pids+=("$uas2pid")
 sleep 0.3
 
 echo "== baseline: viaduct-load uac -> viaduct-load uas ($SCENARIO, $RATE/s for ${DURATION}s)"
 # shellcheck disable=SC2086
-"$VL" uac --target "$uas1" --scenario "$SCENARIO" --rate "$RATE" --duration "${DURATION}s" --quiet \
+"$VL" uac --target "$uas0" --scenario "$SCENARIO" --rate "$RATE" --duration "${DURATION}s" --quiet \
 	--json "$work/direct.json" $UAC_ARGS >"$work/direct.txt" || true
 grep -E 'achieved|failed|latency|->' "$work/direct.txt" || true
 
@@ -85,6 +90,13 @@ t0=$(cpu_ticks "$vpid")
 	--json "$work/proxy.json" $UAC_ARGS >"$work/proxy.txt" || true
 t1=$(cpu_ticks "$vpid")
 grep -E 'achieved|failed|latency|->' "$work/proxy.txt" || true
+if [ "$FIND_MAX" != 1 ]; then
+	kill -TERM "$uas1pid" "$uas2pid" 2>/dev/null || true
+	wait "$uas1pid" "$uas2pid" 2>/dev/null || true
+	for f in uas1 uas2; do
+		echo "$f: $(grep -h -o 'requests [0-9]*: INVITE [0-9]*' "$work/$f.log" || echo 'no summary')"
+	done
+fi
 
 hz=$(getconf CLK_TCK)
 sent=$(jnum "$work/proxy.json" messages_sent)
