@@ -51,9 +51,9 @@ func TestDerivedEqualsFullBuild(t *testing.T) {
 			}
 			id := ids(t, ts)
 			p := mustPool(t, ts, Options{addBy: c.addBy})
-			steps := 12
+			steps := 10
 			if n > 100 || c.addBy != 0 {
-				steps = 6
+				steps = 5
 			}
 			for s := 0; s < steps; s++ {
 				i := rng.IntN(n)
