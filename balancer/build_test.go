@@ -59,15 +59,18 @@ func TestDerivedEqualsFullBuild(t *testing.T) {
 				i := rng.IntN(n)
 				var what string
 				var err error
-				switch rng.IntN(5) {
-				case 0, 1:
-					h := Health(rng.IntN(2))
+				// Every step changes something; the kinds rotate so that
+				// even short walks remove and add members.
+				tg, _ := p.Table().ByID(id[i])
+				switch s % 3 {
+				case 0:
+					h := 1 - tg.Health
 					what, err = fmt.Sprintf("health %s %v", id[i], h), p.SetHealth(id[i], h)
-				case 2, 3:
-					a := AdminState(rng.IntN(3))
+				case 1:
+					a := (tg.Admin + 1) % 3
 					what, err = fmt.Sprintf("admin %s %v", id[i], a), p.SetAdmin(id[i], a)
-				case 4:
-					ts[i].Weight = 1 + rng.IntN(3)
+				case 2:
+					ts[i].Weight = ts[i].Weight%3 + 1
 					what, err = fmt.Sprintf("reload, %s weight %d", id[i], ts[i].Weight), p.Update(ts)
 				}
 				if err != nil {
@@ -118,4 +121,100 @@ func TestGoldenMapping(t *testing.T) {
 			t.Errorf("key %q -> %s, want %s", k, got, want)
 		}
 	}
+}
+
+// TestDeriveMatchesBuild: derive gives the full build's array for every
+// kind of difference between parent and child member sets, with both ways
+// of placing added members.
+func TestDeriveMatchesBuild(t *testing.T) {
+	lookupFor := func(ts []Target) (*lookup, []member) {
+		t.Helper()
+		norm, err := normalizeTargets(ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, _ := activeMembers(norm, false)
+		lk := &lookup{members: ms, own: newOwners(len(norm))}
+		for _, m := range ms {
+			lk.weight += m.weight
+		}
+		lk.maxRank = (&builder{}).build(ms, lk.own)
+		return lk, ms
+	}
+	base := func(n int) []Target {
+		ts := make([]Target, n)
+		for i := range ts {
+			ts[i] = tgt(i, 1+i%3, 0)
+		}
+		return ts
+	}
+	withBackups := func(ts []Target, n int) []Target {
+		for i := 0; i < n; i++ {
+			ts = append(ts, tgt(1000+i, 1, 1))
+		}
+		return ts
+	}
+	cases := []struct {
+		name   string
+		parent []Target
+		child  func([]Target) []Target
+	}{
+		{"remove one", base(20), func(ts []Target) []Target { return ts[1:] }},
+		{"add one", base(20), func(ts []Target) []Target { return append(ts, tgt(50, 2, 0)) }},
+		{"remove one add two", base(20), func(ts []Target) []Target {
+			return append(ts[:19:19], tgt(60, 1, 0), tgt(61, 3, 0))
+		}},
+		{"reweight", base(20), func(ts []Target) []Target {
+			ts[7].Weight = 3
+			return ts
+		}},
+		{"same set reordered", base(20), func(ts []Target) []Target {
+			return append(append([]Target(nil), ts[10:]...), ts[:10]...)
+		}},
+		// 20 active targets among 300: dropping inactive ones changes only
+		// the width of the array.
+		{"two-byte to one-byte", withBackups(base(20), 280), func(ts []Target) []Target { return ts[:250] }},
+		{"two-byte add", base(300), func(ts []Target) []Target { return append(ts, tgt(400, 1, 0)) }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			par, _ := lookupFor(c.parent)
+			child := c.child(append([]Target(nil), c.parent...))
+			want, ms := lookupFor(child)
+			for _, addBy := range []int{addByScan, addByEnum} {
+				got, maxRank := derive(&builder{}, par, ms, len(child), addBy)
+				for b := uint32(0); b < NumBuckets; b++ {
+					if got.get(b) != want.own.get(b) {
+						t.Fatalf("addBy %d: bucket %d: derived %d, built %d", addBy, b, got.get(b), want.own.get(b))
+					}
+				}
+				// The bound must hold: every owner ranks its bucket within it.
+				if b, rank := worstOwnerRank(ms, got); rank > maxRank {
+					t.Fatalf("addBy %d: bucket %d: its owner ranks it %d, above the bound %d", addBy, b, rank, maxRank)
+				}
+			}
+		})
+	}
+}
+
+// worstOwnerRank returns the bucket whose owner ranks it lowest, and that
+// rank.
+//
+//go:norace
+func worstOwnerRank(ms []member, own owners) (bucket, rank uint32) {
+	reps := (&builder{}).makeReplicas(ms)
+	span := map[uint16][2]int{}
+	k := 0
+	for _, m := range ms {
+		span[m.idx] = [2]int{k, k + m.weight}
+		k += m.weight
+	}
+	for b := uint32(0); b < NumBuckets; b++ {
+		sp := span[own.get(b)]
+		_, r := directBest(reps[sp[0]:sp[1]], b)
+		if r >= rank {
+			bucket, rank = b, r
+		}
+	}
+	return bucket, rank
 }
