@@ -138,6 +138,9 @@ type Checker struct {
 	// dropped counts replies HandleResponse could not queue.
 	dropped atomic.Uint64
 
+	// adminMu serializes SetAdmin, whose sink call is made without mu.
+	adminMu sync.Mutex
+
 	mu      sync.Mutex // guards what follows
 	targets []*target
 	byID    map[string]*target
@@ -146,6 +149,18 @@ type Checker struct {
 	state   int // 0 new, 1 running, 2 closed
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// pending holds health changes decided but not yet given to the sink;
+	// the publisher goroutine applies them (woken through pubWake), so a
+	// table rebuild never delays the probes.
+	pending map[string]balancer.Health
+	pubWake chan struct{}
+	pubDone chan struct{}
+}
+
+// batchSink is implemented by *balancer.Pool: several health changes are
+// applied with one table rebuild.
+type batchSink interface {
+	Batch(fn func(b *balancer.Batch) error) error
 }
 
 // target is the Checker's state of one target. Only the checker's
@@ -309,9 +324,57 @@ func (c *Checker) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.done = make(chan struct{})
+	c.pubWake = make(chan struct{}, 1)
+	c.pubDone = make(chan struct{})
 	c.state = 1
 	go c.loop(ctx)
+	go c.publisher(ctx)
 	return nil
+}
+
+// publisher applies the pending health changes to the sink, coalescing
+// those that accumulate while a table is being built.
+func (c *Checker) publisher(ctx context.Context) {
+	defer close(c.pubDone)
+	for {
+		select {
+		case <-ctx.Done():
+			c.flush() // what was decided before Close
+			return
+		case <-c.pubWake:
+			c.flush()
+		}
+	}
+}
+
+// flush gives the pending health changes to the sink: in one batch when it
+// can take one, else (or when the batch fails) one by one.
+func (c *Checker) flush() {
+	c.mu.Lock()
+	p := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	if len(p) == 0 {
+		return
+	}
+	if bs, ok := c.sink.(batchSink); ok && len(p) > 1 {
+		err := bs.Batch(func(b *balancer.Batch) error {
+			for id, h := range p {
+				if err := b.SetHealth(id, h); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			return
+		}
+	}
+	for id, h := range p {
+		if err := c.sink.SetHealth(id, h); err != nil {
+			c.log.Error("upstream health not applied", "target", id, "health", h.String(), "err", err)
+		}
+	}
 }
 
 // Run starts the checker and blocks until ctx is done, then closes it.
@@ -334,9 +397,10 @@ func (c *Checker) Close() error {
 	}
 	c.state = 2
 	c.cancel()
-	done := c.done
+	done, pubDone := c.done, c.pubDone
 	c.mu.Unlock()
 	<-done
+	<-pubDone
 	return nil
 }
 
@@ -669,7 +733,9 @@ func (c *Checker) fail(t *target, now time.Time, cause string, code int, reason 
 	}
 }
 
-// setHealth changes t's health, tells the sink and logs the change.
+// setHealth changes t's health, logs the change and queues it for the
+// sink (the publisher applies it at once, off the checker's goroutine).
+// Called with c.mu held.
 func (c *Checker) setHealth(t *target, h balancer.Health, reason string) {
 	prev := t.health
 	t.health = h
@@ -678,16 +744,20 @@ func (c *Checker) setHealth(t *target, h balancer.Health, reason string) {
 	if h == balancer.Up && t.passive != nil {
 		t.passive.rearm()
 	}
-	err := c.sink.SetHealth(t.id, h)
+	if c.pending == nil {
+		c.pending = make(map[string]balancer.Health)
+	}
+	c.pending[t.id] = h
+	select {
+	case c.pubWake <- struct{}{}:
+	default: // a flush is already due
+	}
 	level := slog.LevelInfo
 	if h == balancer.Down {
 		level = slog.LevelWarn
 	}
 	c.log.Log(context.Background(), level, "upstream health changed", "target", t.id, "addr", t.addr,
 		"health", h.String(), "previous", prev.String(), "reason", reason, "admin", t.admin.String())
-	if err != nil {
-		c.log.Error("upstream health not applied", "target", t.id, "health", h.String(), "err", err)
-	}
 }
 
 // SetAdmin sets the admin state of target id, tells the sink and logs the
@@ -699,23 +769,31 @@ func (c *Checker) SetAdmin(id string, a balancer.AdminState, by string) error {
 	if a > balancer.Disabled {
 		return fmt.Errorf("set admin state of %q: invalid %v", id, a)
 	}
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	t, ok := c.byID[id]
+	same := ok && t.admin == a
+	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("set admin state: %w %q", balancer.ErrUnknownTarget, id)
 	}
-	if t.admin == a {
+	if same {
 		return nil
 	}
+	// The sink rebuilds its table: not under c.mu, which would hold up
+	// the probes.
 	if err := c.sink.SetAdmin(id, a); err != nil {
 		return fmt.Errorf("set admin state of %q: %w", id, err)
 	}
+	c.mu.Lock()
 	prev := t.admin
 	t.admin = a
 	t.adminSince = time.Now()
-	c.log.Info("upstream admin state changed", "target", id, "addr", t.addr, "admin", a.String(),
-		"previous", prev.String(), "reason", "admin", "by", by, "health", t.health.String())
+	h, addr := t.health, t.addr
+	c.mu.Unlock()
+	c.log.Info("upstream admin state changed", "target", id, "addr", addr, "admin", a.String(),
+		"previous", prev.String(), "reason", "admin", "by", by, "health", h.String())
 	return nil
 }
 

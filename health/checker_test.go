@@ -13,8 +13,9 @@ import (
 )
 
 // slack is added to every upper time bound: the machine running the tests
-// may be slow (race detector, two cores, other packages in parallel).
-const slack = 300 * time.Millisecond
+// may be slow (race detector, two cores, other packages in parallel), and
+// a balancer table rebuild takes tens of milliseconds (more under -race).
+const slack = time.Second
 
 // fast are short probe settings for tests: detection bound 100ms x 3 + 50ms
 // = 350ms, recovery bound 100ms x 2 + 50ms = 250ms.
@@ -705,5 +706,45 @@ func BenchmarkHandleResponse(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		c.HandleResponse(&m, from)
+	}
+}
+
+// countingPool counts the batches applied to a pool.
+type countingPool struct {
+	*balancer.Pool
+	batches int
+}
+
+func (p *countingPool) Batch(fn func(b *balancer.Batch) error) error {
+	p.batches++
+	return p.Pool.Batch(fn)
+}
+
+func TestFlushBatchesHealthChanges(t *testing.T) {
+	a, b := netip.MustParseAddrPort("127.0.0.1:5071"), netip.MustParseAddrPort("127.0.0.1:5072")
+	pool, err := balancer.NewPool([]balancer.Target{{ID: "a", Addr: a, Transport: "udp", Weight: 1}, {ID: "b", Addr: b, Transport: "udp", Weight: 1}}, balancer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &countingPool{Pool: pool}
+	logs := &logBuffer{}
+	c, err := New(Config{Targets: []Target{{ID: "a", Addr: a}, {ID: "b", Addr: b}}}, newUDPTransport(t), sink, logs.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pending = map[string]balancer.Health{"a": balancer.Down, "b": balancer.Down}
+	c.flush()
+	if sink.batches != 1 || poolHealth(t, pool, "a") != balancer.Down || poolHealth(t, pool, "b") != balancer.Down {
+		t.Errorf("%d batches; health a %v b %v", sink.batches, poolHealth(t, pool, "a"), poolHealth(t, pool, "b"))
+	}
+	// A target the sink does not know spoils the batch: the others are
+	// applied one by one, and the failure is logged.
+	c.pending = map[string]balancer.Health{"a": balancer.Up, "ghost": balancer.Up}
+	c.flush()
+	if poolHealth(t, pool, "a") != balancer.Up || !strings.Contains(logs.String(), `msg="upstream health not applied" target=ghost`) {
+		t.Errorf("health a %v; log:\n%s", poolHealth(t, pool, "a"), logs.String())
+	}
+	if c.pending != nil {
+		t.Errorf("flush left %v pending", c.pending)
 	}
 }

@@ -67,5 +67,9 @@
 // satisfies it, publishing a new lookup table: nothing is locked on the
 // fast path) and is logged through log/slog with the target, the old and
 // new state and the reason: probe timeout, probe reply code, probe send
-// error, passive 503 burst, admin.
+// error, passive 503 burst, admin. Health changes are handed to the sink
+// by a goroutine of their own, several at once in one Pool.Batch when they
+// come together, so a table rebuild (tens of milliseconds for a hashed
+// pool) never holds up a probe; the detection bound above is met by the
+// decision, and the new table follows within a rebuild time.
 package health
