@@ -1,0 +1,98 @@
+// Package fastpath is Viaduct's stateless SIP forwarding engine over UDP
+// (RFC 3261 16.11, with the request processing of 16.3-16.6, the transport
+// rules of 18, RFC 3581 and RFC 2543 compatibility).
+//
+// # Structure
+//
+// An Engine owns Config.Workers workers per listen address. Each worker is
+// one goroutine with its own SO_REUSEPORT socket (package fastpath/udp), one
+// parser.Message, one read batch, one write batch per listen address and its
+// own output buffers; it loops over
+//
+//	ReadBatch (recvmmsg) -> Handle each datagram into its own buffer -> WriteBatch (sendmmsg)
+//
+// with no lock, channel or atomic read-modify-write per message (the
+// balancer's table pointer is one atomic load; counters are single-writer
+// stores). Messages of one flow arrive on one socket, are handled in order
+// and written in order in the same batch, so a call's 180 never overtakes
+// its 200. Worker.Handle is the whole per-message path without the socket
+// and is exported so tests, benchmarks and fuzzers can drive it; it
+// allocates nothing.
+//
+// # Requests
+//
+// A request is parsed and validated; a malformed one is answered with a
+// stateless 400 whose reason phrase names the fault (505 for another SIP
+// version), when its top Via can be answered to, and dropped otherwise.
+// ACKs and responses are never answered. Then, in order:
+//
+//   - A message over Config.MaxMessageSize gets 513.
+//   - Route preprocessing (16.4): a Request-URI that is Viaduct's own
+//     Record-Route URI (with lr) was put there by a strict router: it is
+//     replaced by the last Route value, which is removed. A top Route naming
+//     Viaduct is removed.
+//   - OPTIONS addressed to Viaduct itself (its address, no user part, no
+//     Route left) is answered 200 (keepalive), also with Max-Forwards 0.
+//   - Max-Forwards 0 gets 483; otherwise it is decremented, or inserted as
+//     70 when absent.
+//   - Loop detection (16.3 item 4): a Via of Viaduct's whose branch carries
+//     the same loop hash (over Request-URI, Route, Proxy-Require,
+//     Proxy-Authorization) means a loop: 482. A different hash is a spiral
+//     and is forwarded.
+//   - Destination: a request from a configured upstream (exact ip:port) goes
+//     to its next Route, else its Request-URI, when that names an IP literal
+//     (503 for a host name, which Viaduct does not resolve); every other
+//     request goes to the upstream the Picker chooses for its Call-ID.
+//     Clients therefore cannot make Viaduct send anywhere but to an
+//     upstream: it is not an open relay.
+//   - The previous hop's Via gets received and rport (RFC 3581); Viaduct's
+//     Via goes on top with a branch derived only from the request (see
+//     below); Record-Route is added to dialog-forming requests when
+//     configured.
+//
+// # The branch
+//
+// "z9hG4bKvd1" + listen index + 64-bit transaction key + 40-bit loop hash +
+// 64-bit MAC, all base32. The transaction key comes from the client's
+// branch and sent-by (RFC 3261 clients) or from Request-URI, To tag (not for
+// ACK), From tag, Call-ID, CSeq number and top Via (RFC 2543 clients), never
+// from the method: retransmissions, CANCEL and the ACK of a non-2xx response
+// get the INVITE's branch and, hashing the same Call-ID, reach the same
+// upstream. The MAC (SipHash-2-4 keyed from Config.Secret) covers the branch
+// and the previous hop's via-parm as forwarded.
+//
+// # Responses
+//
+// A response is forwarded only if its top Via carries Viaduct's sent-by and
+// a branch whose MAC matches the via-parm below it; any other response is
+// dropped and counted as forged (Kamailio and OpenSIPS forward such replies
+// by default; Viaduct cannot be used as a reflector). Viaduct's via-parm is
+// removed and the response goes to the next Via's maddr, else its received
+// address (and rport port), else its sent-by (port 5060 by default), from the
+// listen address the request came in on when the address family allows. A
+// response with no Via below Viaduct's answers a request Viaduct sent itself
+// (Engine.AppendVia, Engine.SendFrom) and goes to the LocalResponseHandler.
+//
+// # Local replies
+//
+// 400, 482, 483, 503, 505, 513 and the 200 to OPTIONS are built statelessly
+// (RFC 3261 8.2.6, 16.11): all Via lines (received and rport added to the
+// top one), From, To with a deterministic tag, Call-ID, CSeq and
+// Content-Length 0, sent to the request's source address at the rport or
+// sent-by port (a maddr in the request is ignored, to avoid reflection).
+//
+// # SO_REUSEPORT and one busy peer
+//
+// The kernel picks the socket of a reuse-port group by a hash of the
+// 4-tuple, so all datagrams from one source address and port land on one
+// worker. With one SIPp UAC and two UAS instances in front of four workers,
+// 3000 calls gave datagrams per worker of [9000 0 9000 0]: the UAC's
+// requests on one worker, both UAS's responses on another (the hash put
+// them together), two workers idle. A single heavy peer (one SBC, one
+// upstream proxy sending from one port) is therefore served by one core.
+// This is the price of per-flow order for free: one socket, one reader, in
+// arrival order. Spreading one source over cores would need a dispatch
+// stage keyed by Call-ID (hand-off queues between workers, or a BPF
+// program that hashes the Call-ID), which costs a cross-core hand-off per
+// message; Viaduct does not do it.
+package fastpath
