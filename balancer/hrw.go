@@ -29,8 +29,6 @@ type replica struct {
 }
 
 // mix64 is the splitmix64 finaliser: a fast bijective 64-bit mixer.
-//
-//go:norace
 func mix64(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
@@ -55,8 +53,6 @@ func newReplica(idHash uint64, j int, owner uint16) replica {
 }
 
 // feistelF is the Feistel round function: 10 pseudo-random bits of (k, x).
-//
-//go:norace
 func feistelF(k uint64, x uint32) uint32 {
 	h := (k ^ uint64(x)) * 0xd6e8feb86659fd93
 	h ^= h >> 32
@@ -90,8 +86,6 @@ func (rp *replica) rankOf(b uint32) uint32 {
 }
 
 // tieBreak orders two replicas that give the same bucket the same rank.
-//
-//go:norace
 func (rp *replica) tieBreak(b uint32) uint64 {
 	return mix64(rp.tie ^ uint64(b))
 }
@@ -115,12 +109,16 @@ func beats(a, b *replica, bucket uint32) bool {
 // builder holds the scratch memory of one table build. It is created per
 // rebuild and dropped afterwards, so idle pools hold no scratch.
 //
-// The build loops (build, fill, directBest, derive) are marked go:norace:
+// The build loops (build, fill, directBest, derive, bucketAt, rankOf,
+// beats) are marked go:norace:
 // they touch only the writer's private scratch and freshly allocated arrays
 // that are published later by an atomic store, so the race detector has
 // nothing to check there, and instrumenting their ~10^7 memory accesses per
 // build made `go test -race` several times slower. Everything a reader
-// touches (Pick, PickRR, Table, Snapshot) stays instrumented.
+// touches (Pick, PickRR, Table, Snapshot) stays instrumented. Small pure
+// helpers (mix64, feistelF, owners.get/set) are left unmarked so that they
+// still inline into the marked loops under -race (a go:norace function is
+// never inlined).
 type builder struct {
 	claimed  []uint64 // bitset: bucket decided by phase 1
 	fresh    []uint64 // bitset: bucket claimed at the current level
@@ -257,7 +255,6 @@ func newOwners(n int) owners {
 	return owners{own16: new([NumBuckets]uint16)}
 }
 
-//go:norace
 func (o owners) set(b uint32, idx uint16) {
 	if o.own8 != nil {
 		o.own8[b] = uint8(idx)
@@ -266,7 +263,6 @@ func (o owners) set(b uint32, idx uint16) {
 	o.own16[b] = idx
 }
 
-//go:norace
 func (o owners) get(b uint32) uint16 {
 	if o.own8 != nil {
 		return uint16(o.own8[b])
