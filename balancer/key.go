@@ -43,19 +43,20 @@ const (
 	KeyHeader
 )
 
-var keyKindNames = [...]string{
-	KeyCallID:      "call-id",
-	KeyToAOR:       "to-aor",
-	KeyFromURI:     "from-uri",
-	KeyRequestUser: "ruri-user",
-	KeyHeader:      "header",
-}
-
 // String returns the config spelling of k: "call-id", "to-aor",
 // "from-uri", "ruri-user" or "header".
 func (k KeyKind) String() string {
-	if int(k) < len(keyKindNames) {
-		return keyKindNames[k]
+	switch k {
+	case KeyCallID:
+		return "call-id"
+	case KeyToAOR:
+		return "to-aor"
+	case KeyFromURI:
+		return "from-uri"
+	case KeyRequestUser:
+		return "ruri-user"
+	case KeyHeader:
+		return "header"
 	}
 	return fmt.Sprintf("KeyKind(%d)", uint8(k))
 }
@@ -91,9 +92,9 @@ func ParseKeyRule(s string) (KeyRule, error) {
 		}
 		return KeyRule{Kind: KeyHeader, Header: name}, nil
 	}
-	for k, name := range keyKindNames {
-		if KeyKind(k) != KeyHeader && strings.EqualFold(v, name) {
-			return KeyRule{Kind: KeyKind(k)}, nil
+	for k := KeyCallID; k < KeyHeader; k++ {
+		if strings.EqualFold(v, k.String()) {
+			return KeyRule{Kind: k}, nil
 		}
 	}
 	return KeyRule{}, fmt.Errorf("%w %q: want call-id, to-aor, from-uri, ruri-user or header:NAME", ErrInvalidKey, s)

@@ -102,8 +102,15 @@ func ParseAdminState(s string) (AdminState, error) {
 	return 0, fmt.Errorf("admin state %q: want enabled, draining or disabled", s)
 }
 
-// transports are the SIP transports a target may use (RFC 3261, 4168, 7118).
-var transports = [...]string{"udp", "tcp", "tls", "sctp", "ws", "wss"}
+// knownTransport reports whether tr (lower case) is a SIP transport a
+// target may use (RFC 3261, 4168, 7118).
+func knownTransport(tr string) bool {
+	switch tr {
+	case "udp", "tcp", "tls", "sctp", "ws", "wss":
+		return true
+	}
+	return false
+}
 
 // Target is one upstream server of a pool, with its configuration and its
 // current state. Tables hand out pointers to their own immutable copies:
@@ -150,15 +157,8 @@ func (t *Target) selectable(inDialog bool) bool {
 // transport.
 func (t *Target) normalize() error {
 	tr := strings.ToLower(t.Transport)
-	known := false
-	for _, k := range transports {
-		if tr == k {
-			known = true
-			break
-		}
-	}
-	if !known {
-		return fmt.Errorf("%w: %s: transport %q: want one of %s", ErrInvalidTarget, t.name(), t.Transport, strings.Join(transports[:], ", "))
+	if !knownTransport(tr) {
+		return fmt.Errorf("%w: %s: transport %q: want udp, tcp, tls, sctp, ws or wss", ErrInvalidTarget, t.name(), t.Transport)
 	}
 	t.Transport = tr
 	if !t.Addr.IsValid() || !t.Addr.Addr().IsValid() {
