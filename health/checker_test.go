@@ -193,7 +193,9 @@ func TestRetransmission(t *testing.T) {
 	if len(ts) < 2 {
 		t.Fatalf("%d copies of the probe arrived, want 2", len(ts))
 	}
-	if gap := ts[1].Sub(ts[0]); gap < T1-5*time.Millisecond {
+	// Arrival times: the first copy may be delayed on a loaded machine,
+	// which shortens the gap; T1/2 still tells timer E from a resend.
+	if gap := ts[1].Sub(ts[0]); gap < T1/2 {
 		t.Errorf("retransmitted after %v, want T1 = %v", gap, T1)
 	}
 	if evs := sink.healthChanges("a", t0); len(evs) != 0 {
