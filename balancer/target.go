@@ -141,7 +141,8 @@ type Target struct {
 }
 
 // IDHash returns the xxhash of the target's ID, the value the consistent
-// hashing is keyed on.
+// hashing is keyed on. It is set on targets obtained from a Table (zero on
+// a Target that has not been through NewPool or Update).
 func (t *Target) IDHash() uint64 { return t.idHash }
 
 // selectable reports whether the target may be picked for a new dialog
