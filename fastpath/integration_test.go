@@ -334,3 +334,35 @@ func TestIntegrationLocalProbe(t *testing.T) {
 		t.Fatal("no local response")
 	}
 }
+
+// Two listen addresses, IPv4 and IPv6: an IPv6 client reaches an IPv4
+// upstream and gets its responses back over IPv6.
+func TestIntegrationDualStack(t *testing.T) {
+	u1 := newResponder(t)
+	e, err := New(Config{
+		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("[::1]:0")},
+		Upstreams: []netip.AddrPort{u1.addr},
+		Workers:   1,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer e.Close()
+	v6 := e.ListenAddrs()[1]
+	c6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer c6.Close()
+	c := &client{t: t, conn: c6, addr: c6.LocalAddr().(*net.UDPAddr).AddrPort(), proxy: v6}
+	c.send(c.request("INVITE", "sip:service@"+v6.String(), "dual-1@test", 1, "d1", ""))
+	c.expect(200)
+	c.send(c.request("OPTIONS", "sip:"+v6.String(), "dual-2@test", 1, "d2", ""))
+	c.expect(200) // local keepalive over IPv6
+	if got := u1.requests(); len(got) != 1 || got[0] != "INVITE dual-1@test" {
+		t.Errorf("upstream got %q", got)
+	}
+}
