@@ -36,9 +36,9 @@ import (
 //     responses. Responses to requests Viaduct originated itself have no
 //     via-parm below and are MACed over an empty next.
 //
-// SipHash over a typical 120-byte input costs about a third of what
-// HMAC-SHA256 (the first choice) did, measured side by side with
-// BenchmarkMAC.
+// SipHash over a typical 120-byte input costs about 70 ns here
+// (BenchmarkMAC), HMAC-SHA256 (the first choice, with a reused hash.Hash)
+// about 225 ns.
 const (
 	branchCookie = "z9hG4bK"
 	branchMark   = "vd1"
