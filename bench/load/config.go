@@ -105,7 +105,10 @@ type UACConfig struct {
 	// before the call fails (Timers B and F). Default 64*T1.
 	Timeout time.Duration
 
-	// RecvBuffer and SendBuffer are the socket buffer sizes. Default 4 MiB.
+	// RecvBuffer and SendBuffer are the socket buffer sizes. Default 16 MiB
+	// receive (a burst or a scheduling hiccup then queues instead of being
+	// dropped) and 4 MiB send; without CAP_NET_ADMIN the kernel caps them at
+	// net.core.rmem_max and wmem_max.
 	RecvBuffer, SendBuffer int
 	// BatchSize is the number of datagrams per recvmmsg/sendmmsg. Default 64.
 	BatchSize int
@@ -185,7 +188,7 @@ func (c UACConfig) withDefaults() (UACConfig, error) {
 		return c, fmt.Errorf("timeout %v must be positive", c.Timeout)
 	}
 	if c.RecvBuffer == 0 {
-		c.RecvBuffer = 4 << 20
+		c.RecvBuffer = 16 << 20
 	}
 	if c.SendBuffer == 0 {
 		c.SendBuffer = 4 << 20

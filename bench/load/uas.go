@@ -44,7 +44,10 @@ type UASConfig struct {
 	// SDPSize is the size of the SDP answer in a 200 to INVITE (see
 	// UACConfig.SDPSize). 0 means the default SDP.
 	SDPSize int
-	// RecvBuffer and SendBuffer are the socket buffer sizes. Default 4 MiB.
+	// RecvBuffer and SendBuffer are the socket buffer sizes. Default 16 MiB
+	// receive (a burst or a scheduling hiccup then queues instead of being
+	// dropped) and 4 MiB send; without CAP_NET_ADMIN the kernel caps them at
+	// net.core.rmem_max and wmem_max.
 	RecvBuffer, SendBuffer int
 	// BatchSize is the number of datagrams per recvmmsg/sendmmsg. Default 64.
 	BatchSize int
@@ -117,7 +120,7 @@ func (c UASConfig) withDefaults() (UASConfig, error) {
 		return c, fmt.Errorf("SDP size %d out of range 0..60000", c.SDPSize)
 	}
 	if c.RecvBuffer == 0 {
-		c.RecvBuffer = 4 << 20
+		c.RecvBuffer = 16 << 20
 	}
 	if c.SendBuffer == 0 {
 		c.SendBuffer = 4 << 20
