@@ -118,3 +118,23 @@ func TestUASCommand(t *testing.T) {
 		t.Fatalf("uas summary:\n%s", out.String())
 	}
 }
+
+func TestUACFindMaxCommand(t *testing.T) {
+	s := startUAS(t, load.UASConfig{Workers: 1})
+	var out, errb bytes.Buffer
+	code := run([]string{"uac", "--target", s.Addr().String(), "--find-max", "--rate", "200", "--find-limit", "400",
+		"--find-growth", "2", "--find-step", "300ms", "--find-drain", "500ms", "--quiet", "--json", "-"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var res load.FindMaxResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if res.MaxRate != 400 || len(res.Steps) != 2 || res.Best == nil || res.Best.TargetRate != 400 {
+		t.Fatalf("find-max: max %v, %d steps", res.MaxRate, len(res.Steps))
+	}
+	if !strings.Contains(errb.String(), "find-max: rate 200/s -> pass") {
+		t.Fatalf("no step lines on stderr:\n%s", errb.String())
+	}
+}
