@@ -108,6 +108,9 @@ type Status struct {
 	// (weight 1/8 for each new sample). Zero before the first sample.
 	RTT    time.Duration
 	RTTAvg time.Duration
+	// RTTHist counts every RTT sample (the same samples as RTT) in fixed
+	// buckets, for a metrics histogram.
+	RTTHist RTTHistogram
 	// Counters since the target was first configured.
 	ProbesSent    uint64 // probes sent (retransmissions not counted)
 	ProbesOK      uint64 // answered with an accepted code
@@ -194,6 +197,7 @@ type target struct {
 	lastResult                                          string
 	lastCode                                            int
 	rtt, rttAvg                                         time.Duration
+	rttHist                                             RTTHistogram
 	sent, ok, timeouts, badCode, sendErrs, passiveTrips uint64
 
 	passive *passiveSlot // nil when the passive check is off
@@ -673,6 +677,7 @@ func (c *Checker) onReply(r *reply) {
 	if t.retrans == 0 {
 		rtt := max(r.at.Sub(t.sentAt), 0)
 		t.rtt = rtt
+		t.rttHist.Observe(rtt)
 		if t.rttAvg == 0 {
 			t.rttAvg = rtt
 		} else {
@@ -831,7 +836,7 @@ func (t *target) status() Status {
 		Admin: t.admin, AdminSince: t.adminSince,
 		ConsecutiveFailures: t.fails, ConsecutiveSuccesses: t.succs,
 		LastProbe: t.lastProbe, LastResult: t.lastResult, LastCode: t.lastCode,
-		RTT: t.rtt, RTTAvg: t.rttAvg,
+		RTT: t.rtt, RTTAvg: t.rttAvg, RTTHist: t.rttHist,
 		ProbesSent: t.sent, ProbesOK: t.ok, ProbeTimeouts: t.timeouts, ProbeBadCode: t.badCode,
 		SendErrors: t.sendErrs, Passive503: t.passiveTrips,
 	}

@@ -171,6 +171,14 @@ func TestRTT(t *testing.T) {
 	if s.RTTAvg < d || s.RTTAvg > s.Probe.Timeout {
 		t.Errorf("RTT average %v, want between %v and %v", s.RTTAvg, d, s.Probe.Timeout)
 	}
+	// Every sample is in the histogram, none below the 15 ms delay.
+	h := s.RTTHist
+	if h.Count < 3 || h.Count > s.ProbesOK || h.Sum < time.Duration(h.Count)*d {
+		t.Errorf("histogram: %d samples summing to %v; want 3..%d samples of at least %v", h.Count, h.Sum, s.ProbesOK, d)
+	}
+	if cum := h.Cumulative(); cum[4] != 0 { // bound 4 is 5 ms
+		t.Errorf("histogram: %d samples at most 5 ms, want 0 (delay %v)", cum[4], d)
+	}
 }
 
 func TestRetransmission(t *testing.T) {
@@ -186,8 +194,8 @@ func TestRetransmission(t *testing.T) {
 	if st.ProbeTimeouts != 0 || st.Health != balancer.Up {
 		t.Errorf("timeouts %d, health %v: the retransmission should have been answered", st.ProbeTimeouts, st.Health)
 	}
-	if st.RTT != 0 {
-		t.Errorf("RTT %v measured on a retransmitted probe (Karn's rule)", st.RTT)
+	if st.RTT != 0 || st.RTTHist.Count != 0 {
+		t.Errorf("RTT %v, %d histogram samples measured on a retransmitted probe (Karn's rule)", st.RTT, st.RTTHist.Count)
 	}
 	ts := a.optionsTimes()
 	if len(ts) < 2 {
