@@ -11,6 +11,9 @@
 #                            all benchmarks: on a shared, loaded machine the
 #                            samples of viaduct and sipgo then see the same
 #                            load instead of 5 back-to-back runs of each
+#   CPU=1 ./run.sh           passed to -cpu (GOMAXPROCS); with 1, sipgo's
+#                            garbage collection runs on the measured core
+#                            instead of an idle second one
 #   STAT=min ./run.sh        report the fastest sample instead of the median
 #                            (less sensitive to other load on the machine)
 #   ./run.sh results.txt     only format an existing `go test -bench` output
@@ -35,6 +38,9 @@ else
 		if [ -n "${BENCHTIME:-}" ]; then
 			set -- "$@" -test.benchtime "$BENCHTIME"
 		fi
+		if [ -n "${CPU:-}" ]; then
+			set -- "$@" -test.cpu "$CPU"
+		fi
 		echo "command: (cd bench/compare && go test -c -o compare.test . && for i in \$(seq $count); do ./compare.test $*; done)"
 		: >"$out"
 		i=0
@@ -46,6 +52,9 @@ else
 		set -- -run '^$' -bench . -benchmem -count "$count"
 		if [ -n "${BENCHTIME:-}" ]; then
 			set -- "$@" -benchtime "$BENCHTIME"
+		fi
+		if [ -n "${CPU:-}" ]; then
+			set -- "$@" -cpu "$CPU"
 		fi
 		echo "command: (cd bench/compare && go test $*)"
 		go test "$@" . >"$out"
