@@ -1,0 +1,337 @@
+package metrics
+
+import (
+	"net/netip"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+// Engine is what the collector reads from the fast path.
+// *fastpath.Engine satisfies it.
+type Engine interface {
+	// WorkerStats appends one Stats per worker, in listen then worker
+	// order.
+	WorkerStats(dst []fastpath.Stats) []fastpath.Stats
+	// ListenAddrs returns the listen addresses, in index order.
+	ListenAddrs() []netip.AddrPort
+}
+
+// Health is what the collector reads from the health checker.
+// *health.Checker satisfies it.
+type Health interface {
+	// Status returns every target's state, in configuration order.
+	Status() []health.Status
+	// DroppedReplies counts probe replies the checker could not queue.
+	DroppedReplies() uint64
+}
+
+// Pool is what the collector reads from the balancer. *balancer.Pool
+// satisfies it.
+type Pool interface {
+	// Table returns the current lookup table.
+	Table() *balancer.Table
+}
+
+// UpstreamCounter is a per-upstream count, keyed by the target's ID hash
+// (balancer.Target.IDHash).
+type UpstreamCounter struct {
+	IDHash uint64
+	Count  uint64
+}
+
+// UpstreamStats is implemented by an Engine that counts the requests it
+// forwards to each upstream. AppendUpstreamForwarded appends, for every
+// target it has sent to since it started, the number of requests sent;
+// the same IDHash may appear several times (once per worker) and is summed.
+type UpstreamStats interface {
+	AppendUpstreamForwarded(dst []UpstreamCounter) []UpstreamCounter
+}
+
+// Options says where a Collector reads from. Every field may be nil: the
+// metrics of that source are then left out.
+type Options struct {
+	Engine  Engine
+	Health  Health
+	Pool    Pool
+	Reloads *Reloads
+	// UpstreamStats, when set, gives the per-upstream forwarded requests
+	// (viaduct_upstream_requests_forwarded_total).
+	UpstreamStats UpstreamStats
+}
+
+// Collector is a prometheus.Collector that reads Viaduct's counters and
+// states when it is scraped: the fast path's per-worker counters (which
+// the workers write without synchronisation beyond single-writer atomic
+// stores, so a scrape costs the workers nothing), the balancer's current
+// table, the health checker's status and the configuration reloads. Create
+// it with New and register it (NewRegistry adds the Go and process
+// collectors). It is safe for concurrent use.
+type Collector struct {
+	o Options
+
+	requests, reqForwarded, respReceived, respForwarded *prometheus.Desc
+	localReplies, localResponses, drops                 *prometheus.Desc
+	dgIn, dgOut, bytesIn, bytesOut, kernelDrops         *prometheus.Desc
+	workerDgIn                                          *prometheus.Desc
+
+	upInfo, upUp, upAdmin, upWeight, upPriority, upSelected, upShare *prometheus.Desc
+	upForwarded, poolSelectable, poolBuilds                          *prometheus.Desc
+
+	probes, probeFailures, passive, rtt, srtt, healthChanged, droppedReplies *prometheus.Desc
+
+	reloads, reloadOK, reloadTime, configInfo, buildInfo *prometheus.Desc
+	buildLabels                                          [3]string
+}
+
+// New returns a Collector reading from o.
+func New(o Options) *Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	c := &Collector{o: o}
+
+	c.requests = d("viaduct_requests_received_total", "SIP requests received and parsed, by method (other: methods Viaduct does not name).", "method")
+	c.reqForwarded = d("viaduct_requests_forwarded_total", "SIP requests sent on to a next hop.")
+	c.respReceived = d("viaduct_responses_received_total", "SIP responses received and parsed.")
+	c.respForwarded = d("viaduct_responses_forwarded_total", "SIP responses relayed towards the client, by status class (1xx..6xx).", "class")
+	c.localReplies = d("viaduct_local_replies_total", "Responses Viaduct generated itself, by status code (200 answers OPTIONS addressed to Viaduct; the others refuse a request).", "code")
+	c.localResponses = d("viaduct_local_responses_received_total", "Responses addressed to Viaduct itself (replies to its health probes).")
+	c.drops = d("viaduct_messages_dropped_total", "Messages not forwarded, by reason; a request refused with a local reply counts here and in viaduct_local_replies_total.", "reason")
+	c.dgIn = d("viaduct_datagrams_received_total", "UDP datagrams received.")
+	c.dgOut = d("viaduct_datagrams_sent_total", "UDP datagrams sent (forwarded messages and local replies).")
+	c.bytesIn = d("viaduct_received_bytes_total", "UDP payload bytes received.")
+	c.bytesOut = d("viaduct_sent_bytes_total", "UDP payload bytes sent.")
+	c.kernelDrops = d("viaduct_kernel_receive_drops_total", "Datagrams the kernel dropped on Viaduct's sockets (receive buffer full).")
+	c.workerDgIn = d("viaduct_worker_datagrams_received_total", "UDP datagrams received per worker socket (how SO_REUSEPORT spreads the traffic).", "listen", "worker")
+
+	c.upInfo = d("viaduct_upstream_info", "Configured upstream targets (value 1), with their address and transport.", "upstream", "address", "transport")
+	c.upUp = d("viaduct_upstream_up", "Health of the upstream as the balancer uses it: 1 up, 0 down.", "upstream")
+	c.upAdmin = d("viaduct_upstream_admin_state", "Admin state of the upstream: 1 for the current state (enabled, draining, disabled), 0 for the others.", "upstream", "state")
+	c.upWeight = d("viaduct_upstream_weight", "Configured weight of the upstream.", "upstream")
+	c.upPriority = d("viaduct_upstream_priority", "Configured priority group of the upstream (lower is preferred).", "upstream")
+	c.upSelected = d("viaduct_upstream_selected", "Whether the balancer currently sends new dialogs (requests=new_dialog) or in-dialog requests (requests=in_dialog) to the upstream: 1 yes, 0 no.", "upstream", "requests")
+	c.upShare = d("viaduct_upstream_share_ratio", "Fraction of new dialogs the balancer assigns to the upstream (0 to 1).", "upstream")
+	c.upForwarded = d("viaduct_upstream_requests_forwarded_total", "Requests the balancer sent to the upstream.", "upstream")
+	c.poolSelectable = d("viaduct_pool_selectable_targets", "Upstreams the balancer can currently choose for new dialogs (requests=new_dialog) or in-dialog requests (requests=in_dialog); 0 means such requests get 503.", "requests")
+	c.poolBuilds = d("viaduct_pool_table_builds_total", "Lookup tables the balancer has published (one per health, admin or configuration change).")
+
+	c.probes = d("viaduct_upstream_probes_total", "Health probes sent to the upstream (retransmissions not counted).", "upstream")
+	c.probeFailures = d("viaduct_upstream_probe_failures_total", "Failed health probes, by cause: timeout (no final response), bad_code (a code not accepted), send_error.", "upstream", "cause")
+	c.passive = d("viaduct_upstream_passive_503_bursts_total", "Bursts of 503 responses that marked the upstream down (passive check).", "upstream")
+	c.rtt = d("viaduct_upstream_probe_rtt_seconds", "Round-trip time of health probes answered without retransmission.", "upstream")
+	c.srtt = d("viaduct_upstream_probe_rtt_smoothed_seconds", "Exponentially weighted average of the probe round-trip time (weight 1/8 per sample).", "upstream")
+	c.healthChanged = d("viaduct_upstream_health_last_change_timestamp_seconds", "When the upstream's health last changed (or when it was first configured), as a Unix time.", "upstream")
+	c.droppedReplies = d("viaduct_health_probe_replies_dropped_total", "Probe replies the health checker could not queue (its goroutine was behind; those probes time out).")
+
+	c.reloads = d("viaduct_config_reloads_total", "Configuration reloads, by result (success, failure).", "result")
+	c.reloadOK = d("viaduct_config_last_reload_successful", "Whether the last configuration load attempt succeeded: 1 yes, 0 no.")
+	c.reloadTime = d("viaduct_config_last_reload_success_timestamp_seconds", "When the configuration in use was loaded, as a Unix time.")
+	c.configInfo = d("viaduct_config_info", "The configuration in use (value 1); hash is the first 16 hex digits of the SHA-256 of the file.", "hash")
+	c.buildInfo = d("viaduct_build_info", "Build of the running binary (value 1).", "version", "revision", "goversion")
+	c.buildLabels = buildLabels()
+	return c
+}
+
+func buildLabels() [3]string {
+	version, revision := "unknown", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				revision = s.Value
+			}
+		}
+	}
+	return [3]string{version, revision, runtime.Version()}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.requests, c.reqForwarded, c.respReceived, c.respForwarded,
+		c.localReplies, c.localResponses, c.drops,
+		c.dgIn, c.dgOut, c.bytesIn, c.bytesOut, c.kernelDrops, c.workerDgIn,
+		c.upInfo, c.upUp, c.upAdmin, c.upWeight, c.upPriority, c.upSelected, c.upShare,
+		c.upForwarded, c.poolSelectable, c.poolBuilds,
+		c.probes, c.probeFailures, c.passive, c.rtt, c.srtt, c.healthChanged, c.droppedReplies,
+		c.reloads, c.reloadOK, c.reloadTime, c.configInfo, c.buildInfo,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: it reads every source once.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.buildLabels[:]...)
+	if c.o.Engine != nil {
+		c.collectEngine(ch)
+	}
+	var tab *balancer.Table
+	if c.o.Pool != nil {
+		tab = c.o.Pool.Table()
+		c.collectPool(ch, tab)
+	}
+	if c.o.Health != nil {
+		c.collectHealth(ch, tab == nil)
+	}
+	if c.o.Reloads != nil {
+		c.collectReloads(ch)
+	}
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// MethodLabel returns the method label of viaduct_requests_received_total
+// for index i of fastpath.Stats.RequestsByMethod: the method's name, or
+// "other".
+func MethodLabel(i int) string {
+	if s := parser.Method(i).String(); s != "" {
+		return s
+	}
+	return "other"
+}
+
+func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
+	per := c.o.Engine.WorkerStats(nil)
+	listen := c.o.Engine.ListenAddrs()
+	var sum fastpath.Stats
+	for i := range per {
+		sum.Add(&per[i])
+	}
+	if len(listen) > 0 && len(per) > 0 {
+		n := len(per) / len(listen)
+		for i := range per {
+			li, wi := i/max(n, 1), i%max(n, 1)
+			if li >= len(listen) {
+				break
+			}
+			counter(ch, c.workerDgIn, per[i].DatagramsIn, listen[li].String(), strconv.Itoa(wi))
+		}
+	}
+	byMethod := map[string]uint64{}
+	for i, v := range sum.RequestsByMethod {
+		byMethod[MethodLabel(i)] += v
+	}
+	for m, v := range byMethod {
+		counter(ch, c.requests, v, m)
+	}
+	counter(ch, c.reqForwarded, sum.RequestsForwarded)
+	counter(ch, c.respReceived, sum.ResponsesReceived)
+	for k := 1; k < len(sum.ResponsesForwarded); k++ {
+		counter(ch, c.respForwarded, sum.ResponsesForwarded[k], strconv.Itoa(k)+"xx")
+	}
+	for i, v := range sum.LocalReplies {
+		counter(ch, c.localReplies, v, strconv.Itoa(fastpath.LocalCode(i).Status()))
+	}
+	counter(ch, c.localResponses, sum.LocalResponses)
+	for i := fastpath.DropReason(1); i < fastpath.NumDropReasons; i++ {
+		counter(ch, c.drops, sum.Drops[i], i.String())
+	}
+	counter(ch, c.dgIn, sum.DatagramsIn)
+	counter(ch, c.dgOut, sum.DatagramsOut)
+	counter(ch, c.bytesIn, sum.BytesIn)
+	counter(ch, c.bytesOut, sum.BytesOut)
+	counter(ch, c.kernelDrops, sum.KernelDrops)
+}
+
+func (c *Collector) collectPool(ch chan<- prometheus.Metric, tab *balancer.Table) {
+	counter(ch, c.poolBuilds, tab.Version())
+	n, _ := tab.Live(false)
+	gauge(ch, c.poolSelectable, float64(n), "new_dialog")
+	n, _ = tab.Live(true)
+	gauge(ch, c.poolSelectable, float64(n), "in_dialog")
+	var fwd map[uint64]uint64
+	if c.o.UpstreamStats != nil {
+		fwd = map[uint64]uint64{}
+		for _, u := range c.o.UpstreamStats.AppendUpstreamForwarded(nil) {
+			fwd[u.IDHash] += u.Count
+		}
+	}
+	for _, t := range tab.Snapshot() {
+		id := t.ID
+		gauge(ch, c.upInfo, 1, id, t.Addr.String(), t.Transport)
+		gauge(ch, c.upUp, b2f(t.Health == balancer.Up), id)
+		for _, a := range []balancer.AdminState{balancer.Enabled, balancer.Draining, balancer.Disabled} {
+			gauge(ch, c.upAdmin, b2f(t.Admin == a), id, a.String())
+		}
+		gauge(ch, c.upWeight, float64(t.Weight), id)
+		gauge(ch, c.upPriority, float64(t.Priority), id)
+		gauge(ch, c.upSelected, b2f(t.NewDialogs), id, "new_dialog")
+		gauge(ch, c.upSelected, b2f(t.InDialog), id, "in_dialog")
+		gauge(ch, c.upShare, t.Share, id)
+		if fwd != nil {
+			counter(ch, c.upForwarded, fwd[t.IDHash()], id)
+		}
+	}
+}
+
+// collectHealth exports the probe metrics; states too when there is no
+// pool to read them from.
+func (c *Collector) collectHealth(ch chan<- prometheus.Metric, states bool) {
+	bounds := health.RTTBucketBounds()
+	for _, s := range c.o.Health.Status() {
+		id := s.ID
+		if states {
+			gauge(ch, c.upInfo, 1, id, s.Addr.String(), "udp")
+			gauge(ch, c.upUp, b2f(s.Health == balancer.Up), id)
+			for _, a := range []balancer.AdminState{balancer.Enabled, balancer.Draining, balancer.Disabled} {
+				gauge(ch, c.upAdmin, b2f(s.Admin == a), id, a.String())
+			}
+		}
+		counter(ch, c.probes, s.ProbesSent, id)
+		counter(ch, c.probeFailures, s.ProbeTimeouts, id, "timeout")
+		counter(ch, c.probeFailures, s.ProbeBadCode, id, "bad_code")
+		counter(ch, c.probeFailures, s.SendErrors, id, "send_error")
+		counter(ch, c.passive, s.Passive503, id)
+		h := &s.RTTHist
+		cum := h.Cumulative()
+		buckets := make(map[float64]uint64, len(bounds))
+		for i, b := range bounds {
+			buckets[b.Seconds()] = cum[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(c.rtt, h.Count, h.Sum.Seconds(), buckets, id)
+		if s.RTTAvg > 0 {
+			gauge(ch, c.srtt, s.RTTAvg.Seconds(), id)
+		}
+		if !s.HealthSince.IsZero() {
+			gauge(ch, c.healthChanged, float64(s.HealthSince.UnixNano())/1e9, id)
+		}
+	}
+	counter(ch, c.droppedReplies, c.o.Health.DroppedReplies())
+}
+
+func (c *Collector) collectReloads(ch chan<- prometheus.Metric) {
+	r := c.o.Reloads.Snapshot()
+	counter(ch, c.reloads, r.Success, "success")
+	counter(ch, c.reloads, r.Failure, "failure")
+	gauge(ch, c.reloadOK, b2f(!r.LastFailed))
+	if !r.LastSuccess.IsZero() {
+		gauge(ch, c.reloadTime, float64(r.LastSuccess.UnixNano())/1e9)
+	}
+	if r.Hash != "" {
+		gauge(ch, c.configInfo, 1, r.Hash)
+	}
+}
