@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/viaduct-sip/viaduct/balancer"
 )
 
 // The per-message path allocates nothing, for every kind of message.
@@ -125,5 +127,50 @@ func TestBatchAllocatesNothing(t *testing.T) {
 	s := w.Stats()
 	if s.RequestsForwarded != uint64(done) || s.DatagramsOut != uint64(done) {
 		t.Errorf("forwarded %d, sent %d, want %d", s.RequestsForwarded, s.DatagramsOut, done)
+	}
+}
+
+// Extracting and hashing every kind of key, round robin and the response
+// observer allocate nothing either.
+func TestBalancingAllocatesNothing(t *testing.T) {
+	keys := mustPolicy(t, map[string]string{
+		"REGISTER": "to-aor", "MESSAGE": "from-uri", "INVITE": "ruri-user",
+		"PUBLISH": "header:X-Tenant", "SUBSCRIBE": "header:Subject", "FOO": "header:X-Tenant",
+	})
+	hashed, hw := newTestWorker(t, func(c *Config) { c.Keys = keys })
+	var observed int
+	hashed.SetResponseObserver(func(netip.AddrPort, int) { observed++ })
+	_, rrw := newTestWorker(t, func(c *Config) { c.Balance = balancer.ModeRoundRobin })
+	_, inv := handle(t, hw, invite3261, alice)
+	resp := respond(t, inv.Buf, "503 Service Unavailable", "a6c85cf")
+	const cid = "alloc-1@client"
+	cases := []struct {
+		name string
+		w    *Worker
+		in   []byte
+		from netip.AddrPort
+	}{
+		{"REGISTER to-aor", hw, request("REGISTER", "sip:example.com", "<sip:alice@Example.COM:5060;transport=udp>", "<sip:alice@example.com>", cid), alice},
+		{"REGISTER to-aor escaped", hw, request("REGISTER", "sip:example.com", "<sip:%61lice@example.com>", "<sip:alice@example.com>", cid), alice},
+		{"REGISTER to-aor fallback", hw, request("REGISTER", "sip:example.com", "<tel:+15551234>", "<sip:alice@example.com>", cid), alice},
+		{"MESSAGE from-uri", hw, request("MESSAGE", "sip:bob@example.com", "<sip:bob@example.com>", "<sip:carol@Chicago.example.com>", cid), alice},
+		{"INVITE ruri-user", hw, request("INVITE", "sip:+15551234@gw.example.com;user=phone", "<sip:x@y>", "<sip:a@b>", cid), alice},
+		{"PUBLISH header", hw, request("PUBLISH", "sip:p@example.com", "<sip:x@y>", "<sip:a@b>", cid, "X-Tenant: acme"), alice},
+		{"SUBSCRIBE compact header", hw, request("SUBSCRIBE", "sip:p@example.com", "<sip:x@y>", "<sip:a@b>", cid, "s: weather"), alice},
+		{"FOO header (extension method)", hw, request("FOO", "sip:p@example.com", "<sip:x@y>", "<sip:a@b>", cid, "X-Tenant: acme"), alice},
+		{"observed 503", hw, resp, up1},
+		{"round robin", rrw, invite3261, alice},
+	}
+	out := newOutput(hashed)
+	for _, c := range cases {
+		if a := c.w.Handle(c.in, c.from, out); a != ActionForward {
+			t.Fatalf("%s: %v", c.name, a)
+		}
+		if n := testing.AllocsPerRun(200, func() { c.w.Handle(c.in, c.from, out) }); n != 0 {
+			t.Errorf("%s: %.1f allocations per message, want 0", c.name, n)
+		}
+	}
+	if observed == 0 {
+		t.Errorf("the response observer was not called")
 	}
 }

@@ -3,6 +3,8 @@ package fastpath
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/viaduct-sip/viaduct/balancer"
 )
 
 // sippInvite is the INVITE of SIPp's built-in uac scenario (what peerbench
@@ -74,5 +76,37 @@ func BenchmarkMAC(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		m.mac(prefix, next)
+	}
+}
+
+// sippRegister is a REGISTER as SIPp sends it: hashed on its To AOR by the
+// default policy.
+var sippRegister = msg(`REGISTER sip:127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1234-1-0
+From: <sip:alice@Example.COM>;tag=1234SIPpTag001
+To: <sip:alice@Example.COM>
+Call-ID: 1-1234@127.0.0.1
+CSeq: 1 REGISTER
+Contact: <sip:alice@127.0.0.1:5070>
+Expires: 3600
+Max-Forwards: 70`, "")
+
+// BenchmarkHandleRegisterToAOR: a REGISTER balanced by its To AOR (parse the
+// To URI, hash user@lower(host)).
+func BenchmarkHandleRegisterToAOR(b *testing.B) {
+	benchHandle(b, sippRegister, sippClient, ActionForward)
+}
+
+// BenchmarkHandleRegisterCallID: the same REGISTER balanced by Call-ID, for
+// the cost of the AOR key by difference.
+func BenchmarkHandleRegisterCallID(b *testing.B) {
+	e, w := newTestWorker(b, func(c *Config) {
+		c.Keys, _ = balancer.ParsePolicy(map[string]string{"REGISTER": "call-id"})
+	})
+	out := newOutput(e)
+	b.SetBytes(int64(len(sippRegister)))
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Handle(sippRegister, sippClient, out)
 	}
 }

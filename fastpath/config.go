@@ -7,6 +7,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unicode"
+
+	"github.com/viaduct-sip/viaduct/balancer"
 )
 
 // Defaults applied by Config.withDefaults for fields left at their zero value.
@@ -63,10 +66,34 @@ type Config struct {
 	// Default DefaultBatch; at most MaxBatch.
 	Batch int
 
-	// Upstreams are the next hops requests are balanced over (by Call-ID
-	// hash). Requests coming from one of these exact addresses may be
-	// routed by their Route or Request-URI instead (IP literals only).
+	// Upstreams are the next hops requests are balanced over, each with
+	// weight 1, priority 0 and the default ID ("udp:" + address).
+	// Requests coming from one of these exact addresses may be routed by
+	// their Route or Request-URI instead (IP literals only). Give either
+	// Upstreams or Targets.
 	Upstreams []netip.AddrPort
+
+	// Targets are the next hops with their balancing settings: ID (empty:
+	// balancer.DefaultID("udp", Addr)), Addr, Weight (0: DefaultWeight,
+	// else 1..balancer.MaxWeight) and Priority (0..MaxPriority, lower is
+	// preferred). Transport must be "" or "udp"; Health and Admin are the
+	// initial states. Their addresses count as configured upstreams like
+	// those of Upstreams. Give either Upstreams or Targets.
+	Targets []balancer.Target
+
+	// Balance is the selection mode of the default pool: balancer.ModeHash
+	// (the zero value: weighted consistent hashing of the key Keys names)
+	// or balancer.ModeRoundRobin (smooth weighted round robin, one cursor
+	// per worker; no affinity at all, see the package documentation).
+	Balance balancer.Mode
+
+	// Keys maps request methods to the key hashed to choose an upstream.
+	// nil means balancer.DefaultPolicy(): REGISTER by the To AOR, every
+	// other method by Call-ID. CANCEL and ACK always hash the key of
+	// INVITE, since they must reach the INVITE's upstream. A request
+	// lacking its key is hashed on its Call-ID (Stats.KeyFallbacks counts
+	// those).
+	Keys *balancer.Policy
 
 	// RecordRoute makes Viaduct add "Record-Route: <sip:ADVERTISE;lr>" to
 	// dialog-forming requests (INVITE, SUBSCRIBE, REFER without To tag).
@@ -83,13 +110,19 @@ type Config struct {
 	// restart are then dropped). At least MinSecretLen bytes.
 	Secret []byte
 
-	// Picker, if set, chooses the upstream for requests balanced by
-	// Call-ID instead of the default balancer.Pool built from Upstreams
-	// (weight 1 each, consistent hashing). Its upstream addresses count as
-	// "configured upstreams" (allowed to route by Route/Request-URI) only
-	// if they are also listed in Upstreams.
+	// Picker, if set, chooses the upstream for balanced requests instead
+	// of the default balancer.Pool built from Upstreams or Targets (Balance
+	// is then ignored; Keys still names the key). Its upstream addresses
+	// count as "configured upstreams" (allowed to route by Route/Request-URI)
+	// only if they are also listed in Upstreams or Targets.
 	Picker Picker
 }
+
+// MaxPriority is the largest Target.Priority accepted.
+const MaxPriority = 65535
+
+// maxIDLen bounds the length of a target ID.
+const maxIDLen = 128
 
 // FieldError reports an invalid configuration field: Field is its YAML key
 // (with an index for lists, as in "upstreams[1]") and Reason says why.
@@ -178,22 +211,35 @@ func (c *Config) withDefaults(random bool) (Config, advertise, error) {
 	if n.MaxMessageSize < 512 || n.MaxMessageSize > maxUDPPayload-headroom {
 		return n, adv, fieldErr("max_message_size", "must be between 512 and %d bytes, got %d", maxUDPPayload-headroom, n.MaxMessageSize)
 	}
-	if len(n.Upstreams) == 0 && n.Picker == nil {
+	if len(n.Upstreams) > 0 && len(n.Targets) > 0 {
+		return n, adv, fieldErr("upstreams", "give Upstreams or Targets, not both")
+	}
+	if len(n.Upstreams) == 0 && len(n.Targets) == 0 && n.Picker == nil {
 		return n, adv, fieldErr("upstreams", "at least one upstream is required")
 	}
 	for i, u := range n.Upstreams {
 		f := fmt.Sprintf("upstreams[%d]", i)
-		if !u.IsValid() || u.Port() == 0 {
-			return n, adv, fieldErr(f, "not a valid ip:port with a non-zero port")
-		}
-		if u.Addr().IsUnspecified() {
-			return n, adv, fieldErr(f, "unspecified address %s cannot be a destination", u.Addr())
+		if err := checkUpstreamAddr(u); err != nil {
+			return n, adv, fieldErr(f, "%v", err)
 		}
 		for j := 0; j < i; j++ {
 			if n.Upstreams[j] == u {
 				return n, adv, fieldErr(f, "duplicate of upstreams[%d] (%s)", j, u)
 			}
 		}
+	}
+	if len(n.Targets) > 0 {
+		ts, err := normalizeTargets(n.Targets)
+		if err != nil {
+			return n, adv, err
+		}
+		n.Targets = ts
+	}
+	if n.Balance > balancer.ModeRoundRobin {
+		return n, adv, fieldErr("balance.mode", "unknown mode %d", n.Balance)
+	}
+	if n.Keys == nil {
+		n.Keys = balancer.DefaultPolicy()
 	}
 	if n.Secret == nil && random {
 		n.Secret = make([]byte, 32)
@@ -316,4 +362,85 @@ func validHostname(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkUpstreamAddr checks that an upstream address can be a destination.
+func checkUpstreamAddr(u netip.AddrPort) error {
+	if !u.IsValid() || u.Port() == 0 {
+		return fmt.Errorf("not a valid ip:port with a non-zero port")
+	}
+	if u.Addr().IsUnspecified() {
+		return fmt.Errorf("unspecified address %s cannot be a destination", u.Addr())
+	}
+	if u.Addr().Zone() != "" {
+		return fmt.Errorf("IPv6 zones are not supported (%s)", u)
+	}
+	return nil
+}
+
+// normalizeTargets validates Config.Targets and returns a copy with the
+// defaults applied: unmapped addresses, transport "udp", weight
+// DefaultWeight when 0, the default ID when empty. Errors name the field as
+// "upstreams[i].<key>".
+func normalizeTargets(in []balancer.Target) ([]balancer.Target, error) {
+	if len(in) > balancer.MaxTargets {
+		return nil, fieldErr("upstreams", "at most %d upstreams are supported, got %d", balancer.MaxTargets, len(in))
+	}
+	out := make([]balancer.Target, len(in))
+	byID := make(map[string]int, len(in))
+	byAddr := make(map[netip.AddrPort]int, len(in))
+	total := 0
+	for i, t := range in {
+		f := fmt.Sprintf("upstreams[%d]", i)
+		if err := checkUpstreamAddr(t.Addr); err != nil {
+			return nil, fieldErr(f+".address", "%v", err)
+		}
+		t.Addr = netip.AddrPortFrom(t.Addr.Addr().Unmap(), t.Addr.Port())
+		if j, dup := byAddr[t.Addr]; dup {
+			return nil, fieldErr(f+".address", "duplicate of upstreams[%d] (%s)", j, t.Addr)
+		}
+		byAddr[t.Addr] = i
+		if t.Transport != "" && !strings.EqualFold(t.Transport, "udp") {
+			return nil, fieldErr(f+".transport", "%q: only udp is supported", t.Transport)
+		}
+		t.Transport = "udp"
+		if t.Weight == 0 {
+			t.Weight = balancer.DefaultWeight
+		}
+		if t.Weight < 1 || t.Weight > balancer.MaxWeight {
+			return nil, fieldErr(f+".weight", "must be 1..%d, got %d", balancer.MaxWeight, t.Weight)
+		}
+		total += t.Weight
+		if t.Priority < 0 || t.Priority > MaxPriority {
+			return nil, fieldErr(f+".priority", "must be 0..%d, got %d", MaxPriority, t.Priority)
+		}
+		if t.ID == "" {
+			t.ID = balancer.DefaultID(t.Transport, t.Addr)
+		} else if err := checkID(t.ID); err != nil {
+			return nil, fieldErr(f+".id", "%v", err)
+		}
+		if j, dup := byID[t.ID]; dup {
+			return nil, fieldErr(f+".id", "%q is also the id of upstreams[%d]", t.ID, j)
+		}
+		byID[t.ID] = i
+		out[i] = t
+	}
+	if total > balancer.MaxTotalWeight {
+		return nil, fieldErr("upstreams", "total weight %d exceeds %d", total, balancer.MaxTotalWeight)
+	}
+	return out, nil
+}
+
+// checkID checks a configured target ID: 1..maxIDLen printable characters
+// without white space (it appears in logs, metrics labels and admin URLs).
+func checkID(id string) error {
+	if len(id) > maxIDLen {
+		return fmt.Errorf("%d bytes, at most %d", len(id), maxIDLen)
+	}
+	for _, r := range id {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return fmt.Errorf("%q: only printable characters without white space", id)
+		}
+	}
+	return nil
 }

@@ -42,13 +42,68 @@
 //   - Destination: a request from a configured upstream (exact ip:port) goes
 //     to its next Route, else its Request-URI, when that names an IP literal
 //     (503 for a host name, which Viaduct does not resolve); every other
-//     request goes to the upstream the Picker chooses for its Call-ID.
-//     Clients therefore cannot make Viaduct send anywhere but to an
-//     upstream: it is not an open relay.
+//     request is balanced: it goes to the upstream the pool chooses for it
+//     (see Balancing below), or gets 503 when none is available. Clients
+//     therefore cannot make Viaduct send anywhere but to an upstream: it
+//     is not an open relay.
 //   - The previous hop's Via gets received and rport (RFC 3581); Viaduct's
 //     Via goes on top with a branch derived only from the request (see
 //     below); Record-Route is added to dialog-forming requests when
 //     configured.
+//
+// # Balancing
+//
+// The engine's balancer.Pool (Engine.Pool) holds the upstreams as targets
+// with their IDs, weights and priorities (Config.Targets, or Config.Upstreams
+// with weight 1 and IDs "udp:ADDR"); health checks and admin actions change
+// their states on the pool, which publishes a new table, and the next
+// request sees it (one atomic load, no lock).
+//
+// In the default mode, balancer.ModeHash, a request goes to the target that
+// weighted consistent hashing assigns to its key. Config.Keys names the key
+// per method:
+//
+//   - call-id: the Call-ID (default for every method but REGISTER): a
+//     call's requests, its CANCEL and its retransmissions all reach one
+//     upstream.
+//   - to-aor: the To URI's user@host (default for REGISTER): every
+//     REGISTER of one address of record reaches one registrar, whatever
+//     its Call-ID.
+//   - from-uri: the From URI's user@host.
+//   - ruri-user: the Request-URI's user part (a tel URI's number).
+//   - header:NAME: the value of the first NAME header line (its compact
+//     form counts as the same header), as written.
+//
+// CANCEL and ACK always hash INVITE's key, so that they reach the INVITE's
+// upstream. Keys other than call-id suit methods that create no dialog
+// (REGISTER, MESSAGE, PUBLISH, OPTIONS): the From of a BYE the callee sends
+// is the callee, so from-uri on INVITE would split a call's requests.
+//
+// AORs are hashed as user@host with the user part unescaped and the host
+// lower-cased, without scheme, port or parameters (a URI without a user
+// part: the host alone), so sip:Alice@Example.COM:5060;transport=udp and
+// sips:Alice@example.com are one AOR; only sip and sips URIs have one. A
+// request that lacks its key is hashed on its Call-ID and counted in
+// Stats.KeyFallbacks.
+//
+// A request is picked as part of an existing dialog (balancer.Table.Pick's
+// inDialog: a draining target still takes it) when it carries a To tag,
+// except CANCEL and an ACK without Route header: both belong to the
+// INVITE's transaction and must go where the INVITE went. Without state an
+// ACK of a 2xx response and an ACK of a non-2xx response differ only by
+// their route set (the former follows the dialog's route set, the latter
+// copies the INVITE's Route headers): an ACK with a To tag and a Route
+// header is in-dialog, one without Route is taken for a non-2xx ACK. This
+// matters only for a key that hashes to a draining target; there a 2xx
+// ACK without Route (a client that sends in-dialog requests to Viaduct as
+// its outbound proxy, without Record-Route) goes where a new dialog would.
+//
+// In balancer.ModeRoundRobin every balanced request goes to the next
+// target of a smooth weighted cycle (one cursor per worker): no key is
+// hashed and there is no affinity at all, so retransmissions, CANCEL, ACK
+// and in-dialog requests may reach another upstream than their INVITE.
+// Use it only when any upstream can handle any request (upstreams that
+// share transaction and dialog state, or stateless next hops).
 //
 // # The branch
 //
@@ -57,8 +112,8 @@
 // branch and sent-by (RFC 3261 clients) or from Request-URI, To tag (not for
 // ACK), From tag, Call-ID, CSeq number and top Via (RFC 2543 clients), never
 // from the method: retransmissions, CANCEL and the ACK of a non-2xx response
-// get the INVITE's branch and, hashing the same Call-ID, reach the same
-// upstream. The MAC (SipHash-2-4 keyed from Config.Secret) covers the branch
+// get the INVITE's branch and, hashing the same key (the Call-ID by
+// default), reach the same upstream. The MAC (SipHash-2-4 keyed from Config.Secret) covers the branch
 // and the previous hop's via-parm as forwarded.
 //
 // # Responses

@@ -33,15 +33,18 @@ type LocalResponseHandler func(m *parser.Message, from netip.AddrPort)
 type Engine struct {
 	cfg       Config
 	adv       advertise
-	viaPrefix [][]byte // per listen index: "Via: SIP/2.0/UDP <sent-by>;branch="
-	rrLine    [][]byte // per listen index: "Record-Route: <sip:<sent-by>;lr>\r\n"
-	picker    Picker
-	pool      *balancer.Pool // the default picker's pool, nil with Config.Picker
+	viaPrefix [][]byte       // per listen index: "Via: SIP/2.0/UDP <sent-by>;branch="
+	rrLine    [][]byte       // per listen index: "Record-Route: <sip:<sent-by>;lr>\r\n"
+	picker    Picker         // Config.Picker; nil: pick from pool
+	pool      *balancer.Pool // the default pool, nil with Config.Picker
+	keys      keyPolicy      // Config.Keys, compiled
 	upstreams map[netip.AddrPort]struct{}
 	listen    []netip.AddrPort // bound addresses (real ports after Start)
 	log       *slog.Logger
 
 	localHandler atomic.Pointer[LocalResponseHandler]
+	respObserver atomic.Pointer[ResponseObserver]
+	nextCursor   atomic.Uint64 // seeds the workers' round-robin cursors
 
 	mu      sync.Mutex // guards what follows
 	viaMac  *macer     // for AppendVia
@@ -72,21 +75,18 @@ func New(cfg Config, logger *slog.Logger) (*Engine, error) {
 	for i, l := range e.listen {
 		e.listen[i] = netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
 	}
-	for _, u := range c.Upstreams {
-		e.upstreams[netip.AddrPortFrom(u.Addr().Unmap(), u.Port())] = struct{}{}
+	targets := poolTargets(&c)
+	for _, t := range targets {
+		e.upstreams[t.Addr] = struct{}{}
 	}
+	e.keys = compilePolicy(c.Keys)
 	e.picker = c.Picker
 	if e.picker == nil {
-		ups := make([]netip.AddrPort, len(c.Upstreams))
-		for i, u := range c.Upstreams {
-			ups[i] = netip.AddrPortFrom(u.Addr().Unmap(), u.Port())
-		}
-		pool, err := newPool(ups)
+		pool, err := balancer.NewPool(targets, balancer.Options{Mode: c.Balance})
 		if err != nil {
 			return nil, fmt.Errorf("fastpath: upstreams: %w", err)
 		}
 		e.pool = pool
-		e.picker = PoolPicker(pool)
 	}
 	e.buildAdvertise()
 	e.viaMac = newMacer(c.Secret)
@@ -111,10 +111,16 @@ func (e *Engine) buildAdvertise() {
 	}
 }
 
-// Pool returns the balancer pool built from Config.Upstreams, through which
-// health checks and admin actions steer the choice of upstream; nil when
-// Config.Picker was given.
+// Pool returns the balancer pool built from Config.Upstreams or
+// Config.Targets, through which health checks and admin actions steer the
+// choice of upstream; nil when Config.Picker was given. Its target IDs are
+// those of Config.Targets, or balancer.DefaultID("udp", addr).
 func (e *Engine) Pool() *balancer.Pool { return e.pool }
+
+// Targets returns the upstream targets as configured (defaults applied,
+// initial states), in configuration order: the pool's targets, or the
+// configured upstreams when Config.Picker was given.
+func (e *Engine) Targets() []balancer.Target { return poolTargets(&e.cfg) }
 
 // Advertise returns the sent-by Viaduct puts in its Via ("host:port").
 func (e *Engine) Advertise() string { return e.adv.sentBy }
@@ -139,6 +145,23 @@ func (e *Engine) SetLocalResponseHandler(h LocalResponseHandler) {
 		return
 	}
 	e.localHandler.Store(&h)
+}
+
+// ResponseObserver is told the source address and status code of every
+// response Viaduct relays (one whose top Via was provably Viaduct's and that
+// goes on to a previous hop), on the worker goroutine, before the response
+// is forwarded. It must be quick, must not block and should not allocate:
+// the passive health check (health.Checker.ObserveResponse) is one.
+type ResponseObserver = func(from netip.AddrPort, status int)
+
+// SetResponseObserver sets the response observer; nil removes it. It may
+// be called at any time.
+func (e *Engine) SetResponseObserver(o ResponseObserver) {
+	if o == nil {
+		e.respObserver.Store(nil)
+		return
+	}
+	e.respObserver.Store(&o)
 }
 
 // AppendVia appends a complete Via header line ("Via: ...\r\n") for a
@@ -235,6 +258,8 @@ type Worker struct {
 	redits  editList
 	scratch []byte
 	syn     []byte
+	keyBuf  []byte // unescaped URI user parts for key hashing
+	rr      uint64 // round-robin cursor (balancer.Table.Select)
 
 	// socket loop (nil for workers made by NewWorker)
 	conn   *udp.Conn   // the socket this worker reads
@@ -265,6 +290,8 @@ func (e *Engine) newWorker(listen int) *Worker {
 		xx:      xxhash.New(),
 		scratch: make([]byte, 0, 1024+len(e.adv.sentBy)+len(e.listen[listen].String())),
 		syn:     make([]byte, 0, e.cfg.MaxMessageSize+headroom),
+		keyBuf:  make([]byte, 0, maxKeyUnescape),
+		rr:      e.nextCursor.Add(1) - 1,
 	}
 }
 
@@ -300,7 +327,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.state = 1
 	e.log.Info("fastpath started", "listen", fmt.Sprint(e.listen), "advertise", e.adv.sentBy,
-		"workers_per_listen", e.cfg.Workers, "upstreams", len(e.cfg.Upstreams), "record_route", e.cfg.RecordRoute,
+		"workers_per_listen", e.cfg.Workers, "upstreams", len(e.upstreams), "balance", e.cfg.Balance.String(), "record_route", e.cfg.RecordRoute,
 		"max_message_size", e.cfg.MaxMessageSize, "batch", e.cfg.Batch,
 		"recv_buffer", e.conns[0][0].RecvBufferSize(), "send_buffer", e.conns[0][0].SendBufferSize())
 	return nil

@@ -336,7 +336,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		}
 	}
 	if !dest.IsValid() {
-		dest, ok = e.picker.Pick(xxhash.Sum64(m.CallID()), len(to.Tag) > 0)
+		dest, ok = w.pick(&to, inDialog(meth, to.Tag, rs.n))
 		if !ok {
 			return w.refuse(in, from, Local503, "No Upstream Available", DropNoUpstream, out)
 		}
@@ -704,6 +704,9 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 			(*h)(m, from)
 		}
 		return ActionLocal
+	}
+	if o := w.e.respObserver.Load(); o != nil {
+		(*o)(from, m.StatusCode())
 	}
 	dest, ok := viaDest(&next)
 	if !ok {

@@ -95,6 +95,10 @@ type Stats struct {
 	// KernelDrops counts datagrams the kernel dropped on Viaduct's
 	// sockets (receive buffer overflow), as reported by the socket layer.
 	KernelDrops uint64
+	// KeyFallbacks counts balanced requests that lacked the key Config.Keys
+	// names for their method (no such header, a URI without a user part or
+	// that does not parse, ...) and were hashed on their Call-ID instead.
+	KeyFallbacks uint64
 }
 
 // Add adds every counter of o to s.
@@ -119,6 +123,7 @@ func (s *Stats) Add(o *Stats) {
 	s.BytesIn += o.BytesIn
 	s.BytesOut += o.BytesOut
 	s.KernelDrops += o.KernelDrops
+	s.KeyFallbacks += o.KeyFallbacks
 }
 
 // counter is a counter with a single writer (its worker goroutine) and any
@@ -136,20 +141,21 @@ func (c *counter) load() uint64 { return c.v.Load() }
 // counters off each other's cache lines (they are allocated separately, but
 // the allocator may place them next to each other).
 type counters struct {
-	_          [64]byte
-	byMethod   [NumMethods]counter
-	reqFwd     counter
-	respIn     counter
-	respFwd    [7]counter
-	localResp  counter
-	local      [NumLocalCodes]counter
-	drops      [NumDropReasons]counter
-	dgIn       counter
-	dgOut      counter
-	bytesIn    counter
-	bytesOut   counter
-	kernelDrop counter
-	_          [64]byte
+	_           [64]byte
+	byMethod    [NumMethods]counter
+	reqFwd      counter
+	respIn      counter
+	respFwd     [7]counter
+	localResp   counter
+	local       [NumLocalCodes]counter
+	drops       [NumDropReasons]counter
+	dgIn        counter
+	dgOut       counter
+	bytesIn     counter
+	bytesOut    counter
+	kernelDrop  counter
+	keyFallback counter
+	_           [64]byte
 }
 
 func (c *counters) method(m parser.Method) {
@@ -189,4 +195,5 @@ func (c *counters) snapshot(s *Stats) {
 	s.BytesIn = c.bytesIn.load()
 	s.BytesOut = c.bytesOut.load()
 	s.KernelDrops = c.kernelDrop.load()
+	s.KeyFallbacks = c.keyFallback.load()
 }
