@@ -2,8 +2,13 @@
 //
 // It is an http.Handler built from small interfaces, so that each part of
 // Viaduct contributes what it knows and cmd/viaduct wires them together.
-// The upstream endpoints are:
+// The endpoints are:
 //
+//	GET  /                              status page (HTML): readiness, the pool, the counters
+//	GET  /healthz                       200 "ok" while the process serves HTTP (liveness)
+//	GET  /readyz                        200 "ready", or 503 with the reasons: not listening yet,
+//	                                    shutting down, or no upstream can take new dialogs
+//	GET  /metrics                       Prometheus metrics (Options.Metrics)
 //	GET  /api/v1/upstreams              every target, as JSON
 //	GET  /api/v1/upstreams/{id}         one target
 //	POST /api/v1/upstreams/{id}/drain   admin state draining: no new dialogs,
@@ -14,13 +19,21 @@
 // {id} is the target's ID as configured (default "udp:10.0.0.1:5060");
 // percent-encode it when it contains characters such as '[' or '/'.
 // A POST answers 200 with the target's new state, 404 for an unknown ID;
-// a wrong method gets 405. When Options.Token is set, every request must
-// carry "Authorization: Bearer <token>" or gets 401.
+// a wrong method gets 405.
+//
+// # Access
+//
+// The admin address is loopback by default (127.0.0.1:9090, see Listen).
+// When Options.Token is set, every request except /healthz and /readyz must
+// carry "Authorization: Bearer <token>" or gets 401; the probes stay open so
+// that a load balancer or an orchestrator can poll them, and they tell
+// nothing but up or down. Listen refuses a non-loopback address without a
+// token.
 //
 // Admin states are separate from health: changing one never changes the
 // other, and probes never change an admin state (see package health).
 //
-// More endpoints (metrics, readiness, reload) are added with Handler.Handle.
+// More endpoints (reload, ...) are added with Handler.Handle.
 package admin
 
 import (
@@ -33,7 +46,9 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/metrics"
 )
 
 // Upstreams is what the upstream endpoints read and change.
@@ -46,13 +61,46 @@ type Upstreams interface {
 	SetAdmin(id string, a balancer.AdminState, by string) error
 }
 
-// Options configures a Handler.
+// Pool is the balancer pool the upstream endpoints, the status page and
+// /readyz read weights, priorities and selection from. *balancer.Pool
+// satisfies it.
+type Pool interface {
+	// Table returns the current lookup table.
+	Table() *balancer.Table
+}
+
+// Engine is the fast path whose counters the status page shows.
+// *fastpath.Engine satisfies it.
+type Engine interface {
+	// Stats returns the counters summed over the workers.
+	Stats() fastpath.Stats
+}
+
+// Options configures a Handler. Every source is optional: what is nil is
+// left out of the pages (and /metrics answers 404 without Metrics).
 type Options struct {
-	// Upstreams serves /api/v1/upstreams; nil leaves those endpoints out
-	// (404).
+	// Upstreams serves /api/v1/upstreams (health, probes, admin
+	// changes). Without it the upstream endpoints list the Pool's targets
+	// and change their admin state on the Pool; without either they are
+	// left out (404).
 	Upstreams Upstreams
-	// Token, when not empty, is the bearer token every request must
-	// carry. Set it whenever the admin address is not loopback.
+	// Pool adds weight, priority and selection to the upstreams, and
+	// /readyz requires one of its targets to take new dialogs.
+	Pool Pool
+	// Forwarded adds the requests forwarded to each upstream.
+	Forwarded metrics.UpstreamStats
+	// Engine gives the status page its counters.
+	Engine Engine
+	// Reloads gives the status page the configuration hash and reloads.
+	Reloads *metrics.Reloads
+	// Metrics is served on GET /metrics (metrics.Handler).
+	Metrics http.Handler
+	// Ready is the process's readiness for /readyz; nil means listening
+	// and not shutting down (only the upstreams are checked).
+	Ready *Readiness
+	// Token, when not empty, is the bearer token every request but
+	// /healthz and /readyz must carry. Required when the admin address
+	// is not loopback (see Listen).
 	Token string
 	// Logger receives one line per state-changing request; nil discards.
 	Logger *slog.Logger
@@ -61,22 +109,41 @@ type Options struct {
 // Handler is the admin API. Create it with New; it is safe for concurrent
 // use.
 type Handler struct {
-	mux   *http.ServeMux
-	ups   Upstreams
-	token []byte
-	log   *slog.Logger
+	mux     *http.ServeMux
+	ups     Upstreams
+	pool    Pool
+	fwd     metrics.UpstreamStats
+	eng     Engine
+	reloads *metrics.Reloads
+	ready   *Readiness
+	token   []byte
+	log     *slog.Logger
+	started time.Time
 }
 
 // New returns the admin API handler for o.
 func New(o Options) *Handler {
-	h := &Handler{mux: http.NewServeMux(), ups: o.Upstreams, log: o.Logger}
+	h := &Handler{
+		mux: http.NewServeMux(), ups: o.Upstreams, pool: o.Pool, fwd: o.Forwarded,
+		eng: o.Engine, reloads: o.Reloads, ready: o.Ready, log: o.Logger, started: time.Now(),
+	}
 	if o.Token != "" {
 		h.token = []byte(o.Token)
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	if h.ups != nil {
+	if h.ready == nil {
+		h.ready = new(Readiness)
+		h.ready.SetListening(true)
+	}
+	h.mux.HandleFunc("GET /{$}", h.statusPage)
+	h.mux.HandleFunc("GET /healthz", h.healthz)
+	h.mux.HandleFunc("GET /readyz", h.readyz)
+	if o.Metrics != nil {
+		h.mux.Handle("GET /metrics", o.Metrics)
+	}
+	if h.ups != nil || h.pool != nil {
 		h.mux.HandleFunc("GET /api/v1/upstreams", h.listUpstreams)
 		h.mux.HandleFunc("GET /api/v1/upstreams/{id}", h.getUpstream)
 		h.mux.HandleFunc("POST /api/v1/upstreams/{id}/drain", h.setAdmin(balancer.Draining))
@@ -95,7 +162,7 @@ func (h *Handler) Handle(pattern string, handler http.Handler) {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.token != nil && !h.authorized(r) {
+	if h.token != nil && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="viaduct"`)
 		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 		return
@@ -113,9 +180,19 @@ func (h *Handler) authorized(r *http.Request) bool {
 }
 
 // Upstream is the JSON form of one target in the upstream endpoints.
+// Weight, priority, selection and share come from the pool (zero without
+// one), requests_forwarded from the engine's counters (absent when not
+// counted), the probe fields from the health checker.
 type Upstream struct {
 	ID                   string    `json:"id"`
 	Address              string    `json:"address"`
+	Transport            string    `json:"transport"`
+	Weight               int       `json:"weight"`
+	Priority             int       `json:"priority"`
+	NewDialogs           bool      `json:"new_dialogs"`
+	InDialog             bool      `json:"in_dialog"`
+	Share                float64   `json:"share"`
+	RequestsForwarded    *uint64   `json:"requests_forwarded,omitempty"`
 	Health               string    `json:"health"`
 	HealthReason         string    `json:"health_reason"`
 	HealthSince          time.Time `json:"health_since"`
@@ -145,6 +222,7 @@ func UpstreamFromStatus(s health.Status) Upstream {
 	u := Upstream{
 		ID:                   s.ID,
 		Address:              s.Addr.String(),
+		Transport:            "udp",
 		Health:               s.Health.String(),
 		HealthReason:         s.HealthReason,
 		HealthSince:          s.HealthSince.UTC(),
@@ -180,22 +258,87 @@ type UpstreamList struct {
 	Upstreams []Upstream `json:"upstreams"`
 }
 
-func (h *Handler) listUpstreams(w http.ResponseWriter, r *http.Request) {
-	st := h.ups.Status()
-	out := UpstreamList{Upstreams: make([]Upstream, len(st))}
-	for i, s := range st {
-		out.Upstreams[i] = UpstreamFromStatus(s)
+// upstreams merges what the checker, the pool and the engine know about
+// every target: the pool's targets in configuration order (the checker's
+// when there is no pool).
+func (h *Handler) upstreams() []Upstream {
+	var st []health.Status
+	if h.ups != nil {
+		st = h.ups.Status()
 	}
-	writeJSON(w, http.StatusOK, out)
+	if h.pool == nil {
+		out := make([]Upstream, len(st))
+		for i, s := range st {
+			out[i] = UpstreamFromStatus(s)
+		}
+		return out
+	}
+	byID := make(map[string]*health.Status, len(st))
+	for i := range st {
+		byID[st[i].ID] = &st[i]
+	}
+	var fwd map[uint64]uint64
+	if h.fwd != nil {
+		fwd = map[uint64]uint64{}
+		for _, c := range h.fwd.AppendUpstreamForwarded(nil) {
+			fwd[c.IDHash] += c.Count
+		}
+	}
+	snap := h.pool.Table().Snapshot()
+	out := make([]Upstream, len(snap))
+	for i, t := range snap {
+		var u Upstream
+		if s, ok := byID[t.ID]; ok {
+			u = UpstreamFromStatus(*s)
+		} else {
+			u = Upstream{ID: t.ID, Address: t.Addr.String()}
+		}
+		// The pool's states are the ones the balancer acts on.
+		u.Health, u.Admin = t.Health.String(), t.Admin.String()
+		u.Transport = t.Transport
+		u.Weight, u.Priority = t.Weight, t.Priority
+		u.NewDialogs, u.InDialog, u.Share = t.NewDialogs, t.InDialog, t.Share
+		if fwd != nil {
+			n := fwd[t.IDHash()]
+			u.RequestsForwarded = &n
+		}
+		out[i] = u
+	}
+	return out
+}
+
+func (h *Handler) listUpstreams(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, UpstreamList{Upstreams: h.upstreams()})
 }
 
 func (h *Handler) find(id string) (Upstream, bool) {
-	for _, s := range h.ups.Status() {
-		if s.ID == id {
-			return UpstreamFromStatus(s), true
+	for _, u := range h.upstreams() {
+		if u.ID == id {
+			return u, true
 		}
 	}
 	return Upstream{}, false
+}
+
+// adminSetter is a pool that takes admin states (*balancer.Pool), used
+// when there is no health checker.
+type adminSetter interface {
+	SetAdmin(id string, a balancer.AdminState) error
+}
+
+func (h *Handler) doSetAdmin(id string, a balancer.AdminState, by string) error {
+	if h.ups != nil {
+		return h.ups.SetAdmin(id, a, by)
+	}
+	p, ok := h.pool.(adminSetter)
+	if !ok {
+		return errors.New("admin: the pool does not take admin states")
+	}
+	if err := p.SetAdmin(id, a); err != nil {
+		return err
+	}
+	h.log.Info("admin state changed", "target", id, "admin", a.String(), "by", by)
+	return nil
 }
 
 func (h *Handler) getUpstream(w http.ResponseWriter, r *http.Request) {
@@ -212,7 +355,7 @@ func (h *Handler) setAdmin(a balancer.AdminState) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		by := "admin API " + r.RemoteAddr
-		if err := h.ups.SetAdmin(id, a, by); err != nil {
+		if err := h.doSetAdmin(id, a, by); err != nil {
 			if errors.Is(err, balancer.ErrUnknownTarget) {
 				writeError(w, http.StatusNotFound, "unknown upstream "+quote(id))
 				return
