@@ -80,7 +80,7 @@ type Collector struct {
 	requests, reqForwarded, respReceived, respForwarded *prometheus.Desc
 	localReplies, localResponses, drops                 *prometheus.Desc
 	dgIn, dgOut, bytesIn, bytesOut, kernelDrops         *prometheus.Desc
-	workerDgIn                                          *prometheus.Desc
+	workerDgIn, keyFallbacks                            *prometheus.Desc
 
 	upInfo, upUp, upAdmin, upWeight, upPriority, upSelected, upShare *prometheus.Desc
 	upForwarded, poolSelectable, poolBuilds                          *prometheus.Desc
@@ -110,6 +110,7 @@ func New(o Options) *Collector {
 	c.bytesIn = d("viaduct_received_bytes_total", "UDP payload bytes received.")
 	c.bytesOut = d("viaduct_sent_bytes_total", "UDP payload bytes sent.")
 	c.kernelDrops = d("viaduct_kernel_receive_drops_total", "Datagrams the kernel dropped on Viaduct's sockets (receive buffer full).")
+	c.keyFallbacks = d("viaduct_balance_key_fallbacks_total", "Balanced requests that lacked the key configured for their method and were hashed on their Call-ID instead.")
 	c.workerDgIn = d("viaduct_worker_datagrams_received_total", "UDP datagrams received per worker socket (how SO_REUSEPORT spreads the traffic).", "listen", "worker")
 
 	c.upInfo = d("viaduct_upstream_info", "Configured upstream targets (value 1), with their address and transport.", "upstream", "address", "transport")
@@ -160,7 +161,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.requests, c.reqForwarded, c.respReceived, c.respForwarded,
 		c.localReplies, c.localResponses, c.drops,
-		c.dgIn, c.dgOut, c.bytesIn, c.bytesOut, c.kernelDrops, c.workerDgIn,
+		c.dgIn, c.dgOut, c.bytesIn, c.bytesOut, c.kernelDrops, c.workerDgIn, c.keyFallbacks,
 		c.upInfo, c.upUp, c.upAdmin, c.upWeight, c.upPriority, c.upSelected, c.upShare,
 		c.upForwarded, c.poolSelectable, c.poolBuilds,
 		c.probes, c.probeFailures, c.passive, c.rtt, c.srtt, c.healthChanged, c.droppedReplies,
@@ -255,6 +256,7 @@ func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 	counter(ch, c.bytesIn, sum.BytesIn)
 	counter(ch, c.bytesOut, sum.BytesOut)
 	counter(ch, c.kernelDrops, sum.KernelDrops)
+	counter(ch, c.keyFallbacks, sum.KeyFallbacks)
 }
 
 func (c *Collector) collectPool(ch chan<- prometheus.Metric, tab *balancer.Table) {

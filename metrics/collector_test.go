@@ -207,11 +207,15 @@ viaduct_datagrams_sent_total 143
 # HELP viaduct_kernel_receive_drops_total Datagrams the kernel dropped on Viaduct's sockets (receive buffer full).
 # TYPE viaduct_kernel_receive_drops_total counter
 viaduct_kernel_receive_drops_total 0
+# HELP viaduct_balance_key_fallbacks_total Balanced requests that lacked the key configured for their method and were hashed on their Call-ID instead.
+# TYPE viaduct_balance_key_fallbacks_total counter
+viaduct_balance_key_fallbacks_total 0
 `
 	if err := testutil.CollectAndCompare(col, strings.NewReader(fmt.Sprintf(exp, lines.String())),
 		"viaduct_requests_forwarded_total", "viaduct_responses_received_total", "viaduct_responses_forwarded_total",
 		"viaduct_local_replies_total", "viaduct_messages_dropped_total",
 		"viaduct_datagrams_received_total", "viaduct_datagrams_sent_total", "viaduct_kernel_receive_drops_total",
+		"viaduct_balance_key_fallbacks_total",
 	); err != nil {
 		t.Error(err)
 	}
