@@ -29,6 +29,10 @@ SIPP_MIN_ACHIEVED=${SIPP_MIN_ACHIEVED:-0.95}
 PAUSE=${PAUSE:-1}                  # seconds between steps
 PORT_BASE=${PORT_BASE:-35060}      # sipp uas, sipp uac, viaduct-load uas
 SIPP=${SIPP:-sipp}
+# Extra sipp options for both sipp processes. By default sipp gets the same
+# 16 MiB socket buffers viaduct-load uses (sipp's own default is 64 KiB),
+# so a scheduling hiccup costs neither tool datagrams.
+SIPP_ARGS=${SIPP_ARGS:--buff_size 16777216}
 
 command -v "$SIPP" >/dev/null || { echo "sipp not found (install sip-tester)" >&2; exit 2; }
 work=$(mktemp -d)
@@ -61,8 +65,9 @@ sipp_step() {
 	n=$(awk -v r="$rate" -v s="$STEP" 'BEGIN { printf "%d", r * s }')
 	d="$work/sipp-$rate"
 	mkdir -p "$d"
+	# shellcheck disable=SC2086
 	(cd "$d" && timeout $((STEP * 4 + 60)) "$SIPP" -sn uac -i 127.0.0.1 -p $((PORT_BASE + 1)) \
-		-r "$rate" -m "$n" -timeout $((STEP * 4 + 40)) -nostdin \
+		-r "$rate" -m "$n" -timeout $((STEP * 4 + 40)) -nostdin $SIPP_ARGS \
 		-trace_stat -stf stat.csv -fd 1 "127.0.0.1:$PORT_BASE" >screen.log 2>&1) || true
 	if [ ! -s "$d/stat.csv" ]; then
 		echo "sipp: rate $rate/s -> FAIL (no statistics)" >&2
@@ -104,7 +109,8 @@ ramp() {
 }
 
 # --- SIPp against SIPp ---
-(cd "$work" && exec "$SIPP" -sn uas -i 127.0.0.1 -p "$PORT_BASE" -nostdin >"$work/sipp-uas.log" 2>&1) &
+# shellcheck disable=SC2086
+(cd "$work" && exec "$SIPP" -sn uas -i 127.0.0.1 -p "$PORT_BASE" -nostdin $SIPP_ARGS >"$work/sipp-uas.log" 2>&1) &
 pids+=($!)
 sleep 0.5
 echo "== sipp -sn uac -> sipp -sn uas"

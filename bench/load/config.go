@@ -73,6 +73,13 @@ type UACConfig struct {
 	// BindPort+i. Default: ephemeral ports.
 	BindPort int
 
+	// PaceQuantum groups the calls of each source into bursts: calls due
+	// within one quantum start together, which lets every hop batch its
+	// datagrams into fewer system calls and wake-ups. The rate is the
+	// same; it is only smooth at this granularity instead of per call.
+	// Default 1ms; a negative value paces every call individually.
+	PaceQuantum time.Duration
+
 	// MaxOutstanding bounds the calls in progress (over all sources); when
 	// reached, new calls wait. Default 65536.
 	MaxOutstanding int
@@ -130,6 +137,12 @@ func (c UACConfig) withDefaults() (UACConfig, error) {
 	}
 	if c.BindPort < 0 || c.BindPort+c.Sources-1 > 65535 {
 		return c, fmt.Errorf("bind port %d with %d sources exceeds port 65535", c.BindPort, c.Sources)
+	}
+	if c.PaceQuantum == 0 {
+		c.PaceQuantum = time.Millisecond
+	}
+	if c.PaceQuantum > time.Second {
+		return c, fmt.Errorf("pace quantum %v longer than a second", c.PaceQuantum)
 	}
 	if c.MaxOutstanding == 0 {
 		c.MaxOutstanding = 65536

@@ -392,9 +392,9 @@ func (s *uacSource) run() {
 		}
 		s.wheel.advance(s.now, s.fireFn)
 		if s.quota > 0 {
-			t := s.now
-			over := s.end != 0 && t >= s.end
-			if over {
+			t := s.gridFloor(s.now)
+			over := s.end != 0 && s.now >= s.end
+			if over && t >= s.end {
 				t = s.end - 1 // start what was due before the end, no more
 			}
 			due := s.pacer.Due(t)
@@ -412,7 +412,7 @@ func (s *uacSource) run() {
 
 		wake := s.now + int64(maxIdle)
 		if s.quota > 0 && len(s.free) > 0 {
-			wake = min(wake, s.pacer.Next())
+			wake = min(wake, s.quantize(s.pacer.Next()))
 		}
 		wake = min(wake, s.wheel.nextDeadline())
 		if wake <= s.now {

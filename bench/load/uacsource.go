@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"math"
 	"net/netip"
 	"strconv"
 
@@ -104,6 +105,35 @@ type uacSource struct {
 
 	t1, t2, timeout, hold int64
 	retrans               bool
+	quantum, phase        int64 // pacing quantum and this source's offset in it
+}
+
+// gridFloor returns the latest instant of this source's pacing grid at or
+// before t (t itself without a quantum).
+func (s *uacSource) gridFloor(t int64) int64 {
+	q := s.quantum
+	if q <= 0 {
+		return t
+	}
+	k := (t - s.phase) / q
+	if t-s.phase < 0 && (t-s.phase)%q != 0 {
+		k--
+	}
+	return k*q + s.phase
+}
+
+// quantize rounds a pacer deadline up to the next instant of this source's
+// pacing grid (multiples of the quantum, shifted by the source's phase so
+// that sources do not all wake together). Calls due in between then start
+// together: a burst of rate*quantum calls, one sendmmsg instead of many,
+// and on the receiving side one wake-up instead of many.
+func (s *uacSource) quantize(t int64) int64 {
+	q := s.quantum
+	if q <= 0 || t == math.MaxInt64 {
+		return t
+	}
+	k := (t - s.phase + q - 1) / q
+	return k*q + s.phase
 }
 
 // newSource builds the per-source state; conn may be nil (tests set sink).
@@ -119,9 +149,13 @@ func newSource(u *UAC, cfg *UACConfig, idx int, local netip.AddrPort, run string
 		timeout: int64(cfg.Timeout),
 		hold:    int64(cfg.CallHold),
 		retrans: !cfg.NoRetrans,
+		quantum: int64(cfg.PaceQuantum),
 		calls:   make([]call, maxCalls),
 		free:    make([]int32, maxCalls),
 		now:     now,
+	}
+	if n := cfg.Sources; n > 0 {
+		s.phase = s.quantum * int64(idx%n) / int64(n)
 	}
 	s.hostport = []byte(local.String())
 	s.cidTail = []byte("-" + strconv.Itoa(idx) + "-" + run + "@vl")

@@ -118,6 +118,7 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		duration    = fs.Duration("duration", 0, "how long to send (stops at --duration or --total, whichever comes first)")
 		total       = fs.Uint64("total", 0, "how many calls to start")
 		maxOut      = fs.Int("max-outstanding", 65536, "calls in progress at most; new calls wait")
+		quantum     = fs.Duration("pace-quantum", time.Millisecond, "start the calls due within this time together (fewer system calls); negative: pace each call exactly")
 		concurrency = fs.Int("concurrency", 0, "cores used (GOMAXPROCS); default all")
 		sources     = fs.Int("sources", 0, "local sockets to send from, each a distinct source port (default: one per core)")
 		bind        = fs.String("bind", "", "comma-separated local `addresses` for the sources, used round-robin (default: the route to the target)")
@@ -173,7 +174,7 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer stopProfile()
 	cfg := load.UACConfig{
-		Sources: *sources, BindPort: *bindPort, MaxOutstanding: *maxOut, CallHold: *hold,
+		Sources: *sources, BindPort: *bindPort, MaxOutstanding: *maxOut, CallHold: *hold, PaceQuantum: *quantum,
 		SDPSize: *sdpSize, BodySize: *bodySize, UserStart: *userStart, UserCount: *userCount,
 		Domain: *domain, NoRetrans: *noRetrans, T1: *t1, T2: *t2, Timeout: *timeout,
 	}
