@@ -361,11 +361,6 @@ admin:
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(bin, "--check", "--config", cfgPath).CombinedOutput(); err != nil {
-		if strings.Contains(string(out), "unknown field health") || strings.Contains(string(out), "unknown field admin") {
-			// TODO(lead): remove once cmd/viaduct has the health and admin
-			// wiring given in the issue #5 report.
-			t.Skipf("cmd/viaduct has no health/admin wiring yet (issue #5 report): %s", out)
-		}
 		t.Fatalf("viaduct --check: %v\n%s", err, out)
 	}
 	id := func(i int) string { return fmt.Sprintf("udp:127.0.0.1:%d", pu[i]) }

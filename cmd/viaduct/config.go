@@ -8,9 +8,13 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 
+	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/health"
 	"gopkg.in/yaml.v3"
 )
 
@@ -18,19 +22,97 @@ import (
 // listen and upstreams (which may also come from flags); unknown keys are
 // an error.
 type fileConfig struct {
-	Listen         []string `yaml:"listen"`
-	Advertise      string   `yaml:"advertise"`
-	Workers        int      `yaml:"workers"`
-	RecvBuffer     int      `yaml:"recv_buffer"`
-	SendBuffer     int      `yaml:"send_buffer"`
-	Batch          int      `yaml:"batch"`
-	Upstreams      []string `yaml:"upstreams"`
-	RecordRoute    bool     `yaml:"record_route"`
-	MaxMessageSize int      `yaml:"max_message_size"`
-	Secret         string   `yaml:"secret"`
-	SecretFile     string   `yaml:"secret_file"`
-	LogFormat      string   `yaml:"log_format"`
-	LogLevel       string   `yaml:"log_level"`
+	Listen         []string        `yaml:"listen"`
+	Advertise      string          `yaml:"advertise"`
+	Workers        int             `yaml:"workers"`
+	RecvBuffer     int             `yaml:"recv_buffer"`
+	SendBuffer     int             `yaml:"send_buffer"`
+	Batch          int             `yaml:"batch"`
+	Upstreams      []upstreamEntry `yaml:"upstreams"`
+	Balance        balanceConfig   `yaml:"balance"`
+	RecordRoute    bool            `yaml:"record_route"`
+	MaxMessageSize int             `yaml:"max_message_size"`
+	Secret         string          `yaml:"secret"`
+	SecretFile     string          `yaml:"secret_file"`
+	LogFormat      string          `yaml:"log_format"`
+	LogLevel       string          `yaml:"log_level"`
+
+	// Health holds the health-check settings of every upstream; without
+	// it no upstream is probed unless its upstream_health entry says
+	// never_probe: false ("health: {}" probes all with the defaults).
+	// UpstreamHealth holds per-upstream overrides keyed by the upstream's
+	// ID (or its address), Admin the admin HTTP API.
+	Health         *health.Settings           `yaml:"health"`
+	UpstreamHealth map[string]health.Settings `yaml:"upstream_health"`
+	Admin          adminConfig                `yaml:"admin"`
+}
+
+// upstreamEntry is one entry of the upstreams list: "ip:port", or a mapping
+// with the address and the balancing settings.
+//
+//	upstreams:
+//	  - 10.0.0.1:5060
+//	  - {address: 10.0.0.2:5060, weight: 3, priority: 0, id: sbc-b}
+type upstreamEntry struct {
+	Address  string `yaml:"address"`
+	ID       string `yaml:"id"`
+	Weight   *int   `yaml:"weight"`
+	Priority int    `yaml:"priority"`
+	// mapping is set for the mapping form: errors then name
+	// "upstreams[i].address" rather than "upstreams[i]".
+	mapping bool
+}
+
+// upstreamKeys are the keys of the mapping form of an upstreams entry.
+var upstreamKeys = []string{"address", "id", "weight", "priority"}
+
+// UnmarshalYAML accepts a scalar ("ip:port") or a mapping with the keys of
+// upstreamKeys (strictly: an unknown key is an error naming its line).
+func (u *upstreamEntry) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*u = upstreamEntry{Address: n.Value}
+		return nil
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if !slices.Contains(upstreamKeys, k.Value) {
+				return fmt.Errorf("line %d: unknown field %s in an upstreams entry (want %s)", k.Line, k.Value, strings.Join(upstreamKeys, ", "))
+			}
+		}
+		type plain upstreamEntry // without this method
+		var p plain
+		if err := n.Decode(&p); err != nil {
+			return err
+		}
+		*u = upstreamEntry(p)
+		u.mapping = true
+		return nil
+	}
+	return fmt.Errorf("line %d: an upstreams entry is \"ip:port\" or a mapping with %s", n.Line, strings.Join(upstreamKeys, ", "))
+}
+
+// balanceConfig is the balance section: how requests are spread over the
+// upstreams.
+//
+//	balance:
+//	  mode: hash            # or round-robin
+//	  keys:                 # per method; "*" for the others
+//	    "*": call-id
+//	    REGISTER: to-aor
+//	    MESSAGE: from-uri
+//	    PUBLISH: header:X-Tenant
+type balanceConfig struct {
+	Mode string            `yaml:"mode"`
+	Keys map[string]string `yaml:"keys"`
+}
+
+// adminConfig is the admin section of the YAML file.
+type adminConfig struct {
+	// Listen is the TCP ip:port of the admin HTTP API; empty disables it.
+	Listen string `yaml:"listen"`
+	// Token, when set, is the bearer token every admin request must carry.
+	Token string `yaml:"token"`
 }
 
 // configError is a configuration problem, reported as "FIELD: REASON" with
@@ -113,12 +195,8 @@ func (fc *fileConfig) toEngineConfig() (fastpath.Config, error) {
 		}
 		cfg.Listen = append(cfg.Listen, a)
 	}
-	for i, s := range fc.Upstreams {
-		a, err := parseAddrPort(s)
-		if err != nil {
-			return cfg, &fastpath.FieldError{Field: fmt.Sprintf("upstreams[%d]", i), Reason: err.Error()}
-		}
-		cfg.Upstreams = append(cfg.Upstreams, a)
+	if err := fc.balanceSettings(&cfg); err != nil {
+		return cfg, err
 	}
 	if fc.Secret != "" && fc.SecretFile != "" {
 		return cfg, &fastpath.FieldError{Field: "secret_file", Reason: "give either secret or secret_file, not both"}
@@ -138,9 +216,106 @@ func (fc *fileConfig) toEngineConfig() (fastpath.Config, error) {
 		cfg.Secret = b
 	}
 	if err := cfg.Validate(); err != nil {
+		// The address of a plain "ip:port" entry is the entry itself.
+		var fe *fastpath.FieldError
+		var i int
+		var rest string
+		if errors.As(err, &fe) {
+			if n, _ := fmt.Sscanf(fe.Field, "upstreams[%d]%s", &i, &rest); n == 2 && rest == ".address" && i < len(fc.Upstreams) {
+				return cfg, &fastpath.FieldError{Field: fc.Upstreams[i].addressField(i), Reason: fe.Reason}
+			}
+		}
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// balanceSettings fills the upstream targets, the balancing mode and the
+// key policy of cfg. A plain "ip:port" entry is a target with weight 1,
+// priority 0 and the default ID; errors name the entry's field
+// ("upstreams[1].weight").
+func (fc *fileConfig) balanceSettings(cfg *fastpath.Config) error {
+	for i, u := range fc.Upstreams {
+		f := fmt.Sprintf("upstreams[%d]", i)
+		if u.Address == "" {
+			return &fastpath.FieldError{Field: f + ".address", Reason: "required"}
+		}
+		a, err := parseAddrPort(u.Address)
+		if err != nil {
+			return &fastpath.FieldError{Field: u.addressField(i), Reason: err.Error()}
+		}
+		t := balancer.Target{ID: u.ID, Addr: a, Transport: "udp", Weight: balancer.DefaultWeight, Priority: u.Priority}
+		if u.Weight != nil {
+			if *u.Weight < 1 || *u.Weight > balancer.MaxWeight {
+				return &fastpath.FieldError{Field: f + ".weight", Reason: fmt.Sprintf("must be 1..%d, got %d (to send an upstream nothing, drain or disable it)", balancer.MaxWeight, *u.Weight)}
+			}
+			t.Weight = *u.Weight
+		}
+		cfg.Targets = append(cfg.Targets, t)
+	}
+	mode, err := balancer.ParseMode(fc.Balance.Mode)
+	if err != nil {
+		return &fastpath.FieldError{Field: "balance.mode", Reason: fmt.Sprintf("%q: want hash or round-robin", fc.Balance.Mode)}
+	}
+	cfg.Balance = mode
+	if len(fc.Balance.Keys) > 0 && mode == balancer.ModeRoundRobin {
+		return &fastpath.FieldError{Field: "balance.keys", Reason: "round-robin hashes no key: remove keys or use mode hash"}
+	}
+	p, err := parseKeys(fc.Balance.Keys)
+	if err != nil {
+		return err
+	}
+	cfg.Keys = p
+	return nil
+}
+
+// addressField names the address of entry i in errors: the entry itself
+// for the plain form.
+func (u *upstreamEntry) addressField(i int) string {
+	if u.mapping {
+		return fmt.Sprintf("upstreams[%d].address", i)
+	}
+	return fmt.Sprintf("upstreams[%d]", i)
+}
+
+// parseKeys builds the key policy from the balance.keys section. Method
+// names are upper case ("*" or "default" for every other method); CANCEL
+// and ACK are not configurable (they always hash INVITE's key).
+func parseKeys(keys map[string]string) (*balancer.Policy, error) {
+	methods := make([]string, 0, len(keys))
+	for m := range keys {
+		methods = append(methods, m)
+	}
+	sort.Strings(methods)
+	rules := make(map[string]balancer.KeyRule, len(keys))
+	for _, m := range methods {
+		f := fmt.Sprintf("balance.keys[%q]", m)
+		switch {
+		case m == "*" || m == "default":
+		case m == "CANCEL" || m == "ACK":
+			return nil, &fastpath.FieldError{Field: f, Reason: "not configurable: CANCEL and ACK hash INVITE's key, to reach the INVITE's upstream"}
+		case m != strings.ToUpper(m):
+			return nil, &fastpath.FieldError{Field: f, Reason: fmt.Sprintf("method names are case-sensitive: write %q", strings.ToUpper(m))}
+		}
+		r, err := balancer.ParseKeyRule(keys[m])
+		if err != nil {
+			return nil, &fastpath.FieldError{Field: f, Reason: strings.TrimPrefix(err.Error(), balancer.ErrInvalidKey.Error()+" ")}
+		}
+		if _, err := balancer.NewPolicy(map[string]balancer.KeyRule{m: r}); err != nil {
+			return nil, &fastpath.FieldError{Field: f, Reason: strings.TrimPrefix(err.Error(), balancer.ErrInvalidKey.Error()+": ")}
+		}
+		rules[m] = r
+	}
+	if _, star := keys["*"]; star {
+		if _, def := keys["default"]; def {
+			return nil, &fastpath.FieldError{Field: `balance.keys["default"]`, Reason: `"default" and "*" are the same key: give one`}
+		}
+	}
+	p, err := balancer.NewPolicy(rules)
+	if err != nil {
+		return nil, &fastpath.FieldError{Field: "balance.keys", Reason: err.Error()}
+	}
+	return p, nil
 }
 
 // parseAddrPort parses "ip:port" or "[ipv6]:port" with a non-zero port.

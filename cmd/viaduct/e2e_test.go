@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -265,4 +266,77 @@ func lastLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// startViaduct writes cfg (a YAML file whose first line, the listen key, is
+// added here) and runs the binary with it until the test ends; it returns
+// the listen address and the process.
+func startViaduct(t *testing.T, cfg string) (netip.AddrPort, *proc) {
+	t.Helper()
+	bin := viaductBinary(t)
+	dir := t.TempDir()
+	proxy := freePort(t)
+	path := filepath.Join(dir, "viaduct.yaml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf("listen: [\"%s\"]\n%s", proxy, cfg)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, dir, bin, "--config", path)
+	waitBound(t, proxy, p)
+	return proxy, p
+}
+
+// Issue #4 through the real binary: REGISTERs for one AOR with different
+// Call-IDs all reach one upstream (the default key for REGISTER is the To
+// AOR), while REGISTERs for many AORs reach both.
+func TestBinaryRegisterAffinity(t *testing.T) {
+	a, b := newSIPUpstream(t), newSIPUpstream(t)
+	proxy, v := startViaduct(t, fmt.Sprintf("workers: 2\nupstreams:\n  - {address: \"%s\", id: reg-a}\n  - {address: \"%s\", id: reg-b}\n", a.addr, b.addr))
+	c := newSIPClient(t, proxy)
+	const aor = "sip:alice@example.com"
+	for i := 0; i < 20; i++ {
+		c.send(t, "REGISTER", fmt.Sprintf("reg-%d-%d@client", i, time.Now().UnixNano()), aor, "sip:example.com")
+	}
+	c.waitOK(t, 20, 5*time.Second)
+	if na, nb := a.registers(aor), b.registers(aor); !(na == 20 && nb == 0 || na == 0 && nb == 20) {
+		t.Errorf("20 REGISTERs of %s with fresh Call-IDs: %d on reg-a, %d on reg-b; want all on one", aor, na, nb)
+	}
+	before := [2]int{a.count(), b.count()}
+	for i := 0; i < 100; i++ {
+		// One Call-ID for all: only the AOR differs.
+		c.send(t, "REGISTER", "same-call-id@client", fmt.Sprintf("sip:user%d@example.com", i), "sip:example.com")
+	}
+	c.waitOK(t, 120, 5*time.Second)
+	na, nb := a.count()-before[0], b.count()-before[1]
+	t.Logf("100 AORs: %d on reg-a, %d on reg-b", na, nb)
+	if na < 25 || nb < 25 || na+nb != 100 {
+		t.Errorf("100 AORs: %d on reg-a, %d on reg-b; want both >= 25", na, nb)
+	}
+	if exited, err := v.stop(t, syscall.SIGTERM, 5*time.Second); !exited || err != nil {
+		t.Fatalf("viaduct after SIGTERM: exited=%v err=%v", exited, err)
+	}
+	if log := v.out.String(); !strings.Contains(log, "rx_REGISTER=120") || strings.Contains(log, "key_fallbacks") {
+		t.Errorf("viaduct log:\n%s", log)
+	}
+}
+
+// Weights through the real binary: with weights 3:1, 2000 INVITEs with
+// random Call-IDs split within 5 points of 75/25.
+func TestBinaryWeights(t *testing.T) {
+	a, b := newSIPUpstream(t), newSIPUpstream(t)
+	proxy, _ := startViaduct(t, fmt.Sprintf("workers: 2\nupstreams:\n  - {address: \"%s\", weight: 3}\n  - {address: \"%s\", weight: 1}\n", a.addr, b.addr))
+	c := newSIPClient(t, proxy)
+	rng := rand.New(rand.NewPCG(4, 1))
+	const n, burst = 2000, 100
+	for sent := 0; sent < n; sent += burst {
+		for i := 0; i < burst; i++ {
+			c.send(t, "INVITE", fmt.Sprintf("%016x@client", rng.Uint64()), "sip:bob@example.com", "sip:bob@example.com")
+		}
+		c.waitOK(t, sent+burst, 5*time.Second)
+	}
+	na, nb := a.count(), b.count()
+	share := float64(na) / n
+	t.Logf("weights 3:1, %d INVITEs: %d and %d (%.1f%% / %.1f%%)", n, na, nb, 100*share, 100*(1-share))
+	if na+nb != n || share < 0.70 || share > 0.80 {
+		t.Errorf("weights 3:1: %d and %d of %d, want 75%%±5%% on the first", na, nb, n)
+	}
 }

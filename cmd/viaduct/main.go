@@ -5,12 +5,14 @@
 //	viaduct --listen 127.0.0.1:5060 --upstream 127.0.0.1:5071 --upstream 127.0.0.1:5072
 //	viaduct --config viaduct.yaml [flags that override the file]
 //
-// Every setting can be given in a YAML file (--config) and as a flag; a flag
-// given on the command line overrides the file's value, and a list flag
-// (--listen, --upstream) replaces the file's whole list. Unknown YAML keys
-// and invalid values are refused at start with the key and the reason.
-// SIGINT and SIGTERM stop Viaduct cleanly: the sockets are closed, the
-// workers finish their batch, and the counters are logged.
+// Every setting can be given in a YAML file (--config), and most also as a
+// flag (upstream weights, priorities and IDs, health checks and the admin
+// token only in the file); a flag given on the command line overrides the
+// file's value, and a list flag (--listen, --upstream, --key) replaces the
+// file's whole list. Unknown YAML keys and invalid values are refused at
+// start with the key and the reason. SIGINT and SIGTERM stop Viaduct
+// cleanly: the admin API and the health checks stop, the sockets are
+// closed, the workers finish their batch, and the counters are logged.
 package main
 
 import (
@@ -22,10 +24,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 
+	"github.com/viaduct-sip/viaduct/admin"
+	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -57,7 +63,7 @@ Usage:
   viaduct --config viaduct.yaml [flags overriding the file]
 
 Flags (YAML key in brackets; a flag given on the command line overrides the
-file, and --listen / --upstream replace the file's list):
+file, and --listen / --upstream / --key replace the file's list):
 `
 
 // run is main without the process: it parses args, starts the engine and
@@ -70,11 +76,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		configPath = fs.String("config", "", "YAML configuration file")
 		listen     listFlag
 		upstreams  listFlag
+		keys       listFlag
 		fc         fileConfig
 		check      = fs.Bool("check", false, "validate the configuration, print it and exit")
 	)
 	fs.Var(&listen, "listen", "UDP `ip:port` to listen on, repeatable or comma separated [listen]")
 	fs.Var(&upstreams, "upstream", "upstream `ip:port` to balance over, repeatable or comma separated [upstreams]")
+	fs.StringVar(&fc.Balance.Mode, "balance", "", "balancing mode: hash (consistent hashing of the key) or round-robin; default hash [balance.mode]")
+	fs.Var(&keys, "key", "`METHOD=RULE`: the key hashed for a method (* for the others): call-id, to-aor, from-uri, ruri-user or header:NAME; repeatable; default REGISTER=to-aor, *=call-id [balance.keys]")
+	fs.StringVar(&fc.Admin.Listen, "admin-listen", "", "TCP `ip:port` of the admin HTTP API (upstream states; drain, disable, enable); off or empty: none; a non-loopback address needs admin.token; default off [admin.listen]")
 	fs.StringVar(&fc.Advertise, "advertise", "", "`host[:port]` put in Via and Record-Route; default: the first listen address [advertise]")
 	fs.IntVar(&fc.Workers, "workers", 0, "workers (sockets) per listen address; default GOMAXPROCS [workers]")
 	fs.IntVar(&fc.RecvBuffer, "recv-buffer", 0, "SO_RCVBUF `bytes` per socket; default 4 MiB [recv_buffer]")
@@ -115,7 +125,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		case "listen":
 			merged.Listen = listen
 		case "upstream":
-			merged.Upstreams = upstreams
+			merged.Upstreams = nil
+			for _, u := range upstreams {
+				merged.Upstreams = append(merged.Upstreams, upstreamEntry{Address: u})
+			}
+		case "balance":
+			merged.Balance.Mode = fc.Balance.Mode
+		case "key":
+			merged.Balance.Keys = map[string]string{}
+			for _, kv := range keys {
+				m, r, _ := strings.Cut(kv, "=")
+				merged.Balance.Keys[strings.TrimSpace(m)] = strings.TrimSpace(r)
+			}
+		case "admin-listen":
+			merged.Admin.Listen = fc.Admin.Listen
 		case "advertise":
 			merged.Advertise = fc.Advertise
 		case "workers":
@@ -149,27 +172,50 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return 2
 	}
+	if err := checkAdminListen(merged.Admin); err != nil {
+		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
+		return 2
+	}
 	eng, err := fastpath.New(cfg, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return 2
 	}
+	chk, err := newChecker(&merged, eng, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
+		return 2
+	}
 	if *check {
-		c := eng.Config()
-		fmt.Fprintf(stderr, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=%v record_route=%v max_message_size=%d batch=%d recv_buffer=%d send_buffer=%d secret=%s\n",
-			c.Listen, eng.Advertise(), c.Workers, c.Upstreams, c.RecordRoute, c.MaxMessageSize, c.Batch, c.RecvBuffer, c.SendBuffer,
-			map[bool]string{true: "configured", false: "random"}[cfg.Secret != nil])
+		printCheck(stderr, eng, chk, merged.Admin, cfg.Secret != nil)
 		return 0
 	}
 	if cfg.Secret == nil {
 		logger.Warn("no secret configured: using a random one; responses to requests forwarded by another instance or before a restart will be dropped")
 	}
+	if eng.Config().Balance == balancer.ModeRoundRobin {
+		logger.Warn("balance mode round-robin: retransmissions, CANCEL, ACK and in-dialog requests may reach another upstream than their INVITE; use it only when any upstream can serve any request")
+	}
 	if err := eng.Start(ctx); err != nil {
 		logger.Error("cannot start", "err", err)
 		return 1
 	}
+	if err := startHealth(eng, chk); err != nil {
+		logger.Error("cannot start health checks", "err", err)
+		eng.Close()
+		return 1
+	}
+	stopAdmin, err := startAdmin(merged.Admin, eng, chk, logger)
+	if err != nil {
+		logger.Error("cannot start the admin API", "err", err)
+		chk.Close()
+		eng.Close()
+		return 1
+	}
 	<-ctx.Done()
 	logger.Info("stopping")
+	stopAdmin()
+	chk.Close()
 	if err := eng.Close(); err != nil {
 		logger.Error("closing sockets", "err", err)
 	}
@@ -182,6 +228,49 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	logger.Info("datagrams received per worker", "datagrams_in", fmt.Sprint(per))
 	return 0
+}
+
+// printCheck prints the effective configuration for --check: one line of
+// settings, then one per upstream with its balancing and health settings.
+func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac adminConfig, secret bool) {
+	c := eng.Config()
+	targets := eng.Targets()
+	addrs := make([]string, len(targets))
+	for i, t := range targets {
+		addrs[i] = t.Addr.String()
+	}
+	keys := "-"
+	if c.Balance == balancer.ModeHash {
+		rules := c.Keys.Rules()
+		ms := make([]string, 0, len(rules))
+		for m := range rules {
+			ms = append(ms, m)
+		}
+		sort.Strings(ms)
+		for i, m := range ms {
+			ms[i] = m + "=" + rules[m]
+		}
+		keys = strings.Join(ms, ",")
+	}
+	adminAddr := ac.Listen
+	if admin.Disabled(adminAddr) {
+		adminAddr = "off"
+	}
+	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=[%s] balance=%s keys=%s record_route=%v max_message_size=%d batch=%d recv_buffer=%d send_buffer=%d secret=%s admin=%s\n",
+		c.Listen, eng.Advertise(), c.Workers, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.MaxMessageSize, c.Batch, c.RecvBuffer, c.SendBuffer,
+		map[bool]string{true: "configured", false: "random"}[secret], adminAddr)
+	status := chk.Status()
+	for i, t := range targets {
+		probe := "never"
+		if i < len(status) && !status[i].Probe.NeverProbe {
+			p := status[i].Probe
+			probe = fmt.Sprintf("%s every %v timeout %v failures %d successes %d accept %s detection_bound %v", p.Method, p.Interval, p.Timeout, p.Failures, p.Successes, p.Accept, p.DetectionBound())
+			if p.PassiveCount > 0 {
+				probe += fmt.Sprintf(" passive_503 %d/%v", p.PassiveCount, p.PassiveWindow)
+			}
+		}
+		fmt.Fprintf(w, "viaduct: upstream id=%s address=%s weight=%d priority=%d probe=%s\n", t.ID, t.Addr, t.Weight, t.Priority, probe)
+	}
 }
 
 // logStats logs the final counters in one line.
@@ -207,6 +296,9 @@ func logStats(l *slog.Logger, s fastpath.Stats) {
 		slog.Uint64("responses", s.ResponsesReceived), slog.Uint64("responses_forwarded", resp),
 		slog.Uint64("datagrams_in", s.DatagramsIn), slog.Uint64("datagrams_out", s.DatagramsOut),
 		slog.Uint64("kernel_drops", s.KernelDrops))
+	if s.KeyFallbacks > 0 {
+		attrs = append(attrs, slog.Uint64("key_fallbacks", s.KeyFallbacks))
+	}
 	for i, n := range s.LocalReplies {
 		if n > 0 {
 			attrs = append(attrs, slog.Uint64(fmt.Sprintf("local_%d", fastpath.LocalCode(i).Status()), n))

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +15,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/viaduct-sip/viaduct/admin"
+	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/fastpath"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -33,11 +40,39 @@ batch: 16
 upstreams:
   - 10.0.0.1:5060
   - "[2001:db8::1]:5062"
+  - {address: 10.0.0.3:5060, weight: 3, priority: 1, id: sbc-c}
+  - address: 10.0.0.4:5060
+    weight: 2
+balance:
+  mode: hash
+  keys:
+    "*": call-id
+    REGISTER: to-aor
+    MESSAGE: from-uri
+    PUBLISH: header:X-Tenant
+    FOO: ruri-user
 record_route: true
 max_message_size: 8192
 secret: 0123456789abcdef0123
 log_format: json
 log_level: debug
+health:
+  interval: 1s
+  timeout: 500ms
+  failures: 2
+  successes: 3
+  accept: ["2xx", "404"]
+  method: INFO
+  from: sip:ping@proxy.example.net
+  request_uri: sip:ping@{addr}
+  never_probe: false
+  passive_503: {count: 20, window: 2s}
+upstream_health:
+  sbc-c: {interval: 3s, timeout: 1s}
+  "10.0.0.4:5060": {never_probe: true}
+admin:
+  listen: 127.0.0.1:9090
+  token: s3cret
 `
 
 func TestConfigFileEveryKey(t *testing.T) {
@@ -49,14 +84,56 @@ func TestConfigFileEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprintf("%v %s %d %d %d %d %v %v %d %s", cfg.Listen, cfg.Advertise, cfg.Workers, cfg.RecvBuffer, cfg.SendBuffer,
-		cfg.Batch, cfg.Upstreams, cfg.RecordRoute, cfg.MaxMessageSize, cfg.Secret)
-	want := "[127.0.0.1:5060 [::1]:5060] sip.example.com:5080 3 1048576 2097152 16 [10.0.0.1:5060 [2001:db8::1]:5062] true 8192 0123456789abcdef0123"
+	got := fmt.Sprintf("%v %s %d %d %d %d %v %d %s", cfg.Listen, cfg.Advertise, cfg.Workers, cfg.RecvBuffer, cfg.SendBuffer,
+		cfg.Batch, cfg.RecordRoute, cfg.MaxMessageSize, cfg.Secret)
+	want := "[127.0.0.1:5060 [::1]:5060] sip.example.com:5080 3 1048576 2097152 16 true 8192 0123456789abcdef0123"
 	if got != want {
 		t.Errorf("config\n got %s\nwant %s", got, want)
 	}
+	var ts []string
+	for _, tg := range cfg.Targets {
+		ts = append(ts, fmt.Sprintf("%s=%s/w%d/p%d", tg.ID, tg.Addr, tg.Weight, tg.Priority))
+	}
+	if got, want := strings.Join(ts, " "), "=10.0.0.1:5060/w1/p0 =[2001:db8::1]:5062/w1/p0 sbc-c=10.0.0.3:5060/w3/p1 =10.0.0.4:5060/w2/p0"; got != want {
+		t.Errorf("targets\n got %s\nwant %s", got, want)
+	}
+	if cfg.Balance != balancer.ModeHash {
+		t.Errorf("mode %v", cfg.Balance)
+	}
+	for m, want := range map[string]string{"REGISTER": "to-aor", "MESSAGE": "from-uri", "PUBLISH": "header:X-Tenant", "FOO": "ruri-user", "INVITE": "call-id"} {
+		if got := cfg.Keys.For([]byte(m)).String(); got != want {
+			t.Errorf("key of %s = %s, want %s", m, got, want)
+		}
+	}
 	if fc.LogFormat != "json" || fc.LogLevel != "debug" {
 		t.Errorf("log settings %q %q", fc.LogFormat, fc.LogLevel)
+	}
+	if fc.Admin != (adminConfig{Listen: "127.0.0.1:9090", Token: "s3cret"}) {
+		t.Errorf("admin %+v", fc.Admin)
+	}
+	// The health section as the checker resolves it, per target.
+	eng, err := fastpath.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chk, err := newChecker(&fc, eng, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []string
+	for _, st := range chk.Status() {
+		p := st.Probe
+		ps = append(ps, fmt.Sprintf("%s %v/%v/%d/%d %s %s %s %s never=%v passive=%d/%v", st.ID, p.Interval, p.Timeout, p.Failures, p.Successes,
+			p.Accept, p.Method, p.From, p.RequestURI, p.NeverProbe, p.PassiveCount, p.PassiveWindow))
+	}
+	want = strings.Join([]string{
+		"udp:10.0.0.1:5060 1s/500ms/2/3 200-299,404 INFO sip:ping@proxy.example.net sip:ping@10.0.0.1:5060 never=false passive=20/2s",
+		"udp:[2001:db8::1]:5062 1s/500ms/2/3 200-299,404 INFO sip:ping@proxy.example.net sip:ping@[2001:db8::1]:5062 never=false passive=20/2s",
+		"sbc-c 3s/1s/2/3 200-299,404 INFO sip:ping@proxy.example.net sip:ping@10.0.0.3:5060 never=false passive=20/2s",
+		"udp:10.0.0.4:5060 1s/500ms/2/3 200-299,404 INFO sip:ping@proxy.example.net sip:ping@10.0.0.4:5060 never=true passive=20/2s",
+	}, "\n")
+	if got := strings.Join(ps, "\n"); got != want {
+		t.Errorf("health\n got %s\nwant %s", got, want)
 	}
 }
 
@@ -85,6 +162,41 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nlog_level: loud\n", `log_level: "loud" is not one of`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nlog_format: xml\n", `log_format: "xml" is not one of`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\n---\nworkers: 2\n", "more than one YAML document"},
+		// Upstream entries in the mapping form.
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, weight: 1001}]\n", "upstreams[0].weight: must be 1..1000, got 1001"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071, {address: 127.0.0.1:5072, weight: 0}]\n", "upstreams[1].weight: must be 1..1000, got 0"},
+		{"listen: [127.0.0.1:5060]\nupstreams:\n  - address: 127.0.0.1:5071\n    wieght: 2\n", "line 4: unknown field wieght in an upstreams entry"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{weight: 2}]\n", "upstreams[0].address: required"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: nope}]\n", `upstreams[0].address: "nope" is not an ip:port`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, weight: two}]\n", "cannot unmarshal"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, priority: -1}]\n", "upstreams[0].priority: must be 0..65535, got -1"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, id: a}, {address: 127.0.0.1:5072, id: a}]\n", `upstreams[1].id: "a" is also the id of upstreams[0]`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, id: 'a b'}]\n", `upstreams[0].id: "a b": only printable characters without white space`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071, {address: 127.0.0.1:5071, id: b}]\n", "upstreams[1].address: duplicate of upstreams[0]"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [[127.0.0.1:5071]]\n", `line 2: an upstreams entry is "ip:port" or a mapping with address, id, weight, priority`},
+		// balance
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {mode: random}\n", `balance.mode: "random": want hash or round-robin`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {mod: hash}\n", "line 3: unknown field mod"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {REGISTER: to-uri}}\n", `balance.keys["REGISTER"]: "to-uri": want call-id, to-aor, from-uri, ruri-user or header:NAME`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {register: to-aor}}\n", `balance.keys["register"]: method names are case-sensitive: write "REGISTER"`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {CANCEL: call-id}}\n", `balance.keys["CANCEL"]: not configurable`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {MESSAGE: \"header:X Tenant\"}}\n", `balance.keys["MESSAGE"]: "header:X Tenant": header name "X Tenant" is not a SIP token`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {\"IN VITE\": call-id}}\n", `balance.keys["IN VITE"]: method "IN VITE" is not a SIP token`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {\"*\": call-id, default: to-aor}}\n", `balance.keys["default"]: "default" and "*" are the same key`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {mode: round-robin, keys: {REGISTER: to-aor}}\n", "balance.keys: round-robin hashes no key"},
+		// health, upstream_health, admin
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {intervall: 1s}\n", "line 3: unknown field intervall"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {interval: 1ms}\n", "health.interval: must be between 10ms and 24h0m0s, got 1ms"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {interval: 1s, timeout: 2s}\n", "health.timeout: 2s exceeds the interval 1s"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {accept: [\"1xx\"]}\n", "health.accept: "},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nupstream_health: {\"127.0.0.1:9999\": {interval: 1s}}\n", `upstream_health["127.0.0.1:9999"]: not the id or address of an upstream (ids: udp:127.0.0.1:5071)`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nupstream_health: {\"udp:127.0.0.1:5071\": {failures: 200}}\n", `upstream_health["udp:127.0.0.1:5071"].failures: must be between 1 and 100, got 200`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, id: a}]\nhealth: {interval: 1s}\nupstream_health: {a: {timeout: 3s}}\n", `upstream_health["a"].timeout: 3s exceeds the interval 1s`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, id: a}]\nupstream_health: {a: {}, \"127.0.0.1:5071\": {}}\n", `upstream_health["a"]: names the same upstream as upstream_health["127.0.0.1:5071"]`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, id: \"127.0.0.1:5072\"}, 127.0.0.1:5072]\nupstream_health: {\"127.0.0.1:5072\": {}}\n", `upstream_health["127.0.0.1:5072"]: ambiguous`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nadmin: {listen: example.com:9090}\n", `admin.listen: "example.com:9090": the host must be an IP address or localhost`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nadmin: {listen: 192.0.2.1:9090}\n", `admin.listen: 192.0.2.1:9090 is not a loopback address: set a bearer token`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nadmin: {port: 9090}\n", "line 3: unknown field port"},
 	}
 	for _, c := range cases {
 		path := writeFile(t, "v.yaml", c.yaml)
@@ -196,6 +308,218 @@ func TestRunServesAndStopsOnCancel(t *testing.T) {
 	}
 	log := stderr.String()
 	if !strings.Contains(log, `"msg":"stopped"`) || !strings.Contains(log, `"local_200":1`) {
+		t.Errorf("log:\n%s", log)
+	}
+}
+
+// TestHealthConfig: which upstreams are probed, with what, under which IDs.
+// The checker's targets are the pool's targets by ID, so the admin API
+// (which addresses the checker) and the balancer name the same upstreams.
+func TestHealthConfig(t *testing.T) {
+	const ups = "upstreams: [127.0.0.1:5071, {address: 127.0.0.1:5072, id: sbc-b}, \"[::1]:5073\"]\n"
+	cases := []struct {
+		name, yaml string
+		want       []string // per target: "ID probe-summary"
+	}{
+		{"no health section: nothing probed", "", []string{
+			"udp:127.0.0.1:5071 never", "sbc-b never", "udp:[::1]:5073 never"}},
+		{"health: {} probes every upstream with the defaults", "health: {}\n", []string{
+			"udp:127.0.0.1:5071 OPTIONS 5s/2s/3/2 sip:127.0.0.1:5071 bound=17s",
+			"sbc-b OPTIONS 5s/2s/3/2 sip:127.0.0.1:5072 bound=17s",
+			"udp:[::1]:5073 OPTIONS 5s/2s/3/2 sip:[::1]:5073 bound=17s"}},
+		{"overrides by id and by address", "health: {interval: 1s, timeout: 200ms}\nupstream_health:\n  sbc-b: {failures: 5}\n  \"[::1]:5073\": {never_probe: true}\n", []string{
+			"udp:127.0.0.1:5071 OPTIONS 1s/200ms/3/2 sip:127.0.0.1:5071 bound=3.2s",
+			"sbc-b OPTIONS 1s/200ms/5/2 sip:127.0.0.1:5072 bound=5.2s",
+			"udp:[::1]:5073 never"}},
+		{"one upstream probed without a health section", "upstream_health:\n  udp:127.0.0.1:5071: {never_probe: false, interval: 2s}\n", []string{
+			"udp:127.0.0.1:5071 OPTIONS 2s/2s/3/2 sip:127.0.0.1:5071 bound=8s", "sbc-b never", "udp:[::1]:5073 never"}},
+	}
+	for _, c := range cases {
+		fc, err := readConfigFile(writeFile(t, "v.yaml", "listen: [127.0.0.1:5060]\n"+ups+c.yaml))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		cfg, err := fc.toEngineConfig()
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		eng, err := fastpath.New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chk, err := newChecker(&fc, eng, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var got []string
+		for i, st := range chk.Status() {
+			p := st.Probe
+			line := st.ID + " never"
+			if !p.NeverProbe {
+				line = fmt.Sprintf("%s %s %v/%v/%d/%d %s bound=%v", st.ID, p.Method, p.Interval, p.Timeout, p.Failures, p.Successes, p.RequestURI, p.DetectionBound())
+			}
+			got = append(got, line)
+			if pt := eng.Pool().Table().Target(i); pt.ID != st.ID || pt.Addr != st.Addr {
+				t.Errorf("%s: checker target %d is %s %s, pool target %s %s", c.name, i, st.ID, st.Addr, pt.ID, pt.Addr)
+			}
+		}
+		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+			t.Errorf("%s:\n got %s\nwant %s", c.name, strings.Join(got, "\n     "), strings.Join(c.want, "\n     "))
+		}
+	}
+}
+
+func TestBalanceAndAdminFlags(t *testing.T) {
+	path := writeFile(t, "v.yaml", "listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, weight: 3, id: a}, 127.0.0.1:5072]\n"+
+		"balance: {keys: {MESSAGE: from-uri}}\nadmin: {listen: 127.0.0.1:9090}\n")
+	var stderr bytes.Buffer
+	// The file alone.
+	if code := run(context.Background(), []string{"--config", path, "--check"}, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stderr.String()
+	for _, want := range []string{
+		"upstreams=[127.0.0.1:5071 127.0.0.1:5072] balance=hash keys=*=call-id,MESSAGE=from-uri,REGISTER=to-aor ",
+		"admin=127.0.0.1:9090\n",
+		"upstream id=a address=127.0.0.1:5071 weight=3 priority=0 probe=never\n",
+		"upstream id=udp:127.0.0.1:5072 address=127.0.0.1:5072 weight=1 priority=0 probe=never\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--check output lacks %q:\n%s", want, out)
+		}
+	}
+	// --key replaces the file's keys, --admin-listen its admin address.
+	stderr.Reset()
+	code := run(context.Background(), []string{"--config", path, "--key", "REGISTER=call-id", "--key", "*=header:X-Tenant", "--admin-listen", "127.0.0.1:9091", "--check"}, &stderr)
+	if out := stderr.String(); code != 0 || !strings.Contains(out, "keys=*=header:X-Tenant,REGISTER=call-id ") || !strings.Contains(out, "admin=127.0.0.1:9091\n") {
+		t.Errorf("exit %d: %s", code, out)
+	}
+	// --balance round-robin with the file's keys is refused; without keys
+	// it is accepted.
+	stderr.Reset()
+	if code := run(context.Background(), []string{"--config", path, "--balance", "round-robin", "--check"}, &stderr); code != 2 || !strings.Contains(stderr.String(), "balance.keys: round-robin hashes no key") {
+		t.Errorf("round-robin with keys: exit %d: %s", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run(context.Background(), []string{"--listen", "127.0.0.1:5060", "--upstream", "127.0.0.1:5071", "--balance", "rr", "--check"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "balance=round-robin keys=- ") {
+		t.Errorf("round-robin: exit %d: %s", code, stderr.String())
+	}
+	for _, c := range []struct{ args, want string }{
+		{"--key REGISTER", `balance.keys["REGISTER"]: "": want call-id`},
+		{"--key invite=call-id", `balance.keys["invite"]: method names are case-sensitive`},
+		{"--balance fastest", `balance.mode: "fastest": want hash or round-robin`},
+		{"--admin-listen :9090", `admin.listen: :9090 is not a loopback address`},
+		{"--admin-listen 9090", `admin.listen: "9090" is not host:port`},
+	} {
+		stderr.Reset()
+		args := append([]string{"--listen", "127.0.0.1:5060", "--upstream", "127.0.0.1:5071", "--check"}, strings.Fields(c.args)...)
+		if code := run(context.Background(), args, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%s: exit %d: %s", c.args, code, stderr.String())
+		}
+	}
+}
+
+// freeTCPPort returns a loopback TCP address that was free a moment ago.
+func freeTCPPort(t *testing.T) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// The admin API addresses the pool's targets by the same IDs: draining one
+// through it keeps new calls away from it, enabling it brings them back.
+func TestAdminAPIDrain(t *testing.T) {
+	a, b := newSIPUpstream(t), newSIPUpstream(t)
+	proxy, adm := freePort(t), freeTCPPort(t)
+	path := writeFile(t, "v.yaml", fmt.Sprintf("listen: [\"%s\"]\nworkers: 1\nupstreams: [{address: \"%s\", id: sbc-a}, \"%s\"]\nadmin: {listen: \"%s\", token: tok}\n",
+		proxy, a.addr, b.addr, adm))
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"--config", path}, &stderr) }()
+	defer func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d:\n%s", code, stderr.String())
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("run did not return after cancel")
+		}
+	}()
+	base := "http://" + adm.String() + "/api/v1/upstreams"
+	call := func(method, url string) (int, string) {
+		req, _ := http.NewRequest(method, url, nil)
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	var list admin.UpstreamList
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		code, body := call("GET", base)
+		if code == 200 {
+			if err := json.Unmarshal([]byte(body), &list); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin API: %d %s\n%s", code, body, stderr.String())
+		}
+	}
+	idB := balancer.DefaultID("udp", b.addr)
+	if len(list.Upstreams) != 2 || list.Upstreams[0].ID != "sbc-a" || list.Upstreams[0].Address != a.addr.String() || list.Upstreams[1].ID != idB {
+		t.Fatalf("upstreams %+v, want sbc-a and %s", list.Upstreams, idB)
+	}
+	// The token is required.
+	if resp, err := http.Get(base); err != nil || resp.StatusCode != 401 {
+		t.Errorf("GET without token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	adminState := func(action string) string {
+		code, body := call("POST", base+"/sbc-a/"+action)
+		var u admin.Upstream
+		if code != 200 || json.Unmarshal([]byte(body), &u) != nil {
+			t.Fatalf("%s: %d %s", action, code, body)
+		}
+		return u.Admin
+	}
+	if got := adminState("drain"); got != "draining" {
+		t.Fatalf("after drain: admin state %q", got)
+	}
+	c := newSIPClient(t, proxy)
+	for i := 0; i < 40; i++ {
+		c.send(t, "INVITE", fmt.Sprintf("drained-%d@client", i), "sip:bob@example.com", "sip:bob@example.com")
+	}
+	c.waitOK(t, 40, 5*time.Second)
+	if a.count() != 0 || b.count() != 40 {
+		t.Errorf("40 calls while sbc-a drains: %d on sbc-a, %d on the other", a.count(), b.count())
+	}
+	if got := adminState("enable"); got != "enabled" {
+		t.Fatalf("after enable: admin state %q", got)
+	}
+	for i := 0; i < 40; i++ {
+		c.send(t, "INVITE", fmt.Sprintf("enabled-%d@client", i), "sip:bob@example.com", "sip:bob@example.com")
+	}
+	c.waitOK(t, 80, 5*time.Second)
+	if a.count() < 5 {
+		t.Errorf("after enabling sbc-a it got %d of 40 calls", a.count())
+	}
+	if code, _ := call("POST", base+"/udp:127.0.0.1:1/drain"); code != 404 {
+		t.Errorf("unknown id: %d, want 404", code)
+	}
+	if log := stderr.String(); !strings.Contains(log, "admin API listening") {
 		t.Errorf("log:\n%s", log)
 	}
 }

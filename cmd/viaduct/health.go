@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/viaduct-sip/viaduct/admin"
+	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+// toHealthConfig builds the health checker's configuration for the
+// engine's targets: every target under the same ID as in the balancer pool
+// (so the admin API, the logs and the pool name targets alike), with the
+// health section's settings and its upstream_health overrides. Without a
+// health section nothing is probed unless an override says never_probe:
+// false. It also returns, per target index, the upstream_health key that
+// configured it (for error messages). Errors name the YAML key.
+func (fc *fileConfig) toHealthConfig(targets []balancer.Target) (health.Config, []string, error) {
+	var hc health.Config
+	if fc.Health != nil {
+		hc.Settings = *fc.Health
+	} else {
+		// No health section: probing is off, as with Kamailio's
+		// ds_ping_interval 0; admin states still work.
+		off := true
+		hc.Settings.NeverProbe = &off
+	}
+	byID := make(map[string]int, len(targets))
+	byAddr := make(map[netip.AddrPort]int, len(targets))
+	for i, t := range targets {
+		byID[t.ID] = i
+		byAddr[t.Addr] = i
+		hc.Targets = append(hc.Targets, health.Target{ID: t.ID, Addr: t.Addr, Transport: t.Transport})
+	}
+	keys := make([]string, 0, len(fc.UpstreamHealth))
+	for k := range fc.UpstreamHealth {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	keyOf := make([]string, len(targets))
+	for _, key := range keys {
+		field := fmt.Sprintf("upstream_health[%q]", key)
+		i, err := resolveTarget(key, byID, byAddr)
+		if err != nil {
+			return hc, nil, &fastpath.FieldError{Field: field, Reason: err.Error()}
+		}
+		if keyOf[i] != "" {
+			return hc, nil, &fastpath.FieldError{Field: field, Reason: fmt.Sprintf("names the same upstream as upstream_health[%q]", keyOf[i])}
+		}
+		keyOf[i] = key
+		s := fc.UpstreamHealth[key]
+		if err := s.Validate(); err != nil {
+			return hc, nil, healthFieldError(field+".", err)
+		}
+		hc.Targets[i].Settings = s
+	}
+	return hc, keyOf, nil
+}
+
+// resolveTarget finds the target an upstream_health key names: by ID
+// first, else by address ("ip:port").
+func resolveTarget(key string, byID map[string]int, byAddr map[netip.AddrPort]int) (int, error) {
+	i, isID := byID[key]
+	a, err := netip.ParseAddrPort(key)
+	j, isAddr := -1, false
+	if err == nil {
+		j, isAddr = byAddr[netip.AddrPortFrom(a.Addr().Unmap(), a.Port())]
+	}
+	switch {
+	case isID && isAddr && i != j:
+		return 0, fmt.Errorf("ambiguous: the id of one upstream and the address of another; use the id")
+	case isID:
+		return i, nil
+	case isAddr:
+		return j, nil
+	}
+	ids := make([]string, 0, len(byID))
+	for id := range byID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return 0, fmt.Errorf("not the id or address of an upstream (ids: %s)", strings.Join(ids, ", "))
+}
+
+// healthFieldError turns a *health.FieldError into a *fastpath.FieldError
+// under prefix (the other errors pass unchanged).
+func healthFieldError(prefix string, err error) error {
+	var fe *health.FieldError
+	if errors.As(err, &fe) {
+		return &fastpath.FieldError{Field: prefix + fe.Field, Reason: fe.Reason}
+	}
+	return err
+}
+
+// newChecker validates the health configuration and builds the checker
+// over the engine (transport) and its pool (state sink), for the engine's
+// targets.
+func newChecker(fc *fileConfig, eng *fastpath.Engine, logger *slog.Logger) (*health.Checker, error) {
+	targets := eng.Targets()
+	hc, keyOf, err := fc.toHealthConfig(targets)
+	if err != nil {
+		return nil, err
+	}
+	chk, err := health.New(hc, eng, eng.Pool(), logger)
+	if err != nil {
+		var fe *health.FieldError
+		if errors.As(err, &fe) {
+			// "targets[i].health.x" is upstream_health["KEY"].x for the
+			// user; a pool-level field is already "health.x".
+			field := fe.Field
+			var i int
+			var rest string
+			if n, _ := fmt.Sscanf(field, "targets[%d].health.%s", &i, &rest); n == 2 && i >= 0 && i < len(targets) {
+				key := keyOf[i]
+				if key == "" {
+					key = targets[i].ID
+				}
+				field = fmt.Sprintf("upstream_health[%q].%s", key, rest)
+			}
+			return nil, &fastpath.FieldError{Field: field, Reason: fe.Reason}
+		}
+		return nil, err
+	}
+	return chk, nil
+}
+
+// startHealth hooks the checker into the running engine (probe replies and
+// the passive 503 check) and starts probing.
+func startHealth(eng *fastpath.Engine, chk *health.Checker) error {
+	eng.SetLocalResponseHandler(func(m *parser.Message, from netip.AddrPort) { chk.HandleResponse(m, from) })
+	eng.SetResponseObserver(chk.ObserveResponse)
+	return chk.Start()
+}
+
+// checkAdminListen validates the admin section: "" or "off" is off;
+// otherwise an ip:port (or localhost:port), and a token whenever the address
+// is not loopback (the API can drain and disable upstreams).
+func checkAdminListen(ac adminConfig) error {
+	if admin.Disabled(ac.Listen) {
+		return nil
+	}
+	if err := admin.CheckListen(ac.Listen, ac.Token); err != nil {
+		return &fastpath.FieldError{Field: "admin.listen", Reason: err.Error()}
+	}
+	return nil
+}
+
+// startAdmin serves the admin API on ac.Listen over the checker (upstream
+// states and admin changes), the engine's pool (weights, priorities,
+// selection) and its counters; the returned function stops it. An admin
+// API that is off serves nothing.
+func startAdmin(ac adminConfig, eng *fastpath.Engine, chk *health.Checker, logger *slog.Logger) (func(), error) {
+	if admin.Disabled(ac.Listen) {
+		return func() {}, nil
+	}
+	ln, err := admin.Listen(ac.Listen, ac.Token)
+	if err != nil {
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	h := admin.New(admin.Options{Upstreams: chk, Pool: eng.Pool(), Engine: eng, Token: ac.Token, Logger: logger})
+	srv := admin.Serve(ln, h, logger)
+	logger.Info("admin API listening", "addr", ln.Addr().String(), "token", ac.Token != "")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			logger.Warn("admin API shutdown", "err", err)
+		}
+	}, nil
+}
