@@ -117,7 +117,14 @@ func snapshot(t *testing.T, m *parser.Message, b []byte) []byte {
 	put("topvia.host", top.Host)
 	it := m.Vias()
 	var v parser.Via
+	count := 0
+	defer func() {
+		if it.Err() == nil && count != m.ViaCount() {
+			t.Fatalf("ViaCount %d, iterator found %d", m.ViaCount(), count)
+		}
+	}()
 	for it.Next(&v) {
+		count++
 		if v.Start < 0 || v.Start > v.End || v.End > len(b) {
 			t.Fatalf("Via at %d..%d outside buffer", v.Start, v.End)
 		}
@@ -135,6 +142,13 @@ func snapshot(t *testing.T, m *parser.Message, b []byte) []byte {
 		var a parser.NameAddr
 		err := parser.ParseNameAddr(h.Value, &a)
 		putErr(&out, err)
+		if k == parser.KindTo {
+			tag := m.ToTag()
+			put("totag", tag)
+			if err == nil && !bytes.Equal(tag, a.Tag) {
+				t.Fatalf("ToTag %q, To().Tag %q", tag, a.Tag)
+			}
+		}
 		put("display", a.Display)
 		put("uri", a.URI)
 		put("tag", a.Tag)

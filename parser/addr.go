@@ -294,3 +294,29 @@ func unhex(c byte) byte {
 		return c - 'A' + 10
 	}
 }
+
+// ToTag returns the tag parameter of the To header, or nil. It skips the
+// display name and URI without parsing them; use To for a validated
+// NameAddr.
+func (m *Message) ToTag() []byte {
+	b := m.firstValue(KindTo)
+	i := 0
+	if len(b) > 0 && b[0] == '"' {
+		if i = scanQuoted(b, 0); i < 0 {
+			return nil
+		}
+	}
+	if lt := bytes.IndexByte(b[i:], '<'); lt >= 0 {
+		gt := bytes.IndexByte(b[i+lt:], '>')
+		if gt < 0 {
+			return nil
+		}
+		i += lt + gt + 1
+	} else if sc := bytes.IndexByte(b[i:], ';'); sc >= 0 {
+		i += sc
+	} else {
+		return nil
+	}
+	tag, _ := Param(b[i:], "tag")
+	return tag
+}

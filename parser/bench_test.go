@@ -27,16 +27,13 @@ func proxyFields(m *Message) int {
 	n += len(m.CallID())
 	v := m.TopVia()
 	n += len(v.Branch) + len(v.Host) + v.Port
-	it := m.Vias()
-	c, _ := it.Count()
-	n += c
+	n += m.ViaCount()
 	num, meth := m.CSeq()
 	n += int(num) + len(meth)
 	mf, _ := m.MaxForwards()
 	cl, _ := m.ContentLength()
 	n += mf + cl
-	to, _ := m.To()
-	n += len(to.Tag)
+	n += len(m.ToTag())
 	return n
 }
 

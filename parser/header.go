@@ -60,6 +60,17 @@ var kindNames = [numKinds]string{
 	KindExpires: "Expires", KindAllow: "Allow", KindUserAgent: "User-Agent",
 }
 
+var kindLower = func() (l [numKinds]string) {
+	for i, n := range kindNames {
+		b := []byte(n)
+		for j := range b {
+			b[j] = lower(b[j])
+		}
+		l[i] = string(b)
+	}
+	return l
+}()
+
 // String returns the header's canonical long name, or "" for KindOther.
 func (k HeaderKind) String() string {
 	if k < numKinds {
@@ -211,7 +222,7 @@ func kindOf(name []byte) HeaderKind {
 			k = KindProxyAuthorization
 		}
 	}
-	if k != KindOther && equalFold(name, kindNames[k]) {
+	if k != KindOther && equalFoldLower(name, kindLower[k]) {
 		return k
 	}
 	return KindOther

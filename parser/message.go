@@ -183,72 +183,66 @@ func (m *Message) parseHeaders(b []byte, p int) (int, error) {
 	for {
 		if p >= len(b) {
 			// No blank line: tolerate a datagram that ends right after
-			// its last header line, as many UDP senders omit nothing but
-			// some test tools do.
+			// its last header line, as some UDP senders do.
 			m.headersEnd = len(b)
 			return len(b), nil
 		}
-		lf, end := lineEnd(b, p)
-		if end == p {
-			m.headersEnd = p
-			if lf == len(b) {
-				return len(b), nil
+		if isTokenChar(b[p]) {
+			// "Name: value": the name is scanned once and the line end
+			// searched from the colon on.
+			nameEnd := scanToken(b, p)
+			c := nameEnd
+			for c < len(b) && (b[c] == ' ' || b[c] == '\t') {
+				c++
 			}
-			return lf + 1, nil
-		}
-		next := lf + 1
-		if next > len(b) {
-			next = len(b)
-		}
-		if b[p] == ' ' || b[p] == '\t' {
-			// Folded continuation of the previous header line.
-			if m.n == 0 {
+			if c == len(b) || b[c] != ':' {
 				return 0, ErrBadHeader
 			}
-			h := &m.hdrs[m.n-1]
-			h.line.end = int32(next)
-			if v := trimWS(b[p:end]); len(v) > 0 {
-				vo := m.Offset(v)
-				if h.value.off == h.value.end {
-					h.value.off = int32(vo)
-				}
-				h.value.end = int32(vo + len(v))
+			if m.n == MaxHeaders {
+				return 0, ErrTooManyHeaders
+			}
+			lf, end := lineEnd(b, c+1)
+			next := min(lf+1, len(b))
+			v := c + 1
+			for v < end && (b[v] == ' ' || b[v] == '\t') {
+				v++
+			}
+			ve := end
+			for ve > v && (b[ve-1] == ' ' || b[ve-1] == '\t') {
+				ve--
+			}
+			k := kindOf(b[p:nameEnd])
+			m.hdrs[m.n] = hdr{
+				line:  span{int32(p), int32(next)},
+				name:  span{int32(p), int32(nameEnd)},
+				value: span{int32(v), int32(ve)},
+				kind:  k,
+			}
+			m.n++
+			if m.first[k] == 0 {
+				m.first[k] = int16(m.n)
 			}
 			p = next
 			continue
 		}
-		if m.n == MaxHeaders {
-			return 0, ErrTooManyHeaders
+		lf, end := lineEnd(b, p)
+		if end == p {
+			m.headersEnd = p
+			return min(lf+1, len(b)), nil
 		}
-		nameEnd := scanToken(b[:end], p)
-		if nameEnd == p {
+		if (b[p] != ' ' && b[p] != '\t') || m.n == 0 {
 			return 0, ErrBadHeader
 		}
-		c := nameEnd
-		for c < end && (b[c] == ' ' || b[c] == '\t') {
-			c++
-		}
-		if c == end || b[c] != ':' {
-			return 0, ErrBadHeader
-		}
-		v := c + 1
-		for v < end && (b[v] == ' ' || b[v] == '\t') {
-			v++
-		}
-		ve := end
-		for ve > v && (b[ve-1] == ' ' || b[ve-1] == '\t') {
-			ve--
-		}
-		k := kindOf(b[p:nameEnd])
-		m.hdrs[m.n] = hdr{
-			line:  span{int32(p), int32(next)},
-			name:  span{int32(p), int32(nameEnd)},
-			value: span{int32(v), int32(ve)},
-			kind:  k,
-		}
-		m.n++
-		if m.first[k] == 0 {
-			m.first[k] = int16(m.n)
+		// Folded continuation of the previous header line.
+		next := min(lf+1, len(b))
+		h := &m.hdrs[m.n-1]
+		h.line.end = int32(next)
+		if v := trimWS(b[p:end]); len(v) > 0 {
+			vo := m.Offset(v)
+			if h.value.off == h.value.end {
+				h.value.off = int32(vo)
+			}
+			h.value.end = int32(vo + len(v))
 		}
 		p = next
 	}

@@ -246,6 +246,9 @@ Content-Length: 0
 	if it.Err() != nil || i != 4 {
 		t.Fatalf("got %d Vias, err %v", i, it.Err())
 	}
+	if n := m.ViaCount(); n != 4 {
+		t.Errorf("ViaCount = %d, want 4", n)
+	}
 	h, _ := m.Find(KindSubject)
 	if got := string(h.Value); !strings.HasPrefix(got, "I know you're there,") || !strings.HasSuffix(got, "talk to me!") {
 		t.Errorf("folded Subject = %q", got)
@@ -480,5 +483,39 @@ func TestMethodOf(t *testing.T) {
 	}
 	if MethodOf([]byte("invite")) != MethodOther || MethodOf([]byte("FOO")) != MethodOther {
 		t.Error("MethodOf accepts unknown names")
+	}
+}
+
+func TestToTag(t *testing.T) {
+	cases := map[string]string{
+		`<sip:bob@example.com>;tag=abc`:                  "abc",
+		`"Bob, \"the\" <boss>" <sip:b@h;tag=no>;tag=yes`: "yes",
+		`Bob <sip:b@h>`:           "",
+		`sip:b@h;tag=bare`:        "bare",
+		`sip:b@h`:                 "",
+		`<sip:b@h>;x=1;TAG=upper`: "upper",
+		`"open <sip:b@h>;tag=1`:   "",
+	}
+	for to, want := range cases {
+		b := crlf(strings.Replace(base, "To: <sip:bob@example.com>", "To: "+to, 1))
+		m := mustParse(t, b)
+		if got := string(m.ToTag()); got != want {
+			t.Errorf("ToTag(%s) = %q, want %q", to, got, want)
+		}
+		// ToTag agrees with the full parse wherever the full parse succeeds.
+		if a, err := m.To(); err == nil && string(a.Tag) != want {
+			t.Errorf("To(%s).Tag = %q, ToTag %q", to, a.Tag, want)
+		}
+	}
+}
+
+func TestViaCountMatchesIterator(t *testing.T) {
+	for _, bm := range benchMessages {
+		m := mustParse(t, load(t, bm.file))
+		it := m.Vias()
+		n, err := it.Count()
+		if err != nil || n != m.ViaCount() {
+			t.Errorf("%s: iterator %d (%v), ViaCount %d", bm.name, n, err, m.ViaCount())
+		}
 	}
 }

@@ -165,3 +165,18 @@ func skipComment(b []byte, i int) (int, bool) {
 	}
 	return i, false
 }
+
+// equalFoldLower reports whether the token b equals s, ignoring ASCII case.
+// s must be lower case letters, digits and '-'; b must hold only token
+// characters, for which b[i]|0x20 == s[i] is then an exact test.
+func equalFoldLower(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i]|0x20 != s[i] {
+			return false
+		}
+	}
+	return true
+}

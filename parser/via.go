@@ -1,5 +1,7 @@
 package parser
 
+import "bytes"
+
 // Via is one via-parm (RFC 3261 20.42, RFC 2543 6.40). Every slice points
 // into the message buffer; a parameter that is absent is nil.
 type Via struct {
@@ -53,17 +55,23 @@ func parseVia(b []byte, i, end int, v *Via) (next int, err error) {
 	v.Start = i
 	// sent-protocol = protocol-name SLASH protocol-version SLASH transport
 	var ok bool
-	if v.ProtocolName, i, ok = viaToken(b, i); !ok {
-		return 0, ErrBadVia
-	}
-	if i, ok = viaSlash(b, i); !ok {
-		return 0, ErrBadVia
-	}
-	if v.ProtocolVersion, i, ok = viaToken(b, i); !ok {
-		return 0, ErrBadVia
-	}
-	if i, ok = viaSlash(b, i); !ok {
-		return 0, ErrBadVia
+	if i+8 <= len(b) && b[i+3] == '/' && b[i+7] == '/' && equalFoldLower(b[i:i+3], "sip") && string(b[i+4:i+7]) == "2.0" {
+		// The usual "SIP/2.0/" without white space around the slashes.
+		v.ProtocolName, v.ProtocolVersion = b[i:i+3], b[i+4:i+7]
+		i += 8
+	} else {
+		if v.ProtocolName, i, ok = viaToken(b, i); !ok {
+			return 0, ErrBadVia
+		}
+		if i, ok = viaSlash(b, i); !ok {
+			return 0, ErrBadVia
+		}
+		if v.ProtocolVersion, i, ok = viaToken(b, i); !ok {
+			return 0, ErrBadVia
+		}
+		if i, ok = viaSlash(b, i); !ok {
+			return 0, ErrBadVia
+		}
 	}
 	if v.Transport, i, ok = viaToken(b, i); !ok {
 		return 0, ErrBadVia
@@ -185,23 +193,23 @@ func isViaValueChar(c byte) bool { return isTokenChar(c) || c == ':' || c == '['
 func (v *Via) setParam(name, val []byte) {
 	switch len(name) {
 	case 3:
-		if equalFold(name, "ttl") {
+		if equalFoldLower(name, "ttl") {
 			v.TTL = val
 		}
 	case 5:
-		if equalFold(name, "rport") {
+		if equalFoldLower(name, "rport") {
 			v.RPort, v.HasRPort = val, true
-		} else if equalFold(name, "maddr") {
+		} else if equalFoldLower(name, "maddr") {
 			v.Maddr = val
 		}
 	case 6:
-		if equalFold(name, "branch") {
+		if equalFoldLower(name, "branch") {
 			v.Branch = val
-		} else if equalFold(name, "hidden") {
+		} else if equalFoldLower(name, "hidden") {
 			v.Hidden = true
 		}
 	case 8:
-		if equalFold(name, "received") {
+		if equalFoldLower(name, "received") {
 			v.Received = val
 		}
 	}
@@ -236,10 +244,15 @@ func isHex(c byte) bool {
 
 // isHostChar reports whether c may appear in a hostname or IPv4 address.
 // Underscores are accepted because real deployments use them.
-func isHostChar(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_'
-}
+func isHostChar(c byte) bool { return hostTable[c] }
+
+var hostTable = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_'
+	}
+	return t
+}()
 
 // ViaIter iterates over every via-parm of a message; see Message.Vias.
 type ViaIter struct {
@@ -256,13 +269,24 @@ func (it *ViaIter) Next(v *Via) bool {
 	}
 	h := &it.m.hdrs[it.hdr]
 	first := it.pos < 0
-	if first {
-		it.pos = int(h.value.off)
-	}
-	next, err := parseVia(it.m.buf, it.pos, int(h.value.end), v)
-	if err != nil {
-		it.err = err
-		return false
+	var next int
+	if first && it.hdr == int(it.m.first[KindVia])-1 {
+		// The top via-parm was parsed by Parse: reuse it.
+		*v = it.m.topVia
+		next = -1
+		if !v.Last {
+			next = v.NextStart
+		}
+	} else {
+		if first {
+			it.pos = int(h.value.off)
+		}
+		var err error
+		next, err = parseVia(it.m.buf, it.pos, int(h.value.end), v)
+		if err != nil {
+			it.err = err
+			return false
+		}
 	}
 	v.Header, v.First = it.hdr, first
 	if next >= 0 {
@@ -291,4 +315,34 @@ func (it *ViaIter) Count() (int, error) {
 		n++
 	}
 	return n, it.err
+}
+
+// ViaCount returns the number of via-parms in the message, across lines and
+// comma-separated values, without parsing them.
+func (m *Message) ViaCount() int {
+	f := int(m.first[KindVia])
+	if f == 0 {
+		return 0
+	}
+	n := 0
+	for i := f - 1; i < m.n; i++ {
+		h := &m.hdrs[i]
+		if h.kind != KindVia {
+			continue
+		}
+		n++
+		v := m.buf[h.value.off:h.value.end]
+		if bytes.IndexByte(v, ',') < 0 {
+			continue
+		}
+		for p := 0; ; {
+			_, rest, err := nextValue(v, p)
+			if err != nil || rest < 0 {
+				break
+			}
+			n++
+			p = rest
+		}
+	}
+	return n
 }

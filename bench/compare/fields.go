@@ -63,20 +63,11 @@ func ReadViaduct(m *parser.Message, f *ViaductFields) error {
 	f.CallID = m.CallID()
 	v := m.TopVia()
 	f.Branch, f.ViaHost, f.ViaPort = v.Branch, v.Host, v.Port
-	it := m.Vias()
-	n, err := it.Count()
-	if err != nil {
-		return fmt.Errorf("counting Vias: %w", err)
-	}
-	f.ViaCount = n
+	f.ViaCount = m.ViaCount()
 	f.CSeqNum, f.CSeqMethod = m.CSeq()
 	f.MaxForwards, f.HasMaxForwards = m.MaxForwards()
 	f.ContentLength, f.HasContentLen = m.ContentLength()
-	to, err := m.To()
-	if err != nil {
-		return fmt.Errorf("parsing To: %w", err)
-	}
-	f.ToTag = to.Tag
+	f.ToTag = m.ToTag()
 	return nil
 }
 
