@@ -75,6 +75,7 @@ func TestKeyExtraction(t *testing.T) {
 		{"to-aor escaped user", request("REGISTER", "sip:example.com", "sip:%61lice@example.com", "<sip:x@y>", cid), "alice@example.com", false},
 		{"to-aor IPv6 host", request("REGISTER", "sip:example.com", "<sip:bob@[2001:DB8::1]:5060>", "<sip:x@y>", cid), "bob@2001:db8::1", false},
 		{"to-aor without user", request("REGISTER", "sip:example.com", "<sip:Example.com>", "<sip:x@y>", cid), "example.com", false},
+		{"to-aor longer than the worker's buffer", request("REGISTER", "sip:example.com", "<sip:"+strings.Repeat("u", 600)+"@Example.com>", "<sip:x@y>", cid), strings.Repeat("u", 600) + "@example.com", false},
 		{"to-aor compact t", replace(request("REGISTER", "sip:example.com", "<sip:carol@example.com>", "<sip:x@y>", cid), "\r\nTo: ", "\r\nt: "), "carol@example.com", false},
 		{"to-aor tel URI falls back", request("REGISTER", "sip:example.com", "<tel:+15551234>", "<sip:x@y>", cid), cid, true},
 		{"from-uri", request("MESSAGE", "sip:bob@example.com", "<sip:bob@example.com>", "Carol <sip:carol@Chicago.example.com;user=phone>", cid), "carol@chicago.example.com", false},

@@ -259,6 +259,7 @@ type Worker struct {
 	scratch []byte
 	syn     []byte
 	keyBuf  []byte // unescaped URI user parts for key hashing
+	aorBuf  []byte // user@host of an AOR key
 	rr      uint64 // round-robin cursor (balancer.Table.Select)
 
 	// socket loop (nil for workers made by NewWorker)
@@ -291,6 +292,7 @@ func (e *Engine) newWorker(listen int) *Worker {
 		scratch: make([]byte, 0, 1024+len(e.adv.sentBy)+len(e.listen[listen].String())),
 		syn:     make([]byte, 0, e.cfg.MaxMessageSize+headroom),
 		keyBuf:  make([]byte, 0, maxKeyUnescape),
+		aorBuf:  make([]byte, 0, 2*maxKeyUnescape),
 		rr:      e.nextCursor.Add(1) - 1,
 	}
 }
