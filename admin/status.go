@@ -55,7 +55,7 @@ th{background:#f3f3f3}
 <td class="n">{{.Weight}}</td><td class="n">{{.Priority}}</td>
 <td>{{if .NewDialogs}}yes{{else}}<span class="muted">no</span>{{end}}</td>
 <td class="n">{{pct .Share}}</td>
-<td class="n">{{if .Probed}}{{ms .RTTSeconds}} ({{ms .RTTAvgSeconds}}){{else}}<span class="muted">not probed</span>{{end}}</td>
+<td class="n">{{if not .Probed}}<span class="muted">not probed</span>{{else if gt .RTTAvgSeconds 0.0}}{{ms .RTTSeconds}} ({{ms .RTTAvgSeconds}}){{else}}<span class="muted">no answer yet</span>{{end}}</td>
 <td class="n">{{.ProbesOK}} / {{.ProbesSent}}</td>
 <td class="n">{{.ProbeTimeouts}}</td><td class="n">{{.ProbeBadCode}}</td>
 {{if .RequestsForwarded}}<td class="n">{{deref .RequestsForwarded}}</td>{{end}}
