@@ -32,9 +32,9 @@
 // "udp:10.0.0.7:5060"). The ID is what the balancer hashes and what health
 // and admin states are kept by, so a server keeps its state and its calls
 // across refreshes and reloads, whichever name led to it, and two Viaduct
-// instances resolving the same names map calls alike. An address found
-// twice (two names, or a name and a literal) is used once, from the first
-// upstream in config order.
+// instances resolving the same names map calls alike. An address (or ID)
+// found twice (two names, or a name and a literal) is used once, from the
+// first upstream in config order.
 //
 // # Refresh and failures
 //

@@ -194,11 +194,13 @@ func TestHostNameTwoARecords(t *testing.T) {
 	// Both families, default port, plus a literal and a duplicate of one
 	// of the name's addresses (used once, from the first source).
 	w2, logs := newTestWatcher(t, s, Config{})
+	// The literal has an ID of its own: the duplicate is found by address.
 	src = mustSources(t, "127.0.1.1:5060", "sip.test")
+	src[0].ID = "sbc-a"
 	if err := w2.Set(context.Background(), src, c.apply); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, "ip", c.last, "udp:127.0.1.1:5060 w=1 p=0 src=0", "udp:127.0.1.2:5060 w=1 p=0 src=1", "udp:[::1]:5060 w=1 p=0 src=1")
+	expect(t, "ip", c.last, "sbc-a w=1 p=0 src=0", "udp:127.0.1.2:5060 w=1 p=0 src=1", "udp:[::1]:5060 w=1 p=0 src=1")
 	if !strings.Contains(logs.String(), "upstream listed twice") {
 		t.Errorf("duplicate not logged:\n%s", logs)
 	}

@@ -69,7 +69,8 @@ type Source struct {
 	Weight int
 	// Priority is the balancer priority of a KindAddr or KindHost source's
 	// targets. For KindSRV it is added to every record's priority, so that
-	// a whole SRV set can be placed behind (or before) other upstreams.
+	// a whole SRV set can be placed behind (or before) other upstreams
+	// (the sum is capped at MaxPriority).
 	Priority int
 	// Admin is the admin state the targets start with when they first
 	// appear (a target that remains keeps the state it has).

@@ -31,6 +31,9 @@ const (
 	DefaultTimeout = 5 * time.Second
 	// MinInterval is the shortest refresh interval accepted.
 	MinInterval = 100 * time.Millisecond
+	// MaxPriority caps the priority of a target found through SRV (the
+	// record's priority plus the source's): SRV priorities are 16 bits.
+	MaxPriority = 65535
 	// maxParallel bounds the lookups in flight at once.
 	maxParallel = 8
 )
@@ -298,16 +301,21 @@ func (w *Watcher) resolve(ctx context.Context, sources []Source) result {
 		r.hosts[name] = a.val
 	}
 
-	seen := map[string]int{}
+	seenID := map[string]int{}
+	seenAddr := map[netip.AddrPort]int{}
 	add := func(src int, t balancer.Target) {
 		if t.ID == "" {
 			t.ID = balancer.DefaultID(t.Transport, t.Addr)
 		}
-		if j, dup := seen[t.ID]; dup {
+		j, dup := seenID[t.ID]
+		if !dup {
+			j, dup = seenAddr[t.Addr]
+		}
+		if dup {
 			r.dups = append(r.dups, fmt.Sprintf("%s from %s (already from %s)", t.ID, sources[src], sources[j]))
 			return
 		}
-		seen[t.ID] = src
+		seenID[t.ID], seenAddr[t.Addr] = src, src
 		r.targets = append(r.targets, Target{Target: t, Source: src})
 	}
 	for i, s := range sources {
@@ -335,7 +343,7 @@ func (w *Watcher) resolve(ctx context.Context, sources []Source) result {
 				addrs := r.hosts[rec.Target]
 				for _, a := range addrs {
 					add(i, balancer.Target{Addr: netip.AddrPortFrom(a, rec.Port), Transport: tr,
-						Weight: splitWeight(weights[k], len(addrs)), Priority: s.Priority + int(rec.Priority), Admin: s.Admin})
+						Weight: splitWeight(weights[k], len(addrs)), Priority: min(s.Priority+int(rec.Priority), MaxPriority), Admin: s.Admin})
 				}
 			}
 		}
