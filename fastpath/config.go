@@ -74,7 +74,7 @@ type Config struct {
 	Upstreams []netip.AddrPort
 
 	// Targets are the next hops with their balancing settings: ID (empty:
-	// balancer.DefaultID("udp", Addr)), Addr, Weight (0: DefaultWeight,
+	// balancer.DefaultID("udp", Addr)), Addr, Weight (0: balancer.DefaultWeight,
 	// else 1..balancer.MaxWeight) and Priority (0..MaxPriority, lower is
 	// preferred). Transport must be "" or "udp"; Health and Admin are the
 	// initial states. Their addresses count as configured upstreams like

@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	)
 	fs.Var(&listen, "listen", "UDP `ip:port` to listen on, repeatable or comma separated [listen]")
 	fs.Var(&upstreams, "upstream", "upstream `ip:port` to balance over, repeatable or comma separated [upstreams]")
-	fs.StringVar(&fc.Balance.Mode, "balance", "", "balancing mode: hash (consistent hashing of the key) or round-robin; default hash [balance.mode]")
+	fs.StringVar(&fc.Balance.Mode, "balance", "", "balancing `mode`: hash (consistent hashing of the key) or round-robin; default hash [balance.mode]")
 	fs.Var(&keys, "key", "`METHOD=RULE`: the key hashed for a method (* for the others): call-id, to-aor, from-uri, ruri-user or header:NAME; repeatable; default REGISTER=to-aor, *=call-id [balance.keys]")
 	fs.StringVar(&fc.Admin.Listen, "admin-listen", "", "TCP `ip:port` of the admin HTTP API (upstream states; drain, disable, enable); off or empty: none; a non-loopback address needs admin.token; default off [admin.listen]")
 	fs.StringVar(&fc.Advertise, "advertise", "", "`host[:port]` put in Via and Record-Route; default: the first listen address [advertise]")
