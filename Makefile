@@ -5,13 +5,14 @@
 #                   corpora and the SIPp end-to-end tests included)
 #   make bench      Go benchmarks of every package
 #   make fuzz       each fuzz target for FUZZTIME (default 60s)
+#   make demo       Viaduct in front of two responders under load (loopback)
 #   make lint       gofmt and go vet
 
 GO       ?= go
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
 
-.PHONY: all build test bench bench-compare fuzz lint vet clean
+.PHONY: all build test bench bench-compare bench-e2e bench-load demo fuzz lint vet clean
 
 all: build
 
@@ -34,10 +35,26 @@ bench:
 bench-compare:
 	cd bench/compare && ./run.sh
 
+# viaduct-load uac -> viaduct -> two viaduct-load uas: forwarded messages per
+# second, added latency and Viaduct's CPU per message.
+bench-e2e:
+	bench/e2e.sh
+
+# viaduct-load against SIPp, each with a rate ramp, and the ratio.
+bench-load:
+	bench/sipp-vs-load.sh
+
+# Viaduct in front of two responders under a bounded load, on loopback.
+demo:
+	scripts/demo.sh
+
+FUZZ_PKGS ?= ./fuzz/ ./fastpath/
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./fuzz/ | grep '^Fuzz'); do \
-		echo "== $$t ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./fuzz/ || exit 1; \
+	@for p in $(FUZZ_PKGS); do \
+		for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+			echo "== $$p $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
+		done; \
 	done
 
 clean:
