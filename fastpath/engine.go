@@ -261,6 +261,7 @@ type Worker struct {
 	keyBuf  []byte // unescaped URI user parts for key hashing
 	aorBuf  []byte // user@host of an AOR key
 	rr      uint64 // round-robin cursor (balancer.Table.Select)
+	up      *upCounters
 
 	// socket loop (nil for workers made by NewWorker)
 	conn   *udp.Conn   // the socket this worker reads
@@ -294,7 +295,17 @@ func (e *Engine) newWorker(listen int) *Worker {
 		keyBuf:  make([]byte, 0, maxKeyUnescape),
 		aorBuf:  make([]byte, 0, 2*maxKeyUnescape),
 		rr:      e.nextCursor.Add(1) - 1,
+		up:      newUpCounters(e.numTargets()),
 	}
+}
+
+// numTargets is the number of targets of the default pool (0 with a
+// Picker), to size the per-upstream counters.
+func (e *Engine) numTargets() int {
+	if e.pool == nil {
+		return 0
+	}
+	return e.pool.Table().Len()
 }
 
 // Stats returns a snapshot of the worker's counters.

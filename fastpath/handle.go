@@ -335,8 +335,10 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 			dest = d
 		}
 	}
+	var picked uint64 // ID hash of the target balancing chose
+	balanced := false
 	if !dest.IsValid() {
-		dest, ok = w.pick(&to, inDialog(meth, to.Tag, rs.n))
+		dest, picked, balanced, ok = w.pick(&to, inDialog(meth, to.Tag, rs.n))
 		if !ok {
 			return w.refuse(in, from, Local503, "No Upstream Available", DropNoUpstream, out)
 		}
@@ -411,6 +413,9 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	out.To = dest
 	out.Listen = sendListen
 	w.c.reqFwd.inc()
+	if balanced {
+		w.up.inc(picked)
+	}
 	return ActionForward
 }
 

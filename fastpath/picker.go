@@ -140,11 +140,13 @@ func inDialog(meth parser.Method, toTag []byte, routes int) bool {
 
 // pick chooses the upstream of a balanced request: by Config.Picker, or
 // from the pool's current table with the worker's round-robin cursor,
-// hashing the request's key only when the table needs it.
-func (w *Worker) pick(to *parser.NameAddr, inDialog bool) (netip.AddrPort, bool) {
+// hashing the request's key only when the table needs it. counted reports
+// whether idHash names the pool target chosen (false with a Picker).
+func (w *Worker) pick(to *parser.NameAddr, inDialog bool) (dest netip.AddrPort, idHash uint64, counted, ok bool) {
 	e := w.e
 	if e.picker != nil {
-		return e.picker.Pick(w.keyHash(to), inDialog)
+		dest, ok = e.picker.Pick(w.keyHash(to), inDialog)
+		return dest, 0, false, ok
 	}
 	tab := e.pool.Table()
 	var h uint64
@@ -153,9 +155,9 @@ func (w *Worker) pick(to *parser.NameAddr, inDialog bool) (netip.AddrPort, bool)
 	}
 	t, ok := tab.Select(h, &w.rr, inDialog)
 	if !ok {
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, 0, false, false
 	}
-	return t.Addr, true
+	return t.Addr, t.IDHash(), true, true
 }
 
 // keyHash returns balancer.HashKey of the request's balancing key, as the
