@@ -87,7 +87,8 @@ type Options struct {
 	// Pool adds weight, priority and selection to the upstreams, and
 	// /readyz requires one of its targets to take new dialogs.
 	Pool Pool
-	// Forwarded adds the requests forwarded to each upstream.
+	// Forwarded adds the requests forwarded to each upstream; nil means
+	// the Engine's when it implements metrics.UpstreamStats.
 	Forwarded metrics.UpstreamStats
 	// Engine gives the status page its counters.
 	Engine Engine
@@ -126,6 +127,11 @@ func New(o Options) *Handler {
 	h := &Handler{
 		mux: http.NewServeMux(), ups: o.Upstreams, pool: o.Pool, fwd: o.Forwarded,
 		eng: o.Engine, reloads: o.Reloads, ready: o.Ready, log: o.Logger, started: time.Now(),
+	}
+	if h.fwd == nil {
+		if us, ok := o.Engine.(metrics.UpstreamStats); ok {
+			h.fwd = us
+		}
 	}
 	if o.Token != "" {
 		h.token = []byte(o.Token)

@@ -175,12 +175,20 @@ func TestUpstreamsJSONAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	var share float64
+	var fwd uint64
 	for i, u := range list.Upstreams {
+		if u.RequestsForwarded == nil {
+			t.Fatalf("upstream %d: no requests_forwarded", i)
+		}
+		fwd += *u.RequestsForwarded
 		if u.ID != l.ids[i] || u.Weight != 1 || u.Priority != 0 || u.Transport != "udp" || !u.NewDialogs || !u.InDialog ||
 			u.Health != "up" || u.Admin != "enabled" || u.ProbesOK == 0 || u.RTTSeconds <= 0 {
 			t.Errorf("upstream %d: %+v", i, u)
 		}
 		share += u.Share
+	}
+	if fwd != 60 {
+		t.Errorf("requests_forwarded add up to %d, want 60 (20 calls: INVITE, ACK, BYE)", fwd)
 	}
 	if share < 0.999 || share > 1.001 {
 		t.Errorf("shares add up to %v", share)
@@ -236,6 +244,7 @@ func TestStatusPage(t *testing.T) {
 		"<tr><td>BYE</td><td class=\"n\">10</td></tr>",
 		"<tr><td>Requests forwarded</td><td class=\"n\">30</td></tr>",
 		"<tr><td>2xx</td><td class=\"n\">20</td></tr>",
+		"<th>Forwarded</th>",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)

@@ -40,19 +40,11 @@ type Pool interface {
 	Table() *balancer.Table
 }
 
-// UpstreamCounter is a per-upstream count, keyed by the target's ID hash
-// (balancer.Target.IDHash).
-type UpstreamCounter struct {
-	IDHash uint64
-	Count  uint64
-}
-
-// UpstreamStats is implemented by an Engine that counts the requests it
-// forwards to each upstream. AppendUpstreamForwarded appends, for every
-// target it has sent to since it started, the number of requests sent;
-// the same IDHash may appear several times (once per worker) and is summed.
+// UpstreamStats is implemented by an engine that counts the requests it
+// balances to each upstream (*fastpath.Engine does): one count per target
+// ID hash (balancer.Target.IDHash); an ID hash appearing twice is summed.
 type UpstreamStats interface {
-	AppendUpstreamForwarded(dst []UpstreamCounter) []UpstreamCounter
+	AppendUpstreamForwarded(dst []fastpath.UpstreamCount) []fastpath.UpstreamCount
 }
 
 // Options says where a Collector reads from. Every field may be nil: the
@@ -62,8 +54,9 @@ type Options struct {
 	Health  Health
 	Pool    Pool
 	Reloads *Reloads
-	// UpstreamStats, when set, gives the per-upstream forwarded requests
-	// (viaduct_upstream_requests_forwarded_total).
+	// UpstreamStats gives the per-upstream forwarded requests
+	// (viaduct_upstream_requests_forwarded_total); nil means the Engine's
+	// when it implements UpstreamStats.
 	UpstreamStats UpstreamStats
 }
 
@@ -95,6 +88,11 @@ type Collector struct {
 func New(o Options) *Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	if o.UpstreamStats == nil {
+		if us, ok := o.Engine.(UpstreamStats); ok {
+			o.UpstreamStats = us
+		}
 	}
 	c := &Collector{o: o}
 

@@ -167,7 +167,7 @@ func TestEngineCounters(t *testing.T) {
 		return s.Drops[fastpath.DropForgedResponse] == 1
 	})
 
-	col := metrics.New(metrics.Options{Engine: e})
+	col := metrics.New(metrics.Options{Engine: e, Pool: e.Pool()})
 	// Every reason and code is exported, zero or not.
 	local := map[int]int{200: 1, 400: 1, 483: 1}
 	drops := map[string]int{"forged_response": 1, "parse_error": 1, "too_many_hops": 1}
@@ -243,6 +243,21 @@ viaduct_balance_key_fallbacks_total 0
 	if v := testutil.ToFloat64(constCollector(t, col, "viaduct_sent_bytes_total")); v != float64(s.BytesOut) || v < 143*200 {
 		t.Errorf("sent bytes %v, engine says %d", v, s.BytesOut)
 	}
+	// Every request was balanced: the per-upstream counts add up to the
+	// 60 forwarded, and each upstream got its share.
+	fwd := gatherOne(t, col, "viaduct_upstream_requests_forwarded_total")
+	var total float64
+	for _, up := range []netip.AddrPort{a.Addr(), b.Addr()} {
+		n := fwd[`upstream="`+balancer.DefaultID("udp", up)+`"`]
+		if n == 0 || int(n)%3 != 0 {
+			t.Errorf("%v: %v requests forwarded, want a positive multiple of 3 (INVITE, ACK, BYE per call)", up, n)
+		}
+		total += n
+	}
+	if len(fwd) != 2 || total != 3*calls {
+		t.Errorf("per-upstream forwarded %v, want 2 series adding up to %d", fwd, 3*calls)
+	}
+
 	per := gatherOne(t, col, "viaduct_worker_datagrams_received_total")
 	var sum float64
 	for lbl, v := range per {
