@@ -107,12 +107,17 @@ type balanceConfig struct {
 	Keys map[string]string `yaml:"keys"`
 }
 
-// adminConfig is the admin section of the YAML file.
+// adminConfig is the admin section of the YAML file (decoded by its
+// UnmarshalYAML in ops.go).
 type adminConfig struct {
-	// Listen is the TCP ip:port of the admin HTTP API; empty disables it.
+	// Listen is the TCP ip:port of the admin HTTP API; "" or "off"
+	// disables it; absent means admin.DefaultListen (127.0.0.1:9090).
 	Listen string `yaml:"listen"`
-	// Token, when set, is the bearer token every admin request must carry.
+	// Token, when set, is the bearer token every admin request but
+	// /healthz and /readyz must carry.
 	Token string `yaml:"token"`
+	// listenSet records that the file or --admin-listen gave Listen.
+	listenSet bool
 }
 
 // configError is a configuration problem, reported as "FIELD: REASON" with

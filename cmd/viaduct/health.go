@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/viaduct-sip/viaduct/admin"
 	"github.com/viaduct-sip/viaduct/balancer"
@@ -145,35 +143,12 @@ func startHealth(eng *fastpath.Engine, chk *health.Checker) error {
 // otherwise an ip:port (or localhost:port), and a token whenever the address
 // is not loopback (the API can drain and disable upstreams).
 func checkAdminListen(ac adminConfig) error {
-	if admin.Disabled(ac.Listen) {
+	listen := ac.effectiveListen()
+	if admin.Disabled(listen) {
 		return nil
 	}
-	if err := admin.CheckListen(ac.Listen, ac.Token); err != nil {
+	if err := admin.CheckListen(listen, ac.Token); err != nil {
 		return &fastpath.FieldError{Field: "admin.listen", Reason: err.Error()}
 	}
 	return nil
-}
-
-// startAdmin serves the admin API on ac.Listen over the checker (upstream
-// states and admin changes), the engine's pool (weights, priorities,
-// selection) and its counters; the returned function stops it. An admin
-// API that is off serves nothing.
-func startAdmin(ac adminConfig, eng *fastpath.Engine, chk *health.Checker, logger *slog.Logger) (func(), error) {
-	if admin.Disabled(ac.Listen) {
-		return func() {}, nil
-	}
-	ln, err := admin.Listen(ac.Listen, ac.Token)
-	if err != nil {
-		return nil, fmt.Errorf("admin.listen: %w", err)
-	}
-	h := admin.New(admin.Options{Upstreams: chk, Pool: eng.Pool(), Engine: eng, Token: ac.Token, Logger: logger})
-	srv := admin.Serve(ln, h, logger)
-	logger.Info("admin API listening", "addr", ln.Addr().String(), "token", ac.Token != "")
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			logger.Warn("admin API shutdown", "err", err)
-		}
-	}, nil
 }

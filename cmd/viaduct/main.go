@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Var(&upstreams, "upstream", "upstream `ip:port` to balance over, repeatable or comma separated [upstreams]")
 	fs.StringVar(&fc.Balance.Mode, "balance", "", "balancing `mode`: hash (consistent hashing of the key) or round-robin; default hash [balance.mode]")
 	fs.Var(&keys, "key", "`METHOD=RULE`: the key hashed for a method (* for the others): call-id, to-aor, from-uri, ruri-user or header:NAME; repeatable; default REGISTER=to-aor, *=call-id [balance.keys]")
-	fs.StringVar(&fc.Admin.Listen, "admin-listen", "", "TCP `ip:port` of the admin HTTP API (upstream states; drain, disable, enable); off or empty: none; a non-loopback address needs admin.token; default off [admin.listen]")
+	fs.StringVar(&fc.Admin.Listen, "admin-listen", "", "TCP `ip:port` of the admin HTTP API (/metrics, /healthz, /readyz, status page, upstream states: drain, disable, enable); off or empty: none; a non-loopback address needs admin.token; default 127.0.0.1:9090 [admin.listen]")
 	fs.StringVar(&fc.Advertise, "advertise", "", "`host[:port]` put in Via and Record-Route; default: the first listen address [advertise]")
 	fs.IntVar(&fc.Workers, "workers", 0, "workers (sockets) per listen address; default GOMAXPROCS [workers]")
 	fs.IntVar(&fc.RecvBuffer, "recv-buffer", 0, "SO_RCVBUF `bytes` per socket; default 4 MiB [recv_buffer]")
@@ -139,6 +139,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			}
 		case "admin-listen":
 			merged.Admin.Listen = fc.Admin.Listen
+			merged.Admin.listenSet = true
 		case "advertise":
 			merged.Advertise = fc.Advertise
 		case "workers":
@@ -205,8 +206,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		eng.Close()
 		return 1
 	}
-	stopAdmin, err := startAdmin(merged.Admin, eng, chk, logger)
-	if err != nil {
+	op := &ops{logger: logger}
+	op.reloads.Loaded(configHash(*configPath, args))
+	op.ready.SetListening(true)
+	if err := op.start(merged.Admin, eng, chk); err != nil {
 		logger.Error("cannot start the admin API", "err", err)
 		chk.Close()
 		eng.Close()
@@ -214,7 +217,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	<-ctx.Done()
 	logger.Info("stopping")
-	stopAdmin()
+	op.ready.SetShuttingDown()
+	op.stop()
 	chk.Close()
 	if err := eng.Close(); err != nil {
 		logger.Error("closing sockets", "err", err)
@@ -252,7 +256,7 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac admin
 		}
 		keys = strings.Join(ms, ",")
 	}
-	adminAddr := ac.Listen
+	adminAddr := ac.effectiveListen()
 	if admin.Disabled(adminAddr) {
 		adminAddr = "off"
 	}

@@ -108,7 +108,7 @@ func TestConfigFileEveryKey(t *testing.T) {
 	if fc.LogFormat != "json" || fc.LogLevel != "debug" {
 		t.Errorf("log settings %q %q", fc.LogFormat, fc.LogLevel)
 	}
-	if fc.Admin != (adminConfig{Listen: "127.0.0.1:9090", Token: "s3cret"}) {
+	if fc.Admin != (adminConfig{Listen: "127.0.0.1:9090", Token: "s3cret", listenSet: true}) {
 		t.Errorf("admin %+v", fc.Admin)
 	}
 	// The health section as the checker resolves it, per target.
@@ -291,7 +291,7 @@ func TestRunServesAndStopsOnCancel(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--listen", addr.String(), "--upstream", "127.0.0.1:9", "--workers", "2", "--log-format", "json"}, &stderr)
+		done <- run(ctx, []string{"--listen", addr.String(), "--upstream", "127.0.0.1:9", "--workers", "2", "--log-format", "json", "--admin-listen", "off"}, &stderr)
 	}()
 	if got := options(t, addr); got != "SIP/2.0 200 OK" {
 		cancel()

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/viaduct-sip/viaduct/admin"
+	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/metrics"
+)
+
+// ops is the operations side of a running Viaduct: readiness (/readyz),
+// the record of configuration loads (viaduct_config_* metrics), and the
+// admin API that serves them with /metrics, the upstream API and the status
+// page.
+//
+// For the code that reloads the configuration and shuts down gracefully:
+//
+//	o.reloads.IncSuccess(metrics.ConfigHash(fileBytes)) // a reload applied
+//	o.reloads.IncFailure()                              // a reload refused
+//	o.ready.SetShuttingDown()                           // SIGTERM: /readyz turns 503 at once
+//	o.handler.Handle("POST /api/v1/reload", h)          // more admin endpoints (nil handler: admin off)
+type ops struct {
+	ready   admin.Readiness
+	reloads metrics.Reloads
+	handler *admin.Handler // nil when the admin API is off
+	srv     *admin.Server  // nil when the admin API is off
+	logger  *slog.Logger
+}
+
+// adminKeys are the keys of the admin section.
+var adminKeys = []string{"listen", "token"}
+
+// UnmarshalYAML decodes the admin section strictly (an unknown key is an
+// error naming its line) and records whether listen was given, so that
+// its absence selects admin.DefaultListen and an explicit "" or off
+// disables the API.
+func (a *adminConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: admin is a mapping with %s", n.Line, strings.Join(adminKeys, ", "))
+	}
+	listenSet := false
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		switch k.Value {
+		case "listen":
+			listenSet = true
+		case "token":
+		default:
+			return fmt.Errorf("line %d: unknown field %s in admin (want %s)", k.Line, k.Value, strings.Join(adminKeys, ", "))
+		}
+	}
+	type plain adminConfig // without this method
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*a = adminConfig(p)
+	a.listenSet = listenSet
+	return nil
+}
+
+// effectiveListen is the admin address in use: the configured one, or
+// admin.DefaultListen when neither the file nor --admin-listen named one.
+func (a *adminConfig) effectiveListen() string {
+	if !a.listenSet {
+		return admin.DefaultListen
+	}
+	return a.Listen
+}
+
+// configHash identifies the configuration for viaduct_config_info: the
+// hash of the file's bytes, or of the command line when there is no file.
+func configHash(path string, args []string) string {
+	if path != "" {
+		if b, err := os.ReadFile(path); err == nil {
+			return metrics.ConfigHash(b)
+		}
+	}
+	return metrics.ConfigHash([]byte(strings.Join(args, "\x00")))
+}
+
+// startOps starts the admin API (unless it is off) over the engine, the
+// checker, the metrics collector and o's readiness and reloads. An address
+// given explicitly that cannot be bound is an error; when the default
+// address is taken (another instance, a Prometheus server on 9090), Viaduct
+// runs without the admin API and says so.
+func (o *ops) start(ac adminConfig, eng *fastpath.Engine, chk *health.Checker) error {
+	listen := ac.effectiveListen()
+	if admin.Disabled(listen) {
+		o.logger.Info("admin API off")
+		return nil
+	}
+	ln, err := admin.Listen(listen, ac.Token)
+	if err != nil {
+		if !ac.listenSet && errors.Is(err, syscall.EADDRINUSE) {
+			o.logger.Warn("admin API off: its default address is in use; set admin.listen (or --admin-listen) to another address, or off", "addr", listen, "err", err)
+			return nil
+		}
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	col := metrics.New(metrics.Options{Engine: eng, Health: chk, Pool: eng.Pool(), Reloads: &o.reloads})
+	reg, err := metrics.NewRegistry(col)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	o.handler = admin.New(admin.Options{
+		Upstreams: chk, Pool: eng.Pool(), Engine: eng, Reloads: &o.reloads,
+		Metrics: metrics.Handler(reg, o.logger), Ready: &o.ready,
+		Token: ac.Token, Logger: o.logger,
+	})
+	o.srv = admin.Serve(ln, o.handler, o.logger)
+	o.logger.Info("admin API listening", "addr", ln.Addr().String(), "token", ac.Token != "",
+		"metrics", "http://"+ln.Addr().String()+"/metrics")
+	return nil
+}
+
+// stop stops the admin API, waiting up to 2 s for requests in progress.
+func (o *ops) stop() {
+	if o.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := o.srv.Shutdown(ctx); err != nil {
+		o.logger.Warn("admin API shutdown", "err", err)
+	}
+}
