@@ -56,7 +56,7 @@ func CheckListen(addr, token string) error {
 		}
 	}
 	if !IsLoopback(addr) && token == "" {
-		return fmt.Errorf("%s is not a loopback address: set a bearer token (admin.token / --admin-token-file) or bind to 127.0.0.1", addr)
+		return fmt.Errorf("%s is not a loopback address: set a bearer token (admin.token or admin.token_file) or bind to 127.0.0.1", addr)
 	}
 	return nil
 }

@@ -116,6 +116,9 @@ type adminConfig struct {
 	// Token, when set, is the bearer token every admin request but
 	// /healthz and /readyz must carry.
 	Token string `yaml:"token"`
+	// TokenFile is a file holding the token (trailing newline ignored),
+	// e.g. a systemd credential; give token or token_file, not both.
+	TokenFile string `yaml:"token_file"`
 	// listenSet records that the file or --admin-listen gave Listen.
 	listenSet bool
 }

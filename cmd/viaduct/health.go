@@ -142,7 +142,10 @@ func startHealth(eng *fastpath.Engine, chk *health.Checker) error {
 // checkAdminListen validates the admin section: "" or "off" is off;
 // otherwise an ip:port (or localhost:port), and a token whenever the address
 // is not loopback (the API can drain and disable upstreams).
-func checkAdminListen(ac adminConfig) error {
+func checkAdminListen(ac *adminConfig) error {
+	if err := ac.loadToken(); err != nil {
+		return err
+	}
 	listen := ac.effectiveListen()
 	if admin.Disabled(listen) {
 		return nil

@@ -85,6 +85,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&fc.Balance.Mode, "balance", "", "balancing `mode`: hash (consistent hashing of the key) or round-robin; default hash [balance.mode]")
 	fs.Var(&keys, "key", "`METHOD=RULE`: the key hashed for a method (* for the others): call-id, to-aor, from-uri, ruri-user or header:NAME; repeatable; default REGISTER=to-aor, *=call-id [balance.keys]")
 	fs.StringVar(&fc.Admin.Listen, "admin-listen", "", "TCP `ip:port` of the admin HTTP API (/metrics, /healthz, /readyz, status page, upstream states: drain, disable, enable); off or empty: none; a non-loopback address needs admin.token; default 127.0.0.1:9090 [admin.listen]")
+	fs.StringVar(&fc.Admin.TokenFile, "admin-token-file", "", "`file` holding the admin API's bearer token (a systemd credential, say) [admin.token_file]")
 	fs.StringVar(&fc.Advertise, "advertise", "", "`host[:port]` put in Via and Record-Route; default: the first listen address [advertise]")
 	fs.IntVar(&fc.Workers, "workers", 0, "workers (sockets) per listen address; default GOMAXPROCS [workers]")
 	fs.IntVar(&fc.RecvBuffer, "recv-buffer", 0, "SO_RCVBUF `bytes` per socket; default 4 MiB [recv_buffer]")
@@ -140,6 +141,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		case "admin-listen":
 			merged.Admin.Listen = fc.Admin.Listen
 			merged.Admin.listenSet = true
+		case "admin-token-file":
+			merged.Admin.TokenFile = fc.Admin.TokenFile
+			merged.Admin.Token = ""
 		case "advertise":
 			merged.Advertise = fc.Advertise
 		case "workers":
@@ -173,7 +177,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return 2
 	}
-	if err := checkAdminListen(merged.Admin); err != nil {
+	if err := checkAdminListen(&merged.Admin); err != nil {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return 2
 	}

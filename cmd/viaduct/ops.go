@@ -38,7 +38,7 @@ type ops struct {
 }
 
 // adminKeys are the keys of the admin section.
-var adminKeys = []string{"listen", "token"}
+var adminKeys = []string{"listen", "token", "token_file"}
 
 // UnmarshalYAML decodes the admin section strictly (an unknown key is an
 // error naming its line) and records whether listen was given, so that
@@ -54,7 +54,7 @@ func (a *adminConfig) UnmarshalYAML(n *yaml.Node) error {
 		switch k.Value {
 		case "listen":
 			listenSet = true
-		case "token":
+		case "token", "token_file":
 		default:
 			return fmt.Errorf("line %d: unknown field %s in admin (want %s)", k.Line, k.Value, strings.Join(adminKeys, ", "))
 		}
@@ -66,6 +66,25 @@ func (a *adminConfig) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*a = adminConfig(p)
 	a.listenSet = listenSet
+	return nil
+}
+
+// loadToken reads TokenFile into Token. Errors name the YAML key.
+func (a *adminConfig) loadToken() error {
+	if a.TokenFile == "" {
+		return nil
+	}
+	if a.Token != "" {
+		return &fastpath.FieldError{Field: "admin.token_file", Reason: "give either token or token_file, not both"}
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return &fastpath.FieldError{Field: "admin.token_file", Reason: err.Error()}
+	}
+	a.Token = strings.TrimRight(string(b), "\r\n")
+	if a.Token == "" {
+		return &fastpath.FieldError{Field: "admin.token_file", Reason: a.TokenFile + " is empty"}
+	}
 	return nil
 }
 

@@ -153,3 +153,34 @@ func TestAdminDefaultAddressInUse(t *testing.T) {
 		t.Errorf("explicit busy address: exit %d\n%s", code, stderr.String())
 	}
 }
+
+// The token can come from a file (a systemd credential): it then satisfies
+// the rule that a non-loopback admin address needs a token.
+func TestAdminTokenFile(t *testing.T) {
+	base := "listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\n"
+	tok := writeFile(t, "token", "s3cret\n")
+	empty := writeFile(t, "empty", "\n")
+	for _, c := range []struct {
+		file  string
+		flags []string
+		code  int
+		want  string
+	}{
+		{base + "admin: {listen: \"0.0.0.0:9190\", token_file: " + tok + "}\n", nil, 0, "admin=0.0.0.0:9190\n"},
+		{base + "admin: {listen: \"0.0.0.0:9190\"}\n", []string{"--admin-token-file", tok}, 0, "admin=0.0.0.0:9190\n"},
+		{base + "admin: {listen: \"0.0.0.0:9190\", token: x}\n", []string{"--admin-token-file", tok}, 0, "admin=0.0.0.0:9190\n"},
+		{base + "admin: {listen: \"0.0.0.0:9190\"}\n", nil, 2, "admin.listen: 0.0.0.0:9190 is not a loopback address: set a bearer token"},
+		{base + "admin: {token: x, token_file: " + tok + "}\n", nil, 2, "admin.token_file: give either token or token_file, not both"},
+		{base + "admin: {token_file: " + empty + "}\n", nil, 2, "admin.token_file: " + empty + " is empty"},
+		{base + "admin: {token_file: /nonexistent/token}\n", nil, 2, "admin.token_file: open /nonexistent/token"},
+	} {
+		var stderr syncBuffer
+		args := append([]string{"--config", writeFile(t, "v.yaml", c.file), "--check"}, c.flags...)
+		if code := run(context.Background(), args, &stderr); code != c.code || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%q %v: exit %d, want %d and %q in:\n%s", c.file, c.flags, code, c.code, c.want, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "s3cret") {
+			t.Errorf("the token is printed:\n%s", stderr.String())
+		}
+	}
+}
