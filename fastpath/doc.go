@@ -105,6 +105,18 @@
 // Use it only when any upstream can handle any request (upstreams that
 // share transaction and dialog state, or stateless next hops).
 //
+// # Reload
+//
+// Engine.Update replaces the targets and the key policy while the workers
+// run: the pool is updated in place (targets that remain, by ID, keep their
+// health and admin states and their keys' mapping), and the upstream set
+// and the compiled key policy are published together as one immutable value
+// behind an atomic pointer, which a worker loads once at the start of each
+// request. Nothing on the fast path waits for a reload, allocates because
+// of one, or sees half of one. Listen addresses, workers, buffers, the
+// balancing mode and the secret belong to the sockets and the pool's
+// construction and need a new Engine.
+//
 // # The branch
 //
 // "z9hG4bKvd1" + listen index + 64-bit transaction key + 40-bit loop hash +

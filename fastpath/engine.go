@@ -33,14 +33,17 @@ type LocalResponseHandler func(m *parser.Message, from netip.AddrPort)
 type Engine struct {
 	cfg       Config
 	adv       advertise
-	viaPrefix [][]byte       // per listen index: "Via: SIP/2.0/UDP <sent-by>;branch="
-	rrLine    [][]byte       // per listen index: "Record-Route: <sip:<sent-by>;lr>\r\n"
-	picker    Picker         // Config.Picker; nil: pick from pool
-	pool      *balancer.Pool // the default pool, nil with Config.Picker
-	keys      keyPolicy      // Config.Keys, compiled
-	upstreams map[netip.AddrPort]struct{}
+	viaPrefix [][]byte         // per listen index: "Via: SIP/2.0/UDP <sent-by>;branch="
+	rrLine    [][]byte         // per listen index: "Record-Route: <sip:<sent-by>;lr>\r\n"
+	picker    Picker           // Config.Picker; nil: pick from pool
+	pool      *balancer.Pool   // the default pool, nil with Config.Picker
 	listen    []netip.AddrPort // bound addresses (real ports after Start)
 	log       *slog.Logger
+
+	// route is what a reload replaces (Update): the upstream set and the
+	// key policy, immutable once published, loaded once per request.
+	route    atomic.Pointer[routing]
+	updateMu sync.Mutex // serializes Update
 
 	localHandler atomic.Pointer[LocalResponseHandler]
 	respObserver atomic.Pointer[ResponseObserver]
@@ -66,20 +69,16 @@ func New(cfg Config, logger *slog.Logger) (*Engine, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		cfg:       c,
-		adv:       adv,
-		log:       logger,
-		upstreams: make(map[netip.AddrPort]struct{}, len(c.Upstreams)),
-		listen:    append([]netip.AddrPort(nil), c.Listen...),
+		cfg:    c,
+		adv:    adv,
+		log:    logger,
+		listen: append([]netip.AddrPort(nil), c.Listen...),
 	}
 	for i, l := range e.listen {
 		e.listen[i] = netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
 	}
 	targets := poolTargets(&c)
-	for _, t := range targets {
-		e.upstreams[t.Addr] = struct{}{}
-	}
-	e.keys = compilePolicy(c.Keys)
+	e.route.Store(newRouting(targets, c.Keys))
 	e.picker = c.Picker
 	if e.picker == nil {
 		pool, err := balancer.NewPool(targets, balancer.Options{Mode: c.Balance})
@@ -119,13 +118,22 @@ func (e *Engine) Pool() *balancer.Pool { return e.pool }
 
 // Targets returns the upstream targets as configured (defaults applied,
 // initial states), in configuration order: the pool's targets, or the
-// configured upstreams when Config.Picker was given.
-func (e *Engine) Targets() []balancer.Target { return poolTargets(&e.cfg) }
+// configured upstreams when Config.Picker was given. After an Update they
+// are the targets it installed.
+func (e *Engine) Targets() []balancer.Target {
+	return append([]balancer.Target(nil), e.route.Load().targets...)
+}
+
+// Keys returns the key policy in use: Config.Keys (defaults applied), or
+// the one the last Update installed.
+func (e *Engine) Keys() *balancer.Policy { return e.route.Load().policy }
 
 // Advertise returns the sent-by Viaduct puts in its Via ("host:port").
 func (e *Engine) Advertise() string { return e.adv.sentBy }
 
-// Config returns the configuration in use, with defaults applied.
+// Config returns the configuration the engine was created with, defaults
+// applied. Update does not change it: Targets and Keys return what is in
+// use.
 func (e *Engine) Config() Config { return e.cfg }
 
 // ListenAddrs returns the listen addresses, with the ports the kernel chose
@@ -224,7 +232,36 @@ func (e *Engine) isSelf(host []byte, port int) bool {
 
 // isUpstream reports whether addr is a configured upstream.
 func (e *Engine) isUpstream(addr netip.AddrPort) bool {
-	_, ok := e.upstreams[addr]
+	return e.route.Load().isUpstream(addr)
+}
+
+// routing is the part of an engine's configuration that Update replaces
+// while the workers run. It is immutable once published: a worker loads
+// the current one once per request (one atomic load) and uses it for the
+// whole request, so a request never sees half of a reload.
+type routing struct {
+	targets   []balancer.Target // normalized, in configuration order
+	upstreams map[netip.AddrPort]struct{}
+	policy    *balancer.Policy
+	keys      keyPolicy // policy, compiled
+}
+
+func newRouting(targets []balancer.Target, keys *balancer.Policy) *routing {
+	r := &routing{
+		targets:   targets,
+		upstreams: make(map[netip.AddrPort]struct{}, len(targets)),
+		policy:    keys,
+		keys:      compilePolicy(keys),
+	}
+	for _, t := range targets {
+		r.upstreams[t.Addr] = struct{}{}
+	}
+	return r
+}
+
+// isUpstream reports whether addr is one of r's upstreams.
+func (r *routing) isUpstream(addr netip.AddrPort) bool {
+	_, ok := r.upstreams[addr]
 	return ok
 }
 
@@ -258,9 +295,10 @@ type Worker struct {
 	redits  editList
 	scratch []byte
 	syn     []byte
-	keyBuf  []byte // unescaped URI user parts for key hashing
-	aorBuf  []byte // user@host of an AOR key
-	rr      uint64 // round-robin cursor (balancer.Table.Select)
+	keyBuf  []byte   // unescaped URI user parts for key hashing
+	aorBuf  []byte   // user@host of an AOR key
+	rr      uint64   // round-robin cursor (balancer.Table.Select)
+	rt      *routing // the engine's routing, loaded at the start of each request
 	up      *upCounters
 
 	// socket loop (nil for workers made by NewWorker)
@@ -295,6 +333,7 @@ func (e *Engine) newWorker(listen int) *Worker {
 		keyBuf:  make([]byte, 0, maxKeyUnescape),
 		aorBuf:  make([]byte, 0, 2*maxKeyUnescape),
 		rr:      e.nextCursor.Add(1) - 1,
+		rt:      e.route.Load(),
 		up:      newUpCounters(e.numTargets()),
 	}
 }
@@ -340,7 +379,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.state = 1
 	e.log.Info("fastpath started", "listen", fmt.Sprint(e.listen), "advertise", e.adv.sentBy,
-		"workers_per_listen", e.cfg.Workers, "upstreams", len(e.upstreams), "balance", e.cfg.Balance.String(), "record_route", e.cfg.RecordRoute,
+		"workers_per_listen", e.cfg.Workers, "upstreams", len(e.route.Load().targets), "balance", e.cfg.Balance.String(), "record_route", e.cfg.RecordRoute,
 		"max_message_size", e.cfg.MaxMessageSize, "batch", e.cfg.Batch,
 		"recv_buffer", e.conns[0][0].RecvBufferSize(), "send_buffer", e.conns[0][0].SendBufferSize())
 	return nil

@@ -239,6 +239,7 @@ func (w *Worker) removeRoute(r *routeInfo) {
 func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Output) Action {
 	m := &w.m
 	e := w.e
+	w.rt = e.route.Load() // one reload generation for the whole request
 	meth := m.MethodID()
 	w.c.method(meth)
 	if tooBig {
@@ -314,7 +315,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 
 	// Destination.
 	dest, ok := netip.AddrPort{}, false
-	if e.isUpstream(from) {
+	if w.rt.isUpstream(from) {
 		if remaining > 0 {
 			next := rs.first
 			if removedFirst {

@@ -165,7 +165,7 @@ func (w *Worker) pick(to *parser.NameAddr, inDialog bool) (dest netip.AddrPort, 
 // that key (counted in Stats.KeyFallbacks). to is the parsed To header.
 func (w *Worker) keyHash(to *parser.NameAddr) uint64 {
 	m := &w.m
-	r := w.e.keys.rule(m)
+	r := w.rt.keys.rule(m)
 	var (
 		h  uint64
 		ok bool
