@@ -447,19 +447,23 @@ viaduct_pool_selectable_targets{requests="new_dialog"} 2
 		t.Errorf("after probing: %v", err)
 	}
 
-	// Probe counters and histograms match the checker's status taken
-	// right after (probes are every 100 ms: allow one more).
+	// Probe counters and histograms match the checker's status exactly
+	// once the checker is stopped (nothing moves any more).
+	chk.Close()
 	probes := gatherOne(t, col, "viaduct_upstream_probes_total")
 	fails := gatherOne(t, col, "viaduct_upstream_probe_failures_total")
 	rtt := gatherOne(t, col, "viaduct_upstream_probe_rtt_seconds")
 	st := chk.Status()
 	for i, s := range st {
 		u := `upstream="` + s.ID + `"`
-		if p := probes[u]; p < 1 || p > float64(s.ProbesSent) || p < float64(s.ProbesSent)-1 {
+		if p := probes[u]; p < 1 || p != float64(s.ProbesSent) {
 			t.Errorf("%s: %v probes exported, status says %d", s.ID, p, s.ProbesSent)
 		}
-		if n := rtt[u]; n > float64(s.RTTHist.Count) || n < float64(s.RTTHist.Count)-1 {
+		if n := rtt[u]; n != float64(s.RTTHist.Count) {
 			t.Errorf("%s: %v RTT samples exported, status says %d", s.ID, n, s.RTTHist.Count)
+		}
+		if to := fails[`cause="timeout",`+u]; to != float64(s.ProbeTimeouts) {
+			t.Errorf("%s: %v timeouts exported, status says %d", s.ID, to, s.ProbeTimeouts)
 		}
 		to := fails[`cause="timeout",`+u]
 		if i < 2 && (to != 0 || rtt[u] < 2) {
