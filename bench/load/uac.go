@@ -412,7 +412,11 @@ func (s *uacSource) run() {
 
 		wake := s.now + int64(maxIdle)
 		if s.quota > 0 && len(s.free) > 0 {
-			wake = min(wake, s.quantize(s.pacer.Next()))
+			if nx := s.pacer.Next(); nx <= s.gridFloor(s.now) {
+				wake = s.now // calls still owed (more than one batch was due)
+			} else {
+				wake = min(wake, s.quantize(nx))
+			}
 		}
 		wake = min(wake, s.wheel.nextDeadline())
 		if wake <= s.now {
