@@ -34,10 +34,14 @@ PAUSE=${PAUSE:-1}                  # seconds between steps
 ROUNDS=${ROUNDS:-2}                # ramps per tool, alternating; the best of each counts
 PORT_BASE=${PORT_BASE:-35060}      # sipp uas, sipp uac, viaduct-load uas
 SIPP=${SIPP:-sipp}
-# Extra sipp options for both sipp processes. By default sipp gets the same
-# 16 MiB socket buffers viaduct-load uses (sipp's own default is 64 KiB),
-# so a scheduling hiccup costs neither tool datagrams.
-SIPP_ARGS=${SIPP_ARGS:--buff_size 16777216}
+# Extra options for both sipp processes (default none: sipp as the issue
+# names it). For example SIPP_ARGS="-buff_size 16777216" gives sipp the
+# 16 MiB socket buffers viaduct-load uses (sipp's default is 64 KiB).
+SIPP_ARGS=${SIPP_ARGS:-}
+# Extra options for both viaduct-load processes. By default each uses one
+# core, as each sipp process is one thread: two processes sharing a small
+# machine then do not also compete inside each runtime's scheduler.
+VL_ARGS=${VL_ARGS:---concurrency 1}
 
 command -v "$SIPP" >/dev/null || { echo "sipp not found (install sip-tester)" >&2; exit 2; }
 work=$(mktemp -d)
@@ -53,6 +57,7 @@ go build -o "$work/viaduct-load" ./cmd/viaduct-load
 
 echo "machine: $(nproc) cores; load at start:$(uptime | sed 's/.*load average/ load average/')"
 echo "criteria: failures <= $MAXFAIL, steps of ${STEP}s, start $START/s, growth x$GROWTH, precision $PRECISION"
+echo "sipp options: ${SIPP_ARGS:-(defaults)}; viaduct-load options: ${VL_ARGS:-(defaults)}"
 
 # csv_col FILE NAME: value of column NAME on the last line of a sipp stat CSV.
 csv_col() {
@@ -130,11 +135,13 @@ sipp_max() {
 # sets RAMP_MAX.
 vl_max() {
 	local pid
-	"$work/viaduct-load" uas --listen "127.0.0.1:$((PORT_BASE + 2))" --quiet >"$work/vl-uas.log" 2>&1 &
+	# shellcheck disable=SC2086
+	"$work/viaduct-load" uas --listen "127.0.0.1:$((PORT_BASE + 2))" --quiet $VL_ARGS >"$work/vl-uas.log" 2>&1 &
 	pid=$!
 	pids+=("$pid")
 	sleep 0.5
-	"$work/viaduct-load" uac --target "127.0.0.1:$((PORT_BASE + 2))" --find-max --find-start "$START" \
+	# shellcheck disable=SC2086
+	"$work/viaduct-load" uac --target "127.0.0.1:$((PORT_BASE + 2))" --find-max --find-start "$START" $VL_ARGS \
 		--find-step "${STEP}s" --find-growth "$GROWTH" --find-precision "$PRECISION" --max-fail "$MAXFAIL" \
 		--quiet --json "$work/vl.json" >"$work/vl.out" 2>"$work/vl.err" || true
 	sed 's/\r//; s/\x1b\[K//' "$work/vl.err" | grep '^find-max' | sed 's/^find-max/viaduct-load/' >&2 || true
