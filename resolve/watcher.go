@@ -471,9 +471,12 @@ func sameTargets(a, b []Target) bool {
 // logChange logs the targets added and removed by a newly applied answer,
 // and the duplicates left out of it.
 func (w *Watcher) logChange(old []Target, r result) {
-	w.changes.Add(1)
+	first := w.changes.Add(1) == 1
 	for _, d := range r.dups {
 		w.log.Warn("upstream listed twice; the first occurrence is used", "target", d)
+	}
+	if first {
+		return // the initial list: the caller describes it
 	}
 	was := map[string]bool{}
 	for _, t := range old {

@@ -11,10 +11,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/resolve"
 	"gopkg.in/yaml.v3"
 )
 
@@ -45,6 +47,12 @@ type fileConfig struct {
 	Health         *health.Settings           `yaml:"health"`
 	UpstreamHealth map[string]health.Settings `yaml:"upstream_health"`
 	Admin          adminConfig                `yaml:"admin"`
+
+	// DNS configures the resolution of host-name and SRV upstreams;
+	// ShutdownDrain is how long Viaduct keeps forwarding after SIGTERM
+	// (nil: defaultShutdownDrain). See upstreams.go and reload.go.
+	DNS           dnsConfig      `yaml:"dns"`
+	ShutdownDrain *time.Duration `yaml:"shutdown_drain"`
 }
 
 // upstreamEntry is one entry of the upstreams list: "ip:port", or a mapping
@@ -142,11 +150,17 @@ func (e *configError) Unwrap() error { return e.err }
 // readConfigFile decodes a YAML file strictly: unknown keys, duplicate keys,
 // wrong types and a second document are errors naming the line.
 func readConfigFile(path string) (fileConfig, error) {
-	var fc fileConfig
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fc, &configError{file: path, err: err}
+		return fileConfig{}, &configError{file: path, err: err}
 	}
+	return parseConfig(path, b)
+}
+
+// parseConfig decodes the contents b of the file path as readConfigFile
+// does.
+func parseConfig(path string, b []byte) (fileConfig, error) {
+	var fc fileConfig
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil {
@@ -185,8 +199,16 @@ func cleanYAMLError(err error) error {
 }
 
 // toEngineConfig checks the addresses and turns the file's settings into a
-// fastpath.Config. Errors name the YAML key (and index).
-func (fc *fileConfig) toEngineConfig() (fastpath.Config, error) {
+// fastpath.Config, for an upstreams list without DNS names. Errors name the
+// YAML key (and index).
+func (fc *fileConfig) toEngineConfig() (fastpath.Config, error) { return fc.engineConfig(nil) }
+
+// engineConfig is toEngineConfig with the upstream targets as resolved
+// (resolve.Watcher); nil means the list has addresses only.
+func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, error) {
+	if err := fc.checkOps(); err != nil {
+		return fastpath.Config{}, err
+	}
 	cfg := fastpath.Config{
 		Advertise:      fc.Advertise,
 		Workers:        fc.Workers,
@@ -203,7 +225,16 @@ func (fc *fileConfig) toEngineConfig() (fastpath.Config, error) {
 		}
 		cfg.Listen = append(cfg.Listen, a)
 	}
-	if err := fc.balanceSettings(&cfg); err != nil {
+	if resolved == nil {
+		srcs, err := fc.upstreamSources()
+		if err != nil {
+			return cfg, err
+		}
+		if resolved, err = staticTargets(srcs); err != nil {
+			return cfg, err
+		}
+	}
+	if err := fc.balanceSettings(&cfg, resolved); err != nil {
 		return cfg, err
 	}
 	if fc.Secret != "" && fc.SecretFile != "" {
@@ -229,8 +260,13 @@ func (fc *fileConfig) toEngineConfig() (fastpath.Config, error) {
 		var i int
 		var rest string
 		if errors.As(err, &fe) {
-			if n, _ := fmt.Sscanf(fe.Field, "upstreams[%d]%s", &i, &rest); n == 2 && rest == ".address" && i < len(fc.Upstreams) {
-				return cfg, &fastpath.FieldError{Field: fc.Upstreams[i].addressField(i), Reason: fe.Reason}
+			// Target i came from entry resolved[i].Source.
+			if n, _ := fmt.Sscanf(fe.Field, "upstreams[%d]%s", &i, &rest); n == 2 && i >= 0 && i < len(resolved) {
+				e := resolved[i].Source
+				if rest == ".address" && e < len(fc.Upstreams) {
+					return cfg, &fastpath.FieldError{Field: fc.Upstreams[e].addressField(e), Reason: fe.Reason}
+				}
+				return cfg, &fastpath.FieldError{Field: fmt.Sprintf("upstreams[%d]%s", e, rest), Reason: fe.Reason}
 			}
 		}
 		return cfg, err
@@ -238,29 +274,12 @@ func (fc *fileConfig) toEngineConfig() (fastpath.Config, error) {
 	return cfg, nil
 }
 
-// balanceSettings fills the upstream targets, the balancing mode and the
-// key policy of cfg. A plain "ip:port" entry is a target with weight 1,
-// priority 0 and the default ID; errors name the entry's field
-// ("upstreams[1].weight").
-func (fc *fileConfig) balanceSettings(cfg *fastpath.Config) error {
-	for i, u := range fc.Upstreams {
-		f := fmt.Sprintf("upstreams[%d]", i)
-		if u.Address == "" {
-			return &fastpath.FieldError{Field: f + ".address", Reason: "required"}
-		}
-		a, err := parseAddrPort(u.Address)
-		if err != nil {
-			return &fastpath.FieldError{Field: u.addressField(i), Reason: err.Error()}
-		}
-		t := balancer.Target{ID: u.ID, Addr: a, Transport: "udp", Weight: balancer.DefaultWeight, Priority: u.Priority}
-		if u.Weight != nil {
-			if *u.Weight < 1 || *u.Weight > balancer.MaxWeight {
-				return &fastpath.FieldError{Field: f + ".weight", Reason: fmt.Sprintf("must be 1..%d, got %d (to send an upstream nothing, drain or disable it)", balancer.MaxWeight, *u.Weight)}
-			}
-			t.Weight = *u.Weight
-		}
-		cfg.Targets = append(cfg.Targets, t)
-	}
+// balanceSettings fills the upstream targets (from the upstreams list as
+// resolved: a plain "ip:port" entry is a target with weight 1, priority 0
+// and the default ID), the balancing mode and the key policy of cfg.
+// Errors name the field ("balance.keys").
+func (fc *fileConfig) balanceSettings(cfg *fastpath.Config, resolved []resolve.Target) error {
+	cfg.Targets = resolve.BalancerTargets(resolved)
 	mode, err := balancer.ParseMode(fc.Balance.Mode)
 	if err != nil {
 		return &fastpath.FieldError{Field: "balance.mode", Reason: fmt.Sprintf("%q: want hash or round-robin", fc.Balance.Mode)}

@@ -128,7 +128,7 @@ func waitBound(t *testing.T, addr netip.AddrPort, p *proc) {
 func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 	bin := viaductBinary(t)
 	addr := freePort(t)
-	p := start(t, t.TempDir(), bin, "--listen", addr.String(), "--upstream", "127.0.0.1:9", "--log-level", "debug", "--admin-listen", "off")
+	p := start(t, t.TempDir(), bin, "--listen", addr.String(), "--upstream", "127.0.0.1:9", "--log-level", "debug", "--admin-listen", "off", "--shutdown-drain", "0")
 	if got := options(t, addr); got != "SIP/2.0 200 OK" {
 		t.Fatalf("keepalive answer %q; log:\n%s", got, p.out.String())
 	}
@@ -220,7 +220,7 @@ func TestSIPpThroughViaduct(t *testing.T) {
 		waitBound(t, a, p)
 		uas = append(uas, p)
 	}
-	v := start(t, dir, bin, "--listen", proxy.String(), "--upstream", uas1.String(), "--upstream", uas2.String(), "--workers", "2", "--admin-listen", "off")
+	v := start(t, dir, bin, "--listen", proxy.String(), "--upstream", uas1.String(), "--upstream", uas2.String(), "--workers", "2", "--admin-listen", "off", "--shutdown-drain", "0")
 	waitBound(t, proxy, v)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -280,7 +280,7 @@ func startViaduct(t *testing.T, cfg string) (netip.AddrPort, *proc) {
 	if err := os.WriteFile(path, []byte(fmt.Sprintf("listen: [\"%s\"]\n%s", proxy, cfg)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := start(t, dir, bin, "--config", path)
+	p := start(t, dir, bin, "--config", path, "--shutdown-drain", "0")
 	waitBound(t, proxy, p)
 	return proxy, p
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/resolve"
 )
 
 // toHealthConfig builds the health checker's configuration for the
@@ -20,9 +21,14 @@ import (
 // (so the admin API, the logs and the pool name targets alike), with the
 // health section's settings and its upstream_health overrides. Without a
 // health section nothing is probed unless an override says never_probe:
-// false. It also returns, per target index, the upstream_health key that
-// configured it (for error messages). Errors name the YAML key.
-func (fc *fileConfig) toHealthConfig(targets []balancer.Target) (health.Config, []string, error) {
+// false. srcOf gives the upstreams entry each target came from (nil: target
+// i is entry i). An upstream_health key names an entry written as an
+// address, by its ID or address, or an entry written as a DNS name, by
+// that name as written: its settings then apply to every address the name
+// resolves to, now and after each refresh. It also returns, per target
+// index, the upstream_health key that configured it (for error messages).
+// Errors name the YAML key.
+func (fc *fileConfig) toHealthConfig(targets []balancer.Target, srcOf []int) (health.Config, []string, error) {
 	var hc health.Config
 	if fc.Health != nil {
 		hc.Settings = *fc.Health
@@ -32,11 +38,31 @@ func (fc *fileConfig) toHealthConfig(targets []balancer.Target) (health.Config, 
 		off := true
 		hc.Settings.NeverProbe = &off
 	}
+	// DNS entries, by their name as written.
+	byName := map[string]int{}
+	isDNS := make([]bool, len(fc.Upstreams))
+	for e, u := range fc.Upstreams {
+		if src, err := resolve.ParseSource(u.Address); err == nil && src.IsDNS() {
+			isDNS[e] = true
+			byName[strings.ToLower(strings.TrimSpace(u.Address))] = e
+		}
+	}
+	entry := func(i int) int {
+		if srcOf == nil {
+			return i
+		}
+		return srcOf[i]
+	}
 	byID := make(map[string]int, len(targets))
 	byAddr := make(map[netip.AddrPort]int, len(targets))
+	fromEntry := map[int][]int{}
 	for i, t := range targets {
-		byID[t.ID] = i
-		byAddr[t.Addr] = i
+		e := entry(i)
+		fromEntry[e] = append(fromEntry[e], i)
+		if e >= len(isDNS) || !isDNS[e] {
+			byID[t.ID] = i
+			byAddr[t.Addr] = i
+		}
 		hc.Targets = append(hc.Targets, health.Target{ID: t.ID, Addr: t.Addr, Transport: t.Transport})
 	}
 	keys := make([]string, 0, len(fc.UpstreamHealth))
@@ -47,26 +73,35 @@ func (fc *fileConfig) toHealthConfig(targets []balancer.Target) (health.Config, 
 	keyOf := make([]string, len(targets))
 	for _, key := range keys {
 		field := fmt.Sprintf("upstream_health[%q]", key)
-		i, err := resolveTarget(key, byID, byAddr)
-		if err != nil {
-			return hc, nil, &fastpath.FieldError{Field: field, Reason: err.Error()}
+		var idx []int
+		if e, ok := byName[strings.ToLower(key)]; ok {
+			idx = fromEntry[e] // may be empty while the name does not resolve
+		} else {
+			i, err := resolveTarget(key, byID, byAddr, byName)
+			if err != nil {
+				return hc, nil, &fastpath.FieldError{Field: field, Reason: err.Error()}
+			}
+			idx = []int{i}
 		}
-		if keyOf[i] != "" {
-			return hc, nil, &fastpath.FieldError{Field: field, Reason: fmt.Sprintf("names the same upstream as upstream_health[%q]", keyOf[i])}
-		}
-		keyOf[i] = key
 		s := fc.UpstreamHealth[key]
 		if err := s.Validate(); err != nil {
 			return hc, nil, healthFieldError(field+".", err)
 		}
-		hc.Targets[i].Settings = s
+		for _, i := range idx {
+			if keyOf[i] != "" {
+				return hc, nil, &fastpath.FieldError{Field: field, Reason: fmt.Sprintf("names the same upstream as upstream_health[%q]", keyOf[i])}
+			}
+			keyOf[i] = key
+			hc.Targets[i].Settings = s
+		}
 	}
 	return hc, keyOf, nil
 }
 
 // resolveTarget finds the target an upstream_health key names: by ID
-// first, else by address ("ip:port").
-func resolveTarget(key string, byID map[string]int, byAddr map[netip.AddrPort]int) (int, error) {
+// first, else by address ("ip:port"). names lists the DNS names of the
+// upstreams, for the error message.
+func resolveTarget(key string, byID map[string]int, byAddr map[netip.AddrPort]int, names map[string]int) (int, error) {
 	i, isID := byID[key]
 	a, err := netip.ParseAddrPort(key)
 	j, isAddr := -1, false
@@ -86,7 +121,15 @@ func resolveTarget(key string, byID map[string]int, byAddr map[netip.AddrPort]in
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	return 0, fmt.Errorf("not the id or address of an upstream (ids: %s)", strings.Join(ids, ", "))
+	if len(names) == 0 {
+		return 0, fmt.Errorf("not the id or address of an upstream (ids: %s)", strings.Join(ids, ", "))
+	}
+	ns := make([]string, 0, len(names))
+	for n := range names {
+		ns = append(ns, n)
+	}
+	sort.Strings(ns)
+	return 0, fmt.Errorf("not the id or address of an upstream, nor the DNS name of one (ids: %s; names: %s)", strings.Join(ids, ", "), strings.Join(ns, ", "))
 }
 
 // healthFieldError turns a *health.FieldError into a *fastpath.FieldError
@@ -103,32 +146,40 @@ func healthFieldError(prefix string, err error) error {
 // over the engine (transport) and its pool (state sink), for the engine's
 // targets.
 func newChecker(fc *fileConfig, eng *fastpath.Engine, logger *slog.Logger) (*health.Checker, error) {
+	return newCheckerFor(fc, eng, nil, logger)
+}
+
+// newCheckerFor is newChecker for targets that came from the upstreams
+// entries srcOf names (nil: target i from entry i).
+func newCheckerFor(fc *fileConfig, eng *fastpath.Engine, srcOf []int, logger *slog.Logger) (*health.Checker, error) {
 	targets := eng.Targets()
-	hc, keyOf, err := fc.toHealthConfig(targets)
+	hc, keyOf, err := fc.toHealthConfig(targets, srcOf)
 	if err != nil {
 		return nil, err
 	}
 	chk, err := health.New(hc, eng, eng.Pool(), logger)
-	if err != nil {
-		var fe *health.FieldError
-		if errors.As(err, &fe) {
-			// "targets[i].health.x" is upstream_health["KEY"].x for the
-			// user; a pool-level field is already "health.x".
-			field := fe.Field
-			var i int
-			var rest string
-			if n, _ := fmt.Sscanf(field, "targets[%d].health.%s", &i, &rest); n == 2 && i >= 0 && i < len(targets) {
-				key := keyOf[i]
-				if key == "" {
-					key = targets[i].ID
-				}
-				field = fmt.Sprintf("upstream_health[%q].%s", key, rest)
-			}
-			return nil, &fastpath.FieldError{Field: field, Reason: fe.Reason}
-		}
-		return nil, err
+	return chk, healthConfigError(err, targets, keyOf)
+}
+
+// healthConfigError turns an error of health.New or Checker.Update into
+// one naming the YAML key: "targets[i].health.x" is upstream_health["KEY"].x
+// for the user; a pool-level field is already "health.x".
+func healthConfigError(err error, targets []balancer.Target, keyOf []string) error {
+	var fe *health.FieldError
+	if !errors.As(err, &fe) {
+		return err
 	}
-	return chk, nil
+	field := fe.Field
+	var i int
+	var rest string
+	if n, _ := fmt.Sscanf(field, "targets[%d].health.%s", &i, &rest); n == 2 && i >= 0 && i < len(targets) {
+		key := keyOf[i]
+		if key == "" {
+			key = targets[i].ID
+		}
+		field = fmt.Sprintf("upstream_health[%q].%s", key, rest)
+	}
+	return &fastpath.FieldError{Field: field, Reason: fe.Reason}
 }
 
 // startHealth hooks the checker into the running engine (probe replies and

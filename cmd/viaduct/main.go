@@ -10,9 +10,12 @@
 // token only in the file); a flag given on the command line overrides the
 // file's value, and a list flag (--listen, --upstream, --key) replaces the
 // file's whole list. Unknown YAML keys and invalid values are refused at
-// start with the key and the reason. SIGINT and SIGTERM stop Viaduct
-// cleanly: the admin API and the health checks stop, the sockets are
-// closed, the workers finish their batch, and the counters are logged.
+// start with the key and the reason. SIGHUP (or POST /api/v1/reload)
+// reloads the configuration file (see reload.go). SIGTERM drains: /readyz
+// turns 503 and Viaduct keeps forwarding for shutdown_drain, then stops;
+// SIGINT (or a second SIGTERM) stops at once. Stopping is clean: the admin
+// API and the health checks stop, the sockets are closed, the workers
+// finish their batch, and the counters are logged.
 package main
 
 import (
@@ -33,11 +36,14 @@ import (
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/resolve"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	code := runWith(ctx, os.Args[1:], os.Stderr, sigs)
 	stop()
 	os.Exit(code)
 }
@@ -70,6 +76,12 @@ file, and --listen / --upstream / --key replace the file's list):
 // blocks until ctx is done. It returns the exit code: 0 after a clean stop,
 // 2 for a usage or configuration error, 1 for a runtime error.
 func run(ctx context.Context, args []string, stderr io.Writer) int {
+	return runWith(ctx, args, stderr, nil)
+}
+
+// runWith is run with the process's signals: SIGHUP reloads, SIGTERM
+// drains and stops (reload.go).
+func runWith(ctx context.Context, args []string, stderr io.Writer, sigs <-chan os.Signal) int {
 	fs := flag.NewFlagSet("viaduct", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -96,6 +108,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&fc.SecretFile, "secret-file", "", "file holding the branch MAC secret (>= 16 bytes); default: random at start [secret_file]")
 	fs.StringVar(&fc.LogFormat, "log-format", "", "log format: text or json; default text [log_format]")
 	fs.StringVar(&fc.LogLevel, "log-level", "", "log level: debug, info, warn, error; default info [log_level]")
+	drainFlag := fs.Duration("shutdown-drain", defaultShutdownDrain, "after SIGTERM, keep forwarding this long with /readyz false, then stop; 0: stop at once [shutdown_drain]")
+	fs.DurationVar(&fc.DNS.Refresh, "dns-refresh", resolve.DefaultInterval, "how often host-name and SRV upstreams are resolved again [dns.refresh]")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageText)
 		fs.PrintDefaults()
@@ -121,58 +135,62 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 		merged = f
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "listen":
-			merged.Listen = listen
-		case "upstream":
-			merged.Upstreams = nil
-			for _, u := range upstreams {
-				merged.Upstreams = append(merged.Upstreams, upstreamEntry{Address: u})
+	// The flags also apply over the file a reload reads.
+	overlay := func(merged *fileConfig) {
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "listen":
+				merged.Listen = listen
+			case "upstream":
+				merged.Upstreams = nil
+				for _, u := range upstreams {
+					merged.Upstreams = append(merged.Upstreams, upstreamEntry{Address: u})
+				}
+			case "balance":
+				merged.Balance.Mode = fc.Balance.Mode
+			case "key":
+				merged.Balance.Keys = map[string]string{}
+				for _, kv := range keys {
+					m, r, _ := strings.Cut(kv, "=")
+					merged.Balance.Keys[strings.TrimSpace(m)] = strings.TrimSpace(r)
+				}
+			case "admin-listen":
+				merged.Admin.Listen = fc.Admin.Listen
+				merged.Admin.listenSet = true
+			case "admin-token-file":
+				merged.Admin.TokenFile = fc.Admin.TokenFile
+				merged.Admin.Token = ""
+			case "advertise":
+				merged.Advertise = fc.Advertise
+			case "workers":
+				merged.Workers = fc.Workers
+			case "recv-buffer":
+				merged.RecvBuffer = fc.RecvBuffer
+			case "send-buffer":
+				merged.SendBuffer = fc.SendBuffer
+			case "batch":
+				merged.Batch = fc.Batch
+			case "record-route":
+				merged.RecordRoute = fc.RecordRoute
+			case "max-message-size":
+				merged.MaxMessageSize = fc.MaxMessageSize
+			case "secret-file":
+				merged.SecretFile = fc.SecretFile
+				merged.Secret = ""
+			case "log-format":
+				merged.LogFormat = fc.LogFormat
+			case "log-level":
+				merged.LogLevel = fc.LogLevel
+			case "shutdown-drain":
+				d := *drainFlag
+				merged.ShutdownDrain = &d
+			case "dns-refresh":
+				merged.DNS.Refresh = fc.DNS.Refresh
 			}
-		case "balance":
-			merged.Balance.Mode = fc.Balance.Mode
-		case "key":
-			merged.Balance.Keys = map[string]string{}
-			for _, kv := range keys {
-				m, r, _ := strings.Cut(kv, "=")
-				merged.Balance.Keys[strings.TrimSpace(m)] = strings.TrimSpace(r)
-			}
-		case "admin-listen":
-			merged.Admin.Listen = fc.Admin.Listen
-			merged.Admin.listenSet = true
-		case "admin-token-file":
-			merged.Admin.TokenFile = fc.Admin.TokenFile
-			merged.Admin.Token = ""
-		case "advertise":
-			merged.Advertise = fc.Advertise
-		case "workers":
-			merged.Workers = fc.Workers
-		case "recv-buffer":
-			merged.RecvBuffer = fc.RecvBuffer
-		case "send-buffer":
-			merged.SendBuffer = fc.SendBuffer
-		case "batch":
-			merged.Batch = fc.Batch
-		case "record-route":
-			merged.RecordRoute = fc.RecordRoute
-		case "max-message-size":
-			merged.MaxMessageSize = fc.MaxMessageSize
-		case "secret-file":
-			merged.SecretFile = fc.SecretFile
-			merged.Secret = ""
-		case "log-format":
-			merged.LogFormat = fc.LogFormat
-		case "log-level":
-			merged.LogLevel = fc.LogLevel
-		}
-	})
-	logger, err := newLogger(stderr, merged.LogFormat, merged.LogLevel)
-	if err != nil {
-		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
-		return 2
+		})
 	}
-	cfg, err := merged.toEngineConfig()
+	overlay(&merged)
+	logger, err := newLogger(stderr, merged.LogFormat, merged.LogLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return 2
@@ -181,21 +199,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return 2
 	}
-	eng, err := fastpath.New(cfg, logger)
+	eng, chk, dns, err := startUpstreams(ctx, &merged, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
-		return 2
+		return errorExitCode(err)
 	}
-	chk, err := newChecker(&merged, eng, logger)
-	if err != nil {
-		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
-		return 2
-	}
+	secret := merged.Secret != "" || merged.SecretFile != ""
 	if *check {
-		printCheck(stderr, eng, chk, merged.Admin, cfg.Secret != nil)
+		printCheck(stderr, eng, chk, merged.Admin, secret)
 		return 0
 	}
-	if cfg.Secret == nil {
+	if !secret {
 		logger.Warn("no secret configured: using a random one; responses to requests forwarded by another instance or before a restart will be dropped")
 	}
 	if eng.Config().Balance == balancer.ModeRoundRobin {
@@ -219,7 +233,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		eng.Close()
 		return 1
 	}
-	<-ctx.Done()
+	rt := &runtime{path: *configPath, overlay: overlay, logger: logger, eng: eng, chk: chk, dns: dns, op: op, boot: &merged}
+	rt.cur.Store(&merged)
+	if op.handler != nil {
+		op.handler.Handle("POST /api/v1/reload", rt.reloadHandler(ctx))
+	}
+	describeDNS(logger, &merged, dns)
+	dnsCtx, stopDNS := context.WithCancel(ctx)
+	dnsDone := rt.runDNS(dnsCtx)
+	rt.serve(ctx, sigs)
+	stopDNS()
+	<-dnsDone
 	logger.Info("stopping")
 	op.ready.SetShuttingDown()
 	op.stop()

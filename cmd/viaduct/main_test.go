@@ -145,9 +145,15 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nworkers: two\n", "line 3: cannot unmarshal"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nlisten: [127.0.0.1:5061]\n", "already defined"},
 		{"listen: [127.0.0.1]\nupstreams: [127.0.0.1:5071]\n", `listen[0]: "127.0.0.1" is not an ip:port`},
-		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071, sip.example.com:5060]\n", `upstreams[1]: "sip.example.com:5060" is not an ip:port`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071, 'bad host!']\n", `upstreams[1]: "bad host!": character ' ' not allowed in a host name`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071, sip.example.com:0]\n", `upstreams[1]: "sip.example.com:0": port "0" is not a number in 1..65535`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: _sip._tcp.example.com}]\n", `upstreams[0].address: _sip._tcp.example.com is a tcp SRV name`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: _sip._udp.example.com, weight: 2}]\n", `upstreams[0].weight: not allowed for an SRV name`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: sip.example.com, id: a}]\n", `upstreams[0].id: not allowed for the DNS name sip.example.com`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nshutdown_drain: -1s\n", `shutdown_drain: must be 0 (stop at once) to 10m0s, got -1s`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\ndns: {refresh: 1ms}\n", `dns.refresh: must be at least 100ms, got 1ms`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071, 127.0.0.1:5071]\n", "upstreams[1]: duplicate of upstreams[0]"},
-		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:0]\n", "upstreams[0]: not a valid ip:port with a non-zero port"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:0]\n", `upstreams[0]: "127.0.0.1:0": port 0`},
 		{"listen: [127.0.0.1:5060]\n", "upstreams: at least one upstream is required"},
 		{"upstreams: [127.0.0.1:5071]\n", "listen: at least one listen address is required"},
 		{"listen: [0.0.0.0:5060]\nupstreams: [127.0.0.1:5071]\n", "advertise: required when listen[0] is the unspecified address"},
@@ -167,7 +173,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071, {address: 127.0.0.1:5072, weight: 0}]\n", "upstreams[1].weight: must be 1..1000, got 0"},
 		{"listen: [127.0.0.1:5060]\nupstreams:\n  - address: 127.0.0.1:5071\n    wieght: 2\n", "line 4: unknown field wieght in an upstreams entry"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{weight: 2}]\n", "upstreams[0].address: required"},
-		{"listen: [127.0.0.1:5060]\nupstreams: [{address: nope}]\n", `upstreams[0].address: "nope" is not an ip:port`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 'no/pe'}]\n", `upstreams[0].address: "no/pe": character '/' not allowed`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, weight: two}]\n", "cannot unmarshal"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, priority: -1}]\n", "upstreams[0].priority: must be 0..65535, got -1"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, id: a}, {address: 127.0.0.1:5072, id: a}]\n", `upstreams[1].id: "a" is also the id of upstreams[0]`},
@@ -208,8 +214,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	}
 	// The same check applies to flags.
 	var stderr bytes.Buffer
-	if code := run(context.Background(), []string{"--listen", "127.0.0.1:5060", "--upstream", "nope", "--check"}, &stderr); code != 2 ||
-		!strings.Contains(stderr.String(), `upstreams[0]: "nope" is not an ip:port`) {
+	if code := run(context.Background(), []string{"--listen", "127.0.0.1:5060", "--upstream", "no/pe", "--check"}, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), `upstreams[0]: "no/pe": character '/' not allowed`) {
 		t.Errorf("bad --upstream: exit %d, %q", code, stderr.String())
 	}
 	stderr.Reset()
