@@ -15,6 +15,13 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/resolve/resolvetest"
+)
+
+var (
+	a    = resolvetest.A
+	aaaa = resolvetest.AAAA
+	srv  = resolvetest.SRV
 )
 
 func TestParseSource(t *testing.T) {
@@ -96,10 +103,10 @@ func TestSRVWeights(t *testing.T) {
 }
 
 // newTestWatcher returns a watcher resolving through s, logging into buf.
-func newTestWatcher(t *testing.T, s *dnsServer, cfg Config) (*Watcher, *syncBuffer) {
+func newTestWatcher(t *testing.T, s *resolvetest.Server, cfg Config) (*Watcher, *syncBuffer) {
 	t.Helper()
 	var buf syncBuffer
-	cfg.Resolver = s.resolver()
+	cfg.Resolver = s.Resolver()
 	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 2 * time.Second
@@ -175,8 +182,8 @@ func (c *capture) apply(ts []Target) error {
 }
 
 func TestHostNameTwoARecords(t *testing.T) {
-	s := newDNSServer(t)
-	s.set("sip.test", a("127.0.1.2"), a("127.0.1.1"), aaaa("::1"))
+	s := resolvetest.NewServer(t)
+	s.Set("sip.test", a("127.0.1.2"), a("127.0.1.1"), aaaa("::1"))
 	w, _ := newTestWatcher(t, s, Config{Network: "ip4"})
 	src := mustSources(t, "sip.test:5070")
 	src[0].Weight, src[0].Priority = 3, 1
@@ -211,16 +218,16 @@ func TestHostNameTwoARecords(t *testing.T) {
 }
 
 func TestSRVPrioritiesAndWeights(t *testing.T) {
-	s := newDNSServer(t)
-	s.set("_sip._udp.svc.test",
+	s := resolvetest.NewServer(t)
+	s.Set("_sip._udp.svc.test",
 		srv(10, 60, 5070, "a.svc.test."),
 		srv(10, 40, 5080, "b.svc.test."),
 		srv(20, 0, 5090, "c.svc.test."),
 		srv(30, 5, 5099, "."), // service not available: no target
 	)
-	s.set("a.svc.test", a("127.0.2.1"))
-	s.set("b.svc.test", a("127.0.2.2"), a("127.0.2.3")) // the record's weight is split
-	s.set("c.svc.test", a("127.0.2.4"), aaaa("::1"))
+	s.Set("a.svc.test", a("127.0.2.1"))
+	s.Set("b.svc.test", a("127.0.2.2"), a("127.0.2.3")) // the record's weight is split
+	s.Set("c.svc.test", a("127.0.2.4"), aaaa("::1"))
 	w, _ := newTestWatcher(t, s, Config{})
 	var c capture
 	if err := w.Set(context.Background(), mustSources(t, "_sip._udp.svc.test"), c.apply); err != nil {
@@ -343,8 +350,8 @@ func (f *stateFixture) state(t *testing.T) []string {
 }
 
 func TestRefreshUpdatesPoolKeepingState(t *testing.T) {
-	s := newDNSServer(t)
-	s.set("sip.test", a("127.0.3.1"), a("127.0.3.2"), a("127.0.3.3"))
+	s := resolvetest.NewServer(t)
+	s.Set("sip.test", a("127.0.3.1"), a("127.0.3.2"), a("127.0.3.3"))
 	w, logs := newTestWatcher(t, s, Config{})
 	var f stateFixture
 	ctx := context.Background()
@@ -370,7 +377,7 @@ func TestRefreshUpdatesPoolKeepingState(t *testing.T) {
 	v := f.pool.Table().Version()
 
 	// .1 leaves, .4 arrives; .2 and .3 remain.
-	s.set("sip.test", a("127.0.3.4"), a("127.0.3.2"), a("127.0.3.3"))
+	s.Set("sip.test", a("127.0.3.4"), a("127.0.3.2"), a("127.0.3.3"))
 	changed, err = w.Refresh(ctx, f.apply(t))
 	if err != nil || !changed {
 		t.Fatalf("changed refresh: changed=%v err=%v", changed, err)
@@ -398,7 +405,7 @@ func TestRefreshUpdatesPoolKeepingState(t *testing.T) {
 	}
 	// .1 comes back: as a new target, enabled (its old admin state went
 	// with it).
-	s.set("sip.test", a("127.0.3.1"), a("127.0.3.2"), a("127.0.3.3"), a("127.0.3.4"))
+	s.Set("sip.test", a("127.0.3.1"), a("127.0.3.2"), a("127.0.3.3"), a("127.0.3.4"))
 	if _, err := w.Refresh(ctx, f.apply(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -408,11 +415,11 @@ func TestRefreshUpdatesPoolKeepingState(t *testing.T) {
 }
 
 func TestFailedRefreshKeepsLastGoodAnswer(t *testing.T) {
-	s := newDNSServer(t)
-	s.set("_sip._udp.svc.test", srv(0, 1, 5070, "a.svc.test"), srv(0, 1, 5070, "b.svc.test"))
-	s.set("a.svc.test", a("127.0.4.1"))
-	s.set("b.svc.test", a("127.0.4.2"))
-	s.set("sip.test", a("127.0.4.3"))
+	s := resolvetest.NewServer(t)
+	s.Set("_sip._udp.svc.test", srv(0, 1, 5070, "a.svc.test"), srv(0, 1, 5070, "b.svc.test"))
+	s.Set("a.svc.test", a("127.0.4.1"))
+	s.Set("b.svc.test", a("127.0.4.2"))
+	s.Set("sip.test", a("127.0.4.3"))
 	w, logs := newTestWatcher(t, s, Config{Timeout: time.Second})
 	var c capture
 	ctx := context.Background()
@@ -423,7 +430,7 @@ func TestFailedRefreshKeepsLastGoodAnswer(t *testing.T) {
 	expect(t, "initial", c.last, good...)
 
 	// The server fails everything: SERVFAIL.
-	s.failing.Store(true)
+	s.SetFailing(true)
 	changed, err := w.Refresh(ctx, c.apply)
 	if err != nil || changed {
 		t.Fatalf("failing refresh: changed=%v err=%v", changed, err)
@@ -437,10 +444,8 @@ func TestFailedRefreshKeepsLastGoodAnswer(t *testing.T) {
 	}
 
 	// The names vanish (NXDOMAIN): still the last good answer.
-	s.failing.Store(false)
-	s.mu.Lock()
-	clear(s.zone)
-	s.mu.Unlock()
+	s.SetFailing(false)
+	s.Clear()
 	if changed, err := w.Refresh(ctx, c.apply); err != nil || changed {
 		t.Fatalf("NXDOMAIN refresh: changed=%v err=%v", changed, err)
 	}
@@ -448,9 +453,9 @@ func TestFailedRefreshKeepsLastGoodAnswer(t *testing.T) {
 
 	// One SRV target host fails while the SRV answer changes: the new
 	// record set applies, the failing host keeps its last addresses.
-	s.set("_sip._udp.svc.test", srv(0, 1, 5070, "a.svc.test"), srv(0, 3, 5070, "b.svc.test"))
-	s.set("b.svc.test", a("127.0.4.5"))
-	s.set("sip.test", a("127.0.4.3"))
+	s.Set("_sip._udp.svc.test", srv(0, 1, 5070, "a.svc.test"), srv(0, 3, 5070, "b.svc.test"))
+	s.Set("b.svc.test", a("127.0.4.5"))
+	s.Set("sip.test", a("127.0.4.3"))
 	changed, err = w.Refresh(ctx, c.apply)
 	if err != nil || !changed {
 		t.Fatalf("partial refresh: changed=%v err=%v", changed, err)
@@ -459,7 +464,7 @@ func TestFailedRefreshKeepsLastGoodAnswer(t *testing.T) {
 
 	// A reload keeps the last good answer of names it still has, also
 	// while they fail.
-	s.failing.Store(true)
+	s.SetFailing(true)
 	if err := w.Set(ctx, mustSources(t, "127.0.4.9:5060", "sip.test"), c.apply); err != nil {
 		t.Fatal(err)
 	}
@@ -467,8 +472,8 @@ func TestFailedRefreshKeepsLastGoodAnswer(t *testing.T) {
 }
 
 func TestFailedApplyChangesNothing(t *testing.T) {
-	s := newDNSServer(t)
-	s.set("sip.test", a("127.0.5.1"))
+	s := resolvetest.NewServer(t)
+	s.Set("sip.test", a("127.0.5.1"))
 	w, _ := newTestWatcher(t, s, Config{})
 	var c capture
 	ctx := context.Background()
@@ -476,7 +481,7 @@ func TestFailedApplyChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	refuse := errors.New("refused")
-	s.set("sip.test", a("127.0.5.2"))
+	s.Set("sip.test", a("127.0.5.2"))
 	if _, err := w.Refresh(ctx, func([]Target) error { return refuse }); !errors.Is(err, refuse) {
 		t.Fatalf("refresh error %v", err)
 	}
@@ -498,8 +503,8 @@ func TestFailedApplyChangesNothing(t *testing.T) {
 }
 
 func TestRunRefreshesAndRetries(t *testing.T) {
-	s := newDNSServer(t)
-	s.set("sip.test", a("127.0.6.1"))
+	s := resolvetest.NewServer(t)
+	s.Set("sip.test", a("127.0.6.1"))
 	w, _ := newTestWatcher(t, s, Config{Interval: 200 * time.Millisecond, Retry: 100 * time.Millisecond})
 	var c capture
 	ctx, cancel := context.WithCancel(context.Background())
@@ -513,8 +518,8 @@ func TestRunRefreshesAndRetries(t *testing.T) {
 		defer close(done)
 		w.Run(ctx, c.apply)
 	}()
-	s.set("late.test", a("127.0.6.2"))
-	s.set("sip.test", a("127.0.6.1"), a("127.0.6.3"))
+	s.Set("late.test", a("127.0.6.2"))
+	s.Set("sip.test", a("127.0.6.1"), a("127.0.6.3"))
 	deadline := time.Now().Add(5 * time.Second)
 	want := []string{"udp:127.0.6.1:5060 w=1 p=0 src=0", "udp:127.0.6.2:5060 w=1 p=0 src=1", "udp:127.0.6.3:5060 w=1 p=0 src=0"}
 	for {
