@@ -43,7 +43,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
-	code := runWith(ctx, os.Args[1:], os.Stderr, sigs)
+	code := runWith(ctx, os.Args[1:], os.Stderr, procHooks{signals: sigs})
 	stop()
 	os.Exit(code)
 }
@@ -76,12 +76,12 @@ file, and --listen / --upstream / --key replace the file's list):
 // blocks until ctx is done. It returns the exit code: 0 after a clean stop,
 // 2 for a usage or configuration error, 1 for a runtime error.
 func run(ctx context.Context, args []string, stderr io.Writer) int {
-	return runWith(ctx, args, stderr, nil)
+	return runWith(ctx, args, stderr, procHooks{})
 }
 
-// runWith is run with the process's signals: SIGHUP reloads, SIGTERM
-// drains and stops (reload.go).
-func runWith(ctx context.Context, args []string, stderr io.Writer, sigs <-chan os.Signal) int {
+// runWith is run with the process's signals (SIGHUP reloads, SIGTERM
+// drains and stops: reload.go) and, in tests, a DNS resolver.
+func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHooks) int {
 	fs := flag.NewFlagSet("viaduct", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -199,7 +199,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, sigs <-chan o
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return 2
 	}
-	eng, chk, dns, err := startUpstreams(ctx, &merged, logger)
+	eng, chk, dns, err := startUpstreams(ctx, &merged, logger, hooks.resolver)
 	if err != nil {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return errorExitCode(err)
@@ -241,7 +241,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, sigs <-chan o
 	describeDNS(logger, &merged, dns)
 	dnsCtx, stopDNS := context.WithCancel(ctx)
 	dnsDone := rt.runDNS(dnsCtx)
-	rt.serve(ctx, sigs)
+	rt.serve(ctx, hooks.signals)
 	stopDNS()
 	<-dnsDone
 	logger.Info("stopping")

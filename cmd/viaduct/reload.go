@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -41,6 +42,14 @@ import (
 // exits 0. A second SIGTERM (or SIGINT) during the drain stops at once.
 // SIGINT stops at once.
 
+// procHooks connects runWith to the process: the signals it handles
+// (SIGHUP, SIGTERM; nil: none) and the DNS resolver (nil:
+// net.DefaultResolver; tests give one that asks their own server).
+type procHooks struct {
+	signals  <-chan os.Signal
+	resolver *net.Resolver
+}
+
 // runtime is what a reload changes in a running Viaduct, and how.
 type runtime struct {
 	path    string            // the --config file; "" when there is none
@@ -60,7 +69,7 @@ type runtime struct {
 // the engine and the health checker over the targets. Configuration errors
 // are *fastpath.FieldError values; resolve.ErrNoTargets means that no
 // upstream name resolved.
-func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger) (*fastpath.Engine, *health.Checker, *resolve.Watcher, error) {
+func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, error) {
 	srcs, err := fc.upstreamSources()
 	if err != nil {
 		return nil, nil, nil, err
@@ -71,7 +80,7 @@ func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger) (*
 	if err := fc.checkOps(); err != nil {
 		return nil, nil, nil, err
 	}
-	w, err := resolve.New(resolve.Config{Interval: fc.DNS.Refresh, Timeout: fc.DNS.Timeout, Network: fc.dnsNetwork(), Logger: logger})
+	w, err := resolve.New(resolve.Config{Interval: fc.DNS.Refresh, Timeout: fc.DNS.Timeout, Network: fc.dnsNetwork(), Resolver: resolver, Logger: logger})
 	if err != nil {
 		return nil, nil, nil, err
 	}
