@@ -55,12 +55,16 @@ type fileConfig struct {
 	ShutdownDrain *time.Duration `yaml:"shutdown_drain"`
 }
 
-// upstreamEntry is one entry of the upstreams list: "ip:port", or a mapping
-// with the address and the balancing settings.
+// upstreamEntry is one entry of the upstreams list: an address, or a
+// mapping with the address and the balancing settings. The address is
+// "ip:port", a host name (every A/AAAA address, port 5060 by default) or an
+// SRV name (see upstreamSources).
 //
 //	upstreams:
 //	  - 10.0.0.1:5060
 //	  - {address: 10.0.0.2:5060, weight: 3, priority: 0, id: sbc-b}
+//	  - {address: sbc.example.net:5080, weight: 2}
+//	  - _sip._udp.example.net
 type upstreamEntry struct {
 	Address  string `yaml:"address"`
 	ID       string `yaml:"id"`
