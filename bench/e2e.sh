@@ -76,7 +76,7 @@ echo "== baseline: viaduct-load uac -> viaduct-load uas ($SCENARIO, $RATE/s for 
 grep -E 'achieved|failed|latency|->' "$work/direct.txt" || true
 
 # shellcheck disable=SC2086
-"$work/viaduct" --listen "$proxy" --upstream "$uas1" --upstream "$uas2" --log-level warn $VIADUCT_ARGS \
+"$work/viaduct" --listen "$proxy" --upstream "$uas1" --upstream "$uas2" --log-level warn --admin-listen off --shutdown-drain 0 $VIADUCT_ARGS \
 	>"$work/viaduct.log" 2>&1 &
 vpid=$!
 pids+=("$vpid")

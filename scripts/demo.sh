@@ -77,6 +77,7 @@ health:
   timeout: 500ms
 admin:
   listen: $adm
+shutdown_drain: 0s
 EOF
 
 step "starting viaduct on $sip (admin API on http://$adm/)"
