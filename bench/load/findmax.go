@@ -143,7 +143,7 @@ func FindMax(ctx context.Context, u *UAC, o FindMaxOptions, step func(Step)) (*F
 			if hi > 0 || rate >= o.Limit {
 				break
 			}
-			rate = min(rate*o.Growth, o.Limit)
+			rate = math.Round(min(rate*o.Growth, o.Limit))
 			continue
 		}
 		hi = rate
