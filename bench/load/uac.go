@@ -48,6 +48,7 @@ type UAC struct {
 	planVer atomic.Uint64
 	acks    []atomic.Uint64 // plan version applied by each source
 	wg      sync.WaitGroup
+	runMu   sync.Mutex // one Run at a time; Close waits for it
 	closed  bool
 }
 
@@ -236,10 +237,13 @@ func (r *Result) FailureRatio() float64 {
 }
 
 // Run sends traffic as opts says, then waits for the calls in progress to
-// end, and returns what happened during the run. When ctx ends, sending
+// end, and returns what happened during the run. Runs do not overlap: a
+// second Run waits for the first. When ctx ends, sending
 // stops and calls in progress are abandoned at once (counted unfinished);
 // Run then returns the partial result with Aborted set, and no error.
 func (u *UAC) Run(ctx context.Context, opts RunOptions) (*Result, error) {
+	u.runMu.Lock()
+	defer u.runMu.Unlock()
 	if u.closed {
 		return nil, errors.New("uac: run after close")
 	}
@@ -313,8 +317,11 @@ sending:
 	return res, nil
 }
 
-// Close stops the sources and closes their sockets.
+// Close stops the sources and closes their sockets. It waits for a Run in
+// progress to return (cancel its context to make that quick).
 func (u *UAC) Close() error {
+	u.runMu.Lock()
+	defer u.runMu.Unlock()
 	if u.closed {
 		return nil
 	}
