@@ -49,8 +49,17 @@ type Message struct {
 	topVia Via
 }
 
-// Reset clears m so that it holds no message. Parse calls it itself.
+// Reset clears m so that it holds no message. Parse need not be preceded
+// by it.
 func (m *Message) Reset() {
+	m.reset()
+	m.topVia = Via{}
+}
+
+// reset clears everything Parse relies on being clear. The top Via is left
+// alone: Parse overwrites it whenever it succeeds, and its 300 bytes are the
+// largest part of the work of a reset.
+func (m *Message) reset() {
 	m.buf = nil
 	m.isReq = false
 	m.methodID = MethodOther
@@ -62,7 +71,6 @@ func (m *Message) Reset() {
 	m.cseqNum = 0
 	m.maxFwd, m.hasMaxFwd = 0, false
 	m.contentLen, m.hasCL = 0, false
-	m.topVia = Via{}
 }
 
 func (m *Message) slice(s span) []byte { return m.buf[s.off:s.end] }
@@ -76,7 +84,7 @@ func (m *Message) slice(s span) []byte { return m.buf[s.off:s.end] }
 // Leading CR and LF bytes (keep-alives, RFC 3261 7.5) are skipped; a
 // datagram holding nothing else is ErrEmpty.
 func Parse(b []byte, m *Message) error {
-	m.Reset()
+	m.reset()
 	m.buf = b
 	p := 0
 	for p < len(b) && (b[p] == '\r' || b[p] == '\n') {
