@@ -3,6 +3,7 @@ package fastpath
 import (
 	"bytes"
 	"net/netip"
+	"strconv"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/viaduct-sip/viaduct/parser"
@@ -388,7 +389,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		h, _ := m.Find(parser.KindMaxForwards)
 		vs := m.Offset(h.Value)
 		sp := len(w.scratch)
-		w.scratch = appendUint(w.scratch, uint64(mf-1))
+		w.scratch = strconv.AppendUint(w.scratch, uint64(mf-1), 10)
 		w.edits.add(vs, vs+len(h.Value), w.scratch[sp:])
 	} else {
 		he := m.HeadersEnd()
@@ -498,10 +499,10 @@ func (w *Worker) topViaEdits(m *parser.Message, in []byte, top *parser.Via, from
 			sp := len(w.scratch)
 			if vs == ve {
 				w.scratch = append(w.scratch, '=')
-				w.scratch = appendUint(w.scratch, uint64(from.Port()))
+				w.scratch = strconv.AppendUint(w.scratch, uint64(from.Port()), 10)
 				l.add(po+ne, po+ne, w.scratch[sp:])
 			} else {
-				w.scratch = appendUint(w.scratch, uint64(from.Port()))
+				w.scratch = strconv.AppendUint(w.scratch, uint64(from.Port()), 10)
 				l.add(po+vs, po+ve, w.scratch[sp:])
 			}
 		}
@@ -560,7 +561,7 @@ func (w *Worker) txKey3261(v *parser.Via) uint64 {
 	d.Write(sep)
 	writeLower(d, v.Host)
 	var p [8]byte
-	d.Write(appendUint(p[:0], uint64(v.Port)))
+	d.Write(strconv.AppendUint(p[:0], uint64(v.Port), 10))
 	return d.Sum64()
 }
 
@@ -593,7 +594,7 @@ func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag []byte) (uint64, er
 	d.Write(sep)
 	num, _ := m.CSeq()
 	var p [12]byte
-	d.Write(appendUint(p[:0], uint64(num)))
+	d.Write(strconv.AppendUint(p[:0], uint64(num), 10))
 	d.Write(sep)
 	d.Write(in[top.Start:top.End])
 	return d.Sum64(), nil

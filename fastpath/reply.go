@@ -2,6 +2,7 @@ package fastpath
 
 import (
 	"net/netip"
+	"strconv"
 
 	"github.com/viaduct-sip/viaduct/parser"
 )
@@ -168,7 +169,7 @@ func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reas
 
 	b := out.Buf[:0]
 	b = append(b, "SIP/2.0 "...)
-	b = appendUint(b, uint64(code.Status()))
+	b = strconv.AppendUint(b, uint64(code.Status()), 10)
 	b = append(b, ' ')
 	b = append(b, reason...)
 	b = append(b, "\r\n"...)

@@ -2,6 +2,7 @@ package fastpath
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -227,7 +228,7 @@ func TestCallAffinity(t *testing.T) {
 	}
 }
 
-func itoa(i int) string { return string(appendUint(nil, uint64(i))) }
+func itoa(i int) string { return string(strconv.AppendUint(nil, uint64(i), 10)) }
 
 func TestRecordRoute(t *testing.T) {
 	_, w := newTestWorker(t, func(c *Config) { c.RecordRoute = true })

@@ -279,21 +279,6 @@ func parseIPv6(b []byte, a *[16]byte) bool {
 	return true
 }
 
-// appendUint appends the decimal form of v.
-func appendUint(dst []byte, v uint64) []byte {
-	var tmp [20]byte
-	i := len(tmp)
-	for {
-		i--
-		tmp[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			break
-		}
-	}
-	return append(dst, tmp[i:]...)
-}
-
 // appendSentByAddr appends an address for a received parameter: IPv4 dotted,
 // IPv6 without brackets.
 func appendAddr(dst []byte, a netip.Addr) []byte {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -548,7 +549,7 @@ func (c *Checker) buildProbe(b []byte, t *target, seq uint64) []byte {
 	b = append(b, ">\r\nCall-ID: "...)
 	b = appendCallID(b, c.prefix, t.idx, seq)
 	b = append(b, "\r\nCSeq: "...)
-	b = appendUint(b, cseq)
+	b = strconv.AppendUint(b, uint64(cseq), 10)
 	b = append(b, ' ')
 	b = append(b, p.Method...)
 	b = append(b, "\r\nUser-Agent: Viaduct health check\r\nContent-Length: 0\r\n\r\n"...)
@@ -571,20 +572,6 @@ func appendHex(b []byte, v uint64) []byte {
 		i--
 		tmp[i] = digits[v&15]
 		v >>= 4
-		if v == 0 {
-			break
-		}
-	}
-	return append(b, tmp[i:]...)
-}
-
-func appendUint(b []byte, v uint64) []byte {
-	var tmp [20]byte
-	i := len(tmp)
-	for {
-		i--
-		tmp[i] = byte('0' + v%10)
-		v /= 10
 		if v == 0 {
 			break
 		}

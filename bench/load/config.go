@@ -200,17 +200,27 @@ func (c UACConfig) withDefaults() (UACConfig, error) {
 	if c.Timeout < 0 {
 		return c, fmt.Errorf("timeout %v must be positive", c.Timeout)
 	}
-	if c.RecvBuffer == 0 {
-		c.RecvBuffer = 16 << 20
-	}
-	if c.SendBuffer == 0 {
-		c.SendBuffer = 4 << 20
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = 64
-	}
-	if c.BatchSize < 1 || c.BatchSize > 1024 {
-		return c, fmt.Errorf("batch size %d out of range 1..1024", c.BatchSize)
+	if err := socketDefaults(&c.RecvBuffer, &c.SendBuffer, &c.BatchSize); err != nil {
+		return c, err
 	}
 	return c, nil
+}
+
+// socketDefaults fills in the socket settings the UAC and the UAS share:
+// 16 MiB receive and 4 MiB send buffers and batches of 64, and checks the
+// batch size.
+func socketDefaults(recvBuffer, sendBuffer, batchSize *int) error {
+	if *recvBuffer == 0 {
+		*recvBuffer = 16 << 20
+	}
+	if *sendBuffer == 0 {
+		*sendBuffer = 4 << 20
+	}
+	if *batchSize == 0 {
+		*batchSize = 64
+	}
+	if *batchSize < 1 || *batchSize > 1024 {
+		return fmt.Errorf("batch size %d out of range 1..1024", *batchSize)
+	}
+	return nil
 }

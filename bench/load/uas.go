@@ -119,17 +119,8 @@ func (c UASConfig) withDefaults() (UASConfig, error) {
 	if c.SDPSize < 0 || c.SDPSize > 60000 {
 		return c, fmt.Errorf("SDP size %d out of range 0..60000", c.SDPSize)
 	}
-	if c.RecvBuffer == 0 {
-		c.RecvBuffer = 16 << 20
-	}
-	if c.SendBuffer == 0 {
-		c.SendBuffer = 4 << 20
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = 64
-	}
-	if c.BatchSize < 1 || c.BatchSize > 1024 {
-		return c, fmt.Errorf("batch size %d out of range 1..1024", c.BatchSize)
+	if err := socketDefaults(&c.RecvBuffer, &c.SendBuffer, &c.BatchSize); err != nil {
+		return c, err
 	}
 	if c.Spread < SpreadRandom || c.Spread > SpreadHash {
 		return c, fmt.Errorf("invalid spread %d", c.Spread)
