@@ -124,8 +124,11 @@ func TestManySourcesAndHold(t *testing.T) {
 	if c.Completed != 1000 || c.Failed != 0 {
 		t.Fatalf("completed %d failed %d (%v)", c.Completed, c.Failed, c.FailedBy())
 	}
-	if p := c.Setup.Percentile(50); p > uint64(100*time.Millisecond) {
-		t.Fatalf("INVITE->200 median %v is implausible on loopback", time.Duration(p))
+	// The setup latency was recorded, and lies below the call timeout (a
+	// plausibility check of the histogram, not a speed claim: under -race on
+	// a busy machine the median can reach a good part of a second).
+	if p := c.Setup.Percentile(50); p == 0 || p >= uint64(2*time.Second) {
+		t.Fatalf("INVITE->200 median %v outside (0, timeout)", time.Duration(p))
 	}
 	var busy int
 	for _, w := range s.workers {
