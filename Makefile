@@ -1,7 +1,9 @@
 # Viaduct: build, test, benchmark and fuzz.
 #
 #   make build      the binaries, into bin/
-#   make test       everything CI runs: vet, race-enabled tests (fuzz seed
+#   make test       everything CI runs: vet, race-enabled tests one package at
+#                   a time (timing-sensitive tests do not compete for the
+#                   2 cores), fuzz seed
 #                   corpora and the SIPp end-to-end tests included)
 #   make bench      Go benchmarks of every package
 #   make fuzz       each fuzz target for FUZZTIME (default 60s)
@@ -26,7 +28,7 @@ lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 test: lint
-	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -race -count=1 -p 1 -timeout 15m ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
