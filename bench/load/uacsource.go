@@ -654,36 +654,31 @@ func (s *uacSource) onInviteResponse(slot int32, c *call, code int) {
 }
 
 func (s *uacSource) onByeResponse(slot int32, c *call, code int) {
-	if c.state != stByeing && c.state != stByeProceeding {
-		s.st.inc(cUnexpected)
-		return
-	}
-	s.recordFirst(c)
-	switch {
-	case code < 200:
-		if c.state == stByeing {
-			c.state = stByeProceeding
-			c.rtIntv = s.t2
-			c.nextRT = s.now + s.t2
-			s.armTx(slot, c)
-		}
-	case code < 300:
-		s.finish(slot, c, true, 0, code)
-	default:
-		s.finish(slot, c, false, cByeRejected, code)
-	}
+	s.nonInviteResponse(slot, c, code, stByeing, stByeProceeding, cByeRejected)
 }
 
 func (s *uacSource) onRequestResponse(slot int32, c *call, k reqKind, code int) {
-	if (c.state != stRequesting && c.state != stReqProceeding) || k != s.initialKind() {
+	if k != s.initialKind() {
+		s.st.inc(cUnexpected)
+		return
+	}
+	s.nonInviteResponse(slot, c, code, stRequesting, stReqProceeding, cRejected)
+}
+
+// nonInviteResponse advances a non-INVITE client transaction (RFC 3261
+// 17.1.2) that is in state trying or proceeding: a provisional response
+// moves it to proceeding, where the request is retransmitted every T2; a
+// final response ends the call, counting a non-2xx as rejected.
+func (s *uacSource) nonInviteResponse(slot int32, c *call, code int, trying, proceeding callState, rejected counter) {
+	if c.state != trying && c.state != proceeding {
 		s.st.inc(cUnexpected)
 		return
 	}
 	s.recordFirst(c)
 	switch {
 	case code < 200:
-		if c.state == stRequesting {
-			c.state = stReqProceeding
+		if c.state == trying {
+			c.state = proceeding
 			c.rtIntv = s.t2
 			c.nextRT = s.now + s.t2
 			s.armTx(slot, c)
@@ -691,7 +686,7 @@ func (s *uacSource) onRequestResponse(slot int32, c *call, k reqKind, code int) 
 	case code < 300:
 		s.finish(slot, c, true, 0, code)
 	default:
-		s.finish(slot, c, false, cRejected, code)
+		s.finish(slot, c, false, rejected, code)
 	}
 }
 
