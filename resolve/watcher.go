@@ -261,45 +261,15 @@ func (w *Watcher) resolve(ctx context.Context, sources []Source) result {
 			hostNames = appendNew(hostNames, s.Name)
 		}
 	}
-	failedSRV := map[string]bool{}
 	srvAns := parallel(srvNames, func(name string) ([]srvRecord, error) { return w.lookupSRV(ctx, name) })
-	for i, name := range srvNames {
-		a := srvAns[i]
-		if a.err != nil {
-			w.failures.Add(1)
-			if old, ok := w.srvs[name]; ok {
-				w.log.Warn("DNS SRV lookup failed; keeping the last good answer", "name", name, "records", len(old), "err", a.err)
-				r.srvs[name] = old
-				continue
-			}
-			w.log.Error("DNS SRV lookup failed; no answer yet, the name gives no upstream until it resolves", "name", name, "err", a.err)
-			failedSRV[name] = true
-			continue
-		}
-		r.srvs[name] = a.val
-	}
+	failedSRV := keepLastGood(w, "DNS SRV lookup", "records", srvNames, srvAns, w.srvs, r.srvs)
 	for _, name := range srvNames {
 		for _, rec := range r.srvs[name] {
 			hostNames = appendNew(hostNames, rec.Target)
 		}
 	}
-	failedHost := map[string]bool{}
 	hostAns := parallel(hostNames, func(name string) ([]netip.Addr, error) { return w.lookupHost(ctx, name) })
-	for i, name := range hostNames {
-		a := hostAns[i]
-		if a.err != nil {
-			w.failures.Add(1)
-			if old, ok := w.hosts[name]; ok {
-				w.log.Warn("DNS lookup failed; keeping the last good answer", "name", name, "addresses", len(old), "err", a.err)
-				r.hosts[name] = old
-				continue
-			}
-			w.log.Error("DNS lookup failed; no answer yet, the name gives no upstream until it resolves", "name", name, "err", a.err)
-			failedHost[name] = true
-			continue
-		}
-		r.hosts[name] = a.val
-	}
+	failedHost := keepLastGood(w, "DNS lookup", "addresses", hostNames, hostAns, w.hosts, r.hosts)
 
 	seenID := map[string]int{}
 	seenAddr := map[netip.AddrPort]int{}
@@ -424,6 +394,31 @@ func (w *Watcher) lookupHost(ctx context.Context, name string) ([]netip.Addr, er
 		return nil, &net.DNSError{Err: "no usable address", Name: name, IsNotFound: true}
 	}
 	return out, nil
+}
+
+// keepLastGood stores each name's answer in into. A failed lookup is
+// counted and keeps the name's last good answer from old; a name that has
+// never resolved is logged and returned in the failed set, so it gives no
+// upstream until it resolves. what names the lookup in the log, countKey
+// the log key of the answer's size.
+func keepLastGood[T any](w *Watcher, what, countKey string, names []string, ans []answer[[]T], old, into map[string][]T) (failed map[string]bool) {
+	failed = map[string]bool{}
+	for i, name := range names {
+		a := ans[i]
+		if a.err == nil {
+			into[name] = a.val
+			continue
+		}
+		w.failures.Add(1)
+		if last, ok := old[name]; ok {
+			w.log.Warn(what+" failed; keeping the last good answer", "name", name, countKey, len(last), "err", a.err)
+			into[name] = last
+			continue
+		}
+		w.log.Error(what+" failed; no answer yet, the name gives no upstream until it resolves", "name", name, "err", a.err)
+		failed[name] = true
+	}
+	return failed
 }
 
 // answer is the outcome of one lookup.
