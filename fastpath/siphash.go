@@ -32,24 +32,31 @@ func (s *sipState) init(k0, k1 uint64) {
 	s.length = 0
 }
 
+// sipRound is one SipRound of the specification; the compiler inlines it.
+func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
+	v0 += v1
+	v1 = bits.RotateLeft64(v1, 13)
+	v1 ^= v0
+	v0 = bits.RotateLeft64(v0, 32)
+	v2 += v3
+	v3 = bits.RotateLeft64(v3, 16)
+	v3 ^= v2
+	v0 += v3
+	v3 = bits.RotateLeft64(v3, 21)
+	v3 ^= v0
+	v2 += v1
+	v1 = bits.RotateLeft64(v1, 17)
+	v1 ^= v2
+	v2 = bits.RotateLeft64(v2, 32)
+	return v0, v1, v2, v3
+}
+
+// rounds injects the message word m with n SipRounds.
 func (s *sipState) rounds(m uint64, n int) {
 	v0, v1, v2, v3 := s.v0, s.v1, s.v2, s.v3
 	v3 ^= m
 	for i := 0; i < n; i++ {
-		v0 += v1
-		v1 = bits.RotateLeft64(v1, 13)
-		v1 ^= v0
-		v0 = bits.RotateLeft64(v0, 32)
-		v2 += v3
-		v3 = bits.RotateLeft64(v3, 16)
-		v3 ^= v2
-		v0 += v3
-		v3 = bits.RotateLeft64(v3, 21)
-		v3 ^= v0
-		v2 += v1
-		v1 = bits.RotateLeft64(v1, 17)
-		v1 ^= v2
-		v2 = bits.RotateLeft64(v2, 32)
+		v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	}
 	v0 ^= m
 	s.v0, s.v1, s.v2, s.v3 = v0, v1, v2, v3
@@ -83,20 +90,7 @@ func (s *sipState) sum64() uint64 {
 	// four finalization rounds, without message injection
 	v0, v1, v2, v3 := s.v0, s.v1, s.v2, s.v3
 	for i := 0; i < 4; i++ {
-		v0 += v1
-		v1 = bits.RotateLeft64(v1, 13)
-		v1 ^= v0
-		v0 = bits.RotateLeft64(v0, 32)
-		v2 += v3
-		v3 = bits.RotateLeft64(v3, 16)
-		v3 ^= v2
-		v0 += v3
-		v3 = bits.RotateLeft64(v3, 21)
-		v3 ^= v0
-		v2 += v1
-		v1 = bits.RotateLeft64(v1, 17)
-		v1 ^= v2
-		v2 = bits.RotateLeft64(v2, 32)
+		v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	}
 	return v0 ^ v1 ^ v2 ^ v3
 }
