@@ -19,21 +19,8 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/admin"
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 )
-
-// requireSipp returns the path of sipp; without it the test is skipped,
-// except under CI=true where it fails.
-func requireSipp(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("sipp is required under CI=true: %v", err)
-		}
-		t.Skip("sipp not installed (apt-get install sip-tester)")
-	}
-	return p
-}
 
 // buildViaduct builds ./cmd/viaduct into dir.
 func buildViaduct(t *testing.T, dir string) string {
@@ -325,7 +312,7 @@ func invitesReceived(t *testing.T, dir string, pid int) int {
 // them all; the restarted UAS is marked up within the recovery bound and
 // gets its share of calls back.
 func TestHealthFailoverSipp(t *testing.T) {
-	sipp := requireSipp(t)
+	sipp := testenv.Sipp(t)
 	begin := time.Now()
 	dir := t.TempDir()
 	bin := buildViaduct(t, dir)

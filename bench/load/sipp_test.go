@@ -12,21 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// sippPath returns the sipp binary, skipping the test when there is none
-// (failing it instead when CI=true, where sipp must be installed).
-func sippPath(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("sipp is required when CI=true: %v", err)
-		}
-		t.Skip("sipp not installed")
-	}
-	return p
-}
+	"github.com/viaduct-sip/viaduct/internal/testenv"
+)
 
 // freeUDPPort returns a port that was free on 127.0.0.1 a moment ago.
 func freeUDPPort(t *testing.T) int {
@@ -69,7 +57,7 @@ func sippStats(t *testing.T, dir string) map[string]string {
 // TestInteropUACAgainstSippUAS runs 200 calls at 100/s from the UAC to
 // "sipp -sn uas".
 func TestInteropUACAgainstSippUAS(t *testing.T) {
-	sipp := sippPath(t)
+	sipp := testenv.Sipp(t)
 	const calls = 200
 	port := freeUDPPort(t)
 	dir := t.TempDir()
@@ -120,7 +108,7 @@ func TestInteropUACAgainstSippUAS(t *testing.T) {
 // TestInteropSippUACAgainstUAS runs "sipp -sn uac" (200 calls at 100/s)
 // against the UAS.
 func TestInteropSippUACAgainstUAS(t *testing.T) {
-	sipp := sippPath(t)
+	sipp := testenv.Sipp(t)
 	const calls = 200
 	s := startUAS(t, UASConfig{Workers: 2})
 	dir := t.TempDir()

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 )
 
 // The tests in this file run the real viaduct binary, built once.
@@ -196,13 +198,7 @@ func lastRow(t *testing.T, path string, cols ...string) []int {
 // two sipp -sn uas. 300 calls at 100 calls/s must all succeed, and both
 // upstreams must receive calls.
 func TestSIPpThroughViaduct(t *testing.T) {
-	sipp, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("sipp not found and CI=true (apt-get install sip-tester)")
-		}
-		t.Skip("sipp not found (Debian package sip-tester)")
-	}
+	sipp := testenv.Sipp(t)
 	if testing.Short() {
 		t.Skip("-short")
 	}
