@@ -124,108 +124,76 @@ func compactKind(c byte) HeaderKind {
 	return KindOther
 }
 
-// kindOf classifies a header name, case-insensitively.
+// kindOf classifies a header name, case-insensitively. It runs once per
+// header line, so it avoids loops and branches on the name: a compact form
+// is one table lookup; a long name hashes its length, first and last letter
+// to the only kind it can be, and the name is then confirmed with two word
+// compares.
 func kindOf(name []byte) HeaderKind {
-	if len(name) == 1 {
-		return compactKind(name[0])
+	n := len(name)
+	switch {
+	case n == 1:
+		return compactKinds[name[0]]
+	case n < 2 || n > 19:
+		return KindOther
 	}
-	// Dispatch on length and first letter, then confirm with one compare.
-	var k HeaderKind
-	switch len(name) {
-	case 2:
-		k = KindTo
-	case 3:
-		k = KindVia
-	case 4:
-		switch lower(name[0]) {
-		case 'f':
-			k = KindFrom
-		case 'c':
-			k = KindCSeq
-		case 'p':
-			k = KindPath
-		}
-	case 5:
-		switch lower(name[0]) {
-		case 'r':
-			k = KindRoute
-		case 'e':
-			k = KindEvent
-		case 'a':
-			k = KindAllow
-		}
-	case 7:
-		switch lower(name[0]) {
-		case 'c':
-			switch lower(name[1]) {
-			case 'a':
-				k = KindCallID
-			case 'o':
-				k = KindContact
-			}
-		case 's':
-			k = KindSubject
-		case 'r':
-			k = KindRequire
-		case 'e':
-			k = KindExpires
-		}
-	case 8:
-		switch lower(name[0]) {
-		case 'r':
-			k = KindReferTo
-		case 'i':
-			k = KindIdentity
-		}
-	case 9:
-		k = KindSupported
-	case 10:
-		k = KindUserAgent
-	case 11:
-		k = KindReferredBy
-	case 12:
-		switch lower(name[0]) {
-		case 'm':
-			k = KindMaxForwards
-		case 'c':
-			k = KindContentType
-		case 'r':
-			k = KindRecordRoute
-		case 'a':
-			k = KindAllowEvents
-		}
-	case 13:
-		switch lower(name[0]) {
-		case 'p':
-			k = KindProxyRequire
-		case 'a':
-			k = KindAuthorization
-		}
-	case 14:
-		switch lower(name[0]) {
-		case 'c':
-			k = KindContentLength
-		case 'a':
-			k = KindAcceptContact
-		case 'r':
-			k = KindRejectContact
-		}
-	case 15:
-		k = KindSessionExpires
-	case 16:
-		k = KindContentEncoding
-	case 19:
-		switch lower(name[0]) {
-		case 'r':
-			k = KindRequestDisposition
-		case 'p':
-			k = KindProxyAuthorization
-		}
-	}
-	if k != KindOther && equalFoldLower(name, kindLower[k]) {
+	k := kindSlots[kindHash(name[0], name[n-1], n)]
+	e := &kindWords[k]
+	w0, w1, w2 := nameWords(name)
+	if int(e.n) == n && e.w0 == w0 && e.w1 == w1 && e.w2 == w2 {
 		return k
 	}
 	return KindOther
+}
+
+// kindHash maps a long header name to its slot in kindSlots. The constants
+// give each known name a slot of its own (TestKindOfEveryName proves it).
+func kindHash(first, last byte, n int) uint8 {
+	return uint8((uint(first|0x20)*53 + uint(last|0x20)*18 + uint(n)) & 63)
+}
+
+// nameWords folds a name of 2 to 24 token characters to lower case into
+// words that, with its length, identify it exactly: its first, middle and
+// last eight bytes (overlapping where it is shorter than 24), its first and
+// last four, or for two or three bytes all of them.
+func nameWords(b []byte) (w0, w1, w2 uint64) {
+	n := len(b)
+	switch {
+	case n > 16:
+		return load64(b) | fold64, load64(b[n-8:]) | fold64, load64(b[8:]) | fold64
+	case n >= 8:
+		return load64(b) | fold64, load64(b[n-8:]) | fold64, 0
+	case n >= 4:
+		return uint64(load32(b) | fold32), uint64(load32(b[n-4:]) | fold32), 0
+	}
+	return uint64(b[0]|0x20) | uint64(b[1]|0x20)<<8 | uint64(b[n-1]|0x20)<<16, 0, 0
+}
+
+// kindWord is a long header name as kindOf compares it.
+type kindWord struct {
+	n          uint8
+	w0, w1, w2 uint64
+}
+
+// The lookup tables of kindOf, filled once from kindNames and never
+// modified afterwards.
+var (
+	compactKinds [256]HeaderKind
+	kindSlots    [64]HeaderKind
+	kindWords    [numKinds]kindWord
+)
+
+func init() {
+	for c := 0; c < 256; c++ {
+		compactKinds[c] = compactKind(byte(c))
+	}
+	for k := KindVia; k < numKinds; k++ {
+		name := []byte(kindLower[k])
+		n := len(name)
+		kindSlots[kindHash(name[0], name[n-1], n)] = k
+		w0, w1, w2 := nameWords(name)
+		kindWords[k] = kindWord{uint8(n), w0, w1, w2}
+	}
 }
 
 // Method identifies the request methods a proxy treats specially. Any other

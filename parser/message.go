@@ -101,9 +101,6 @@ func Parse(b []byte, m *Message) error {
 	if p, err = m.parseHeaders(b, p); err != nil {
 		return err
 	}
-	if bytes.IndexByte(b[m.headersStart:m.headersEnd], 0) >= 0 {
-		return ErrNULInHeader
-	}
 	return m.check(b, p)
 }
 
@@ -186,8 +183,11 @@ func (m *Message) parseStartLine(b []byte, p int) (int, error) {
 func isSIP20(v []byte) bool { return equalFold(v, "SIP/2.0") }
 
 // parseHeaders indexes header lines from p up to and including the blank
-// line, and returns the offset of the body.
+// line, and returns the offset of the body. Every line ends at the next
+// stop lineStops hands out, which is also how a NUL is found.
 func (m *Message) parseHeaders(b []byte, p int) (int, error) {
+	var stops lineStops
+	stops.start(b, p)
 	for {
 		if p >= len(b) {
 			// No blank line: tolerate a datagram that ends right after
@@ -209,7 +209,16 @@ func (m *Message) parseHeaders(b []byte, p int) (int, error) {
 			if m.n == MaxHeaders {
 				return 0, ErrTooManyHeaders
 			}
-			lf, end := lineEnd(b, c+1)
+			// The name, the white space and the colon hold no LF or
+			// NUL, so the next stop ends this line.
+			lf := stops.pop()
+			if lf < len(b) && b[lf] == 0 {
+				return 0, ErrNULInHeader
+			}
+			end := lf
+			if b[end-1] == '\r' && end > c+1 {
+				end--
+			}
 			next := min(lf+1, len(b))
 			v := c + 1
 			for v < end && (b[v] == ' ' || b[v] == '\t') {
@@ -233,7 +242,14 @@ func (m *Message) parseHeaders(b []byte, p int) (int, error) {
 			p = next
 			continue
 		}
-		lf, end := lineEnd(b, p)
+		lf := stops.pop()
+		if lf < len(b) && b[lf] == 0 {
+			return 0, ErrNULInHeader
+		}
+		end := lf
+		if end > p && b[end-1] == '\r' {
+			end--
+		}
 		if end == p {
 			m.headersEnd = p
 			return min(lf+1, len(b)), nil

@@ -519,3 +519,24 @@ func TestViaCountMatchesIterator(t *testing.T) {
 		}
 	}
 }
+
+// TestKindOfNearMisses checks the hashed classifier where it could go
+// wrong: names that share a known name's length, first and last letter but
+// differ inside, and every single byte (only letters are compact forms).
+func TestKindOfNearMisses(t *testing.T) {
+	for k := KindVia; k < numKinds; k++ {
+		for i := 1; i < len(k.String())-1; i++ {
+			near := []byte(strings.ToLower(k.String()))
+			near[i] ^= 0x01
+			if got := kindOf(near); got != KindOther {
+				t.Errorf("kindOf(%q) = %v, want KindOther", near, got)
+			}
+		}
+	}
+	for c := 0; c < 256; c++ {
+		isLetter := 'a' <= c|0x20 && c|0x20 <= 'z'
+		if got := kindOf([]byte{byte(c)}); !isLetter && got != KindOther {
+			t.Errorf("kindOf(%q) = %v, want KindOther", byte(c), got)
+		}
+	}
+}

@@ -168,15 +168,60 @@ func skipComment(b []byte, i int) (int, bool) {
 
 // equalFoldLower reports whether the token b equals s, ignoring ASCII case.
 // s must be lower case letters, digits and '-'; b must hold only token
-// characters, for which b[i]|0x20 == s[i] is then an exact test.
+// characters, for which b[i]|0x20 == s[i] is then an exact test. It compares
+// eight or four bytes at a time (the last word overlapping the one before),
+// because header and parameter names are its hot callers.
 func equalFoldLower(b []byte, s string) bool {
-	if len(b) != len(s) {
+	n := len(b)
+	if n != len(s) {
 		return false
 	}
-	for i := 0; i < len(b); i++ {
+	switch {
+	case n >= 8:
+		for i := 0; i < n-8; i += 8 {
+			if load64(b[i:])|fold64 != load64s(s[i:]) {
+				return false
+			}
+		}
+		return load64(b[n-8:])|fold64 == load64s(s[n-8:])
+	case n >= 4:
+		return load32(b)|fold32 == load32s(s) && load32(b[n-4:])|fold32 == load32s(s[n-4:])
+	}
+	for i := 0; i < n; i++ {
 		if b[i]|0x20 != s[i] {
 			return false
 		}
 	}
 	return true
+}
+
+// fold64 and fold32 set the 0x20 bit of every byte of a word.
+const (
+	fold64 = 0x2020202020202020
+	fold32 = 0x20202020
+)
+
+// load64 and load32 read the first eight or four bytes of b as a
+// little-endian word; load64s and load32s do the same for a string. The
+// compiler turns each into a single load.
+func load64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+func load64s(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func load32(b []byte) uint32 {
+	_ = b[3]
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+func load32s(s string) uint32 {
+	_ = s[3]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }

@@ -1,0 +1,94 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// STOPS64 leaves in AX the bit mask of the 64 bytes at (R) that equal
+// X0's bytes (LF) or X1's (NUL). It clobbers DX and X2-X6.
+#define STOPS64(R) \
+	MOVOU   (R), X2 \
+	MOVOU   16(R), X3 \
+	MOVOU   32(R), X4 \
+	MOVOU   48(R), X5 \
+	MOVOA   X2, X6 \
+	PCMPEQB X0, X2 \
+	PCMPEQB X1, X6 \
+	POR     X6, X2 \
+	PMOVMSKB X2, AX \
+	MOVOA   X3, X6 \
+	PCMPEQB X0, X3 \
+	PCMPEQB X1, X6 \
+	POR     X6, X3 \
+	PMOVMSKB X3, DX \
+	SHLQ    $16, DX \
+	ORQ     DX, AX \
+	MOVOA   X4, X6 \
+	PCMPEQB X0, X4 \
+	PCMPEQB X1, X6 \
+	POR     X6, X4 \
+	PMOVMSKB X4, DX \
+	SHLQ    $32, DX \
+	ORQ     DX, AX \
+	MOVOA   X5, X6 \
+	PCMPEQB X0, X5 \
+	PCMPEQB X1, X6 \
+	POR     X6, X5 \
+	PMOVMSKB X5, DX \
+	SHLQ    $48, DX \
+	ORQ     DX, AX
+
+// func stopMaskSSE2(b []byte, from int, dst *[8]uint64) int
+//
+// Requires len(b) >= 64 and 0 <= from < len(b).
+TEXT ·stopMaskSSE2(SB), NOSPLIT, $0-48
+	MOVQ b_base+0(FP), SI
+	MOVQ b_len+8(FP), BX
+	MOVQ from+24(FP), R9
+	MOVQ dst+32(FP), DI
+	LEAQ -64(SI)(BX*1), R8       // R8: the buffer's last 64 bytes
+	ADDQ R9, SI                  // SI: the first byte to classify
+	SUBQ R9, BX                  // BX: bytes left from there
+	MOVQ $0x0a0a0a0a0a0a0a0a, AX
+	MOVQ AX, X0
+	PUNPCKLQDQ X0, X0            // X0: LF in every byte
+	PXOR X1, X1                  // X1: NUL in every byte
+	MOVQ BX, CX
+	SHRQ $6, CX                  // CX: whole blocks left
+	CMPQ CX, $8
+	JB   partial
+	MOVQ $8, CX
+	MOVQ CX, ret+40(FP)
+whole:
+	STOPS64(SI)
+	MOVQ AX, (DI)
+	ADDQ $64, SI
+	ADDQ $8, DI
+	DECQ CX
+	JNZ  whole
+	RET
+
+partial:
+	MOVQ CX, R10                 // R10: words written
+	TESTQ CX, CX
+	JZ   tail
+blocks:
+	STOPS64(SI)
+	MOVQ AX, (DI)
+	ADDQ $64, SI
+	ADDQ $8, DI
+	DECQ CX
+	JNZ  blocks
+tail:
+	// The BX&63 bytes left are the last bytes of the buffer: classify
+	// its last 64 bytes and shift out the ones already done.
+	MOVQ BX, CX
+	ANDQ $63, CX
+	JZ   done
+	STOPS64(R8)
+	NEGQ CX
+	ADDQ $64, CX
+	SHRQ CX, AX
+	MOVQ AX, (DI)
+	INCQ R10
+done:
+	MOVQ R10, ret+40(FP)
+	RET
