@@ -1,6 +1,9 @@
 package parser
 
-import "bytes"
+import (
+	"bytes"
+	"math/bits"
+)
 
 // MaxHeaders is the number of header lines a Message can index. A message
 // with more is refused with ErrTooManyHeaders; real SIP traffic has a few
@@ -210,8 +213,16 @@ func (m *Message) parseHeaders(b []byte, p int) (int, error) {
 				return 0, ErrTooManyHeaders
 			}
 			// The name, the white space and the colon hold no LF or
-			// NUL, so the next stop ends this line.
-			lf := stops.pop()
+			// NUL, so the next stop ends this line. (stops.pop, with
+			// its common case written out: the call costs more than
+			// the work.)
+			var lf int
+			if stops.cur != 0 {
+				lf = stops.at + bits.TrailingZeros64(stops.cur)
+				stops.cur &= stops.cur - 1
+			} else {
+				lf = stops.pop()
+			}
 			if lf < len(b) && b[lf] == 0 {
 				return 0, ErrNULInHeader
 			}
