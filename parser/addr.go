@@ -306,7 +306,14 @@ func (m *Message) ToTag() []byte {
 			return nil
 		}
 	}
-	if lt := bytes.IndexByte(b[i:], '<'); lt >= 0 {
+	if i < len(b) && b[i] == '<' {
+		// The usual form without a display name.
+		gt := bytes.IndexByte(b[i:], '>')
+		if gt < 0 {
+			return nil
+		}
+		i += gt + 1
+	} else if lt := bytes.IndexByte(b[i:], '<'); lt >= 0 {
 		gt := bytes.IndexByte(b[i+lt:], '>')
 		if gt < 0 {
 			return nil

@@ -132,12 +132,14 @@ func (m *Message) parseStartLine(b []byte, p int) (int, error) {
 	line := b[p:end]
 	if len(line) >= 4 && string(line[:4]) == "SIP/" {
 		// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-		sp := bytes.IndexByte(line, ' ')
-		if sp < 0 {
-			return 0, ErrBadStartLine
-		}
-		if !isSIP20(line[:sp]) {
-			return 0, ErrBadVersion
+		sp := 7
+		if len(line) < 8 || load64(line)|foldSIP != sipSP {
+			if sp = bytes.IndexByte(line, ' '); sp < 0 {
+				return 0, ErrBadStartLine
+			}
+			if !isSIP20(line[:sp]) {
+				return 0, ErrBadVersion
+			}
 		}
 		rest := line[sp+1:]
 		if len(rest) < 3 || (len(rest) > 3 && rest[3] != ' ') {
@@ -156,22 +158,21 @@ func (m *Message) parseStartLine(b []byte, p int) (int, error) {
 		return lf + 1, nil
 	}
 	// Request-Line = Method SP Request-URI SP SIP-Version
-	sp1 := bytes.IndexByte(line, ' ')
-	if sp1 <= 0 || scanToken(line, 0) != sp1 {
+	sp1 := scanToken(line, 0)
+	if sp1 == 0 || sp1 == len(line) || line[sp1] != ' ' {
 		return 0, ErrBadStartLine
 	}
-	sp2 := bytes.LastIndexByte(line, ' ')
-	if sp2 <= sp1+1 {
-		return 0, ErrBadStartLine
-	}
-	version := line[sp2+1:]
-	if bytes.IndexByte(line[sp1+1:sp2], ' ') >= 0 {
-		return 0, ErrBadStartLine
-	}
-	if !isSIP20(version) {
-		if len(version) > 4 && equalFold(version[:4], "SIP/") {
+	sp2 := len(line) - 8
+	if len(line) < 8 || load64(line[sp2:])|foldSPSIP != spSIP {
+		// Not " SIP/2.0" at the end: find out what is wrong.
+		sp2 = bytes.LastIndexByte(line, ' ')
+		version := line[sp2+1:]
+		if sp2 > sp1+1 && !isSIP20(version) && len(version) > 4 && equalFold(version[:4], "SIP/") {
 			return 0, ErrBadVersion
 		}
+		return 0, ErrBadStartLine
+	}
+	if sp2 <= sp1+1 || bytes.IndexByte(line[sp1+1:sp2], ' ') >= 0 {
 		return 0, ErrBadStartLine
 	}
 	m.isReq = true
@@ -184,6 +185,16 @@ func (m *Message) parseStartLine(b []byte, p int) (int, error) {
 // isSIP20 reports whether v is the SIP version this parser speaks. "SIP" is
 // case-insensitive in the grammar (RFC 3261 25.1).
 func isSIP20(v []byte) bool { return equalFold(v, "SIP/2.0") }
+
+// "SIP/2.0 " and " SIP/2.0" as little-endian words, and the masks that
+// fold the letters of "SIP" (and nothing else) to lower case, for the start
+// line's fast paths.
+const (
+	sipSP     = 's' | 'i'<<8 | 'p'<<16 | '/'<<24 | '2'<<32 | '.'<<40 | '0'<<48 | ' '<<56
+	foldSIP   = 0x0000000000202020
+	spSIP     = ' ' | 's'<<8 | 'i'<<16 | 'p'<<24 | '/'<<32 | '2'<<40 | '.'<<48 | '0'<<56
+	foldSPSIP = 0x0000000020202000
+)
 
 // parseHeaders indexes header lines from p up to and including the blank
 // line, and returns the offset of the body. Every line ends at the next

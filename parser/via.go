@@ -331,6 +331,9 @@ func (m *Message) ViaCount() int {
 			continue
 		}
 		n++
+		if i == f-1 && m.topVia.Last {
+			continue // Parse has read this line: it holds one via-parm
+		}
 		v := m.buf[h.value.off:h.value.end]
 		if bytes.IndexByte(v, ',') < 0 {
 			continue
