@@ -124,58 +124,63 @@ func compactKind(c byte) HeaderKind {
 	return KindOther
 }
 
-// kindOf classifies a header name, case-insensitively. It runs once per
-// header line, so it avoids loops and branches on the name: a compact form
-// is one table lookup; a long name hashes its length, first and last letter
-// to the only kind it can be, and the name is then confirmed with two word
-// compares.
+// kindOf classifies a header name, case-insensitively.
 func kindOf(name []byte) HeaderKind {
-	n := len(name)
-	switch {
-	case n == 1:
-		return compactKinds[name[0]]
-	case n < 2 || n > 19:
+	if len(name) > maxKindName {
 		return KindOther
 	}
-	k := kindSlots[kindHash(name[0], name[n-1], n)]
+	// kindAt reads whole words: give it the name in a padded buffer.
+	var buf [maxKindName + 8]byte
+	copy(buf[:], name)
+	return kindAt(buf[:], 0, len(name))
+}
+
+// maxKindName is the length of the longest header name with a kind.
+const maxKindName = 19
+
+// kindAt classifies the header name b[p:p+n], whose bytes are token
+// characters, and needs b to hold at least 8 bytes from p (a header line
+// always does: the colon and the line ending follow the name). It runs for
+// every header line, so it has no loops: a compact form is one table
+// lookup; a long name's first eight bytes hash to the only kind it can be,
+// which two more word compares confirm.
+func kindAt(b []byte, p, n int) HeaderKind {
+	if n == 1 {
+		return compactKinds[b[p]]
+	}
+	if n > maxKindName || p+8 > len(b) {
+		return KindOther
+	}
+	w0 := load64(b[p:]) | fold64
+	if n < 8 {
+		w0 &= 1<<(8*n) - 1
+	}
+	k := kindSlots[(w0^uint64(n))*kindHashMul>>58]
 	e := &kindWords[k]
-	w0, w1, w2 := nameWords(name)
-	if int(e.n) == n && e.w0 == w0 && e.w1 == w1 && e.w2 == w2 {
-		return k
+	if e.w0 != w0 || int(e.n) != n {
+		return KindOther
 	}
-	return KindOther
-}
-
-// kindHash maps a long header name to its slot in kindSlots. The constants
-// give each known name a slot of its own (TestKindOfEveryName proves it).
-func kindHash(first, last byte, n int) uint8 {
-	return uint8((uint(first|0x20)*53 + uint(last|0x20)*18 + uint(n)) & 63)
-}
-
-// nameWords folds a name of 2 to 24 token characters to lower case into
-// words that, with its length, identify it exactly: its first, middle and
-// last eight bytes (overlapping where it is shorter than 24), its first and
-// last four, or for two or three bytes all of them.
-func nameWords(b []byte) (w0, w1, w2 uint64) {
-	n := len(b)
-	switch {
-	case n > 16:
-		return load64(b) | fold64, load64(b[n-8:]) | fold64, load64(b[8:]) | fold64
-	case n >= 8:
-		return load64(b) | fold64, load64(b[n-8:]) | fold64, 0
-	case n >= 4:
-		return uint64(load32(b) | fold32), uint64(load32(b[n-4:]) | fold32), 0
+	if n > 8 && (load64(b[p+n-8:])|fold64 != e.w1 || n > 16 && load64(b[p+8:])|fold64 != e.w2) {
+		return KindOther
 	}
-	return uint64(b[0]|0x20) | uint64(b[1]|0x20)<<8 | uint64(b[n-1]|0x20)<<16, 0, 0
+	return k
 }
 
-// kindWord is a long header name as kindOf compares it.
+// kindHashMul spreads the first eight bytes of every long header name with
+// a kind over 64 slots without collisions (TestKindOfNearMisses and the
+// tests that parse every name prove it).
+const kindHashMul = 0x8d24be9ad149937b
+
+// kindWord is a long header name as kindAt compares it: its length and
+// its first, last and middle eight bytes folded to lower case (the first
+// masked to the name, the others zero when the name is too short to need
+// them).
 type kindWord struct {
 	n          uint8
 	w0, w1, w2 uint64
 }
 
-// The lookup tables of kindOf, filled once from kindNames and never
+// The lookup tables of kindAt, filled once from kindNames and never
 // modified afterwards.
 var (
 	compactKinds [256]HeaderKind
@@ -188,11 +193,20 @@ func init() {
 		compactKinds[c] = compactKind(byte(c))
 	}
 	for k := KindVia; k < numKinds; k++ {
-		name := []byte(kindLower[k])
-		n := len(name)
-		kindSlots[kindHash(name[0], name[n-1], n)] = k
-		w0, w1, w2 := nameWords(name)
-		kindWords[k] = kindWord{uint8(n), w0, w1, w2}
+		var buf [maxKindName + 8]byte
+		n := copy(buf[:], kindLower[k])
+		e := kindWord{n: uint8(n), w0: load64(buf[:])}
+		if n < 8 {
+			e.w0 &= 1<<(8*n) - 1
+		}
+		if n > 8 {
+			e.w1 = load64(buf[n-8:])
+		}
+		if n > 16 {
+			e.w2 = load64(buf[8:])
+		}
+		kindWords[k] = e
+		kindSlots[(e.w0^uint64(n))*kindHashMul>>58] = k
 	}
 }
 

@@ -250,7 +250,7 @@ func (m *Message) parseHeaders(b []byte, p int) (int, error) {
 			for ve > v && (b[ve-1] == ' ' || b[ve-1] == '\t') {
 				ve--
 			}
-			k := kindOf(b[p:nameEnd])
+			k := kindAt(b, p, nameEnd-p)
 			m.hdrs[m.n] = hdr{
 				line:  span{int32(p), int32(next)},
 				name:  span{int32(p), int32(nameEnd)},
