@@ -126,9 +126,7 @@ func parseVia(b []byte, i, end int, v *Via) (next int, err error) {
 					return 0, ErrUnterminatedQuote
 				}
 			} else {
-				for ve < len(b) && isViaValueChar(b[ve]) {
-					ve++
-				}
+				ve = scanRun(b, ve, &viaValueTable)
 			}
 			if ve == k {
 				return 0, ErrBadVia
@@ -228,10 +226,7 @@ func scanHost(b []byte, i int) (host []byte, ipv6 bool, next int, err error) {
 		}
 		return b[i+1 : j], true, j + 1, nil
 	}
-	j := i
-	for j < len(b) && isHostChar(b[j]) {
-		j++
-	}
+	j := scanRun(b, i, &hostTable)
 	if j == i {
 		return nil, false, 0, ErrBadURI
 	}
@@ -244,12 +239,40 @@ func isHex(c byte) bool {
 
 // isHostChar reports whether c may appear in a hostname or IPv4 address.
 // Underscores are accepted because real deployments use them.
-func isHostChar(c byte) bool { return hostTable[c] }
+func isHostChar(c byte) bool { return hostTable[c] != 0 }
 
-var hostTable = func() (t [256]bool) {
+// scanRun returns the end of the run of bytes at i that table t marks
+// with 1: hosts and branches run to a few dozen bytes, so it tests four
+// bytes per step, where the lookups are independent and one branch decides.
+func scanRun(b []byte, i int, t *[256]uint8) int {
+	for ; i+4 <= len(b); i += 4 {
+		if t[b[i]]&t[b[i+1]]&t[b[i+2]]&t[b[i+3]] == 0 {
+			break
+		}
+	}
+	for i < len(b) && t[b[i]] != 0 {
+		i++
+	}
+	return i
+}
+
+// viaValueTable marks the bytes of isViaValueChar; it is never modified.
+var viaValueTable = func() (t [256]uint8) {
 	for c := 0; c < 256; c++ {
-		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			c == '-' || c == '.' || c == '_'
+		if isViaValueChar(byte(c)) {
+			t[c] = 1
+		}
+	}
+	return t
+}()
+
+// hostTable marks the bytes of isHostChar; it is never modified.
+var hostTable = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' {
+			t[c] = 1
+		}
 	}
 	return t
 }()
