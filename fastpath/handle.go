@@ -354,9 +354,9 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	// RFC 3261 clients, the 2543 transaction identity otherwise.
 	var key uint64
 	if top.HasCookie() {
-		key = w.txKey3261(&top)
+		key = w.txKey3261(top)
 	} else {
-		key, err = w.txKey2543(in, &top, to.Tag)
+		key, err = w.txKey2543(in, top, to.Tag)
 		if err != nil {
 			return w.refuseErr(in, from, err, out)
 		}
@@ -382,7 +382,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	}
 
 	// received / rport on the previous hop's Via (RFC 3261 18.2.1, RFC 3581).
-	w.topViaEdits(&w.m, in, &top, from, &w.edits)
+	w.topViaEdits(&w.m, in, top, from, &w.edits)
 
 	// Max-Forwards (16.6 item 3).
 	if hasMF {

@@ -164,7 +164,7 @@ func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reas
 	}
 	w.scratch = w.scratch[:0]
 	w.redits.reset()
-	w.topViaEdits(m2, syn, &top, from, &w.redits)
+	w.topViaEdits(m2, syn, top, from, &w.redits)
 	synViaEnd := len(synHead) + (via.end - via.start)
 
 	b := out.Buf[:0]

@@ -504,8 +504,10 @@ func (m *Message) nameAddr(k HeaderKind) (NameAddr, error) {
 }
 
 // TopVia returns the first via-parm of the first Via header, which Parse
-// has already validated.
-func (m *Message) TopVia() Via { return m.topVia }
+// has already validated. The Via belongs to m, like the slices it holds: it
+// changes with the next Parse and must not be modified. (It is a pointer
+// because a Via is some 300 bytes and a proxy reads it for every message.)
+func (m *Message) TopVia() *Via { return &m.topVia }
 
 // Vias returns an iterator over every via-parm, top first, across header
 // lines and comma-separated values:
