@@ -160,10 +160,17 @@ func kindAt(b []byte, p, n int) HeaderKind {
 	if e.w0 != w0 || int(e.n) != n {
 		return KindOther
 	}
-	if n > 8 && (load64(b[p+n-8:])|fold64 != e.w1 || n > 16 && load64(b[p+8:])|fold64 != e.w2) {
+	if n > 8 && !e.tailMatches(b[p:p+n]) {
 		return KindOther
 	}
 	return k
+}
+
+// tailMatches reports whether the name, longer than eight bytes and whose
+// first word matched e.w0, matches the rest of e.
+func (e *kindWord) tailMatches(name []byte) bool {
+	n := len(name)
+	return load64(name[n-8:])|fold64 == e.w1 && (n <= 16 || load64(name[8:])|fold64 == e.w2)
 }
 
 // kindHashMul spreads the first eight bytes of every long header name with
