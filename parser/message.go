@@ -225,8 +225,11 @@ func (m *Message) parseHeaders(b []byte, p int) (int, error) {
 			}
 			// The name, the white space and the colon hold no LF or
 			// NUL, so the next stop ends this line. (stops.pop, with
-			// its common case written out: the call costs more than
+			// its common cases written out: the call costs more than
 			// the work.)
+			if stops.cur == 0 {
+				stops.nextWord()
+			}
 			var lf int
 			if stops.cur != 0 {
 				lf = stops.at + bits.TrailingZeros64(stops.cur)

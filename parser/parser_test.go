@@ -540,3 +540,30 @@ func TestKindOfNearMisses(t *testing.T) {
 		}
 	}
 }
+
+func TestParseUint(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		max  uint64
+		want uint64
+		ok   bool
+	}{
+		{"0", 10, 0, true},
+		{"65535", 65535, 65535, true},
+		{"65536", 65535, 0, false},
+		{"2147483647", 1<<31 - 1, 1<<31 - 1, true},
+		{"2147483648", 1<<31 - 1, 0, false},
+		{"0000000000000000070", 100, 70, true},
+		{"9999999999999999999", 1<<63 - 1, 0, false},
+		{"18446744073709551615", 1<<63 - 1, 0, false},
+		{"", 10, 0, false},
+		{"1a", 100, 0, false},
+		{"-1", 100, 0, false},
+		{" 1", 100, 0, false},
+	} {
+		got, ok := parseUint([]byte(c.in), c.max)
+		if ok != c.ok || ok && got != c.want {
+			t.Errorf("parseUint(%q, %d) = %d, %v; want %d, %v", c.in, c.max, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -87,22 +87,21 @@ func scanQuoted(b []byte, i int) int {
 }
 
 // parseUint parses a non-empty run of ASCII digits that must fit in max.
+// Up to 19 digits cannot overflow a uint64, so the bound is checked once,
+// at the end; a longer run is refused.
 func parseUint(b []byte, max uint64) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
+	if len(b) == 0 || len(b) > 19 {
 		return 0, false
 	}
 	var n uint64
 	for _, c := range b {
-		if c < '0' || c > '9' {
+		d := c - '0'
+		if d > 9 {
 			return 0, false
 		}
-		d := uint64(c - '0')
-		if n > (max-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
+		n = n*10 + uint64(d)
 	}
-	return n, true
+	return n, n <= max
 }
 
 // nextValue splits a comma-separated list value at its first top-level

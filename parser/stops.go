@@ -32,7 +32,7 @@ func (s *lineStops) start(b []byte, p int) {
 // none left.
 func (s *lineStops) pop() int {
 	for s.cur == 0 {
-		if !s.advance() {
+		if !s.nextWord() && !s.refill() {
 			return len(s.b)
 		}
 	}
@@ -41,15 +41,21 @@ func (s *lineStops) pop() int {
 	return i
 }
 
-// advance loads the next word of the window, classifying the next window
-// when this one is used up. It reports false at the end of the buffer.
-func (s *lineStops) advance() bool {
-	if s.w+1 < s.n {
-		s.w++
-		s.at += 64
-		s.cur = s.mask[s.w]
-		return true
+// nextWord moves to the next word of the window and reports false when
+// the window is used up. It is small enough to inline into Parse's loop.
+func (s *lineStops) nextWord() bool {
+	if s.w+1 >= s.n {
+		return false
 	}
+	s.w++
+	s.at += 64
+	s.cur = s.mask[s.w&(stopWindow-1)]
+	return true
+}
+
+// refill classifies the next window and reports false at the end of the
+// buffer.
+func (s *lineStops) refill() bool {
 	if s.next >= len(s.b) {
 		return false
 	}
