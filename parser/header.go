@@ -155,15 +155,14 @@ func kindAt(b []byte, p, n int) HeaderKind {
 	if n < 8 {
 		w0 &= 1<<(8*n) - 1
 	}
-	k := kindSlots[(w0^uint64(n))*kindHashMul>>58]
-	e := &kindWords[k]
+	e := &kindSlots[(w0^uint64(n))*kindHashMul>>58]
 	if e.w0 != w0 || int(e.n) != n {
 		return KindOther
 	}
 	if n > 8 && !e.tailMatches(b[p:p+n]) {
 		return KindOther
 	}
-	return k
+	return e.kind
 }
 
 // tailMatches reports whether the name, longer than eight bytes and whose
@@ -181,18 +180,19 @@ const kindHashMul = 0x8d24be9ad149937b
 // kindWord is a long header name as kindAt compares it: its length and
 // its first, last and middle eight bytes folded to lower case (the first
 // masked to the name, the others zero when the name is too short to need
-// them).
+// them), with the kind it names. An unused slot has n == 0.
 type kindWord struct {
-	n          uint8
 	w0, w1, w2 uint64
+	n          uint8
+	kind       HeaderKind
 }
 
 // The lookup tables of kindAt, filled once from kindNames and never
-// modified afterwards.
+// modified afterwards. kindSlots holds the names themselves, not kinds to
+// look up elsewhere: one dependent load less per header line.
 var (
 	compactKinds [256]HeaderKind
-	kindSlots    [64]HeaderKind
-	kindWords    [numKinds]kindWord
+	kindSlots    [64]kindWord
 )
 
 func init() {
@@ -202,7 +202,7 @@ func init() {
 	for k := KindVia; k < numKinds; k++ {
 		var buf [maxKindName + 8]byte
 		n := copy(buf[:], kindLower[k])
-		e := kindWord{n: uint8(n), w0: load64(buf[:])}
+		e := kindWord{n: uint8(n), kind: k, w0: load64(buf[:])}
 		if n < 8 {
 			e.w0 &= 1<<(8*n) - 1
 		}
@@ -212,8 +212,7 @@ func init() {
 		if n > 16 {
 			e.w2 = load64(buf[8:])
 		}
-		kindWords[k] = e
-		kindSlots[(e.w0^uint64(n))*kindHashMul>>58] = k
+		kindSlots[(e.w0^uint64(n))*kindHashMul>>58] = e
 	}
 }
 
