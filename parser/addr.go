@@ -306,23 +306,20 @@ func (m *Message) ToTag() []byte {
 			return nil
 		}
 	}
-	if i < len(b) && b[i] == '<' {
-		// The usual form without a display name.
+	// The '<' of a name-addr or the ';' before an addr-spec's parameters:
+	// display names are short, so a plain loop beats bytes.IndexByte.
+	for i < len(b) && b[i] != '<' && b[i] != ';' {
+		i++
+	}
+	if i == len(b) {
+		return nil
+	}
+	if b[i] == '<' {
 		gt := bytes.IndexByte(b[i:], '>')
 		if gt < 0 {
 			return nil
 		}
 		i += gt + 1
-	} else if lt := bytes.IndexByte(b[i:], '<'); lt >= 0 {
-		gt := bytes.IndexByte(b[i+lt:], '>')
-		if gt < 0 {
-			return nil
-		}
-		i += lt + gt + 1
-	} else if sc := bytes.IndexByte(b[i:], ';'); sc >= 0 {
-		i += sc
-	} else {
-		return nil
 	}
 	tag, _ := Param(b[i:], "tag")
 	return tag

@@ -96,38 +96,30 @@ func Parse(b []byte, m *Message) error {
 	if p == len(b) {
 		return ErrEmpty
 	}
-	p, err := m.parseStartLine(b, p)
+	var stops lineStops
+	stops.start(b, p)
+	p, err := m.parseStartLine(b, p, &stops)
 	if err != nil {
 		return err
 	}
 	m.headersStart = p
-	if p, err = m.parseHeaders(b, p); err != nil {
+	if p, err = m.parseHeaders(b, p, &stops); err != nil {
 		return err
 	}
 	return m.check(b, p)
 }
 
-// lineEnd returns the index of the LF ending the line that starts at p, or
-// len(b) if there is none, and the end of the line's content (before CR LF).
-func lineEnd(b []byte, p int) (lf, content int) {
-	i := bytes.IndexByte(b[p:], '\n')
-	if i < 0 {
-		return len(b), len(b)
-	}
-	lf = p + i
-	content = lf
-	if content > p && b[content-1] == '\r' {
-		content--
-	}
-	return lf, content
-}
-
-// parseStartLine reads the request or status line beginning at p and
-// returns the offset of the first header line.
-func (m *Message) parseStartLine(b []byte, p int) (int, error) {
-	lf, end := lineEnd(b, p)
-	if lf == len(b) {
+// parseStartLine reads the request or status line beginning at p, which
+// ends at the first stop, and returns the offset of the first header line.
+// A NUL in it makes it as malformed as a missing line ending.
+func (m *Message) parseStartLine(b []byte, p int, stops *lineStops) (int, error) {
+	lf := stops.pop()
+	if lf == len(b) || b[lf] == 0 {
 		return 0, ErrBadStartLine
+	}
+	end := lf
+	if end > p && b[end-1] == '\r' {
+		end--
 	}
 	line := b[p:end]
 	if len(line) >= 4 && string(line[:4]) == "SIP/" {
@@ -199,9 +191,7 @@ const (
 // parseHeaders indexes header lines from p up to and including the blank
 // line, and returns the offset of the body. Every line ends at the next
 // stop lineStops hands out, which is also how a NUL is found.
-func (m *Message) parseHeaders(b []byte, p int) (int, error) {
-	var stops lineStops
-	stops.start(b, p)
+func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 	for {
 		if p >= len(b) {
 			// No blank line: tolerate a datagram that ends right after
@@ -317,12 +307,17 @@ func (m *Message) check(b []byte, p int) error {
 	}
 	// CSeq = 1*DIGIT LWS Method
 	cs := m.slice(m.hdrs[m.first[KindCSeq]-1].value)
+	var num uint64
 	i := 0
-	for i < len(cs) && cs[i] >= '0' && cs[i] <= '9' {
-		i++
+	for ; i < len(cs) && i < 19; i++ { // 19 digits cannot overflow
+		d := cs[i] - '0'
+		if d > 9 {
+			break
+		}
+		num = num*10 + uint64(d)
 	}
-	num, ok := parseUint(cs[:i], 1<<31-1) // RFC 3261 8.1.1.5: less than 2**31
-	if !ok || i == len(cs) || !isWS(cs[i]) {
+	// RFC 3261 8.1.1.5: less than 2**31
+	if i == 0 || num >= 1<<31 || i == len(cs) || !isWS(cs[i]) {
 		return ErrBadCSeq
 	}
 	j := skipWS(cs, i)
