@@ -9,9 +9,11 @@
 // parser.Message, one read batch, one write batch per listen address and its
 // own output buffers; it loops over
 //
-//	ReadBatch (recvmmsg) -> Handle each datagram into its own buffer -> WriteBatch (sendmmsg)
+//	recvmmsg -> Handle each datagram into its own buffer -> WriteBatch (sendmmsg)
 //
-// with no lock, channel or atomic read-modify-write per message (the
+// inside one udp.Conn.ReadLoop (which parks the worker after a batch that
+// emptied the socket, without a further recvmmsg to hear EAGAIN), with no
+// lock, channel or atomic read-modify-write per message (the
 // balancer's table pointer is one atomic load; counters are single-writer
 // stores). Messages of one flow arrive on one socket, are handled in order
 // and written in order in the same batch, so a call's 180 never overtakes

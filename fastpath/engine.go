@@ -308,6 +308,8 @@ type Worker struct {
 	outs   []*udp.Batch
 	counts []int
 	outv   []Output
+	// batchFn is w.batch, bound once for ReadLoop.
+	batchFn func(n int) bool
 }
 
 // NewWorker returns a Worker for listen address index listen that is not
@@ -439,6 +441,7 @@ func (e *Engine) bindLocked(ctx context.Context) error {
 			}
 			w.counts = make([]int, len(e.listen))
 			w.in = udp.NewBatch(e.cfg.Batch, slot)
+			w.batchFn = w.batch
 			w.outv = make([]Output, e.cfg.Batch)
 			n := e.OutputBufferSize()
 			bufs := make([]byte, e.cfg.Batch*n)
@@ -504,28 +507,23 @@ func (e *Engine) WorkerStats(dst []Stats) []Stats {
 	return dst
 }
 
-// run is the worker loop; it returns when the socket is closed.
+// run is the worker loop; it returns when the socket is closed. The
+// socket's ReadLoop hands each received batch to w.batch.
 func (w *Worker) run() {
 	for {
-		if err := w.step(); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			w.e.log.Debug("socket error", "listen", w.e.listen[w.listen], "err", err)
+		err := w.conn.ReadLoop(w.in, w.batchFn)
+		if err == nil || errors.Is(err, net.ErrClosed) {
+			return
 		}
+		w.e.log.Debug("socket error", "listen", w.e.listen[w.listen], "err", err)
 	}
 }
 
-// step is one turn of the worker loop: read a batch, handle each datagram
-// into its own output buffer, write the outputs in order, one batch per
-// sending socket.
-func (w *Worker) step() error {
-	n, err := w.conn.ReadBatch(w.in)
-	if err != nil {
-		return err
-	}
+// batch is one turn of the worker loop, for the n datagrams just received
+// into w.in: handle each into its own output buffer, then write the
+// outputs in order, one batch per sending socket. It always asks for more.
+func (w *Worker) batch(n int) bool {
 	w.processBatch(n)
-	var werr error
 	for li, k := range w.counts {
 		if k == 0 {
 			continue
@@ -542,11 +540,11 @@ func (w *Worker) step() error {
 			}
 			msg.Buf = nil
 		}
-		if err != nil && werr == nil {
-			werr = err
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			w.e.log.Debug("socket error", "listen", w.e.listen[li], "err", err)
 		}
 	}
-	return werr
+	return true
 }
 
 // processBatch handles w.in.Msgs[:n] and queues the outputs in w.outs.

@@ -85,6 +85,9 @@ type Conn struct {
 	sendFailed atomic.Uint64
 	// truncated counts datagrams ReadBatch received truncated.
 	truncated atomic.Uint64
+	// closing is set by Close before it closes the socket, so that a
+	// ReadLoop that is busy (not waiting) stops between batches.
+	closing atomic.Bool
 }
 
 // Listen opens a UDP socket bound to address, an IP literal with a port:
@@ -245,9 +248,10 @@ func (c *Conn) BatchSize() int { return c.batchSize }
 // receive slots; see the package-level NewBatch.
 func (c *Conn) NewBatch(slotSize int) *Batch { return NewBatch(c.batchSize, slotSize) }
 
-// Close closes the socket. A ReadBatch or WriteBatch blocked on it returns
-// promptly with an error wrapping net.ErrClosed.
+// Close closes the socket. A ReadBatch, ReadLoop or WriteBatch blocked on
+// it returns promptly with an error wrapping net.ErrClosed.
 func (c *Conn) Close() error {
+	c.closing.Store(true)
 	if err := c.uc.Close(); err != nil {
 		return fmt.Errorf("udp: close %v: %w", c.local, err)
 	}
