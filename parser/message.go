@@ -40,6 +40,7 @@ type Message struct {
 
 	n     int
 	first [numKinds]int16 // 1 + index of the first header of each kind; 0 = none
+	last  [numKinds]int16 // 1 + index of the last header of each kind; valid where first is set
 	hdrs  [MaxHeaders]hdr
 
 	cseqNum    uint32
@@ -251,6 +252,7 @@ func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 				kind:  k,
 			}
 			m.n++
+			m.last[k] = int16(m.n)
 			if m.first[k] == 0 {
 				m.first[k] = int16(m.n)
 			}

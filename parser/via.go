@@ -347,8 +347,12 @@ func (m *Message) ViaCount() int {
 	if f == 0 {
 		return 0
 	}
+	l := int(m.last[KindVia])
+	if l == f && m.topVia.Last {
+		return 1 // one line, which Parse has read: one via-parm
+	}
 	n := 0
-	for i := f - 1; i < m.n; i++ {
+	for i := f - 1; i < l; i++ {
 		h := &m.hdrs[i]
 		if h.kind != KindVia {
 			continue
