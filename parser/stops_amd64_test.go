@@ -1,0 +1,33 @@
+//go:build !purego
+
+package parser
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestStopMaskAssemblyVersions checks both amd64 versions against the
+// portable loop, whichever of them stopMask picks on this CPU.
+func TestStopMaskAssemblyVersions(t *testing.T) {
+	versions := map[string]func([]byte, int, *[stopWindow]uint64) int{"SSE2": stopMaskSSE2}
+	if hasAVX2 {
+		versions["AVX2"] = stopMaskAVX2
+	} else {
+		t.Log("this CPU has no AVX2: checking SSE2 only")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for name, f := range versions {
+		for n := 64; n <= 3*stopWindow*64+70; n += 1 + n/50 {
+			b := randomLines(r, n)
+			for from := 0; from < n; from += 1 + r.IntN(7) {
+				var got, want [stopWindow]uint64
+				gn := f(b, from, &got)
+				wn := stopMaskGeneric(b, from, &want)
+				if gn != wn || got != want {
+					t.Fatalf("%s: len %d from %d: %d %x, generic %d %x", name, n, from, gn, got[:gn], wn, want[:wn])
+				}
+			}
+		}
+	}
+}
