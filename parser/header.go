@@ -138,12 +138,13 @@ func kindOf(name []byte) HeaderKind {
 // maxKindName is the length of the longest header name with a kind.
 const maxKindName = 19
 
-// kindAt classifies the header name b[p:p+n], whose bytes are token
-// characters, and needs b to hold at least 8 bytes from p (a header line
-// always does: the colon and the line ending follow the name). It runs for
-// every header line, so it has no loops: a compact form is one table
-// lookup; a long name's first eight bytes hash to the only kind it can be,
-// which two more word compares confirm.
+// kindAt classifies the header name b[p:p+n] and needs b to hold at least
+// 8 bytes from p (a header line always does: the colon and the line ending
+// follow the name). It runs for every header line, so it has no loops: a
+// compact form is one table lookup; a long name's first eight bytes hash
+// to the only kind it can be, which word compares confirm. The compares
+// fold case only where the known name has a letter, so any bytes may be
+// given: only the known name itself, in any case, matches.
 func kindAt(b []byte, p, n int) HeaderKind {
 	if n == 1 {
 		return compactKinds[b[p]]
@@ -151,12 +152,15 @@ func kindAt(b []byte, p, n int) HeaderKind {
 	if n > maxKindName || p+8 > len(b) {
 		return KindOther
 	}
-	w0 := load64(b[p:]) | fold64
+	w0, fw0 := load64(b[p:]), uint64(0)
 	if n < 8 {
 		w0 &= 1<<(8*n) - 1
+		fw0 = (w0 | fold64) & (1<<(8*n) - 1)
+	} else {
+		fw0 = w0 | fold64
 	}
-	e := &kindSlots[(w0^uint64(n))*kindHashMul>>58]
-	if e.w0 != w0 || int(e.n) != n {
+	e := &kindSlots[(fw0^uint64(n))*kindHashMul>>58]
+	if w0|e.f0 != e.w0 || int(e.n) != n {
 		return KindOther
 	}
 	if n > 8 && !e.tailMatches(b[p:p+n]) {
@@ -169,20 +173,22 @@ func kindAt(b []byte, p, n int) HeaderKind {
 // first word matched e.w0, matches the rest of e.
 func (e *kindWord) tailMatches(name []byte) bool {
 	n := len(name)
-	return load64(name[n-8:])|fold64 == e.w1 && (n <= 16 || load64(name[8:])|fold64 == e.w2)
+	return load64(name[n-8:])|e.f1 == e.w1 && (n <= 16 || load64(name[8:])|e.f2 == e.w2)
 }
 
 // kindHashMul spreads the first eight bytes of every long header name with
-// a kind over 64 slots without collisions (TestKindOfNearMisses and the
-// tests that parse every name prove it).
+// a kind, folded to lower case, over 64 slots without collisions
+// (TestKindOfNearMisses and the tests that parse every name prove it).
 const kindHashMul = 0x8d24be9ad149937b
 
-// kindWord is a long header name as kindAt compares it: its length and
-// its first, last and middle eight bytes folded to lower case (the first
-// masked to the name, the others zero when the name is too short to need
-// them), with the kind it names. An unused slot has n == 0.
+// kindWord is a long header name as kindAt compares it: its length, its
+// first, last and middle eight bytes in lower case (the first masked to the
+// name, the others zero when the name is too short to need them), the
+// matching masks with 0x20 where those bytes are letters, and the kind it
+// names. An unused slot has n == 0.
 type kindWord struct {
 	w0, w1, w2 uint64
+	f0, f1, f2 uint64
 	n          uint8
 	kind       HeaderKind
 }
@@ -200,17 +206,22 @@ func init() {
 		compactKinds[c] = compactKind(byte(c))
 	}
 	for k := KindVia; k < numKinds; k++ {
-		var buf [maxKindName + 8]byte
-		n := copy(buf[:], kindLower[k])
-		e := kindWord{n: uint8(n), kind: k, w0: load64(buf[:])}
+		var name, fold [maxKindName + 8]byte
+		n := copy(name[:], kindLower[k])
+		for i := 0; i < n; i++ {
+			if 'a' <= name[i] && name[i] <= 'z' {
+				fold[i] = 0x20
+			}
+		}
+		e := kindWord{n: uint8(n), kind: k, w0: load64(name[:]), f0: load64(fold[:])}
 		if n < 8 {
 			e.w0 &= 1<<(8*n) - 1
 		}
 		if n > 8 {
-			e.w1 = load64(buf[n-8:])
+			e.w1, e.f1 = load64(name[n-8:]), load64(fold[n-8:])
 		}
 		if n > 16 {
-			e.w2 = load64(buf[8:])
+			e.w2, e.f2 = load64(name[8:]), load64(fold[8:])
 		}
 		kindSlots[(e.w0^uint64(n))*kindHashMul>>58] = e
 	}

@@ -536,6 +536,13 @@ func TestKindOfNearMisses(t *testing.T) {
 			}
 		}
 	}
+	// Case folding must not make other bytes match: '-' | 0x20 is '-',
+	// and so is CR | 0x20.
+	for _, name := range []string{"Call\rID", "Max\rForwards", "content\rlength", "proxy\rauthorization"} {
+		if got := kindOf([]byte(name)); got != KindOther {
+			t.Errorf("kindOf(%q) = %v, want KindOther", name, got)
+		}
+	}
 	for c := 0; c < 256; c++ {
 		isLetter := 'a' <= c|0x20 && c|0x20 <= 'z'
 		if got := kindOf([]byte{byte(c)}); !isLetter && got != KindOther {
