@@ -201,15 +201,30 @@ func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 			return len(b), nil
 		}
 		if isTokenChar(b[p]) {
-			// "Name: value": the name is scanned once and the line end
-			// searched from the colon on.
-			nameEnd := scanToken(b, p)
-			c := nameEnd
-			for c < len(b) && (b[c] == ' ' || b[c] == '\t') {
-				c++
+			// "Name: value". A known name directly followed by its
+			// colon, the usual case, needs no scan: the colon is
+			// found eight bytes at a time and kindAt's exact compare
+			// vouches for the name. Any other name is scanned.
+			var nameEnd, c int
+			k := KindOther
+			n := colonIn16(b, p)
+			if n > 0 {
+				k = kindAt(b, p, n)
 			}
-			if c == len(b) || b[c] != ':' {
-				return 0, ErrBadHeader
+			if k != KindOther {
+				nameEnd, c = p+n, p+n
+			} else {
+				nameEnd = scanToken(b, p)
+				c = nameEnd
+				for c < len(b) && (b[c] == ' ' || b[c] == '\t') {
+					c++
+				}
+				if c == len(b) || b[c] != ':' {
+					return 0, ErrBadHeader
+				}
+				if nameEnd-p != n {
+					k = kindAt(b, p, nameEnd-p)
+				}
 			}
 			if m.n == MaxHeaders {
 				return 0, ErrTooManyHeaders
@@ -244,7 +259,6 @@ func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 			for ve > v && (b[ve-1] == ' ' || b[ve-1] == '\t') {
 				ve--
 			}
-			k := kindAt(b, p, nameEnd-p)
 			m.hdrs[m.n] = hdr{
 				line:  span{int32(p), int32(next)},
 				name:  span{int32(p), int32(nameEnd)},

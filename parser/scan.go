@@ -1,5 +1,7 @@
 package parser
 
+import "math/bits"
+
 // lower returns c folded to lower case if it is an ASCII upper-case letter.
 func lower(c byte) byte {
 	if 'A' <= c && c <= 'Z' {
@@ -223,4 +225,26 @@ func load32(b []byte) uint32 {
 func load32s(s string) uint32 {
 	_ = s[3]
 	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+}
+
+// colonIn16 returns the offset of the first ':' in b[p:p+16], or -1 if
+// there is none or b ends sooner. It tests eight bytes at a time: with
+// y = word ^ ":::::::", (y - 0x01...) &^ y has the high bit set in the
+// byte of the first colon (bytes above it may be marked wrongly, never
+// one below).
+func colonIn16(b []byte, p int) int {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	if p+16 > len(b) {
+		return -1
+	}
+	for k := 0; k < 16; k += 8 {
+		y := load64(b[p+k:]) ^ (':' * ones)
+		if m := (y - ones) &^ y & high; m != 0 {
+			return k + bits.TrailingZeros64(m)>>3
+		}
+	}
+	return -1
 }
