@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/viaduct-sip/viaduct/parser"
@@ -37,6 +38,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
+		checkKinds(t, &m)
 		first := snapshot(t, &m, b)
 		second := snapshot(t, &m, b)
 		if !bytes.Equal(first, second) {
@@ -51,6 +53,55 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("a second Parse of the same bytes read differently")
 		}
 	})
+}
+
+// compactNames maps every compact header form (RFC 3261 7.3.3, RFC 2543
+// section 9) to its long name.
+var compactNames = map[byte]string{'v': "Via", 'f': "From", 't': "To", 'i': "Call-ID",
+	'l': "Content-Length", 'c': "Content-Type", 'e': "Content-Encoding", 'm': "Contact",
+	's': "Subject", 'k': "Supported", 'o': "Event", 'u': "Allow-Events", 'r': "Refer-To",
+	'b': "Referred-By", 'x': "Session-Expires", 'y': "Identity", 'a': "Accept-Contact",
+	'j': "Reject-Contact", 'd': "Request-Disposition"}
+
+// checkKinds compares the parser's classification of every header line
+// with a plain case-insensitive lookup of its name among the known ones,
+// and checks that the name is a token followed (after optional white
+// space) by the colon.
+func checkKinds(t *testing.T, m *parser.Message) {
+	t.Helper()
+	for i := 0; i < m.NumHeaders(); i++ {
+		h := m.Header(i)
+		want := parser.KindOther
+		if len(h.Name) == 1 {
+			if long, ok := compactNames[h.Name[0]|0x20]; ok && ('a' <= h.Name[0]|0x20 && h.Name[0]|0x20 <= 'z') {
+				want = kindByName(long)
+			}
+		} else {
+			want = kindByName(string(h.Name))
+		}
+		if h.Kind != want {
+			t.Fatalf("header %d %q: kind %v, want %v", i, h.Name, h.Kind, want)
+		}
+		rest := bytes.TrimLeft(m.Bytes()[h.Start+len(h.Name):h.End], " \t")
+		if len(h.Name) == 0 || len(rest) == 0 || rest[0] != ':' {
+			t.Fatalf("header %d: name %q is not followed by a colon", i, h.Name)
+		}
+		for _, c := range h.Name {
+			if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte("()<>@,;:\\\"/[]?={}"), c) >= 0 {
+				t.Fatalf("header %d: name %q holds %q, not a token character", i, h.Name, c)
+			}
+		}
+	}
+}
+
+// kindByName returns the kind whose long name equals name, ignoring case.
+func kindByName(name string) parser.HeaderKind {
+	for k := parser.KindVia; k.String() != ""; k++ {
+		if strings.EqualFold(k.String(), name) {
+			return k
+		}
+	}
+	return parser.KindOther
 }
 
 // within fails t unless sub lies inside b (an empty nil slice is fine).
