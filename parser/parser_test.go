@@ -577,3 +577,57 @@ func TestParseUint(t *testing.T) {
 		}
 	}
 }
+
+// TestViaBranchAndToTagSpellings checks the top Via's branch and host and
+// the To tag (through ToTag and To) for the unusual spellings any shortcut
+// for "SIP/2.0/", "branch=" and ";tag=" must leave to the general parsing.
+func TestViaBranchAndToTagSpellings(t *testing.T) {
+	for _, c := range []struct{ via, branch, host string }{
+		{"SIP/2.0/UDP h;branch=z9hG4bK1", "z9hG4bK1", "h"},
+		{"sip/2.0/udp h;BRANCH=z9hG4bK1", "z9hG4bK1", "h"},
+		{"SIP / 2.0 / UDP h ; branch = z9hG4bK2", "z9hG4bK2", "h"},
+		{"SIP/2.0/UDP h;branch= z9hG4bK3", "z9hG4bK3", "h"},
+		{`SIP/2.0/UDP h;branch="q"`, `"q"`, "h"},
+		{"SIP/2.0/UDP h;branch=a;branch=b", "b", "h"},
+		{"SIP/2.0/UDP h;branchx=a;branch=c", "c", "h"},
+	} {
+		msg := strings.Replace(base, "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1", c.via, 1)
+		var m Message
+		if err := Parse(crlf(msg), &m); err != nil {
+			t.Errorf("%q: %v", c.via, err)
+			continue
+		}
+		if v := m.TopVia(); string(v.Branch) != c.branch || string(v.Host) != c.host {
+			t.Errorf("%q: branch %q host %q, want %q %q", c.via, v.Branch, v.Host, c.branch, c.host)
+		}
+	}
+	for _, bad := range []string{"SIP/2.0/UDP h;branch=", "SIP/2.0/UDP h;branch=;x", "SIP/2.0/ h;branch=1"} {
+		msg := strings.Replace(base, "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1", bad, 1)
+		var m Message
+		if err := Parse(crlf(msg), &m); err == nil {
+			t.Errorf("%q: parsed, want an error", bad)
+		}
+	}
+	for _, c := range []struct{ to, tag string }{
+		{"<sip:b@h>;tag=abc", "abc"},
+		{"<sip:b@h>;TAG=abc;x=1", "abc"},
+		{"<sip:b@h> ;tag=abc", "abc"},
+		{"<sip:b@h>;tag=", ""},
+		{`<sip:b@h>;tag="q"`, `"q"`},
+		{"<sip:b@h>;tagx=1;tag=2", "2"},
+		{"<sip:b@h>;x=1", ""},
+	} {
+		msg := strings.Replace(base, "To: <sip:bob@example.com>", "To: "+c.to, 1)
+		var m Message
+		if err := Parse(crlf(msg), &m); err != nil {
+			t.Fatalf("%q: %v", c.to, err)
+		}
+		to, err := m.To()
+		if err != nil {
+			t.Fatalf("%q: To: %v", c.to, err)
+		}
+		if got := m.ToTag(); string(got) != c.tag || string(to.Tag) != string(got) {
+			t.Errorf("%q: ToTag %q, To().Tag %q, want %q", c.to, got, to.Tag, c.tag)
+		}
+	}
+}
