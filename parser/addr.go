@@ -321,6 +321,20 @@ func (m *Message) ToTag() []byte {
 		}
 		i += gt + 1
 	}
+	if i+5 < len(b) && b[i] == ';' && load32(b[i+1:])|foldTag == tagEq && b[i+5] != '"' {
+		// ";tag=" right after the URI, as user agents write it.
+		e := i + 5
+		for e < len(b) && b[e] != ';' && !isWS(b[e]) {
+			e++
+		}
+		return b[i+5 : e]
+	}
 	tag, _ := Param(b[i:], "tag")
 	return tag
 }
+
+// "tag=" as a little-endian word and the mask that folds its letters.
+const (
+	tagEq   = 't' | 'a'<<8 | 'g'<<16 | '='<<24
+	foldTag = 0x00202020
+)
