@@ -27,8 +27,11 @@ vet:
 lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+# test runs everything once, then the parser again with the portable line
+# scanner that platforms without the assembly one build (-tags purego).
 test: lint
 	$(GO) test -race -count=1 -p 1 -timeout 15m ./...
+	$(GO) test -count=1 -tags purego ./parser/ ./fuzz/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
