@@ -7,10 +7,12 @@ import (
 	"testing"
 )
 
-// TestStopMaskAssemblyVersions checks both amd64 versions against the
-// portable loop, whichever of them stopMask picks on this CPU.
+// TestStopMaskAssemblyVersions checks both amd64 versions, and stopMask
+// with its choice between them and the short-buffer case, against the
+// portable loop for every length up to a few windows and many start
+// offsets, so the partial-block and window-end cases are all covered.
 func TestStopMaskAssemblyVersions(t *testing.T) {
-	versions := map[string]func([]byte, int, *[stopWindow]uint64) int{"SSE2": stopMaskSSE2}
+	versions := map[string]func([]byte, int, *[stopWindow]uint64) int{"SSE2": stopMaskSSE2, "stopMask": stopMask}
 	if hasAVX2 {
 		versions["AVX2"] = stopMaskAVX2
 	} else {
@@ -18,7 +20,11 @@ func TestStopMaskAssemblyVersions(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	for name, f := range versions {
-		for n := 64; n <= 3*stopWindow*64+70; n += 1 + n/50 {
+		shortest := 64
+		if name == "stopMask" {
+			shortest = 1
+		}
+		for n := shortest; n <= 3*stopWindow*64+70; n += 1 + n/50 {
 			b := randomLines(r, n)
 			for from := 0; from < n; from += 1 + r.IntN(7) {
 				var got, want [stopWindow]uint64

@@ -35,25 +35,6 @@ func randomLines(r *rand.Rand, n int) []byte {
 	return b
 }
 
-// TestStopMaskAgreesWithGeneric checks the platform's stopMask (SSE2 on
-// amd64) against the portable loop for every length up to a few windows
-// and every start offset, so the partial-block and window-end cases are
-// all covered.
-func TestStopMaskAgreesWithGeneric(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for n := 1; n <= 3*stopWindow*64+70; n += 1 + n/64 {
-		b := randomLines(r, n)
-		for from := 0; from < n; from += 1 + r.IntN(9) {
-			var got, want [stopWindow]uint64
-			gn := stopMask(b, from, &got)
-			wn := stopMaskGeneric(b, from, &want)
-			if gn != wn || got != want {
-				t.Fatalf("len %d from %d: stopMask = %d %x, generic = %d %x", n, from, gn, got[:gn], wn, want[:wn])
-			}
-		}
-	}
-}
-
 // TestLineStopsYieldsEveryStop checks that lineStops hands out exactly the
 // LFs and NULs after its start, in order, then len(b) for good.
 func TestLineStopsYieldsEveryStop(t *testing.T) {
