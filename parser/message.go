@@ -247,7 +247,7 @@ func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 				return 0, ErrNULInHeader
 			}
 			end := lf
-			if b[end-1] == '\r' && end > c+1 {
+			if end > c+1 && b[end-1] == '\r' {
 				end--
 			}
 			next := min(lf+1, len(b))
