@@ -187,7 +187,10 @@ func (c *Conn) ReadBatch(b *Batch) (int, error) {
 // proxy's life) that is a third of its system calls.
 //
 // The read deadline and Close are seen when ReadLoop waits; Close is also
-// seen between batches, so a loop that never waits still stops.
+// seen between batches, so a loop that never waits still stops. ReadLoop
+// holds the socket's read side for as long as it runs: a ReadBatch or
+// ReadLoop on the same Conn from another goroutine waits until it returns;
+// writes do not.
 func (c *Conn) ReadLoop(b *Batch, handle func(n int) bool) error {
 	b.lc, b.handle, b.stopped = c, handle, false
 	err := c.rc.Read(b.loopFn)
