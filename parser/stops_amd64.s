@@ -2,6 +2,9 @@
 
 #include "textflag.h"
 
+// WINDOW is stopWindow: the most 64-byte blocks one call classifies.
+#define WINDOW 16
+
 // STOPS64 leaves in AX the bit mask of the 64 bytes at (R) that equal
 // X0's bytes (LF) or X1's (NUL). It clobbers DX and X2-X6.
 #define STOPS64(R) \
@@ -36,7 +39,7 @@
 	SHLQ    $48, DX \
 	ORQ     DX, AX
 
-// func stopMaskSSE2(b []byte, from int, dst *[8]uint64) int
+// func stopMaskSSE2(b []byte, from int, dst *[WINDOW]uint64) int
 //
 // Requires len(b) >= 64 and 0 <= from < len(b).
 TEXT ·stopMaskSSE2(SB), NOSPLIT, $0-48
@@ -53,9 +56,9 @@ TEXT ·stopMaskSSE2(SB), NOSPLIT, $0-48
 	PXOR X1, X1                  // X1: NUL in every byte
 	MOVQ BX, CX
 	SHRQ $6, CX                  // CX: whole blocks left
-	CMPQ CX, $8
+	CMPQ CX, $WINDOW
 	JB   partial
-	MOVQ $8, CX
+	MOVQ $WINDOW, CX
 	MOVQ CX, ret+40(FP)
 whole:
 	STOPS64(SI)
@@ -109,7 +112,7 @@ done:
 	SHLQ      $32, DX \
 	ORQ       DX, AX
 
-// func stopMaskAVX2(b []byte, from int, dst *[8]uint64) int
+// func stopMaskAVX2(b []byte, from int, dst *[WINDOW]uint64) int
 //
 // stopMaskSSE2 with 32-byte vectors. Requires AVX2, len(b) >= 64 and
 // 0 <= from < len(b).
@@ -127,9 +130,9 @@ TEXT ·stopMaskAVX2(SB), NOSPLIT, $0-48
 	VPXOR Y1, Y1, Y1             // Y1: NUL in every byte
 	MOVQ BX, CX
 	SHRQ $6, CX                  // CX: whole blocks left
-	CMPQ CX, $8
+	CMPQ CX, $WINDOW
 	JB   avxpartial
-	MOVQ $8, CX
+	MOVQ $WINDOW, CX
 	MOVQ CX, ret+40(FP)
 avxwhole:
 	STOPS64AVX2(SI)
