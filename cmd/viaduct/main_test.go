@@ -443,21 +443,7 @@ func TestAdminAPIDrain(t *testing.T) {
 	proxy, adm := freePort(t), freeTCPPort(t)
 	path := writeFile(t, "v.yaml", fmt.Sprintf("listen: [\"%s\"]\nworkers: 1\nupstreams: [{address: \"%s\", id: sbc-a}, \"%s\"]\nadmin: {listen: \"%s\", token: tok}\n",
 		proxy, a.addr, b.addr, adm))
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"--config", path}, &stderr) }()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("exit %d:\n%s", code, stderr.String())
-			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("run did not return after cancel")
-		}
-	}()
+	p := startInProcess(t, procHooks{}, adm.String(), "--config", path)
 	base := "http://" + adm.String() + "/api/v1/upstreams"
 	call := func(method, url string) (int, string) {
 		req, _ := http.NewRequest(method, url, nil)
@@ -480,7 +466,7 @@ func TestAdminAPIDrain(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("admin API: %d %s\n%s", code, body, stderr.String())
+			t.Fatalf("admin API: %d %s\n%s", code, body, p.stderr.String())
 		}
 	}
 	idB := balancer.DefaultID("udp", b.addr)
@@ -525,7 +511,7 @@ func TestAdminAPIDrain(t *testing.T) {
 	if code, _ := call("POST", base+"/udp:127.0.0.1:1/drain"); code != 404 {
 		t.Errorf("unknown id: %d, want 404", code)
 	}
-	if log := stderr.String(); !strings.Contains(log, "admin API listening") {
+	if log := p.stderr.String(); !strings.Contains(log, "admin API listening") {
 		t.Errorf("log:\n%s", log)
 	}
 }

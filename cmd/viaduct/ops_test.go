@@ -65,30 +65,7 @@ func TestRunServesMetricsAndProbes(t *testing.T) {
 	file := "listen: [\"" + proxy.String() + "\"]\nworkers: 1\nupstreams: [{address: \"" + up.addr.String() + "\", id: sbc-a}]\n" +
 		"admin: {listen: \"" + adm.String() + "\"}\n"
 	path := writeFile(t, "v.yaml", file)
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"--config", path}, &stderr) }()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("exit %d:\n%s", code, stderr.String())
-			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("run did not return after cancel")
-		}
-	}()
-	base := "http://" + adm.String()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if code, _ := get(t, base+"/healthz"); code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("admin API not up:\n%s", stderr.String())
-		}
-	}
+	base := startInProcess(t, procHooks{}, adm.String(), "--config", path).base
 	if code, body := get(t, base+"/readyz"); code != 200 || body != "ready\n" {
 		t.Errorf("readyz: %d %q", code, body)
 	}
