@@ -3,8 +3,10 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -21,4 +23,26 @@ func Sipp(t testing.TB) string {
 		t.Skip("sipp not installed (apt-get install sip-tester)")
 	}
 	return p
+}
+
+// SyncBuffer is a bytes.Buffer that several goroutines may write and read
+// at once: a test hands it to code that logs from its own goroutines and
+// reads it from the test.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p to the buffer.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
