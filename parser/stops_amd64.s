@@ -39,63 +39,6 @@
 	SHLQ    $48, DX \
 	ORQ     DX, AX
 
-// func stopMaskSSE2(b []byte, from int, dst *[WINDOW]uint64) int
-//
-// Requires len(b) >= 64 and 0 <= from < len(b).
-TEXT ·stopMaskSSE2(SB), NOSPLIT, $0-48
-	MOVQ b_base+0(FP), SI
-	MOVQ b_len+8(FP), BX
-	MOVQ from+24(FP), R9
-	MOVQ dst+32(FP), DI
-	LEAQ -64(SI)(BX*1), R8       // R8: the buffer's last 64 bytes
-	ADDQ R9, SI                  // SI: the first byte to classify
-	SUBQ R9, BX                  // BX: bytes left from there
-	MOVQ $0x0a0a0a0a0a0a0a0a, AX
-	MOVQ AX, X0
-	PUNPCKLQDQ X0, X0            // X0: LF in every byte
-	PXOR X1, X1                  // X1: NUL in every byte
-	MOVQ BX, CX
-	SHRQ $6, CX                  // CX: whole blocks left
-	CMPQ CX, $WINDOW
-	JB   partial
-	MOVQ $WINDOW, CX
-	MOVQ CX, ret+40(FP)
-whole:
-	STOPS64(SI)
-	MOVQ AX, (DI)
-	ADDQ $64, SI
-	ADDQ $8, DI
-	DECQ CX
-	JNZ  whole
-	RET
-
-partial:
-	MOVQ CX, R10                 // R10: words written
-	TESTQ CX, CX
-	JZ   tail
-blocks:
-	STOPS64(SI)
-	MOVQ AX, (DI)
-	ADDQ $64, SI
-	ADDQ $8, DI
-	DECQ CX
-	JNZ  blocks
-tail:
-	// The BX&63 bytes left are the last bytes of the buffer: classify
-	// its last 64 bytes and shift out the ones already done.
-	MOVQ BX, CX
-	ANDQ $63, CX
-	JZ   done
-	STOPS64(R8)
-	NEGQ CX
-	ADDQ $64, CX
-	SHRQ CX, AX
-	MOVQ AX, (DI)
-	INCQ R10
-done:
-	MOVQ R10, ret+40(FP)
-	RET
-
 // STOPS64AVX2 is STOPS64 with AVX2: Y0 holds LF in every byte, Y1 zero.
 // It clobbers DX and Y2-Y5.
 #define STOPS64AVX2(R) \
@@ -112,60 +55,79 @@ done:
 	SHLQ      $32, DX \
 	ORQ       DX, AX
 
-// func stopMaskAVX2(b []byte, from int, dst *[WINDOW]uint64) int
+// func stopMaskAsm(b []byte, from int, dst *[WINDOW]uint64, avx2 bool) int
 //
-// stopMaskSSE2 with 32-byte vectors. Requires AVX2, len(b) >= 64 and
-// 0 <= from < len(b).
-TEXT ·stopMaskAVX2(SB), NOSPLIT, $0-48
-	MOVQ b_base+0(FP), SI
-	MOVQ b_len+8(FP), BX
-	MOVQ from+24(FP), R9
-	MOVQ dst+32(FP), DI
-	LEAQ -64(SI)(BX*1), R8       // R8: the buffer's last 64 bytes
-	ADDQ R9, SI                  // SI: the first byte to classify
-	SUBQ R9, BX                  // BX: bytes left from there
-	MOVQ $0x0a, AX
-	MOVQ AX, X0
-	VPBROADCASTB X0, Y0          // Y0: LF in every byte
-	VPXOR Y1, Y1, Y1             // Y1: NUL in every byte
-	MOVQ BX, CX
-	SHRQ $6, CX                  // CX: whole blocks left
-	CMPQ CX, $WINDOW
-	JB   avxpartial
-	MOVQ $WINDOW, CX
-	MOVQ CX, ret+40(FP)
-avxwhole:
+// Classifies up to WINDOW whole blocks from b[from:] with STOPS64, or with
+// STOPS64AVX2 when avx2 is set, and then a partial last block, which it
+// reads as the buffer's last 64 bytes and shifts. Requires len(b) >= 64
+// and 0 <= from < len(b).
+TEXT ·stopMaskAsm(SB), NOSPLIT, $0-56
+	MOVQ    b_base+0(FP), SI
+	MOVQ    b_len+8(FP), BX
+	MOVQ    from+24(FP), R9
+	MOVQ    dst+32(FP), DI
+	MOVBQZX avx2+40(FP), R11     // R11: use AVX2
+	LEAQ    -64(SI)(BX*1), R8    // R8: the buffer's last 64 bytes
+	ADDQ    R9, SI               // SI: the first byte to classify
+	SUBQ    R9, BX               // BX: bytes left from there
+	MOVQ    $0x0a0a0a0a0a0a0a0a, AX
+	MOVQ    AX, X0
+	PUNPCKLQDQ X0, X0            // X0: LF in every byte
+	PXOR    X1, X1               // X1: NUL in every byte
+	TESTQ   R11, R11
+	JZ      count
+	VPBROADCASTB X0, Y0          // the same in 32 bytes
+	VPXOR   Y1, Y1, Y1
+count:
+	MOVQ    BX, CX
+	SHRQ    $6, CX               // CX: whole blocks left
+	XORQ    R12, R12             // R12: 1 if a partial block follows them
+	CMPQ    CX, $WINDOW
+	JB      short
+	MOVQ    $WINDOW, CX
+	JMP     start
+short:
+	TESTQ   $63, BX
+	SETNE   R12B
+start:
+	MOVQ    CX, R10              // R10: words written
+	TESTQ   CX, CX
+	JZ      tail
+blocks:
+	TESTQ   R11, R11
+	JNZ     blockavx
+	STOPS64(SI)
+	JMP     store
+blockavx:
 	STOPS64AVX2(SI)
-	MOVQ AX, (DI)
-	ADDQ $64, SI
-	ADDQ $8, DI
-	DECQ CX
-	JNZ  avxwhole
-	VZEROUPPER
-	RET
-
-avxpartial:
-	MOVQ CX, R10                 // R10: words written
-	TESTQ CX, CX
-	JZ   avxtail
-avxblocks:
-	STOPS64AVX2(SI)
-	MOVQ AX, (DI)
-	ADDQ $64, SI
-	ADDQ $8, DI
-	DECQ CX
-	JNZ  avxblocks
-avxtail:
-	MOVQ BX, CX
-	ANDQ $63, CX
-	JZ   avxdone
+store:
+	MOVQ    AX, (DI)
+	ADDQ    $64, SI
+	ADDQ    $8, DI
+	DECQ    CX
+	JNZ     blocks
+tail:
+	TESTQ   R12, R12
+	JZ      done
+	TESTQ   R11, R11
+	JNZ     tailavx
+	STOPS64(R8)
+	JMP     shift
+tailavx:
 	STOPS64AVX2(R8)
-	NEGQ CX
-	ADDQ $64, CX
-	SHRQ CX, AX
-	MOVQ AX, (DI)
-	INCQ R10
-avxdone:
+shift:
+	// The last BX&63 bytes are wanted: shift out the 64-(BX&63) before.
+	MOVQ    BX, CX
+	ANDQ    $63, CX
+	NEGQ    CX
+	ADDQ    $64, CX
+	SHRQ    CX, AX
+	MOVQ    AX, (DI)
+	INCQ    R10
+done:
+	TESTQ   R11, R11
+	JZ      out
 	VZEROUPPER
-	MOVQ R10, ret+40(FP)
+out:
+	MOVQ    R10, ret+48(FP)
 	RET

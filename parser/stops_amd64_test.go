@@ -12,9 +12,12 @@ import (
 // portable loop for every length up to a few windows and many start
 // offsets, so the partial-block and window-end cases are all covered.
 func TestStopMaskAssemblyVersions(t *testing.T) {
-	versions := map[string]func([]byte, int, *[stopWindow]uint64) int{"SSE2": stopMaskSSE2, "stopMask": stopMask}
+	versions := map[string]func([]byte, int, *[stopWindow]uint64) int{
+		"SSE2":     func(b []byte, from int, dst *[stopWindow]uint64) int { return stopMaskAsm(b, from, dst, false) },
+		"stopMask": stopMask,
+	}
 	if hasAVX2 {
-		versions["AVX2"] = stopMaskAVX2
+		versions["AVX2"] = func(b []byte, from int, dst *[stopWindow]uint64) int { return stopMaskAsm(b, from, dst, true) }
 	} else {
 		t.Log("this CPU has no AVX2: checking SSE2 only")
 	}
