@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/viaduct-sip/viaduct/balancer"
@@ -49,12 +51,13 @@ type Engine struct {
 	respObserver atomic.Pointer[ResponseObserver]
 	nextCursor   atomic.Uint64 // seeds the workers' round-robin cursors
 
-	mu      sync.Mutex // guards what follows
-	viaMac  *macer     // for AppendVia
-	conns   [][]*udp.Conn
-	workers []*Worker
-	state   int // 0 new, 1 started, 2 closed
-	wg      sync.WaitGroup
+	mu        sync.Mutex // guards what follows
+	viaMac    *macer     // for AppendVia
+	conns     [][]*udp.Conn
+	workers   []*Worker
+	parkAfter time.Duration // Config.ParkAfter as used (0 if there are more workers than Ps)
+	state     int           // 0 new, 1 started, 2 closed
+	wg        sync.WaitGroup
 }
 
 // New validates cfg, applies its defaults and returns an Engine that is not
@@ -187,6 +190,16 @@ func (e *Engine) AppendVia(dst []byte, listen int, key uint64) []byte {
 	dst = append(dst, e.viaPrefix[listen]...)
 	dst = e.viaMac.appendBranch(dst, listen, key, 0, nil)
 	return append(dst, "\r\n"...)
+}
+
+// ParkAfter returns how long the workers wait in recvmmsg before they park
+// in the netpoller: Config.ParkAfter, or 0 if the engine does not use it
+// because its workers outnumber GOMAXPROCS (see Config.ParkAfter). It is
+// only meaningful once the engine has started.
+func (e *Engine) ParkAfter() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.parkAfter
 }
 
 // SendFrom sends one datagram from the socket of listen address index
@@ -382,7 +395,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.state = 1
 	e.log.Info("fastpath started", "listen", fmt.Sprint(e.listen), "advertise", e.adv.sentBy,
 		"workers_per_listen", e.cfg.Workers, "upstreams", len(e.route.Load().targets), "balance", e.cfg.Balance.String(), "record_route", e.cfg.RecordRoute,
-		"max_message_size", e.cfg.MaxMessageSize, "batch", e.cfg.Batch,
+		"max_message_size", e.cfg.MaxMessageSize, "batch", e.cfg.Batch, "park_after", e.parkAfter,
 		"recv_buffer", e.conns[0][0].RecvBufferSize(), "send_buffer", e.conns[0][0].SendBufferSize())
 	return nil
 }
@@ -393,8 +406,14 @@ func (e *Engine) bindLocked(ctx context.Context) error {
 	if e.state != 0 || e.conns != nil {
 		return errors.New("fastpath: Start: engine already started")
 	}
-	ucfg := udp.Config{ReusePort: true, RecvBuffer: e.cfg.RecvBuffer, SendBuffer: e.cfg.SendBuffer, BatchSize: e.cfg.Batch}
 	nw := e.cfg.Workers
+	e.parkAfter = e.cfg.ParkAfter
+	if total, procs := nw*len(e.listen), runtime.GOMAXPROCS(0); e.parkAfter > 0 && total > procs {
+		e.log.Info("park_after not used: a worker waiting in recvmmsg keeps its P, and there are more workers than Ps",
+			"park_after", e.parkAfter, "workers", total, "gomaxprocs", procs)
+		e.parkAfter = 0
+	}
+	ucfg := udp.Config{ReusePort: true, RecvBuffer: e.cfg.RecvBuffer, SendBuffer: e.cfg.SendBuffer, BatchSize: e.cfg.Batch, ParkAfter: e.parkAfter}
 	conns := make([][]*udp.Conn, len(e.listen))
 	closeAll := func() {
 		for _, cs := range conns {

@@ -30,6 +30,7 @@ type fileConfig struct {
 	RecvBuffer     int             `yaml:"recv_buffer"`
 	SendBuffer     int             `yaml:"send_buffer"`
 	Batch          int             `yaml:"batch"`
+	ParkAfter      *time.Duration  `yaml:"park_after"`
 	Upstreams      []upstreamEntry `yaml:"upstreams"`
 	Balance        balanceConfig   `yaml:"balance"`
 	RecordRoute    bool            `yaml:"record_route"`
@@ -219,6 +220,7 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 		RecvBuffer:     fc.RecvBuffer,
 		SendBuffer:     fc.SendBuffer,
 		Batch:          fc.Batch,
+		ParkAfter:      fc.parkAfter(),
 		RecordRoute:    fc.RecordRoute,
 		MaxMessageSize: fc.MaxMessageSize,
 	}

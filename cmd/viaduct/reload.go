@@ -262,6 +262,7 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("recv_buffer", boot.RecvBuffer != next.RecvBuffer)
 	diff("send_buffer", boot.SendBuffer != next.SendBuffer)
 	diff("batch", boot.Batch != next.Batch)
+	diff("park_after", boot.parkAfter() != next.parkAfter())
 	diff("record_route", boot.RecordRoute != next.RecordRoute)
 	diff("max_message_size", boot.MaxMessageSize != next.MaxMessageSize)
 	diff("secret", boot.Secret != next.Secret)

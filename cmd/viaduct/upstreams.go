@@ -38,6 +38,20 @@ func (fc *fileConfig) shutdownDrain() time.Duration {
 	return *fc.ShutdownDrain
 }
 
+// defaultParkAfter is how long a worker waits in recvmmsg for its next
+// datagram before it parks in the Go netpoller, when park_after is not
+// set (see fastpath.Config.ParkAfter). It spans every gap of a busy
+// stream and a few clock ticks; an idle worker then costs no thread.
+const defaultParkAfter = 5 * time.Millisecond
+
+// parkAfter returns the configured park_after, or the default.
+func (fc *fileConfig) parkAfter() time.Duration {
+	if fc.ParkAfter == nil {
+		return defaultParkAfter
+	}
+	return *fc.ParkAfter
+}
+
 // checkOps validates the settings of this file: shutdown_drain and dns.
 func (fc *fileConfig) checkOps() error {
 	if d := fc.shutdownDrain(); d < 0 || d > maxShutdownDrain {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -86,6 +87,8 @@ type Batch struct {
 	lc       *Conn            // loop: the Conn of ReadLoop
 	handle   func(n int) bool // loop: the caller's handler
 	stopped  bool             // loop: handle asked to stop
+	linger   bool             // loop: the next read waits in the kernel (Config.ParkAfter)
+	waits    uint32           // loop: kernel waits so far, to yield the P now and then
 	vlen     int              // read: messages offered to recvmmsg
 	got      int              // read: messages received
 	off, end int              // write: next message to send, end of batch
@@ -186,13 +189,17 @@ func (c *Conn) ReadBatch(b *Batch) (int, error) {
 // once and nothing is delayed. At a few datagrams per wake-up (most of a
 // proxy's life) that is a third of its system calls.
 //
-// The read deadline and Close are seen when ReadLoop waits; Close is also
-// seen between batches, so a loop that never waits still stops. ReadLoop
-// holds the socket's read side for as long as it runs: a ReadBatch or
-// ReadLoop on the same Conn from another goroutine waits until it returns;
-// writes do not.
+// With Config.ParkAfter set, a loop whose queue ran empty first waits for
+// the next datagram inside recvmmsg, keeping its thread, and parks in the
+// netpoller only after ParkAfter without one (see Config.ParkAfter).
+//
+// The read deadline is seen when ReadLoop waits in the netpoller; Close is
+// also seen between batches and ends a wait in the kernel at once, so a
+// loop that never parks still stops. ReadLoop holds the socket's read side
+// for as long as it runs: a ReadBatch or ReadLoop on the same Conn from
+// another goroutine waits until it returns; writes do not.
 func (c *Conn) ReadLoop(b *Batch, handle func(n int) bool) error {
-	b.lc, b.handle, b.stopped = c, handle, false
+	b.lc, b.handle, b.stopped, b.linger = c, handle, false, false
 	err := c.rc.Read(b.loopFn)
 	b.lc, b.handle = nil, nil
 	switch {
@@ -218,11 +225,26 @@ func (b *Batch) doLoop(fd uintptr) bool {
 			b.stopped = true
 			return true
 		}
-		if !b.doRead(fd) {
+		if b.linger {
+			switch b.doWait(fd) {
+			case waitQuiet:
+				b.linger = false
+				return false // quiet for ParkAfter: park in the netpoller
+			case waitInterrupted:
+				runtime.Gosched() // a signal: let a preemption or GC stop happen
+				continue
+			}
+		} else if !b.doRead(fd) {
 			return false // empty: park until readable
 		}
 		if b.errno != 0 {
 			return true
+		}
+		if b.got == 0 {
+			// Only a shut-down socket returns no datagram without error:
+			// Close does that to end a wait in the kernel.
+			b.linger = false
+			continue
 		}
 		b.finishRead(c)
 		full := b.got == b.vlen
@@ -231,8 +253,59 @@ func (b *Batch) doLoop(fd uintptr) bool {
 			return true
 		}
 		if !full {
-			return false // the queue ran empty: park without asking again
+			if c.parkAfter <= 0 {
+				return false // the queue ran empty: park without asking again
+			}
+			b.linger = true // wait for the next datagram in recvmmsg
 		}
+	}
+}
+
+// Results of doWait.
+const (
+	waitData        = iota // datagrams received (or an error, in b.errno)
+	waitQuiet              // none for Config.ParkAfter
+	waitInterrupted        // a signal interrupted the wait
+)
+
+// yieldEvery is how many kernel waits a ReadLoop makes between two
+// runtime.Gosched calls. A waiting loop keeps its P (see doWait); yielding
+// it now and then lets the goroutines queued behind it run within a
+// fraction of a millisecond under load instead of waiting for the
+// runtime's 10 ms preemption.
+const yieldEvery = 32
+
+// doWait is ReadLoop's wait in the kernel when Config.ParkAfter is set: a
+// blocking recvmmsg(2) with MSG_WAITFORONE, which returns as soon as a
+// datagram arrives, together with whatever else is queued by then, or
+// fails with EAGAIN once the socket's SO_RCVTIMEO (ParkAfter) has passed
+// without one.
+//
+// It is issued as a raw syscall, so the goroutine keeps its P while it
+// waits: telling the scheduler (entersyscall) would let sysmon hand the P
+// to another thread after 20 µs and wake threads back and forth on every
+// datagram, which costs more than the netpoller round it replaces. The
+// P is still never held for long: a signal (the runtime's preemption
+// request, or a stop-the-world for GC) interrupts the wait with EINTR and
+// doLoop yields, the loop yields every yieldEvery waits, and the wait ends
+// after ParkAfter of silence.
+func (b *Batch) doWait(fd uintptr) int {
+	b.waits++
+	if b.waits%yieldEvery == 0 {
+		runtime.Gosched()
+	}
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.vlen), unix.MSG_WAITFORONE, 0, 0)
+	switch e {
+	case 0:
+		b.got = int(r)
+		return waitData
+	case unix.EAGAIN:
+		return waitQuiet
+	case unix.EINTR:
+		return waitInterrupted
+	default:
+		b.errno = e
+		return waitData
 	}
 }
 
@@ -301,14 +374,15 @@ func (b *Batch) finishRead(c *Conn) {
 // false on EAGAIN makes the runtime park the goroutine until the socket
 // is readable and call it again.
 //
-// The socket is non-blocking (the runtime opened it so), so recvmmsg
-// returns at once with data or EAGAIN and is issued as a raw syscall: the
-// scheduler need not be told about a call that cannot block, and telling it
-// (entersyscall/exitsyscall) keeps the runtime's sysmon thread waking
-// every 20 µs under load, which cost a quarter of the proxy's CPU.
+// MSG_DONTWAIT makes recvmmsg return at once with data or EAGAIN, also
+// when Config.ParkAfter made the socket blocking, so it is issued as a
+// raw syscall: the scheduler need not be told about a call that cannot
+// block, and telling it (entersyscall/exitsyscall) keeps the runtime's
+// sysmon thread waking every 20 µs under load, which cost a quarter of the
+// proxy's CPU.
 func (b *Batch) doRead(fd uintptr) bool {
 	for {
-		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.vlen), 0, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.vlen), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			b.got = int(r)
@@ -404,11 +478,11 @@ func (c *Conn) WriteBatch(b *Batch, n int) (int, error) {
 // returns false on EAGAIN so the runtime waits for the socket to be
 // writable and calls it again; progress is kept in b.
 //
-// Like recvmmsg above, sendmmsg on the non-blocking socket cannot block
-// (a full send buffer is EAGAIN) and is issued as a raw syscall.
+// Like recvmmsg above, sendmmsg with MSG_DONTWAIT cannot block (a full
+// send buffer is EAGAIN) and is issued as a raw syscall.
 func (b *Batch) doWrite(fd uintptr) bool {
 	for b.off < b.end {
-		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[b.off])), uintptr(b.end-b.off), 0, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[b.off])), uintptr(b.end-b.off), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			if r == 0 {
