@@ -61,8 +61,14 @@ CSeq: 1 BYE`, "")
 }
 
 // A whole batch over real loopback sockets (recvmmsg, handle, sendmmsg)
-// allocates nothing either.
+// allocates nothing either, whether the worker parks in the netpoller at
+// once or first waits in recvmmsg (Config.ParkAfter).
 func TestBatchAllocatesNothing(t *testing.T) {
+	t.Run("netpoller", func(t *testing.T) { testBatchAllocatesNothing(t, 0) })
+	t.Run("recvmmsg", func(t *testing.T) { testBatchAllocatesNothing(t, 50*time.Millisecond) })
+}
+
+func testBatchAllocatesNothing(t *testing.T, parkAfter time.Duration) {
 	upConn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +80,7 @@ func TestBatchAllocatesNothing(t *testing.T) {
 		Upstreams: []netip.AddrPort{upAddr},
 		Workers:   1,
 		Batch:     16,
+		ParkAfter: parkAfter,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

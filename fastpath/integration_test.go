@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -170,10 +171,17 @@ func (c *client) expect(status int) []*parser.Message {
 
 func startEngine(t *testing.T, ups ...netip.AddrPort) *Engine {
 	t.Helper()
+	return startEngineParkAfter(t, 0, ups...)
+}
+
+// startEngineParkAfter is startEngine with Config.ParkAfter.
+func startEngineParkAfter(t *testing.T, parkAfter time.Duration, ups ...netip.AddrPort) *Engine {
+	t.Helper()
 	e, err := New(Config{
 		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 		Upstreams: ups,
 		Workers:   2,
+		ParkAfter: parkAfter,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -189,9 +197,21 @@ func startEngine(t *testing.T, ups ...netip.AddrPort) *Engine {
 	return e
 }
 
+// TestIntegrationCallFlows runs with workers that park in the netpoller at
+// once and with workers that first wait in recvmmsg (Config.ParkAfter).
 func TestIntegrationCallFlows(t *testing.T) {
+	t.Run("netpoller", func(t *testing.T) { testIntegrationCallFlows(t, 0) })
+	t.Run("recvmmsg", func(t *testing.T) { testIntegrationCallFlows(t, 20*time.Millisecond) })
+}
+
+func testIntegrationCallFlows(t *testing.T, parkAfter time.Duration) {
 	u1, u2 := newResponder(t), newResponder(t)
-	e := startEngine(t, u1.addr, u2.addr)
+	e := startEngineParkAfter(t, parkAfter, u1.addr, u2.addr)
+	if want := parkAfter; runtime.GOMAXPROCS(0) < 2 {
+		t.Logf("GOMAXPROCS %d: two workers do not get ParkAfter", runtime.GOMAXPROCS(0))
+	} else if got := e.ParkAfter(); got != want {
+		t.Fatalf("engine ParkAfter = %v, want %v", got, want)
+	}
 	proxy := e.ListenAddrs()[0]
 	c := newClient(t, proxy)
 	ruri := "sip:service@" + proxy.String()
@@ -364,5 +384,44 @@ func TestIntegrationDualStack(t *testing.T) {
 	c.expect(200) // local keepalive over IPv6
 	if got := u1.requests(); len(got) != 1 || got[0] != "INVITE dual-1@test" {
 		t.Errorf("upstream got %q", got)
+	}
+}
+
+// TestEngineParkAfterNeedsAPPerWorker checks that the workers wait in
+// recvmmsg only when each can keep a P of its own: with more workers than
+// GOMAXPROCS every socket parks at once.
+func TestEngineParkAfterNeedsAPPerWorker(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	const park = 30 * time.Millisecond
+	for _, tc := range []struct {
+		workers int
+		want    time.Duration
+	}{
+		{procs, park},
+		{procs + 1, 0},
+	} {
+		e, err := New(Config{
+			Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+			Upstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
+			Workers:   tc.workers,
+			ParkAfter: park,
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.ParkAfter(); got != tc.want {
+			t.Errorf("%d workers, GOMAXPROCS %d: ParkAfter() = %v, want %v", tc.workers, procs, got, tc.want)
+		}
+		for _, c := range e.conns[0] {
+			if got := c.ParkAfter(); got != tc.want {
+				t.Errorf("%d workers, GOMAXPROCS %d: socket ParkAfter = %v, want %v", tc.workers, procs, got, tc.want)
+			}
+		}
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
 	}
 }

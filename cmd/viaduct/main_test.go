@@ -37,6 +37,7 @@ workers: 3
 recv_buffer: 1048576
 send_buffer: 2097152
 batch: 16
+park_after: 2ms
 upstreams:
   - 10.0.0.1:5060
   - "[2001:db8::1]:5062"
@@ -84,9 +85,9 @@ func TestConfigFileEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprintf("%v %s %d %d %d %d %v %d %s", cfg.Listen, cfg.Advertise, cfg.Workers, cfg.RecvBuffer, cfg.SendBuffer,
-		cfg.Batch, cfg.RecordRoute, cfg.MaxMessageSize, cfg.Secret)
-	want := "[127.0.0.1:5060 [::1]:5060] sip.example.com:5080 3 1048576 2097152 16 true 8192 0123456789abcdef0123"
+	got := fmt.Sprintf("%v %s %d %d %d %d %v %v %d %s", cfg.Listen, cfg.Advertise, cfg.Workers, cfg.RecvBuffer, cfg.SendBuffer,
+		cfg.Batch, cfg.ParkAfter, cfg.RecordRoute, cfg.MaxMessageSize, cfg.Secret)
+	want := "[127.0.0.1:5060 [::1]:5060] sip.example.com:5080 3 1048576 2097152 16 2ms true 8192 0123456789abcdef0123"
 	if got != want {
 		t.Errorf("config\n got %s\nwant %s", got, want)
 	}
@@ -160,6 +161,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nadvertise: 'bad host!'\n", "advertise: \"bad host!\" is neither"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nworkers: -1\n", "workers: must be between 1 and 1024"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbatch: 1000\n", "batch: must be between 1 and 256"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\npark_after: -1ms\n", "park_after: must be 0 (park at once) to 1s, got -1ms"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\npark_after: 2s\n", "park_after: must be 0 (park at once) to 1s, got 2s"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nmax_message_size: 100\n", "max_message_size: must be between 512"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nrecv_buffer: -5\n", "recv_buffer: must be positive"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nsecret: short\n", "secret: must be at least 16 bytes"},
@@ -237,6 +240,29 @@ func TestFlagsOverrideFile(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "workers=1 ") || !strings.Contains(out, "upstreams=[127.0.0.1:6001 127.0.0.1:6002 127.0.0.1:6003]") ||
 		!strings.Contains(out, "record_route=true") || !strings.Contains(out, "listen=[127.0.0.1:5060]") {
 		t.Errorf("exit %d: %s", code, out)
+	}
+}
+
+// park_after defaults to defaultParkAfter; the file and the flag set it, 0
+// included (the file's 0 is not taken for "unset").
+func TestParkAfterSetting(t *testing.T) {
+	base := "listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\n"
+	for _, c := range []struct {
+		yaml  string
+		flags []string
+		want  string
+	}{
+		{base, nil, "park_after=5ms "},
+		{base + "park_after: 0s\n", nil, "park_after=0s "},
+		{base + "park_after: 20ms\n", nil, "park_after=20ms "},
+		{base + "park_after: 20ms\n", []string{"--park-after", "0"}, "park_after=0s "},
+		{base, []string{"--park-after", "1ms"}, "park_after=1ms "},
+	} {
+		var stderr bytes.Buffer
+		args := append([]string{"--config", writeFile(t, "v.yaml", c.yaml), "--check"}, c.flags...)
+		if code := run(context.Background(), args, &stderr); code != 0 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%q %v: exit %d, want %q in: %s", c.yaml, c.flags, code, c.want, stderr.String())
+		}
 	}
 }
 

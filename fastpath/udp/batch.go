@@ -234,6 +234,11 @@ func (b *Batch) doLoop(fd uintptr) bool {
 				runtime.Gosched() // a signal: let a preemption or GC stop happen
 				continue
 			}
+			if c.closing.Load() {
+				// Close shut the socket down to end the wait; recvmmsg
+				// then reports one empty message, not a datagram.
+				return true
+			}
 		} else if !b.doRead(fd) {
 			return false // empty: park until readable
 		}
@@ -241,10 +246,8 @@ func (b *Batch) doLoop(fd uintptr) bool {
 			return true
 		}
 		if b.got == 0 {
-			// Only a shut-down socket returns no datagram without error:
-			// Close does that to end a wait in the kernel.
 			b.linger = false
-			continue
+			return false // not expected from recvmmsg; park rather than spin
 		}
 		b.finishRead(c)
 		full := b.got == b.vlen

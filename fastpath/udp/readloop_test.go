@@ -11,6 +11,14 @@ import (
 	"time"
 )
 
+// forEachWaitMode runs test once per way a ReadLoop waits after its
+// socket ran empty: parked in the netpoller at once, or first in recvmmsg
+// for Config.ParkAfter.
+func forEachWaitMode(t *testing.T, test func(t *testing.T, parkAfter time.Duration)) {
+	t.Run("netpoller", func(t *testing.T) { test(t, 0) })
+	t.Run("recvmmsg", func(t *testing.T) { test(t, 200*time.Millisecond) })
+}
+
 // runLoop runs c.ReadLoop in a goroutine and returns the channel its
 // result arrives on.
 func runLoop(c *Conn, b *Batch, handle func(n int) bool) <-chan error {
@@ -34,8 +42,10 @@ func wait(t *testing.T, done <-chan error, what string) error {
 // TestReadLoopBurstsInOrder queues bursts larger than the batch and checks
 // that ReadLoop hands over every datagram once, in order, in full and
 // partial batches, and returns nil when handle says stop.
-func TestReadLoopBurstsInOrder(t *testing.T) {
-	c := listen(t, "127.0.0.1:0", Config{RecvBuffer: 1 << 20})
+func TestReadLoopBurstsInOrder(t *testing.T) { forEachWaitMode(t, testReadLoopBurstsInOrder) }
+
+func testReadLoopBurstsInOrder(t *testing.T, parkAfter time.Duration) {
+	c := listen(t, "127.0.0.1:0", Config{RecvBuffer: 1 << 20, ParkAfter: parkAfter})
 	src := plain(t, "udp4", "127.0.0.1:0")
 	const bursts, per = 5, 100
 	var got []string
@@ -87,8 +97,10 @@ func TestReadLoopBurstsInOrder(t *testing.T) {
 // handled, so ReadLoop parks after every (one-datagram, partial) batch
 // without asking the kernel again: a wake-up lost that way would stall the
 // exchange.
-func TestReadLoopPingPong(t *testing.T) {
-	c := listen(t, "127.0.0.1:0", Config{})
+func TestReadLoopPingPong(t *testing.T) { forEachWaitMode(t, testReadLoopPingPong) }
+
+func testReadLoopPingPong(t *testing.T, parkAfter time.Duration) {
+	c := listen(t, "127.0.0.1:0", Config{ParkAfter: parkAfter})
 	src := plain(t, "udp4", "127.0.0.1:0")
 	const rounds = 300
 	handled := make(chan string, 1)
@@ -121,8 +133,10 @@ func TestReadLoopPingPong(t *testing.T) {
 
 // TestReadLoopCloseWhileBusy closes the socket while a sender keeps the
 // queue full, so ReadLoop never waits: it must still stop between batches.
-func TestReadLoopCloseWhileBusy(t *testing.T) {
-	c, err := Listen(t.Context(), "127.0.0.1:0", Config{RecvBuffer: 1 << 20})
+func TestReadLoopCloseWhileBusy(t *testing.T) { forEachWaitMode(t, testReadLoopCloseWhileBusy) }
+
+func testReadLoopCloseWhileBusy(t *testing.T, parkAfter time.Duration) {
+	c, err := Listen(t.Context(), "127.0.0.1:0", Config{RecvBuffer: 1 << 20, ParkAfter: parkAfter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +182,11 @@ func TestReadLoopCloseWhileBusy(t *testing.T) {
 // TestReadLoopAllowsWritesOnSameConn answers every datagram from inside
 // handle on the same socket, as the proxy does.
 func TestReadLoopAllowsWritesOnSameConn(t *testing.T) {
-	c := listen(t, "127.0.0.1:0", Config{})
+	forEachWaitMode(t, testReadLoopAllowsWritesOnSameConn)
+}
+
+func testReadLoopAllowsWritesOnSameConn(t *testing.T, parkAfter time.Duration) {
+	c := listen(t, "127.0.0.1:0", Config{ParkAfter: parkAfter})
 	peer := plain(t, "udp4", "127.0.0.1:0")
 	b := NewBatch(8, 2048)
 	out := NewBatch(8, 0)
