@@ -171,18 +171,15 @@ func (c *client) expect(status int) []*parser.Message {
 
 func startEngine(t *testing.T, ups ...netip.AddrPort) *Engine {
 	t.Helper()
-	return startEngineParkAfter(t, 0, ups...)
+	return startEngineConfig(t, Config{Upstreams: ups, Workers: 2})
 }
 
-// startEngineParkAfter is startEngine with Config.ParkAfter.
-func startEngineParkAfter(t *testing.T, parkAfter time.Duration, ups ...netip.AddrPort) *Engine {
+// startEngineConfig starts an engine with cfg on an ephemeral loopback
+// port and closes it when the test ends.
+func startEngineConfig(t *testing.T, cfg Config) *Engine {
 	t.Helper()
-	e, err := New(Config{
-		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
-		Upstreams: ups,
-		Workers:   2,
-		ParkAfter: parkAfter,
-	}, nil)
+	cfg.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
+	e, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +203,7 @@ func TestIntegrationCallFlows(t *testing.T) {
 
 func testIntegrationCallFlows(t *testing.T, parkAfter time.Duration) {
 	u1, u2 := newResponder(t), newResponder(t)
-	e := startEngineParkAfter(t, parkAfter, u1.addr, u2.addr)
+	e := startEngineConfig(t, Config{Upstreams: []netip.AddrPort{u1.addr, u2.addr}, Workers: 2, ParkAfter: parkAfter})
 	if want := parkAfter; runtime.GOMAXPROCS(0) < 2 {
 		t.Logf("GOMAXPROCS %d: two workers do not get ParkAfter", runtime.GOMAXPROCS(0))
 	} else if got := e.ParkAfter(); got != want {
@@ -400,18 +397,11 @@ func TestEngineParkAfterNeedsAPPerWorker(t *testing.T) {
 		{procs, park},
 		{procs + 1, 0},
 	} {
-		e, err := New(Config{
-			Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+		e := startEngineConfig(t, Config{
 			Upstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
 			Workers:   tc.workers,
 			ParkAfter: park,
-		}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		})
 		if got := e.ParkAfter(); got != tc.want {
 			t.Errorf("%d workers, GOMAXPROCS %d: ParkAfter() = %v, want %v", tc.workers, procs, got, tc.want)
 		}
@@ -419,9 +409,6 @@ func TestEngineParkAfterNeedsAPPerWorker(t *testing.T) {
 			if got := c.ParkAfter(); got != tc.want {
 				t.Errorf("%d workers, GOMAXPROCS %d: socket ParkAfter = %v, want %v", tc.workers, procs, got, tc.want)
 			}
-		}
-		if err := e.Close(); err != nil {
-			t.Errorf("Close: %v", err)
 		}
 	}
 }

@@ -258,12 +258,20 @@ func TestParkAfterSetting(t *testing.T) {
 		{base + "park_after: 20ms\n", []string{"--park-after", "0"}, "park_after=0s "},
 		{base, []string{"--park-after", "1ms"}, "park_after=1ms "},
 	} {
-		var stderr bytes.Buffer
-		args := append([]string{"--config", writeFile(t, "v.yaml", c.yaml), "--check"}, c.flags...)
-		if code := run(context.Background(), args, &stderr); code != 0 || !strings.Contains(stderr.String(), c.want) {
-			t.Errorf("%q %v: exit %d, want %q in: %s", c.yaml, c.flags, code, c.want, stderr.String())
+		if code, out := checkRun(t, c.yaml, c.flags...); code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("%q %v: exit %d, want %q in: %s", c.yaml, c.flags, code, c.want, out)
 		}
 	}
+}
+
+// checkRun runs viaduct --check on a file holding yaml, with extra flags,
+// and returns the exit status and what it printed.
+func checkRun(t *testing.T, yaml string, flags ...string) (int, string) {
+	t.Helper()
+	var stderr syncBuffer
+	args := append([]string{"--config", writeFile(t, "v.yaml", yaml), "--check"}, flags...)
+	code := run(context.Background(), args, &stderr)
+	return code, stderr.String()
 }
 
 // freePort returns a loopback UDP port that was free a moment ago.

@@ -32,10 +32,8 @@ func TestAdminListenDefault(t *testing.T) {
 		{base, []string{"--admin-listen", "off"}, "admin=off\n"},
 		{base + "admin: {listen: off}\n", []string{"--admin-listen", "[::1]:9192"}, "admin=[::1]:9192\n"},
 	} {
-		var stderr syncBuffer
-		args := append([]string{"--config", writeFile(t, "v.yaml", c.file), "--check"}, c.flags...)
-		if code := run(context.Background(), args, &stderr); code != 0 || !strings.Contains(stderr.String(), c.want) {
-			t.Errorf("%q %v: exit %d, want %q in:\n%s", c.file, c.flags, code, strings.TrimSpace(c.want), stderr.String())
+		if code, out := checkRun(t, c.file, c.flags...); code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("%q %v: exit %d, want %q in:\n%s", c.file, c.flags, code, strings.TrimSpace(c.want), out)
 		}
 	}
 	var stderr syncBuffer

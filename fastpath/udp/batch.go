@@ -297,10 +297,10 @@ func (b *Batch) doWait(fd uintptr) int {
 	if b.waits%yieldEvery == 0 {
 		runtime.Gosched()
 	}
-	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.vlen), unix.MSG_WAITFORONE, 0, 0)
+	r, e := b.recvmmsg(fd, unix.MSG_WAITFORONE)
 	switch e {
 	case 0:
-		b.got = int(r)
+		b.got = r
 		return waitData
 	case unix.EAGAIN:
 		return waitQuiet
@@ -385,10 +385,10 @@ func (b *Batch) finishRead(c *Conn) {
 // proxy's CPU.
 func (b *Batch) doRead(fd uintptr) bool {
 	for {
-		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.vlen), unix.MSG_DONTWAIT, 0, 0)
+		r, e := b.recvmmsg(fd, unix.MSG_DONTWAIT)
 		switch e {
 		case 0:
-			b.got = int(r)
+			b.got = r
 			return true
 		case unix.EINTR:
 			continue
@@ -399,6 +399,13 @@ func (b *Batch) doRead(fd uintptr) bool {
 			return true
 		}
 	}
+}
+
+// recvmmsg is one raw recvmmsg(2) of up to b.vlen datagrams into the slots
+// prepareRead set up, with flags; it returns the count or the errno.
+func (b *Batch) recvmmsg(fd uintptr, flags int) (int, syscall.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.vlen), uintptr(flags), 0, 0)
+	return int(r), e
 }
 
 // WriteBatch sends b.Msgs[:n], each Buf[:N] to its Addr, with as few
