@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -89,6 +90,7 @@ type Batch struct {
 	stopped  bool             // loop: handle asked to stop
 	linger   bool             // loop: the next read waits in the kernel (Config.ParkAfter)
 	waits    uint32           // loop: kernel waits so far, to yield the P now and then
+	lastPark time.Time        // loop: when it last went through the netpoller
 	vlen     int              // read: messages offered to recvmmsg
 	got      int              // read: messages received
 	off, end int              // write: next message to send, end of batch
@@ -217,6 +219,9 @@ func (c *Conn) ReadLoop(b *Batch, handle func(n int) bool) error {
 // false to wait for the socket to be readable and true to end the loop.
 func (b *Batch) doLoop(fd uintptr) bool {
 	c := b.lc
+	if c.parkAfter > 0 {
+		b.lastPark = time.Now() // called anew after every netpoller wait
+	}
 	for {
 		if c.closing.Load() {
 			return true
@@ -256,7 +261,8 @@ func (b *Batch) doLoop(fd uintptr) bool {
 			return true
 		}
 		if !full {
-			if c.parkAfter <= 0 {
+			if c.parkAfter <= 0 || b.netpollDue() {
+				b.linger = false
 				return false // the queue ran empty: park without asking again
 			}
 			b.linger = true // wait for the next datagram in recvmmsg
@@ -270,6 +276,25 @@ const (
 	waitQuiet              // none for Config.ParkAfter
 	waitInterrupted        // a signal interrupted the wait
 )
+
+// netpollEvery is how long a ReadLoop waiting in the kernel may go without
+// a pass through the netpoller. The scheduler learns that goroutines
+// waiting for the network (an admin API's listener, say) can run only by
+// polling; it does so when a P runs out of work, which a loop that keeps
+// its P does not do, and sysmon does not poll for it either (it sleeps
+// while the runtime sees no system call). So every netpollEvery the loop
+// parks in the netpoller once, as a loop without ParkAfter does after every
+// batch: the scheduler polls, runs what is ready, and the loop resumes at
+// once if a datagram came meanwhile. (TestAdminAnswersUnderLoad in e2e
+// checks the effect: without these passes the admin API of a one-P proxy
+// did not answer while a SIPp stream lasted.)
+const netpollEvery = 5 * time.Millisecond
+
+// netpollDue reports whether the loop should park in the netpoller now
+// rather than wait in the kernel (see netpollEvery).
+func (b *Batch) netpollDue() bool {
+	return time.Since(b.lastPark) >= netpollEvery
+}
 
 // yieldEvery is how many kernel waits a ReadLoop makes between two
 // runtime.Gosched calls. A waiting loop keeps its P (see doWait); yielding
@@ -290,8 +315,9 @@ const yieldEvery = 32
 // datagram, which costs more than the netpoller round it replaces. The
 // P is still never held for long: a signal (the runtime's preemption
 // request, or a stop-the-world for GC) interrupts the wait with EINTR and
-// doLoop yields, the loop yields every yieldEvery waits, and the wait ends
-// after ParkAfter of silence.
+// doLoop yields, the loop yields every yieldEvery waits and parks in the
+// netpoller every netpollEvery, and the wait ends after ParkAfter of
+// silence.
 func (b *Batch) doWait(fd uintptr) int {
 	b.waits++
 	if b.waits%yieldEvery == 0 {

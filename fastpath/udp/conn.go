@@ -66,8 +66,10 @@ type Config struct {
 	// per message (see the package documentation). The price: while it waits
 	// the loop holds its thread and its P (its share of GOMAXPROCS), so
 	// other goroutines run on the remaining Ps, when the loop yields
-	// (every 32 waits, and when the runtime asks it to by a signal), or
-	// once the socket has been quiet for ParkAfter. An idle loop is
+	// (every 32 waits, and when the runtime asks it to by a signal), when
+	// it passes through the netpoller (every 5 ms, so that goroutines
+	// waiting for the network are found), or once the socket has been
+	// quiet for ParkAfter. An idle loop is
 	// parked in the netpoller like any other. Use it for loops that each
 	// have a P of their own: at most GOMAXPROCS of them in the process.
 	//

@@ -74,7 +74,11 @@
 // wait (the runtime's preemption requests and stop-the-world for GC are
 // signals), so other goroutines on its P run within a fraction of a
 // millisecond under load, and a goroutine dump or a GC never waits for
-// it. Loops that each have a P of their own (at most GOMAXPROCS of them)
+// it. Goroutines waiting for the network are another matter: only a pass
+// through the netpoller finds them, and neither Gosched nor the runtime's
+// sysmon makes one while the loop keeps its P (under a steady stream an
+// admin API's listener went unanswered for as long as the stream lasted),
+// so the loop also parks in the netpoller once every 5 ms. Loops that each have a P of their own (at most GOMAXPROCS of them)
 // are what it is for: the fastpath engine only sets it in that case.
 //
 // # Kernel drops
