@@ -76,8 +76,10 @@ type Config struct {
 	// parks in the Go netpoller (udp.Config.ParkAfter). Zero, the default,
 	// parks at once; at most MaxParkAfter. A wait in recvmmsg is one
 	// system call where a netpoller wake-up is three, so under steady
-	// traffic it saves about a sixth of the CPU per message; an idle
-	// worker still parks and costs no thread.
+	// traffic it saves about a sixth of the CPU per message when the
+	// process has its cores to itself (on cores shared with other busy
+	// processes it measured about 8% dearer); an idle worker still parks
+	// and costs no thread.
 	//
 	// A waiting worker keeps its P, so the engine only uses ParkAfter when
 	// every worker can have one: Workers × len(Listen) <= GOMAXPROCS.

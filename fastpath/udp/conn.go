@@ -63,7 +63,9 @@ type Config struct {
 	// scheduler's non-blocking epoll_wait, the blocking one, recvmmsg)
 	// where a wait in recvmmsg costs one, and skips the scheduler; for a
 	// proxy forwarding a steady stream that is about a sixth of its CPU
-	// per message (see the package documentation). The price: while it waits
+	// per message when the process has its cores to itself (see the
+	// package documentation; on cores shared with other busy processes it
+	// measured dearer). The price: while it waits
 	// the loop holds its thread and its P (its share of GOMAXPROCS), so
 	// other goroutines run on the remaining Ps, when the loop yields
 	// (every 32 waits, and when the runtime asks it to by a signal), when

@@ -63,8 +63,10 @@
 // call, and the goroutine never leaves its thread. Only after ParkAfter
 // without a datagram does it park in the netpoller as before, so an idle
 // loop still holds no thread. Under a steady SIPp stream through the proxy
-// (2,000 calls/s) this saves about a sixth of its CPU per forwarded
-// message; the README's performance table has the figures and commands.
+// (2,000 calls/s) on a core of its own this saves about a sixth of its
+// CPU per forwarded message; on two cores shared with a busy load
+// generator it cost about 8% more instead. The README's performance table
+// has the figures and commands.
 //
 // The wait is a raw system call, so the loop keeps its P (its share of
 // GOMAXPROCS) while it waits; with entersyscall the runtime's sysmon
