@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -30,23 +27,12 @@ func TestAdminAnswersUnderLoad(t *testing.T) {
 	for i, p := range pu {
 		start(t, dir, "uas"+strconv.Itoa(i), sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(p), "-nostdin")
 	}
-	cmd := exec.Command(bin, "--listen", fmt.Sprintf("127.0.0.1:%d", pv),
+	// The child inherits the environment; this process's runtime read its
+	// own GOMAXPROCS at start and is not affected.
+	t.Setenv("GOMAXPROCS", "1")
+	start(t, dir, "viaduct", bin, "--listen", fmt.Sprintf("127.0.0.1:%d", pv),
 		"--upstream", fmt.Sprintf("127.0.0.1:%d", pu[0]), "--upstream", fmt.Sprintf("127.0.0.1:%d", pu[1]),
 		"--admin-listen", fmt.Sprintf("127.0.0.1:%d", pa), "--shutdown-drain", "0")
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	out, err := os.Create(filepath.Join(dir, "viaduct.out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
 	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", pa)
 	client := &http.Client{Timeout: 3 * time.Second}
 	get := func() (time.Duration, error) {
