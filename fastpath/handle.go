@@ -394,6 +394,9 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	} else {
 		he := m.HeadersEnd()
 		switch {
+		case he > 0 && in[he-1] == '\r':
+			// the datagram ends after the CR of the last line's CRLF
+			w.edits.add(he, he, maxForwardsAfterCR)
 		case he > 0 && in[he-1] != '\n':
 			// the last header line has no line ending (the datagram
 			// ends there): end it first, and end the headers
@@ -459,6 +462,7 @@ var (
 	maxForwardsLine              = []byte("Max-Forwards: 70\r\n")
 	maxForwardsLineEnd           = []byte("Max-Forwards: 70\r\n\r\n")
 	maxForwardsAfterUnterminated = []byte("\r\nMax-Forwards: 70\r\n\r\n")
+	maxForwardsAfterCR           = []byte("\nMax-Forwards: 70\r\n\r\n")
 )
 
 func isSIPScheme(s []byte) bool { return equalFold(s, "sip") || equalFold(s, "sips") }

@@ -141,10 +141,7 @@ func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reas
 	}
 	// Validate the top Via with the parser.
 	syn := append(w.syn[:0], synHead...)
-	syn = append(syn, in[via.start:via.end]...)
-	if syn[len(syn)-1] != '\n' {
-		syn = append(syn, "\r\n"...)
-	}
+	syn = endLine(append(syn, in[via.start:via.end]...))
 	syn = append(syn, synTail...)
 	w.syn = syn
 	m2 := &w.m2
@@ -203,15 +200,25 @@ func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reas
 		default:
 			continue
 		}
-		if b[len(b)-1] != '\n' {
-			b = append(b, "\r\n"...)
-		}
+		b = endLine(b)
 	}
 	b = append(b, "Content-Length: 0\r\n\r\n"...)
 	out.Buf = b
 	out.To = netip.AddrPortFrom(from.Addr(), uint16(port))
 	out.Listen = w.listen
 	return true
+}
+
+// endLine completes the line at the end of b, copied from a datagram that
+// ended inside it, with what it lacks of its CRLF.
+func endLine(b []byte) []byte {
+	switch {
+	case len(b) > 0 && b[len(b)-1] == '\n':
+		return b
+	case len(b) > 0 && b[len(b)-1] == '\r':
+		return append(b, '\n')
+	}
+	return append(b, "\r\n"...)
 }
 
 // appendToTag appends a To tag that is the same for every retransmission of

@@ -339,3 +339,34 @@ func TestUnterminatedHeadersGetMaxForwards(t *testing.T) {
 		}
 	}
 }
+
+// A datagram that ends inside its last header line, after the CR of its
+// CRLF, still gets a reply (or a forwarded request) that parses: the line
+// copied from it is completed, not given a second CR.
+func TestDatagramEndingInCR(t *testing.T) {
+	_, w := newTestWorker(t, nil)
+	base := "INVITE sip:bob@192.0.2.99 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKcr1\r\nTo: <sip:bob@192.0.2.99>\r\nFrom: <sip:a@b>;tag=1\r\n"
+	for _, c := range []struct {
+		name, in, cseq string
+		want           Action
+	}{
+		{"400, last line cut after its CR", base + "Call-ID: cr1\r\nCSeq: 1 BYE\r", "1 BYE", ActionReply},
+		{"forwarded, last line cut after its CR", base + "Call-ID: cr1\r\nCSeq: 1 INVITE\r", "1 INVITE", ActionForward},
+	} {
+		var m parser.Message
+		if err := parser.Parse([]byte(c.in), &m); err != nil && c.want == ActionForward {
+			t.Errorf("%s: the parser refuses it (%v)", c.name, err)
+			continue
+		}
+		a, o := handle(t, w, []byte(c.in), alice)
+		if a != c.want {
+			t.Fatalf("%s: %v, want %v\n%q", c.name, a, c.want, o.Buf)
+		}
+		if err := parser.Parse(o.Buf, &m); err != nil {
+			t.Errorf("%s: output does not parse (%v):\n%q", c.name, err, o.Buf)
+		}
+		if cs := header(t, o.Buf, parser.KindCSeq); len(cs) != 1 || cs[0] != c.cseq {
+			t.Errorf("%s: CSeq %q in\n%q", c.name, cs, o.Buf)
+		}
+	}
+}
