@@ -407,3 +407,62 @@ func TestParseEnums(t *testing.T) {
 		t.Error("String methods disagree with the config spelling")
 	}
 }
+
+// ByAddr finds a target by address whatever its states (the first of
+// several sharing one), and Selectable tells what its states allow.
+func TestByAddrAndSelectable(t *testing.T) {
+	ts := weighted(1, 1, 1)
+	shared := ts[2]
+	shared.ID = "second-at-same-address"
+	ts = append(ts, shared)
+	id := ids(t, ts)
+	p := mustPool(t, ts, Options{})
+	if err := p.Batch(func(b *Batch) error {
+		if err := b.SetAdmin(id[0], Draining); err != nil {
+			return err
+		}
+		return b.SetHealth(id[1], Down)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tab := p.Table()
+	for i, c := range []struct{ newDialogs, inDialog bool }{
+		{false, true},  // draining: keeps its dialogs
+		{false, false}, // down
+		{true, true},   // up and enabled
+	} {
+		tg, ok := tab.ByAddr(ts[i].Addr)
+		if !ok || tg.ID != id[i] {
+			t.Fatalf("ByAddr(%v) = %v, %v; want target %q", ts[i].Addr, tg, ok, id[i])
+		}
+		if got := tg.Selectable(false); got != c.newDialogs {
+			t.Errorf("%s: Selectable(false) = %v, want %v", tg.ID, got, c.newDialogs)
+		}
+		if got := tg.Selectable(true); got != c.inDialog {
+			t.Errorf("%s: Selectable(true) = %v, want %v", tg.ID, got, c.inDialog)
+		}
+	}
+	if _, ok := tab.ByAddr(netip.MustParseAddrPort("192.0.2.99:5060")); ok {
+		t.Errorf("ByAddr found a target at an address nobody has")
+	}
+	if n := testing.AllocsPerRun(1000, func() { tab.ByAddr(ts[2].Addr) }); n != 0 {
+		t.Errorf("ByAddr allocates %.1f times per call", n)
+	}
+	// After a reload that moves a target, the new table knows the new
+	// address only.
+	moved := append([]Target(nil), ts[:3]...)
+	moved[0].ID = id[0] // the same target, at another address
+	moved[0].Addr = netip.MustParseAddrPort("10.9.9.9:5060")
+	if err := p.Update(moved); err != nil {
+		t.Fatal(err)
+	}
+	if tg, ok := p.Table().ByAddr(moved[0].Addr); !ok || tg.ID != id[0] {
+		t.Errorf("after the move: ByAddr(new) = %v, %v", tg, ok)
+	}
+	if _, ok := p.Table().ByAddr(ts[0].Addr); ok {
+		t.Errorf("after the move: the old address still finds a target")
+	}
+	if tg, ok := p.Table().ByAddr(ts[2].Addr); !ok || tg.ID != id[2] {
+		t.Errorf("after the move: ByAddr(third) = %v, %v", tg, ok)
+	}
+}

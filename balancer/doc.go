@@ -38,8 +38,10 @@
 // if the draining targets were still enabled. Dialogs created during the
 // drain whose key hashes to the draining target therefore send their
 // in-dialog requests to the draining target, not to the target that got
-// their INVITE. Keep drains short relative to call setup, or route in-dialog
-// requests by their Route set / Request-URI where the topology allows.
+// their INVITE, unless the caller routes them by their Route set or
+// Request-URI: Table.ByAddr finds the target a next hop names, and
+// Target.Selectable(true) tells whether it still takes in-dialog requests
+// (the fast path does this for every in-dialog request).
 // CANCEL is not an in-dialog request here: it must follow its INVITE, so
 // pick it with inDialog false.
 //

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -215,11 +216,15 @@ func (p *Pool) build(targets []Target, prev *Table) *Table {
 	t := &Table{
 		targets: targets,
 		byID:    make(map[string]int, len(targets)),
+		byAddr:  make(map[netip.AddrPort]int, len(targets)),
 		mode:    p.opts.Mode,
 		version: 1,
 	}
 	for i := range targets {
 		t.byID[targets[i].ID] = i
+		if _, dup := t.byAddr[targets[i].Addr]; !dup {
+			t.byAddr[targets[i].Addr] = i
+		}
 	}
 	var parents []*lookup
 	if prev != nil {

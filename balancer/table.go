@@ -1,6 +1,9 @@
 package balancer
 
-import "math/bits"
+import (
+	"math/bits"
+	"net/netip"
+)
 
 // Table is an immutable snapshot of a pool: its targets with their states
 // and the lookup structures derived from them. The fast path loads the
@@ -10,6 +13,7 @@ import "math/bits"
 type Table struct {
 	targets []Target
 	byID    map[string]int
+	byAddr  map[netip.AddrPort]int // first target with each address
 	// sets[0] serves new dialogs (up && enabled), sets[1] in-dialog requests
 	// (up && (enabled || draining)). They are the same *lookup when no
 	// draining target makes a difference.
@@ -126,6 +130,17 @@ func (t *Table) Target(i int) *Target { return &t.targets[i] }
 // ByID returns the target with the given ID.
 func (t *Table) ByID(id string) (*Target, bool) {
 	i, ok := t.byID[id]
+	if !ok {
+		return nil, false
+	}
+	return &t.targets[i], true
+}
+
+// ByAddr returns the target whose address is addr (the first in
+// configuration order when several share it), whatever its states. It
+// does not allocate.
+func (t *Table) ByAddr(addr netip.AddrPort) (*Target, bool) {
+	i, ok := t.byAddr[addr]
 	if !ok {
 		return nil, false
 	}

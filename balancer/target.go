@@ -145,6 +145,12 @@ type Target struct {
 // a Target that has not been through NewPool or Update).
 func (t *Target) IDHash() uint64 { return t.idHash }
 
+// Selectable reports whether the target's health and admin state let it
+// take new dialogs (inDialog false: up and enabled) or the requests of
+// existing dialogs (inDialog true: up, and enabled or draining), whatever
+// its priority group.
+func (t *Target) Selectable(inDialog bool) bool { return t.selectable(inDialog) }
+
 // selectable reports whether the target may be picked for a new dialog
 // (inDialog false) or an in-dialog request (inDialog true).
 func (t *Target) selectable(inDialog bool) bool {

@@ -34,6 +34,7 @@ From: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf
 Call-ID: a84b4c76e66710@pc33.atlanta.example.com
 CSeq: 1 BYE`, "")
 	forged := replace(resp, "192.0.2.10:5060", "192.0.2.11:5060")
+	dialogBye := replace(replace(ack3261, "ACK sip:bob@biloxi.example.com", "BYE sip:bob@192.0.2.22:5060"), "314159 ACK", "314160 BYE")
 	cases := []struct {
 		name string
 		in   []byte
@@ -48,6 +49,7 @@ CSeq: 1 BYE`, "")
 		{"400", noCallID, alice, ActionReply},
 		{"OPTIONS 200", opt, alice, ActionReply},
 		{"routes from upstream", rt, up1, ActionForward},
+		{"in-dialog to its upstream", dialogBye, alice, ActionForward},
 		{"forged", forged, up1, ActionDrop},
 	}
 	for _, c := range cases {

@@ -206,6 +206,126 @@ func TestDrainThroughHandle(t *testing.T) {
 	}
 }
 
+// An in-dialog request whose next hop (next Route, else Request-URI) is an
+// upstream goes to that upstream while it takes in-dialog requests, wherever
+// its key hashes: a call set up on up2 while up1, its key's owner, drained
+// keeps its BYE on up2. Initial requests, CANCEL and non-2xx ACK never
+// follow it, and a next hop that is not a usable upstream is balanced as
+// before.
+func TestDialogFollowsItsUpstream(t *testing.T) {
+	e, w := newTestWorker(t, func(c *Config) { c.RecordRoute = true })
+	callID := ""
+	for i := 0; callID == ""; i++ {
+		id := fmt.Sprintf("dialog-%d@client", i)
+		if _, o := handle(t, w, replace(invite3261, "a84b4c76e66710@pc33.atlanta.example.com", id), alice); o.To == up1 {
+			callID = id
+		}
+	}
+	with := func(b []byte) []byte { return replace(b, "a84b4c76e66710@pc33.atlanta.example.com", callID) }
+	// In-dialog requests of a call on up2, addressed to its Contact, with
+	// and without Viaduct's Record-Route in their route set.
+	bye := func(ruri string, routes ...string) []byte {
+		b := replace(replace(ack3261, "ACK sip:bob@biloxi.example.com", "BYE "+ruri), "314159 ACK", "314160 BYE")
+		for _, r := range routes {
+			b = replace(b, "Max-Forwards: 70", "Max-Forwards: 70\r\nRoute: "+r)
+		}
+		return with(b)
+	}
+	reinvite := with(replace(replace(invite3261, "INVITE sip:bob@biloxi.example.com", "INVITE sip:bob@192.0.2.22:5060"),
+		"Bob <sip:bob@biloxi.example.com>", "Bob <sip:bob@biloxi.example.com>;tag=a6c85cf"))
+	routedBye := bye("sip:bob@biloxi.example.com", "<sip:192.0.2.10:5060;lr>, <sip:192.0.2.22;lr>")
+	ack2xx := with(replace(replace(ack3261, "ACK sip:bob@biloxi.example.com", "ACK sip:bob@192.0.2.22:5060"),
+		"Max-Forwards: 70", "Max-Forwards: 70\r\nRoute: <sip:192.0.2.10:5060;lr>"))
+
+	type step struct {
+		name   string
+		req    []byte
+		want   netip.AddrPort
+		routed bool // counted in Stats.DialogRouted
+	}
+	run := func(phase string, steps []step) {
+		t.Helper()
+		for _, c := range steps {
+			before := w.Stats().DialogRouted
+			a, o := handle(t, w, c.req, alice)
+			if a != ActionForward || o.To != c.want {
+				t.Errorf("%s: %s: %v to %v, want %v", phase, c.name, a, o.To, c.want)
+			}
+			if routed := w.Stats().DialogRouted != before; routed != c.routed {
+				t.Errorf("%s: %s: counted as routed by its dialog: %v, want %v", phase, c.name, routed, c.routed)
+			}
+		}
+	}
+	run("both enabled", []step{
+		{"BYE to up2's Contact", bye("sip:bob@192.0.2.22:5060"), up2, true},
+		{"BYE to up2's Contact, no port", bye("sip:bob@192.0.2.22"), up2, true},
+		{"BYE routed by up2's Record-Route after ours", routedBye, up2, true},
+		{"re-INVITE to up2's Contact", reinvite, up2, true},
+		{"2xx ACK to up2's Contact after our Route", ack2xx, up2, true},
+		{"BYE to a host that is no upstream", bye("sip:bob@198.51.100.99:5060"), up1, false},
+		{"BYE to an upstream's address on another port", bye("sip:bob@192.0.2.22:5070"), up1, false},
+		{"BYE to a host name", bye("sip:bob@pbx.example.com"), up1, false},
+		{"BYE to up2 by a tel URI", bye("tel:+15551234;phone-context=192.0.2.22"), up1, false},
+		{"new INVITE addressed to up2", with(replace(invite3261, "INVITE sip:bob@biloxi.example.com", "INVITE sip:bob@192.0.2.22:5060")), up1, false},
+		{"CANCEL addressed to up2", with(replace(cancel3261, "CANCEL sip:bob@biloxi.example.com", "CANCEL sip:bob@192.0.2.22:5060")), up1, false},
+		{"non-2xx ACK addressed to up2", with(replace(ack3261, "ACK sip:bob@biloxi.example.com", "ACK sip:bob@192.0.2.22:5060")), up1, false},
+	})
+
+	// up1 drains: new calls of the key go to up2 and their dialogs stay
+	// there; a dialog that names up1 still reaches it.
+	if err := e.Pool().SetAdmin(balancer.DefaultID("udp", up1), balancer.Draining); err != nil {
+		t.Fatal(err)
+	}
+	run("up1 draining", []step{
+		{"new INVITE", with(invite3261), up2, false},
+		{"BYE to up2's Contact", bye("sip:bob@192.0.2.22:5060"), up2, true},
+		{"BYE routed by up2's Record-Route", routedBye, up2, true},
+		{"BYE to up1's Contact", bye("sip:bob@192.0.2.21:5060"), up1, true},
+		{"BYE to a host that is no upstream", bye("sip:bob@198.51.100.99:5060"), up1, false},
+	})
+
+	// up2 is down or disabled: its dialogs are lost, and their requests
+	// are balanced as before rather than sent to a dead or banned server.
+	if err := e.Pool().SetAdmin(balancer.DefaultID("udp", up1), balancer.Enabled); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Pool().SetHealth(balancer.DefaultID("udp", up2), balancer.Down); err != nil {
+		t.Fatal(err)
+	}
+	run("up2 down", []step{{"BYE to up2's Contact", bye("sip:bob@192.0.2.22:5060"), up1, false}})
+	if err := e.Pool().Batch(func(b *balancer.Batch) error {
+		if err := b.SetHealth(balancer.DefaultID("udp", up2), balancer.Up); err != nil {
+			return err
+		}
+		return b.SetAdmin(balancer.DefaultID("udp", up2), balancer.Disabled)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	run("up2 disabled", []step{{"BYE to up2's Contact", bye("sip:bob@192.0.2.22:5060"), up1, false}})
+}
+
+// With round robin, which has no key affinity, in-dialog requests still
+// reach the upstream their dialog names; with a custom Picker the Picker
+// decides alone.
+func TestDialogFollowsItsUpstreamModes(t *testing.T) {
+	bye := replace(replace(ack3261, "ACK sip:bob@biloxi.example.com", "BYE sip:bob@192.0.2.22:5060"), "314159 ACK", "314160 BYE")
+	_, rr := newTestWorker(t, func(c *Config) { c.Balance = balancer.ModeRoundRobin })
+	for i := 0; i < 10; i++ {
+		if a, o := handle(t, rr, bye, alice); a != ActionForward || o.To != up2 {
+			t.Fatalf("round robin, BYE %d to up2's Contact: %v to %v", i, a, o.To)
+		}
+	}
+	_, pw := newTestWorker(t, func(c *Config) { c.Picker = fixedPicker{up1} })
+	if a, o := handle(t, pw, bye, alice); a != ActionForward || o.To != up1 {
+		t.Errorf("custom Picker, BYE to up2's Contact: %v to %v, want the Picker's %v", a, o.To, up1)
+	}
+}
+
+// fixedPicker always picks one address.
+type fixedPicker struct{ to netip.AddrPort }
+
+func (p fixedPicker) Pick(uint64, bool) (netip.AddrPort, bool) { return p.to, true }
+
 // invites sends n INVITEs with random Call-IDs through w and counts them per
 // destination.
 func invites(t *testing.T, w *Worker, n int, seed uint64) map[netip.AddrPort]int {

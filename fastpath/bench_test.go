@@ -59,6 +59,28 @@ func BenchmarkHandleResponse200(b *testing.B) {
 	benchHandle(b, resp, inv.To, ActionForward)
 }
 
+// sippBye is the BYE of SIPp's uac scenario: its Request-URI names the
+// proxy (with a user part), so it is balanced on its Call-ID.
+var sippBye = msg(`BYE sip:service@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1234-1-7
+From: sipp <sip:sipp@127.0.0.1:5070>;tag=1234SIPpTag001
+To: service <sip:service@127.0.0.1:5060>;tag=5678SIPpTag011
+Call-ID: 1-1234@127.0.0.1
+CSeq: 2 BYE
+Contact: sip:sipp@127.0.0.1:5070
+Max-Forwards: 70
+Subject: Performance Test`, "")
+
+// BenchmarkHandleBye: an in-dialog request whose next hop is no upstream,
+// balanced on its Call-ID.
+func BenchmarkHandleBye(b *testing.B) { benchHandle(b, sippBye, sippClient, ActionForward) }
+
+// BenchmarkHandleByeToUpstream: the same BYE addressed to an upstream's
+// Contact, sent there by the dialog-routing lookup.
+func BenchmarkHandleByeToUpstream(b *testing.B) {
+	benchHandle(b, replace(sippBye, "BYE sip:service@127.0.0.1:5060", "BYE sip:service@192.0.2.22:5060"), sippClient, ActionForward)
+}
+
 // BenchmarkHandle2543Invite: the RFC 2543 branch derivation.
 func BenchmarkHandle2543Invite(b *testing.B) { benchHandle(b, invite2543, oldPhone, ActionForward) }
 

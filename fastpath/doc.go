@@ -43,7 +43,9 @@
 //     and is forwarded.
 //   - Destination: a request from a configured upstream (exact ip:port) goes
 //     to its next Route, else its Request-URI, when that names an IP literal
-//     (503 for a host name, which Viaduct does not resolve); every other
+//     (503 for a host name, which Viaduct does not resolve). A request of
+//     an existing dialog whose next hop names an upstream by IP address
+//     and port goes to that upstream (see Dialogs below). Every other
 //     request is balanced: it goes to the upstream the pool chooses for it
 //     (see Balancing below), or gets 503 when none is available. Clients
 //     therefore cannot make Viaduct send anywhere but to an upstream: it
@@ -106,6 +108,30 @@
 // and in-dialog requests may reach another upstream than their INVITE.
 // Use it only when any upstream can handle any request (upstreams that
 // share transaction and dialog state, or stateless next hops).
+//
+// # Dialogs
+//
+// Hashing sends a key to the same upstream only while the set of targets
+// stays the same: a call set up while its key's upstream drained or was
+// down lives on another upstream, and once the key's upstream is back its
+// in-dialog requests would hash there. So an in-dialog request (as above)
+// from a client first looks at its next hop, as a stateful proxy would
+// route it (RFC 3261 16.6 items 6 and 7): the next Route value once
+// Viaduct's own is removed, else the Request-URI. When that names a
+// configured upstream by IP address and port (or maddr; port 5060 when
+// absent) and that upstream takes in-dialog requests (up, and enabled or
+// draining), the request goes there, whatever its key hashes to, in both
+// modes; Stats.DialogRouted counts it. The next hop names the upstream
+// when the upstream Record-Routes itself, or when it is the dialog's
+// remote target (its Contact: a B2BUA, PBX or SBC) and Viaduct is in the
+// route set (Config.RecordRoute) or is the client's outbound proxy. A next
+// hop that is not an upstream (a callee behind an upstream proxy that does
+// not Record-Route, a host name), or an upstream that is down or disabled,
+// leaves the request to balancing as before. Initial requests, CANCEL and
+// non-2xx ACK never look at it, so a client can choose an upstream only
+// for requests that the upstream answers within an existing dialog, and
+// never a destination that is not an upstream. With Config.Picker the
+// Picker alone decides.
 //
 // # Reload
 //

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -256,11 +257,14 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 
 	// Route information preprocessing (RFC 3261 16.4).
 	ruri := m.RequestURI()
-	var u parser.URI
+	// ru is the effective Request-URI parsed (ruriOK: it parses); u
+	// holds the Route value at hand.
+	var ru, u parser.URI
+	ruriOK := parser.ParseURI(ruri, &ru) == nil
 	ruriSelf, ruriLR := false, false
-	if parser.ParseURI(ruri, &u) == nil && isSIPScheme(u.Scheme) && len(u.User) == 0 && e.isSelf(u.Host, u.Port) {
+	if ruriOK && isSIPScheme(ru.Scheme) && len(ru.User) == 0 && e.isSelf(ru.Host, ru.Port) {
 		ruriSelf = true
-		_, ruriLR = u.Param("lr")
+		_, ruriLR = ru.Param("lr")
 	}
 	var rs routes
 	w.scanRoutes(in, &rs)
@@ -274,7 +278,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		if !ok {
 			return w.refuse(in, from, Local400, "Malformed Route", DropParseError, out)
 		}
-		effRURI = lastURI
+		effRURI, ru = lastURI, u
 		ruriSelf = false
 		w.edits.add(m.Offset(ruri), m.Offset(ruri)+len(ruri), lastURI)
 		removedLast = true
@@ -314,33 +318,33 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		return w.refuse(in, from, Local482, "Loop Detected", DropLoop, out)
 	}
 
-	// Destination.
+	// Destination: a request from an upstream goes to its next hop; a
+	// request of an existing dialog goes to the upstream its next hop
+	// names, if any; every other request to the upstream balancing picks.
 	dest, ok := netip.AddrPort{}, false
+	var picked uint64 // ID hash of the pool target chosen
+	counted := false  // whether picked is set
+	dialog := inDialog(meth, to.Tag, rs.n)
 	if w.rt.isUpstream(from) {
-		if remaining > 0 {
-			next := rs.first
-			if removedFirst {
-				next = w.routeAfterFirst(in, &rs)
-			}
-			_, ok = routeURI(in[next.start:next.end], &u)
-		} else {
-			ok = parser.ParseURI(effRURI, &u) == nil
-		}
+		next, ok := w.nextHopURI(in, &rs, removedFirst, remaining, &ru, ruriOK, &u)
 		if !ok {
 			return w.refuse(in, from, Local400, "Malformed Request-URI", DropParseError, out)
 		}
-		if !(isSIPScheme(u.Scheme) && len(u.User) == 0 && e.isSelf(u.Host, u.Port)) {
-			d, isIP := uriDest(&u)
+		if !(isSIPScheme(next.Scheme) && len(next.User) == 0 && e.isSelf(next.Host, next.Port)) {
+			d, isIP := uriDest(next)
 			if !isIP {
 				return w.refuse(in, from, Local503, "Next Hop Not An IP Address", DropNoUpstream, out)
 			}
 			dest = d
 		}
+	} else if dialog && e.picker == nil {
+		if t, ok := w.dialogUpstream(w.nextHopURI(in, &rs, removedFirst, remaining, &ru, ruriOK, &u)); ok {
+			dest, picked, counted = t.Addr, t.IDHash(), true
+			w.c.dialogRouted.inc()
+		}
 	}
-	var picked uint64 // ID hash of the target balancing chose
-	balanced := false
 	if !dest.IsValid() {
-		dest, picked, balanced, ok = w.pick(&to, inDialog(meth, to.Tag, rs.n))
+		dest, picked, counted, ok = w.pick(&to, dialog)
 		if !ok {
 			return w.refuse(in, from, Local503, "No Upstream Available", DropNoUpstream, out)
 		}
@@ -418,7 +422,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	out.To = dest
 	out.Listen = sendListen
 	w.c.reqFwd.inc()
-	if balanced {
+	if counted {
 		w.up.inc(picked)
 	}
 	return ActionForward
@@ -435,6 +439,44 @@ func (w *Worker) refuseErr(in []byte, from netip.AddrPort, err error, out *Outpu
 		}
 	}
 	return w.refuse(in, from, code, reason, DropParseError, out)
+}
+
+// nextHopURI returns the URI of the request's next hop once Viaduct's own
+// Route entries are gone (RFC 3261 16.6 items 6 and 7): the next Route
+// value, parsed into u, or, when no Route is left, the effective
+// Request-URI ru, already parsed (ruriOK tells whether it parsed). It
+// reports false when that URI does not parse.
+func (w *Worker) nextHopURI(in []byte, rs *routes, removedFirst bool, remaining int, ru *parser.URI, ruriOK bool, u *parser.URI) (*parser.URI, bool) {
+	if remaining == 0 {
+		return ru, ruriOK
+	}
+	next := rs.first
+	if removedFirst {
+		next = w.routeAfterFirst(in, rs)
+	}
+	_, ok := routeURI(in[next.start:next.end], u)
+	return u, ok
+}
+
+// dialogUpstream returns the upstream that the next hop u of an in-dialog
+// request (ok: u parsed) names by its IP address and port, when that upstream still takes
+// in-dialog requests (up, enabled or draining). Such a request follows its
+// dialog's route set or remote target to the server that holds the dialog,
+// wherever hashing its key would go now: a dialog created while its key's
+// upstream drained or was down stays with the upstream that took it.
+func (w *Worker) dialogUpstream(u *parser.URI, ok bool) (*balancer.Target, bool) {
+	if !ok || !isSIPScheme(u.Scheme) {
+		return nil, false
+	}
+	d, isIP := uriDest(u)
+	if !isIP {
+		return nil, false
+	}
+	t, ok := w.e.pool.Table().ByAddr(d)
+	if !ok || !t.Selectable(true) {
+		return nil, false
+	}
+	return t, true
 }
 
 // routeAfterFirst returns the Route value that follows the first one.

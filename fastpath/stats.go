@@ -99,6 +99,10 @@ type Stats struct {
 	// names for their method (no such header, a URI without a user part or
 	// that does not parse, ...) and were hashed on their Call-ID instead.
 	KeyFallbacks uint64
+	// DialogRouted counts in-dialog requests sent to the upstream that
+	// their next hop (next Route, else Request-URI) names, instead of the
+	// one balancing would pick (see Config.Upstreams).
+	DialogRouted uint64
 }
 
 // Add adds every counter of o to s.
@@ -124,6 +128,7 @@ func (s *Stats) Add(o *Stats) {
 	s.BytesOut += o.BytesOut
 	s.KernelDrops += o.KernelDrops
 	s.KeyFallbacks += o.KeyFallbacks
+	s.DialogRouted += o.DialogRouted
 }
 
 // counter is a counter with a single writer (its worker goroutine) and any
@@ -141,21 +146,22 @@ func (c *counter) load() uint64 { return c.v.Load() }
 // counters off each other's cache lines (they are allocated separately, but
 // the allocator may place them next to each other).
 type counters struct {
-	_           [64]byte
-	byMethod    [NumMethods]counter
-	reqFwd      counter
-	respIn      counter
-	respFwd     [7]counter
-	localResp   counter
-	local       [NumLocalCodes]counter
-	drops       [NumDropReasons]counter
-	dgIn        counter
-	dgOut       counter
-	bytesIn     counter
-	bytesOut    counter
-	kernelDrop  counter
-	keyFallback counter
-	_           [64]byte
+	_            [64]byte
+	byMethod     [NumMethods]counter
+	reqFwd       counter
+	respIn       counter
+	respFwd      [7]counter
+	localResp    counter
+	local        [NumLocalCodes]counter
+	drops        [NumDropReasons]counter
+	dgIn         counter
+	dgOut        counter
+	bytesIn      counter
+	bytesOut     counter
+	kernelDrop   counter
+	keyFallback  counter
+	dialogRouted counter
+	_            [64]byte
 }
 
 func (c *counters) method(m parser.Method) {
@@ -196,4 +202,5 @@ func (c *counters) snapshot(s *Stats) {
 	s.BytesOut = c.bytesOut.load()
 	s.KernelDrops = c.kernelDrop.load()
 	s.KeyFallbacks = c.keyFallback.load()
+	s.DialogRouted = c.dialogRouted.load()
 }

@@ -10,8 +10,8 @@ type UpstreamCount struct {
 	Count  uint64
 }
 
-// upCounters counts one worker's balanced requests per target: an
-// open-addressing table keyed by ID hash, written by the worker alone
+// upCounters counts one worker's balanced (or dialog-routed) requests per
+// target: an open-addressing table keyed by ID hash, written by the worker alone
 // (single-writer stores, as counter) and read concurrently by
 // Engine.AppendUpstreamForwarded. Counting costs a probe of a table sized to
 // at least twice the targets and one store; it allocates only when a
@@ -108,9 +108,11 @@ func (u *upCounters) appendTo(dst []UpstreamCount) []UpstreamCount {
 
 // AppendUpstreamForwarded appends, for every target the engine's workers
 // have sent a balanced request to since the engine started, the number of
-// such requests summed over the workers, in no particular order. Requests
-// routed by their Route or Request-URI, and requests balanced by a
-// Config.Picker, are not counted. An ID hash of 0 is reported as 1. It is
+// such requests summed over the workers, in no particular order. In-dialog
+// requests that went to the upstream their next hop names (see "Dialogs"
+// in the package documentation) count for that upstream; requests from
+// upstreams routed by their Route or Request-URI, and requests balanced by
+// a Config.Picker, are not counted. An ID hash of 0 is reported as 1. It is
 // safe to call concurrently with the workers, and costs the workers
 // nothing.
 func (e *Engine) AppendUpstreamForwarded(dst []UpstreamCount) []UpstreamCount {

@@ -73,7 +73,7 @@ type Collector struct {
 	requests, reqForwarded, respReceived, respForwarded *prometheus.Desc
 	localReplies, localResponses, drops                 *prometheus.Desc
 	dgIn, dgOut, bytesIn, bytesOut, kernelDrops         *prometheus.Desc
-	workerDgIn, keyFallbacks                            *prometheus.Desc
+	workerDgIn, keyFallbacks, dialogRouted              *prometheus.Desc
 
 	upInfo, upUp, upAdmin, upWeight, upPriority, upSelected, upShare *prometheus.Desc
 	upForwarded, poolSelectable, poolBuilds                          *prometheus.Desc
@@ -109,6 +109,7 @@ func New(o Options) *Collector {
 	c.bytesOut = d("viaduct_sent_bytes_total", "UDP payload bytes sent.")
 	c.kernelDrops = d("viaduct_kernel_receive_drops_total", "Datagrams the kernel dropped on Viaduct's sockets (receive buffer full).")
 	c.keyFallbacks = d("viaduct_balance_key_fallbacks_total", "Balanced requests that lacked the key configured for their method and were hashed on their Call-ID instead.")
+	c.dialogRouted = d("viaduct_balance_dialog_routed_total", "In-dialog requests sent to the upstream their next Route or Request-URI names instead of the one balancing would pick.")
 	c.workerDgIn = d("viaduct_worker_datagrams_received_total", "UDP datagrams received per worker socket (how SO_REUSEPORT spreads the traffic).", "listen", "worker")
 
 	c.upInfo = d("viaduct_upstream_info", "Configured upstream targets (value 1), with their address and transport.", "upstream", "address", "transport")
@@ -118,7 +119,7 @@ func New(o Options) *Collector {
 	c.upPriority = d("viaduct_upstream_priority", "Configured priority group of the upstream (lower is preferred).", "upstream")
 	c.upSelected = d("viaduct_upstream_selected", "Whether the balancer currently sends new dialogs (requests=new_dialog) or in-dialog requests (requests=in_dialog) to the upstream: 1 yes, 0 no.", "upstream", "requests")
 	c.upShare = d("viaduct_upstream_share_ratio", "Fraction of new dialogs the balancer assigns to the upstream (0 to 1).", "upstream")
-	c.upForwarded = d("viaduct_upstream_requests_forwarded_total", "Requests the balancer sent to the upstream.", "upstream")
+	c.upForwarded = d("viaduct_upstream_requests_forwarded_total", "Requests the balancer sent to the upstream, in-dialog requests that followed their dialog to it included.", "upstream")
 	c.poolSelectable = d("viaduct_pool_selectable_targets", "Upstreams the balancer can currently choose for new dialogs (requests=new_dialog) or in-dialog requests (requests=in_dialog); 0 means such requests get 503.", "requests")
 	c.poolBuilds = d("viaduct_pool_table_builds_total", "Lookup tables the balancer has published (one per health, admin or configuration change).")
 
@@ -159,7 +160,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.requests, c.reqForwarded, c.respReceived, c.respForwarded,
 		c.localReplies, c.localResponses, c.drops,
-		c.dgIn, c.dgOut, c.bytesIn, c.bytesOut, c.kernelDrops, c.workerDgIn, c.keyFallbacks,
+		c.dgIn, c.dgOut, c.bytesIn, c.bytesOut, c.kernelDrops, c.workerDgIn, c.keyFallbacks, c.dialogRouted,
 		c.upInfo, c.upUp, c.upAdmin, c.upWeight, c.upPriority, c.upSelected, c.upShare,
 		c.upForwarded, c.poolSelectable, c.poolBuilds,
 		c.probes, c.probeFailures, c.passive, c.rtt, c.srtt, c.healthChanged, c.droppedReplies,
@@ -255,6 +256,7 @@ func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 	counter(ch, c.bytesOut, sum.BytesOut)
 	counter(ch, c.kernelDrops, sum.KernelDrops)
 	counter(ch, c.keyFallbacks, sum.KeyFallbacks)
+	counter(ch, c.dialogRouted, sum.DialogRouted)
 }
 
 func (c *Collector) collectPool(ch chan<- prometheus.Metric, tab *balancer.Table) {

@@ -33,6 +33,7 @@
 //	viaduct_kernel_receive_drops_total              counter  datagrams the kernel dropped on Viaduct's sockets (receive buffer full)
 //	viaduct_worker_datagrams_received_total{listen,worker}  counter  datagrams per worker socket (SO_REUSEPORT spread)
 //	viaduct_balance_key_fallbacks_total             counter  balanced requests lacking their method's key, hashed on Call-ID
+//	viaduct_balance_dialog_routed_total             counter  in-dialog requests sent to the upstream their next hop names
 //
 // Upstreams, from the balancer's table (every configured target, disabled
 // ones too, from the start):
