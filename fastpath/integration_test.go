@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -410,5 +411,54 @@ func TestEngineParkAfterNeedsAPPerWorker(t *testing.T) {
 				t.Errorf("%d workers, GOMAXPROCS %d: socket ParkAfter = %v, want %v", tc.workers, procs, got, tc.want)
 			}
 		}
+	}
+}
+
+// Over real sockets: a call set up while its key's upstream drained lives
+// on the other upstream, and its BYE, addressed to that upstream (the
+// dialog's remote target), reaches it also after the drained upstream is
+// enabled again; a BYE whose next hop names no upstream is balanced on the
+// Call-ID as before.
+func TestIntegrationDialogFollowsItsUpstream(t *testing.T) {
+	u1, u2 := newResponder(t), newResponder(t)
+	e := startEngine(t, u1.addr, u2.addr)
+	c := newClient(t, e.ListenAddrs()[0])
+	callID := ""
+	for i := 0; callID == ""; i++ {
+		id := fmt.Sprintf("follow-%d@uac", i)
+		if tg, ok := e.Pool().Table().Pick(balancer.HashKeyString(id), false); ok && tg.Addr == u1.addr {
+			callID = id
+		}
+	}
+	id1 := balancer.DefaultID("udp", u1.addr)
+	if err := e.Pool().SetAdmin(id1, balancer.Draining); err != nil {
+		t.Fatal(err)
+	}
+	c.send(c.request("INVITE", "sip:service@example.com", callID, 1, "inv1", ""))
+	c.expect(200)
+	c.send(c.request("ACK", "sip:uas@"+u2.addr.String(), callID, 1, "ack1", "uas1", "Route: <sip:"+e.ListenAddrs()[0].String()+";lr>"))
+	if err := e.Pool().SetAdmin(id1, balancer.Enabled); err != nil {
+		t.Fatal(err)
+	}
+	c.send(c.request("BYE", "sip:uas@"+u2.addr.String(), callID, 2, "bye1", "uas1"))
+	c.expect(200)
+	// A second call's BYE to a next hop that is no upstream: hashed.
+	c.send(c.request("BYE", "sip:service@example.com", callID, 3, "bye2", "uas1"))
+	c.expect(200)
+
+	want1 := []string{"BYE " + callID}
+	want2 := []string{"INVITE " + callID, "ACK " + callID, "BYE " + callID}
+	deadline := time.Now().Add(2 * time.Second)
+	for (len(u1.requests()) < len(want1) || len(u2.requests()) < len(want2)) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := u1.requests(); fmt.Sprint(got) != fmt.Sprint(want1) {
+		t.Errorf("drained then re-enabled upstream got %q, want %q", got, want1)
+	}
+	if got := u2.requests(); fmt.Sprint(got) != fmt.Sprint(want2) {
+		t.Errorf("upstream that took the call got %q, want %q", got, want2)
+	}
+	if n := e.Stats().DialogRouted; n != 2 {
+		t.Errorf("Stats.DialogRouted = %d, want 2 (the 2xx ACK and the first BYE)", n)
 	}
 }
