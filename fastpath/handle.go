@@ -459,11 +459,12 @@ func (w *Worker) nextHopURI(in []byte, rs *routes, removedFirst bool, remaining 
 }
 
 // dialogUpstream returns the upstream that the next hop u of an in-dialog
-// request (ok: u parsed) names by its IP address and port, when that upstream still takes
-// in-dialog requests (up, enabled or draining). Such a request follows its
-// dialog's route set or remote target to the server that holds the dialog,
-// wherever hashing its key would go now: a dialog created while its key's
-// upstream drained or was down stays with the upstream that took it.
+// request (ok: u parsed) names by its IP address and port, when that
+// upstream still takes in-dialog requests (up, enabled or draining). Such a
+// request follows its dialog's route set or remote target to the server
+// that holds the dialog, wherever hashing its key would go now: a dialog
+// created while its key's upstream drained or was down stays with the
+// upstream that took it.
 func (w *Worker) dialogUpstream(u *parser.URI, ok bool) (*balancer.Target, bool) {
 	if !ok || !isSIPScheme(u.Scheme) {
 		return nil, false
