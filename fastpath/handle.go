@@ -585,9 +585,8 @@ func sentByEnd(in []byte, m *parser.Message, v *parser.Via) int {
 	if v.IPv6 && i < len(in) && in[i] == ']' {
 		i++
 	}
-	if v.Port == 0 {
-		return i
-	}
+	// A port may be there even when v.Port is 0 (written "0"), and SWS
+	// may stand around its colon.
 	j := skipWS(in[:v.End], i)
 	if j < v.End && in[j] == ':' {
 		j = skipWS(in[:v.End], j+1)

@@ -370,3 +370,20 @@ func TestDatagramEndingInCR(t *testing.T) {
 		}
 	}
 }
+
+// received goes after the whole sent-by of a Via without parameters, also
+// when its port is written 0 or with white space around the colon
+// (RFC 3261 COLON is SWS ":" SWS).
+func TestReceivedAfterPortZero(t *testing.T) {
+	_, w := newTestWorker(t, nil)
+	for _, sentBy := range []string{"10.1.1.5:0", "10.1.1.5 : 0", "10.1.1.5: 5060", "10.1.1.5"} {
+		in := replace(invite3261, "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds", "Via: SIP/2.0/UDP "+sentBy)
+		a, o := handle(t, w, in, alice)
+		if a != ActionForward {
+			t.Fatalf("%q: %v", sentBy, a)
+		}
+		if v := vias(t, o.Buf); len(v) != 2 || v[1] != "SIP/2.0/UDP "+sentBy+";received=198.51.100.7" {
+			t.Errorf("%q: Vias %q", sentBy, v)
+		}
+	}
+}
