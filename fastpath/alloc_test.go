@@ -12,7 +12,7 @@ import (
 
 // The per-message path allocates nothing, for every kind of message.
 func TestHandleAllocatesNothing(t *testing.T) {
-	e, w := newTestWorker(t, func(c *Config) { c.RecordRoute = true })
+	e, w := newTestWorker(t, func(c *Config) { c.RecordRoute, c.Path = true, true })
 	out := newOutput(e)
 	_, inv := handle(t, w, invite3261, alice)
 	resp := respond(t, inv.Buf, "200 OK", "a6c85cf")
@@ -34,6 +34,9 @@ From: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf
 Call-ID: a84b4c76e66710@pc33.atlanta.example.com
 CSeq: 1 BYE`, "")
 	forged := replace(resp, "192.0.2.10:5060", "192.0.2.11:5060")
+	register := request("REGISTER", "sip:registrar.example.com", "<sip:alice@example.com>", "<sip:alice@example.com>", "reg-1@client", "Contact: <sip:alice@10.1.1.5>")
+	pathInvite := replace(replace(invite3261, "INVITE sip:bob@biloxi.example.com", "INVITE sip:bob@10.1.1.5"),
+		"Max-Forwards: 70", "Max-Forwards: 70\r\nRoute: <sip:192.0.2.10:5060;lr;received=198.51.100.7:40112>")
 	dialogBye := replace(replace(ack3261, "ACK sip:bob@biloxi.example.com", "BYE sip:bob@192.0.2.22:5060"), "314159 ACK", "314160 BYE")
 	cases := []struct {
 		name string
@@ -50,6 +53,8 @@ CSeq: 1 BYE`, "")
 		{"OPTIONS 200", opt, alice, ActionReply},
 		{"routes from upstream", rt, up1, ActionForward},
 		{"in-dialog to its upstream", dialogBye, alice, ActionForward},
+		{"REGISTER with Path", register, alice, ActionForward},
+		{"through our Path", pathInvite, up1, ActionForward},
 		{"forged", forged, up1, ActionDrop},
 	}
 	for _, c := range cases {

@@ -120,6 +120,16 @@ type Config struct {
 	// dialog-forming requests (INVITE, SUBSCRIBE, REFER without To tag).
 	RecordRoute bool
 
+	// Path makes Viaduct add "Path: <sip:ADVERTISE;lr;received=IP:PORT>"
+	// as the first Path value of every REGISTER it forwards from a client
+	// (RFC 3327), where IP:PORT is the address the REGISTER came from. A
+	// registrar that supports Path then sends the requests for that
+	// contact through Viaduct, with that value as their first Route, and
+	// Viaduct sends them on to the recorded address rather than to the
+	// Request-URI (the contact, which behind a NAT is a private address):
+	// the way back through the NAT binding the REGISTER opened.
+	Path bool
+
 	// MaxMessageSize is the largest datagram accepted, in bytes; larger
 	// requests get 513 Message Too Large, larger responses are dropped.
 	// Default DefaultMaxMessageSize; at most 65507-1024.

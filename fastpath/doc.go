@@ -53,7 +53,10 @@
 //   - The previous hop's Via gets received and rport (RFC 3581); Viaduct's
 //     Via goes on top with a branch derived only from the request (see
 //     below); Record-Route is added to dialog-forming requests when
-//     configured.
+//     configured, and so is Path, with the client's address, to a
+//     client's REGISTER (Config.Path). A request from an upstream whose
+//     top Route is such a Path entry of Viaduct's goes to the recorded
+//     address instead of its next hop.
 //
 // # Balancing
 //

@@ -37,6 +37,7 @@ type Engine struct {
 	adv       advertise
 	viaPrefix [][]byte         // per listen index: "Via: SIP/2.0/UDP <sent-by>;branch="
 	rrLine    [][]byte         // per listen index: "Record-Route: <sip:<sent-by>;lr>\r\n"
+	pathStart [][]byte         // per listen index: "Path: <sip:<sent-by>;lr;received="
 	picker    Picker           // Config.Picker; nil: pick from pool
 	pool      *balancer.Pool   // the default pool, nil with Config.Picker
 	listen    []netip.AddrPort // bound addresses (real ports after Start)
@@ -95,14 +96,15 @@ func New(cfg Config, logger *slog.Logger) (*Engine, error) {
 	return e, nil
 }
 
-// buildAdvertise renders the Via prefix and Record-Route line of every
-// listen address. They carry the advertised address, except that a message
+// buildAdvertise renders the Via prefix, Record-Route line and Path start
+// of every listen address. They carry the advertised address, except that a message
 // sent from a listen address of the other IP family than an advertised IP
 // literal carries that listen address (when it is a specific one): an IPv6
 // next hop must be able to answer over IPv6.
 func (e *Engine) buildAdvertise() {
 	e.viaPrefix = make([][]byte, len(e.listen))
 	e.rrLine = make([][]byte, len(e.listen))
+	e.pathStart = make([][]byte, len(e.listen))
 	for i, l := range e.listen {
 		sentBy := e.adv.sentBy
 		if e.adv.addr.IsValid() && e.adv.addr.Is4() != l.Addr().Is4() && !l.Addr().IsUnspecified() {
@@ -110,6 +112,7 @@ func (e *Engine) buildAdvertise() {
 		}
 		e.viaPrefix[i] = []byte("Via: SIP/2.0/UDP " + sentBy + ";branch=")
 		e.rrLine[i] = []byte("Record-Route: <sip:" + sentBy + ";lr>\r\n")
+		e.pathStart[i] = []byte("Path: <sip:" + sentBy + ";lr;received=")
 	}
 }
 
@@ -394,7 +397,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.state = 1
 	e.log.Info("fastpath started", "listen", fmt.Sprint(e.listen), "advertise", e.adv.sentBy,
-		"workers_per_listen", e.cfg.Workers, "upstreams", len(e.route.Load().targets), "balance", e.cfg.Balance.String(), "record_route", e.cfg.RecordRoute,
+		"workers_per_listen", e.cfg.Workers, "upstreams", len(e.route.Load().targets), "balance", e.cfg.Balance.String(), "record_route", e.cfg.RecordRoute, "path", e.cfg.Path,
 		"max_message_size", e.cfg.MaxMessageSize, "batch", e.cfg.Batch, "park_after", e.parkAfter,
 		"recv_buffer", e.conns[0][0].RecvBufferSize(), "send_buffer", e.conns[0][0].SendBufferSize())
 	return nil

@@ -360,3 +360,107 @@ func TestGoldenReceivedRport(t *testing.T) {
 		})
 	}
 }
+
+// With Config.Path a client's REGISTER gets Viaduct's Path, with the
+// address it came from, as its first Path value (RFC 3327 section 5.2).
+func TestGoldenRegisterPath(t *testing.T) {
+	_, w := newTestWorker(t, func(c *Config) { c.Path = true })
+	reg := msg(`REGISTER sip:registrar.example.com SIP/2.0
+Via: SIP/2.0/UDP 10.1.1.5:5060;branch=z9hG4bKnashd7;rport
+Max-Forwards: 70
+To: Alice <sip:alice@example.com>
+From: Alice <sip:alice@example.com>;tag=456248
+Call-ID: 843817637684230@998sdasdh09
+CSeq: 1826 REGISTER
+Contact: <sip:alice@10.1.1.5:5060>
+Expires: 3600`, "")
+	natted := netip.MustParseAddrPort("198.51.100.7:40112")
+	a, o := handle(t, w, reg, natted)
+	checkGolden(t, "register_path", a, o)
+	if p := header(t, o.Buf, parser.KindPath); len(p) != 1 || p[0] != "<sip:192.0.2.10:5060;lr;received=198.51.100.7:40112>" {
+		t.Errorf("Path = %q", p)
+	}
+
+	// An existing Path (a proxy before Viaduct): Viaduct's goes first.
+	_, o = handle(t, w, replace(reg, "Expires: 3600", "Path: <sip:edge.example.com;lr>\r\nExpires: 3600"), natted)
+	if p := header(t, o.Buf, parser.KindPath); len(p) != 2 || p[0] != "<sip:192.0.2.10:5060;lr;received=198.51.100.7:40112>" || p[1] != "<sip:edge.example.com;lr>" {
+		t.Errorf("Path with a previous one = %q", p)
+	}
+	// IPv6 clients get a bracketed address.
+	_, o = handle(t, w, reg, netip.MustParseAddrPort("[2001:db8::7]:40112"))
+	if p := header(t, o.Buf, parser.KindPath); len(p) != 1 || !strings.Contains(p[0], ";received=[2001:db8::7]:40112>") {
+		t.Errorf("Path for an IPv6 client = %q", p)
+	}
+	// Other methods, a REGISTER from an upstream, and Path off: no Path.
+	for name, c := range map[string]struct {
+		path bool
+		in   []byte
+		from netip.AddrPort
+	}{
+		"INVITE":                 {true, invite3261, alice},
+		"REGISTER from upstream": {true, replace(reg, "sip:registrar.example.com", "sip:203.0.113.9"), up1},
+		"Path off":               {false, reg, natted},
+	} {
+		_, w := newTestWorker(t, func(cfg *Config) { cfg.Path = c.path })
+		if a, o := handle(t, w, c.in, c.from); a != ActionForward || len(header(t, o.Buf, parser.KindPath)) != 0 {
+			t.Errorf("%s: %v with Path %q", name, a, header(t, o.Buf, parser.KindPath))
+		}
+	}
+}
+
+// A request a registrar routes back through Viaduct's Path goes to the
+// address recorded in it, not to its Request-URI (a contact behind a NAT);
+// the same Route from a client changes nothing (not an open relay).
+func TestGoldenPathInbound(t *testing.T) {
+	_, w := newTestWorker(t, nil) // Path need not be on to honour it
+	inv := msg(`INVITE sip:alice@10.1.1.5:5060 SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKreg77
+Max-Forwards: 69
+Route: <sip:192.0.2.10:5060;lr;received=198.51.100.7:40112>
+To: <sip:alice@example.com>
+From: <sip:carol@example.com>;tag=77
+Call-ID: path-in-1@registrar
+CSeq: 1 INVITE`, "")
+	a, o := handle(t, w, inv, up1)
+	checkGolden(t, "path_inbound", a, o)
+	if want := netip.MustParseAddrPort("198.51.100.7:40112"); a != ActionForward || o.To != want {
+		t.Errorf("%v to %v, want forward to %v", a, o.To, want)
+	}
+	if r := header(t, o.Buf, parser.KindRoute); len(r) != 0 {
+		t.Errorf("our Route left in: %q", r)
+	}
+	for _, c := range []struct {
+		name, route string
+		from, want  netip.AddrPort
+	}{
+		{"more Routes after ours", "<sip:192.0.2.10:5060;lr;received=198.51.100.7:40112>, <sip:203.0.113.9;lr>", up1, netip.MustParseAddrPort("198.51.100.7:40112")},
+		{"no received: the Request-URI", "<sip:192.0.2.10:5060;lr>", up1, netip.MustParseAddrPort("10.1.1.5:5060")},
+		{"received not an address: the Request-URI", "<sip:192.0.2.10:5060;lr;received=edge.example.com:5060>", up1, netip.MustParseAddrPort("10.1.1.5:5060")},
+		{"received on someone else's Route: the Route", "<sip:203.0.113.9;lr;received=198.51.100.7:40112>", up1, netip.MustParseAddrPort("203.0.113.9:5060")},
+	} {
+		in := replace(inv, "<sip:192.0.2.10:5060;lr;received=198.51.100.7:40112>", c.route)
+		if a, o := handle(t, w, in, c.from); a != ActionForward || o.To != c.want {
+			t.Errorf("%s: %v to %v, want %v", c.name, a, o.To, c.want)
+		}
+	}
+	// An IPv6 client's flow, sent from the IPv6 listen address.
+	w6 := newDualStackWorker(t)
+	v6 := replace(inv, "<sip:192.0.2.10:5060;lr;received=198.51.100.7:40112>", "<sip:192.0.2.10:5060;lr;received=[2001:db8::7]:40112>")
+	if a, o := handle(t, w6, v6, up1); a != ActionForward || o.To != netip.MustParseAddrPort("[2001:db8::7]:40112") || o.Listen != 1 {
+		t.Errorf("IPv6 flow: %v to %v from listen %d", a, o.To, o.Listen)
+	}
+	// From a client the request is balanced to an upstream as always.
+	if a, o := handle(t, w, replace(inv, "192.0.2.21:5060;branch", "198.51.100.7:5060;branch"), alice); a != ActionForward || (o.To != up1 && o.To != up2) {
+		t.Errorf("from a client: %v to %v, want an upstream", a, o.To)
+	}
+}
+
+// newDualStackWorker returns the IPv4 socket's worker of an engine that
+// listens on 192.0.2.10:5060 and [2001:db8::10]:5060 with up1 and up2.
+func newDualStackWorker(t *testing.T) *Worker {
+	t.Helper()
+	_, w := newTestWorker(t, func(c *Config) {
+		c.Listen = append(c.Listen, netip.MustParseAddrPort("[2001:db8::10]:5060"))
+	})
+	return w
+}

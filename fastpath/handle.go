@@ -284,10 +284,16 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		removedLast = true
 		remaining--
 	}
+	// flow is the client address that Viaduct's Path entry recorded, when
+	// the Route taken off is one (see Config.Path).
+	var flow netip.AddrPort
 	if remaining > 0 {
 		if _, ok := routeURI(in[rs.first.start:rs.first.end], &u); ok && isSIPScheme(u.Scheme) && len(u.User) == 0 && e.isSelf(u.Host, u.Port) {
 			removedFirst = true
 			remaining--
+			if v, ok := u.Param("received"); ok {
+				flow, _ = parseAddrPort(v)
+			}
 		}
 	}
 	if removedFirst && removedLast && rs.first.line == rs.last.line && rs.first.count == 2 {
@@ -325,7 +331,12 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	var picked uint64 // ID hash of the pool target chosen
 	counted := false  // whether picked is set
 	dialog := inDialog(meth, to.Tag, rs.n)
-	if w.rt.isUpstream(from) {
+	fromUpstream := w.rt.isUpstream(from)
+	if fromUpstream && flow.IsValid() {
+		// Through the Path Viaduct added to the client's REGISTER: back
+		// to where the REGISTER came from.
+		dest = flow
+	} else if fromUpstream {
 		next, ok := w.nextHopURI(in, &rs, removedFirst, remaining, &ru, ruriOK, &u)
 		if !ok {
 			return w.refuse(in, from, Local400, "Malformed Request-URI", DropParseError, out)
@@ -383,6 +394,19 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 			at = h.Start
 		}
 		w.edits.add(at, at, e.rrLine[sendListen])
+	}
+
+	// Path for the REGISTER of a client (RFC 3327 section 5.2): first.
+	if e.cfg.Path && meth == parser.MethodREGISTER && !fromUpstream {
+		at := viaAt
+		if h, ok := m.Find(parser.KindPath); ok {
+			at = h.Start
+		}
+		sp := len(w.scratch)
+		w.scratch = append(w.scratch, e.pathStart[sendListen]...)
+		w.scratch = from.AppendTo(w.scratch)
+		w.scratch = append(w.scratch, ">\r\n"...)
+		w.edits.add(at, at, w.scratch[sp:])
 	}
 
 	// received / rport on the previous hop's Via (RFC 3261 18.2.1, RFC 3581).

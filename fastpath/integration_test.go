@@ -462,3 +462,69 @@ func TestIntegrationDialogFollowsItsUpstream(t *testing.T) {
 		t.Errorf("Stats.DialogRouted = %d, want 2 (the 2xx ACK and the first BYE)", n)
 	}
 }
+
+// Over real sockets, Path (RFC 3327): a client REGISTERs through Viaduct
+// with a contact that is not its address (as a phone behind a NAT does;
+// here another loopback address where nothing listens); the
+// registrar receives Viaduct's Path with the client's real address, sends
+// an INVITE for the contact with that Path as its Route, and the INVITE
+// reaches the client's socket; the client's 200 goes back to the registrar.
+func TestIntegrationPath(t *testing.T) {
+	registrar, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer registrar.Close()
+	regAddr := registrar.LocalAddr().(*net.UDPAddr).AddrPort()
+	e := startEngineConfig(t, Config{Upstreams: []netip.AddrPort{regAddr}, Path: true, Workers: 1})
+	proxy := e.ListenAddrs()[0]
+	c := newClient(t, proxy)
+	read := func(conn *net.UDPConn, what string) (*parser.Message, []byte) {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 65536)
+		n, _, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return mustParse(t, buf[:n]), buf[:n]
+	}
+
+	c.send(c.request("REGISTER", "sip:registrar.example.com", "reg-path@uac", 1, "reg1", "", "Contact: <sip:uac@127.0.0.2:5999>", "Expires: 600"))
+	reg, regBytes := read(registrar, "REGISTER at the registrar")
+	if reg.MethodID() != parser.MethodREGISTER {
+		t.Fatalf("registrar got %s", reg.Method())
+	}
+	path := header(t, regBytes, parser.KindPath)
+	wantPath := "<sip:" + proxy.String() + ";lr;received=" + c.addr.String() + ">"
+	if len(path) != 1 || path[0] != wantPath {
+		t.Fatalf("Path at the registrar = %q, want %q", path, wantPath)
+	}
+
+	// The registrar sends a call for the contact along the stored Path.
+	invite := msg(fmt.Sprintf(`INVITE sip:uac@127.0.0.2:5999 SIP/2.0
+Via: SIP/2.0/UDP %s;branch=z9hG4bKregin1
+Max-Forwards: 70
+Route: %s
+From: <sip:carol@example.com>;tag=c1
+To: <sip:uac@example.com>
+Call-ID: path-call@registrar
+CSeq: 1 INVITE`, regAddr, path[0]), "")
+	if _, err := registrar.WriteToUDPAddrPort(invite, proxy); err != nil {
+		t.Fatal(err)
+	}
+	got, gotBytes := read(c.conn, "INVITE at the client")
+	if got.MethodID() != parser.MethodINVITE || string(got.RequestURI()) != "sip:uac@127.0.0.2:5999" {
+		t.Fatalf("client got %s %s", got.Method(), got.RequestURI())
+	}
+	if r := header(t, gotBytes, parser.KindRoute); len(r) != 0 {
+		t.Errorf("Viaduct's Route still on the INVITE: %q", r)
+	}
+	// The client's answer follows the Vias back to the registrar.
+	if _, err := c.conn.WriteToUDPAddrPort(respond(t, gotBytes, "200 OK", "uac9"), proxy); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := read(registrar, "200 at the registrar"); ok.StatusCode() != 200 || string(ok.CallID()) != "path-call@registrar" {
+		t.Errorf("registrar got %d for %s", ok.StatusCode(), ok.CallID())
+	}
+}

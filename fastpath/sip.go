@@ -1,6 +1,9 @@
 package fastpath
 
-import "net/netip"
+import (
+	"bytes"
+	"net/netip"
+)
 
 // Small zero-allocation helpers over raw SIP text.
 
@@ -147,6 +150,48 @@ func parseIP(b []byte) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return netip.AddrFrom16(a).Unmap(), true
+}
+
+// parseAddrPort parses "IPv4:port" or "[IPv6]:port" without allocating;
+// the port must be 1-65535.
+func parseAddrPort(b []byte) (netip.AddrPort, bool) {
+	var ip netip.Addr
+	var port []byte
+	if len(b) > 0 && b[0] == '[' {
+		end := bytes.IndexByte(b, ']')
+		if end < 0 || end+1 >= len(b) || b[end+1] != ':' {
+			return netip.AddrPort{}, false
+		}
+		var a [16]byte
+		if !parseIPv6(b[1:end], &a) {
+			return netip.AddrPort{}, false
+		}
+		ip, port = netip.AddrFrom16(a).Unmap(), b[end+2:]
+	} else {
+		i := bytes.IndexByte(b, ':')
+		if i < 0 {
+			return netip.AddrPort{}, false
+		}
+		a, ok := parseIPv4(b[:i])
+		if !ok {
+			return netip.AddrPort{}, false
+		}
+		ip, port = netip.AddrFrom4(a), b[i+1:]
+	}
+	if len(port) == 0 || len(port) > 5 {
+		return netip.AddrPort{}, false
+	}
+	n := 0
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return netip.AddrPort{}, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n == 0 || n > 65535 {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip, uint16(n)), true
 }
 
 // parseIPv4 parses dotted-quad decimal (no leading zeros beyond "0").

@@ -55,3 +55,25 @@ func FuzzParseIP(f *testing.F) {
 		}
 	})
 }
+
+func TestParseAddrPort(t *testing.T) {
+	for _, s := range []string{"198.51.100.7:40112", "127.0.0.1:1", "0.0.0.0:65535", "[2001:db8::7]:5060", "[::1]:5060", "[::ffff:192.0.2.1]:5060"} {
+		want := netip.MustParseAddrPort(s)
+		want = netip.AddrPortFrom(want.Addr().Unmap(), want.Port())
+		if got, ok := parseAddrPort([]byte(s)); !ok || got != want {
+			t.Errorf("parseAddrPort(%q) = %v, %v; want %v", s, got, ok, want)
+		}
+	}
+	for _, s := range []string{
+		"", "198.51.100.7", "198.51.100.7:", "198.51.100.7:0", "198.51.100.7:65536", "198.51.100.7:123456", "198.51.100.7:5o60",
+		"198.51.100.7:+5060", "::1:5060", "2001:db8::7:5060", "[2001:db8::7]", "[2001:db8::7]5060", "[2001:db8::7:5060",
+		"[198.51.100.7]:5060x", "host.example.com:5060", "[fe80::1%eth0]:5060",
+	} {
+		if got, ok := parseAddrPort([]byte(s)); ok {
+			t.Errorf("parseAddrPort(%q) = %v, want failure", s, got)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { parseAddrPort([]byte("[2001:db8::7]:5060")); parseAddrPort([]byte("edge.example.com:5060")) }); n != 0 {
+		t.Errorf("%.1f allocations", n)
+	}
+}

@@ -34,6 +34,7 @@ type fileConfig struct {
 	Upstreams      []upstreamEntry `yaml:"upstreams"`
 	Balance        balanceConfig   `yaml:"balance"`
 	RecordRoute    bool            `yaml:"record_route"`
+	Path           bool            `yaml:"path"`
 	MaxMessageSize int             `yaml:"max_message_size"`
 	Secret         string          `yaml:"secret"`
 	SecretFile     string          `yaml:"secret_file"`
@@ -222,6 +223,7 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 		Batch:          fc.Batch,
 		ParkAfter:      fc.parkAfter(),
 		RecordRoute:    fc.RecordRoute,
+		Path:           fc.Path,
 		MaxMessageSize: fc.MaxMessageSize,
 	}
 	for i, s := range fc.Listen {

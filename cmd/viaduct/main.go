@@ -105,6 +105,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	fs.IntVar(&fc.Batch, "batch", 0, "datagrams per recvmmsg/sendmmsg; default 32 [batch]")
 	parkFlag := fs.Duration("park-after", defaultParkAfter, "a worker whose socket ran empty waits this long in recvmmsg (holding its thread) before it parks in the Go netpoller; 0: park at once; used only if workers <= GOMAXPROCS [park_after]")
 	fs.BoolVar(&fc.RecordRoute, "record-route", false, "add Record-Route to INVITE, SUBSCRIBE and REFER that start a dialog [record_route]")
+	fs.BoolVar(&fc.Path, "path", false, "add a Path with the client's address to every REGISTER from a client (RFC 3327), and send requests that come back through it to that address [path]")
 	fs.IntVar(&fc.MaxMessageSize, "max-message-size", 0, "largest datagram in `bytes`; larger requests get 513; default 16384 [max_message_size]")
 	fs.StringVar(&fc.SecretFile, "secret-file", "", "file holding the branch MAC secret (>= 16 bytes); default: random at start [secret_file]")
 	fs.StringVar(&fc.LogFormat, "log-format", "", "log format: text or json; default text [log_format]")
@@ -176,6 +177,8 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 				merged.ParkAfter = &d
 			case "record-route":
 				merged.RecordRoute = fc.RecordRoute
+			case "path":
+				merged.Path = fc.Path
 			case "max-message-size":
 				merged.MaxMessageSize = fc.MaxMessageSize
 			case "secret-file":
@@ -292,8 +295,8 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac admin
 	if admin.Disabled(adminAddr) {
 		adminAddr = "off"
 	}
-	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=[%s] balance=%s keys=%s record_route=%v max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s admin=%s\n",
-		c.Listen, eng.Advertise(), c.Workers, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
+	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=[%s] balance=%s keys=%s record_route=%v path=%v max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s admin=%s\n",
+		c.Listen, eng.Advertise(), c.Workers, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
 		map[bool]string{true: "configured", false: "random"}[secret], adminAddr)
 	status := chk.Status()
 	for i, t := range targets {

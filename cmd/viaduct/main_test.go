@@ -53,6 +53,7 @@ balance:
     PUBLISH: header:X-Tenant
     FOO: ruri-user
 record_route: true
+path: true
 max_message_size: 8192
 secret: 0123456789abcdef0123
 log_format: json
@@ -85,9 +86,9 @@ func TestConfigFileEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprintf("%v %s %d %d %d %d %v %v %d %s", cfg.Listen, cfg.Advertise, cfg.Workers, cfg.RecvBuffer, cfg.SendBuffer,
-		cfg.Batch, cfg.ParkAfter, cfg.RecordRoute, cfg.MaxMessageSize, cfg.Secret)
-	want := "[127.0.0.1:5060 [::1]:5060] sip.example.com:5080 3 1048576 2097152 16 2ms true 8192 0123456789abcdef0123"
+	got := fmt.Sprintf("%v %s %d %d %d %d %v %v %v %d %s", cfg.Listen, cfg.Advertise, cfg.Workers, cfg.RecvBuffer, cfg.SendBuffer,
+		cfg.Batch, cfg.ParkAfter, cfg.RecordRoute, cfg.Path, cfg.MaxMessageSize, cfg.Secret)
+	want := "[127.0.0.1:5060 [::1]:5060] sip.example.com:5080 3 1048576 2097152 16 2ms true true 8192 0123456789abcdef0123"
 	if got != want {
 		t.Errorf("config\n got %s\nwant %s", got, want)
 	}
@@ -235,10 +236,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 func TestFlagsOverrideFile(t *testing.T) {
 	path := writeFile(t, "v.yaml", "listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071, 127.0.0.1:5072]\nworkers: 3\nrecord_route: true\n")
 	var stderr bytes.Buffer
-	code := run(context.Background(), []string{"--config", path, "--upstream", "127.0.0.1:6001,127.0.0.1:6002", "--upstream", "127.0.0.1:6003", "--workers", "1", "--check"}, &stderr)
+	code := run(context.Background(), []string{"--config", path, "--upstream", "127.0.0.1:6001,127.0.0.1:6002", "--upstream", "127.0.0.1:6003", "--workers", "1", "--path", "--check"}, &stderr)
 	out := stderr.String()
 	if code != 0 || !strings.Contains(out, "workers=1 ") || !strings.Contains(out, "upstreams=[127.0.0.1:6001 127.0.0.1:6002 127.0.0.1:6003]") ||
-		!strings.Contains(out, "record_route=true") || !strings.Contains(out, "listen=[127.0.0.1:5060]") {
+		!strings.Contains(out, "record_route=true") || !strings.Contains(out, "path=true") || !strings.Contains(out, "listen=[127.0.0.1:5060]") {
 		t.Errorf("exit %d: %s", code, out)
 	}
 }

@@ -245,7 +245,7 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 // restartOnly returns the YAML keys whose values differ between the
 // configuration the process started with and next, among those that a
 // reload cannot apply: listen sockets, workers and buffers, what the fast
-// path renders once (advertise, record_route, max_message_size, the
+// path renders once (advertise, record_route, path, max_message_size, the
 // secret), the pool's mode, logging, the admin listener and the DNS
 // resolver's settings.
 func restartOnly(boot, next *fileConfig) []string {
@@ -264,6 +264,7 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("batch", boot.Batch != next.Batch)
 	diff("park_after", boot.parkAfter() != next.parkAfter())
 	diff("record_route", boot.RecordRoute != next.RecordRoute)
+	diff("path", boot.Path != next.Path)
 	diff("max_message_size", boot.MaxMessageSize != next.MaxMessageSize)
 	diff("secret", boot.Secret != next.Secret)
 	diff("secret_file", boot.SecretFile != next.SecretFile)
