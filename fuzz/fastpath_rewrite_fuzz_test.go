@@ -29,6 +29,7 @@ func fuzzWorker(f *testing.F) (*fastpath.Engine, *fastpath.Worker) {
 		Listen:         []netip.AddrPort{fzProxy},
 		Upstreams:      []netip.AddrPort{fzUp1, fzUp2},
 		RecordRoute:    true,
+		Path:           true,
 		Secret:         []byte("fuzzing-secret-0123456789"),
 		MaxMessageSize: 4096,
 	}, nil)
@@ -93,6 +94,8 @@ func FuzzRewriteRequest(f *testing.F) {
 	f.Add(seedInvite, false)
 	f.Add(seedInvite, true)
 	f.Add(seed2543, false)
+	f.Add(crlf("REGISTER sip:registrar.example.com SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.5:5060;branch=z9hG4bKr1;rport\nPath: <sip:edge.example.com;lr>\nTo: <sip:a@b>\nFrom: <sip:a@b>;tag=1\nCall-ID: r\nCSeq: 1 REGISTER\nContact: <sip:a@10.1.1.5>\n\n"), false)
+	f.Add(crlf("INVITE sip:a@10.1.1.5 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.21;branch=z9hG4bKp1\nRoute: <sip:192.0.2.10;lr;received=[2001:db8::7]:40112>,<sip:192.0.2.10;lr;received=198.51.100.7:4>\nTo: <sip:a@b>\nFrom: <sip:c@d>;tag=2\nCall-ID: p\nCSeq: 1 INVITE\n\n"), true)
 	f.Add(crlf("BYE sip:192.0.2.10:5060;lr SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.21\nRoute: <sip:a@203.0.113.1>\nTo: <sip:a@b>;tag=1\nFrom: <sip:c@d>;tag=2\nCall-ID: x\nCSeq: 2 BYE\n\n"), true)
 	out := &fastpath.Output{Buf: make([]byte, 0, e.OutputBufferSize())}
 	f.Fuzz(func(t *testing.T, in []byte, fromUpstream bool) {
