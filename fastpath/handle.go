@@ -275,7 +275,8 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		// Sent by a strict router: our Record-Route URI is in the
 		// Request-URI and the real one is the last Route value.
 		lastURI, ok := routeURI(in[rs.last.start:rs.last.end], &u)
-		if !ok {
+		if !ok || hasWS(lastURI) {
+			// (white space would break the start line it moves to)
 			return w.refuse(in, from, Local400, "Malformed Route", DropParseError, out)
 		}
 		effRURI, ru = lastURI, u

@@ -387,3 +387,21 @@ func TestReceivedAfterPortZero(t *testing.T) {
 		}
 	}
 }
+
+// A strict router's last Route moves into the Request-URI; one with white
+// space in its URI cannot, and the request gets 400 instead of a start line
+// that no longer parses.
+func TestStrictRouteWithSpaceRefused(t *testing.T) {
+	_, w := newTestWorker(t, nil)
+	bye := msg(`BYE sip:192.0.2.10;lr SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKsp1
+Route: <A: 0>
+To: <sip:a@example.com>;tag=1
+From: <sip:b@example.com>;tag=2
+Call-ID: strict-space@test
+CSeq: 2 BYE`, "")
+	a, o := handle(t, w, bye, alice)
+	if a != ActionReply || !strings.HasPrefix(string(o.Buf), "SIP/2.0 400 Malformed Route\r\n") {
+		t.Errorf("%v:\n%s", a, o.Buf)
+	}
+}

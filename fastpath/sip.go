@@ -9,6 +9,16 @@ import (
 
 func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
+// hasWS reports whether b holds white space (SP, HTAB, CR or LF).
+func hasWS(b []byte) bool {
+	for _, c := range b {
+		if isWS(c) {
+			return true
+		}
+	}
+	return false
+}
+
 func skipWS(b []byte, i int) int {
 	for i < len(b) && isWS(b[i]) {
 		i++
