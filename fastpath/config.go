@@ -120,6 +120,10 @@ type Config struct {
 	// dialog-forming requests (INVITE, SUBSCRIBE, REFER without To tag).
 	RecordRoute bool
 
+	// NextHops resolves the host names that requests from upstreams name as
+	// their next hop (see NextHopResolver). Nil: such requests get 503.
+	NextHops NextHopResolver
+
 	// Path makes Viaduct add "Path: <sip:ADVERTISE;lr;received=IP:PORT>"
 	// as the first Path value of every REGISTER it forwards from a client
 	// (RFC 3327), where IP:PORT is the address the REGISTER came from. A
@@ -477,4 +481,28 @@ func checkID(id string) error {
 		}
 	}
 	return nil
+}
+
+// NextHopState is what a NextHopResolver knows of a host name.
+type NextHopState uint8
+
+// The states of a next-hop lookup.
+const (
+	NextHopFound   NextHopState = iota // the address is known
+	NextHopPending                     // being resolved: ask again later
+	NextHopFailed                      // does not resolve
+)
+
+// NextHopResolver resolves the host name of a request's next hop: a request
+// from an upstream whose next Route, or Request-URI, names a host rather
+// than an IP address (RFC 3263). LookupNextHop is called on the fast path
+// with the URI's host (or maddr) and port (0 when the URI gives none) and
+// must neither block nor, for a name it knows, allocate: it answers from
+// what it has and resolves unknown names in the background. The request is
+// forwarded on NextHopFound, dropped on NextHopPending (counted as
+// DropNextHopPending: the upstream's retransmission will find the answer)
+// and answered 503 on NextHopFailed. It is called concurrently by every
+// worker. resolve.NextHops is the implementation cmd/viaduct uses.
+type NextHopResolver interface {
+	LookupNextHop(host []byte, port int) (netip.AddrPort, NextHopState)
 }

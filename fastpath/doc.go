@@ -42,8 +42,8 @@
 //     Proxy-Authorization) means a loop: 482. A different hash is a spiral
 //     and is forwarded.
 //   - Destination: a request from a configured upstream (exact ip:port) goes
-//     to its next Route, else its Request-URI, when that names an IP literal
-//     (503 for a host name, which Viaduct does not resolve). A request of
+//     to its next Route, else its Request-URI; a host name there is asked
+//     of Config.NextHops (503 without one, see NextHopResolver). A request of
 //     an existing dialog whose next hop names an upstream by IP address
 //     and port goes to that upstream (see Dialogs below). Every other
 //     request is balanced: it goes to the upstream the pool chooses for it

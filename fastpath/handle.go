@@ -345,7 +345,17 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		if !(isSIPScheme(next.Scheme) && len(next.User) == 0 && e.isSelf(next.Host, next.Port)) {
 			d, isIP := uriDest(next)
 			if !isIP {
-				return w.refuse(in, from, Local503, "Next Hop Not An IP Address", DropNoUpstream, out)
+				if e.cfg.NextHops == nil {
+					return w.refuse(in, from, Local503, "Next Hop Not An IP Address", DropNoUpstream, out)
+				}
+				var st NextHopState
+				d, st = e.cfg.NextHops.LookupNextHop(uriHost(next), next.Port)
+				switch {
+				case st == NextHopPending:
+					return w.drop(DropNextHopPending, out)
+				case st != NextHopFound || !d.IsValid():
+					return w.refuse(in, from, Local503, "Next Hop Does Not Resolve", DropNoUpstream, out)
+				}
 			}
 			dest = d
 		}
@@ -535,14 +545,19 @@ var (
 
 func isSIPScheme(s []byte) bool { return equalFold(s, "sip") || equalFold(s, "sips") }
 
+// uriHost returns the host a SIP URI designates: its maddr parameter when
+// present, else its host.
+func uriHost(u *parser.URI) []byte {
+	if maddr, ok := u.Param("maddr"); ok && len(maddr) > 0 {
+		return maddr
+	}
+	return u.Host
+}
+
 // uriDest returns the address a SIP URI designates when its host (or maddr)
 // is an IP literal; the port defaults to 5060.
 func uriDest(u *parser.URI) (netip.AddrPort, bool) {
-	host := u.Host
-	if maddr, ok := u.Param("maddr"); ok && len(maddr) > 0 {
-		host = maddr
-	}
-	ip, ok := parseIP(host)
+	ip, ok := parseIP(uriHost(u))
 	if !ok {
 		return netip.AddrPort{}, false
 	}

@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -404,4 +405,94 @@ CSeq: 2 BYE`, "")
 	if a != ActionReply || !strings.HasPrefix(string(o.Buf), "SIP/2.0 400 Malformed Route\r\n") {
 		t.Errorf("%v:\n%s", a, o.Buf)
 	}
+}
+
+// fakeNextHops answers LookupNextHop from a table, recording what it was
+// asked.
+type fakeNextHops struct {
+	answers map[string]struct {
+		addr  netip.AddrPort
+		state NextHopState
+	}
+	asked []string
+}
+
+func (f *fakeNextHops) LookupNextHop(host []byte, port int) (netip.AddrPort, NextHopState) {
+	k := fmt.Sprintf("%s:%d", strings.ToLower(string(host)), port) // names are case-insensitive
+	f.asked = append(f.asked, k)
+	a, ok := f.answers[k]
+	if !ok {
+		return netip.AddrPort{}, NextHopPending
+	}
+	return a.addr, a.state
+}
+
+// With a NextHopResolver, a request from an upstream whose next hop is a
+// host name goes to the address it resolves to; while the name is being
+// resolved the request is dropped (the upstream retransmits), and a name
+// that does not resolve gets 503. Clients still cannot use it.
+func TestNextHopHostNames(t *testing.T) {
+	carrier := netip.MustParseAddrPort("203.0.113.80:5070")
+	f := &fakeNextHops{answers: map[string]struct {
+		addr  netip.AddrPort
+		state NextHopState
+	}{
+		"carrier.example.net:0":    {carrier, NextHopFound},
+		"proxy.example.net:5080":   {netip.MustParseAddrPort("203.0.113.81:5080"), NextHopFound},
+		"gone.example.net:0":       {netip.AddrPort{}, NextHopFailed},
+		"v6only.example.net:0":     {netip.MustParseAddrPort("[2001:db8::81]:5060"), NextHopFound},
+		"maddr-host.example.net:0": {netip.MustParseAddrPort("203.0.113.82:5060"), NextHopFound},
+	}}
+	_, w := newTestWorker(t, func(c *Config) { c.NextHops = f })
+	withRURI := func(ruri string) []byte {
+		return replace(invite3261, "INVITE sip:bob@biloxi.example.com", "INVITE "+ruri)
+	}
+	for _, c := range []struct {
+		name   string
+		in     []byte
+		action Action
+		to     netip.AddrPort
+		status int
+		drop   DropReason
+	}{
+		{"resolved, no port", withRURI("sip:bob@Carrier.Example.NET"), ActionForward, carrier, 0, DropNone},
+		{"resolved, port", withRURI("sip:bob@proxy.example.net:5080"), ActionForward, netip.MustParseAddrPort("203.0.113.81:5080"), 0, DropNone},
+		{"Route names the host", replace(withRURI("sip:bob@198.51.100.7"), "Max-Forwards: 70", "Max-Forwards: 70\r\nRoute: <sip:carrier.example.net;lr>"), ActionForward, carrier, 0, DropNone},
+		{"maddr names the host", withRURI("sip:bob@198.51.100.77;maddr=maddr-host.example.net"), ActionForward, netip.MustParseAddrPort("203.0.113.82:5060"), 0, DropNone},
+		{"being resolved", withRURI("sip:bob@new.example.net"), ActionDrop, netip.AddrPort{}, 0, DropNextHopPending},
+		{"does not resolve", withRURI("sip:bob@gone.example.net"), ActionReply, up2, 503, DropNoUpstream},
+		{"resolves to a family without a socket", withRURI("sip:bob@v6only.example.net"), ActionReply, up2, 503, DropNoUpstream},
+	} {
+		a, o := handle(t, w, c.in, up2)
+		if a != c.action || o.To != c.to || o.Drop != c.drop {
+			t.Errorf("%s: %v to %v (drop %v), want %v to %v (drop %v)", c.name, a, o.To, o.Drop, c.action, c.to, c.drop)
+		}
+		if c.status != 0 && (a != ActionReply || mustParse(t, o.Buf).StatusCode() != c.status) {
+			t.Errorf("%s: reply %q, want %d", c.name, o.Buf, c.status)
+		}
+	}
+	if n := w.Stats().Drops[DropNextHopPending]; n != 1 {
+		t.Errorf("next_hop_pending drops = %d, want 1", n)
+	}
+	// A client's request naming a host is balanced; the resolver is not
+	// asked.
+	f.asked = nil
+	if a, o := handle(t, w, withRURI("sip:bob@carrier.example.net"), alice); a != ActionForward || (o.To != up1 && o.To != up2) || len(f.asked) != 0 {
+		t.Errorf("client request: %v to %v, resolver asked %q", a, o.To, f.asked)
+	}
+	// Forwarding a resolved name allocates nothing (the fake's own
+	// bookkeeping aside, measured without it).
+	quiet := &staticNextHop{carrier}
+	_, w2 := newTestWorker(t, func(c *Config) { c.NextHops = quiet })
+	in, out := withRURI("sip:bob@carrier.example.net"), newOutput(w2.e)
+	if n := testing.AllocsPerRun(200, func() { w2.Handle(in, up2, out) }); n != 0 || out.To != carrier {
+		t.Errorf("%.1f allocations per message, sent to %v", n, out.To)
+	}
+}
+
+// staticNextHop resolves every name to one address.
+type staticNextHop struct{ addr netip.AddrPort }
+
+func (s *staticNextHop) LookupNextHop([]byte, int) (netip.AddrPort, NextHopState) {
+	return s.addr, NextHopFound
 }

@@ -22,6 +22,7 @@ const (
 	DropNoUpstream                       // no upstream available, or unroutable request target (503)
 	DropUnroutable                       // response whose next Via gives no usable address
 	DropSendError                        // the kernel refused to send it
+	DropNextHopPending                   // request whose next hop's host name is being resolved (its retransmission will go)
 	NumDropReasons                       // number of drop reasons
 )
 
@@ -29,6 +30,7 @@ var dropNames = [NumDropReasons]string{
 	DropNone: "none", DropParseError: "parse_error", DropForgedResponse: "forged_response",
 	DropTooBig: "too_big", DropLoop: "loop", DropTooManyHops: "too_many_hops",
 	DropNoUpstream: "no_upstream", DropUnroutable: "unroutable_response", DropSendError: "send_error",
+	DropNextHopPending: "next_hop_pending",
 }
 
 // String returns the reason as a snake_case label, e.g. "forged_response".

@@ -25,7 +25,8 @@
 //	viaduct_local_replies_total{code}               counter  responses Viaduct generated: 200 (OPTIONS to Viaduct), 400, 482, 483, 503, 505, 513
 //	viaduct_local_responses_received_total          counter  responses addressed to Viaduct itself (probe replies)
 //	viaduct_messages_dropped_total{reason}          counter  messages not forwarded: parse_error, forged_response, too_big, loop,
-//	                                                         too_many_hops, no_upstream, unroutable_response, send_error (see fastpath.DropReason)
+//	                                                         too_many_hops, no_upstream, unroutable_response, send_error,
+//	                                                         next_hop_pending (see fastpath.DropReason)
 //	viaduct_datagrams_received_total                counter  UDP datagrams received
 //	viaduct_datagrams_sent_total                    counter  UDP datagrams sent
 //	viaduct_received_bytes_total                    counter  UDP payload bytes received

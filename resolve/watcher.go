@@ -114,34 +114,42 @@ type srvRecord struct {
 // New validates cfg, applies its defaults and returns a Watcher with no
 // sources.
 func New(cfg Config) (*Watcher, error) {
-	if cfg.Interval == 0 {
-		cfg.Interval = DefaultInterval
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Interval < MinInterval {
-		return nil, fmt.Errorf("resolve: interval %v: at least %v", cfg.Interval, MinInterval)
+	return &Watcher{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// withDefaults validates c and fills its zero fields with the defaults.
+func (c Config) withDefaults() (Config, error) {
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
 	}
-	if cfg.Retry <= 0 {
-		cfg.Retry = DefaultRetry
+	if c.Interval < MinInterval {
+		return c, fmt.Errorf("resolve: interval %v: at least %v", c.Interval, MinInterval)
 	}
-	cfg.Retry = min(cfg.Retry, cfg.Interval)
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
+	if c.Retry <= 0 {
+		c.Retry = DefaultRetry
 	}
-	switch cfg.Network {
+	c.Retry = min(c.Retry, c.Interval)
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	switch c.Network {
 	case "":
-		cfg.Network = "ip"
+		c.Network = "ip"
 	case "ip", "ip4", "ip6":
 	default:
-		return nil, fmt.Errorf("resolve: network %q: want ip, ip4 or ip6", cfg.Network)
+		return c, fmt.Errorf("resolve: network %q: want ip, ip4 or ip6", c.Network)
 	}
-	if cfg.Resolver == nil {
-		cfg.Resolver = net.DefaultResolver
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
 	}
-	l := cfg.Logger
-	if l == nil {
-		l = slog.New(slog.DiscardHandler)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{cfg: cfg, log: l}, nil
+	return c, nil
 }
 
 // Config returns the configuration in use, with defaults applied.
@@ -261,14 +269,14 @@ func (w *Watcher) resolve(ctx context.Context, sources []Source) result {
 			hostNames = appendNew(hostNames, s.Name)
 		}
 	}
-	srvAns := parallel(srvNames, func(name string) ([]srvRecord, error) { return w.lookupSRV(ctx, name) })
+	srvAns := parallel(srvNames, func(name string) ([]srvRecord, error) { return w.cfg.lookupSRV(ctx, name) })
 	failedSRV := keepLastGood(w, "DNS SRV lookup", "records", srvNames, srvAns, w.srvs, r.srvs)
 	for _, name := range srvNames {
 		for _, rec := range r.srvs[name] {
 			hostNames = appendNew(hostNames, rec.Target)
 		}
 	}
-	hostAns := parallel(hostNames, func(name string) ([]netip.Addr, error) { return w.lookupHost(ctx, name) })
+	hostAns := parallel(hostNames, func(name string) ([]netip.Addr, error) { return w.cfg.lookupHost(ctx, name) })
 	failedHost := keepLastGood(w, "DNS lookup", "addresses", hostNames, hostAns, w.hosts, r.hosts)
 
 	seenID := map[string]int{}
@@ -348,10 +356,10 @@ func weightOr(w int) int {
 // priority, then target and port (the order does not matter to the
 // balancer; a fixed one makes answers comparable). Records whose target is
 // "." (RFC 2782: service not available) or whose port is 0 are left out.
-func (w *Watcher) lookupSRV(ctx context.Context, name string) ([]srvRecord, error) {
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+func (c *Config) lookupSRV(ctx context.Context, name string) ([]srvRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	_, recs, err := w.cfg.Resolver.LookupSRV(ctx, "", "", name+".")
+	_, recs, err := c.Resolver.LookupSRV(ctx, "", "", name+".")
 	if err != nil {
 		return nil, err
 	}
@@ -373,11 +381,11 @@ func (w *Watcher) lookupSRV(ctx context.Context, name string) ([]srvRecord, erro
 
 // lookupHost returns the addresses of name (A and/or AAAA as
 // Config.Network says), unmapped, sorted and without duplicates.
-func (w *Watcher) lookupHost(ctx context.Context, name string) ([]netip.Addr, error) {
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+func (c *Config) lookupHost(ctx context.Context, name string) ([]netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	// A trailing dot makes the name absolute: no search domains.
-	as, err := w.cfg.Resolver.LookupNetIP(ctx, w.cfg.Network, name+".")
+	as, err := c.Resolver.LookupNetIP(ctx, c.Network, name+".")
 	if err != nil {
 		return nil, err
 	}

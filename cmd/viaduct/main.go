@@ -112,6 +112,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	fs.StringVar(&fc.LogLevel, "log-level", "", "log level: debug, info, warn, error; default info [log_level]")
 	drainFlag := fs.Duration("shutdown-drain", defaultShutdownDrain, "after SIGTERM, keep forwarding this long with /readyz false, then stop; 0: stop at once [shutdown_drain]")
 	fs.DurationVar(&fc.DNS.Refresh, "dns-refresh", resolve.DefaultInterval, "how often host-name and SRV upstreams are resolved again [dns.refresh]")
+	nextHopsFlag := fs.Bool("dns-next-hops", true, "resolve host names that requests from upstreams name as their next hop (RFC 3263); false: answer them 503 [dns.next_hops]")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageText)
 		fs.PrintDefaults()
@@ -191,6 +192,9 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 			case "shutdown-drain":
 				d := *drainFlag
 				merged.ShutdownDrain = &d
+			case "dns-next-hops":
+				v := *nextHopsFlag
+				merged.DNS.NextHops = &v
 			case "dns-refresh":
 				merged.DNS.Refresh = fc.DNS.Refresh
 			}
@@ -206,7 +210,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return 2
 	}
-	eng, chk, dns, err := startUpstreams(ctx, &merged, logger, hooks.resolver)
+	eng, chk, dns, hops, err := startUpstreams(ctx, &merged, logger, hooks.resolver)
 	if err != nil {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return errorExitCode(err)
@@ -240,7 +244,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 		eng.Close()
 		return 1
 	}
-	rt := &runtime{path: *configPath, overlay: overlay, logger: logger, eng: eng, chk: chk, dns: dns, op: op, boot: &merged}
+	rt := &runtime{path: *configPath, overlay: overlay, logger: logger, eng: eng, chk: chk, dns: dns, hops: hops, op: op, boot: &merged}
 	rt.cur.Store(&merged)
 	if op.handler != nil {
 		op.handler.Handle("POST /api/v1/reload", rt.reloadHandler(ctx))

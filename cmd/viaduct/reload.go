@@ -58,6 +58,7 @@ type runtime struct {
 	eng     *fastpath.Engine
 	chk     *health.Checker
 	dns     *resolve.Watcher
+	hops    *resolve.NextHops // nil when dns.next_hops is off
 	op      *ops
 	boot    *fileConfig // the configuration the process started with
 
@@ -66,23 +67,32 @@ type runtime struct {
 }
 
 // startUpstreams resolves fc's upstreams (DNS names included) and builds
-// the engine and the health checker over the targets. Configuration errors
-// are *fastpath.FieldError values; resolve.ErrNoTargets means that no
-// upstream name resolved.
-func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, error) {
+// the engine and the health checker over the targets, and the resolver of
+// host-name next hops the engine uses (nil when dns.next_hops is off; its
+// lookups run once runDNS starts it). Configuration errors are
+// *fastpath.FieldError values; resolve.ErrNoTargets means that no upstream
+// name resolved.
+func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
 	srcs, err := fc.upstreamSources()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	if len(srcs) == 0 {
-		return nil, nil, nil, errNoUpstream
+		return nil, nil, nil, nil, errNoUpstream
 	}
 	if err := fc.checkOps(); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	w, err := resolve.New(resolve.Config{Interval: fc.DNS.Refresh, Timeout: fc.DNS.Timeout, Network: fc.dnsNetwork(), Resolver: resolver, Logger: logger})
+	dnsCfg := resolve.Config{Interval: fc.DNS.Refresh, Timeout: fc.DNS.Timeout, Network: fc.dnsNetwork(), Resolver: resolver, Logger: logger}
+	w, err := resolve.New(dnsCfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
+	}
+	var hops *resolve.NextHops
+	if fc.DNS.nextHops() {
+		if hops, err = resolve.NewNextHops(dnsCfg); err != nil {
+			return nil, nil, nil, nil, err
+		}
 	}
 	var (
 		eng *fastpath.Engine
@@ -96,6 +106,9 @@ func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, re
 		if err != nil {
 			return err
 		}
+		if hops != nil {
+			cfg.NextHops = nextHopLookup{hops}
+		}
 		e, err := fastpath.New(cfg, logger)
 		if err != nil {
 			return err
@@ -108,9 +121,9 @@ func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, re
 		return nil
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return eng, chk, w, nil
+	return eng, chk, w, hops, nil
 }
 
 // apply validates fc with the targets ts (its upstreams as resolved) and
@@ -274,6 +287,7 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("admin.listen", boot.Admin.effectiveListen() != next.Admin.effectiveListen())
 	diff("admin.token", boot.Admin.Token != next.Admin.Token || boot.Admin.TokenFile != next.Admin.TokenFile)
 	diff("dns.refresh", boot.DNS.Refresh != next.DNS.Refresh)
+	diff("dns.next_hops", boot.DNS.nextHops() != next.DNS.nextHops())
 	diff("dns.timeout", boot.DNS.Timeout != next.DNS.Timeout)
 	return out
 }
@@ -341,13 +355,18 @@ func (rt *runtime) drain(ctx context.Context, sigs <-chan os.Signal, sig os.Sign
 	}
 }
 
-// runDNS refreshes the DNS answers until ctx is done; the returned channel
-// is closed when it has stopped.
+// runDNS refreshes the upstreams' DNS answers and resolves next hops until
+// ctx is done; the returned channel is closed when both have stopped.
 func (rt *runtime) runDNS(ctx context.Context) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		var wg sync.WaitGroup
+		if rt.hops != nil {
+			wg.Go(func() { rt.hops.Run(ctx) })
+		}
 		rt.dns.Run(ctx, rt.applyCurrent)
+		wg.Wait()
 	}()
 	return done
 }

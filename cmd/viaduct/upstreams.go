@@ -15,11 +15,31 @@ import (
 // resolved.
 //
 //	dns:
-//	  refresh: 30s   # how often every name is resolved again
-//	  timeout: 5s    # bound of one lookup
+//	  refresh: 30s      # how often every name is resolved again
+//	  timeout: 5s       # bound of one lookup
+//	  next_hops: true   # resolve host names that requests from upstreams route to
 type dnsConfig struct {
-	Refresh time.Duration `yaml:"refresh"`
-	Timeout time.Duration `yaml:"timeout"`
+	Refresh  time.Duration `yaml:"refresh"`
+	Timeout  time.Duration `yaml:"timeout"`
+	NextHops *bool         `yaml:"next_hops"`
+}
+
+// nextHops reports whether host-name next hops are resolved (default true).
+func (d *dnsConfig) nextHops() bool { return d.NextHops == nil || *d.NextHops }
+
+// nextHopLookup adapts resolve.NextHops to fastpath.NextHopResolver.
+type nextHopLookup struct{ h *resolve.NextHops }
+
+// LookupNextHop implements fastpath.NextHopResolver.
+func (l nextHopLookup) LookupNextHop(host []byte, port int) (netip.AddrPort, fastpath.NextHopState) {
+	addr, st := l.h.Lookup(host, port)
+	switch st {
+	case resolve.HopFound:
+		return addr, fastpath.NextHopFound
+	case resolve.HopPending:
+		return addr, fastpath.NextHopPending
+	}
+	return addr, fastpath.NextHopFailed
 }
 
 // defaultShutdownDrain is how long Viaduct keeps forwarding after SIGTERM
