@@ -286,14 +286,18 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		remaining--
 	}
 	// flow is the client address that Viaduct's Path entry recorded, when
-	// the Route taken off is one (see Config.Path).
+	// the Route taken off is one and the request comes from an upstream,
+	// the only requests it routes (see Config.Path).
+	fromUpstream := w.rt.isUpstream(from)
 	var flow netip.AddrPort
 	if remaining > 0 {
 		if _, ok := routeURI(in[rs.first.start:rs.first.end], &u); ok && isSIPScheme(u.Scheme) && len(u.User) == 0 && e.isSelf(u.Host, u.Port) {
 			removedFirst = true
 			remaining--
-			if v, ok := u.Param("received"); ok {
-				flow, _ = parseAddrPort(v)
+			if fromUpstream {
+				if v, ok := u.Param("received"); ok {
+					flow, _ = parseAddrPort(v)
+				}
 			}
 		}
 	}
@@ -332,8 +336,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	var picked uint64 // ID hash of the pool target chosen
 	counted := false  // whether picked is set
 	dialog := inDialog(meth, to.Tag, rs.n)
-	fromUpstream := w.rt.isUpstream(from)
-	if fromUpstream && flow.IsValid() {
+	if flow.IsValid() {
 		// Through the Path Viaduct added to the client's REGISTER: back
 		// to where the REGISTER came from.
 		dest = flow
