@@ -555,8 +555,10 @@ func (w *Worker) batch(n int) bool {
 		for i := 0; i < k; i++ {
 			msg := &ob.Msgs[i]
 			if msg.Err == nil {
-				w.c.dgOut.inc()
+				// Bytes first: a reader that sees the datagram counted
+				// sees its bytes too.
 				w.c.bytesOut.add(uint64(msg.N))
+				w.c.dgOut.inc()
 			} else {
 				w.c.drops[DropSendError].inc()
 			}

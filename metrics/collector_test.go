@@ -163,8 +163,11 @@ func TestEngineCounters(t *testing.T) {
 			t.Errorf("unexpected reply %q", l)
 		}
 	}
-	waitStats(t, e, "the forged response", func(s fastpath.Stats) bool {
-		return s.Drops[fastpath.DropForgedResponse] == 1
+	// The drop is counted while the batch is handled, a sent datagram only
+	// after sendmmsg returns (possibly after its reader got it): wait for
+	// both.
+	waitStats(t, e, "the forged response and the last datagram sent", func(s fastpath.Stats) bool {
+		return s.Drops[fastpath.DropForgedResponse] == 1 && s.DatagramsOut == 143
 	})
 
 	col := metrics.New(metrics.Options{Engine: e, Pool: e.Pool()})
