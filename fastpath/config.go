@@ -145,6 +145,14 @@ type Config struct {
 	// restart are then dropped). At least MinSecretLen bytes.
 	Secret []byte
 
+	// PreviousSecret, if set, is the secret a rotation replaces: a
+	// response whose branch carries its MAC is still accepted, while every
+	// new branch is made with Secret. It keeps the responses to requests
+	// forwarded before a restart that changed the secret, and lets
+	// instances sharing responses change secrets one at a time. At least
+	// MinSecretLen bytes.
+	PreviousSecret []byte
+
 	// Picker, if set, chooses the upstream for balanced requests instead
 	// of the default balancer.Pool built from Upstreams or Targets (Balance
 	// is then ignored; Keys still names the key). Its upstream addresses
@@ -287,6 +295,9 @@ func (c *Config) withDefaults(random bool) (Config, advertise, error) {
 	}
 	if n.Secret != nil && len(n.Secret) < MinSecretLen {
 		return n, adv, fieldErr("secret", "must be at least %d bytes, got %d", MinSecretLen, len(n.Secret))
+	}
+	if n.PreviousSecret != nil && len(n.PreviousSecret) < MinSecretLen {
+		return n, adv, fieldErr("previous_secret", "must be at least %d bytes, got %d", MinSecretLen, len(n.PreviousSecret))
 	}
 	var err error
 	adv, err = parseAdvertise(n.Advertise, n.Listen[0])

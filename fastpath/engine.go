@@ -306,6 +306,7 @@ type Worker struct {
 	c       *counters
 	m, m2   parser.Message
 	mac     *macer
+	prevMac *macer // Config.PreviousSecret's, or nil
 	xx      *xxhash.Digest
 	edits   editList
 	redits  editList
@@ -339,12 +340,22 @@ func (e *Engine) NewWorker(listen int) *Worker {
 	return e.newWorker(listen)
 }
 
+// previousMacer returns the macer of Config.PreviousSecret, or nil if there
+// is none.
+func (e *Engine) previousMacer() *macer {
+	if e.cfg.PreviousSecret == nil {
+		return nil
+	}
+	return newMacer(e.cfg.PreviousSecret)
+}
+
 func (e *Engine) newWorker(listen int) *Worker {
 	return &Worker{
 		e:       e,
 		listen:  listen,
 		c:       new(counters),
 		mac:     newMacer(e.cfg.Secret),
+		prevMac: e.previousMacer(),
 		xx:      xxhash.New(),
 		scratch: make([]byte, 0, 1024+len(e.adv.sentBy)+len(e.listen[listen].String())),
 		syn:     make([]byte, 0, e.cfg.MaxMessageSize+headroom),

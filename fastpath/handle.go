@@ -791,6 +791,9 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 		nb = in[next.Start:next.End]
 	}
 	listen, ok := w.mac.verify(top.Branch, nb)
+	if !ok && w.prevMac != nil {
+		listen, ok = w.prevMac.verify(top.Branch, nb)
+	}
 	if !ok {
 		return w.drop(DropForgedResponse, out)
 	}

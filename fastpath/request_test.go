@@ -496,3 +496,49 @@ type staticNextHop struct{ addr netip.AddrPort }
 func (s *staticNextHop) LookupNextHop([]byte, int) (netip.AddrPort, NextHopState) {
 	return s.addr, NextHopFound
 }
+
+// Secret rotation: an engine started with a new Secret and the old one as
+// PreviousSecret relays the responses to requests the old engine forwarded
+// (forged ones still not), and makes its own branches with the new secret
+// only.
+func TestPreviousSecret(t *testing.T) {
+	oldKey := testKey
+	newKey := []byte("viaduct-rotated-test-secret-32by")
+	_, before := newTestWorker(t, nil)
+	_, inv := handle(t, before, invite3261, alice)
+	ringing := respond(t, inv.Buf, "180 Ringing", "r")
+
+	_, plain := newTestWorker(t, func(c *Config) { c.Secret = newKey })
+	if a, o := handle(t, plain, ringing, inv.To); a != ActionDrop || o.Drop != DropForgedResponse {
+		t.Fatalf("new secret alone: %v (%v), want drop forged_response", a, o.Drop)
+	}
+	_, rotated := newTestWorker(t, func(c *Config) { c.Secret, c.PreviousSecret = newKey, oldKey })
+	if a, o := handle(t, rotated, ringing, inv.To); a != ActionForward || o.To != alice {
+		t.Fatalf("new secret, old one previous: %v to %v, want forward to %v", a, o.To, alice)
+	}
+	// A forged response (the next Via redirected) fails both MACs.
+	forged := replace(ringing, "198.51.100.7:5060;branch=z9hG4bK776asdhds", "203.0.113.66:5060;branch=z9hG4bK776asdhds")
+	if a, o := handle(t, rotated, forged, inv.To); a != ActionDrop || o.Drop != DropForgedResponse {
+		t.Errorf("forged response: %v (%v), want drop forged_response", a, o.Drop)
+	}
+	// New branches carry the new secret's MAC: an engine that knows only
+	// the new secret relays their responses, one that knows only the old
+	// one does not.
+	_, inv2 := handle(t, rotated, invite3261, alice)
+	if topBranch(t, inv2.Buf) == topBranch(t, inv.Buf) {
+		t.Fatal("the rotated engine made the old engine's branch")
+	}
+	ok := respond(t, inv2.Buf, "200 OK", "r")
+	if a, _ := handle(t, plain, ok, inv2.To); a != ActionForward {
+		t.Errorf("response to the rotated engine's request, new secret: %v, want forward", a)
+	}
+	if a, _ := handle(t, before, ok, inv2.To); a != ActionDrop {
+		t.Errorf("response to the rotated engine's request, old secret: %v, want drop", a)
+	}
+	// Too short a previous secret is refused by name.
+	cfg := testConfig()
+	cfg.PreviousSecret = []byte("short")
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "previous_secret") {
+		t.Errorf("short previous secret: %v, want a previous_secret error", err)
+	}
+}

@@ -38,8 +38,12 @@ type fileConfig struct {
 	MaxMessageSize int             `yaml:"max_message_size"`
 	Secret         string          `yaml:"secret"`
 	SecretFile     string          `yaml:"secret_file"`
-	LogFormat      string          `yaml:"log_format"`
-	LogLevel       string          `yaml:"log_level"`
+	// PreviousSecret and PreviousSecretFile give the secret a rotation
+	// replaces (fastpath.Config.PreviousSecret).
+	PreviousSecret     string `yaml:"previous_secret"`
+	PreviousSecretFile string `yaml:"previous_secret_file"`
+	LogFormat          string `yaml:"log_format"`
+	LogLevel           string `yaml:"log_level"`
 
 	// Health holds the health-check settings of every upstream; without
 	// it no upstream is probed unless its upstream_health entry says
@@ -245,22 +249,12 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 	if err := fc.balanceSettings(&cfg, resolved); err != nil {
 		return cfg, err
 	}
-	if fc.Secret != "" && fc.SecretFile != "" {
-		return cfg, &fastpath.FieldError{Field: "secret_file", Reason: "give either secret or secret_file, not both"}
+	var err error
+	if cfg.Secret, err = readSecret("secret", fc.Secret, fc.SecretFile); err != nil {
+		return cfg, err
 	}
-	if fc.Secret != "" {
-		cfg.Secret = []byte(fc.Secret)
-	}
-	if fc.SecretFile != "" {
-		b, err := os.ReadFile(fc.SecretFile)
-		if err != nil {
-			return cfg, &fastpath.FieldError{Field: "secret_file", Reason: err.Error()}
-		}
-		b = bytes.TrimRight(b, "\r\n")
-		if len(b) == 0 {
-			return cfg, &fastpath.FieldError{Field: "secret_file", Reason: fc.SecretFile + " is empty"}
-		}
-		cfg.Secret = b
+	if cfg.PreviousSecret, err = readSecret("previous_secret", fc.PreviousSecret, fc.PreviousSecretFile); err != nil {
+		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
 		// The address of a plain "ip:port" entry is the entry itself.
@@ -386,4 +380,28 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, &fastpath.FieldError{Field: "log_format", Reason: fmt.Sprintf("%q is not one of text, json", format)}
+}
+
+// readSecret returns the secret given inline or in file (without its
+// trailing line end) for the YAML key field (and field_file), or nil if
+// neither is set.
+func readSecret(field, inline, file string) ([]byte, error) {
+	if inline != "" && file != "" {
+		return nil, &fastpath.FieldError{Field: field + "_file", Reason: "give either " + field + " or " + field + "_file, not both"}
+	}
+	if inline != "" {
+		return []byte(inline), nil
+	}
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, &fastpath.FieldError{Field: field + "_file", Reason: err.Error()}
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) == 0 {
+		return nil, &fastpath.FieldError{Field: field + "_file", Reason: file + " is empty"}
+	}
+	return b, nil
 }

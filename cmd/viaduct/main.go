@@ -108,6 +108,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	fs.BoolVar(&fc.Path, "path", false, "add a Path with the client's address to every REGISTER from a client (RFC 3327), and send requests that come back through it to that address [path]")
 	fs.IntVar(&fc.MaxMessageSize, "max-message-size", 0, "largest datagram in `bytes`; larger requests get 513; default 16384 [max_message_size]")
 	fs.StringVar(&fc.SecretFile, "secret-file", "", "file holding the branch MAC secret (>= 16 bytes); default: random at start [secret_file]")
+	fs.StringVar(&fc.PreviousSecretFile, "previous-secret-file", "", "file holding the secret a rotation replaces: responses carrying its MAC are still relayed [previous_secret_file]")
 	fs.StringVar(&fc.LogFormat, "log-format", "", "log format: text or json; default text [log_format]")
 	fs.StringVar(&fc.LogLevel, "log-level", "", "log level: debug, info, warn, error; default info [log_level]")
 	drainFlag := fs.Duration("shutdown-drain", defaultShutdownDrain, "after SIGTERM, keep forwarding this long with /readyz false, then stop; 0: stop at once [shutdown_drain]")
@@ -185,6 +186,9 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 			case "secret-file":
 				merged.SecretFile = fc.SecretFile
 				merged.Secret = ""
+			case "previous-secret-file":
+				merged.PreviousSecretFile = fc.PreviousSecretFile
+				merged.PreviousSecret = ""
 			case "log-format":
 				merged.LogFormat = fc.LogFormat
 			case "log-level":
@@ -299,9 +303,9 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac admin
 	if admin.Disabled(adminAddr) {
 		adminAddr = "off"
 	}
-	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=[%s] balance=%s keys=%s record_route=%v path=%v max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s admin=%s\n",
+	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=[%s] balance=%s keys=%s record_route=%v path=%v max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v admin=%s\n",
 		c.Listen, eng.Advertise(), c.Workers, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
-		map[bool]string{true: "configured", false: "random"}[secret], adminAddr)
+		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, adminAddr)
 	status := chk.Status()
 	for i, t := range targets {
 		probe := "never"

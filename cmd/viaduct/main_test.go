@@ -56,6 +56,7 @@ record_route: true
 path: true
 max_message_size: 8192
 secret: 0123456789abcdef0123
+previous_secret: previous-0123456789abcdef
 log_format: json
 log_level: debug
 health:
@@ -86,9 +87,9 @@ func TestConfigFileEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprintf("%v %s %d %d %d %d %v %v %v %d %s", cfg.Listen, cfg.Advertise, cfg.Workers, cfg.RecvBuffer, cfg.SendBuffer,
-		cfg.Batch, cfg.ParkAfter, cfg.RecordRoute, cfg.Path, cfg.MaxMessageSize, cfg.Secret)
-	want := "[127.0.0.1:5060 [::1]:5060] sip.example.com:5080 3 1048576 2097152 16 2ms true true 8192 0123456789abcdef0123"
+	got := fmt.Sprintf("%v %s %d %d %d %d %v %v %v %d %s %s", cfg.Listen, cfg.Advertise, cfg.Workers, cfg.RecvBuffer, cfg.SendBuffer,
+		cfg.Batch, cfg.ParkAfter, cfg.RecordRoute, cfg.Path, cfg.MaxMessageSize, cfg.Secret, cfg.PreviousSecret)
+	want := "[127.0.0.1:5060 [::1]:5060] sip.example.com:5080 3 1048576 2097152 16 2ms true true 8192 0123456789abcdef0123 previous-0123456789abcdef"
 	if got != want {
 		t.Errorf("config\n got %s\nwant %s", got, want)
 	}
@@ -142,6 +143,7 @@ func TestConfigFileEveryKey(t *testing.T) {
 // A bad configuration is refused at start, naming the field and the reason.
 func TestConfigErrorsNameTheField(t *testing.T) {
 	secret := writeFile(t, "secret", "0123456789abcdef-from-file\n")
+	empty := writeFile(t, "empty", "\n")
 	cases := []struct{ yaml, want string }{
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nworkerz: 2\n", "line 3: unknown field workerz"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nworkers: two\n", "line 3: cannot unmarshal"},
@@ -169,6 +171,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nsecret: short\n", "secret: must be at least 16 bytes"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nsecret: 0123456789abcdef\nsecret_file: " + secret + "\n", "secret_file: give either secret or secret_file"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nsecret_file: /nonexistent/secret\n", "secret_file: open /nonexistent/secret"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nprevious_secret: short\n", "previous_secret: must be at least 16 bytes"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nprevious_secret: 0123456789abcdef\nprevious_secret_file: " + secret + "\n", "previous_secret_file: give either previous_secret or previous_secret_file"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nprevious_secret_file: " + empty + "\n", "previous_secret_file: " + empty + " is empty"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nlog_level: loud\n", `log_level: "loud" is not one of`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nlog_format: xml\n", `log_format: "xml" is not one of`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\n---\nworkers: 2\n", "more than one YAML document"},
@@ -228,8 +233,13 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	}
 	stderr.Reset()
 	if code := run(context.Background(), []string{"--secret-file", secret, "--listen", "127.0.0.1:5060", "--upstream", "127.0.0.1:5071", "--check"}, &stderr); code != 0 ||
-		!strings.Contains(stderr.String(), "secret=configured") {
+		!strings.Contains(stderr.String(), "secret=configured previous_secret=false") {
 		t.Errorf("secret file: exit %d, %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run(context.Background(), []string{"--secret-file", secret, "--previous-secret-file", secret, "--listen", "127.0.0.1:5060", "--upstream", "127.0.0.1:5071", "--check"}, &stderr); code != 0 ||
+		!strings.Contains(stderr.String(), "secret=configured previous_secret=true") {
+		t.Errorf("previous secret file: exit %d, %q", code, stderr.String())
 	}
 }
 

@@ -281,6 +281,8 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("max_message_size", boot.MaxMessageSize != next.MaxMessageSize)
 	diff("secret", boot.Secret != next.Secret)
 	diff("secret_file", boot.SecretFile != next.SecretFile)
+	diff("previous_secret", boot.PreviousSecret != next.PreviousSecret)
+	diff("previous_secret_file", boot.PreviousSecretFile != next.PreviousSecretFile)
 	diff("balance.mode", mode(boot) != mode(next))
 	diff("log_format", boot.LogFormat != next.LogFormat)
 	diff("log_level", boot.LogLevel != next.LogLevel)

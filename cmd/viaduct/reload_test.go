@@ -198,12 +198,12 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 	}
 
 	// A change that needs a restart: applied for the rest, named.
-	write(fmt.Sprintf("upstreams:\n  - {address: \"%s\", id: a}\n  - {address: \"%s\", id: b}\nbatch: 16\nrecord_route: true\npath: true\n", a.addr, b.addr))
+	write(fmt.Sprintf("upstreams:\n  - {address: \"%s\", id: a}\n  - {address: \"%s\", id: b}\nbatch: 16\nrecord_route: true\npath: true\nprevious_secret: previous-0123456789abcdef\n", a.addr, b.addr))
 	code, res = p.reload()
-	if code != 200 || !res.Applied || !slices.Equal(res.RestartRequired, []string{"batch", "record_route", "path"}) || res.Upstreams != 2 {
+	if code != 200 || !res.Applied || !slices.Equal(res.RestartRequired, []string{"batch", "record_route", "path", "previous_secret"}) || res.Upstreams != 2 {
 		t.Errorf("restart-only change: %d %+v", code, res)
 	}
-	if !strings.Contains(p.stderr.String(), `need a restart and were not applied" fields="[batch record_route path]"`) {
+	if !strings.Contains(p.stderr.String(), `need a restart and were not applied" fields="[batch record_route path previous_secret]"`) {
 		t.Errorf("restart warning not logged:\n%s", p.stderr.String())
 	}
 
