@@ -54,18 +54,7 @@ func TestSecretRotation(t *testing.T) {
 			t.Fatalf("top Via sent-by %s:%d: %v", top.Host, top.Port, err)
 		}
 		var resp bytes.Buffer
-		resp.WriteString("SIP/2.0 200 OK\r\n")
-		for i := 0; i < m.NumHeaders(); i++ {
-			h := m.Header(i)
-			switch h.Kind {
-			case parser.KindVia, parser.KindFrom, parser.KindCallID, parser.KindCSeq:
-				resp.Write(buf[h.Start:h.End])
-			case parser.KindTo:
-				resp.Write(bytes.TrimRight(buf[h.Start:h.End], "\r\n"))
-				resp.WriteString(";tag=up\r\n")
-			}
-		}
-		resp.WriteString("Content-Length: 0\r\n\r\n")
+		writeOK(&resp, buf[:n], &m, true)
 		if _, err := upstream.WriteToUDPAddrPort(resp.Bytes(), to); err != nil {
 			t.Fatal(err)
 		}

@@ -76,24 +76,29 @@ func (u *sipUpstream) loop() {
 			continue
 		}
 		resp.Reset()
-		resp.WriteString("SIP/2.0 200 OK\r\n")
-		for i := 0; i < m.NumHeaders(); i++ {
-			h := m.Header(i)
-			switch h.Kind {
-			case parser.KindVia, parser.KindFrom, parser.KindCallID, parser.KindCSeq:
-				resp.Write(b[h.Start:h.End])
-			case parser.KindTo:
-				line := bytes.TrimRight(b[h.Start:h.End], "\r\n")
-				resp.Write(line)
-				if len(to.Tag) == 0 {
-					resp.WriteString(";tag=up")
-				}
-				resp.WriteString("\r\n")
-			}
-		}
-		resp.WriteString("Content-Length: 0\r\n\r\n")
+		writeOK(&resp, b, &m, len(to.Tag) == 0)
 		u.conn.WriteToUDPAddrPort(resp.Bytes(), from)
 	}
+}
+
+// writeOK writes a 200 OK to the request b (parsed into m) to resp: its
+// Vias, From, Call-ID and CSeq, and its To, given ";tag=up" if addTag.
+func writeOK(resp *bytes.Buffer, b []byte, m *parser.Message, addTag bool) {
+	resp.WriteString("SIP/2.0 200 OK\r\n")
+	for i := 0; i < m.NumHeaders(); i++ {
+		h := m.Header(i)
+		switch h.Kind {
+		case parser.KindVia, parser.KindFrom, parser.KindCallID, parser.KindCSeq:
+			resp.Write(b[h.Start:h.End])
+		case parser.KindTo:
+			resp.Write(bytes.TrimRight(b[h.Start:h.End], "\r\n"))
+			if addTag {
+				resp.WriteString(";tag=up")
+			}
+			resp.WriteString("\r\n")
+		}
+	}
+	resp.WriteString("Content-Length: 0\r\n\r\n")
 }
 
 // count returns the number of requests received.
