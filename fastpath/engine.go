@@ -232,7 +232,7 @@ func (e *Engine) isSelf(host []byte, port int) bool {
 	if port == 0 {
 		port = 5060
 	}
-	if ip, ok := parseIP(host); ok {
+	if ip, ok := parser.ParseIP(host); ok {
 		if e.adv.addr.IsValid() && ip == e.adv.addr && port == e.adv.port {
 			return true
 		}

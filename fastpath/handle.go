@@ -296,7 +296,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 			remaining--
 			if fromUpstream {
 				if v, ok := u.Param("received"); ok {
-					flow, _ = parseAddrPort(v)
+					flow, _ = parser.ParseAddrPort(v)
 				}
 			}
 		}
@@ -560,7 +560,7 @@ func uriHost(u *parser.URI) []byte {
 // uriDest returns the address a SIP URI designates when its host (or maddr)
 // is an IP literal; the port defaults to 5060.
 func uriDest(u *parser.URI) (netip.AddrPort, bool) {
-	ip, ok := parseIP(uriHost(u))
+	ip, ok := parser.ParseIP(uriHost(u))
 	if !ok {
 		return netip.AddrPort{}, false
 	}
@@ -601,7 +601,7 @@ func (w *Worker) topViaEdits(m *parser.Message, in []byte, top *parser.Via, from
 		po := m.Offset(top.Params)
 		_, vs, ve, ok := paramSpan(top.Params, "received")
 		if ok {
-			if old, ok2 := parseIP(top.Received); !ok2 || old != src || vs == ve {
+			if old, ok2 := parser.ParseIP(top.Received); !ok2 || old != src || vs == ve {
 				sp := len(w.scratch)
 				if vs == ve {
 					w.scratch = append(w.scratch, '=')
@@ -612,7 +612,7 @@ func (w *Worker) topViaEdits(m *parser.Message, in []byte, top *parser.Via, from
 		}
 		return
 	}
-	hostIP, isIP := parseIP(top.Host)
+	hostIP, isIP := parser.ParseIP(top.Host)
 	if top.HasRPort || !isIP || hostIP != src {
 		sp := len(w.scratch)
 		w.scratch = append(w.scratch, ";received="...)
@@ -842,14 +842,14 @@ func viaDest(v *parser.Via) (netip.AddrPort, bool) {
 		port = 5060
 	}
 	if len(v.Maddr) > 0 {
-		ip, ok := parseIP(v.Maddr)
+		ip, ok := parser.ParseIP(v.Maddr)
 		if !ok {
 			return netip.AddrPort{}, false
 		}
 		return netip.AddrPortFrom(ip, uint16(port)), true
 	}
 	if len(v.Received) > 0 {
-		ip, ok := parseIP(v.Received)
+		ip, ok := parser.ParseIP(v.Received)
 		if !ok {
 			return netip.AddrPort{}, false
 		}
@@ -858,7 +858,7 @@ func viaDest(v *parser.Via) (netip.AddrPort, bool) {
 		}
 		return netip.AddrPortFrom(ip, uint16(port)), true
 	}
-	ip, ok := parseIP(v.Host)
+	ip, ok := parser.ParseIP(v.Host)
 	if !ok {
 		return netip.AddrPort{}, false
 	}

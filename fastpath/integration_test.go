@@ -94,7 +94,7 @@ func (r *responder) loop() {
 func (r *responder) send(req []byte, status, toTag string) {
 	resp := respond(r.t, req, status, toTag)
 	v := mustParse(r.t, req).TopVia()
-	ip, _ := parseIP(v.Host)
+	ip, _ := parser.ParseIP(v.Host)
 	port := v.Port
 	if port == 0 {
 		port = 5060

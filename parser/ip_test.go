@@ -1,4 +1,4 @@
-package fastpath
+package parser
 
 import (
 	"net/netip"
@@ -12,9 +12,9 @@ func TestParseIP(t *testing.T) {
 		"::ffff:192.0.2.1", "64:ff9b::192.0.2.33", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:1.2.3.4", "::1.2.3.4",
 	} {
 		want := netip.MustParseAddr(s).Unmap()
-		got, ok := parseIP([]byte(s))
+		got, ok := ParseIP([]byte(s))
 		if !ok || got != want {
-			t.Errorf("parseIP(%q) = %v, %v; want %v", s, got, ok, want)
+			t.Errorf("ParseIP(%q) = %v, %v; want %v", s, got, ok, want)
 		}
 	}
 	for _, s := range []string{
@@ -25,14 +25,14 @@ func TestParseIP(t *testing.T) {
 		if _, err := netip.ParseAddr(s); err == nil {
 			t.Errorf("bad test case %q: netip accepts it", s)
 		}
-		if got, ok := parseIP([]byte(s)); ok {
-			t.Errorf("parseIP(%q) = %v, want failure", s, got)
+		if got, ok := ParseIP([]byte(s)); ok {
+			t.Errorf("ParseIP(%q) = %v, want failure", s, got)
 		}
 	}
-	if _, ok := parseIP([]byte("fe80::1%eth0")); ok {
+	if _, ok := ParseIP([]byte("fe80::1%eth0")); ok {
 		t.Errorf("parseIP accepted a zone")
 	}
-	if n := testing.AllocsPerRun(100, func() { parseIP([]byte("host.example.com")); parseIP([]byte("2001:db8::1")) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { ParseIP([]byte("host.example.com")); ParseIP([]byte("2001:db8::1")) }); n != 0 {
 		t.Errorf("%.1f allocations", n)
 	}
 }
@@ -42,16 +42,16 @@ func FuzzParseIP(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, ok := parseIP([]byte(s))
+		got, ok := ParseIP([]byte(s))
 		want, err := netip.ParseAddr(s)
 		if err != nil || want.Zone() != "" {
 			if ok {
-				t.Fatalf("parseIP(%q) = %v, netip refuses it", s, got)
+				t.Fatalf("ParseIP(%q) = %v, netip refuses it", s, got)
 			}
 			return
 		}
 		if !ok || got != want.Unmap() {
-			t.Fatalf("parseIP(%q) = %v %v, netip says %v", s, got, ok, want)
+			t.Fatalf("ParseIP(%q) = %v %v, netip says %v", s, got, ok, want)
 		}
 	})
 }
@@ -60,8 +60,8 @@ func TestParseAddrPort(t *testing.T) {
 	for _, s := range []string{"198.51.100.7:40112", "127.0.0.1:1", "0.0.0.0:65535", "[2001:db8::7]:5060", "[::1]:5060", "[::ffff:192.0.2.1]:5060"} {
 		want := netip.MustParseAddrPort(s)
 		want = netip.AddrPortFrom(want.Addr().Unmap(), want.Port())
-		if got, ok := parseAddrPort([]byte(s)); !ok || got != want {
-			t.Errorf("parseAddrPort(%q) = %v, %v; want %v", s, got, ok, want)
+		if got, ok := ParseAddrPort([]byte(s)); !ok || got != want {
+			t.Errorf("ParseAddrPort(%q) = %v, %v; want %v", s, got, ok, want)
 		}
 	}
 	for _, s := range []string{
@@ -69,11 +69,11 @@ func TestParseAddrPort(t *testing.T) {
 		"198.51.100.7:+5060", "::1:5060", "2001:db8::7:5060", "[2001:db8::7]", "[2001:db8::7]5060", "[2001:db8::7:5060",
 		"[198.51.100.7]:5060x", "host.example.com:5060", "[fe80::1%eth0]:5060",
 	} {
-		if got, ok := parseAddrPort([]byte(s)); ok {
-			t.Errorf("parseAddrPort(%q) = %v, want failure", s, got)
+		if got, ok := ParseAddrPort([]byte(s)); ok {
+			t.Errorf("ParseAddrPort(%q) = %v, want failure", s, got)
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { parseAddrPort([]byte("[2001:db8::7]:5060")); parseAddrPort([]byte("edge.example.com:5060")) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { ParseAddrPort([]byte("[2001:db8::7]:5060")); ParseAddrPort([]byte("edge.example.com:5060")) }); n != 0 {
 		t.Errorf("%.1f allocations", n)
 	}
 }
