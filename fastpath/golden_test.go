@@ -311,11 +311,11 @@ func TestGoldenForgedResponseDropped(t *testing.T) {
 func TestGoldenResponseMaddr(t *testing.T) {
 	_, w := newTestWorker(t, nil)
 	req := []byte(strings.Replace(string(invite3261), "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds",
-		"Via: SIP/2.0/UDP 198.51.100.7:5062;maddr=239.255.255.1;ttl=1;branch=z9hG4bKmaddr1", 1))
+		"Via: SIP/2.0/UDP 198.51.100.7:5062;maddr=198.51.100.99;ttl=1;branch=z9hG4bKmaddr1", 1))
 	_, inv := handle(t, w, req, netip.MustParseAddrPort("198.51.100.7:5062"))
 	a, o := handle(t, w, respond(t, inv.Buf, "200 OK", "m1"), inv.To)
 	checkGolden(t, "response_maddr", a, o)
-	if want := netip.MustParseAddrPort("239.255.255.1:5062"); a != ActionForward || o.To != want {
+	if want := netip.MustParseAddrPort("198.51.100.99:5062"); a != ActionForward || o.To != want {
 		t.Errorf("maddr response: %v to %v, want %v", a, o.To, want)
 	}
 }

@@ -83,6 +83,10 @@ func (w *Worker) Handle(in []byte, from netip.AddrPort, out *Output) Action {
 // parseFailed answers a request the parser refused with 400 (or 505), when
 // there is a Via to answer to, and drops anything else.
 func (w *Worker) parseFailed(in []byte, from netip.AddrPort, err error, tooBig bool, out *Output) Action {
+	if err == parser.ErrEmpty && len(in) > 0 {
+		// Nothing but CR LF: a keepalive (RFC 5626 4.4.1 sends CRLFCRLF).
+		return w.drop(DropKeepalive, out)
+	}
 	reason := DropParseError
 	if tooBig {
 		reason = DropTooBig
@@ -251,18 +255,24 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	if err != nil {
 		return w.refuseErr(in, from, err, out)
 	}
+	fromHdr, err := m.From()
+	if err != nil {
+		return w.refuseErr(in, from, err, out)
+	}
 	top := m.TopVia()
 	w.edits.reset()
 	w.scratch = w.scratch[:0]
 
 	// Route information preprocessing (RFC 3261 16.4).
 	ruri := m.RequestURI()
-	// ru is the effective Request-URI parsed (ruriOK: it parses); u
-	// holds the Route value at hand.
+	// ru is the effective Request-URI parsed; u holds the Route value at
+	// hand.
 	var ru, u parser.URI
-	ruriOK := parser.ParseURI(ruri, &ru) == nil
+	if err := m.ParseRequestURI(&ru); err != nil {
+		return w.refuseErr(in, from, err, out)
+	}
 	ruriSelf, ruriLR := false, false
-	if ruriOK && isSIPScheme(ru.Scheme) && len(ru.User) == 0 && e.isSelf(ru.Host, ru.Port) {
+	if isSIPScheme(ru.Scheme) && len(ru.User) == 0 && e.isSelf(ru.Host, ru.Port) {
 		ruriSelf = true
 		_, ruriLR = ru.Param("lr")
 	}
@@ -341,7 +351,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		// to where the REGISTER came from.
 		dest = flow
 	} else if fromUpstream {
-		next, ok := w.nextHopURI(in, &rs, removedFirst, remaining, &ru, ruriOK, &u)
+		next, ok := w.nextHopURI(in, &rs, removedFirst, remaining, &ru, &u)
 		if !ok {
 			return w.refuse(in, from, Local400, "Malformed Request-URI", DropParseError, out)
 		}
@@ -363,7 +373,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 			dest = d
 		}
 	} else if dialog && e.picker == nil {
-		if t, ok := w.dialogUpstream(w.nextHopURI(in, &rs, removedFirst, remaining, &ru, ruriOK, &u)); ok {
+		if t, ok := w.dialogUpstream(w.nextHopURI(in, &rs, removedFirst, remaining, &ru, &u)); ok {
 			dest, picked, counted = t.Addr, t.IDHash(), true
 			w.c.dialogRouted.inc()
 		}
@@ -373,6 +383,9 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 		if !ok {
 			return w.refuse(in, from, Local503, "No Upstream Available", DropNoUpstream, out)
 		}
+	}
+	if reason := unsafeDestination(dest.Addr()); reason != "" {
+		return w.refuse(in, from, Local403, reason, DropUnsafeDestination, out)
 	}
 	sendListen := e.listenFor(w.listen, dest.Addr())
 	if sendListen < 0 {
@@ -385,10 +398,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	if top.HasCookie() {
 		key = w.txKey3261(top)
 	} else {
-		key, err = w.txKey2543(in, top, to.Tag)
-		if err != nil {
-			return w.refuseErr(in, from, err, out)
-		}
+		key = w.txKey2543(in, top, to.Tag, fromHdr.Tag)
 	}
 
 	// Our Via, with the branch's MAC filled in once the output exists.
@@ -482,11 +492,11 @@ func (w *Worker) refuseErr(in []byte, from netip.AddrPort, err error, out *Outpu
 // nextHopURI returns the URI of the request's next hop once Viaduct's own
 // Route entries are gone (RFC 3261 16.6 items 6 and 7): the next Route
 // value, parsed into u, or, when no Route is left, the effective
-// Request-URI ru, already parsed (ruriOK tells whether it parsed). It
-// reports false when that URI does not parse.
-func (w *Worker) nextHopURI(in []byte, rs *routes, removedFirst bool, remaining int, ru *parser.URI, ruriOK bool, u *parser.URI) (*parser.URI, bool) {
+// Request-URI ru, already parsed. It reports false when that URI does not
+// parse.
+func (w *Worker) nextHopURI(in []byte, rs *routes, removedFirst bool, remaining int, ru *parser.URI, u *parser.URI) (*parser.URI, bool) {
 	if remaining == 0 {
-		return ru, ruriOK
+		return ru, true
 	}
 	next := rs.first
 	if removedFirst {
@@ -663,12 +673,8 @@ func (w *Worker) txKey3261(v *parser.Via) uint64 {
 // with a non-2xx response therefore gets an ACK branch different from its
 // own; the downstream server retransmits its response until timer H, as
 // with any lost ACK.
-func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag []byte) (uint64, error) {
+func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag, fromTag []byte) uint64 {
 	m := &w.m
-	from, err := m.From()
-	if err != nil {
-		return 0, err
-	}
 	d := w.xx
 	d.Reset()
 	d.Write(m.RequestURI())
@@ -677,7 +683,7 @@ func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag []byte) (uint64, er
 		d.Write(toTag)
 	}
 	d.Write(sep)
-	d.Write(from.Tag)
+	d.Write(fromTag)
 	d.Write(sep)
 	d.Write(m.CallID())
 	d.Write(sep)
@@ -686,7 +692,7 @@ func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag []byte) (uint64, er
 	d.Write(strconv.AppendUint(p[:0], uint64(num), 10))
 	d.Write(sep)
 	d.Write(in[top.Start:top.End])
-	return d.Sum64(), nil
+	return d.Sum64()
 }
 
 var (
@@ -811,6 +817,9 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 	if !ok {
 		return w.drop(DropUnroutable, out)
 	}
+	if unsafeDestination(dest.Addr()) != "" {
+		return w.drop(DropUnsafeDestination, out)
+	}
 	if listen >= len(w.e.cfg.Listen) {
 		listen = w.listen
 	}
@@ -832,6 +841,26 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 	w.c.respClass(m.StatusCode())
 	return ActionForward
 }
+
+// unsafeDestination returns why a message must not be sent to a, or ""
+// when it may: an unspecified address (0.0.0.0 and :: reach the local host
+// on Linux), a multicast address (RFC 2543's multicast maddr included) or
+// the IPv4 limited broadcast address. Subnet broadcast addresses cannot be
+// told apart statelessly; the sockets have no SO_BROADCAST, so the kernel
+// refuses them.
+func unsafeDestination(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return "Next Hop Is An Unspecified Address"
+	case a.IsMulticast():
+		return "Next Hop Is A Multicast Address"
+	case a == limitedBroadcast:
+		return "Next Hop Is The Broadcast Address"
+	}
+	return ""
+}
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // viaDest is where a response goes according to a via-parm (RFC 3261
 // 18.2.2, RFC 3581 section 4): maddr, else received (with rport's port when

@@ -79,7 +79,6 @@ func TestMalformedRequestGets400(t *testing.T) {
 		"bad response":    {sip("SIP/2.0 2000 OK\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKx\n\n"), ""},
 		"binary garbage":  {[]byte("\x00\x01\x02\xff"), ""},
 		"empty":           {nil, ""},
-		"only crlf":       {[]byte("\r\n\r\n"), ""},
 		"proxycheck junk": {[]byte("INVITE sip:x SIP/2.0\r\nVia: garbage\r\n\r\n"), ""},
 	}
 	for name, c := range cases {
@@ -96,6 +95,21 @@ func TestMalformedRequestGets400(t *testing.T) {
 	}
 	if n := w.Stats().Drops[DropParseError]; n != uint64(len(cases)+1) {
 		t.Errorf("parse_error drops = %d, want %d", n, len(cases)+1)
+	}
+}
+
+// A datagram of nothing but CR LF is a keepalive: dropped without a reply
+// and counted apart from parse errors.
+func TestCRLFKeepalive(t *testing.T) {
+	_, w := newTestWorker(t, nil)
+	for _, ka := range []string{"\r\n\r\n", "\r\n", "\n"} {
+		if a, o := handle(t, w, []byte(ka), alice); a != ActionDrop || o.Drop != DropKeepalive || len(o.Buf) != 0 {
+			t.Errorf("%q: %v (%v) %q, want a silent keepalive drop", ka, a, o.Drop, o.Buf)
+		}
+	}
+	s := w.Stats()
+	if s.Drops[DropKeepalive] != 3 || s.Drops[DropParseError] != 0 {
+		t.Errorf("keepalive drops %d, parse errors %d; want 3 and 0", s.Drops[DropKeepalive], s.Drops[DropParseError])
 	}
 }
 

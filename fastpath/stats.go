@@ -13,24 +13,26 @@ type DropReason uint8
 
 // The drop reasons.
 const (
-	DropNone           DropReason = iota // not dropped
-	DropParseError                       // the parser refused the message
-	DropForgedResponse                   // response whose top Via is not provably Viaduct's
-	DropTooBig                           // larger than MaxMessageSize
-	DropLoop                             // request that looped back (482)
-	DropTooManyHops                      // Max-Forwards reached 0 (483)
-	DropNoUpstream                       // no upstream available, or unroutable request target (503)
-	DropUnroutable                       // response whose next Via gives no usable address
-	DropSendError                        // the kernel refused to send it
-	DropNextHopPending                   // request whose next hop's host name is being resolved (its retransmission will go)
-	NumDropReasons                       // number of drop reasons
+	DropNone              DropReason = iota // not dropped
+	DropParseError                          // the parser refused the message
+	DropForgedResponse                      // response whose top Via is not provably Viaduct's
+	DropTooBig                              // larger than MaxMessageSize
+	DropLoop                                // request that looped back (482)
+	DropTooManyHops                         // Max-Forwards reached 0 (483)
+	DropNoUpstream                          // no upstream available, or unroutable request target (503)
+	DropUnroutable                          // response whose next Via gives no usable address
+	DropSendError                           // the kernel refused to send it
+	DropNextHopPending                      // request whose next hop's host name is being resolved (its retransmission will go)
+	DropKeepalive                           // a datagram of nothing but CR LF (a keepalive, not an error)
+	DropUnsafeDestination                   // next hop or response destination is unspecified, multicast or broadcast (requests get 403)
+	NumDropReasons                          // number of drop reasons
 )
 
 var dropNames = [NumDropReasons]string{
 	DropNone: "none", DropParseError: "parse_error", DropForgedResponse: "forged_response",
 	DropTooBig: "too_big", DropLoop: "loop", DropTooManyHops: "too_many_hops",
 	DropNoUpstream: "no_upstream", DropUnroutable: "unroutable_response", DropSendError: "send_error",
-	DropNextHopPending: "next_hop_pending",
+	DropNextHopPending: "next_hop_pending", DropKeepalive: "keepalive", DropUnsafeDestination: "unsafe_destination",
 }
 
 // String returns the reason as a snake_case label, e.g. "forged_response".
@@ -49,6 +51,7 @@ type LocalCode uint8
 const (
 	Local200      LocalCode = iota // OPTIONS addressed to Viaduct (keepalive)
 	Local400                       // malformed request
+	Local403                       // next hop is an address Viaduct never sends to
 	Local482                       // loop detected
 	Local483                       // too many hops
 	Local503                       // no upstream / unroutable target
@@ -57,7 +60,7 @@ const (
 	NumLocalCodes                  // number of local reply codes
 )
 
-var localStatus = [NumLocalCodes]int{200, 400, 482, 483, 503, 505, 513}
+var localStatus = [NumLocalCodes]int{200, 400, 403, 482, 483, 503, 505, 513}
 
 // Status returns the SIP status code, e.g. 483.
 func (c LocalCode) Status() int {

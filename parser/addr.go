@@ -56,6 +56,9 @@ func ParseNameAddr(b []byte, a *NameAddr) error {
 			return ErrBadNameAddr
 		}
 		if d := trimWS(b[:lt]); len(d) > 0 {
+			if !isTokensAndLWS(d) {
+				return ErrBadDisplayName
+			}
 			a.Display = d
 		}
 		i = lt
@@ -67,12 +70,17 @@ func ParseNameAddr(b []byte, a *NameAddr) error {
 			return ErrUnterminatedAngle
 		}
 		a.URI = trimWS(b[i+1 : i+gt])
+		if hasSpaceOrCtl(a.URI) {
+			return ErrURIWhiteSpace
+		}
 		a.Angle = true
 		rest = b[i+gt+1:]
 	} else {
-		// addr-spec: the URI ends at the first ';' (or white space).
+		// addr-spec: the URI ends at the first ';' (or white space, or
+		// a comma: a URI holding one must be in angle brackets, RFC 3261
+		// 20.10, so a comma here starts a second value).
 		j := i
-		for j < len(b) && b[j] != ';' && !isWS(b[j]) {
+		for j < len(b) && b[j] != ';' && b[j] != ',' && !isWS(b[j]) {
 			if b[j] == '>' {
 				return ErrBadNameAddr
 			}
@@ -86,6 +94,9 @@ func ParseNameAddr(b []byte, a *NameAddr) error {
 	}
 	rest = trimWS(rest)
 	if len(rest) > 0 {
+		if rest[0] == ',' {
+			return ErrAddrList
+		}
 		if rest[0] != ';' {
 			return ErrBadNameAddr
 		}
@@ -99,18 +110,34 @@ func ParseNameAddr(b []byte, a *NameAddr) error {
 }
 
 // checkParams verifies that a ";name[=value]" list is well formed enough to
-// be read: every quoted value is terminated.
+// be read: every quoted value is terminated. A comma outside quotes ends
+// the value (parameter values are tokens, hosts or quoted strings), so a
+// second value follows: ErrAddrList.
 func checkParams(p []byte) error {
 	for i := 0; i < len(p); i++ {
-		if p[i] == '"' {
+		switch p[i] {
+		case '"':
 			j := scanQuoted(p, i)
 			if j < 0 {
 				return ErrUnterminatedQuote
 			}
 			i = j - 1
+		case ',':
+			return ErrAddrList
 		}
 	}
 	return nil
+}
+
+// isTokensAndLWS reports whether an unquoted display name is what RFC 3261
+// 25.1 allows: *(token LWS).
+func isTokensAndLWS(d []byte) bool {
+	for _, c := range d {
+		if !isTokenChar(c) && !isWS(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // Param looks up name in a parameter list such as ";transport=udp;lr"
@@ -183,10 +210,16 @@ func (u *URI) IsSIP() bool { return equalFold(u.Scheme, "sip") || equalFold(u.Sc
 // present ("lr" is present with an empty value).
 func (u *URI) Param(name string) ([]byte, bool) { return Param(u.Params, name) }
 
-// ParseURI parses b into u.
+// ParseURI parses b into u. Besides the structure it checks what a proxy
+// must not pass on: white space or control characters inside the URI, and
+// for sip and sips URIs an IPv6 reference that is not an IPv6 address or an
+// IPv6 address without its brackets.
 func ParseURI(b []byte, u *URI) error {
 	*u = URI{}
 	b = trimWS(b)
+	if hasSpaceOrCtl(b) {
+		return ErrURIWhiteSpace
+	}
 	colon := bytes.IndexByte(b, ':')
 	if colon <= 0 {
 		return ErrBadURI
@@ -221,7 +254,10 @@ func ParseURI(b []byte, u *URI) error {
 	}
 	host, ipv6, i, err := scanHost(rest, 0)
 	if err != nil {
-		return ErrBadURI
+		if err != ErrBadIPv6 && len(rest) > 0 && rest[0] != '[' && unbracketedIPv6(rest) {
+			err = ErrIPv6NoBrackets
+		}
+		return uriError(err)
 	}
 	u.Host, u.IPv6 = host, ipv6
 	if i < len(rest) && rest[i] == ':' {
@@ -230,7 +266,10 @@ func ParseURI(b []byte, u *URI) error {
 			j++
 		}
 		port, ok := parseUint(rest[i+1:j], 65535)
-		if !ok {
+		if !ok || (j < len(rest) && rest[j] == ':') {
+			if !ipv6 && unbracketedIPv6(rest) {
+				return ErrIPv6NoBrackets
+			}
 			return ErrBadPort
 		}
 		u.Port = int(port)
@@ -252,6 +291,31 @@ func ParseURI(b []byte, u *URI) error {
 		return ErrBadURI
 	}
 	return nil
+}
+
+// uriError keeps the faults ParseURI names and turns the rest into
+// ErrBadURI.
+func uriError(err error) error {
+	if err == ErrBadIPv6 || err == ErrIPv6NoBrackets {
+		return err
+	}
+	return ErrBadURI
+}
+
+// unbracketedIPv6 reports whether the hostport at the start of b (up to the
+// first ';' or '?') holds two colons or more: an IPv6 address written
+// without the brackets RFC 3261 25.1 requires ("sip:2001:db8::10").
+func unbracketedIPv6(b []byte) bool {
+	colons := 0
+	for _, c := range b {
+		if c == ';' || c == '?' {
+			break
+		}
+		if c == ':' {
+			colons++
+		}
+	}
+	return colons >= 2
 }
 
 // validEscapes reports whether every '%' in b starts a %XX escape.

@@ -42,4 +42,33 @@ var (
 	ErrBadURI             = &Error{400, "Malformed URI"}
 	ErrBadEscape          = &Error{400, "Malformed Escape"}
 	ErrBadCallID          = &Error{400, "Malformed Call-ID"}
+
+	// A header the grammar allows once (RFC 3261 20: Call-ID, From, To,
+	// CSeq, Max-Forwards, Content-Length) on several lines or with several
+	// comma-separated values.
+	ErrMultipleCallID           = &Error{400, "Multiple Call-ID"}
+	ErrMultipleFrom             = &Error{400, "Multiple From"}
+	ErrMultipleTo               = &Error{400, "Multiple To"}
+	ErrMultipleCSeq             = &Error{400, "Multiple CSeq"}
+	ErrMultipleMaxForwards      = &Error{400, "Multiple Max-Forwards"}
+	ErrMultipleContentLength    = &Error{400, "Multiple Content-Length"}
+	ErrConflictingContentLength = &Error{400, "Conflicting Content-Length"}
+
+	// URIs (RFC 3261 19.1, 25.1).
+	ErrURIWhiteSpace        = &Error{400, "White Space In URI"}
+	ErrBadIPv6              = &Error{400, "Malformed IPv6 Reference"}
+	ErrIPv6NoBrackets       = &Error{400, "IPv6 Address Without Brackets"}
+	ErrRequestURIAngle      = &Error{400, "Request-URI In Angle Brackets"}
+	ErrRequestURIHeaders    = &Error{400, "Headers In Request-URI"}
+	ErrRequestURIWhiteSpace = &Error{400, "White Space In Request-URI"}
+
+	// name-addr (RFC 3261 25.1): an unquoted display name is tokens and
+	// LWS; the URI in angle brackets holds no white space. From and To
+	// name the header.
+	ErrBadDisplayName     = &Error{400, "Malformed Display Name"}
+	ErrAddrList           = &Error{400, "Several Addresses Where One Is Allowed"}
+	ErrBadFromDisplayName = &Error{400, "Malformed From Display Name"}
+	ErrBadToDisplayName   = &Error{400, "Malformed To Display Name"}
+	ErrFromURIWhiteSpace  = &Error{400, "White Space In From URI"}
+	ErrToURIWhiteSpace    = &Error{400, "White Space In To URI"}
 )

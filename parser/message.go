@@ -244,7 +244,10 @@ func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 				lf = stops.pop()
 			}
 			if lf < len(b) && b[lf] == 0 {
-				return 0, ErrNULInHeader
+				var err error
+				if lf, err = skipQuotedNULs(b, p, lf, stops); err != nil {
+					return 0, err
+				}
 			}
 			end := lf
 			if end > c+1 && b[end-1] == '\r' {
@@ -275,7 +278,13 @@ func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 		}
 		lf := stops.pop()
 		if lf < len(b) && b[lf] == 0 {
-			return 0, ErrNULInHeader
+			if m.n == 0 || (b[p] != ' ' && b[p] != '\t') {
+				return 0, ErrNULInHeader
+			}
+			var err error
+			if lf, err = skipQuotedNULs(b, int(m.hdrs[m.n-1].line.off), lf, stops); err != nil {
+				return 0, err
+			}
 		}
 		end := lf
 		if end > p && b[end-1] == '\r' {
@@ -303,6 +312,42 @@ func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 	}
 }
 
+// skipQuotedNULs is called when the stop ending a header line is a NUL at
+// nul. A NUL is valid only as the second byte of a quoted-pair inside a
+// quoted string (RFC 3261 25.1: quoted-pair = "\\" (%x00-09 / %x0B-0C /
+// %x0E-7F)); such NULs are skipped and the offset of the LF (or the end of
+// b) that really ends the line is returned. Any other NUL is
+// ErrNULInHeader. lineStart is where the header's first line begins.
+func skipQuotedNULs(b []byte, lineStart, nul int, stops *lineStops) (int, error) {
+	for nul < len(b) && b[nul] == 0 {
+		if !escapedInQuotes(b, lineStart, nul) {
+			return 0, ErrNULInHeader
+		}
+		nul = stops.pop()
+	}
+	return nul, nil
+}
+
+// escapedInQuotes reports whether b[at] is the escaped byte of a
+// quoted-pair inside a quoted string that opens at or after lineStart.
+func escapedInQuotes(b []byte, lineStart, at int) bool {
+	quoted := false
+	for i := lineStart; i < at; i++ {
+		switch {
+		case !quoted:
+			quoted = b[i] == '"'
+		case b[i] == '"':
+			quoted = false
+		case b[i] == '\\':
+			if i+1 == at {
+				return true
+			}
+			i++
+		}
+	}
+	return false
+}
+
 // check validates the headers every message must carry and locates the
 // body, which starts at p.
 func (m *Message) check(b []byte, p int) error {
@@ -318,8 +363,11 @@ func (m *Message) check(b []byte, p int) error {
 	case m.first[KindCSeq] == 0:
 		return ErrMissingCSeq
 	}
-	if len(m.CallID()) == 0 {
-		return ErrBadCallID
+	if err := m.checkSingletons(); err != nil {
+		return err
+	}
+	if err := checkCallID(m.CallID()); err != nil {
+		return err
 	}
 	// CSeq = 1*DIGIT LWS Method
 	cs := m.slice(m.hdrs[m.first[KindCSeq]-1].value)
@@ -339,6 +387,9 @@ func (m *Message) check(b []byte, p int) error {
 	j := skipWS(cs, i)
 	k := scanToken(cs, j)
 	if k == j || k != len(cs) {
+		if r := skipWS(cs, k); k > j && r < len(cs) && cs[r] == ',' {
+			return ErrMultipleCSeq
+		}
 		return ErrBadCSeq
 	}
 	off := m.Offset(cs)
@@ -349,8 +400,12 @@ func (m *Message) check(b []byte, p int) error {
 	}
 
 	if h := m.first[KindMaxForwards]; h != 0 {
-		n, ok := parseUint(m.slice(m.hdrs[h-1].value), 1<<31-1)
+		v := m.slice(m.hdrs[h-1].value)
+		n, ok := parseUint(v, 1<<31-1)
 		if !ok {
+			if bytes.IndexByte(v, ',') >= 0 {
+				return ErrMultipleMaxForwards
+			}
 			return ErrBadMaxForwards
 		}
 		m.maxFwd, m.hasMaxFwd = int32(n), true
@@ -358,9 +413,10 @@ func (m *Message) check(b []byte, p int) error {
 
 	rest := len(b) - p
 	if h := m.first[KindContentLength]; h != 0 {
-		n, ok := parseUint(m.slice(m.hdrs[h-1].value), 1<<31-1)
+		v := m.slice(m.hdrs[h-1].value)
+		n, ok := parseUint(v, 1<<31-1)
 		if !ok {
-			return ErrBadContentLength
+			return contentLengthListError(v)
 		}
 		if int(n) > rest {
 			return ErrTruncatedBody
@@ -377,6 +433,88 @@ func (m *Message) check(b []byte, p int) error {
 	}
 	m.topVia.Header = int(m.first[KindVia] - 1)
 	m.topVia.First = true
+	return nil
+}
+
+// checkSingletons refuses a message that carries one of the headers RFC 3261
+// allows once (20.8 Call-ID, 20.20 From, 20.39 To, 20.16 CSeq, 20.22
+// Max-Forwards, 20.14 Content-Length) on more than one line. Two
+// Content-Length lines are a framing error even when they agree; when they
+// disagree the error says so. (Several values on one line are found where
+// each value is read.)
+func (m *Message) checkSingletons() error {
+	switch {
+	case m.first[KindCallID] != m.last[KindCallID]:
+		return ErrMultipleCallID
+	case m.first[KindFrom] != m.last[KindFrom]:
+		return ErrMultipleFrom
+	case m.first[KindTo] != m.last[KindTo]:
+		return ErrMultipleTo
+	case m.first[KindCSeq] != m.last[KindCSeq]:
+		return ErrMultipleCSeq
+	case m.first[KindMaxForwards] != 0 && m.first[KindMaxForwards] != m.last[KindMaxForwards]:
+		return ErrMultipleMaxForwards
+	case m.first[KindContentLength] != 0 && m.first[KindContentLength] != m.last[KindContentLength]:
+		return m.contentLengthLinesError()
+	}
+	return nil
+}
+
+// contentLengthLinesError tells apart Content-Length lines that disagree
+// from ones that repeat the same number.
+func (m *Message) contentLengthLinesError() error {
+	want := int64(-1)
+	for i := int(m.first[KindContentLength]) - 1; i < m.n; i++ {
+		if m.hdrs[i].kind != KindContentLength {
+			continue
+		}
+		n, ok := parseUint(m.slice(m.hdrs[i].value), 1<<31-1)
+		if !ok || (want >= 0 && int64(n) != want) {
+			return ErrConflictingContentLength
+		}
+		want = int64(n)
+	}
+	return ErrMultipleContentLength
+}
+
+// contentLengthListError names the fault of a Content-Length value that is
+// not one number: a comma-separated list is Multiple (the same number) or
+// Conflicting (different ones), anything else Malformed.
+func contentLengthListError(v []byte) error {
+	if bytes.IndexByte(v, ',') < 0 {
+		return ErrBadContentLength
+	}
+	want := int64(-1)
+	for len(v) > 0 {
+		end := bytes.IndexByte(v, ',')
+		if end < 0 {
+			end = len(v)
+		}
+		n, ok := parseUint(trimWS(v[:end]), 1<<31-1)
+		if !ok {
+			return ErrBadContentLength
+		}
+		if want >= 0 && int64(n) != want {
+			return ErrConflictingContentLength
+		}
+		want = int64(n)
+		v = v[min(end+1, len(v)):]
+	}
+	return ErrMultipleContentLength
+}
+
+// checkCallID refuses an empty Call-ID, one holding white space or control
+// characters, and a comma-separated list (callid = word ["@" word] has no
+// comma).
+func checkCallID(v []byte) error {
+	switch {
+	case len(v) == 0:
+		return ErrBadCallID
+	case bytes.IndexByte(v, ',') >= 0:
+		return ErrMultipleCallID
+	case hasSpaceOrCtl(v):
+		return ErrBadCallID
+	}
 	return nil
 }
 
@@ -410,6 +548,27 @@ func (m *Message) RequestURI() []byte {
 		return nil
 	}
 	return m.slice(m.ruri)
+}
+
+// ParseRequestURI parses the Request-URI into u and checks what RFC 3261
+// requires of it beyond any URI (19.1.1, 25.1): it is not enclosed in angle
+// brackets, holds no white space and, for sip and sips, carries no headers
+// ("?name=value"). The errors name the fault.
+func (m *Message) ParseRequestURI(u *URI) error {
+	r := m.RequestURI()
+	if len(r) > 0 && r[0] == '<' {
+		*u = URI{}
+		return ErrRequestURIAngle
+	}
+	switch err := ParseURI(r, u); {
+	case err == ErrURIWhiteSpace:
+		return ErrRequestURIWhiteSpace
+	case err != nil:
+		return err
+	case u.Headers != nil:
+		return ErrRequestURIHeaders
+	}
+	return nil
 }
 
 // StatusCode returns the status code of a response, or 0 for a request.
@@ -514,7 +673,31 @@ func (m *Message) To() (NameAddr, error) { return m.nameAddr(KindTo) }
 func (m *Message) nameAddr(k HeaderKind) (NameAddr, error) {
 	var a NameAddr
 	err := ParseNameAddr(m.firstValue(k), &a)
+	if err != nil {
+		err = nameAddrError(k, err)
+	}
 	return a, err
+}
+
+// nameAddrError names the header in the faults a From or To value can
+// have and a Contact or Route value cannot share.
+func nameAddrError(k HeaderKind, err error) error {
+	from := k == KindFrom
+	switch {
+	case err == ErrAddrList && from:
+		return ErrMultipleFrom
+	case err == ErrAddrList:
+		return ErrMultipleTo
+	case err == ErrBadDisplayName && from:
+		return ErrBadFromDisplayName
+	case err == ErrBadDisplayName:
+		return ErrBadToDisplayName
+	case err == ErrURIWhiteSpace && from:
+		return ErrFromURIWhiteSpace
+	case err == ErrURIWhiteSpace:
+		return ErrToURIWhiteSpace
+	}
+	return err
 }
 
 // TopVia returns the first via-parm of the first Via header, which Parse

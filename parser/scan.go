@@ -227,6 +227,28 @@ func load32s(s string) uint32 {
 	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
+// hasSpaceOrCtl reports whether b holds a byte below 0x21: white space
+// (SP, HTAB, CR, LF) or another control character, none of which a URI or
+// a Call-ID may hold. It tests eight bytes at a time: (x - 0x21...) &^ x
+// sets the high bit of a byte below 0x21 (a borrow can mark bytes above
+// such a byte wrongly, never when there is none).
+func hasSpaceOrCtl(b []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := load64(b[i:])
+		if (x-0x21*ones)&^x&highs != 0 {
+			return true
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] < 0x21 {
+			return true
+		}
+	}
+	return false
+}
+
 // colonIn16 returns the offset of the first ':' in b[p:p+16], or -1 if
 // there is none or b ends sooner. It tests eight bytes at a time: with
 // y = word ^ ":::::::", (y - 0x01...) &^ y has the high bit set in the

@@ -221,8 +221,12 @@ func scanHost(b []byte, i int) (host []byte, ipv6 bool, next int, err error) {
 		for j < len(b) && (isHex(b[j]) || b[j] == ':' || b[j] == '.') {
 			j++
 		}
-		if j >= len(b) || b[j] != ']' || j == i+1 {
+		if j >= len(b) || b[j] != ']' {
 			return nil, false, 0, ErrBadURI
+		}
+		var a [16]byte
+		if !parseIPv6(b[i+1:j], &a) {
+			return nil, false, 0, ErrBadIPv6
 		}
 		return b[i+1 : j], true, j + 1, nil
 	}
