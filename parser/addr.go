@@ -88,6 +88,9 @@ func ParseNameAddr(b []byte, a *NameAddr) error {
 		}
 		a.URI = b[i:j]
 		rest = b[j:]
+		if k := skipWS(b, j); k > j && k < len(b) && b[k] != ';' && b[k] != ',' {
+			return ErrURIWhiteSpace // "sip:bob smith@host"
+		}
 	}
 	if len(a.URI) == 0 {
 		return ErrBadNameAddr

@@ -217,13 +217,11 @@ func (v *Via) setParam(name, val []byte) {
 // reference) at i. The returned host excludes brackets.
 func scanHost(b []byte, i int) (host []byte, ipv6 bool, next int, err error) {
 	if i < len(b) && b[i] == '[' {
-		j := i + 1
-		for j < len(b) && (isHex(b[j]) || b[j] == ':' || b[j] == '.') {
-			j++
-		}
-		if j >= len(b) || b[j] != ']' {
+		j := bytes.IndexByte(b[i:], ']')
+		if j < 0 {
 			return nil, false, 0, ErrBadURI
 		}
+		j += i
 		var a [16]byte
 		if !parseIPv6(b[i+1:j], &a) {
 			return nil, false, 0, ErrBadIPv6
