@@ -244,9 +244,8 @@ func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 				lf = stops.pop()
 			}
 			if lf < len(b) && b[lf] == 0 {
-				var err error
-				if lf, err = skipQuotedNULs(b, p, lf, stops); err != nil {
-					return 0, err
+				if lf = skipQuotedNULs(b, p, lf, stops); lf < 0 {
+					return 0, ErrNULInHeader
 				}
 			}
 			end := lf
@@ -281,9 +280,8 @@ func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 			if m.n == 0 || (b[p] != ' ' && b[p] != '\t') {
 				return 0, ErrNULInHeader
 			}
-			var err error
-			if lf, err = skipQuotedNULs(b, int(m.hdrs[m.n-1].line.off), lf, stops); err != nil {
-				return 0, err
+			if lf = skipQuotedNULs(b, int(m.hdrs[m.n-1].line.off), lf, stops); lf < 0 {
+				return 0, ErrNULInHeader
 			}
 		}
 		end := lf
@@ -316,16 +314,17 @@ func (m *Message) parseHeaders(b []byte, p int, stops *lineStops) (int, error) {
 // nul. A NUL is valid only as the second byte of a quoted-pair inside a
 // quoted string (RFC 3261 25.1: quoted-pair = "\\" (%x00-09 / %x0B-0C /
 // %x0E-7F)); such NULs are skipped and the offset of the LF (or the end of
-// b) that really ends the line is returned. Any other NUL is
-// ErrNULInHeader. lineStart is where the header's first line begins.
-func skipQuotedNULs(b []byte, lineStart, nul int, stops *lineStops) (int, error) {
+// b) that really ends the line is returned; -1 when another NUL stands
+// in the line (ErrNULInHeader). lineStart is where the header's first
+// line begins.
+func skipQuotedNULs(b []byte, lineStart, nul int, stops *lineStops) int {
 	for nul < len(b) && b[nul] == 0 {
 		if !escapedInQuotes(b, lineStart, nul) {
-			return 0, ErrNULInHeader
+			return -1
 		}
 		nul = stops.pop()
 	}
-	return nul, nil
+	return nul
 }
 
 // escapedInQuotes reports whether b[at] is the escaped byte of a
@@ -510,12 +509,12 @@ func checkCallID(v []byte) error {
 	switch {
 	case len(v) == 0:
 		return ErrBadCallID
+	case !hasSpaceCtlOr(v, ','):
+		return nil
 	case bytes.IndexByte(v, ',') >= 0:
 		return ErrMultipleCallID
-	case hasSpaceOrCtl(v):
-		return ErrBadCallID
 	}
-	return nil
+	return ErrBadCallID
 }
 
 // Bytes returns the buffer m was parsed from.

@@ -228,25 +228,40 @@ func load32s(s string) uint32 {
 }
 
 // hasSpaceOrCtl reports whether b holds a byte below 0x21: white space
-// (SP, HTAB, CR, LF) or another control character, none of which a URI or
-// a Call-ID may hold. It tests eight bytes at a time: (x - 0x21...) &^ x
-// sets the high bit of a byte below 0x21 (a borrow can mark bytes above
+// (SP, HTAB, CR, LF) or another control character, none of which a URI may
+// hold.
+func hasSpaceOrCtl(b []byte) bool { return hasSpaceCtlOr(b, 0) }
+
+// hasSpaceCtlOr reports whether b holds a byte below 0x21 or the byte c. It
+// tests eight bytes at a time (see belowSPOr); a slice shorter than a word
+// is tested byte by byte.
+func hasSpaceCtlOr(b []byte, c byte) bool {
+	if len(b) < 8 {
+		for _, x := range b {
+			if x < 0x21 || x == c {
+				return true
+			}
+		}
+		return false
+	}
+	cs := uint64(c) * 0x0101010101010101
+	last := load64(b[len(b)-8:]) // overlaps the words below; tests the tail
+	for ; len(b) > 8; b = b[8:] {
+		if belowSPOr(load64(b), cs) {
+			return true
+		}
+	}
+	return belowSPOr(last, cs)
+}
+
+// belowSPOr reports whether a byte of x is below 0x21 or equal to the byte
+// repeated in cs: (v - 0x21...) &^ v sets the high bit of a byte of v below
+// 0x21, and so finds a zero byte of x ^ cs (a borrow can mark bytes above
 // such a byte wrongly, never when there is none).
-func hasSpaceOrCtl(b []byte) bool {
+func belowSPOr(x, cs uint64) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		x := load64(b[i:])
-		if (x-0x21*ones)&^x&highs != 0 {
-			return true
-		}
-	}
-	for ; i < len(b); i++ {
-		if b[i] < 0x21 {
-			return true
-		}
-	}
-	return false
+	y := x ^ cs
+	return ((x-0x21*ones)&^x|(y-ones)&^y)&highs != 0
 }
 
 // colonIn16 returns the offset of the first ':' in b[p:p+16], or -1 if

@@ -181,6 +181,22 @@ func TestResponseSingletons(t *testing.T) {
 	}
 }
 
+func TestHasSpaceCtlOr(t *testing.T) {
+	for n := 0; n < 20; n++ {
+		b := []byte(strings.Repeat("x", n))
+		if hasSpaceCtlOr(b, ',') {
+			t.Errorf("%q: true", b)
+		}
+		for i := 0; i < n; i++ {
+			b[i] = ','
+			if !hasSpaceCtlOr(b, ',') || hasSpaceCtlOr(b, ';') != false {
+				t.Errorf("%q: comma not found, or found as ';'", b)
+			}
+			b[i] = 'x'
+		}
+	}
+}
+
 func TestHasSpaceOrCtl(t *testing.T) {
 	for _, s := range []string{"", "a", "abcdefgh", "abcdefghijklmnopq~!", "\x7f\x80\xff\x21"} {
 		if hasSpaceOrCtl([]byte(s)) {
