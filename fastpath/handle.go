@@ -255,8 +255,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	if err != nil {
 		return w.refuseErr(in, from, err, out)
 	}
-	fromHdr, err := m.From()
-	if err != nil {
+	if err := m.CheckFrom(); err != nil {
 		return w.refuseErr(in, from, err, out)
 	}
 	top := m.TopVia()
@@ -398,7 +397,10 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 	if top.HasCookie() {
 		key = w.txKey3261(top)
 	} else {
-		key = w.txKey2543(in, top, to.Tag, fromHdr.Tag)
+		key, err = w.txKey2543(in, top, to.Tag)
+		if err != nil {
+			return w.refuseErr(in, from, err, out)
+		}
 	}
 
 	// Our Via, with the branch's MAC filled in once the output exists.
@@ -673,8 +675,12 @@ func (w *Worker) txKey3261(v *parser.Via) uint64 {
 // with a non-2xx response therefore gets an ACK branch different from its
 // own; the downstream server retransmits its response until timer H, as
 // with any lost ACK.
-func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag, fromTag []byte) uint64 {
+func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag []byte) (uint64, error) {
 	m := &w.m
+	from, err := m.From()
+	if err != nil {
+		return 0, err
+	}
 	d := w.xx
 	d.Reset()
 	d.Write(m.RequestURI())
@@ -683,7 +689,7 @@ func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag, fromTag []byte) ui
 		d.Write(toTag)
 	}
 	d.Write(sep)
-	d.Write(fromTag)
+	d.Write(from.Tag)
 	d.Write(sep)
 	d.Write(m.CallID())
 	d.Write(sep)
@@ -692,7 +698,7 @@ func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag, fromTag []byte) ui
 	d.Write(strconv.AppendUint(p[:0], uint64(num), 10))
 	d.Write(sep)
 	d.Write(in[top.Start:top.End])
-	return d.Sum64()
+	return d.Sum64(), nil
 }
 
 var (

@@ -27,8 +27,16 @@ type NameAddr struct {
 func (a *NameAddr) Param(name string) ([]byte, bool) { return Param(a.Params, name) }
 
 // ParseNameAddr parses b, one name-addr or addr-spec with its parameters,
-// into a. It reports unterminated quoted strings and angle brackets.
-func ParseNameAddr(b []byte, a *NameAddr) error {
+// into a. Besides unterminated quoted strings and angle brackets it reports
+// what RFC 3261 25.1 forbids and a proxy must not pass on: an unquoted
+// display name that is not tokens and LWS (ErrBadDisplayName), white space
+// inside the URI (ErrURIWhiteSpace), and a comma that starts a second value
+// (ErrAddrList).
+func ParseNameAddr(b []byte, a *NameAddr) error { return parseNameAddr(b, a, true) }
+
+// parseNameAddr is ParseNameAddr; withTag false leaves a.Tag nil, for a
+// caller that only validates.
+func parseNameAddr(b []byte, a *NameAddr, withTag bool) error {
 	*a = NameAddr{}
 	b = trimWS(b)
 	if len(b) == 0 {
@@ -38,30 +46,9 @@ func ParseNameAddr(b []byte, a *NameAddr) error {
 		a.URI = b
 		return nil
 	}
-	i := 0
-	// Display name: a quoted string, or tokens up to '<'.
-	if b[0] == '"' {
-		j := scanQuoted(b, 0)
-		if j < 0 {
-			return ErrUnterminatedQuote
-		}
-		a.Display = b[:j]
-		i = skipWS(b, j)
-		if i >= len(b) || b[i] != '<' {
-			return ErrBadNameAddr
-		}
-	} else if lt := bytes.IndexByte(b, '<'); lt >= 0 {
-		// Tokens before '<' are a display name; an addr-spec cannot hold '<'.
-		if q := bytes.IndexByte(b[:lt], '"'); q >= 0 {
-			return ErrBadNameAddr
-		}
-		if d := trimWS(b[:lt]); len(d) > 0 {
-			if !isTokensAndLWS(d) {
-				return ErrBadDisplayName
-			}
-			a.Display = d
-		}
-		i = lt
+	i, err := a.parseDisplayName(b)
+	if err != nil {
+		return err
 	}
 	var rest []byte
 	if i < len(b) && b[i] == '<' {
@@ -104,44 +91,133 @@ func ParseNameAddr(b []byte, a *NameAddr) error {
 			return ErrBadNameAddr
 		}
 		a.Params = rest
-		if err := checkParams(rest); err != nil {
+		if a.Tag, err = scanHeaderParams(rest, withTag); err != nil {
 			return err
 		}
-		a.Tag, _ = Param(rest, "tag")
 	}
 	return nil
 }
 
-// checkParams verifies that a ";name[=value]" list is well formed enough to
-// be read: every quoted value is terminated. A comma outside quotes ends
-// the value (parameter values are tokens, hosts or quoted strings), so a
-// second value follows: ErrAddrList.
-func checkParams(p []byte) error {
-	for i := 0; i < len(p); i++ {
+// parseDisplayName reads the display name at the start of b, if any, into
+// a and returns where the rest begins: the '<' of a name-addr, or 0 for an
+// addr-spec. A quoted display name must be followed by '<'; an unquoted one
+// is tokens and LWS, found in one pass over a lookup table (an addr-spec,
+// which holds ':' and cannot hold '<', is told apart by having no '<').
+func (a *NameAddr) parseDisplayName(b []byte) (int, error) {
+	if b[0] == '"' {
+		j := scanQuoted(b, 0)
+		if j < 0 {
+			return 0, ErrUnterminatedQuote
+		}
+		a.Display = b[:j]
+		i := skipWS(b, j)
+		if i >= len(b) || b[i] != '<' {
+			return 0, ErrBadNameAddr
+		}
+		return i, nil
+	}
+	j := scanRun(b, 0, &displayTable)
+	lt := j
+	if j < len(b) && b[j] != '<' {
+		k := bytes.IndexByte(b[j:], '<')
+		if k < 0 {
+			return 0, nil // an addr-spec
+		}
+		lt = j + k
+		if bytes.IndexByte(b[:lt], '"') >= 0 {
+			return 0, ErrBadNameAddr
+		}
+		return 0, ErrBadDisplayName
+	}
+	if d := trimWS(b[:lt]); len(d) > 0 {
+		a.Display = d
+	}
+	return lt, nil
+}
+
+// displayTable marks the bytes of an unquoted display name (RFC 3261 25.1:
+// *(token LWS)); it is never modified.
+var displayTable = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		if isTokenChar(byte(c)) || isWS(byte(c)) {
+			t[c] = 1
+		}
+	}
+	return t
+}()
+
+// scanHeaderParams checks a ";name[=value]" list in one pass and, with
+// withTag, returns the value of its first tag parameter (empty, not nil, for
+// a tag without a value; nil when there is none): every quoted value must be
+// terminated, and a comma outside quotes ends the value (parameter values
+// are tokens, hosts or quoted strings), so a second value follows:
+// ErrAddrList. Runs of other bytes are skipped four at a time.
+func scanHeaderParams(p []byte, withTag bool) (tag []byte, err error) {
+	for i := scanRun(p, 0, &plainParamTable); i < len(p); i = scanRun(p, i+1, &plainParamTable) {
 		switch p[i] {
 		case '"':
 			j := scanQuoted(p, i)
 			if j < 0 {
-				return ErrUnterminatedQuote
+				return nil, ErrUnterminatedQuote
 			}
 			i = j - 1
 		case ',':
-			return ErrAddrList
+			return nil, ErrAddrList
+		case ';':
+			if withTag && tag == nil {
+				tag = tagAt(p, i+1)
+			}
 		}
 	}
-	return nil
+	return tag, nil
 }
 
-// isTokensAndLWS reports whether an unquoted display name is what RFC 3261
-// 25.1 allows: *(token LWS).
-func isTokensAndLWS(d []byte) bool {
-	for _, c := range d {
-		if !isTokenChar(c) && !isWS(c) {
-			return false
+// plainParamTable marks every byte but '"', ',' and ';'; it is never
+// modified.
+var plainParamTable = func() (t [256]uint8) {
+	for c := range t {
+		if c != '"' && c != ',' && c != ';' {
+			t[c] = 1
 		}
 	}
-	return true
+	return t
+}()
+
+// tagAt returns the value of the parameter starting at p[i] (after its ';')
+// when it is named tag, else nil. The value runs to the next ';', comma or
+// white space; a quoted one keeps its quotes, as Param returns it.
+func tagAt(p []byte, i int) []byte {
+	i = skipWS(p, i)
+	if i+3 > len(p) || p[i]|0x20 != 't' || p[i+1]|0x20 != 'a' || p[i+2]|0x20 != 'g' {
+		return nil
+	}
+	i = skipWS(p, i+3)
+	if i == len(p) || p[i] == ';' {
+		return p[i:i]
+	}
+	if p[i] != '=' {
+		return nil // a longer name ("tagx") or junk
+	}
+	i = skipWS(p, i+1)
+	if i < len(p) && p[i] == '"' {
+		if j := scanQuoted(p, i); j > 0 {
+			return p[i:j]
+		}
+		return p[i:]
+	}
+	return p[i:scanRun(p, i, &tagValueTable)]
 }
+
+// tagValueTable marks the bytes that continue an unquoted tag value: all but
+// ';', ',' and white space; it is never modified.
+var tagValueTable = func() (t [256]uint8) {
+	for c := range t {
+		if c != ';' && c != ',' && !isWS(byte(c)) {
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 // Param looks up name in a parameter list such as ";transport=udp;lr"
 // (the leading ';' is optional) and returns its value and whether it is
@@ -207,7 +283,16 @@ type URI struct {
 }
 
 // IsSIP reports whether the URI's scheme is sip or sips.
-func (u *URI) IsSIP() bool { return equalFold(u.Scheme, "sip") || equalFold(u.Scheme, "sips") }
+func (u *URI) IsSIP() bool {
+	s := u.Scheme
+	switch len(s) {
+	case 3:
+		return s[0]|0x20 == 's' && s[1]|0x20 == 'i' && s[2]|0x20 == 'p'
+	case 4:
+		return load32(s)|fold32 == load32s("sips")
+	}
+	return false
+}
 
 // Param returns the value of the URI parameter name and whether it is
 // present ("lr" is present with an empty value).
@@ -250,7 +335,7 @@ func ParseURI(b []byte, u *URI) error {
 		} else {
 			u.User = ui
 		}
-		if len(u.User) == 0 || !validEscapes(ui) {
+		if len(u.User) == 0 || (bytes.IndexByte(ui, '%') >= 0 && !validEscapes(ui)) {
 			return ErrBadURI
 		}
 		rest = rest[at+1:]

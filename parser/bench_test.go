@@ -130,3 +130,27 @@ func BenchmarkParseProxyFields(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNameAddr measures what a proxy pays to validate a request's From
+// (without its tag) and To (with it).
+func BenchmarkNameAddr(b *testing.B) {
+	data := load(b, "invite_softphone.sip")
+	var m Message
+	if err := Parse(data, &m); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("CheckFrom", func(b *testing.B) {
+		for b.Loop() {
+			if err := m.CheckFrom(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("To", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := m.To(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

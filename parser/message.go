@@ -666,6 +666,17 @@ func (m *Message) ContentType() []byte { return m.firstValue(KindContentType) }
 // From parses the From header.
 func (m *Message) From() (NameAddr, error) { return m.nameAddr(KindFrom) }
 
+// CheckFrom validates the From header as From does, without looking for
+// its tag: for a proxy that must refuse a malformed From but reads nothing
+// of it.
+func (m *Message) CheckFrom() error {
+	var a NameAddr
+	if err := parseNameAddr(m.firstValue(KindFrom), &a, false); err != nil {
+		return nameAddrError(KindFrom, err)
+	}
+	return nil
+}
+
 // To parses the To header.
 func (m *Message) To() (NameAddr, error) { return m.nameAddr(KindTo) }
 

@@ -25,7 +25,19 @@ func equalFold(b []byte, s string) bool {
 
 // isWS reports whether c is white space inside a header value. CR and LF
 // count, because inside a value they can only be part of a folded line.
-func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+func isWS(c byte) bool { return c <= ' ' && wsMask>>c&1 != 0 }
+
+// wsMask has bit c set for each white-space byte c: one shift and test
+// instead of four compares.
+const wsMask = 1<<' ' | 1<<'\t' | 1<<'\r' | 1<<'\n'
+
+// trimWS returns b without leading and trailing white space.
+func trimWS(b []byte) []byte {
+	if len(b) == 0 || (!isWS(b[0]) && !isWS(b[len(b)-1])) {
+		return b // the usual case: nothing to trim
+	}
+	return trimWSSlow(b)
+}
 
 // skipWS returns the first position at or after i that is not white space.
 func skipWS(b []byte, i int) int {
@@ -35,8 +47,7 @@ func skipWS(b []byte, i int) int {
 	return i
 }
 
-// trimWS returns b without leading and trailing white space.
-func trimWS(b []byte) []byte {
+func trimWSSlow(b []byte) []byte {
 	i, j := 0, len(b)
 	for i < j && isWS(b[i]) {
 		i++
@@ -230,7 +241,24 @@ func load32s(s string) uint32 {
 // hasSpaceOrCtl reports whether b holds a byte below 0x21: white space
 // (SP, HTAB, CR, LF) or another control character, none of which a URI may
 // hold.
-func hasSpaceOrCtl(b []byte) bool { return hasSpaceCtlOr(b, 0) }
+func hasSpaceOrCtl(b []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	if len(b) < 8 {
+		for _, x := range b {
+			if x < 0x21 {
+				return true
+			}
+		}
+		return false
+	}
+	last := load64(b[len(b)-8:]) // overlaps the words below; tests the tail
+	for ; len(b) > 8; b = b[8:] {
+		if x := load64(b); (x-0x21*ones)&^x&highs != 0 {
+			return true
+		}
+	}
+	return (last-0x21*ones)&^last&highs != 0
+}
 
 // hasSpaceCtlOr reports whether b holds a byte below 0x21 or the byte c. It
 // tests eight bytes at a time (see belowSPOr); a slice shorter than a word
