@@ -97,6 +97,21 @@ func FuzzRewriteRequest(f *testing.F) {
 	f.Add(crlf("REGISTER sip:registrar.example.com SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.5:5060;branch=z9hG4bKr1;rport\nPath: <sip:edge.example.com;lr>\nTo: <sip:a@b>\nFrom: <sip:a@b>;tag=1\nCall-ID: r\nCSeq: 1 REGISTER\nContact: <sip:a@10.1.1.5>\n\n"), false)
 	f.Add(crlf("INVITE sip:a@10.1.1.5 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.21;branch=z9hG4bKp1\nRoute: <sip:192.0.2.10;lr;received=[2001:db8::7]:40112>,<sip:192.0.2.10;lr;received=198.51.100.7:4>\nTo: <sip:a@b>\nFrom: <sip:c@d>;tag=2\nCall-ID: p\nCSeq: 1 INVITE\n\n"), true)
 	f.Add(crlf("BYE sip:192.0.2.10:5060;lr SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.21\nRoute: <sip:a@203.0.113.1>\nTo: <sip:a@b>;tag=1\nFrom: <sip:c@d>;tag=2\nCall-ID: x\nCSeq: 2 BYE\n\n"), true)
+	// The classes Viaduct refuses, and valid spellings next to them.
+	for _, s := range []string{
+		"INVITE <sip:a@b> SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.5;branch=z9hG4bKw1\nTo: <sip:a@b>\nFrom: <sip:c@d>;tag=1\nCall-ID: w1\nCSeq: 1 INVITE\n\n",
+		"INVITE sip:2001:db8::10 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.5;branch=z9hG4bKw2\nTo: <sip:a@b>\nFrom: <sip:c@d>;tag=1\nCall-ID: w2\nCSeq: 1 INVITE\n\n",
+		"INVITE sip:a@[2001:db8::10]?x=y SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.5;branch=z9hG4bKw3\nTo: <sip:a@b>\nFrom: <sip:c@d>;tag=1\nCall-ID: w3\nCSeq: 1 INVITE\n\n",
+		"INVITE sip:a@b SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.5;branch=z9hG4bKw4\nTo: A (x) <sip:a@b>\nFrom: \"C\\\x00\" <sip:c@d>;tag=1\ni: w4\nCall-ID: w4\nCSeq: 1 INVITE\nl: 0\nContent-Length: 0\n\n",
+		"INVITE sip:a@b SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.5;branch=z9hG4bKw5\nTo: <sip:a@b>, <sip:e@f>\nFrom: sip:c d@e;tag=1\nCall-ID: w5, w6\nCSeq: 1 INVITE, 2 INVITE\nMax-Forwards: 70, 69\n\n",
+		"X.Y-Z! sip:a@b SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.5;branch=z9hG4bKw6\nTo: \"A, B\" <sip:a,b@c>\nFrom: \"C\" <sip:c@d>;tag=1\nCall-ID: w6\nCSeq: 1 X.Y-Z!\n\n",
+		"\r\n\r\n",
+	} {
+		f.Add(crlf(s), false)
+	}
+	for _, ruri := range []string{"sip:a@0.0.0.0", "sip:a@[ff02::1]", "sip:a@255.255.255.255", "sip:a@198.51.100.7;maddr=239.1.1.1"} {
+		f.Add(crlf("INVITE "+ruri+" SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.21;branch=z9hG4bKu1\nTo: <sip:a@b>\nFrom: <sip:c@d>;tag=2\nCall-ID: u\nCSeq: 1 INVITE\n\n"), true)
+	}
 	out := &fastpath.Output{Buf: make([]byte, 0, e.OutputBufferSize())}
 	f.Fuzz(func(t *testing.T, in []byte, fromUpstream bool) {
 		from := fzFrom
@@ -166,7 +181,28 @@ func FuzzRewriteRequest(f *testing.F) {
 		if !fromUpstream && out.To != fzUp1 && out.To != fzUp2 {
 			t.Fatalf("a client's request went to %v, not an upstream", out.To)
 		}
+		checkWellFormed(t, &mo, out.To, out.Buf)
 	})
+}
+
+// checkWellFormed fails when a forwarded request is one Viaduct must refuse
+// (see "What Viaduct refuses" in the README) or goes where Viaduct never
+// sends.
+func checkWellFormed(t *testing.T, m *parser.Message, to netip.AddrPort, b []byte) {
+	t.Helper()
+	var u parser.URI
+	if err := m.ParseRequestURI(&u); err != nil {
+		t.Fatalf("forwarded a request whose Request-URI is refused (%v):\n%q", err, b)
+	}
+	if err := m.CheckFrom(); err != nil {
+		t.Fatalf("forwarded a request whose From is refused (%v):\n%q", err, b)
+	}
+	if _, err := m.To(); err != nil {
+		t.Fatalf("forwarded a request whose To is refused (%v):\n%q", err, b)
+	}
+	if a := to.Addr(); a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		t.Fatalf("forwarded to %v:\n%q", to, b)
+	}
 }
 
 // FuzzRewriteResponse forwards a request through Viaduct, builds a response
