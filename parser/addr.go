@@ -191,12 +191,13 @@ func tagAt(p []byte, i int) []byte {
 	if i+3 > len(p) || p[i]|0x20 != 't' || p[i+1]|0x20 != 'a' || p[i+2]|0x20 != 'g' {
 		return nil
 	}
-	i = skipWS(p, i+3)
-	if i == len(p) || p[i] == ';' {
-		return p[i:i]
+	i += 3
+	if i < len(p) && p[i] != '=' && p[i] != ';' && !isWS(p[i]) {
+		return nil // a longer name ("tagx")
 	}
-	if p[i] != '=' {
-		return nil // a longer name ("tagx") or junk
+	i = skipWS(p, i)
+	if i == len(p) || p[i] != '=' {
+		return p[i:i] // no value
 	}
 	i = skipWS(p, i+1)
 	if i < len(p) && p[i] == '"' {

@@ -22,12 +22,15 @@
 // Parse validates what every stateless proxy must rely on for every message:
 // the start line (SIP/2.0 only; any other version is ErrBadVersion, which a
 // proxy answers with 505), header syntax (a colon after each name, no NUL
-// byte), the presence of Via, From, To, Call-ID and CSeq, the CSeq number and
-// method (which must equal the request method), Content-Length and
+// byte, except as a quoted-pair inside a quoted string), the presence of Via,
+// From, To, Call-ID and CSeq and that none of them, Max-Forwards nor
+// Content-Length appears twice, the Call-ID's characters, the CSeq number
+// and method (which must equal the request method), Content-Length and
 // Max-Forwards as numbers, the body length, and the syntax of the top Via.
-// Everything else is checked by the accessor that reads it: From and To
-// report an unterminated quote or angle bracket, the Via iterator reports a
-// malformed lower Via, and so on.
+// Everything else is checked by the accessor that reads it: From, To and
+// CheckFrom report a malformed display name, white space in the URI or a
+// second value; ParseRequestURI what RFC 3261 forbids in a Request-URI; the
+// Via iterator a malformed lower Via, and so on.
 //
 // Errors returned by Parse are always one of the *Error values declared in
 // this package, never wrapped, so a caller can compare them with == or read

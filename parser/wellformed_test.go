@@ -223,3 +223,43 @@ func TestWellFormedChecksAllocateNothing(t *testing.T) {
 		t.Errorf("%.1f allocations", n)
 	}
 }
+
+// The one-pass header parameter scan finds the tag Param finds.
+func FuzzTagMatchesParam(f *testing.F) {
+	for _, s := range []string{";tag=1", "; tag = 2 ;x", ";TAG", ";tagx=1;tag=5", ";tag", ";x=tag;tag=6"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !strings.HasPrefix(s, ";") || strings.ContainsAny(s, ", \t\r\n\"") {
+			// Not one header's parameters (they follow the URI's ';'), or
+			// quotes and white space, after which Param also reads junk
+			// that no ';' separates as a new name; the seeds and the
+			// table tests cover the valid spellings with them.
+			return
+		}
+		tag, err := scanHeaderParams([]byte(s), true)
+		if err != nil {
+			return
+		}
+		want, ok := Param([]byte(s), "tag")
+		if ok != (tag != nil) || string(want) != string(tag) {
+			t.Fatalf("%q: tag %q (%v), Param says %q (%v)", s, tag, tag != nil, want, ok)
+		}
+	})
+}
+
+func TestTagSpellings(t *testing.T) {
+	for in, want := range map[string]string{
+		";tag=1": "1", "; tag = 2 ;x": "2", ";TAG=Ab": "Ab", ";tagx=1;tag=5": "5", ";x=\"a;tag=3\";tag=4": "4",
+		";tag=\"q r\"": "\"q r\"", ";tag": "", ";tag ;x=1": "", ";x=tag": "<nil>", ";lr": "<nil>",
+	} {
+		tag, err := scanHeaderParams([]byte(in), true)
+		got := string(tag)
+		if tag == nil {
+			got = "<nil>"
+		}
+		if err != nil || got != want {
+			t.Errorf("%q: tag %q (%v), want %q", in, got, err, want)
+		}
+	}
+}
