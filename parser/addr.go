@@ -100,9 +100,8 @@ func parseNameAddr(b []byte, a *NameAddr, withTag bool) error {
 
 // parseDisplayName reads the display name at the start of b, if any, into
 // a and returns where the rest begins: the '<' of a name-addr, or 0 for an
-// addr-spec. A quoted display name must be followed by '<'; an unquoted one
-// is tokens and LWS, found in one pass over a lookup table (an addr-spec,
-// which holds ':' and cannot hold '<', is told apart by having no '<').
+// addr-spec (which cannot hold '<'). A quoted display name must be followed
+// by '<'; an unquoted one is tokens and LWS.
 func (a *NameAddr) parseDisplayName(b []byte) (int, error) {
 	if b[0] == '"' {
 		j := scanQuoted(b, 0)
@@ -116,17 +115,20 @@ func (a *NameAddr) parseDisplayName(b []byte) (int, error) {
 		}
 		return i, nil
 	}
-	j := scanRun(b, 0, &displayTable)
-	lt := j
-	if j < len(b) && b[j] != '<' {
-		k := bytes.IndexByte(b[j:], '<')
-		if k < 0 {
-			return 0, nil // an addr-spec
+	lt := bytes.IndexByte(b, '<')
+	if lt < 0 {
+		return 0, nil // an addr-spec
+	}
+	bad := false
+	for _, c := range b[:lt] {
+		if displayTable[c] == 0 {
+			if c == '"' {
+				return 0, ErrBadNameAddr
+			}
+			bad = true
 		}
-		lt = j + k
-		if bytes.IndexByte(b[:lt], '"') >= 0 {
-			return 0, ErrBadNameAddr
-		}
+	}
+	if bad {
 		return 0, ErrBadDisplayName
 	}
 	if d := trimWS(b[:lt]); len(d) > 0 {
@@ -153,6 +155,12 @@ var displayTable = func() (t [256]uint8) {
 // are tokens, hosts or quoted strings), so a second value follows:
 // ErrAddrList. Runs of other bytes are skipped four at a time.
 func scanHeaderParams(p []byte, withTag bool) (tag []byte, err error) {
+	if !hasQuoteOrComma(p) {
+		if withTag {
+			tag = firstTag(p)
+		}
+		return tag, nil
+	}
 	for i := scanRun(p, 0, &plainParamTable); i < len(p); i = scanRun(p, i+1, &plainParamTable) {
 		switch p[i] {
 		case '"':
@@ -170,6 +178,43 @@ func scanHeaderParams(p []byte, withTag bool) (tag []byte, err error) {
 		}
 	}
 	return tag, nil
+}
+
+// firstTag returns the value of the first tag parameter of a list that
+// holds no quoted string (see scanHeaderParams).
+func firstTag(p []byte) []byte {
+	for i := 0; i < len(p); {
+		k := bytes.IndexByte(p[i:], ';')
+		if k < 0 {
+			return nil
+		}
+		i += k + 1
+		if tag := tagAt(p, i); tag != nil {
+			return tag
+		}
+	}
+	return nil
+}
+
+// hasQuoteOrComma reports whether p holds '"' or ',', eight bytes at a
+// time: a zero byte of x ^ c shows as in belowSPOr.
+func hasQuoteOrComma(p []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	const quotes, commas = '"' * ones, ',' * ones
+	i := 0
+	for ; i+8 <= len(p); i += 8 {
+		x := load64(p[i:])
+		y, z := x^quotes, x^commas
+		if ((y-ones)&^y|(z-ones)&^z)&highs != 0 {
+			return true
+		}
+	}
+	for ; i < len(p); i++ {
+		if p[i] == '"' || p[i] == ',' {
+			return true
+		}
+	}
+	return false
 }
 
 // plainParamTable marks every byte but '"', ',' and ';'; it is never

@@ -61,34 +61,34 @@ func ParseAddrPort(b []byte) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(ip, uint16(n)), true
 }
 
-// parseIPv4 parses dotted-quad decimal (no leading zeros beyond "0").
+// parseIPv4 parses dotted-quad decimal (no leading zeros beyond "0") in one
+// pass over the bytes.
 func parseIPv4(b []byte) (a [4]byte, ok bool) {
-	i := 0
-	for k := 0; k < 4; k++ {
-		if k > 0 {
-			if i >= len(b) || b[i] != '.' {
-				return a, false
-			}
-			i++
-		}
-		n, d := 0, 0
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			if d > 0 && n == 0 {
-				return a, false // leading zero
-			}
-			n = n*10 + int(b[i]-'0')
-			d++
-			i++
-			if n > 255 {
-				return a, false
-			}
-		}
-		if d == 0 {
-			return a, false
-		}
-		a[k] = byte(n)
+	if len(b) < 7 || len(b) > 15 {
+		return a, false
 	}
-	return a, i == len(b)
+	k, n, digits := 0, 0, 0
+	for _, c := range b {
+		if c == '.' {
+			if digits == 0 || k == 3 || n > 255 {
+				return a, false
+			}
+			a[k] = byte(n)
+			k, n, digits = k+1, 0, 0
+			continue
+		}
+		d := int(c) - '0'
+		if uint(d) > 9 || (digits > 0 && n == 0) || digits == 3 {
+			return a, false // not a digit, a leading zero, or too long
+		}
+		n = n*10 + d
+		digits++
+	}
+	if digits == 0 || k != 3 || n > 255 {
+		return a, false
+	}
+	a[3] = byte(n)
+	return a, true
 }
 
 // parseIPv6 parses an RFC 4291 text address: eight groups of up to four hex
@@ -185,7 +185,7 @@ func parseIPv6(b []byte, a *[16]byte) bool {
 		for k := ellipsis; k < ellipsis+n; k++ {
 			a[k] = 0
 		}
-	} else if ellipsis >= 0 && ellipsis != 16 {
+	} else if ellipsis >= 0 {
 		return false // "::" must stand for at least one group
 	}
 	return true
