@@ -117,6 +117,7 @@ func TestRequestAORMatchesToAOR(t *testing.T) {
 		aor      string // the string whose HashKey both must have
 	}{
 		{"plain", "<sip:alice@example.com>", "sip:alice@example.com", "alice@example.com"},
+		{"README's example", "<sip:Alice@Example.COM:5060>", "sips:Alice@example.com;user=phone", "Alice@example.com"},
 		{"display name and tag in To", `"Alice" <sip:alice@example.com>;tag=9fxced76sl`, "sip:alice@example.com", "alice@example.com"},
 		{"To without angle brackets", "sip:alice@example.com", "sip:alice@example.com", "alice@example.com"},
 		{"host case", "<sip:alice@Example.COM>", "sip:alice@example.com", "alice@example.com"},
