@@ -145,6 +145,12 @@ func TestPolicy(t *testing.T) {
 	if _, err := NewPolicy(map[string]KeyRule{"INVITE": {Kind: KeyCallID, Header: "X"}}); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("call-id rule with header: error = %v", err)
 	}
+	if _, err := NewPolicy(map[string]KeyRule{"INVITE": {Kind: KeyRequestAOR}}); err != nil {
+		t.Errorf("ruri-aor rule: %v", err)
+	}
+	if _, err := NewPolicy(map[string]KeyRule{"INVITE": {Kind: numKeyKinds}}); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("unknown kind %d: error = %v", numKeyKinds, err)
+	}
 }
 
 func TestParseKeyRule(t *testing.T) {
@@ -154,6 +160,7 @@ func TestParseKeyRule(t *testing.T) {
 		" to-aor ":                    {Kind: KeyToAOR},
 		"from-uri":                    {Kind: KeyFromURI},
 		"ruri-user":                   {Kind: KeyRequestUser},
+		"RURI-AOR":                    {Kind: KeyRequestAOR},
 		"header:X-Foo":                {Kind: KeyHeader, Header: "X-Foo"},
 		"HEADER: P-Asserted-Identity": {Kind: KeyHeader, Header: "P-Asserted-Identity"},
 	}
@@ -166,7 +173,7 @@ func TestParseKeyRule(t *testing.T) {
 			t.Errorf("round trip of %q via %q = %v, %v", s, got.String(), again, err)
 		}
 	}
-	for _, s := range []string{"", "callid", "header:", "header:X Foo", "header:X:Y", "to"} {
+	for _, s := range []string{"", "callid", "header", "header:", "header:X Foo", "header:X:Y", "to", "ruri", "ruri-aor:x"} {
 		_, err := ParseKeyRule(s)
 		if !errors.Is(err, ErrInvalidKey) || !strings.Contains(err.Error(), `"`+s+`"`) {
 			t.Errorf("ParseKeyRule(%q) error = %v, want ErrInvalidKey naming the value", s, err)

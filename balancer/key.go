@@ -41,10 +41,18 @@ const (
 	KeyRequestUser
 	// KeyHeader hashes the value of the header named in KeyRule.Header.
 	KeyHeader
+	// KeyRequestAOR hashes the Request-URI's user@host, normalised exactly
+	// as KeyToAOR normalises the To URI, so that a request addressed to a
+	// user (an INVITE, a MESSAGE) reaches the registrar that KeyToAOR sent
+	// the user's REGISTERs to. CANCEL and the ACK of a non-2xx response
+	// copy the INVITE's Request-URI, so they reach its target too.
+	KeyRequestAOR
+
+	numKeyKinds // the number of kinds; not a kind
 )
 
 // String returns the config spelling of k: "call-id", "to-aor",
-// "from-uri", "ruri-user" or "header".
+// "from-uri", "ruri-user", "ruri-aor" or "header".
 func (k KeyKind) String() string {
 	switch k {
 	case KeyCallID:
@@ -55,6 +63,8 @@ func (k KeyKind) String() string {
 		return "from-uri"
 	case KeyRequestUser:
 		return "ruri-user"
+	case KeyRequestAOR:
+		return "ruri-aor"
 	case KeyHeader:
 		return "header"
 	}
@@ -80,7 +90,7 @@ func (r KeyRule) String() string {
 }
 
 // ParseKeyRule parses a key rule from config: "call-id", "to-aor",
-// "from-uri", "ruri-user" or "header:NAME" (kind names are case
+// "from-uri", "ruri-user", "ruri-aor" or "header:NAME" (kind names are case
 // insensitive; NAME must be a SIP token). Errors wrap ErrInvalidKey and
 // quote the bad value.
 func ParseKeyRule(s string) (KeyRule, error) {
@@ -92,12 +102,12 @@ func ParseKeyRule(s string) (KeyRule, error) {
 		}
 		return KeyRule{Kind: KeyHeader, Header: name}, nil
 	}
-	for k := KeyCallID; k < KeyHeader; k++ {
-		if strings.EqualFold(v, k.String()) {
+	for k := KeyCallID; k < numKeyKinds; k++ {
+		if k != KeyHeader && strings.EqualFold(v, k.String()) {
 			return KeyRule{Kind: k}, nil
 		}
 	}
-	return KeyRule{}, fmt.Errorf("%w %q: want call-id, to-aor, from-uri, ruri-user or header:NAME", ErrInvalidKey, s)
+	return KeyRule{}, fmt.Errorf("%w %q: want call-id, to-aor, from-uri, ruri-user, ruri-aor or header:NAME", ErrInvalidKey, s)
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {
@@ -197,7 +207,7 @@ func ParsePolicy(rules map[string]string) (*Policy, error) {
 
 func (r KeyRule) validate() error {
 	switch {
-	case r.Kind > KeyHeader:
+	case r.Kind >= numKeyKinds:
 		return fmt.Errorf("%w: kind %v", ErrInvalidKey, r.Kind)
 	case r.Kind == KeyHeader && !isToken(r.Header):
 		return fmt.Errorf("%w %q: header name %q is not a SIP token", ErrInvalidKey, r.String(), r.Header)

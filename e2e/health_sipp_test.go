@@ -134,13 +134,16 @@ const uasScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 `
 
-// proc is a started process, killed at the end of the test.
+// proc is a started process, killed at the end of the test with the
+// processes it forked (kamailio's workers, say): it leads its own process
+// group.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
 	done chan error
 }
 
+// start runs bin in dir with its output in dir/name.out.
 func start(t *testing.T, dir, name, bin string, args ...string) *proc {
 	t.Helper()
 	out, err := os.Create(filepath.Join(dir, name+".out"))
@@ -151,6 +154,7 @@ func start(t *testing.T, dir, name, bin string, args ...string) *proc {
 	cmd.Dir = dir
 	cmd.Stdout = out
 	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -163,7 +167,8 @@ func start(t *testing.T, dir, name, bin string, args ...string) *proc {
 	return p
 }
 
-// stop sends sig and waits (up to 5s) for the process to end.
+// stop sends sig to the process's group and waits (up to 5s) for the
+// process to end.
 func (p *proc) stop(sig syscall.Signal) {
 	select {
 	case <-p.done:
@@ -171,7 +176,8 @@ func (p *proc) stop(sig syscall.Signal) {
 		return
 	default:
 	}
-	p.cmd.Process.Signal(sig)
+	// The leader is not reaped yet: the group ID is still ours.
+	syscall.Kill(-p.cmd.Process.Pid, sig)
 	select {
 	case err := <-p.done:
 		p.done <- err
@@ -229,12 +235,22 @@ type uacResult struct {
 // `sipp -sn uac` and returns its exit code and call counts.
 func runUAC(t *testing.T, dir, sipp string, proxyPort, calls, rate int, name string, during func()) uacResult {
 	t.Helper()
+	return runSippUAC(t, dir, sipp, proxyPort, calls, rate, name, during, "-sn", "uac")
+}
+
+// runSippUAC runs sipp as a UAC through viaduct: calls calls at rate
+// calls/s of the scenario that scenario names (-sn NAME or -sf FILE,
+// followed by any further options), and returns its exit code and call
+// counts. during, if not nil, runs while the calls do.
+func runSippUAC(t *testing.T, dir, sipp string, proxyPort, calls, rate int, name string, during func(), scenario ...string) uacResult {
+	t.Helper()
 	stat := filepath.Join(dir, name+"_stat.csv")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(calls/rate+15)*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sipp, "-sn", "uac", fmt.Sprintf("127.0.0.1:%d", proxyPort),
+	args := append(append([]string(nil), scenario...), fmt.Sprintf("127.0.0.1:%d", proxyPort),
 		"-i", "127.0.0.1", "-p", strconv.Itoa(freePort(t, "udp")), "-m", strconv.Itoa(calls), "-r", strconv.Itoa(rate),
 		"-nostdin", "-recv_timeout", "4000", "-trace_stat", "-stf", stat, "-fd", "1")
+	cmd := exec.CommandContext(ctx, sipp, args...)
 	cmd.Dir = dir
 	out, err := os.Create(filepath.Join(dir, name+".out"))
 	if err != nil {
@@ -358,15 +374,7 @@ admin:
 
 	uas := []*proc{start(t, dir, "uas0", sipp, uasArgs(0)...), start(t, dir, "uas1", sipp, uasArgs(1)...)}
 	start(t, dir, "viaduct", bin, "--config", cfgPath)
-	waitFor := func(what string, limit time.Duration, cond func() bool) {
-		t.Helper()
-		for start := time.Now(); !cond(); time.Sleep(20 * time.Millisecond) {
-			if time.Since(start) > limit {
-				t.Fatalf("timed out after %v waiting for %s", limit, what)
-			}
-		}
-	}
-	waitFor("both upstreams probed up", 5*time.Second, func() bool {
+	waitFor(t, "both upstreams probed up", 5*time.Second, func() bool {
 		m := upstreams(t, adminURL)
 		return m[id(0)].ProbesOK >= 1 && m[id(1)].ProbesOK >= 1 && m[id(0)].Health == "up" && m[id(1)].Health == "up"
 	})
@@ -375,7 +383,7 @@ admin:
 	if r := runUAC(t, dir, sipp, pv, 40, 20, "uac1", nil); r.exit != 0 || r.failed != 0 || r.successful != 40 {
 		t.Fatalf("phase 1 (both up): %+v", r)
 	}
-	waitFor("counts of both UAS", 3*time.Second, func() bool {
+	waitFor(t, "counts of both UAS", 3*time.Second, func() bool {
 		return invitesReceived(t, dir, uas[0].cmd.Process.Pid) > 0 && invitesReceived(t, dir, uas[1].cmd.Process.Pid) > 0
 	})
 
@@ -398,7 +406,7 @@ admin:
 	if r := runUAC(t, dir, sipp, pv, 40, 20, "uac3", nil); r.exit != 0 || r.failed != 0 || r.successful != 40 {
 		t.Fatalf("phase 3 (uas1 dead): %+v", r)
 	}
-	waitFor("uas0 counted 40 more INVITEs", 3*time.Second, func() bool {
+	waitFor(t, "uas0 counted 40 more INVITEs", 3*time.Second, func() bool {
 		return invitesReceived(t, dir, uas[0].cmd.Process.Pid) >= before+40
 	})
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,6 +153,7 @@ func TestBalancingAllocatesNothing(t *testing.T) {
 	keys := mustPolicy(t, map[string]string{
 		"REGISTER": "to-aor", "MESSAGE": "from-uri", "INVITE": "ruri-user",
 		"PUBLISH": "header:X-Tenant", "SUBSCRIBE": "header:Subject", "FOO": "header:X-Tenant",
+		"OPTIONS": "ruri-aor",
 	})
 	hashed, hw := newTestWorker(t, func(c *Config) { c.Keys = keys })
 	var observed int
@@ -171,6 +173,10 @@ func TestBalancingAllocatesNothing(t *testing.T) {
 		{"REGISTER to-aor fallback", hw, request("REGISTER", "sip:example.com", "<tel:+15551234>", "<sip:alice@example.com>", cid), alice},
 		{"MESSAGE from-uri", hw, request("MESSAGE", "sip:bob@example.com", "<sip:bob@example.com>", "<sip:carol@Chicago.example.com>", cid), alice},
 		{"INVITE ruri-user", hw, request("INVITE", "sip:+15551234@gw.example.com;user=phone", "<sip:x@y>", "<sip:a@b>", cid), alice},
+		{"OPTIONS ruri-aor", hw, request("OPTIONS", "sip:alice@Example.COM:5060;transport=udp", "<sip:x@y>", "<sip:a@b>", cid), alice},
+		{"OPTIONS ruri-aor escaped", hw, request("OPTIONS", "sip:%61lice@example.com", "<sip:x@y>", "<sip:a@b>", cid), alice},
+		{"OPTIONS ruri-aor longer than the buffer", hw, request("OPTIONS", "sip:"+strings.Repeat("u", 600)+"@example.com", "<sip:x@y>", "<sip:a@b>", cid), alice},
+		{"OPTIONS ruri-aor fallback", hw, request("OPTIONS", "tel:+15551234", "<sip:x@y>", "<sip:a@b>", cid), alice},
 		{"PUBLISH header", hw, request("PUBLISH", "sip:p@example.com", "<sip:x@y>", "<sip:a@b>", cid, "X-Tenant: acme"), alice},
 		{"SUBSCRIBE compact header", hw, request("SUBSCRIBE", "sip:p@example.com", "<sip:x@y>", "<sip:a@b>", cid, "s: weather"), alice},
 		{"FOO header (extension method)", hw, request("FOO", "sip:p@example.com", "<sip:x@y>", "<sip:a@b>", cid, "X-Tenant: acme"), alice},

@@ -101,6 +101,114 @@ func TestKeyExtraction(t *testing.T) {
 	}
 }
 
+// ruri-aor hashes the Request-URI's AOR exactly as to-aor hashes the To
+// URI's: one AOR, however each header spells it, has one hash, so the
+// INVITE (and its CANCEL and non-2xx ACK, which copy its Request-URI) of a
+// user reaches the registrar that the user's REGISTERs reached.
+func TestRequestAORMatchesToAOR(t *testing.T) {
+	_, w := newTestWorker(t, func(c *Config) {
+		c.Keys = mustPolicy(t, map[string]string{"REGISTER": "to-aor", "INVITE": "ruri-aor", "MESSAGE": "ruri-aor"})
+	})
+	const cid = "cid-aor@host"
+	long := strings.Repeat("u", 600) // beyond the worker's buffers
+	cases := []struct {
+		name     string
+		to, ruri string // the AOR in a REGISTER's To, in an INVITE's Request-URI
+		aor      string // the string whose HashKey both must have
+	}{
+		{"plain", "<sip:alice@example.com>", "sip:alice@example.com", "alice@example.com"},
+		{"README's example", "<sip:Alice@Example.COM:5060>", "sips:Alice@example.com;user=phone", "Alice@example.com"},
+		{"display name and tag in To", `"Alice" <sip:alice@example.com>;tag=9fxced76sl`, "sip:alice@example.com", "alice@example.com"},
+		{"To without angle brackets", "sip:alice@example.com", "sip:alice@example.com", "alice@example.com"},
+		{"host case", "<sip:alice@Example.COM>", "sip:alice@example.com", "alice@example.com"},
+		{"host case in the Request-URI", "<sip:alice@example.com>", "sip:alice@EXAMPLE.com", "alice@example.com"},
+		{"port and parameters ignored", "<sip:alice@example.com:5061;transport=tcp>", "sip:alice@example.com:5060;transport=udp;user=phone;maxaddr=x", "alice@example.com"},
+		{"URI headers ignored", "<sip:alice@example.com?Subject=hi>", "sip:alice@example.com", "alice@example.com"},
+		{"sips and sip", "<sips:alice@example.com>", "sip:alice@example.com", "alice@example.com"},
+		{"sip and sips", "<sip:alice@example.com>", "sips:alice@example.com", "alice@example.com"},
+		{"password ignored", "<sip:alice@example.com>", "sip:alice:secret@example.com", "alice@example.com"},
+		{"escaped user in the Request-URI", "<sip:alice@example.com>", "sip:%61lic%65@example.com", "alice@example.com"},
+		{"escaped user in To", "<sip:%61lice@example.com>", "sip:alice@example.com", "alice@example.com"},
+		{"escaped @ in a user", "<sip:a%40b@example.com>", "sip:a%40b@example.com", "a@b@example.com"},
+		{"telephone-number user", "<sip:+15551234@gw.example.com;user=phone>", "sip:+15551234@GW.example.com;user=phone", "+15551234@gw.example.com"},
+		{"IPv6 host", "<sip:bob@[2001:DB8::1]:5060>", "sip:bob@[2001:db8::1]", "bob@2001:db8::1"},
+		{"IPv4 host", "<sip:bob@192.0.2.99>", "sip:bob@192.0.2.99:5060", "bob@192.0.2.99"},
+		{"no user part: the host alone", "<sip:Example.com>", "sip:example.com:5060", "example.com"},
+		{"longer than the worker's buffers", "<sip:" + long + "@Example.com>", "sip:" + long + "@example.COM;lr", long + "@example.com"},
+	}
+	want := func(name, method string, req []byte, aor string) {
+		t.Helper()
+		h, fb := keyOf(t, w, req)
+		if h != balancer.HashKeyString(aor) || fb {
+			t.Errorf("%s: %s hashed %x (fallback %v), want HashKey(%q) = %x", name, method, h, fb, aor, balancer.HashKeyString(aor))
+		}
+	}
+	for _, c := range cases {
+		// The REGISTER's From and the INVITE's To name other AORs: each
+		// key must come from its own header.
+		want(c.name, "REGISTER", request("REGISTER", "sip:example.com", c.to, "<sip:admin@example.org>", cid), c.aor)
+		want(c.name, "INVITE", request("INVITE", c.ruri, "<sip:other@example.net>", "<sip:caller@example.net>", cid), c.aor)
+		want(c.name, "MESSAGE", request("MESSAGE", c.ruri, "<sip:other@example.net>", "<sip:caller@example.net>", cid), c.aor)
+		want(c.name, "CANCEL", request("CANCEL", c.ruri, "<sip:other@example.net>", "<sip:caller@example.net>", cid), c.aor)
+		want(c.name, "non-2xx ACK", request("ACK", c.ruri, "<sip:other@example.net>;tag=487x", "<sip:caller@example.net>", cid), c.aor)
+	}
+
+	// The user part keeps its case (RFC 3261 19.1.4): two AORs.
+	upper, _ := keyOf(t, w, request("INVITE", "sip:Alice@example.com", "<sip:x@y>", "<sip:a@b>", cid))
+	lower, _ := keyOf(t, w, request("INVITE", "sip:alice@example.com", "<sip:x@y>", "<sip:a@b>", cid))
+	if upper == lower {
+		t.Errorf("sip:Alice@ and sip:alice@ hashed alike")
+	}
+	// A tel URI has no AOR: the Call-ID, counted as a fallback.
+	if h, fb := keyOf(t, w, request("INVITE", "tel:+15551234;phone-context=example.com", "<sip:x@y>", "<sip:a@b>", cid)); h != balancer.HashKeyString(cid) || !fb {
+		t.Errorf("tel URI: hash %x fallback %v, want the Call-ID's, counted", h, fb)
+	}
+}
+
+// Registrars that do not share their location table: with REGISTER on
+// to-aor and INVITE on ruri-aor, every user's INVITEs, with any Call-ID,
+// and their CANCELs and non-2xx ACKs reach the upstream its REGISTERs
+// reached, and the users spread over both upstreams.
+func TestRegistrarClusterAffinity(t *testing.T) {
+	_, w := newTestWorker(t, func(c *Config) {
+		c.Keys = mustPolicy(t, map[string]string{"REGISTER": "to-aor", "INVITE": "ruri-aor"})
+	})
+	seen := map[netip.AddrPort]int{}
+	for i := 0; i < 200; i++ {
+		to := fmt.Sprintf("<sip:user%d@Example.com>", i)
+		reg := request("REGISTER", "sip:example.com", to, to, fmt.Sprintf("reg-%d@phone", i), fmt.Sprintf("Contact: <sip:user%d@10.0.0.9:5060>", i))
+		a, o := handle(t, w, reg, alice)
+		if a != ActionForward {
+			t.Fatalf("REGISTER %d: %v", i, a)
+		}
+		registrar := o.To
+		seen[registrar]++
+		ruri := fmt.Sprintf("sip:user%d@example.com;transport=udp", i)
+		for j := 0; j < 3; j++ {
+			cid := fmt.Sprintf("call-%d-%d@caller", i, j)
+			callee, caller := fmt.Sprintf("<sip:user%d@example.com>", i), "<sip:caller@example.net>"
+			for _, req := range []struct {
+				method string
+				b      []byte
+			}{
+				{"INVITE", request("INVITE", ruri, callee, caller, cid)},
+				{"CANCEL", request("CANCEL", ruri, callee, caller, cid)},
+				{"non-2xx ACK", request("ACK", ruri, callee+";tag=487", caller, cid)},
+			} {
+				if a, o := handle(t, w, req.b, alice); a != ActionForward || o.To != registrar {
+					t.Fatalf("user%d, call %d: %s %v to %v, want %v (its REGISTER's upstream)", i, j, req.method, a, o.To, registrar)
+				}
+			}
+		}
+	}
+	if seen[up1] < 60 || seen[up2] < 60 {
+		t.Errorf("200 users registered %v, want both upstreams to hold users", seen)
+	}
+	if n := w.Stats().KeyFallbacks; n != 0 {
+		t.Errorf("%d key fallbacks, want 0", n)
+	}
+}
+
 // Without Keys the default policy applies: REGISTER by To AOR, the rest by
 // Call-ID.
 func TestDefaultKeys(t *testing.T) {

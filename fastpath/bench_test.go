@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/parser"
 )
 
 // sippInvite is the INVITE of SIPp's built-in uac scenario (what peerbench
@@ -130,5 +131,47 @@ func BenchmarkHandleRegisterCallID(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		w.Handle(sippRegister, sippClient, out)
+	}
+}
+
+// BenchmarkHandleInviteRequestAOR: the INVITE of BenchmarkHandleInvite
+// balanced by its Request-URI's AOR (ruri-aor: parse the Request-URI, hash
+// user@lower(host)), for the cost of the key by difference.
+func BenchmarkHandleInviteRequestAOR(b *testing.B) {
+	e, w := newTestWorker(b, func(c *Config) {
+		c.Keys, _ = balancer.ParsePolicy(map[string]string{"INVITE": "ruri-aor"})
+	})
+	out := newOutput(e)
+	b.SetBytes(int64(len(sippInvite)))
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Handle(sippInvite, sippClient, out)
+	}
+}
+
+// BenchmarkKeyHash: extracting and hashing the balancing key of an INVITE
+// already parsed, per key rule (the part of Handle a rule changes).
+func BenchmarkKeyHash(b *testing.B) {
+	for _, rule := range []string{"call-id", "to-aor", "ruri-user", "ruri-aor"} {
+		b.Run(rule, func(b *testing.B) {
+			_, w := newTestWorker(b, func(c *Config) {
+				c.Keys, _ = balancer.ParsePolicy(map[string]string{"INVITE": rule})
+			})
+			if err := parser.Parse(sippInvite, &w.m); err != nil {
+				b.Fatal(err)
+			}
+			to, err := w.m.To()
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.rt = w.e.route.Load()
+			b.ReportAllocs()
+			for b.Loop() {
+				w.keyHash(&to)
+			}
+			if n := w.Stats().KeyFallbacks; n != 0 {
+				b.Fatalf("%d key fallbacks", n)
+			}
+		})
 	}
 }

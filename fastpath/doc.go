@@ -78,13 +78,21 @@
 //     its Call-ID.
 //   - from-uri: the From URI's user@host.
 //   - ruri-user: the Request-URI's user part (a tel URI's number).
+//   - ruri-aor: the Request-URI's user@host, normalised as to-aor's: an
+//     INVITE to a user reaches the registrar that to-aor sent the user's
+//     REGISTERs to (registrars that do not share their location table).
 //   - header:NAME: the value of the first NAME header line (its compact
 //     form counts as the same header), as written.
 //
 // CANCEL and ACK always hash INVITE's key, so that they reach the INVITE's
 // upstream. Keys other than call-id suit methods that create no dialog
 // (REGISTER, MESSAGE, PUBLISH, OPTIONS): the From of a BYE the callee sends
-// is the callee, so from-uri on INVITE would split a call's requests.
+// is the callee, so from-uri on INVITE would split a call's requests. The
+// exception is ruri-aor on requests that address a registered user
+// (INVITE, SUBSCRIBE, REFER) in front of registrars that do not share
+// their location table: only the registrar holding the callee can route
+// the request, and its Record-Route keeps the rest of the dialog there
+// (in-dialog requests follow the upstream they name, below).
 //
 // AORs are hashed as user@host with the user part unescaped and the host
 // lower-cased, without scheme, port or parameters (a URI without a user

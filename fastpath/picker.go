@@ -96,6 +96,9 @@ func compilePolicy(p *balancer.Policy) keyPolicy {
 	}
 	// CANCEL and the ACK of a non-2xx response must reach the INVITE's
 	// upstream: they hash the INVITE's key, whatever the policy says.
+	// Their Request-URI, Call-ID, From and To URIs are the INVITE's (RFC
+	// 3261 9.1, 17.1.1.3; aorHash ignores the To tag), so every key but
+	// header:NAME (a header they need not copy) hashes as the INVITE's.
 	kp.byMethod[parser.MethodCANCEL] = kp.byMethod[parser.MethodINVITE]
 	kp.byMethod[parser.MethodACK] = kp.byMethod[parser.MethodINVITE]
 	return kp
@@ -181,6 +184,10 @@ func (w *Worker) keyHash(to *parser.NameAddr) uint64 {
 		}
 	case balancer.KeyRequestUser:
 		h, ok = w.ruriUserHash(m.RequestURI())
+	case balancer.KeyRequestAOR:
+		// The To AOR's normalisation: one AOR, one hash, whichever
+		// header it is read from.
+		h, ok = w.aorHash(m.RequestURI())
 	case balancer.KeyHeader:
 		if hd, found := m.FindName(r.header); found && len(hd.Value) > 0 {
 			h, ok = xxhash.Sum64(hd.Value), true
@@ -197,7 +204,9 @@ func (w *Worker) keyHash(to *parser.NameAddr) uint64 {
 // (host alone without a user part), the user part unescaped, the host
 // lower-cased, without scheme, password, port, parameters or headers. It is
 // balancer.HashKey of that string, computed without building it. Other
-// schemes, and URIs that do not parse, have no AOR here.
+// schemes, and URIs that do not parse, have no AOR here. It serves to-aor,
+// from-uri and ruri-aor alike, so that an AOR hashes the same from any of
+// them.
 func (w *Worker) aorHash(uri []byte) (uint64, bool) {
 	var u parser.URI
 	if parser.ParseURI(uri, &u) != nil || !u.IsSIP() || len(u.Host) == 0 {

@@ -95,7 +95,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	fs.Var(&listen, "listen", "UDP `ip:port` to listen on, repeatable or comma separated [listen]")
 	fs.Var(&upstreams, "upstream", "upstream `address` to balance over: ip:port, host[:port] (every A/AAAA address) or _sip._udp.DOMAIN (SRV); repeatable or comma separated [upstreams]")
 	fs.StringVar(&fc.Balance.Mode, "balance", "", "balancing `mode`: hash (consistent hashing of the key) or round-robin; default hash [balance.mode]")
-	fs.Var(&keys, "key", "`METHOD=RULE`: the key hashed for a method (* for the others): call-id, to-aor, from-uri, ruri-user or header:NAME; repeatable; default REGISTER=to-aor, *=call-id [balance.keys]")
+	fs.Var(&keys, "key", "`METHOD=RULE`: the key hashed for a method (* for the others): call-id, to-aor, from-uri, ruri-user, ruri-aor or header:NAME; repeatable; default REGISTER=to-aor, *=call-id [balance.keys]")
 	fs.StringVar(&fc.Admin.Listen, "admin-listen", "", "TCP `ip:port` of the admin HTTP API (/metrics, /healthz, /readyz, status page, upstream states: drain, disable, enable); off or empty: none; a non-loopback address needs admin.token; default 127.0.0.1:9090 [admin.listen]")
 	fs.StringVar(&fc.Admin.TokenFile, "admin-token-file", "", "`file` holding the admin API's bearer token (a systemd credential, say) [admin.token_file]")
 	fs.StringVar(&fc.Advertise, "advertise", "", "`host[:port]` put in Via and Record-Route; default: the first listen address [advertise]")

@@ -192,7 +192,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		// balance
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {mode: random}\n", `balance.mode: "random": want hash or round-robin`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {mod: hash}\n", "line 3: unknown field mod"},
-		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {REGISTER: to-uri}}\n", `balance.keys["REGISTER"]: "to-uri": want call-id, to-aor, from-uri, ruri-user or header:NAME`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {REGISTER: to-uri}}\n", `balance.keys["REGISTER"]: "to-uri": want call-id, to-aor, from-uri, ruri-user, ruri-aor or header:NAME`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {register: to-aor}}\n", `balance.keys["register"]: method names are case-sensitive: write "REGISTER"`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {CANCEL: call-id}}\n", `balance.keys["CANCEL"]: not configurable`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nbalance: {keys: {MESSAGE: \"header:X Tenant\"}}\n", `balance.keys["MESSAGE"]: "header:X Tenant": header name "X Tenant" is not a SIP token`},

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -23,6 +24,37 @@ func Sipp(t testing.TB) string {
 		t.Skip("sipp not installed (apt-get install sip-tester)")
 	}
 	return p
+}
+
+// Kamailio returns the path of the kamailio binary (Debian package
+// kamailio) and the directory of its modules (for its -L option; empty when
+// none of the usual places holds them, and kamailio's built-in default
+// applies). Without kamailio the test is skipped on a developer's machine,
+// and fails when CI=true, where .ci/run installs it.
+func Kamailio(t testing.TB) (bin, modules string) {
+	t.Helper()
+	bin, err := exec.LookPath("kamailio")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("kamailio is required when CI=true (apt-get install kamailio): %v", err)
+		}
+		t.Skip("kamailio not installed (apt-get install kamailio)")
+	}
+	for _, pattern := range []string{
+		"/usr/lib/*/kamailio/modules", // Debian and Ubuntu (multiarch)
+		"/usr/lib/kamailio/modules",
+		"/usr/lib64/kamailio/modules",
+		"/usr/local/lib/kamailio/modules",
+		"/usr/local/lib64/kamailio/modules",
+	} {
+		dirs, _ := filepath.Glob(pattern)
+		for _, d := range dirs {
+			if _, err := os.Stat(filepath.Join(d, "tm.so")); err == nil {
+				return bin, d
+			}
+		}
+	}
+	return bin, ""
 }
 
 // SyncBuffer is a bytes.Buffer that several goroutines may write and read
