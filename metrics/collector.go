@@ -41,10 +41,12 @@ type Pool interface {
 }
 
 // UpstreamStats is implemented by an engine that counts the requests it
-// balances to each upstream (*fastpath.Engine does): one count per target
-// ID hash (balancer.Target.IDHash); an ID hash appearing twice is summed.
+// balances to each upstream and the responses it relays from each
+// (*fastpath.Engine does): counts per target ID hash
+// (balancer.Target.IDHash); an ID hash appearing twice is summed.
 type UpstreamStats interface {
 	AppendUpstreamForwarded(dst []fastpath.UpstreamCount) []fastpath.UpstreamCount
+	AppendUpstreamResponses(dst []fastpath.UpstreamResponses) []fastpath.UpstreamResponses
 }
 
 // Options says where a Collector reads from. Every field may be nil: the
@@ -55,8 +57,9 @@ type Options struct {
 	Pool    Pool
 	Reloads *Reloads
 	// UpstreamStats gives the per-upstream forwarded requests
-	// (viaduct_upstream_requests_forwarded_total); nil means the Engine's
-	// when it implements UpstreamStats.
+	// (viaduct_upstream_requests_forwarded_total) and relayed responses
+	// (viaduct_upstream_responses_total); nil means the Engine's when it
+	// implements UpstreamStats.
 	UpstreamStats UpstreamStats
 }
 
@@ -76,7 +79,7 @@ type Collector struct {
 	workerDgIn, keyFallbacks, dialogRouted              *prometheus.Desc
 
 	upInfo, upUp, upAdmin, upWeight, upPriority, upSelected, upShare *prometheus.Desc
-	upForwarded, poolSelectable, poolBuilds                          *prometheus.Desc
+	upForwarded, upResponses, poolSelectable, poolBuilds             *prometheus.Desc
 
 	probes, probeFailures, passive, rtt, srtt, healthChanged, droppedReplies *prometheus.Desc
 
@@ -120,6 +123,7 @@ func New(o Options) *Collector {
 	c.upSelected = d("viaduct_upstream_selected", "Whether the balancer currently sends new dialogs (requests=new_dialog) or in-dialog requests (requests=in_dialog) to the upstream: 1 yes, 0 no.", "upstream", "requests")
 	c.upShare = d("viaduct_upstream_share_ratio", "Fraction of new dialogs the balancer assigns to the upstream (0 to 1).", "upstream")
 	c.upForwarded = d("viaduct_upstream_requests_forwarded_total", "Requests the balancer sent to the upstream, in-dialog requests that followed their dialog to it included.", "upstream")
+	c.upResponses = d("viaduct_upstream_responses_total", "Responses relayed from the upstream (by source address) towards the client, by status class (1xx..6xx).", "upstream", "class")
 	c.poolSelectable = d("viaduct_pool_selectable_targets", "Upstreams the balancer can currently choose for new dialogs (requests=new_dialog) or in-dialog requests (requests=in_dialog); 0 means such requests get 503.", "requests")
 	c.poolBuilds = d("viaduct_pool_table_builds_total", "Lookup tables the balancer has published (one per health, admin or configuration change).")
 
@@ -162,7 +166,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.localReplies, c.localResponses, c.drops,
 		c.dgIn, c.dgOut, c.bytesIn, c.bytesOut, c.kernelDrops, c.workerDgIn, c.keyFallbacks, c.dialogRouted,
 		c.upInfo, c.upUp, c.upAdmin, c.upWeight, c.upPriority, c.upSelected, c.upShare,
-		c.upForwarded, c.poolSelectable, c.poolBuilds,
+		c.upForwarded, c.upResponses, c.poolSelectable, c.poolBuilds,
 		c.probes, c.probeFailures, c.passive, c.rtt, c.srtt, c.healthChanged, c.droppedReplies,
 		c.reloads, c.reloadOK, c.reloadTime, c.configInfo, c.buildInfo,
 	} {
@@ -214,6 +218,25 @@ func MethodLabel(i int) string {
 	return "other"
 }
 
+// ClassLabel returns the class label of index k (1..6) of
+// fastpath.Stats.ResponsesForwarded and fastpath.UpstreamResponses.ByClass:
+// "1xx" ... "6xx".
+func ClassLabel(k int) string { return strconv.Itoa(k) + "xx" }
+
+// UpstreamResponsesByID returns the responses relayed from each upstream
+// by class, keyed by target ID hash, summing any ID hash reported twice.
+func UpstreamResponsesByID(us UpstreamStats) map[uint64][7]uint64 {
+	m := map[uint64][7]uint64{}
+	for _, r := range us.AppendUpstreamResponses(nil) {
+		sum := m[r.IDHash]
+		for k, n := range r.ByClass {
+			sum[k] += n
+		}
+		m[r.IDHash] = sum
+	}
+	return m
+}
+
 func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 	per := c.o.Engine.WorkerStats(nil)
 	listen := c.o.Engine.ListenAddrs()
@@ -241,7 +264,7 @@ func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 	counter(ch, c.reqForwarded, sum.RequestsForwarded)
 	counter(ch, c.respReceived, sum.ResponsesReceived)
 	for k := 1; k < len(sum.ResponsesForwarded); k++ {
-		counter(ch, c.respForwarded, sum.ResponsesForwarded[k], strconv.Itoa(k)+"xx")
+		counter(ch, c.respForwarded, sum.ResponsesForwarded[k], ClassLabel(k))
 	}
 	for i, v := range sum.LocalReplies {
 		counter(ch, c.localReplies, v, strconv.Itoa(fastpath.LocalCode(i).Status()))
@@ -266,11 +289,13 @@ func (c *Collector) collectPool(ch chan<- prometheus.Metric, tab *balancer.Table
 	n, _ = tab.Live(true)
 	gauge(ch, c.poolSelectable, float64(n), "in_dialog")
 	var fwd map[uint64]uint64
+	var resp map[uint64][7]uint64
 	if c.o.UpstreamStats != nil {
 		fwd = map[uint64]uint64{}
 		for _, u := range c.o.UpstreamStats.AppendUpstreamForwarded(nil) {
 			fwd[u.IDHash] += u.Count
 		}
+		resp = UpstreamResponsesByID(c.o.UpstreamStats)
 	}
 	for _, t := range tab.Snapshot() {
 		id := t.ID
@@ -286,6 +311,10 @@ func (c *Collector) collectPool(ch chan<- prometheus.Metric, tab *balancer.Table
 		gauge(ch, c.upShare, t.Share, id)
 		if fwd != nil {
 			counter(ch, c.upForwarded, fwd[t.IDHash()], id)
+			byClass := resp[t.IDHash()]
+			for k := 1; k < len(byClass); k++ {
+				counter(ch, c.upResponses, byClass[k], id, ClassLabel(k))
+			}
 		}
 	}
 }
