@@ -77,6 +77,7 @@ type Collector struct {
 	localReplies, localResponses, drops                 *prometheus.Desc
 	dgIn, dgOut, bytesIn, bytesOut, kernelDrops         *prometheus.Desc
 	workerDgIn, keyFallbacks, dialogRouted              *prometheus.Desc
+	dropLogSuppressed                                   *prometheus.Desc
 
 	upInfo, upUp, upAdmin, upWeight, upPriority, upSelected, upShare *prometheus.Desc
 	upForwarded, upResponses, poolSelectable, poolBuilds             *prometheus.Desc
@@ -113,6 +114,7 @@ func New(o Options) *Collector {
 	c.kernelDrops = d("viaduct_kernel_receive_drops_total", "Datagrams the kernel dropped on Viaduct's sockets (receive buffer full).")
 	c.keyFallbacks = d("viaduct_balance_key_fallbacks_total", "Balanced requests that lacked the key configured for their method and were hashed on their Call-ID instead.")
 	c.dialogRouted = d("viaduct_balance_dialog_routed_total", "In-dialog requests sent to the upstream their next Route or Request-URI names instead of the one balancing would pick.")
+	c.dropLogSuppressed = d("viaduct_drop_log_lines_suppressed_total", "Debug log lines about dropped and refused messages suppressed by the rate limit (fastpath.DropLogRate lines a second); 0 unless log_level is debug.")
 	c.workerDgIn = d("viaduct_worker_datagrams_received_total", "UDP datagrams received per worker socket (how SO_REUSEPORT spreads the traffic).", "listen", "worker")
 
 	c.upInfo = d("viaduct_upstream_info", "Configured upstream targets (value 1), with their address and transport.", "upstream", "address", "transport")
@@ -165,6 +167,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.requests, c.reqForwarded, c.respReceived, c.respForwarded,
 		c.localReplies, c.localResponses, c.drops,
 		c.dgIn, c.dgOut, c.bytesIn, c.bytesOut, c.kernelDrops, c.workerDgIn, c.keyFallbacks, c.dialogRouted,
+		c.dropLogSuppressed,
 		c.upInfo, c.upUp, c.upAdmin, c.upWeight, c.upPriority, c.upSelected, c.upShare,
 		c.upForwarded, c.upResponses, c.poolSelectable, c.poolBuilds,
 		c.probes, c.probeFailures, c.passive, c.rtt, c.srtt, c.healthChanged, c.droppedReplies,
@@ -280,6 +283,7 @@ func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 	counter(ch, c.kernelDrops, sum.KernelDrops)
 	counter(ch, c.keyFallbacks, sum.KeyFallbacks)
 	counter(ch, c.dialogRouted, sum.DialogRouted)
+	counter(ch, c.dropLogSuppressed, sum.DropLogsSuppressed)
 }
 
 func (c *Collector) collectPool(ch chan<- prometheus.Metric, tab *balancer.Table) {

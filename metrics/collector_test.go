@@ -18,6 +18,7 @@ import (
 	"github.com/viaduct-sip/viaduct/bench/load"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/parser"
 )
@@ -601,5 +602,40 @@ func TestUpstreamResponses(t *testing.T) {
 	s := e.Stats()
 	if want := [7]uint64{1: uint64(2*nOK + nBad), 2: uint64(2 * nOK), 5: uint64(nBad)}; s.ResponsesForwarded != want {
 		t.Errorf("engine relayed %v, want %v", s.ResponsesForwarded, want)
+	}
+}
+
+// TestDropLogSuppressed floods a real engine logging at debug level with
+// forged responses: the drops the rate limit kept out of the log are
+// exported.
+func TestDropLogSuppressed(t *testing.T) {
+	var log testenv.SyncBuffer
+	e, err := fastpath.New(fastpath.Config{
+		Listen:    []netip.AddrPort{loopback},
+		Workers:   1,
+		Upstreams: []netip.AddrPort{closedPort(t)},
+	}, slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	proxy := e.ListenAddrs()[0]
+	const flood = 50
+	var msgs []string
+	for i := range flood {
+		msgs = append(msgs, fmt.Sprintf("SIP/2.0 200 OK\nVia: SIP/2.0/UDP %s;branch=z9hG4bKvd1forged\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-x\nFrom: <sip:a@example.com>;tag=1\nTo: <sip:b@example.com>;tag=2\nCall-ID: forged-%d\nCSeq: 1 INVITE\nContent-Length: 0\n\n", proxy, i))
+	}
+	sendRaw(t, proxy, msgs...)
+	lines := func() uint64 { return uint64(strings.Count(log.String(), "msg=\"message dropped\"")) }
+	waitStats(t, e, "every drop logged or suppressed", func(s fastpath.Stats) bool {
+		return s.Drops[fastpath.DropForgedResponse] == flood && lines()+s.DropLogsSuppressed == flood
+	})
+	col := metrics.New(metrics.Options{Engine: e})
+	got := testutil.ToFloat64(constCollector(t, col, "viaduct_drop_log_lines_suppressed_total"))
+	if want := float64(flood - lines()); got != want || got == 0 {
+		t.Errorf("exported %v suppressed lines, want %v (%d of %d drops logged)", got, want, lines(), flood)
 	}
 }
