@@ -18,7 +18,8 @@ import (
 // DropLogRate/W lines a second with bursts of max(1, DropLogRate/W) lines,
 // so no lock is shared and a flood cannot fill the disk. A line logged
 // after some were suppressed says how many ("suppressed"), and
-// Stats.DropLogsSuppressed counts them.
+// Stats.DropLogsSuppressed counts them. The logger's level is read when
+// the engine starts; workers made by NewWorker log nothing.
 const DropLogRate = 10
 
 // The longest attacker-supplied values a drop log line carries (bytes of
