@@ -87,8 +87,9 @@ type Options struct {
 	// Pool adds weight, priority and selection to the upstreams, and
 	// /readyz requires one of its targets to take new dialogs.
 	Pool Pool
-	// Forwarded adds the requests forwarded to each upstream; nil means
-	// the Engine's when it implements metrics.UpstreamStats.
+	// Forwarded adds the requests forwarded to each upstream (and, on the
+	// status page, the responses relayed from each); nil means the
+	// Engine's when it implements metrics.UpstreamStats.
 	Forwarded metrics.UpstreamStats
 	// Engine gives the status page its counters.
 	Engine Engine

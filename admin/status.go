@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/metrics"
 )
@@ -47,7 +48,7 @@ th{background:#f3f3f3}
 
 <h2>Upstreams</h2>
 {{if .Upstreams}}<table>
-<tr><th>ID</th><th>Address</th><th>Health</th><th>Admin</th><th>Weight</th><th>Priority</th><th>New dialogs</th><th>Share</th><th>RTT ms (avg)</th><th>Probes ok / sent</th><th>Timeouts</th><th>Bad code</th>{{if .Forwarded}}<th>Forwarded</th>{{end}}</tr>
+<tr><th>ID</th><th>Address</th><th>Health</th><th>Admin</th><th>Weight</th><th>Priority</th><th>New dialogs</th><th>Share</th><th>RTT ms (avg)</th><th>Probes ok / sent</th><th>Timeouts</th><th>Bad code</th>{{if .Forwarded}}<th>Forwarded</th><th title="responses relayed from the upstream (by source address), by status class">Responses relayed</th>{{end}}</tr>
 {{range .Upstreams}}<tr>
 <td>{{.ID}}</td><td>{{.Address}}</td>
 <td><span class="{{.Health}}">{{.Health}}</span>{{if .HealthReason}} <span class="muted">({{.HealthReason}}, since {{isoTime .HealthSince}})</span>{{end}}</td>
@@ -59,6 +60,7 @@ th{background:#f3f3f3}
 <td class="n">{{.ProbesOK}} / {{.ProbesSent}}</td>
 <td class="n">{{.ProbeTimeouts}}</td><td class="n">{{.ProbeBadCode}}</td>
 {{if .RequestsForwarded}}<td class="n">{{deref .RequestsForwarded}}</td>{{end}}
+{{if .Responses}}<td class="n">{{range $i, $c := .Responses.Classes}}{{if $i}} · {{end}}<span class="{{if $c.Alert}}down{{end}}">{{$c.Name}}&nbsp;{{$c.Value}}</span>{{else}}<span class="muted">none</span>{{end}}</td>{{end}}
 </tr>
 {{end}}</table>
 {{else}}<p class="muted">no upstream configured</p>{{end}}
@@ -105,9 +107,62 @@ type statusData struct {
 	NotReady  []string
 	Uptime    string
 	Config    *metrics.ReloadStats
-	Upstreams []Upstream
+	Upstreams []statusUpstream
 	Forwarded bool
 	Stats     *statusCounters
+}
+
+// statusUpstream is one row of the upstream table.
+type statusUpstream struct {
+	Upstream
+	// Responses are the responses relayed from the upstream; nil when
+	// the engine does not count them.
+	Responses *responseClasses
+}
+
+// responseClasses are the non-zero response counts of one upstream by
+// class, 5xx flagged.
+type responseClasses struct {
+	Classes []classCount
+}
+
+// classCount is the count of one status class; Alert marks server
+// failures (5xx).
+type classCount struct {
+	Name  string
+	Value uint64
+	Alert bool
+}
+
+// statusUpstreams returns the upstreams with the responses relayed from
+// each, when the engine counts them.
+func (h *Handler) statusUpstreams() []statusUpstream {
+	ups := h.upstreams()
+	out := make([]statusUpstream, len(ups))
+	var resp map[uint64][7]uint64
+	var tab *balancer.Table
+	if h.fwd != nil && h.pool != nil {
+		resp = metrics.UpstreamResponsesByID(h.fwd)
+		tab = h.pool.Table()
+	}
+	for i, u := range ups {
+		out[i].Upstream = u
+		if resp == nil {
+			continue
+		}
+		var byClass [7]uint64
+		if t, ok := tab.ByID(u.ID); ok {
+			byClass = resp[t.IDHash()]
+		}
+		rc := new(responseClasses)
+		for k := 1; k < len(byClass); k++ {
+			if n := byClass[k]; n > 0 {
+				rc.Classes = append(rc.Classes, classCount{metrics.ClassLabel(k), n, k == 5})
+			}
+		}
+		out[i].Responses = rc
+	}
+	return out
 }
 
 // named is one labelled count.
@@ -135,7 +190,7 @@ func countersOf(s fastpath.Stats) *statusCounters {
 	for k := 1; k < len(s.ResponsesForwarded); k++ {
 		if n := s.ResponsesForwarded[k]; n > 0 {
 			c.ResponsesForwarded += n
-			c.Classes = append(c.Classes, named{strconv.Itoa(k) + "xx", n})
+			c.Classes = append(c.Classes, named{metrics.ClassLabel(k), n})
 		}
 	}
 	for i, n := range s.LocalReplies {
@@ -174,7 +229,7 @@ func (h *Handler) statusPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if h.ups != nil || h.pool != nil {
-		d.Upstreams = h.upstreams()
+		d.Upstreams = h.statusUpstreams()
 		d.Forwarded = h.fwd != nil && h.pool != nil
 	}
 	if h.eng != nil {

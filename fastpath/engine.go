@@ -317,6 +317,7 @@ type Worker struct {
 	rr      uint64   // round-robin cursor (balancer.Table.Select)
 	rt      *routing // the engine's routing, loaded at the start of each request
 	up      *upCounters
+	dlog    *dropLog // nil unless the logger is enabled at debug level (socket workers only)
 
 	// socket loop (nil for workers made by NewWorker)
 	conn   *udp.Conn   // the socket this worker reads
@@ -466,6 +467,7 @@ func (e *Engine) bindLocked(ctx context.Context) error {
 		for wi := 0; wi < nw; wi++ {
 			w := e.newWorker(li)
 			w.conn = conns[li][wi]
+			w.dlog = e.newDropLog(w.c, nw*len(e.listen))
 			w.peers = make([]*udp.Conn, len(e.listen))
 			w.outs = make([]*udp.Batch, len(e.listen))
 			for lj := range e.listen {
@@ -572,12 +574,18 @@ func (w *Worker) batch(n int) bool {
 				w.c.dgOut.inc()
 			} else {
 				w.c.drops[DropSendError].inc()
+				if w.dlog != nil {
+					w.dlog.logSendError(msg.Buf[:msg.N], msg.Addr, msg.Err)
+				}
 			}
 			msg.Buf = nil
 		}
 		if err != nil && !errors.Is(err, net.ErrClosed) {
 			w.e.log.Debug("socket error", "listen", w.e.listen[li], "err", err)
 		}
+	}
+	if w.dlog != nil {
+		w.dlog.logBatch(w.in.Msgs[:n], w.outv[:n])
 	}
 	return true
 }

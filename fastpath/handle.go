@@ -845,6 +845,7 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 	out.To = dest
 	out.Listen = sendListen
 	w.c.respClass(m.StatusCode())
+	w.countUpstreamResponse(from, m.StatusCode())
 	return ActionForward
 }
 

@@ -108,6 +108,10 @@ type Stats struct {
 	// their next hop (next Route, else Request-URI) names, instead of the
 	// one balancing would pick (see Config.Upstreams).
 	DialogRouted uint64
+	// DropLogsSuppressed counts the debug log lines about dropped and
+	// refused messages that the rate limit suppressed (see DropLogRate);
+	// always 0 when the logger is not enabled at debug level.
+	DropLogsSuppressed uint64
 }
 
 // Add adds every counter of o to s.
@@ -134,6 +138,7 @@ func (s *Stats) Add(o *Stats) {
 	s.KernelDrops += o.KernelDrops
 	s.KeyFallbacks += o.KeyFallbacks
 	s.DialogRouted += o.DialogRouted
+	s.DropLogsSuppressed += o.DropLogsSuppressed
 }
 
 // counter is a counter with a single writer (its worker goroutine) and any
@@ -166,7 +171,9 @@ type counters struct {
 	kernelDrop   counter
 	keyFallback  counter
 	dialogRouted counter
-	_            [64]byte
+	// dropLogSuppressed is written by the worker's dropLog.
+	dropLogSuppressed counter
+	_                 [64]byte
 }
 
 func (c *counters) method(m parser.Method) {
@@ -208,4 +215,5 @@ func (c *counters) snapshot(s *Stats) {
 	s.KernelDrops = c.kernelDrop.load()
 	s.KeyFallbacks = c.keyFallback.load()
 	s.DialogRouted = c.dialogRouted.load()
+	s.DropLogsSuppressed = c.dropLogSuppressed.load()
 }

@@ -3,6 +3,7 @@ package fastpath
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,5 +165,197 @@ func TestEngineAppendUpstreamForwarded(t *testing.T) {
 	}
 	if sum != 2*calls {
 		t.Errorf("counted %d requests, want %d", sum, 2*calls)
+	}
+	// Every INVITE got 100, 180 and 200 and every BYE 200 from the
+	// upstream that took it, and the client got them all (expect): each
+	// target's classes follow from the requests it received.
+	resp := map[uint64][7]uint64{}
+	for _, r := range e.AppendUpstreamResponses(nil) {
+		if _, dup := resp[r.IDHash]; dup {
+			t.Errorf("ID hash %x reported twice", r.IDHash)
+		}
+		resp[r.IDHash] = r.ByClass
+	}
+	var all [7]uint64
+	for i, r := range []*responder{u1, u2} {
+		var inv, bye uint64
+		for _, req := range r.requests() {
+			switch {
+			case strings.HasPrefix(req, "INVITE "):
+				inv++
+			case strings.HasPrefix(req, "BYE "):
+				bye++
+			}
+		}
+		tg := tab.Target(i)
+		if want := [7]uint64{1: 2 * inv, 2: inv + bye}; resp[tg.IDHash()] != want {
+			t.Errorf("%s: responses by class %v, want %v", tg.ID, resp[tg.IDHash()], want)
+		}
+		for c, n := range resp[tg.IDHash()] {
+			all[c] += n
+		}
+	}
+	if s := e.Stats(); all != s.ResponsesForwarded {
+		t.Errorf("per-upstream responses add up to %v, the engine relayed %v", all, s.ResponsesForwarded)
+	}
+}
+
+// respCounts returns a worker's per-upstream response counts by ID hash.
+func respCounts(w *Worker) map[uint64][7]uint64 {
+	m := map[uint64][7]uint64{}
+	for _, r := range w.up.appendResponsesTo(nil) {
+		m[r.IDHash] = r.ByClass
+	}
+	return m
+}
+
+// Relayed responses are counted per upstream by status class, the upstream
+// being the one whose address the response comes from. Responses from an
+// address that is no upstream, dropped responses and responses to
+// Viaduct's own requests are not counted.
+func TestUpstreamResponsesByClass(t *testing.T) {
+	e, w := newTestWorker(t, nil)
+	_, inv := handle(t, w, invite3261, alice)
+	if inv.To != up1 && inv.To != up2 {
+		t.Fatalf("INVITE went to %v", inv.To)
+	}
+	other := up2
+	if inv.To == up2 {
+		other = up1
+	}
+	out := newOutput(e)
+	relay := func(status string, from netip.AddrPort, want Action) {
+		t.Helper()
+		if a := w.Handle(respond(t, inv.Buf, status, "a6c85cf"), from, out); a != want {
+			t.Fatalf("%s from %v: %v (%v), want %v", status, from, a, out.Drop, want)
+		}
+	}
+	for _, s := range []string{"100 Trying", "180 Ringing", "183 Session Progress", "200 OK", "302 Moved", "486 Busy Here", "503 Service Unavailable", "503 Service Unavailable", "603 Decline"} {
+		relay(s, inv.To, ActionForward)
+	}
+	relay("500 Server Internal Error", other, ActionForward) // the MAC is in the Via, not the source: relayed, counted for other
+	relay("200 OK", alice, ActionForward)                    // no upstream there: relayed, not counted per upstream
+	forged := replace(respond(t, inv.Buf, "503 Service Unavailable", "x"), "192.0.2.10:5060", "192.0.2.11:5060")
+	if a := w.Handle(forged, inv.To, out); a != ActionDrop {
+		t.Fatalf("forged 503: %v", a)
+	}
+
+	tab := e.Pool().Table()
+	to, _ := tab.ByAddr(inv.To)
+	ot, _ := tab.ByAddr(other)
+	got := respCounts(w)
+	if want := [7]uint64{0, 3, 1, 1, 1, 2, 1}; got[to.IDHash()] != want {
+		t.Errorf("%s: %v, want %v", to.ID, got[to.IDHash()], want)
+	}
+	if want := [7]uint64{5: 1}; got[ot.IDHash()] != want {
+		t.Errorf("%s: %v, want %v", ot.ID, got[ot.IDHash()], want)
+	}
+	if len(got) != 2 {
+		t.Errorf("counted for %d targets, want 2: %v", len(got), got)
+	}
+	if s := w.Stats(); s.ResponsesForwarded != [7]uint64{0, 3, 2, 1, 1, 3, 1} {
+		t.Errorf("ResponsesForwarded %v: the per-upstream counts must not replace it", s.ResponsesForwarded)
+	}
+	// Only the INVITE was balanced: a target that only answered has no
+	// request count.
+	if fwd := upCounts(w); len(fwd) != 1 || fwd[to.IDHash()] != 1 {
+		t.Errorf("requests forwarded per target %v, want only %s: 1", fwd, to.ID)
+	}
+}
+
+// With a Config.Picker there is no pool: nothing is counted per upstream.
+func TestUpstreamResponsesWithPicker(t *testing.T) {
+	p, err := balancer.NewPool([]balancer.Target{{Addr: up1, Transport: "udp", Weight: 1}}, balancer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, w := newTestWorker(t, func(c *Config) { c.Picker = PoolPicker(p) })
+	_, inv := handle(t, w, invite3261, alice)
+	if a := w.Handle(respond(t, inv.Buf, "503 Service Unavailable", "x"), up1, newOutput(e)); a != ActionForward {
+		t.Fatalf("503: %v", a)
+	}
+	if got := respCounts(w); len(got) != 0 {
+		t.Errorf("counted %v with a Picker", got)
+	}
+}
+
+// Status codes outside 100..699 are not counted; the class counters of a
+// target survive the table's growth.
+func TestUpCountersResponses(t *testing.T) {
+	u := newUpCounters(1)
+	for _, s := range []int{0, 99, 700, 999} {
+		u.incResponse(42, s)
+	}
+	if got := u.appendResponsesTo(nil); len(got) != 0 {
+		t.Errorf("out-of-range status codes counted: %v", got)
+	}
+	u.incResponse(42, 503)
+	u.incResponse(42, 199)
+	for k := uint64(1); k <= 40; k++ { // grows the table several times
+		u.inc(k << 10)
+	}
+	got := u.appendResponsesTo(nil)
+	if len(got) != 1 || got[0].IDHash != 42 || got[0].ByClass != [7]uint64{1: 1, 5: 1} {
+		t.Errorf("after growth: %v", got)
+	}
+	for _, c := range u.appendTo(nil) {
+		if c.IDHash == 42 {
+			t.Errorf("a target with responses only is listed with %d requests", c.Count)
+		}
+	}
+}
+
+// BenchmarkCountUpstreamResponse: what counting a relayed response per
+// upstream adds to the response path, with responses from one upstream,
+// alternating between two, and from an address that is no upstream.
+func BenchmarkCountUpstreamResponse(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		from [2]netip.AddrPort
+	}{
+		{"one", [2]netip.AddrPort{up1, up1}},
+		{"two", [2]netip.AddrPort{up1, up2}},
+		{"client", [2]netip.AddrPort{alice, alice}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			_, w := newTestWorker(b, nil)
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				w.countUpstreamResponse(bc.from[i&1], 200)
+			}
+		})
+	}
+}
+
+// The worker's cache of response sources follows the pool: after a reload
+// gives an address to a target with another ID, its responses count for
+// that target.
+func TestUpstreamResponsesAfterReload(t *testing.T) {
+	e, w := newTestWorker(t, func(c *Config) {
+		c.Upstreams = nil
+		c.Targets = []balancer.Target{{ID: "old", Addr: up1}}
+	})
+	_, inv := handle(t, w, invite3261, alice)
+	out := newOutput(e)
+	resp := respond(t, inv.Buf, "503 Service Unavailable", "x")
+	if a := w.Handle(resp, up1, out); a != ActionForward {
+		t.Fatalf("503: %v", a)
+	}
+	if err := e.Update([]balancer.Target{{ID: "new", Addr: up1}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if a := w.Handle(resp, up1, out); a != ActionForward {
+		t.Fatalf("503 after the reload: %v", a)
+	}
+	got := respCounts(w)
+	tab := e.Pool().Table()
+	nt, _ := tab.ByID("new")
+	old, err := balancer.NewPool([]balancer.Target{{ID: "old", Addr: up1, Transport: "udp", Weight: 1}}, balancer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ot, _ := old.Table().ByID("old")
+	if got[ot.IDHash()][5] != 1 || got[nt.IDHash()][5] != 1 || len(got) != 2 {
+		t.Errorf("5xx by target: %v; want 1 for old (%x) and 1 for new (%x)", got, ot.IDHash(), nt.IDHash())
 	}
 }

@@ -41,10 +41,12 @@ type Pool interface {
 }
 
 // UpstreamStats is implemented by an engine that counts the requests it
-// balances to each upstream (*fastpath.Engine does): one count per target
-// ID hash (balancer.Target.IDHash); an ID hash appearing twice is summed.
+// balances to each upstream and the responses it relays from each
+// (*fastpath.Engine does): counts per target ID hash
+// (balancer.Target.IDHash); an ID hash appearing twice is summed.
 type UpstreamStats interface {
 	AppendUpstreamForwarded(dst []fastpath.UpstreamCount) []fastpath.UpstreamCount
+	AppendUpstreamResponses(dst []fastpath.UpstreamResponses) []fastpath.UpstreamResponses
 }
 
 // Options says where a Collector reads from. Every field may be nil: the
@@ -55,8 +57,9 @@ type Options struct {
 	Pool    Pool
 	Reloads *Reloads
 	// UpstreamStats gives the per-upstream forwarded requests
-	// (viaduct_upstream_requests_forwarded_total); nil means the Engine's
-	// when it implements UpstreamStats.
+	// (viaduct_upstream_requests_forwarded_total) and relayed responses
+	// (viaduct_upstream_responses_total); nil means the Engine's when it
+	// implements UpstreamStats.
 	UpstreamStats UpstreamStats
 }
 
@@ -74,9 +77,10 @@ type Collector struct {
 	localReplies, localResponses, drops                 *prometheus.Desc
 	dgIn, dgOut, bytesIn, bytesOut, kernelDrops         *prometheus.Desc
 	workerDgIn, keyFallbacks, dialogRouted              *prometheus.Desc
+	dropLogSuppressed                                   *prometheus.Desc
 
 	upInfo, upUp, upAdmin, upWeight, upPriority, upSelected, upShare *prometheus.Desc
-	upForwarded, poolSelectable, poolBuilds                          *prometheus.Desc
+	upForwarded, upResponses, poolSelectable, poolBuilds             *prometheus.Desc
 
 	probes, probeFailures, passive, rtt, srtt, healthChanged, droppedReplies *prometheus.Desc
 
@@ -110,6 +114,7 @@ func New(o Options) *Collector {
 	c.kernelDrops = d("viaduct_kernel_receive_drops_total", "Datagrams the kernel dropped on Viaduct's sockets (receive buffer full).")
 	c.keyFallbacks = d("viaduct_balance_key_fallbacks_total", "Balanced requests that lacked the key configured for their method and were hashed on their Call-ID instead.")
 	c.dialogRouted = d("viaduct_balance_dialog_routed_total", "In-dialog requests sent to the upstream their next Route or Request-URI names instead of the one balancing would pick.")
+	c.dropLogSuppressed = d("viaduct_drop_log_lines_suppressed_total", "Debug log lines about dropped and refused messages suppressed by the rate limit (fastpath.DropLogRate lines a second); 0 unless log_level is debug.")
 	c.workerDgIn = d("viaduct_worker_datagrams_received_total", "UDP datagrams received per worker socket (how SO_REUSEPORT spreads the traffic).", "listen", "worker")
 
 	c.upInfo = d("viaduct_upstream_info", "Configured upstream targets (value 1), with their address and transport.", "upstream", "address", "transport")
@@ -120,6 +125,7 @@ func New(o Options) *Collector {
 	c.upSelected = d("viaduct_upstream_selected", "Whether the balancer currently sends new dialogs (requests=new_dialog) or in-dialog requests (requests=in_dialog) to the upstream: 1 yes, 0 no.", "upstream", "requests")
 	c.upShare = d("viaduct_upstream_share_ratio", "Fraction of new dialogs the balancer assigns to the upstream (0 to 1).", "upstream")
 	c.upForwarded = d("viaduct_upstream_requests_forwarded_total", "Requests the balancer sent to the upstream, in-dialog requests that followed their dialog to it included.", "upstream")
+	c.upResponses = d("viaduct_upstream_responses_total", "Responses relayed from the upstream (by source address) towards the client, by status class (1xx..6xx).", "upstream", "class")
 	c.poolSelectable = d("viaduct_pool_selectable_targets", "Upstreams the balancer can currently choose for new dialogs (requests=new_dialog) or in-dialog requests (requests=in_dialog); 0 means such requests get 503.", "requests")
 	c.poolBuilds = d("viaduct_pool_table_builds_total", "Lookup tables the balancer has published (one per health, admin or configuration change).")
 
@@ -161,8 +167,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.requests, c.reqForwarded, c.respReceived, c.respForwarded,
 		c.localReplies, c.localResponses, c.drops,
 		c.dgIn, c.dgOut, c.bytesIn, c.bytesOut, c.kernelDrops, c.workerDgIn, c.keyFallbacks, c.dialogRouted,
+		c.dropLogSuppressed,
 		c.upInfo, c.upUp, c.upAdmin, c.upWeight, c.upPriority, c.upSelected, c.upShare,
-		c.upForwarded, c.poolSelectable, c.poolBuilds,
+		c.upForwarded, c.upResponses, c.poolSelectable, c.poolBuilds,
 		c.probes, c.probeFailures, c.passive, c.rtt, c.srtt, c.healthChanged, c.droppedReplies,
 		c.reloads, c.reloadOK, c.reloadTime, c.configInfo, c.buildInfo,
 	} {
@@ -214,6 +221,25 @@ func MethodLabel(i int) string {
 	return "other"
 }
 
+// ClassLabel returns the class label of index k (1..6) of
+// fastpath.Stats.ResponsesForwarded and fastpath.UpstreamResponses.ByClass:
+// "1xx" ... "6xx".
+func ClassLabel(k int) string { return strconv.Itoa(k) + "xx" }
+
+// UpstreamResponsesByID returns the responses relayed from each upstream
+// by class, keyed by target ID hash, summing any ID hash reported twice.
+func UpstreamResponsesByID(us UpstreamStats) map[uint64][7]uint64 {
+	m := map[uint64][7]uint64{}
+	for _, r := range us.AppendUpstreamResponses(nil) {
+		sum := m[r.IDHash]
+		for k, n := range r.ByClass {
+			sum[k] += n
+		}
+		m[r.IDHash] = sum
+	}
+	return m
+}
+
 func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 	per := c.o.Engine.WorkerStats(nil)
 	listen := c.o.Engine.ListenAddrs()
@@ -241,7 +267,7 @@ func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 	counter(ch, c.reqForwarded, sum.RequestsForwarded)
 	counter(ch, c.respReceived, sum.ResponsesReceived)
 	for k := 1; k < len(sum.ResponsesForwarded); k++ {
-		counter(ch, c.respForwarded, sum.ResponsesForwarded[k], strconv.Itoa(k)+"xx")
+		counter(ch, c.respForwarded, sum.ResponsesForwarded[k], ClassLabel(k))
 	}
 	for i, v := range sum.LocalReplies {
 		counter(ch, c.localReplies, v, strconv.Itoa(fastpath.LocalCode(i).Status()))
@@ -257,6 +283,7 @@ func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 	counter(ch, c.kernelDrops, sum.KernelDrops)
 	counter(ch, c.keyFallbacks, sum.KeyFallbacks)
 	counter(ch, c.dialogRouted, sum.DialogRouted)
+	counter(ch, c.dropLogSuppressed, sum.DropLogsSuppressed)
 }
 
 func (c *Collector) collectPool(ch chan<- prometheus.Metric, tab *balancer.Table) {
@@ -266,11 +293,13 @@ func (c *Collector) collectPool(ch chan<- prometheus.Metric, tab *balancer.Table
 	n, _ = tab.Live(true)
 	gauge(ch, c.poolSelectable, float64(n), "in_dialog")
 	var fwd map[uint64]uint64
+	var resp map[uint64][7]uint64
 	if c.o.UpstreamStats != nil {
 		fwd = map[uint64]uint64{}
 		for _, u := range c.o.UpstreamStats.AppendUpstreamForwarded(nil) {
 			fwd[u.IDHash] += u.Count
 		}
+		resp = UpstreamResponsesByID(c.o.UpstreamStats)
 	}
 	for _, t := range tab.Snapshot() {
 		id := t.ID
@@ -286,6 +315,10 @@ func (c *Collector) collectPool(ch chan<- prometheus.Metric, tab *balancer.Table
 		gauge(ch, c.upShare, t.Share, id)
 		if fwd != nil {
 			counter(ch, c.upForwarded, fwd[t.IDHash()], id)
+			byClass := resp[t.IDHash()]
+			for k := 1; k < len(byClass); k++ {
+				counter(ch, c.upResponses, byClass[k], id, ClassLabel(k))
+			}
 		}
 	}
 }

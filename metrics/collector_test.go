@@ -18,6 +18,7 @@ import (
 	"github.com/viaduct-sip/viaduct/bench/load"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/parser"
 )
@@ -533,4 +534,108 @@ func closedPort(t *testing.T) netip.AddrPort {
 	a := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	c.Close()
 	return a
+}
+
+// TestUpstreamResponses drives a real engine with calls over a healthy
+// upstream and one that answers every INVITE with 100 and 503: each
+// upstream's responses are exported by class, the failing one's 5xx
+// included, and they add up to the engine's relayed responses.
+func TestUpstreamResponses(t *testing.T) {
+	ok := startUAS(t)
+	bad, err := load.NewUAS(load.UASConfig{Listen: loopback, Workers: 1, FailRate: 1, FailCode: 503})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bad.Close() })
+	e := startEngine(t, ok.Addr(), bad.Addr())
+	col := metrics.New(metrics.Options{Engine: e, Pool: e.Pool()})
+	okID, badID := balancer.DefaultID("udp", ok.Addr()), balancer.DefaultID("udp", bad.Addr())
+
+	// Before any traffic: every upstream and class, at zero.
+	if got := gatherOne(t, col, "viaduct_upstream_responses_total"); len(got) != 12 {
+		t.Errorf("%d series before traffic, want 2 upstreams x 6 classes: %v", len(got), got)
+	}
+
+	const calls = 20
+	u, err := load.NewUAC(load.UACConfig{Target: e.ListenAddrs()[0], Sources: 1, NoRetrans: true, Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	r, err := u.Run(ctx, load.RunOptions{Rate: 500, Total: calls, Drain: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Counts.Completed+r.Counts.Failed != calls || r.Counts.Codes[503] != r.Counts.Failed {
+		t.Fatalf("%d completed, %d failed (%d with 503) of %d calls: %v", r.Counts.Completed, r.Counts.Failed, r.Counts.Codes[503], calls, r.Counts.FailedBy())
+	}
+	// A completed call went to ok (INVITE, ACK, BYE), a failed one to bad
+	// (INVITE, ACK).
+	waitStats(t, e, "every request forwarded", func(s fastpath.Stats) bool {
+		return s.RequestsForwarded == 3*r.Counts.Completed+2*r.Counts.Failed
+	})
+	fwd := gatherOne(t, col, "viaduct_upstream_requests_forwarded_total")
+	nOK, nBad := int(fwd[`upstream="`+okID+`"`])/3, int(fwd[`upstream="`+badID+`"`])/2
+	if uint64(nOK) != r.Counts.Completed || uint64(nBad) != r.Counts.Failed || nOK == 0 || nBad == 0 {
+		t.Fatalf("requests forwarded %v: want %d calls to %s and %d to %s, both some", fwd, r.Counts.Completed, okID, r.Counts.Failed, badID)
+	}
+
+	// ok: 100, 180, 200 per INVITE and 200 per BYE; bad: 100 and 503.
+	var exp strings.Builder
+	exp.WriteString("# HELP viaduct_upstream_responses_total Responses relayed from the upstream (by source address) towards the client, by status class (1xx..6xx).\n# TYPE viaduct_upstream_responses_total counter\n")
+	for _, up := range []struct {
+		id      string
+		byClass [7]int
+	}{
+		{okID, [7]int{1: 2 * nOK, 2: 2 * nOK}},
+		{badID, [7]int{1: nBad, 5: nBad}},
+	} {
+		for k := 1; k <= 6; k++ {
+			fmt.Fprintf(&exp, "viaduct_upstream_responses_total{class=\"%dxx\",upstream=%q} %d\n", k, up.id, up.byClass[k])
+		}
+	}
+	if err := testutil.CollectAndCompare(col, strings.NewReader(exp.String()), "viaduct_upstream_responses_total"); err != nil {
+		t.Error(err)
+	}
+	s := e.Stats()
+	if want := [7]uint64{1: uint64(2*nOK + nBad), 2: uint64(2 * nOK), 5: uint64(nBad)}; s.ResponsesForwarded != want {
+		t.Errorf("engine relayed %v, want %v", s.ResponsesForwarded, want)
+	}
+}
+
+// TestDropLogSuppressed floods a real engine logging at debug level with
+// forged responses: the drops the rate limit kept out of the log are
+// exported.
+func TestDropLogSuppressed(t *testing.T) {
+	var log testenv.SyncBuffer
+	e, err := fastpath.New(fastpath.Config{
+		Listen:    []netip.AddrPort{loopback},
+		Workers:   1,
+		Upstreams: []netip.AddrPort{closedPort(t)},
+	}, slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	proxy := e.ListenAddrs()[0]
+	const flood = 50
+	var msgs []string
+	for i := range flood {
+		msgs = append(msgs, fmt.Sprintf("SIP/2.0 200 OK\nVia: SIP/2.0/UDP %s;branch=z9hG4bKvd1forged\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-x\nFrom: <sip:a@example.com>;tag=1\nTo: <sip:b@example.com>;tag=2\nCall-ID: forged-%d\nCSeq: 1 INVITE\nContent-Length: 0\n\n", proxy, i))
+	}
+	sendRaw(t, proxy, msgs...)
+	lines := func() uint64 { return uint64(strings.Count(log.String(), "msg=\"message dropped\"")) }
+	waitStats(t, e, "every drop logged or suppressed", func(s fastpath.Stats) bool {
+		return s.Drops[fastpath.DropForgedResponse] == flood && lines()+s.DropLogsSuppressed == flood
+	})
+	col := metrics.New(metrics.Options{Engine: e})
+	got := testutil.ToFloat64(constCollector(t, col, "viaduct_drop_log_lines_suppressed_total"))
+	if want := float64(flood - lines()); got != want || got == 0 {
+		t.Errorf("exported %v suppressed lines, want %v (%d of %d drops logged)", got, want, lines(), flood)
+	}
 }

@@ -35,6 +35,7 @@
 //	viaduct_worker_datagrams_received_total{listen,worker}  counter  datagrams per worker socket (SO_REUSEPORT spread)
 //	viaduct_balance_key_fallbacks_total             counter  balanced requests lacking their method's key, hashed on Call-ID
 //	viaduct_balance_dialog_routed_total             counter  in-dialog requests sent to the upstream their next hop names
+//	viaduct_drop_log_lines_suppressed_total         counter  debug log lines on drops left out by their rate limit (fastpath.DropLogRate)
 //
 // Upstreams, from the balancer's table (every configured target, disabled
 // ones too, from the start):
@@ -47,6 +48,7 @@
 //	viaduct_upstream_selected{upstream,requests}       gauge    1 when chosen for new_dialog / in_dialog requests
 //	viaduct_upstream_share_ratio{upstream}             gauge    fraction of new dialogs assigned to it
 //	viaduct_upstream_requests_forwarded_total{upstream} counter requests sent to it (when the engine counts them)
+//	viaduct_upstream_responses_total{upstream,class}   counter  responses relayed from it (by source address), by class 1xx..6xx
 //	viaduct_pool_selectable_targets{requests}          gauge    targets selectable for new_dialog / in_dialog requests (0: 503)
 //	viaduct_pool_table_builds_total                    counter  lookup tables published (state or config changes)
 //
