@@ -138,9 +138,11 @@ func kindOf(name []byte) HeaderKind {
 // maxKindName is the length of the longest header name with a kind.
 const maxKindName = 19
 
-// kindAt classifies the header name b[p:p+n] and needs b to hold at least
-// 8 bytes from p (a header line always does: the colon and the line ending
-// follow the name). It runs for every header line, so it has no loops: a
+// kindAt classifies the header name b[p:p+n]. It reads whole words and so
+// wants b to hold at least 8 bytes from p, as a header line nearly always
+// does (the colon, the value and the line ending follow the name); a name
+// closer than that to the end of a datagram is classified through kindOf's
+// padded copy. It runs for every header line, so it has no loops: a
 // compact form is one table lookup; a long name's first eight bytes hash
 // to the only kind it can be, which word compares confirm. The compares
 // fold case only where the known name has a letter, so any bytes may be
@@ -149,8 +151,11 @@ func kindAt(b []byte, p, n int) HeaderKind {
 	if n == 1 {
 		return compactKinds[b[p]]
 	}
-	if n > maxKindName || p+8 > len(b) {
+	if n > maxKindName {
 		return KindOther
+	}
+	if p+8 > len(b) {
+		return kindOf(b[p : p+n])
 	}
 	w0, fw0 := load64(b[p:]), uint64(0)
 	if n < 8 {

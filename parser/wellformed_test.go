@@ -263,3 +263,20 @@ func TestTagSpellings(t *testing.T) {
 		}
 	}
 }
+
+// A header whose name ends less than a word before the end of the datagram
+// (no line ending after it) is still classified, so a second To there is
+// found.
+func TestShortNameAtEnd(t *testing.T) {
+	b := crlf(strings.TrimSuffix(wellFormedBase, "\n\n")) // no blank line, no final CRLF
+	var m Message
+	if err := Parse(append(b, "\r\nTo:x"...), &m); err != ErrMultipleTo {
+		t.Errorf("second To at the end: %v, want %v", err, ErrMultipleTo)
+	}
+	if err := Parse(append(b, "\r\nAllow:"...), &m); err != nil {
+		t.Fatal(err)
+	}
+	if h := m.Header(m.NumHeaders() - 1); h.Kind != KindAllow {
+		t.Errorf("last header %q: kind %v", h.Name, h.Kind)
+	}
+}
