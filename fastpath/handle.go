@@ -655,7 +655,25 @@ func sentByEnd(in []byte, m *parser.Message, v *parser.Via) int {
 
 // txKey3261 derives the transaction key of an RFC 3261 request from the
 // client's branch and sent-by (17.2.3 items 1 and 2), without the method.
+//
+// The usual branch and host fit a stack buffer and are hashed in one call;
+// the streaming digest takes longer ones. Both hash the same bytes.
 func (w *Worker) txKey3261(v *parser.Via) uint64 {
+	var buf [160]byte
+	if len(v.Branch)+len(v.Host)+7 > len(buf) {
+		return w.txKey3261Long(v)
+	}
+	b := append(buf[:0], v.Branch...)
+	b = append(b, 0)
+	for _, c := range v.Host {
+		b = append(b, lowerASCII(c))
+	}
+	b = strconv.AppendUint(b, uint64(v.Port), 10)
+	return xxhash.Sum64(b)
+}
+
+// txKey3261Long is txKey3261 for a branch and host too long for its buffer.
+func (w *Worker) txKey3261Long(v *parser.Via) uint64 {
 	d := w.xx
 	d.Reset()
 	d.Write(v.Branch)
@@ -765,8 +783,9 @@ func (w *Worker) loopHash(in []byte, ruri []byte, rs *routes, removedFirst, remo
 func (w *Worker) looped(loop uint64) bool {
 	m := &w.m
 	// Cheap necessary condition first: our branch prefix somewhere in the
-	// headers.
-	if !bytes.Contains(m.Bytes()[m.HeadersStart():m.HeadersEnd()], branchPrefixBytes) {
+	// Via lines.
+	start, end, _ := m.Span(parser.KindVia)
+	if !bytes.Contains(m.Bytes()[start:end], branchPrefixBytes) {
 		return false
 	}
 	it := m.Vias()

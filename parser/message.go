@@ -621,6 +621,16 @@ func (m *Message) Find(k HeaderKind) (Header, bool) {
 	return m.Header(int(m.first[k] - 1)), true
 }
 
+// Span returns the part of the message from the start of the first header
+// line of kind k to the end of the last one, and false when there is none:
+// where to look for something only those lines can hold.
+func (m *Message) Span(k HeaderKind) (start, end int, ok bool) {
+	if k == KindOther || k >= numKinds || m.first[k] == 0 {
+		return 0, 0, false
+	}
+	return int(m.hdrs[m.first[k]-1].line.off), int(m.hdrs[m.last[k]-1].line.end), true
+}
+
 // FindName returns the first header line whose name matches name, case
 // insensitively and counting compact forms as their long names.
 func (m *Message) FindName(name []byte) (Header, bool) {
