@@ -316,6 +316,7 @@ type Worker struct {
 	aorBuf  []byte   // user@host of an AOR key
 	rr      uint64   // round-robin cursor (balancer.Table.Select)
 	rt      *routing // the engine's routing, loaded at the start of each request
+	req     reqState // the request being handled
 	up      *upCounters
 	dlog    *dropLog // nil unless the logger is enabled at debug level (socket workers only)
 

@@ -1,0 +1,142 @@
+package fastpath
+
+import (
+	"net/netip"
+
+	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+// chooseDestination picks where the request goes. A request through the
+// Path Viaduct added to a client's REGISTER goes back to where the REGISTER
+// came from; any other request from an upstream goes to its next hop; a
+// request of an existing dialog goes to the upstream its next hop names, if
+// any; every other request to the upstream balancing picks. Clients can
+// therefore make Viaduct send nowhere but to an upstream, and nothing is
+// sent to an address Viaduct never sends to (unsafeDestination).
+func (w *Worker) chooseDestination(r *reqState) Action {
+	r.dest, r.picked, r.counted = netip.AddrPort{}, 0, false
+	dialog := inDialog(r.meth, r.to.Tag, r.rs.n)
+	switch {
+	case r.flow.IsValid():
+		r.dest = r.flow
+	case r.fromUpstream:
+		if a := w.upstreamNextHop(r); a != continueRequest {
+			return a
+		}
+	case dialog && w.e.picker == nil:
+		if t, ok := w.dialogUpstream(w.nextHopURI(r)); ok {
+			r.dest, r.picked, r.counted = t.Addr, t.IDHash(), true
+			w.c.dialogRouted.inc()
+		}
+	}
+	if !r.dest.IsValid() {
+		var ok bool
+		if r.dest, r.picked, r.counted, ok = w.pick(&r.to, dialog); !ok {
+			return w.reject(r, Local503, "No Upstream Available", DropNoUpstream)
+		}
+	}
+	if reason := unsafeDestination(r.dest.Addr()); reason != "" {
+		return w.reject(r, Local403, reason, DropUnsafeDestination)
+	}
+	if r.sendListen = w.e.listenFor(w.listen, r.dest.Addr()); r.sendListen < 0 {
+		return w.reject(r, Local503, "No Socket For Address Family", DropNoUpstream)
+	}
+	return continueRequest
+}
+
+// upstreamNextHop sets the destination of a request from an upstream: its
+// next hop (next Route, else Request-URI), an IP address or a host name the
+// NextHopResolver knows. A next hop that is Viaduct itself leaves it unset
+// (the request is balanced).
+func (w *Worker) upstreamNextHop(r *reqState) Action {
+	nh, ok := w.nextHopURI(r)
+	if !ok {
+		return w.reject(r, Local400, "Malformed Request-URI", DropParseError)
+	}
+	if isSIPScheme(nh.Scheme) && len(nh.User) == 0 && w.e.isSelf(nh.Host, nh.Port) {
+		return continueRequest
+	}
+	d, isIP := uriDest(nh)
+	if !isIP {
+		resolver := w.e.cfg.NextHops
+		if resolver == nil {
+			return w.reject(r, Local503, "Next Hop Not An IP Address", DropNoUpstream)
+		}
+		var st NextHopState
+		d, st = resolver.LookupNextHop(uriHost(nh), nh.Port)
+		switch {
+		case st == NextHopPending:
+			return w.drop(DropNextHopPending, r.out)
+		case st != NextHopFound || !d.IsValid():
+			return w.reject(r, Local503, "Next Hop Does Not Resolve", DropNoUpstream)
+		}
+	}
+	r.dest = d
+	return continueRequest
+}
+
+// dialogUpstream returns the upstream that the next hop u of an in-dialog
+// request (ok: u parsed) names by its IP address and port, when that
+// upstream still takes in-dialog requests (up, enabled or draining). Such a
+// request follows its dialog's route set or remote target to the server
+// that holds the dialog, wherever hashing its key would go now: a dialog
+// created while its key's upstream drained or was down stays with the
+// upstream that took it.
+func (w *Worker) dialogUpstream(u *parser.URI, ok bool) (*balancer.Target, bool) {
+	if !ok || !isSIPScheme(u.Scheme) {
+		return nil, false
+	}
+	d, isIP := uriDest(u)
+	if !isIP {
+		return nil, false
+	}
+	t, ok := w.e.pool.Table().ByAddr(d)
+	if !ok || !t.Selectable(true) {
+		return nil, false
+	}
+	return t, true
+}
+
+// uriHost returns the host a SIP URI designates: its maddr parameter when
+// present, else its host.
+func uriHost(u *parser.URI) []byte {
+	if maddr, ok := u.Param("maddr"); ok && len(maddr) > 0 {
+		return maddr
+	}
+	return u.Host
+}
+
+// uriDest returns the address a SIP URI designates when its host (or maddr)
+// is an IP literal; the port defaults to 5060.
+func uriDest(u *parser.URI) (netip.AddrPort, bool) {
+	ip, ok := parser.ParseIP(uriHost(u))
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	return netip.AddrPortFrom(ip, uint16(port)), true
+}
+
+// unsafeDestination returns why a message must not be sent to a, or ""
+// when it may: an unspecified address (0.0.0.0 and :: reach the local host
+// on Linux), a multicast address (RFC 2543's multicast maddr included) or
+// the IPv4 limited broadcast address. Subnet broadcast addresses cannot be
+// told apart statelessly; the sockets have no SO_BROADCAST, so the kernel
+// refuses them.
+func unsafeDestination(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return "Next Hop Is An Unspecified Address"
+	case a.IsMulticast():
+		return "Next Hop Is A Multicast Address"
+	case a == limitedBroadcast:
+		return "Next Hop Is The Broadcast Address"
+	}
+	return ""
+}
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})

@@ -1,0 +1,187 @@
+package fastpath
+
+import (
+	"net/netip"
+	"strconv"
+
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+// forward rewrites the request into r.out as RFC 3261 16.6 and 16.11 say,
+// as edits applied in one copy: Viaduct's Via on top, Record-Route and Path
+// where configured, received and rport on the previous hop's Via, and
+// Max-Forwards decremented; then it fills in the branch's MAC over the
+// previous hop's via-parm exactly as forwarded.
+func (w *Worker) forward(r *reqState) Action {
+	viaLine, _ := w.m.Find(parser.KindVia)
+	viaAt := viaLine.Start
+	w.addOurVia(r, viaAt)
+	w.addRecordRoute(r, viaAt)
+	w.addPath(r, viaAt)
+	w.topViaEdits(&w.m, r.in, r.top, r.from, &w.edits)
+	w.maxForwardsEdit(r.in)
+
+	out := r.out
+	out.Buf = w.edits.apply(out.Buf[:0], r.in)
+	a, b := w.edits.outPos(r.top.Start), w.edits.outPos(r.top.End)
+	branchAt := w.edits.outPosStrict(viaAt) + len(w.e.viaPrefix[r.sendListen])
+	sum := w.mac.mac(out.Buf[branchAt:branchAt+offMAC], out.Buf[a:b])
+	appendB32(out.Buf[branchAt+offMAC:branchAt+offMAC], sum, macDigits)
+
+	out.To = r.dest
+	out.Listen = r.sendListen
+	w.c.reqFwd.inc()
+	if r.counted {
+		w.up.inc(r.picked)
+	}
+	return ActionForward
+}
+
+// addOurVia inserts Viaduct's Via above the first Via line, with the
+// branch's MAC left to fill in once the output exists.
+func (w *Worker) addOurVia(r *reqState, viaAt int) {
+	sp := len(w.scratch)
+	w.scratch = append(w.scratch, w.e.viaPrefix[r.sendListen]...)
+	w.scratch = w.mac.appendBranchNoMAC(w.scratch, w.listen, r.key, r.loop)
+	w.scratch = append(w.scratch, "\r\n"...)
+	w.edits.add(viaAt, viaAt, w.scratch[sp:])
+}
+
+// addRecordRoute puts Viaduct's Record-Route first on a request that starts
+// a dialog (INVITE, SUBSCRIBE, REFER without a To tag), when configured.
+func (w *Worker) addRecordRoute(r *reqState, viaAt int) {
+	if !w.e.cfg.RecordRoute || len(r.to.Tag) != 0 {
+		return
+	}
+	if r.meth != parser.MethodINVITE && r.meth != parser.MethodSUBSCRIBE && r.meth != parser.MethodREFER {
+		return
+	}
+	at := viaAt
+	if h, ok := w.m.Find(parser.KindRecordRoute); ok {
+		at = h.Start
+	}
+	w.edits.add(at, at, w.e.rrLine[r.sendListen])
+}
+
+// addPath puts Viaduct's Path first on a client's REGISTER (RFC 3327 section
+// 5.2), with the address the REGISTER came from, when configured.
+func (w *Worker) addPath(r *reqState, viaAt int) {
+	if !w.e.cfg.Path || r.meth != parser.MethodREGISTER || r.fromUpstream {
+		return
+	}
+	at := viaAt
+	if h, ok := w.m.Find(parser.KindPath); ok {
+		at = h.Start
+	}
+	sp := len(w.scratch)
+	w.scratch = append(w.scratch, w.e.pathStart[r.sendListen]...)
+	w.scratch = r.from.AppendTo(w.scratch)
+	w.scratch = append(w.scratch, ">\r\n"...)
+	w.edits.add(at, at, w.scratch[sp:])
+}
+
+// maxForwardsEdit decrements Max-Forwards (16.6 item 3), or adds it as 70
+// where an RFC 2543 request has none, ending the header block as the
+// datagram had (or had not) ended it.
+func (w *Worker) maxForwardsEdit(in []byte) {
+	m := &w.m
+	if mf, ok := m.MaxForwards(); ok {
+		h, _ := m.Find(parser.KindMaxForwards)
+		vs := m.Offset(h.Value)
+		sp := len(w.scratch)
+		w.scratch = strconv.AppendUint(w.scratch, uint64(mf-1), 10)
+		w.edits.add(vs, vs+len(h.Value), w.scratch[sp:])
+		return
+	}
+	he := m.HeadersEnd()
+	switch {
+	case he > 0 && in[he-1] == '\r':
+		// the datagram ends after the CR of the last line's CRLF
+		w.edits.add(he, he, maxForwardsAfterCR)
+	case he > 0 && in[he-1] != '\n':
+		// the last header line has no line ending (the datagram ends
+		// there): end it first, and end the headers
+		w.edits.add(he, he, maxForwardsAfterUnterminated)
+	case he == len(in):
+		w.edits.add(he, he, maxForwardsLineEnd)
+	default:
+		w.edits.add(he, he, maxForwardsLine)
+	}
+}
+
+var (
+	maxForwardsLine              = []byte("Max-Forwards: 70\r\n")
+	maxForwardsLineEnd           = []byte("Max-Forwards: 70\r\n\r\n")
+	maxForwardsAfterUnterminated = []byte("\r\nMax-Forwards: 70\r\n\r\n")
+	maxForwardsAfterCR           = []byte("\nMax-Forwards: 70\r\n\r\n")
+)
+
+// topViaEdits adds received and rport to the request's top Via (RFC 3261
+// 18.2.1, RFC 3581 section 4) as edits in l.
+func (w *Worker) topViaEdits(m *parser.Message, in []byte, top *parser.Via, from netip.AddrPort, l *editList) {
+	src := from.Addr()
+	// Where parameters end (new ones are appended there).
+	var at int
+	if top.Params != nil {
+		at = m.Offset(top.Params) + len(top.Params)
+	} else {
+		at = sentByEnd(in, m, top)
+	}
+	if top.HasRPort {
+		po := m.Offset(top.Params)
+		ne, vs, ve, ok := paramSpan(top.Params, "rport")
+		if ok {
+			sp := len(w.scratch)
+			if vs == ve {
+				w.scratch = append(w.scratch, '=')
+				w.scratch = strconv.AppendUint(w.scratch, uint64(from.Port()), 10)
+				l.add(po+ne, po+ne, w.scratch[sp:])
+			} else {
+				w.scratch = strconv.AppendUint(w.scratch, uint64(from.Port()), 10)
+				l.add(po+vs, po+ve, w.scratch[sp:])
+			}
+		}
+	}
+	if top.Received != nil {
+		po := m.Offset(top.Params)
+		_, vs, ve, ok := paramSpan(top.Params, "received")
+		if ok {
+			if old, ok2 := parser.ParseIP(top.Received); !ok2 || old != src || vs == ve {
+				sp := len(w.scratch)
+				if vs == ve {
+					w.scratch = append(w.scratch, '=')
+				}
+				w.scratch = appendAddr(w.scratch, src)
+				l.add(po+vs, po+ve, w.scratch[sp:])
+			}
+		}
+		return
+	}
+	hostIP, isIP := parser.ParseIP(top.Host)
+	if top.HasRPort || !isIP || hostIP != src {
+		sp := len(w.scratch)
+		w.scratch = append(w.scratch, ";received="...)
+		w.scratch = appendAddr(w.scratch, src)
+		l.add(at, at, w.scratch[sp:])
+	}
+}
+
+// sentByEnd returns the offset just after a via-parm's sent-by (host and
+// optional port).
+func sentByEnd(in []byte, m *parser.Message, v *parser.Via) int {
+	i := m.Offset(v.Host) + len(v.Host)
+	if v.IPv6 && i < len(in) && in[i] == ']' {
+		i++
+	}
+	// A port may be there even when v.Port is 0 (written "0"), and SWS
+	// may stand around its colon.
+	j := skipWS(in[:v.End], i)
+	if j < v.End && in[j] == ':' {
+		j = skipWS(in[:v.End], j+1)
+		for j < v.End && in[j] >= '0' && in[j] <= '9' {
+			j++
+		}
+		return j
+	}
+	return i
+}

@@ -1,0 +1,203 @@
+package fastpath
+
+import (
+	"net/netip"
+
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+// routeInfo describes one Route value found by scanRoutes.
+type routeInfo struct {
+	start, end  int // the value, absolute offsets
+	line        int // header index
+	lineStart   int // the whole header line
+	lineEnd     int
+	first, last bool // first / last value on its line
+	prevEnd     int  // end of the previous value on the line (when !first)
+	nextStart   int  // start of the next value on the line (when !last)
+	count       int  // values on its line
+}
+
+// routes is what the request path needs to know about the Route header.
+type routes struct {
+	n           int // values in all Route lines
+	first, last routeInfo
+}
+
+// scanRoutes walks every Route header line once and records the first and
+// the last Route value.
+func (w *Worker) scanRoutes(in []byte, r *routes) {
+	m := &w.m
+	*r = routes{}
+	if _, ok := m.Find(parser.KindRoute); !ok {
+		return
+	}
+	for i := 0; i < m.NumHeaders(); i++ {
+		h := m.Header(i)
+		if h.Kind != parser.KindRoute {
+			continue
+		}
+		base := m.Offset(h.Value)
+		pos, idx, prevEnd := 0, 0, 0
+		for {
+			s, e, next, ok := nextListValue(h.Value, pos)
+			if !ok {
+				break
+			}
+			if r.n == 0 {
+				r.first = routeInfo{start: base + s, end: base + e, line: i, lineStart: h.Start, lineEnd: h.End, first: true}
+			} else if r.first.line == i && idx == 1 {
+				r.first.nextStart = base + s
+			}
+			if idx > 0 && r.last.line == i {
+				r.last.nextStart = base + s
+			}
+			r.last = routeInfo{start: base + s, end: base + e, line: i, lineStart: h.Start, lineEnd: h.End, first: idx == 0, prevEnd: prevEnd}
+			prevEnd = base + e
+			r.n++
+			idx++
+			pos = next
+		}
+		if idx > 0 {
+			if r.first.line == i {
+				r.first.count = idx
+				r.first.last = idx == 1
+			}
+			r.last.count = idx
+			r.last.last = true
+		}
+	}
+}
+
+// routeURI parses a Route value and returns its URI.
+func routeURI(v []byte, u *parser.URI) ([]byte, bool) {
+	var na parser.NameAddr
+	if parser.ParseNameAddr(v, &na) != nil {
+		return nil, false
+	}
+	if parser.ParseURI(na.URI, u) != nil {
+		return nil, false
+	}
+	return na.URI, true
+}
+
+// removeRoute adds the edit that deletes one Route value (the whole line when
+// it is the only value on it).
+func (w *Worker) removeRoute(r *routeInfo) {
+	switch {
+	case r.first && r.last:
+		w.edits.add(r.lineStart, r.lineEnd, nil)
+	case !r.last:
+		w.edits.add(r.start, r.nextStart, nil)
+	default:
+		w.edits.add(r.prevEnd, r.end, nil)
+	}
+}
+
+// preprocessRoutes does the route information preprocessing of RFC 3261
+// 16.4: a Request-URI that is Viaduct's own Record-Route URI was put there by
+// a strict router, and the real one is the last Route value, moved back; a
+// top Route naming Viaduct is removed, and when it is a Path entry of
+// Viaduct's on a request from an upstream, the client address it recorded
+// becomes the request's flow (see Config.Path).
+func (w *Worker) preprocessRoutes(r *reqState) Action {
+	m, e := &w.m, w.e
+	w.edits.reset()
+	w.scratch = w.scratch[:0]
+	ruri := m.RequestURI()
+	ruriLR := false
+	r.ruriSelf = isSIPScheme(r.ru.Scheme) && len(r.ru.User) == 0 && e.isSelf(r.ru.Host, r.ru.Port)
+	if r.ruriSelf {
+		_, ruriLR = r.ru.Param("lr")
+	}
+	w.scanRoutes(r.in, &r.rs)
+	r.remaining = r.rs.n
+	r.removedFirst, r.removedLast = false, false
+	r.effRURI = ruri
+	if r.ruriSelf && ruriLR && r.rs.n > 0 {
+		lastURI, ok := routeURI(r.in[r.rs.last.start:r.rs.last.end], &r.u)
+		if !ok || hasWS(lastURI) {
+			// (white space would break the start line it moves to)
+			return w.reject(r, Local400, "Malformed Route", DropParseError)
+		}
+		r.effRURI, r.ru = lastURI, r.u
+		r.ruriSelf = false
+		w.edits.add(m.Offset(ruri), m.Offset(ruri)+len(ruri), lastURI)
+		r.removedLast = true
+		r.remaining--
+	}
+	r.fromUpstream = w.rt.isUpstream(r.from)
+	r.flow = netip.AddrPort{}
+	if r.remaining > 0 {
+		w.removeOwnTopRoute(r)
+	}
+	if r.removedFirst && r.removedLast && r.rs.first.line == r.rs.last.line && r.rs.first.count == 2 {
+		w.edits.add(r.rs.first.lineStart, r.rs.first.lineEnd, nil)
+	} else {
+		if r.removedFirst {
+			w.removeRoute(&r.rs.first)
+		}
+		if r.removedLast {
+			w.removeRoute(&r.rs.last)
+		}
+	}
+	return continueRequest
+}
+
+// removeOwnTopRoute marks the top Route removed when it names Viaduct, and
+// takes the flow from it on a request from an upstream (the only requests
+// it routes).
+func (w *Worker) removeOwnTopRoute(r *reqState) {
+	u := &r.u
+	if _, ok := routeURI(r.in[r.rs.first.start:r.rs.first.end], u); !ok || !isSIPScheme(u.Scheme) || len(u.User) != 0 || !w.e.isSelf(u.Host, u.Port) {
+		return
+	}
+	r.removedFirst = true
+	r.remaining--
+	if r.fromUpstream {
+		if v, ok := u.Param("received"); ok {
+			r.flow, _ = parser.ParseAddrPort(v)
+		}
+	}
+}
+
+// nextHopURI returns the URI of the request's next hop once Viaduct's own
+// Route entries are gone (RFC 3261 16.6 items 6 and 7): the next Route
+// value, parsed into r.u, or, when no Route is left, the effective
+// Request-URI r.ru, already parsed. It reports false when that URI does not
+// parse.
+func (w *Worker) nextHopURI(r *reqState) (*parser.URI, bool) {
+	if r.remaining == 0 {
+		return &r.ru, true
+	}
+	hop := r.rs.first
+	if r.removedFirst {
+		hop = w.routeAfterFirst(r.in, &r.rs)
+	}
+	_, ok := routeURI(r.in[hop.start:hop.end], &r.u)
+	return &r.u, ok
+}
+
+// routeAfterFirst returns the Route value that follows the first one.
+func (w *Worker) routeAfterFirst(in []byte, rs *routes) routeInfo {
+	if !rs.first.last {
+		s, e, _, _ := nextListValue(in[:rs.first.lineEnd], rs.first.nextStart)
+		return routeInfo{start: s, end: e}
+	}
+	m := &w.m
+	for i := rs.first.line + 1; i < m.NumHeaders(); i++ {
+		h := m.Header(i)
+		if h.Kind != parser.KindRoute {
+			continue
+		}
+		s, e, _, ok := nextListValue(h.Value, 0)
+		if ok {
+			base := m.Offset(h.Value)
+			return routeInfo{start: base + s, end: base + e}
+		}
+	}
+	return rs.last
+}
+
+// isSIPScheme reports whether a URI scheme is sip or sips.
+func isSIPScheme(s []byte) bool { return equalFold(s, "sip") || equalFold(s, "sips") }
