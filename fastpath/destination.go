@@ -128,15 +128,23 @@ func uriDest(u *parser.URI) (netip.AddrPort, bool) {
 // told apart statelessly; the sockets have no SO_BROADCAST, so the kernel
 // refuses them.
 func unsafeDestination(a netip.Addr) string {
+	if a.Is4() { // the usual case, decided on the four bytes
+		switch b := a.As4(); {
+		case b[0] >= 224 && b[0] < 240:
+			return "Next Hop Is A Multicast Address"
+		case b == [4]byte{}:
+			return "Next Hop Is An Unspecified Address"
+		case b == [4]byte{255, 255, 255, 255}:
+			return "Next Hop Is The Broadcast Address"
+		}
+		return ""
+	}
 	switch {
 	case a.IsUnspecified():
 		return "Next Hop Is An Unspecified Address"
 	case a.IsMulticast():
 		return "Next Hop Is A Multicast Address"
-	case a == limitedBroadcast:
-		return "Next Hop Is The Broadcast Address"
 	}
 	return ""
 }
 
-var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
