@@ -147,4 +147,3 @@ func unsafeDestination(a netip.Addr) string {
 	}
 	return ""
 }
-

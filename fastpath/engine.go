@@ -304,21 +304,23 @@ type Worker struct {
 	e       *Engine
 	listen  int
 	c       *counters
-	m, m2   parser.Message
+	m       parser.Message
 	mac     *macer
 	prevMac *macer // Config.PreviousSecret's, or nil
 	xx      *xxhash.Digest
 	edits   editList
 	redits  editList
 	scratch []byte
-	syn     []byte
 	keyBuf  []byte   // unescaped URI user parts for key hashing
 	aorBuf  []byte   // user@host of an AOR key
 	rr      uint64   // round-robin cursor (balancer.Table.Select)
 	rt      *routing // the engine's routing, loaded at the start of each request
 	req     reqState // the request being handled
-	up      *upCounters
-	dlog    *dropLog // nil unless the logger is enabled at debug level (socket workers only)
+
+	replyLines replyLines // the lines of a request being answered (reply.go)
+	replyVia   parser.Via // its top Via
+	up         *upCounters
+	dlog       *dropLog // nil unless the logger is enabled at debug level (socket workers only)
 
 	// socket loop (nil for workers made by NewWorker)
 	conn   *udp.Conn   // the socket this worker reads
@@ -360,7 +362,6 @@ func (e *Engine) newWorker(listen int) *Worker {
 		prevMac: e.previousMacer(),
 		xx:      xxhash.New(),
 		scratch: make([]byte, 0, 1024+len(e.adv.sentBy)+len(e.listen[listen].String())),
-		syn:     make([]byte, 0, e.cfg.MaxMessageSize+headroom),
 		keyBuf:  make([]byte, 0, maxKeyUnescape),
 		aorBuf:  make([]byte, 0, 2*maxKeyUnescape),
 		rr:      e.nextCursor.Add(1) - 1,

@@ -10,14 +10,8 @@ import (
 // Local replies must work for requests the parser refused (400 naming the
 // fault), where the parser's index must not be read. So replies are built
 // from a tolerant raw scan of the header lines, and the top Via line is
-// validated by parsing it on its own inside a minimal synthetic request
-// (synHead + the Via line + synTail): an answer goes only to a top Via that
+// parsed on its own (parser.ParseVia): an answer goes only to a top Via that
 // the parser accepts.
-
-const (
-	synHead = "OPTIONS sip:a SIP/2.0\r\n"
-	synTail = "f: <sip:a>;tag=a\r\nt: <sip:a>\r\ni: a\r\nCSeq: 1 OPTIONS\r\n\r\n"
-)
 
 // rawLine is one header line found by nextRawLine.
 type rawLine struct {
@@ -101,6 +95,33 @@ func replyKind(name []byte) parser.HeaderKind {
 	return parser.KindOther
 }
 
+// replyLines are the header lines of a request that a reply copies or
+// needs, found by one raw scan.
+type replyLines struct {
+	via, from, callID             rawLine
+	haveVia, haveFrom, haveCallID bool
+}
+
+// find records the first Via, From and Call-ID lines of the headers at hs.
+func (rl *replyLines) find(in []byte, hs int) {
+	*rl = replyLines{}
+	for p := hs; ; {
+		l, ok := nextRawLine(in, p)
+		if !ok {
+			return
+		}
+		switch {
+		case l.kind == parser.KindVia && !rl.haveVia:
+			rl.via, rl.haveVia = l, true
+		case l.kind == parser.KindFrom && !rl.haveFrom:
+			rl.from, rl.haveFrom = l, true
+		case l.kind == parser.KindCallID && !rl.haveCallID:
+			rl.callID, rl.haveCallID = l, true
+		}
+		p = l.end
+	}
+}
+
 // buildReply writes a stateless response to the request in `in` into out
 // (RFC 3261 8.2.6, 16.11): every Via line (received and rport added to the
 // top via-parm), From, To (with a To tag when missing), Call-ID, CSeq and
@@ -113,43 +134,10 @@ func replyKind(name []byte) parser.HeaderKind {
 // It returns false when there is no valid top Via to answer to.
 func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reason string, out *Output) bool {
 	hs := headerStart(in)
-	var via, fromH, callID rawLine
-	haveVia, haveFrom, haveCallID := false, false, false
-	for p := hs; ; {
-		l, ok := nextRawLine(in, p)
-		if !ok {
-			break
-		}
-		switch l.kind {
-		case parser.KindVia:
-			if !haveVia {
-				via, haveVia = l, true
-			}
-		case parser.KindFrom:
-			if !haveFrom {
-				fromH, haveFrom = l, true
-			}
-		case parser.KindCallID:
-			if !haveCallID {
-				callID, haveCallID = l, true
-			}
-		}
-		p = l.end
-	}
-	if !haveVia {
-		return false
-	}
-	// Validate the top Via with the parser.
-	syn := append(w.syn[:0], synHead...)
-	syn = endLine(append(syn, in[via.start:via.end]...))
-	syn = append(syn, synTail...)
-	w.syn = syn
-	m2 := &w.m2
-	if parser.Parse(syn, m2) != nil {
-		return false
-	}
-	top := m2.TopVia()
-	if len(top.Host) == 0 {
+	rl := &w.replyLines
+	rl.find(in, hs)
+	top := &w.replyVia
+	if !rl.haveVia || parser.ParseVia(in, rl.via.vs, rl.via.ve, top) != nil || len(top.Host) == 0 {
 		return false
 	}
 	port := top.Port
@@ -161,8 +149,7 @@ func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reas
 	}
 	w.scratch = w.scratch[:0]
 	w.redits.reset()
-	w.topViaEdits(m2, syn, top, from, &w.redits)
-	synViaEnd := len(synHead) + (via.end - via.start)
+	w.topViaEdits(in, top, from, &w.redits)
 
 	b := out.Buf[:0]
 	b = append(b, "SIP/2.0 "...)
@@ -170,31 +157,35 @@ func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reas
 	b = append(b, ' ')
 	b = append(b, reason...)
 	b = append(b, "\r\n"...)
+	b = w.appendReplyHeaders(b, in, hs)
+	b = append(b, "Content-Length: 0\r\n\r\n"...)
+	out.Buf = b
+	out.To = netip.AddrPortFrom(from.Addr(), uint16(port))
+	out.Listen = w.listen
+	return true
+}
+
+// appendReplyHeaders appends the header lines a reply copies, in the
+// request's order: the Via lines (the top one with received and rport), From,
+// To (given a tag when it has none), Call-ID and CSeq.
+func (w *Worker) appendReplyHeaders(b, in []byte, hs int) []byte {
 	first := true
 	for p := hs; ; {
 		l, ok := nextRawLine(in, p)
 		if !ok {
-			break
+			return b
 		}
 		p = l.end
 		switch l.kind {
 		case parser.KindVia:
 			if first {
-				b = w.redits.applyRange(b, syn, len(synHead), synViaEnd)
+				b = w.redits.applyRange(b, in, l.start, l.end)
 				first = false
 			} else {
 				b = append(b, in[l.start:l.end]...)
 			}
 		case parser.KindTo:
-			var to parser.NameAddr
-			if parser.ParseNameAddr(in[l.vs:l.ve], &to) == nil && to.Tag == nil {
-				b = append(b, in[l.start:l.ve]...)
-				b = append(b, ";tag="...)
-				b = w.appendToTag(b, in, callID, haveCallID, fromH, haveFrom)
-				b = append(b, in[l.ve:l.end]...)
-			} else {
-				b = append(b, in[l.start:l.end]...)
-			}
+			b = w.appendReplyTo(b, in, l)
 		case parser.KindFrom, parser.KindCallID, parser.KindCSeq:
 			b = append(b, in[l.start:l.end]...)
 		default:
@@ -202,11 +193,18 @@ func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reas
 		}
 		b = endLine(b)
 	}
-	b = append(b, "Content-Length: 0\r\n\r\n"...)
-	out.Buf = b
-	out.To = netip.AddrPortFrom(from.Addr(), uint16(port))
-	out.Listen = w.listen
-	return true
+}
+
+// appendReplyTo appends the To line l, with a tag added when it has none.
+func (w *Worker) appendReplyTo(b, in []byte, l rawLine) []byte {
+	var to parser.NameAddr
+	if parser.ParseNameAddr(in[l.vs:l.ve], &to) != nil || to.Tag != nil {
+		return append(b, in[l.start:l.end]...)
+	}
+	b = append(b, in[l.start:l.ve]...)
+	b = append(b, ";tag="...)
+	b = w.appendToTag(b, in)
+	return append(b, in[l.ve:l.end]...)
 }
 
 // endLine completes the line at the end of b, copied from a datagram that
@@ -223,16 +221,17 @@ func endLine(b []byte) []byte {
 
 // appendToTag appends a To tag that is the same for every retransmission of
 // the request: "vd" and a hash of Call-ID and From tag.
-func (w *Worker) appendToTag(b, in []byte, callID rawLine, haveCallID bool, fromH rawLine, haveFrom bool) []byte {
+func (w *Worker) appendToTag(b, in []byte) []byte {
+	rl := &w.replyLines
 	d := w.xx
 	d.Reset()
-	if haveCallID {
-		d.Write(in[callID.vs:callID.ve])
+	if rl.haveCallID {
+		d.Write(in[rl.callID.vs:rl.callID.ve])
 	}
 	d.Write(sep)
-	if haveFrom {
+	if rl.haveFrom {
 		var f parser.NameAddr
-		if parser.ParseNameAddr(in[fromH.vs:fromH.ve], &f) == nil {
+		if parser.ParseNameAddr(in[rl.from.vs:rl.from.ve], &f) == nil {
 			d.Write(f.Tag)
 		}
 	}

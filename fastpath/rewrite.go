@@ -18,7 +18,7 @@ func (w *Worker) forward(r *reqState) Action {
 	w.addOurVia(r, viaAt)
 	w.addRecordRoute(r, viaAt)
 	w.addPath(r, viaAt)
-	w.topViaEdits(&w.m, r.in, r.top, r.from, &w.edits)
+	w.topViaEdits(r.in, r.top, r.from, &w.edits)
 	w.maxForwardsEdit(r.in)
 
 	out := r.out
@@ -117,18 +117,18 @@ var (
 )
 
 // topViaEdits adds received and rport to the request's top Via (RFC 3261
-// 18.2.1, RFC 3581 section 4) as edits in l.
-func (w *Worker) topViaEdits(m *parser.Message, in []byte, top *parser.Via, from netip.AddrPort, l *editList) {
+// 18.2.1, RFC 3581 section 4) as edits in l; top's slices point into in.
+func (w *Worker) topViaEdits(in []byte, top *parser.Via, from netip.AddrPort, l *editList) {
 	src := from.Addr()
 	// Where parameters end (new ones are appended there).
 	var at int
 	if top.Params != nil {
-		at = m.Offset(top.Params) + len(top.Params)
+		at = offsetIn(in, top.Params) + len(top.Params)
 	} else {
-		at = sentByEnd(in, m, top)
+		at = sentByEnd(in, top)
 	}
 	if top.HasRPort {
-		po := m.Offset(top.Params)
+		po := offsetIn(in, top.Params)
 		ne, vs, ve, ok := paramSpan(top.Params, "rport")
 		if ok {
 			sp := len(w.scratch)
@@ -143,7 +143,7 @@ func (w *Worker) topViaEdits(m *parser.Message, in []byte, top *parser.Via, from
 		}
 	}
 	if top.Received != nil {
-		po := m.Offset(top.Params)
+		po := offsetIn(in, top.Params)
 		_, vs, ve, ok := paramSpan(top.Params, "received")
 		if ok {
 			if old, ok2 := parser.ParseIP(top.Received); !ok2 || old != src || vs == ve {
@@ -168,8 +168,8 @@ func (w *Worker) topViaEdits(m *parser.Message, in []byte, top *parser.Via, from
 
 // sentByEnd returns the offset just after a via-parm's sent-by (host and
 // optional port).
-func sentByEnd(in []byte, m *parser.Message, v *parser.Via) int {
-	i := m.Offset(v.Host) + len(v.Host)
+func sentByEnd(in []byte, v *parser.Via) int {
+	i := offsetIn(in, v.Host) + len(v.Host)
 	if v.IPv6 && i < len(in) && in[i] == ']' {
 		i++
 	}
@@ -185,3 +185,7 @@ func sentByEnd(in []byte, m *parser.Message, v *parser.Via) int {
 	}
 	return i
 }
+
+// offsetIn returns the position in b of sub, a slice of b (or re-sliced from
+// one without a capacity limit), as parser.Message.Offset does.
+func offsetIn(b, sub []byte) int { return cap(b) - cap(sub) }

@@ -519,7 +519,7 @@ func (m *Message) ToTag() []byte {
 		}
 		i += gt + 1
 	}
-	if i+5 < len(b) && b[i] == ';' && load32(b[i+1:])|foldTag == tagEq && b[i+5] != '"' {
+	if i+5 < len(b) && b[i] == ';' && load32(b[i+1:])|foldTag == tagEq && b[i+5] != '"' && !isWS(b[i+5]) {
 		// ";tag=" right after the URI, as user agents write it.
 		e := i + 5
 		for e < len(b) && b[e] != ';' && !isWS(b[e]) {

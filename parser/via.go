@@ -45,6 +45,16 @@ func (v *Via) HasCookie() bool {
 	return len(v.Branch) >= 7 && string(v.Branch[:7]) == "z9hG4bK"
 }
 
+// ParseVia parses the first via-parm of the Via header value at
+// b[start:end] into v, as Parse does for a message's top Via; v's slices and
+// offsets point into b. It serves a caller that has only a raw header line,
+// such as a proxy answering a request Parse refused.
+func ParseVia(b []byte, start, end int, v *Via) error {
+	_, err := parseVia(b, start, end, v)
+	v.First = true
+	return err
+}
+
 // parseVia parses the via-parm that starts at or after i in b[:end] into v
 // and returns the offset after it: the start of the next via-parm on the
 // line (after its comma), or -1 if this one is the last.
