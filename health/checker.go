@@ -900,6 +900,13 @@ func (c *Checker) StatusOf(id string) (Status, bool) {
 	return t.status(), true
 }
 
+// AllDown returns the all-down policy in use (Config.AllDown).
+func (c *Checker) AllDown() balancer.AllDown {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.allDown
+}
+
 // DroppedReplies returns the number of probe replies HandleResponse could
 // not queue because the checker's goroutine was behind (those probes then
 // time out).
