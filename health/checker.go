@@ -932,8 +932,8 @@ func (t *target) status() Status {
 // their first probes spread over their interval. Removed targets are no
 // longer probed. Update the sink (balancer.Pool.Update) first, with the
 // same targets: the states of new targets are pushed to it, and an Update
-// naming a target the sink does not know fails. On a validation error
-// nothing changes.
+// naming a target the sink does not know fails. cfg.AllDown replaces the
+// all-down policy, in the sink too. On a validation error nothing changes.
 func (c *Checker) Update(cfg Config) error {
 	ts, err := resolveTargets(cfg)
 	if err != nil {
@@ -942,11 +942,7 @@ func (c *Checker) Update(cfg Config) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.reportAllDown()
-	c.allDown = cfg.AllDown
 	if c.state == 1 {
-		if err := c.pushAllDown(); err != nil {
-			return fmt.Errorf("health: Update: %w", err)
-		}
 		// New targets' states reach the sink now (Start does it for the
 		// first configuration); a sink that lacks one refuses the update.
 		for _, nt := range ts {
@@ -959,6 +955,12 @@ func (c *Checker) Update(cfg Config) error {
 			if err := c.sink.SetAdmin(nt.id, nt.admin); err != nil {
 				return fmt.Errorf("health: Update: %w", err)
 			}
+		}
+	}
+	c.allDown = cfg.AllDown
+	if c.state == 1 {
+		if err := c.pushAllDown(); err != nil {
+			return fmt.Errorf("health: Update: %w", err)
 		}
 	}
 	now := time.Now()

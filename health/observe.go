@@ -107,6 +107,7 @@ func (x *addrIndex) add(addr netip.AddrPort, o *observed) {
 // c.mu held.
 func (c *Checker) publishObserved() {
 	idx := newAddrIndex(len(c.targets))
+	n := 0
 	for _, t := range c.targets {
 		if t.probe.NeverProbe {
 			t.passive = nil
@@ -117,6 +118,10 @@ func (c *Checker) publishObserved() {
 		}
 		c.updatePassive(t)
 		idx.add(t.addr, &observed{ev: t.ev, passive: t.passive})
+		n++
+	}
+	if n == 0 {
+		idx = nil // health checks off: ObserveResponse returns at once
 	}
 	c.observed.Store(idx)
 }
