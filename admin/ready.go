@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+
+	"github.com/viaduct-sip/viaduct/balancer"
 )
 
 // Readiness is the part of /readyz that the process decides: whether its
@@ -41,11 +43,27 @@ func (h *Handler) notReady() []string {
 		why = append(why, "shutting down")
 	}
 	if h.pool != nil {
-		if n, _ := h.pool.Table().Live(false); n == 0 {
-			why = append(why, "no upstream can take new dialogs (all down, draining or disabled)")
-		}
+		why = append(why, upstreamsNotReady(h.pool.Table())...)
 	}
 	return why
+}
+
+// upstreamsNotReady says why the pool's table cannot serve new dialogs as
+// it should. In panic mode (every upstream down, forwarded to anyway) the
+// process is not ready either: it still forwards what reaches it, but a
+// load balancer polling /readyz should prefer an instance with a healthy
+// upstream.
+func upstreamsNotReady(tab *balancer.Table) []string {
+	if tab.Panic() {
+		return []string{"every upstream is down: panic mode, forwarding to all of them anyway (health.all_down: forward)"}
+	}
+	if n, _ := tab.Live(false); n == 0 {
+		if tab.AllDown() {
+			return []string{"every upstream is down: requests are answered 503 (health.all_down: reject)"}
+		}
+		return []string{"no upstream can take new dialogs (all down, draining or disabled)"}
+	}
+	return nil
 }
 
 func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {

@@ -473,3 +473,149 @@ func TestByAddrAndSelectable(t *testing.T) {
 		t.Errorf("after the move: ByAddr(third) = %v, %v", tg, ok)
 	}
 }
+
+// TestPanicModeKeepsAdminStates: in panic mode health is ignored but the
+// admin states are not: a disabled target gets nothing, a draining one no
+// new dialog; a draining target that is up keeps the pool out of panic;
+// a pool whose only targets in service are draining (and down) selects
+// them for in-dialog requests only. Targets of a panic table are
+// Selectable, so that in-dialog requests can follow their dialog to them.
+func TestPanicModeKeepsAdminStates(t *testing.T) {
+	ts := []Target{tgt(0, 1, 0), tgt(1, 1, 0), tgt(2, 1, 1), tgt(3, 1, 1)}
+	id := ids(t, ts)
+	p := mustPool(t, ts, Options{})
+	state := func(h [4]Health, a [4]AdminState) *Table {
+		t.Helper()
+		if err := p.Batch(func(b *Batch) error {
+			for i := range id {
+				if err := b.SetHealth(id[i], h[i]); err != nil {
+					return err
+				}
+				if err := b.SetAdmin(id[i], a[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return p.Table()
+	}
+	keys := testKeys(20000, 3)
+	picked := func(tab *Table, inDialog bool) map[string]int {
+		m := map[string]int{}
+		for _, k := range keys {
+			if tg, ok := tab.Pick(k, inDialog); ok {
+				m[tg.ID]++
+			}
+		}
+		return m
+	}
+	down := [4]Health{Down, Down, Down, Down}
+
+	tab := state(down, [4]AdminState{Enabled, Disabled, Draining, Enabled})
+	if !tab.Panic() || !tab.AllDown() {
+		t.Fatalf("all down: Panic %v, AllDown %v", tab.Panic(), tab.AllDown())
+	}
+	newD, inD := picked(tab, false), picked(tab, true)
+	if len(newD) != 2 || newD[id[0]] == 0 || newD[id[3]] == 0 {
+		t.Errorf("panic, new dialogs = %v; want the enabled targets of both groups (%s, %s)", newD, id[0], id[3])
+	}
+	if len(inD) != 3 || inD[id[1]] != 0 || inD[id[2]] == 0 {
+		t.Errorf("panic, in-dialog = %v; want every target but the disabled %s", inD, id[1])
+	}
+	for i, want := range [][2]bool{{true, true}, {false, false}, {false, true}, {true, true}} {
+		tg, _ := tab.ByAddr(ts[i].Addr)
+		if tg.Selectable(false) != want[0] || tg.Selectable(true) != want[1] {
+			t.Errorf("panic: %s (%v/%v) Selectable = %v/%v, want %v", tg.ID, tg.Health, tg.Admin, tg.Selectable(false), tg.Selectable(true), want)
+		}
+	}
+	for _, st := range tab.Snapshot() {
+		if st.NewDialogs != (st.ID == id[0] || st.ID == id[3]) {
+			t.Errorf("panic snapshot: %s NewDialogs %v", st.ID, st.NewDialogs)
+		}
+	}
+
+	// A draining target that is up: no panic; new dialogs get nothing.
+	tab = state([4]Health{Down, Down, Up, Down}, [4]AdminState{Enabled, Enabled, Draining, Enabled})
+	if tab.Panic() || tab.AllDown() {
+		t.Errorf("draining target up: Panic %v, AllDown %v", tab.Panic(), tab.AllDown())
+	}
+	if n, _ := tab.Live(false); n != 0 {
+		t.Errorf("draining target up, the others down: %d live for new dialogs, want 0", n)
+	}
+	if tg, _ := tab.ByAddr(ts[0].Addr); tg.Selectable(true) {
+		t.Errorf("outside panic mode a down target is Selectable")
+	}
+
+	// Only draining targets in service, all down: in-dialog requests only.
+	tab = state(down, [4]AdminState{Draining, Disabled, Disabled, Draining})
+	if !tab.Panic() {
+		t.Fatal("draining targets all down: not in panic mode")
+	}
+	if n, _ := tab.Live(false); n != 0 {
+		t.Errorf("only draining targets: %d live for new dialogs, want 0", n)
+	}
+	if inD := picked(tab, true); len(inD) != 2 || inD[id[0]] == 0 || inD[id[3]] == 0 {
+		t.Errorf("only draining targets, in-dialog = %v", inD)
+	}
+
+	// Every target disabled: nothing is in service, nothing is down.
+	tab = state(down, [4]AdminState{Disabled, Disabled, Disabled, Disabled})
+	if tab.Panic() || tab.AllDown() {
+		t.Errorf("all disabled: Panic %v, AllDown %v", tab.Panic(), tab.AllDown())
+	}
+	if _, ok := tab.Pick(keys[0], true); ok {
+		t.Error("all disabled: Pick found a target")
+	}
+
+	// Round robin follows the same sets.
+	rr := mustPool(t, weighted(1, 1), Options{Mode: ModeRoundRobin})
+	two := ids(t, weighted(1, 1))
+	for _, i := range two {
+		if err := rr.SetHealth(i, Down); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cursor uint64
+	seen := map[string]int{}
+	for i := 0; i < 10; i++ {
+		tg, ok := rr.Table().PickRR(&cursor, false)
+		if !ok {
+			t.Fatal("round robin in panic mode picked nothing")
+		}
+		seen[tg.ID]++
+	}
+	if seen[two[0]] != 5 || seen[two[1]] != 5 {
+		t.Errorf("round robin in panic mode: %v", seen)
+	}
+}
+
+func TestAllDownPolicyValues(t *testing.T) {
+	for s, want := range map[string]AllDown{"": AllDownForward, "forward": AllDownForward, "Reject": AllDownReject} {
+		if got, err := ParseAllDown(s); err != nil || got != want {
+			t.Errorf("ParseAllDown(%q) = %v, %v", s, got, err)
+		}
+	}
+	if _, err := ParseAllDown("panic"); err == nil || !strings.Contains(err.Error(), `"panic"`) {
+		t.Errorf("ParseAllDown(panic) error = %v", err)
+	}
+	if _, err := NewPool(weighted(1), Options{AllDown: 7}); err == nil {
+		t.Error("NewPool accepted an invalid AllDown")
+	}
+	p := mustPool(t, weighted(1), Options{})
+	if err := p.SetAllDown(7); err == nil {
+		t.Error("SetAllDown accepted an invalid value")
+	}
+	// Changing the policy while a target is up publishes nothing.
+	v := p.Table().Version()
+	if err := p.SetAllDown(AllDownReject); err != nil || p.Table().Version() != v {
+		t.Errorf("SetAllDown with a target up: err %v, version %d -> %d", err, v, p.Table().Version())
+	}
+	if err := p.SetHealth(ids(t, weighted(1))[0], Down); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Table().Pick(1, false); ok || p.Table().Panic() || !p.Table().AllDown() {
+		t.Errorf("reject policy kept after SetAllDown: Panic %v", p.Table().Panic())
+	}
+}

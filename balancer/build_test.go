@@ -16,7 +16,7 @@ func TestBuildPhasesAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, _ := activeMembers(ts, false)
+	ms, _ := activeMembers(ts, false, false)
 	build := func(at uint64) owners {
 		own := newOwners(len(ts))
 		(&builder{phase2At: at}).build(ms, own)
@@ -133,7 +133,7 @@ func TestDeriveMatchesBuild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ms, _ := activeMembers(norm, false)
+		ms, _ := activeMembers(norm, false, false)
 		lk := &lookup{members: ms, own: newOwners(len(norm))}
 		for _, m := range ms {
 			lk.weight += m.weight

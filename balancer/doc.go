@@ -45,6 +45,26 @@
 // CANCEL is not an in-dialog request here: it must follow its INVITE, so
 // pick it with inDialog false.
 //
+// # All down: panic mode
+//
+// When every target that is not disabled is down (Table.AllDown), health
+// checks are more likely wrong than every server dead at once: an upstream
+// may answer calls but not the probes, or the probes' path may be cut
+// while the traffic's is not. With the default policy AllDownForward the
+// table then ignores health (Table.Panic): every enabled target of every
+// priority group takes new dialogs, by weight, and every enabled or
+// draining one in-dialog requests, so the calls that can succeed do, and
+// the responses they bring back can prove an upstream alive again (package
+// health counts them as evidence of life). Admin states still hold: a
+// disabled target is never selected and a draining one takes no new
+// dialog, as outside panic mode (a pool drained by its operator answers
+// 503 to new dialogs whatever the health of its targets). Priority groups
+// are merged because nothing tells which group is alive, and the group
+// that is alive must get traffic to show it. Panic mode is decided when a
+// table is built, so Pick costs the same in it; it ends with the first
+// table in which a target is up. AllDownReject keeps the strict
+// behaviour: nothing is selected and requests get 503.
+//
 // # The consistent hashing scheme
 //
 // Requirements: (1) when a target leaves, only its keys move, and they

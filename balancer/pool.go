@@ -49,6 +49,10 @@ func ParseMode(s string) (Mode, error) {
 type Options struct {
 	// Mode is the selection algorithm (default ModeHash).
 	Mode Mode
+	// AllDown is what the pool does when every target that is not
+	// disabled is down: AllDownForward (the default, panic mode) or
+	// AllDownReject. Pool.SetAllDown changes it.
+	AllDown AllDown
 
 	// phase2At is passed to every builder (tests only).
 	phase2At uint64
@@ -78,6 +82,9 @@ func NewPool(targets []Target, opts Options) (*Pool, error) {
 	if opts.Mode > ModeRoundRobin {
 		return nil, fmt.Errorf("new pool: invalid %v", opts.Mode)
 	}
+	if opts.AllDown > AllDownReject {
+		return nil, fmt.Errorf("new pool: invalid %v", opts.AllDown)
+	}
 	ts, err := normalizeTargets(targets)
 	if err != nil {
 		return nil, fmt.Errorf("new pool: %w", err)
@@ -103,6 +110,27 @@ func (p *Pool) SetHealth(id string, h Health) error {
 // publishes a new table if it changed.
 func (p *Pool) SetAdmin(id string, a AdminState) error {
 	return p.Batch(func(b *Batch) error { return b.SetAdmin(id, a) })
+}
+
+// SetAllDown sets what the pool does when every target that is not
+// disabled is down (see AllDown) and publishes a new table if that changes
+// the selection.
+func (p *Pool) SetAllDown(a AllDown) error {
+	if a > AllDownReject {
+		return fmt.Errorf("set all-down policy: invalid %v", a)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.opts.AllDown == a {
+		return nil
+	}
+	p.opts.AllDown = a
+	old := p.cur.Load()
+	if !old.allDown {
+		return nil // the next build applies it
+	}
+	p.cur.Store(p.build(slices.Clone(old.targets), old))
+	return nil
 }
 
 // Batch applies several state changes with a single rebuild: fn records
@@ -210,8 +238,9 @@ func (p *Pool) Update(targets []Target) error {
 	return nil
 }
 
-// build makes the table for targets (normalised), reusing or deriving
-// lookups of prev (may be nil) where their member sets allow.
+// build makes the table for targets (normalised, owned by the new table),
+// reusing or deriving lookups of prev (may be nil) where their member sets
+// allow.
 func (p *Pool) build(targets []Target, prev *Table) *Table {
 	t := &Table{
 		targets: targets,
@@ -219,6 +248,11 @@ func (p *Pool) build(targets []Target, prev *Table) *Table {
 		byAddr:  make(map[netip.AddrPort]int, len(targets)),
 		mode:    p.opts.Mode,
 		version: 1,
+		allDown: allDown(targets),
+	}
+	t.panic = t.allDown && p.opts.AllDown == AllDownForward
+	for i := range targets {
+		targets[i].healthIgnored = t.panic
 	}
 	for i := range targets {
 		t.byID[targets[i].ID] = i
@@ -236,9 +270,9 @@ func (p *Pool) build(targets []Target, prev *Table) *Table {
 	}
 	// Build the in-dialog set first: the new-dialog set is a subset of it
 	// whenever both use the same priority group, and derives from it cheaply.
-	dlg, dprio := activeMembers(targets, true)
+	dlg, dprio := activeMembers(targets, true, t.panic)
 	t.sets[1] = p.makeLookup(dlg, dprio, len(targets), parents)
-	ini, iprio := activeMembers(targets, false)
+	ini, iprio := activeMembers(targets, false, t.panic)
 	if sameMembers(ini, dlg) {
 		t.sets[0] = t.sets[1]
 	} else {
@@ -247,9 +281,27 @@ func (p *Pool) build(targets []Target, prev *Table) *Table {
 	return t
 }
 
+// allDown reports whether every target that is not disabled is down (and
+// there is one).
+func allDown(targets []Target) bool {
+	inService := false
+	for i := range targets {
+		if targets[i].Admin == Disabled {
+			continue
+		}
+		if targets[i].Health == Up {
+			return false
+		}
+		inService = true
+	}
+	return inService
+}
+
 // activeMembers returns the selectable targets of the lowest priority group
-// that has any, sorted by ID hash, and that group's priority.
-func activeMembers(targets []Target, inDialog bool) ([]member, int) {
+// that has any, sorted by ID hash, and that group's priority (the lowest
+// one among them). With allGroups (panic mode) it returns those of every
+// group.
+func activeMembers(targets []Target, inDialog, allGroups bool) ([]member, int) {
 	best, found := 0, false
 	for i := range targets {
 		if targets[i].selectable(inDialog) && (!found || targets[i].Priority < best) {
@@ -258,7 +310,7 @@ func activeMembers(targets []Target, inDialog bool) ([]member, int) {
 	}
 	var ms []member
 	for i := range targets {
-		if targets[i].selectable(inDialog) && targets[i].Priority == best {
+		if targets[i].selectable(inDialog) && (allGroups || targets[i].Priority == best) {
 			ms = append(ms, member{idHash: targets[i].idHash, weight: targets[i].Weight, idx: uint16(i)})
 		}
 	}

@@ -239,11 +239,19 @@ func TestAddMovesOnlyItsShare(t *testing.T) {
 }
 
 // TestPriorityFailover: traffic stays in the lowest group with a live
-// target and moves up only when that whole group is down.
+// target and moves up only when that whole group is down. When every
+// target is down, panic mode (the default) sends to every target that is
+// not disabled, of every group; AllDownReject sends nowhere.
 func TestPriorityFailover(t *testing.T) {
+	for _, policy := range []AllDown{AllDownForward, AllDownReject} {
+		t.Run(policy.String(), func(t *testing.T) { testPriorityFailover(t, policy) })
+	}
+}
+
+func testPriorityFailover(t *testing.T, policy AllDown) {
 	ts := []Target{tgt(0, 1, 0), tgt(1, 2, 0), tgt(2, 1, 1), tgt(3, 1, 1), tgt(4, 1, 2)}
 	id := ids(t, ts)
-	p := mustPool(t, ts, Options{})
+	p := mustPool(t, ts, Options{AllDown: policy})
 	keys := testKeys(20000, 7)
 	expect := func(step string, want ...string) {
 		t.Helper()
@@ -286,10 +294,41 @@ func TestPriorityFailover(t *testing.T) {
 	expect("group 0 down, 2 disabled", id[3])
 	set(3, Down)
 	expect("groups 0 and 1 out", id[4])
+	if tab := p.Table(); tab.AllDown() || tab.Panic() {
+		t.Errorf("one target up: AllDown %v, Panic %v", tab.AllDown(), tab.Panic())
+	}
 	set(4, Down)
-	expect("all down")
+	if tab := p.Table(); !tab.AllDown() || tab.Panic() != (policy == AllDownForward) {
+		t.Errorf("all down (%v): AllDown %v, Panic %v", policy, tab.AllDown(), tab.Panic())
+	}
+	if policy == AllDownForward {
+		// Every target but the disabled one, whatever its group.
+		expect("all down, panic", id[0], id[1], id[3], id[4])
+		if n, prio := p.Table().Live(false); n != 4 || prio != 0 {
+			t.Errorf("panic: Live = %d, %d; want 4 from group 0 up", n, prio)
+		}
+	} else {
+		expect("all down")
+	}
+	// The policy can change while all are down.
+	other := AllDownReject
+	if policy == AllDownReject {
+		other = AllDownForward
+	}
+	if err := p.SetAllDown(other); err != nil {
+		t.Fatal(err)
+	}
+	if p.Table().Panic() != (other == AllDownForward) {
+		t.Errorf("after SetAllDown(%v): Panic %v", other, p.Table().Panic())
+	}
+	if err := p.SetAllDown(policy); err != nil {
+		t.Fatal(err)
+	}
 	set(1, Up)
 	expect("1 back", id[1])
+	if tab := p.Table(); tab.AllDown() || tab.Panic() {
+		t.Errorf("1 back: AllDown %v, Panic %v", tab.AllDown(), tab.Panic())
+	}
 	set(0, Up)
 	expect("group 0 back", id[0], id[1])
 }

@@ -20,6 +20,9 @@ type Table struct {
 	sets    [2]*lookup
 	mode    Mode
 	version uint64
+	// allDown: every target that is not disabled is down; panic: and
+	// the pool's AllDown is AllDownForward, so the sets ignore health.
+	allDown, panic bool
 }
 
 // lookup selects among the members of one set: the selectable targets of
@@ -120,6 +123,19 @@ func (t *Table) Mode() Mode { return t.mode }
 // every rebuild. Metrics can export it to show state churn.
 func (t *Table) Version() uint64 { return t.version }
 
+// AllDown reports whether every target that is not disabled is down (and
+// at least one target is not disabled). What the table then selects
+// depends on the pool's AllDown policy: see Panic.
+func (t *Table) AllDown() bool { return t.allDown }
+
+// Panic reports whether the table is in panic mode: every target that is
+// not disabled is down and the pool's policy is AllDownForward, so the
+// table selects them anyway, health ignored, across every priority group
+// (enabled targets for new dialogs, enabled and draining ones for
+// in-dialog requests). It ends with the first table in which a target is
+// up again.
+func (t *Table) Panic() bool { return t.panic }
+
 // Len returns the number of configured targets, selectable or not.
 func (t *Table) Len() int { return len(t.targets) }
 
@@ -155,7 +171,8 @@ func (t *Table) Targets() []Target {
 
 // Live returns how many targets are selectable for new dialogs (inDialog
 // false) or in-dialog requests (true), and the priority group they belong
-// to. n == 0 means requests of that kind cannot be routed.
+// to (the lowest of their groups in panic mode). n == 0 means requests of
+// that kind cannot be routed.
 func (t *Table) Live(inDialog bool) (n int, priority int) {
 	lk := t.sets[0]
 	if inDialog {

@@ -45,7 +45,8 @@ type Health uint8
 const (
 	// Up means the target answers; it can be selected.
 	Up Health = iota
-	// Down means the target does not answer; it is never selected.
+	// Down means the target does not answer; it is not selected, unless
+	// every target is down and the pool is in panic mode (AllDown).
 	Down
 )
 
@@ -102,6 +103,49 @@ func ParseAdminState(s string) (AdminState, error) {
 	return 0, fmt.Errorf("admin state %q: want enabled, draining or disabled", s)
 }
 
+// AllDown is what a pool does when every target that is not disabled is
+// down (Table.AllDown). The zero value is AllDownForward.
+type AllDown uint8
+
+// AllDown values.
+const (
+	// AllDownForward is panic mode, as Envoy's: when every target that is
+	// not disabled is down, health is ignored and every such target of
+	// every priority group becomes selectable (enabled ones for new
+	// dialogs, enabled and draining ones for in-dialog requests), with
+	// their weights. Health checks can be wrong (an upstream that answers
+	// calls but not OPTIONS, a probe path that is cut while the traffic
+	// path is not); forwarding to all of them then serves what can be
+	// served instead of refusing everything. It is the default.
+	AllDownForward AllDown = iota
+	// AllDownReject selects no target when every target is down:
+	// requests get 503 until one is up again.
+	AllDownReject
+)
+
+// String returns "forward" or "reject".
+func (a AllDown) String() string {
+	switch a {
+	case AllDownForward:
+		return "forward"
+	case AllDownReject:
+		return "reject"
+	}
+	return fmt.Sprintf("AllDown(%d)", uint8(a))
+}
+
+// ParseAllDown parses "forward" (or "", the default) or "reject", for
+// config loaders.
+func ParseAllDown(s string) (AllDown, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "forward", "":
+		return AllDownForward, nil
+	case "reject":
+		return AllDownReject, nil
+	}
+	return 0, fmt.Errorf("%q: want forward (panic mode: send to every upstream anyway) or reject (answer 503)", s)
+}
+
 // knownTransport reports whether tr (lower case) is a SIP transport a
 // target may use (RFC 3261, 4168, 7118).
 func knownTransport(tr string) bool {
@@ -138,6 +182,9 @@ type Target struct {
 	Admin AdminState
 
 	idHash uint64
+	// healthIgnored is set on the copies of a table in panic mode (see
+	// AllDown): its selection ignores health.
+	healthIgnored bool
 }
 
 // IDHash returns the xxhash of the target's ID, the value the consistent
@@ -148,15 +195,22 @@ func (t *Target) IDHash() uint64 { return t.idHash }
 // Selectable reports whether the target's health and admin state let it
 // take new dialogs (inDialog false: up and enabled) or the requests of
 // existing dialogs (inDialog true: up, and enabled or draining), whatever
-// its priority group.
+// its priority group. On a target obtained from a table in panic mode
+// (Table.Panic) health does not count: only the admin state does.
 func (t *Target) Selectable(inDialog bool) bool { return t.selectable(inDialog) }
 
 // selectable reports whether the target may be picked for a new dialog
 // (inDialog false) or an in-dialog request (inDialog true).
 func (t *Target) selectable(inDialog bool) bool {
-	if t.Health != Up {
+	if t.Health != Up && !t.healthIgnored {
 		return false
 	}
+	return t.admitted(inDialog)
+}
+
+// admitted reports whether the admin state lets the target take new
+// dialogs (enabled) or in-dialog requests (enabled or draining).
+func (t *Target) admitted(inDialog bool) bool {
 	return t.Admin == Enabled || (inDialog && t.Admin == Draining)
 }
 
@@ -190,6 +244,7 @@ func (t *Target) normalize() error {
 		t.ID = DefaultID(t.Transport, t.Addr)
 	}
 	t.idHash = xxhash.Sum64String(t.ID)
+	t.healthIgnored = false // the table being built decides
 	return nil
 }
 

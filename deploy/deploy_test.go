@@ -289,10 +289,13 @@ func TestSampleConfig(t *testing.T) {
 	if len(keys) < 10 {
 		t.Fatalf("found only %d [keys] in viaduct --help:\n%s", len(keys), help)
 	}
-	st := reflect.TypeFor[health.Settings]()
-	for i := range st.NumField() {
-		tag, _, _ := strings.Cut(st.Field(i).Tag.Get("yaml"), ",")
-		keys = append(keys, "health."+tag)
+	for _, st := range []reflect.Type{reflect.TypeFor[health.Section](), reflect.TypeFor[health.Settings]()} {
+		for i := range st.NumField() {
+			tag, opts, _ := strings.Cut(st.Field(i).Tag.Get("yaml"), ",")
+			if opts != "inline" {
+				keys = append(keys, "health."+tag)
+			}
+		}
 	}
 	slices.Sort(keys)
 	for _, k := range slices.Compact(keys) {

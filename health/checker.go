@@ -36,7 +36,10 @@ type Transport interface {
 
 // StateSink receives the health and admin state of every target, by ID.
 // *balancer.Pool satisfies it: each call publishes a new table when the
-// state changed and is a no-op otherwise.
+// state changed and is a no-op otherwise. A sink that also has
+// SetAllDown(balancer.AllDown) error is given Config.AllDown, and one that
+// has Table() *balancer.Table is read after every change to log when
+// every upstream is down (panic mode) and when that ends.
 type StateSink interface {
 	SetHealth(id string, h balancer.Health) error
 	SetAdmin(id string, a balancer.AdminState) error
@@ -61,11 +64,15 @@ type Target struct {
 	Settings Settings
 }
 
-// Config is the health configuration of one pool: its default settings
-// and its targets.
+// Config is the health configuration of one pool: its default settings,
+// its targets, and what the pool does when they are all down.
 type Config struct {
 	Settings Settings
 	Targets  []Target
+	// AllDown is handed to a sink that takes it (*balancer.Pool does,
+	// with SetAllDown) at Start and at every Update. Default
+	// balancer.AllDownForward: panic mode.
+	AllDown balancer.AllDown
 }
 
 // T1 and T2 are RFC 3261's timer values for the retransmission of a probe
@@ -98,9 +105,9 @@ type Status struct {
 	// probe results.
 	ConsecutiveFailures  int
 	ConsecutiveSuccesses int
-	// LastProbe is when the last probe finished (zero before the first),
-	// LastResult how ("reply 200 OK", "timeout", ...), LastCode its
-	// response code (0 when there was none).
+	// LastProbe is when the last check round finished (zero before the
+	// first), LastResult how ("reply 200 OK", "timeout", "traffic", ...),
+	// LastCode the probe's response code (0 when there was none).
 	LastProbe  time.Time
 	LastResult string
 	LastCode   int
@@ -119,6 +126,10 @@ type Status struct {
 	ProbeBadCode  uint64 // answered with a code not accepted
 	SendErrors    uint64 // the transport refused to send
 	Passive503    uint64 // passive 503 bursts detected
+	// TrafficOK counts the check rounds passed by the target's own
+	// responses to forwarded requests (evidence of life), whether a probe
+	// was sent in the round or not.
+	TrafficOK uint64
 }
 
 // Checker probes the targets of one pool, turns probe results and passive
@@ -135,18 +146,24 @@ type Checker struct {
 	tag    string // From tag prefix
 	base   time.Time
 
-	replies chan reply
-	trips   chan *passiveSlot
-	wake    chan struct{}
-	passive atomic.Pointer[map[netip.AddrPort]*passiveSlot]
+	replies  chan reply
+	trips    chan *passiveSlot
+	wake     chan struct{}
+	observed atomic.Pointer[addrIndex]
 	// dropped counts replies HandleResponse could not queue.
 	dropped atomic.Uint64
+
+	// allDownMu serializes reportAllDown; allDownLast is the state it
+	// last logged.
+	allDownMu   sync.Mutex
+	allDownLast allDownState
 
 	// adminMu serializes SetAdmin, whose sink call is made without mu.
 	adminMu sync.Mutex
 
 	mu      sync.Mutex // guards what follows
 	targets []*target
+	allDown balancer.AllDown
 	byID    map[string]*target
 	queue   queue
 	seq     uint64
@@ -183,16 +200,25 @@ type target struct {
 	adminSince   time.Time
 	fails, succs int
 
-	due        time.Time // next event: probe, retransmission or timeout
-	nextProbe  time.Time
-	pending    uint64 // seq of the outstanding probe, 0 when none
-	sentAt     time.Time
-	deadline   time.Time
-	retransAt  time.Time
-	retransGap time.Duration
-	retrans    int
-	listen     int
-	req        []byte // the outstanding probe, for retransmission
+	due       time.Time // next event: round, probe, retransmission or timeout
+	nextProbe time.Time
+	// pending is the seq of the check round in progress (and of its
+	// probe), 0 when none; deadline is when the round fails. A round
+	// passes on an accepted reply to its probe or on a response to
+	// traffic (ev.seen) arriving before the deadline. waitTraffic: the
+	// target carried traffic in the previous round, so the probe waits
+	// until due (half the timeout) for a response to that traffic, and is
+	// sent only if none came.
+	pending     uint64
+	waitTraffic bool
+	roundStart  time.Time
+	sentAt      time.Time
+	deadline    time.Time
+	retransAt   time.Time
+	retransGap  time.Duration
+	retrans     int
+	listen      int
+	req         []byte // the outstanding probe, for retransmission
 
 	lastProbe                                           time.Time
 	lastResult                                          string
@@ -200,7 +226,11 @@ type target struct {
 	rtt, rttAvg                                         time.Duration
 	rttHist                                             RTTHistogram
 	sent, ok, timeouts, badCode, sendErrs, passiveTrips uint64
+	trafficOK                                           uint64
+	// hinted: the "may not answer OPTIONS" hint was logged.
+	hinted bool
 
+	ev      *evidence    // nil until first probed
 	passive *passiveSlot // nil when the passive check is off
 }
 
@@ -245,6 +275,7 @@ func New(cfg Config, tr Transport, sink StateSink, logger *slog.Logger) (*Checke
 		trips:   make(chan *passiveSlot, 1024),
 		wake:    make(chan struct{}, 1),
 		byID:    make(map[string]*target, len(ts)),
+		allDown: cfg.AllDown,
 	}
 	for i := range ts {
 		t := ts[i]
@@ -256,12 +287,15 @@ func New(cfg Config, tr Transport, sink StateSink, logger *slog.Logger) (*Checke
 		c.targets = append(c.targets, t)
 		c.byID[t.id] = t
 	}
-	c.publishPassive()
+	c.publishObserved()
 	return c, nil
 }
 
 // resolveTargets validates a Config into fresh target states.
 func resolveTargets(cfg Config) ([]*target, error) {
+	if cfg.AllDown > balancer.AllDownReject {
+		return nil, fieldErr("all_down", "invalid %v", cfg.AllDown)
+	}
 	// The pool's settings must make sense on their own (timeout within
 	// the interval), whatever the targets override.
 	if _, err := cfg.Settings.Resolve(netip.MustParseAddrPort("192.0.2.1:5060")); err != nil {
@@ -324,6 +358,10 @@ func (c *Checker) Start() error {
 			return fmt.Errorf("health: Start: %w", err)
 		}
 	}
+	if err := c.pushAllDown(); err != nil {
+		return fmt.Errorf("health: Start: %w", err)
+	}
+	defer c.reportAllDown()
 	now := time.Now()
 	c.scheduleNew(c.targets, now)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -362,6 +400,7 @@ func (c *Checker) flush() {
 	if len(p) == 0 {
 		return
 	}
+	defer c.reportAllDown()
 	if bs, ok := c.sink.(batchSink); ok && len(p) > 1 {
 		err := bs.Batch(func(b *balancer.Batch) error {
 			for id, h := range p {
@@ -460,32 +499,65 @@ func (c *Checker) runDue(now time.Time) {
 	for len(c.queue) > 0 && !c.queue[0].due.After(now) {
 		t := c.queue[0]
 		switch {
-		case t.pending != 0 && !now.Before(t.deadline):
-			c.fail(t, now, "timeout", 0, fmt.Sprintf("probe timeout (no final response within %v)", t.probe.Timeout))
-		case t.pending != 0:
-			c.retransmit(t, now)
-		default:
+		case t.pending == 0:
+			c.startRound(t, now)
+		case t.ev.seen.Load():
+			// Its traffic was answered since the round started.
+			t.trafficOK++
+			c.succeed(t, now, 0, "traffic (a response to a forwarded request)")
+		case !now.Before(t.deadline):
+			c.timeout(t, now)
+		case t.waitTraffic:
 			c.send(t, now)
+		default:
+			c.retransmit(t, now)
 		}
 		heap.Fix(&c.queue, t.hidx)
 	}
 }
 
-// send builds and sends a new probe to t and schedules the next one.
-func (c *Checker) send(t *target, now time.Time) {
+// startRound starts a check round of t and schedules the next one. The
+// round passes if an accepted reply to its probe, or any response (but a
+// 503) to t's traffic, arrives within the timeout. A target that carried
+// traffic in the previous round gets no probe at once: its traffic is
+// likely to be answered first, and the probe goes out only if nothing came
+// back within half the timeout. Otherwise the probe is sent now.
+func (c *Checker) startRound(t *target, now time.Time) {
 	// Keep the schedule's phase; after a long stall, restart from now.
 	t.nextProbe = t.nextProbe.Add(t.probe.Interval)
 	if t.nextProbe.Before(now) {
 		t.nextProbe = now.Add(t.probe.Interval)
 	}
 	c.seq++
-	seq := c.seq
+	t.pending = c.seq
+	t.roundStart = now
+	t.deadline = now.Add(t.probe.Timeout)
+	t.waitTraffic = t.ev.seen.Swap(false)
+	if t.waitTraffic {
+		t.due = now.Add(t.probe.Timeout / 2)
+		return
+	}
+	c.send(t, now)
+}
+
+// timeout fails t's round: neither its probe nor its traffic was answered
+// within the timeout.
+func (c *Checker) timeout(t *target, now time.Time) {
+	reason := fmt.Sprintf("probe timeout (no final response within %v)", t.probe.Timeout)
+	if t.sentAt.After(t.roundStart) {
+		reason = fmt.Sprintf("probe timeout (no response to forwarded requests within %v, nor to the probe sent after half of it)", t.probe.Timeout)
+	}
+	c.fail(t, now, "timeout", 0, reason)
+}
+
+// send builds and sends the probe of t's round.
+func (c *Checker) send(t *target, now time.Time) {
+	t.waitTraffic = false
+	seq := t.pending
 	t.listen = c.listenFor(t.addr.Addr())
 	t.req = c.buildProbe(t.req[:0], t, seq)
 	t.sent++
-	t.pending = seq
 	t.sentAt = now
-	t.deadline = now.Add(t.probe.Timeout)
 	t.retrans = 0
 	t.retransGap = T1
 	t.retransAt = now.Add(T1)
@@ -658,7 +730,7 @@ func (c *Checker) onReply(r *reply) {
 		return
 	}
 	t := c.targets[r.idx]
-	if t.pending == 0 || t.pending != r.seq {
+	if t.pending == 0 || t.pending != r.seq || t.waitTraffic {
 		return // late (after the timeout), duplicate, or from before a reload
 	}
 	if t.retrans == 0 {
@@ -678,6 +750,7 @@ func (c *Checker) onReply(r *reply) {
 	}
 	now := time.Now()
 	if t.probe.Accept.Has(code) {
+		t.ok++
 		c.succeed(t, now, code, result)
 	} else {
 		c.fail(t, now, "bad_code", code, "probe "+result)
@@ -687,19 +760,19 @@ func (c *Checker) onReply(r *reply) {
 	}
 }
 
-// finish ends t's outstanding probe and schedules the next one.
+// finish ends t's round and schedules the next one.
 func (c *Checker) finish(t *target, now time.Time, code int, result string) {
 	t.pending = 0
+	t.waitTraffic = false
 	t.lastProbe = now
 	t.lastCode = code
 	t.lastResult = result
 	t.due = t.nextProbe
 }
 
-// succeed records an accepted reply.
+// succeed records a round passed: an accepted reply, or traffic answered.
 func (c *Checker) succeed(t *target, now time.Time, code int, result string) {
 	c.finish(t, now, code, result)
-	t.ok++
 	t.fails = 0
 	t.succs++
 	if t.health == balancer.Down && t.succs >= t.probe.Successes {
@@ -714,6 +787,7 @@ func (c *Checker) fail(t *target, now time.Time, cause string, code int, reason 
 	switch cause {
 	case "timeout":
 		t.timeouts++
+		c.hintNoOptions(t)
 	case "bad_code":
 		t.badCode++
 	}
@@ -723,6 +797,20 @@ func (c *Checker) fail(t *target, now time.Time, cause string, code int, reason 
 	if t.health == balancer.Up && t.fails >= t.probe.Failures {
 		c.setHealth(t, balancer.Down, fmt.Sprintf("%s (%d consecutive failures)", reason, t.fails))
 	}
+}
+
+// hintNoOptions logs, once per target, that a target whose probes have
+// never been answered may not answer them at all: some servers (SIPp's
+// built-in uas scenario, some gateway firmware) ignore OPTIONS. Its
+// traffic keeps it up while it has some; never_probe stops the probes.
+func (c *Checker) hintNoOptions(t *target) {
+	if t.hinted || t.ok > 0 {
+		return
+	}
+	t.hinted = true
+	c.log.Warn("upstream did not answer a health probe: if it never answers "+t.probe.Method+
+		" (SIPp's uas scenario and some gateways do not), set never_probe for it (upstream_health), or change health.method; its own responses to calls count as probes answered meanwhile",
+		"target", t.id, "addr", t.addr, "method", t.probe.Method, "timeout", t.probe.Timeout)
 }
 
 // setHealth changes t's health, logs the change and queues it for the
@@ -778,6 +866,7 @@ func (c *Checker) SetAdmin(id string, a balancer.AdminState, by string) error {
 	if err := c.sink.SetAdmin(id, a); err != nil {
 		return fmt.Errorf("set admin state of %q: %w", id, err)
 	}
+	defer c.reportAllDown()
 	c.mu.Lock()
 	prev := t.admin
 	t.admin = a
@@ -811,6 +900,13 @@ func (c *Checker) StatusOf(id string) (Status, bool) {
 	return t.status(), true
 }
 
+// AllDown returns the all-down policy in use (Config.AllDown).
+func (c *Checker) AllDown() balancer.AllDown {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.allDown
+}
+
 // DroppedReplies returns the number of probe replies HandleResponse could
 // not queue because the checker's goroutine was behind (those probes then
 // time out).
@@ -825,7 +921,7 @@ func (t *target) status() Status {
 		LastProbe: t.lastProbe, LastResult: t.lastResult, LastCode: t.lastCode,
 		RTT: t.rtt, RTTAvg: t.rttAvg, RTTHist: t.rttHist,
 		ProbesSent: t.sent, ProbesOK: t.ok, ProbeTimeouts: t.timeouts, ProbeBadCode: t.badCode,
-		SendErrors: t.sendErrs, Passive503: t.passiveTrips,
+		SendErrors: t.sendErrs, Passive503: t.passiveTrips, TrafficOK: t.trafficOK,
 	}
 }
 
@@ -836,8 +932,8 @@ func (t *target) status() Status {
 // their first probes spread over their interval. Removed targets are no
 // longer probed. Update the sink (balancer.Pool.Update) first, with the
 // same targets: the states of new targets are pushed to it, and an Update
-// naming a target the sink does not know fails. On a validation error
-// nothing changes.
+// naming a target the sink does not know fails. cfg.AllDown replaces the
+// all-down policy, in the sink too. On a validation error nothing changes.
 func (c *Checker) Update(cfg Config) error {
 	ts, err := resolveTargets(cfg)
 	if err != nil {
@@ -845,6 +941,7 @@ func (c *Checker) Update(cfg Config) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.reportAllDown()
 	if c.state == 1 {
 		// New targets' states reach the sink now (Start does it for the
 		// first configuration); a sink that lacks one refuses the update.
@@ -858,6 +955,12 @@ func (c *Checker) Update(cfg Config) error {
 			if err := c.sink.SetAdmin(nt.id, nt.admin); err != nil {
 				return fmt.Errorf("health: Update: %w", err)
 			}
+		}
+	}
+	c.allDown = cfg.AllDown
+	if c.state == 1 {
+		if err := c.pushAllDown(); err != nil {
+			return fmt.Errorf("health: Update: %w", err)
 		}
 	}
 	now := time.Now()
@@ -875,14 +978,14 @@ func (c *Checker) Update(cfg Config) error {
 			old = nt
 		} else {
 			if old.addr != nt.addr {
-				old.pending = 0
+				old.pending, old.waitTraffic = 0, false
 			}
 			old.addr = nt.addr
 			wasNever := old.probe.NeverProbe
 			old.probe = nt.probe
 			switch {
 			case old.probe.NeverProbe:
-				old.pending = 0
+				old.pending, old.waitTraffic = 0, false
 				if old.health == balancer.Down {
 					// Nothing would ever bring it back.
 					c.setHealth(old, balancer.Up, "never_probe set by a reload")
@@ -921,7 +1024,7 @@ func (c *Checker) Update(cfg Config) error {
 		}
 		c.scheduleNew(fresh, now)
 	}
-	c.publishPassive()
+	c.publishObserved()
 	select {
 	case c.wake <- struct{}{}:
 	default:

@@ -758,3 +758,249 @@ func TestFlushBatchesHealthChanges(t *testing.T) {
 		t.Errorf("flush left %v pending", c.pending)
 	}
 }
+
+// recordTransport is a Transport that sends nothing: it counts the probes,
+// for tests that drive the checker's rounds with their own clock.
+type recordTransport struct{ sent int }
+
+func (tr *recordTransport) AppendVia(dst []byte, listen int, key uint64) []byte {
+	return fmt.Appendf(dst, "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKtest%x\r\n", key)
+}
+func (tr *recordTransport) SendFrom(int, []byte, netip.AddrPort) error { tr.sent++; return nil }
+func (tr *recordTransport) ListenAddrs() []netip.AddrPort {
+	return []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5060")}
+}
+
+// TestTrafficRounds drives the rounds of one target with a simulated clock
+// (runDue with chosen times; the checker is not started): a response to
+// traffic that arrives during a round passes it without a probe reply; a
+// target that carried traffic gets its probe only if nothing came back
+// within half the timeout; and a response from before the round does not
+// pass it, which is what keeps the detection bound interval x failures +
+// timeout for a target that dies while carrying traffic.
+func TestTrafficRounds(t *testing.T) {
+	addr := netip.MustParseAddrPort("127.0.0.1:5071")
+	tr := &recordTransport{}
+	logs := &logBuffer{}
+	s := Settings{Interval: 100 * time.Millisecond, Timeout: 40 * time.Millisecond, Failures: 2, Successes: 1}
+	c, err := New(Config{Settings: s, Targets: []Target{{ID: "a", Addr: addr}}}, tr, nopSink{}, logs.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now()
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	c.scheduleNew(c.targets, base)
+	a := c.targets[0]
+	step := func(ms int, want string) {
+		t.Helper()
+		c.runDue(at(ms))
+		st := a.status()
+		got := fmt.Sprintf("probes %d, traffic ok %d, timeouts %d, health %v", tr.sent, st.TrafficOK, st.ProbeTimeouts, st.Health)
+		if got != want {
+			t.Errorf("at %dms: %s; want %s", ms, got, want)
+		}
+	}
+	// Round 1 (0-40ms): no traffic before it, so a probe at once; an
+	// answer to traffic during it passes it.
+	step(0, "probes 1, traffic ok 0, timeouts 0, health up")
+	c.ObserveResponse(addr, 180)
+	step(40, "probes 1, traffic ok 1, timeouts 0, health up")
+	// Round 2 (100-140ms): traffic in round 1, so no probe yet; an answer
+	// comes within half the timeout: passed, no probe sent.
+	step(100, "probes 1, traffic ok 1, timeouts 0, health up")
+	c.ObserveResponse(addr, 200)
+	step(120, "probes 1, traffic ok 2, timeouts 0, health up")
+	// Round 3 (200-240ms): the response seen in round 2 is older than the
+	// round: it does not pass it. Nothing came within half the timeout:
+	// the probe goes out, then the round times out.
+	step(200, "probes 1, traffic ok 2, timeouts 0, health up")
+	step(220, "probes 2, traffic ok 2, timeouts 0, health up")
+	step(240, "probes 2, traffic ok 2, timeouts 1, health up")
+	if st := a.status(); !strings.Contains(st.LastResult, "no response to forwarded requests within 40ms") {
+		t.Errorf("round 3: %q", st.LastResult)
+	}
+	// Round 4: no traffic in round 3, probe at once; a 503 is no evidence
+	// of life: second timeout, down.
+	step(300, "probes 3, traffic ok 2, timeouts 1, health up")
+	c.ObserveResponse(addr, 503)
+	step(340, "probes 3, traffic ok 2, timeouts 2, health down")
+	// The hint about targets that ignore OPTIONS: once, at the first
+	// timeout of a target that never answered a probe.
+	if n := strings.Count(logs.String(), `msg="upstream did not answer a health probe: if it never answers OPTIONS`); n != 1 {
+		t.Errorf("hint logged %d times:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "set never_probe for it") {
+		t.Errorf("the hint does not point to never_probe:\n%s", logs.String())
+	}
+	// Round 5: a response to an in-dialog request (a down target still
+	// gets those) brings it back, with successes 1.
+	step(400, "probes 4, traffic ok 2, timeouts 2, health down")
+	c.ObserveResponse(netip.AddrPortFrom(netip.AddrFrom16(addr.Addr().As16()), addr.Port()), 200) // v4-mapped form
+	step(410, "probes 4, traffic ok 2, timeouts 2, health down")                                  // seen at the next event only
+	step(440, "probes 4, traffic ok 3, timeouts 2, health up")
+}
+
+// A busy target is never probed, and one that ignores OPTIONS is not marked
+// down while it carries traffic; when its traffic stops it is marked down
+// within interval x failures + timeout, as by probes alone.
+func TestTrafficKeepsTargetUp(t *testing.T) {
+	tr := newUDPTransport(t)
+	a := newResponder(t, "a")
+	a.mode.Store(modeNoOptions)
+	sink := newRecordingSink(t, a)
+	logs := &logBuffer{}
+	c := startChecker(t, tr, sink, fast, logs.logger(), a)
+	p := c.Status()[0].Probe
+	start := time.Now()
+	stop := make(chan struct{})
+	done := make(chan time.Time)
+	go func() { // the fast path relaying a's responses, every 5ms
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- time.Now()
+				return
+			case <-tick.C:
+				c.ObserveResponse(a.addr, 200)
+			}
+		}
+	}()
+	waitFor(t, 10*time.Second, "10 rounds passed on traffic", func() bool {
+		st, _ := c.StatusOf("a")
+		return st.TrafficOK >= 10
+	})
+	close(stop)
+	t0 := <-done
+	st, _ := c.StatusOf("a")
+	if evs := sink.healthChanges("a", start); len(evs) != 0 || st.Health != balancer.Up {
+		t.Fatalf("a changed health while carrying traffic: %d changes, %v (%s)", len(evs), st.Health, st.HealthReason)
+	}
+	// The first round has no traffic before it and sends a probe; a busy
+	// target needs no other (a round waits 25ms for traffic every 5ms: a
+	// second probe means a stall of the machine, tolerated once).
+	if st.ProbesSent > 2 || st.ProbesOK != 0 {
+		t.Errorf("busy target: %d probes sent, %d answered; want at most 2, 0", st.ProbesSent, st.ProbesOK)
+	}
+	down := sink.waitHealth(t, "a", balancer.Down, t0, p.DetectionBound()+slack)
+	el := down.Sub(t0)
+	t.Logf("traffic stopped: down after %v (bound %v)", el, p.DetectionBound())
+	if lower := p.Interval*time.Duration(p.Failures-1) + p.Timeout - 5*time.Millisecond; el < lower {
+		t.Errorf("down after %v, before %v", el, lower)
+	}
+	if st, _ := c.StatusOf("a"); !strings.Contains(st.HealthReason, "probe timeout") {
+		t.Errorf("reason %q", st.HealthReason)
+	}
+}
+
+// When every upstream is down the checker's policy reaches the pool, which
+// forwards to all of them (panic mode) or refuses; the checker logs it
+// loudly, once, and logs its end.
+func TestAllDownReachesPoolAndIsLogged(t *testing.T) {
+	for _, policy := range []balancer.AllDown{balancer.AllDownForward, balancer.AllDownReject} {
+		t.Run(policy.String(), func(t *testing.T) {
+			tr := newUDPTransport(t)
+			a, b := newResponder(t, "a"), newResponder(t, "b")
+			pool, err := balancer.NewPool([]balancer.Target{
+				{ID: "a", Addr: a.addr, Transport: "udp", Weight: 1},
+				{ID: "b", Addr: b.addr, Transport: "udp", Weight: 1, Priority: 1},
+			}, balancer.Options{AllDown: 1 - policy}) // the checker sets it
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := &logBuffer{}
+			cfg := Config{Settings: fast, AllDown: policy, Targets: []Target{{ID: "a", Addr: a.addr}, {ID: "b", Addr: b.addr}}}
+			c, err := New(cfg, tr, pool, logs.logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr.setHandler(func(m *parser.Message, from netip.AddrPort) { c.HandleResponse(m, from) })
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			p := c.Status()[0].Probe
+			a.mode.Store(modeSilent)
+			b.mode.Store(modeSilent)
+			waitFor(t, p.DetectionBound()+slack, "every target down", func() bool { return pool.Table().AllDown() })
+			tab := pool.Table()
+			if tab.Panic() != (policy == balancer.AllDownForward) {
+				t.Errorf("policy %v: Panic() = %v", policy, tab.Panic())
+			}
+			if n, _ := tab.Live(false); (n == 2) != (policy == balancer.AllDownForward) || (n == 0) != (policy == balancer.AllDownReject) {
+				t.Errorf("policy %v: %d targets selectable", policy, n)
+			}
+			want := `level=ERROR msg="every upstream is down: forwarding to all of them anyway (panic mode)`
+			if policy == balancer.AllDownReject {
+				want = `level=ERROR msg="every upstream is down: new requests are answered 503 (health.all_down: reject)"`
+			}
+			logs.waitLog(t, want)
+			b.mode.Store(modeAnswer)
+			waitFor(t, p.RecoveryBound()+slack, "b up", func() bool { return !pool.Table().AllDown() })
+			logs.waitLog(t, `level=WARN msg="not every upstream is down any more`)
+			if n := strings.Count(logs.String(), "every upstream is down:"); n != 1 {
+				t.Errorf("all-down logged %d times:\n%s", n, logs.String())
+			}
+			// A reload may change the policy.
+			cfg.AllDown = 1 - policy
+			if err := c.Update(cfg); err != nil {
+				t.Fatal(err)
+			}
+			b.mode.Store(modeSilent)
+			waitFor(t, p.DetectionBound()+slack, "every target down again", func() bool { return pool.Table().AllDown() })
+			if pool.Table().Panic() != (policy == balancer.AllDownReject) {
+				t.Errorf("after the reload to %v: Panic() = %v", 1-policy, pool.Table().Panic())
+			}
+		})
+	}
+}
+
+// The address index finds every probed target, IPv4 and IPv6, several at
+// one address, and nothing else.
+func TestObserveResponseFindsItsTarget(t *testing.T) {
+	var cfg Config
+	for i := 0; i < 300; i++ {
+		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 5060)
+		if i%2 == 1 {
+			a = netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", i)), 5060)
+		}
+		cfg.Targets = append(cfg.Targets, Target{ID: fmt.Sprint(i), Addr: a})
+	}
+	shared := cfg.Targets[7].Addr
+	cfg.Targets = append(cfg.Targets, Target{ID: "same-address", Addr: shared})
+	never := true
+	cfg.Targets = append(cfg.Targets, Target{ID: "never", Addr: netip.MustParseAddrPort("10.9.9.9:5060"), Settings: Settings{NeverProbe: &never}})
+	c, err := New(cfg, &recordTransport{}, nopSink{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := func() (ids []string) {
+		for _, tg := range c.targets {
+			if tg.ev != nil && tg.ev.seen.Swap(false) {
+				ids = append(ids, tg.id)
+			}
+		}
+		return ids
+	}
+	for i, tg := range cfg.Targets[:300] {
+		c.ObserveResponse(tg.Addr, 200)
+		got := seen()
+		want := []string{fmt.Sprint(i)}
+		if tg.Addr == shared {
+			want = append(want, "same-address")
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("response from %v marked %v, want %v", tg.Addr, got, want)
+		}
+	}
+	for _, a := range []string{"10.9.9.9:5060", "10.0.0.0:5061", "[2001:db8::2]:5060", "192.0.2.1:5060"} {
+		c.ObserveResponse(netip.MustParseAddrPort(a), 200)
+		if got := seen(); len(got) != 0 {
+			t.Errorf("response from %s (no probed target) marked %v", a, got)
+		}
+	}
+	if tg := c.targets[len(c.targets)-1]; tg.ev != nil {
+		t.Errorf("a never-probed target is watched")
+	}
+}

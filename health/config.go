@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -103,6 +104,56 @@ type Settings struct {
 	// Passive503 enables the passive check: a burst of 503 responses from
 	// the target marks it down until probes bring it back.
 	Passive503 *PassiveSettings `yaml:"passive_503"`
+}
+
+// Section is the health section of Viaduct's configuration file: the
+// switches of the whole pool and, inline, the default Settings of every
+// upstream (upstream_health entries override those per upstream).
+//
+//	health:
+//	  enabled: true      # the default; false: no upstream is probed
+//	  all_down: forward  # the default (panic mode); reject: answer 503
+//	  interval: 5s
+//	  ...
+//
+// The zero value (no health section) probes every upstream with the
+// defaults and forwards to all of them when all are down.
+type Section struct {
+	// Enabled turns health checking on (nil or true: the default) or off
+	// (false): no upstream is probed, as if never_probe were true, unless
+	// its upstream_health entry says never_probe: false. Admin states work
+	// either way.
+	Enabled *bool `yaml:"enabled"`
+	// AllDown is what happens when every upstream that is not disabled is
+	// down: "forward" (the default, panic mode: every one of them takes
+	// traffic anyway, health ignored) or "reject" (requests get 503).
+	AllDown string `yaml:"all_down"`
+	// Settings are the default probe settings of every upstream.
+	Settings `yaml:",inline"`
+}
+
+// Pool returns the pool's default settings (never_probe set when Enabled is
+// false) and its all-down policy. Errors are *FieldError values naming the
+// key ("all_down", "never_probe", "interval", ...).
+func (s Section) Pool() (Settings, balancer.AllDown, error) {
+	ad, err := balancer.ParseAllDown(s.AllDown)
+	if err != nil {
+		return Settings{}, 0, fieldErr("all_down", "%v", err)
+	}
+	if err := s.Settings.Validate(); err != nil {
+		return Settings{}, 0, err
+	}
+	st := s.Settings
+	if s.Enabled == nil {
+		return st, ad, nil
+	}
+	enabled := *s.Enabled
+	if st.NeverProbe != nil && *st.NeverProbe == enabled {
+		return Settings{}, 0, fieldErr("never_probe", "%v contradicts enabled: %v (to probe some upstreams only, set enabled: false and never_probe: false in their upstream_health entries)", *st.NeverProbe, enabled)
+	}
+	never := !enabled
+	st.NeverProbe = &never
+	return st, ad, nil
 }
 
 // PassiveSettings configures the passive 503 burst detector: Count 503

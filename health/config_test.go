@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/viaduct-sip/viaduct/balancer"
 )
 
 func TestDefaultCodes(t *testing.T) {
@@ -198,5 +200,57 @@ passive_503: {count: 20, window: 2s}
 	dec.KnownFields(true)
 	if err := dec.Decode(&bad); err == nil {
 		t.Errorf("unknown key accepted")
+	}
+}
+
+// The health section decodes strictly, with the pool's switches beside the
+// inline settings, and resolves to the pool's settings and policy.
+func TestSection(t *testing.T) {
+	decode := func(doc string) (Section, error) {
+		var s Section
+		dec := yaml.NewDecoder(bytes.NewReader([]byte(doc)))
+		dec.KnownFields(true)
+		err := dec.Decode(&s)
+		return s, err
+	}
+	yes, no := true, false
+	cases := []struct {
+		doc     string
+		never   *bool // the pool's never_probe after Pool
+		allDown balancer.AllDown
+		err     string
+	}{
+		{"interval: 1s\n", nil, balancer.AllDownForward, ""},
+		{"enabled: true\n", &no, balancer.AllDownForward, ""},
+		{"enabled: false\nall_down: reject\n", &yes, balancer.AllDownReject, ""},
+		{"never_probe: true\n", &yes, balancer.AllDownForward, ""}, // the old way to say off
+		{"enabled: false\nnever_probe: false\n", nil, 0, "never_probe: false contradicts enabled: false"},
+		{"enabled: true\nnever_probe: true\n", nil, 0, "never_probe: true contradicts enabled: true"},
+		{"all_down: panic\n", nil, 0, `all_down: "panic": want forward`},
+		{"interval: 1ms\n", nil, 0, "interval: must be between"},
+	}
+	for _, c := range cases {
+		s, err := decode(c.doc)
+		if err != nil {
+			t.Fatalf("%q: %v", c.doc, err)
+		}
+		st, ad, err := s.Pool()
+		if c.err != "" {
+			var fe *FieldError
+			if err == nil || !strings.Contains(err.Error(), c.err) || !errors.As(err, &fe) {
+				t.Errorf("%q: error %v, want a *FieldError with %q", c.doc, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.doc, err)
+			continue
+		}
+		if (st.NeverProbe == nil) != (c.never == nil) || (c.never != nil && *st.NeverProbe != *c.never) || ad != c.allDown {
+			t.Errorf("%q: never_probe %v, all_down %v; want %v, %v", c.doc, st.NeverProbe, ad, c.never, c.allDown)
+		}
+	}
+	if _, err := decode("enabled: true\nintervall: 1s\n"); err == nil {
+		t.Error("unknown key accepted in the health section")
 	}
 }

@@ -15,7 +15,29 @@
 //
 // Failures consecutive failures mark an up target down; Successes
 // consecutive successes mark a down target up. Targets start up: a target
-// is presumed healthy until a check says otherwise.
+// is presumed healthy until a check says otherwise. The first probe timeout
+// of a target that has never answered a probe is logged (once) with a hint:
+// some servers never answer OPTIONS, and never_probe is for them.
+//
+// # Evidence of life
+//
+// A target's own traffic shows it alive. The fast path reports every
+// response it relays (ObserveResponse), and a check round (one per
+// interval) passes when a response from the target, other than 503,
+// arrives after the round started and within its timeout, exactly as an
+// accepted reply to the probe would. A target that carried traffic during
+// the previous round gets no probe at once: the round waits half its
+// timeout for a response to that traffic, and sends the probe only if none
+// came. A busy target is thus never probed, and one that answers calls but
+// ignores OPTIONS (SIPp's built-in uas scenario, some gateway firmware) is
+// not marked down while it carries traffic: only a round with neither a
+// response to its traffic nor a reply to its probe fails. A target that
+// ignores OPTIONS and carries less than about one call per timeout can
+// still fail rounds: set never_probe for it. Responses that came before a
+// round started do not count for it, so the detection bound below holds
+// for a target that dies in the middle of its traffic. The cost on the
+// fast path is a lookup of the source address in a small table, an atomic
+// load, and one store per target and round (ObserveResponse).
 //
 // Probes are spread over the interval: the k-th of a pool's n targets is
 // first probed k/n of an interval after Start, then every interval, so a
@@ -28,8 +50,9 @@
 //	interval x failures + timeout
 //
 // (Probe.DetectionBound; 5s x 3 + 2s = 17s with the defaults): the first
-// probe sent after it died leaves within one interval, the failures-th one
-// failures-1 intervals later, and it fails timeout after it was sent. A
+// round started after it died starts within one interval, the failures-th
+// one failures-1 intervals later, and it fails timeout after it started
+// (neither its traffic nor its probe answered). A
 // probe answered with a code that is not accepted fails at once, so a
 // target answering 503 goes down sooner. A down target that answers again
 // is marked up within interval x successes + timeout
@@ -53,6 +76,16 @@
 // mark the target down (reason "passive 503 burst") until successes
 // consecutive probes bring it back.
 //
+// # All down
+//
+// Config.AllDown goes to a sink that takes it (*balancer.Pool.SetAllDown):
+// by default, when every upstream that is not disabled is down, the pool
+// forwards to all of them anyway (panic mode, see package balancer). Their
+// responses then count as evidence of life, so an upstream wrongly
+// believed down comes back by itself. The checker logs at error level when
+// every upstream goes down (and whether the pool forwards or answers 503),
+// and logs when that ends.
+//
 // # Admin states
 //
 // Each target also has an admin state (balancer.Enabled, Draining,
@@ -66,7 +99,7 @@
 // Every change of either state goes to a StateSink (*balancer.Pool
 // satisfies it, publishing a new lookup table: nothing is locked on the
 // fast path) and is logged through log/slog with the target, the old and
-// new state and the reason: probe timeout, probe reply code, probe send
+// new state and the reason: probe timeout, probe reply code, traffic (its responses), probe send
 // error, passive 503 burst, admin. Health changes are handed to the sink
 // by a goroutine of their own, several at once in one Pool.Batch when they
 // come together, so a table rebuild (tens of milliseconds for a hashed

@@ -20,8 +20,9 @@ import (
 
 // Responder modes.
 const (
-	modeAnswer = iota // answer every request (200, or code for OPTIONS)
-	modeSilent        // read and ignore everything (a dead server)
+	modeAnswer    = iota // answer every request (200, or code for OPTIONS)
+	modeSilent           // read and ignore everything (a dead server)
+	modeNoOptions        // answer every request but OPTIONS (as SIPp's uas)
 )
 
 // responder is a UDP SIP server on 127.0.0.1:0 playing an upstream: it
@@ -87,7 +88,7 @@ func (r *responder) run() {
 			first := !r.seen[string(m.CallID())]
 			r.seen[string(m.CallID())] = true
 			r.mu.Unlock()
-			if first && r.dropFirst.Load() {
+			if first && r.dropFirst.Load() || r.mode.Load() == modeNoOptions {
 				continue
 			}
 			code = int(r.optionsCode.Load())

@@ -364,3 +364,38 @@ func TestIntegrationPassive503(t *testing.T) {
 		}
 	}
 }
+
+// An upstream that answers calls but not OPTIONS (as SIPp's uas scenario)
+// stays up while calls flow through the fast path to it: the responses the
+// fast path relays are its evidence of life. When the calls stop, its
+// probes alone decide, and it goes down.
+func TestIntegrationTrafficIsEvidenceOfLife(t *testing.T) {
+	a, b := newResponder(t, "a"), newResponder(t, "b")
+	a.mode.Store(modeNoOptions)
+	rs := []*responder{a, b}
+	px := startProxy(t, fast, rs...)
+	px.eng.SetResponseObserver(px.chk.ObserveResponse)
+	p := px.chk.Status()[0].Probe
+	pool := px.eng.Pool()
+	cl := newClient(t, px.addr)
+	start := time.Now()
+	onA := 0
+	for i := 0; time.Since(start) < 10*p.Interval || onA < 20; i++ {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("only %d of %d calls reached a", onA, i)
+		}
+		if got, _ := send(t, cl, rs, "INVITE", fmt.Sprintf("e-%d@client", i), ""); got == a {
+			onA++
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	st, _ := px.chk.StatusOf(id(a))
+	t.Logf("a after %v of calls: %d rounds passed on traffic, %d probes sent, %d timeouts", time.Since(start), st.TrafficOK, st.ProbesSent, st.ProbeTimeouts)
+	if poolHealth(t, pool, id(a)) != balancer.Up || st.TrafficOK == 0 || st.ProbesOK != 0 {
+		t.Fatalf("a while carrying calls: %v (%s), %d rounds passed on traffic, %d probes answered", st.Health, st.HealthReason, st.TrafficOK, st.ProbesOK)
+	}
+	waitFor(t, p.DetectionBound()+slack, "a down once its calls stop", func() bool { return poolHealth(t, pool, id(a)) == balancer.Down })
+	if poolHealth(t, pool, id(b)) != balancer.Up {
+		t.Errorf("b (answering OPTIONS, no calls needed) is not up")
+	}
+}

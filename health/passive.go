@@ -2,7 +2,6 @@ package health
 
 import (
 	"fmt"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -40,46 +39,11 @@ func (s *passiveSlot) rearm() {
 	s.tripped.Store(false)
 }
 
-// publishPassive rebuilds the address index of the passive detectors:
-// targets that are probed and have the passive check on get a slot (kept
-// across an Update when their settings did not change). Called with c.mu
-// held.
-func (c *Checker) publishPassive() {
-	idx := make(map[netip.AddrPort]*passiveSlot)
-	for _, t := range c.targets {
-		if t.probe.PassiveCount == 0 || t.probe.NeverProbe {
-			t.passive = nil
-			continue
-		}
-		if t.passive == nil || t.passive.count != t.probe.PassiveCount || t.passive.window != t.probe.PassiveWindow {
-			t.passive = newPassiveSlot(t)
-			if t.health == balancer.Down {
-				t.passive.tripped.Store(true) // rearmed when probes bring it up
-			}
-		}
-		idx[t.addr] = t.passive
-	}
-	c.passive.Store(&idx)
-}
-
-// ObserveResponse is the passive check, for the fast path to call with the
-// status code of every response it receives and the address it came from.
-// It returns at once for any status but 503; a 503 from a target whose
-// passive check is on is recorded in that target's lock-free ring, and when
-// Count of them arrived within Window the target is marked down (reason
-// "passive 503 burst") until Successes consecutive probes succeed. It does
-// not allocate and never blocks. Targets that are never probed are not
-// watched: nothing would bring them back.
-func (c *Checker) ObserveResponse(from netip.AddrPort, status int) {
-	if status != 503 {
-		return
-	}
-	m := c.passive.Load()
-	if m == nil || len(*m) == 0 {
-		return
-	}
-	s := (*m)[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
-	if s == nil || s.tripped.Load() {
+// record503 records a 503 from the slot's target: lock-free, allocation
+// free; when Count of them arrived within Window the slot trips and the
+// checker's goroutine marks the target down.
+func (c *Checker) record503(s *passiveSlot) {
+	if s.tripped.Load() {
 		return
 	}
 	now := int64(time.Since(c.base)) + 1

@@ -80,9 +80,10 @@ type Collector struct {
 	dropLogSuppressed                                   *prometheus.Desc
 
 	upInfo, upUp, upAdmin, upWeight, upPriority, upSelected, upShare *prometheus.Desc
-	upForwarded, upResponses, poolSelectable, poolBuilds             *prometheus.Desc
+	upForwarded, upResponses, poolSelectable, poolBuilds, poolPanic  *prometheus.Desc
 
 	probes, probeFailures, passive, rtt, srtt, healthChanged, droppedReplies *prometheus.Desc
+	trafficChecks                                                            *prometheus.Desc
 
 	reloads, reloadOK, reloadTime, configInfo, buildInfo *prometheus.Desc
 	buildLabels                                          [3]string
@@ -128,10 +129,12 @@ func New(o Options) *Collector {
 	c.upResponses = d("viaduct_upstream_responses_total", "Responses relayed from the upstream (by source address) towards the client, by status class (1xx..6xx).", "upstream", "class")
 	c.poolSelectable = d("viaduct_pool_selectable_targets", "Upstreams the balancer can currently choose for new dialogs (requests=new_dialog) or in-dialog requests (requests=in_dialog); 0 means such requests get 503.", "requests")
 	c.poolBuilds = d("viaduct_pool_table_builds_total", "Lookup tables the balancer has published (one per health, admin or configuration change).")
+	c.poolPanic = d("viaduct_pool_panic", "1 while every upstream that is not disabled is down and the balancer forwards to all of them anyway (panic mode, health.all_down: forward), else 0.")
 
 	c.probes = d("viaduct_upstream_probes_total", "Health probes sent to the upstream (retransmissions not counted).", "upstream")
 	c.probeFailures = d("viaduct_upstream_probe_failures_total", "Failed health probes, by cause: timeout (no final response), bad_code (a code not accepted), send_error.", "upstream", "cause")
 	c.passive = d("viaduct_upstream_passive_503_bursts_total", "Bursts of 503 responses that marked the upstream down (passive check).", "upstream")
+	c.trafficChecks = d("viaduct_upstream_traffic_checks_total", "Health check rounds the upstream passed with its own responses to forwarded requests (evidence of life), with or without a probe.", "upstream")
 	c.rtt = d("viaduct_upstream_probe_rtt_seconds", "Round-trip time of health probes answered without retransmission.", "upstream")
 	c.srtt = d("viaduct_upstream_probe_rtt_smoothed_seconds", "Exponentially weighted average of the probe round-trip time (weight 1/8 per sample).", "upstream")
 	c.healthChanged = d("viaduct_upstream_health_last_change_timestamp_seconds", "When the upstream's health last changed (or when it was first configured), as a Unix time.", "upstream")
@@ -169,8 +172,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.dgIn, c.dgOut, c.bytesIn, c.bytesOut, c.kernelDrops, c.workerDgIn, c.keyFallbacks, c.dialogRouted,
 		c.dropLogSuppressed,
 		c.upInfo, c.upUp, c.upAdmin, c.upWeight, c.upPriority, c.upSelected, c.upShare,
-		c.upForwarded, c.upResponses, c.poolSelectable, c.poolBuilds,
-		c.probes, c.probeFailures, c.passive, c.rtt, c.srtt, c.healthChanged, c.droppedReplies,
+		c.upForwarded, c.upResponses, c.poolSelectable, c.poolBuilds, c.poolPanic,
+		c.probes, c.probeFailures, c.passive, c.rtt, c.srtt, c.healthChanged, c.droppedReplies, c.trafficChecks,
 		c.reloads, c.reloadOK, c.reloadTime, c.configInfo, c.buildInfo,
 	} {
 		ch <- d
@@ -288,6 +291,7 @@ func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 
 func (c *Collector) collectPool(ch chan<- prometheus.Metric, tab *balancer.Table) {
 	counter(ch, c.poolBuilds, tab.Version())
+	gauge(ch, c.poolPanic, b2f(tab.Panic()))
 	n, _ := tab.Live(false)
 	gauge(ch, c.poolSelectable, float64(n), "new_dialog")
 	n, _ = tab.Live(true)
@@ -341,6 +345,7 @@ func (c *Collector) collectHealth(ch chan<- prometheus.Metric, states bool) {
 		counter(ch, c.probeFailures, s.ProbeBadCode, id, "bad_code")
 		counter(ch, c.probeFailures, s.SendErrors, id, "send_error")
 		counter(ch, c.passive, s.Passive503, id)
+		counter(ch, c.trafficChecks, s.TrafficOK, id)
 		h := &s.RTTHist
 		cum := h.Cumulative()
 		buckets := make(map[float64]uint64, len(bounds))

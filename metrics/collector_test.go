@@ -639,3 +639,71 @@ func TestDropLogSuppressed(t *testing.T) {
 		t.Errorf("exported %v suppressed lines, want %v (%d of %d drops logged)", got, want, lines(), flood)
 	}
 }
+
+// viaduct_pool_panic follows the table; viaduct_upstream_traffic_checks_total
+// the rounds a target passed on its own responses.
+func TestPanicAndTrafficMetrics(t *testing.T) {
+	silent := closedPort(t) // answers no probe
+	e := startEngine(t, silent, closedPort(t))
+	pool := e.Pool()
+	ids := []string{balancer.DefaultID("udp", pool.Table().Target(0).Addr), balancer.DefaultID("udp", pool.Table().Target(1).Addr)}
+	chk, err := health.New(health.Config{
+		Settings: health.Settings{Interval: 50 * time.Millisecond, Timeout: 30 * time.Millisecond, Failures: 2, Successes: 1},
+		Targets:  []health.Target{{ID: ids[0], Addr: silent}, {ID: ids[1], Addr: pool.Table().Target(1).Addr}},
+	}, e, pool, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := metrics.New(metrics.Options{Engine: e, Health: chk, Pool: pool})
+	panicMode := func() float64 { return gatherOne(t, col, "viaduct_pool_panic")[""] }
+	if v := panicMode(); v != 0 {
+		t.Errorf("viaduct_pool_panic = %v with every target up", v)
+	}
+	if err := chk.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer chk.Close()
+	// The first target's responses to traffic keep it up; the second,
+	// without traffic, goes down.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+				chk.ObserveResponse(silent, 200)
+			}
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for st := chk.Status(); st[0].TrafficOK < 3 || pool.Table().Target(1).Health != balancer.Down; st = chk.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v := panicMode(); v != 0 {
+		t.Errorf("viaduct_pool_panic = %v with one target up", v)
+	}
+	got := gatherOne(t, col, "viaduct_upstream_traffic_checks_total")
+	if v := got[`upstream="`+ids[0]+`"`]; v < 3 {
+		t.Errorf("traffic checks of %s: %v, want >= 3 (%v)", ids[0], v, got)
+	}
+	if v, ok := got[`upstream="`+ids[1]+`"`]; !ok || v != 0 {
+		t.Errorf("traffic checks of %s: %v (present %v), want 0", ids[1], v, ok)
+	}
+	if err := pool.SetHealth(ids[0], balancer.Down); err != nil {
+		t.Fatal(err)
+	}
+	if v := panicMode(); v != 1 {
+		t.Errorf("viaduct_pool_panic = %v with every target down", v)
+	}
+	if err := pool.SetAllDown(balancer.AllDownReject); err != nil {
+		t.Fatal(err)
+	}
+	if v := panicMode(); v != 0 {
+		t.Errorf("viaduct_pool_panic = %v with all_down reject", v)
+	}
+}

@@ -45,12 +45,12 @@ type fileConfig struct {
 	LogFormat          string `yaml:"log_format"`
 	LogLevel           string `yaml:"log_level"`
 
-	// Health holds the health-check settings of every upstream; without
-	// it no upstream is probed unless its upstream_health entry says
-	// never_probe: false ("health: {}" probes all with the defaults).
+	// Health holds the health-check switches (enabled, all_down) and the
+	// settings of every upstream; without it every upstream is probed
+	// with the defaults, and all are used when all are down (panic mode).
 	// UpstreamHealth holds per-upstream overrides keyed by the upstream's
 	// ID (or its address), Admin the admin HTTP API.
-	Health         *health.Settings           `yaml:"health"`
+	Health         *health.Section            `yaml:"health"`
 	UpstreamHealth map[string]health.Settings `yaml:"upstream_health"`
 	Admin          adminConfig                `yaml:"admin"`
 

@@ -19,9 +19,11 @@ import (
 // toHealthConfig builds the health checker's configuration for the
 // engine's targets: every target under the same ID as in the balancer pool
 // (so the admin API, the logs and the pool name targets alike), with the
-// health section's settings and its upstream_health overrides. Without a
-// health section nothing is probed unless an override says never_probe:
-// false. srcOf gives the upstreams entry each target came from (nil: target
+// health section's settings and its upstream_health overrides, and the
+// section's all_down policy. Health checking is on without a health
+// section; with enabled: false (or --health=false) nothing is probed
+// unless an override says never_probe: false. srcOf gives the upstreams
+// entry each target came from (nil: target
 // i is entry i). An upstream_health key names an entry written as an
 // address, by its ID or address, or an entry written as a DNS name, by
 // that name as written: its settings then apply to every address the name
@@ -30,14 +32,15 @@ import (
 // Errors name the YAML key.
 func (fc *fileConfig) toHealthConfig(targets []balancer.Target, srcOf []int) (health.Config, []string, error) {
 	var hc health.Config
+	var sec health.Section // no health section: the defaults
 	if fc.Health != nil {
-		hc.Settings = *fc.Health
-	} else {
-		// No health section: probing is off, as with Kamailio's
-		// ds_ping_interval 0; admin states still work.
-		off := true
-		hc.Settings.NeverProbe = &off
+		sec = *fc.Health
 	}
+	st, allDown, err := sec.Pool()
+	if err != nil {
+		return hc, nil, healthFieldError("health.", err)
+	}
+	hc.Settings, hc.AllDown = st, allDown
 	// DNS entries, by their name as written.
 	byName := map[string]int{}
 	isDNS := make([]bool, len(fc.Upstreams))

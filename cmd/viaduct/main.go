@@ -6,8 +6,9 @@
 //	viaduct --config viaduct.yaml [flags that override the file]
 //
 // Every setting can be given in a YAML file (--config), and most also as a
-// flag (upstream weights, priorities and IDs, health checks and the admin
-// token only in the file); a flag given on the command line overrides the
+// flag (upstream weights, priorities and IDs, health check settings and the
+// admin token only in the file; --health turns health checks, on by
+// default, off); a flag given on the command line overrides the
 // file's value, and a list flag (--listen, --upstream, --key) replaces the
 // file's whole list. Unknown YAML keys and invalid values are refused at
 // start with the key and the reason. SIGHUP (or POST /api/v1/reload)
@@ -113,6 +114,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	fs.StringVar(&fc.LogLevel, "log-level", "", "log level: debug, info, warn, error; default info [log_level]")
 	drainFlag := fs.Duration("shutdown-drain", defaultShutdownDrain, "after SIGTERM, keep forwarding this long with /readyz false, then stop; 0: stop at once [shutdown_drain]")
 	fs.DurationVar(&fc.DNS.Refresh, "dns-refresh", resolve.DefaultInterval, "how often host-name and SRV upstreams are resolved again [dns.refresh]")
+	healthFlag := fs.Bool("health", true, "probe the upstreams (OPTIONS every 5s; their responses to calls count as answers) and stop sending new calls to those that stop answering; false: no upstream is probed [health.enabled]")
 	nextHopsFlag := fs.Bool("dns-next-hops", true, "resolve host names that requests from upstreams name as their next hop (RFC 3263); false: answer them 503 [dns.next_hops]")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageText)
@@ -201,6 +203,12 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 				merged.DNS.NextHops = &v
 			case "dns-refresh":
 				merged.DNS.Refresh = fc.DNS.Refresh
+			case "health":
+				if merged.Health == nil {
+					merged.Health = &health.Section{}
+				}
+				v := *healthFlag
+				merged.Health.Enabled = &v
 			}
 		})
 	}
@@ -303,8 +311,8 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac admin
 	if admin.Disabled(adminAddr) {
 		adminAddr = "off"
 	}
-	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=[%s] balance=%s keys=%s record_route=%v path=%v max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v admin=%s\n",
-		c.Listen, eng.Advertise(), c.Workers, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
+	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=[%s] balance=%s keys=%s record_route=%v path=%v all_down=%s max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v admin=%s\n",
+		c.Listen, eng.Advertise(), c.Workers, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, chk.AllDown(), c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
 		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, adminAddr)
 	status := chk.Status()
 	for i, t := range targets {

@@ -60,6 +60,8 @@ previous_secret: previous-0123456789abcdef
 log_format: json
 log_level: debug
 health:
+  enabled: true
+  all_down: reject
   interval: 1s
   timeout: 500ms
   failures: 2
@@ -122,6 +124,9 @@ func TestConfigFileEveryKey(t *testing.T) {
 	chk, err := newChecker(&fc, eng, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if chk.AllDown() != balancer.AllDownReject {
+		t.Errorf("health.all_down: %v", chk.AllDown())
 	}
 	var ps []string
 	for _, st := range chk.Status() {
@@ -204,6 +209,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {interval: 1ms}\n", "health.interval: must be between 10ms and 24h0m0s, got 1ms"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {interval: 1s, timeout: 2s}\n", "health.timeout: 2s exceeds the interval 1s"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {accept: [\"1xx\"]}\n", "health.accept: "},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {all_down: drop}\n", `health.all_down: "drop": want forward`},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {enabled: false, never_probe: false}\n", "health.never_probe: false contradicts enabled: false"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {enabled: 0}\n", "line 3: cannot unmarshal"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nupstream_health: {\"127.0.0.1:9999\": {interval: 1s}}\n", `upstream_health["127.0.0.1:9999"]: not the id or address of an upstream (ids: udp:127.0.0.1:5071)`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nupstream_health: {\"udp:127.0.0.1:5071\": {failures: 200}}\n", `upstream_health["udp:127.0.0.1:5071"].failures: must be between 1 and 100, got 200`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, id: a}]\nhealth: {interval: 1s}\nupstream_health: {a: {timeout: 3s}}\n", `upstream_health["a"].timeout: 3s exceeds the interval 1s`},
@@ -358,7 +366,11 @@ func TestHealthConfig(t *testing.T) {
 		name, yaml string
 		want       []string // per target: "ID probe-summary"
 	}{
-		{"no health section: nothing probed", "", []string{
+		{"no health section probes every upstream with the defaults", "", []string{
+			"udp:127.0.0.1:5071 OPTIONS 5s/2s/3/2 sip:127.0.0.1:5071 bound=17s",
+			"sbc-b OPTIONS 5s/2s/3/2 sip:127.0.0.1:5072 bound=17s",
+			"udp:[::1]:5073 OPTIONS 5s/2s/3/2 sip:[::1]:5073 bound=17s"}},
+		{"health: {enabled: false}: nothing probed", "health: {enabled: false}\n", []string{
 			"udp:127.0.0.1:5071 never", "sbc-b never", "udp:[::1]:5073 never"}},
 		{"health: {} probes every upstream with the defaults", "health: {}\n", []string{
 			"udp:127.0.0.1:5071 OPTIONS 5s/2s/3/2 sip:127.0.0.1:5071 bound=17s",
@@ -368,7 +380,7 @@ func TestHealthConfig(t *testing.T) {
 			"udp:127.0.0.1:5071 OPTIONS 1s/200ms/3/2 sip:127.0.0.1:5071 bound=3.2s",
 			"sbc-b OPTIONS 1s/200ms/5/2 sip:127.0.0.1:5072 bound=5.2s",
 			"udp:[::1]:5073 never"}},
-		{"one upstream probed without a health section", "upstream_health:\n  udp:127.0.0.1:5071: {never_probe: false, interval: 2s}\n", []string{
+		{"one upstream probed with health checks off", "health: {enabled: false}\nupstream_health:\n  udp:127.0.0.1:5071: {never_probe: false, interval: 2s}\n", []string{
 			"udp:127.0.0.1:5071 OPTIONS 2s/2s/3/2 sip:127.0.0.1:5071 bound=8s", "sbc-b never", "udp:[::1]:5073 never"}},
 	}
 	for _, c := range cases {
@@ -417,13 +429,35 @@ func TestBalanceAndAdminFlags(t *testing.T) {
 	out := stderr.String()
 	for _, want := range []string{
 		"upstreams=[127.0.0.1:5071 127.0.0.1:5072] balance=hash keys=*=call-id,MESSAGE=from-uri,REGISTER=to-aor ",
+		" all_down=forward ",
 		"admin=127.0.0.1:9090\n",
-		"upstream id=a address=127.0.0.1:5071 weight=3 priority=0 probe=never\n",
-		"upstream id=udp:127.0.0.1:5072 address=127.0.0.1:5072 weight=1 priority=0 probe=never\n",
+		"upstream id=a address=127.0.0.1:5071 weight=3 priority=0 probe=OPTIONS every 5s timeout 2s failures 3 successes 2 accept 200-407,409-479,481-502,504-699 detection_bound 17s\n",
+		"upstream id=udp:127.0.0.1:5072 address=127.0.0.1:5072 weight=1 priority=0 probe=OPTIONS every 5s ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--check output lacks %q:\n%s", want, out)
 		}
+	}
+	// --health=false turns health checks off, over the file too.
+	for _, args := range [][]string{
+		{"--config", path, "--health=false", "--check"},
+		{"--config", writeFile(t, "on.yaml", "listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, weight: 3, id: a}, 127.0.0.1:5072]\nhealth: {enabled: true, all_down: reject}\n"), "--health=false", "--check"},
+	} {
+		stderr.Reset()
+		if code := run(context.Background(), args, &stderr); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr.String())
+		}
+		for _, want := range []string{
+			"upstream id=a address=127.0.0.1:5071 weight=3 priority=0 probe=never\n",
+			"upstream id=udp:127.0.0.1:5072 address=127.0.0.1:5072 weight=1 priority=0 probe=never\n",
+		} {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("%v: --check output lacks %q:\n%s", args, want, stderr.String())
+			}
+		}
+	}
+	if !strings.Contains(stderr.String(), " all_down=reject ") {
+		t.Errorf("health.all_down: reject not shown:\n%s", stderr.String())
 	}
 	// --key replaces the file's keys, --admin-listen its admin address.
 	stderr.Reset()
@@ -526,8 +560,8 @@ func TestAdminAPIDrain(t *testing.T) {
 		c.send(t, "INVITE", fmt.Sprintf("drained-%d@client", i), "sip:bob@example.com", "sip:bob@example.com")
 	}
 	c.waitOK(t, 40, 5*time.Second)
-	if a.count() != 0 || b.count() != 40 {
-		t.Errorf("40 calls while sbc-a drains: %d on sbc-a, %d on the other", a.count(), b.count())
+	if a.received("INVITE") != 0 || b.received("INVITE") != 40 {
+		t.Errorf("40 calls while sbc-a drains: %d on sbc-a, %d on the other", a.received("INVITE"), b.received("INVITE"))
 	}
 	if got := adminState("enable"); got != "enabled" {
 		t.Fatalf("after enable: admin state %q", got)
@@ -536,8 +570,8 @@ func TestAdminAPIDrain(t *testing.T) {
 		c.send(t, "INVITE", fmt.Sprintf("enabled-%d@client", i), "sip:bob@example.com", "sip:bob@example.com")
 	}
 	c.waitOK(t, 80, 5*time.Second)
-	if a.count() < 5 {
-		t.Errorf("after enabling sbc-a it got %d of 40 calls", a.count())
+	if a.received("INVITE") < 5 {
+		t.Errorf("after enabling sbc-a it got %d of 40 calls", a.received("INVITE"))
 	}
 	if code, _ := call("POST", base+"/udp:127.0.0.1:1/drain"); code != 404 {
 		t.Errorf("unknown id: %d, want 404", code)

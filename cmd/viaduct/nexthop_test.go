@@ -47,8 +47,10 @@ Content-Length: 0
 	}
 	start := func(extra ...string) netip.AddrPort {
 		proxy, adm := freePort(t), freeTCPPort(t)
+		// --health=false: the upstream reads the one answer to its BYE,
+		// not a probe.
 		args := append([]string{"--listen", proxy.String(), "--upstream", upAddr.String(), "--workers", "1",
-			"--admin-listen", adm.String(), "--shutdown-drain", "0"}, extra...)
+			"--admin-listen", adm.String(), "--shutdown-drain", "0", "--health=false"}, extra...)
 		startInProcess(t, procHooks{resolver: dns.Resolver()}, adm.String(), args...)
 		return proxy
 	}

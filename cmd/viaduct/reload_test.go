@@ -237,8 +237,9 @@ func TestDNSUpstreams(t *testing.T) {
 	dns.Set("b.svc.test", resolvetest.A("127.0.0.1"), resolvetest.AAAA("::1"))
 	dns.Set("c.svc.test", resolvetest.A("127.0.0.1"))
 	proxy, adm := freePort(t), freeTCPPort(t)
+	// Health checks off but for the SRV name's targets.
 	path := writeFile(t, "v.yaml", fmt.Sprintf("listen: [\"%s\"]\nworkers: 1\nadmin: {listen: \"%s\"}\ndns: {refresh: 200ms, timeout: 1s}\n"+
-		"upstreams:\n  - {address: \"sip.test:%d\", weight: 2, priority: 1}\n  - _sip._udp.svc.test\n"+
+		"upstreams:\n  - {address: \"sip.test:%d\", weight: 2, priority: 1}\n  - _sip._udp.svc.test\nhealth: {enabled: false}\n"+
 		"upstream_health: {\"_sip._udp.svc.test\": {never_probe: false, interval: 3s, timeout: 1s}}\n", proxy, adm, a.addr.Port()))
 	p := startInProcess(t, procHooks{resolver: dns.Resolver()}, adm.String(), "--config", path)
 

@@ -30,8 +30,10 @@ func TestSecretRotation(t *testing.T) {
 
 	start := func(listen netip.AddrPort, extra ...string) *inProcess {
 		adm := freeTCPPort(t)
+		// --health=false: the upstream answers the one INVITE it reads,
+		// not a probe.
 		args := append([]string{"--listen", listen.String(), "--upstream", upAddr.String(), "--workers", "1",
-			"--admin-listen", adm.String(), "--shutdown-drain", "0"}, extra...)
+			"--admin-listen", adm.String(), "--shutdown-drain", "0", "--health=false"}, extra...)
 		return startInProcess(t, procHooks{}, adm.String(), args...)
 	}
 	// answer reads one request at the upstream and sends its 200 to the

@@ -108,6 +108,15 @@ func (u *sipUpstream) count() int {
 	return u.total
 }
 
+// received returns the number of requests of method received: a test
+// counting calls counts INVITEs, not the health probes (OPTIONS) that
+// every upstream gets by default.
+func (u *sipUpstream) received(method string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.methods[method]
+}
+
 // registers returns how many REGISTERs arrived for the To URI uri.
 func (u *sipUpstream) registers(uri string) int {
 	u.mu.Lock()
