@@ -243,7 +243,7 @@ func (e *Engine) isSelf(host []byte, port int) bool {
 		}
 		return false
 	}
-	return port == e.adv.port && equalFold(host, e.adv.hostLow)
+	return port == e.adv.port && parser.EqualFold(host, e.adv.hostLow)
 }
 
 // isUpstream reports whether addr is a configured upstream.

@@ -25,7 +25,7 @@ func (w *Worker) loopHash(r *reqState) uint64 {
 			base := m.Offset(h.Value)
 			pos := 0
 			for {
-				s, e, after, ok := nextListValue(h.Value, pos)
+				s, e, after, ok := parser.NextListValue(h.Value, pos)
 				if !ok {
 					break
 				}

@@ -222,7 +222,7 @@ func (w *Worker) aorHash(uri []byte) (uint64, bool) {
 			b = append(b, '@')
 		}
 		for _, c := range u.Host {
-			b = append(b, lowerASCII(c))
+			b = append(b, parser.Lower(c))
 		}
 		return xxhash.Sum64(b), true
 	}
@@ -249,7 +249,7 @@ func (w *Worker) ruriUserHash(ruri []byte) (uint64, bool) {
 		}
 		return xxhash.Sum64(w.unescapeUser(u.User)), true
 	}
-	if equalFold(u.Scheme, "tel") {
+	if parser.EqualFold(u.Scheme, "tel") {
 		num := u.Opaque
 		if i := bytes.IndexByte(num, ';'); i >= 0 {
 			num = num[:i]

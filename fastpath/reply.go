@@ -71,26 +71,20 @@ func nextRawLine(b []byte, p int) (l rawLine, ok bool) {
 		ne--
 	}
 	l.kind = replyKind(b[p:ne])
-	l.vs = skipWS(b[:e], colon+1)
+	l.vs = parser.SkipWS(b[:e], colon+1)
 	l.ve = e
-	for l.ve > l.vs && isWS(b[l.ve-1]) {
+	for l.ve > l.vs && parser.IsWS(b[l.ve-1]) {
 		l.ve--
 	}
 	return l, true
 }
 
+// replyKind classifies a header name as one of the kinds a reply copies,
+// or KindOther.
 func replyKind(name []byte) parser.HeaderKind {
-	switch {
-	case equalFold(name, "via") || equalFold(name, "v"):
-		return parser.KindVia
-	case equalFold(name, "from") || equalFold(name, "f"):
-		return parser.KindFrom
-	case equalFold(name, "to") || equalFold(name, "t"):
-		return parser.KindTo
-	case equalFold(name, "call-id") || equalFold(name, "i"):
-		return parser.KindCallID
-	case equalFold(name, "cseq"):
-		return parser.KindCSeq
+	switch k := parser.KindOf(name); k {
+	case parser.KindVia, parser.KindFrom, parser.KindTo, parser.KindCallID, parser.KindCSeq:
+		return k
 	}
 	return parser.KindOther
 }

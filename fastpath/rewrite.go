@@ -129,7 +129,7 @@ func (w *Worker) topViaEdits(in []byte, top *parser.Via, from netip.AddrPort, l 
 	}
 	if top.HasRPort {
 		po := offsetIn(in, top.Params)
-		ne, vs, ve, ok := paramSpan(top.Params, "rport")
+		ne, vs, ve, ok := parser.ParamSpan(top.Params, "rport")
 		if ok {
 			sp := len(w.scratch)
 			if vs == ve {
@@ -144,14 +144,14 @@ func (w *Worker) topViaEdits(in []byte, top *parser.Via, from netip.AddrPort, l 
 	}
 	if top.Received != nil {
 		po := offsetIn(in, top.Params)
-		_, vs, ve, ok := paramSpan(top.Params, "received")
+		_, vs, ve, ok := parser.ParamSpan(top.Params, "received")
 		if ok {
 			if old, ok2 := parser.ParseIP(top.Received); !ok2 || old != src || vs == ve {
 				sp := len(w.scratch)
 				if vs == ve {
 					w.scratch = append(w.scratch, '=')
 				}
-				w.scratch = appendAddr(w.scratch, src)
+				w.scratch = src.AppendTo(w.scratch)
 				l.add(po+vs, po+ve, w.scratch[sp:])
 			}
 		}
@@ -161,7 +161,7 @@ func (w *Worker) topViaEdits(in []byte, top *parser.Via, from netip.AddrPort, l 
 	if top.HasRPort || !isIP || hostIP != src {
 		sp := len(w.scratch)
 		w.scratch = append(w.scratch, ";received="...)
-		w.scratch = appendAddr(w.scratch, src)
+		w.scratch = src.AppendTo(w.scratch)
 		l.add(at, at, w.scratch[sp:])
 	}
 }
@@ -175,9 +175,9 @@ func sentByEnd(in []byte, v *parser.Via) int {
 	}
 	// A port may be there even when v.Port is 0 (written "0"), and SWS
 	// may stand around its colon.
-	j := skipWS(in[:v.End], i)
+	j := parser.SkipWS(in[:v.End], i)
 	if j < v.End && in[j] == ':' {
-		j = skipWS(in[:v.End], j+1)
+		j = parser.SkipWS(in[:v.End], j+1)
 		for j < v.End && in[j] >= '0' && in[j] <= '9' {
 			j++
 		}

@@ -40,7 +40,7 @@ func (w *Worker) scanRoutes(in []byte, r *routes) {
 		base := m.Offset(h.Value)
 		pos, idx, prevEnd := 0, 0, 0
 		for {
-			s, e, next, ok := nextListValue(h.Value, pos)
+			s, e, next, ok := parser.NextListValue(h.Value, pos)
 			if !ok {
 				break
 			}
@@ -116,8 +116,7 @@ func (w *Worker) preprocessRoutes(r *reqState) Action {
 	r.effRURI = ruri
 	if r.ruriSelf && ruriLR && r.rs.n > 0 {
 		lastURI, ok := routeURI(r.in[r.rs.last.start:r.rs.last.end], &r.u)
-		if !ok || hasWS(lastURI) {
-			// (white space would break the start line it moves to)
+		if !ok { // (a URI that parses holds no white space to break the start line)
 			return w.reject(r, Local400, "Malformed Route", DropParseError)
 		}
 		r.effRURI, r.ru = lastURI, r.u
@@ -181,7 +180,7 @@ func (w *Worker) nextHopURI(r *reqState) (*parser.URI, bool) {
 // routeAfterFirst returns the Route value that follows the first one.
 func (w *Worker) routeAfterFirst(in []byte, rs *routes) routeInfo {
 	if !rs.first.last {
-		s, e, _, _ := nextListValue(in[:rs.first.lineEnd], rs.first.nextStart)
+		s, e, _, _ := parser.NextListValue(in[:rs.first.lineEnd], rs.first.nextStart)
 		return routeInfo{start: s, end: e}
 	}
 	m := &w.m
@@ -190,7 +189,7 @@ func (w *Worker) routeAfterFirst(in []byte, rs *routes) routeInfo {
 		if h.Kind != parser.KindRoute {
 			continue
 		}
-		s, e, _, ok := nextListValue(h.Value, 0)
+		s, e, _, ok := parser.NextListValue(h.Value, 0)
 		if ok {
 			base := m.Offset(h.Value)
 			return routeInfo{start: base + s, end: base + e}
@@ -200,4 +199,4 @@ func (w *Worker) routeAfterFirst(in []byte, rs *routes) routeInfo {
 }
 
 // isSIPScheme reports whether a URI scheme is sip or sips.
-func isSIPScheme(s []byte) bool { return equalFold(s, "sip") || equalFold(s, "sips") }
+func isSIPScheme(s []byte) bool { return parser.EqualFold(s, "sip") || parser.EqualFold(s, "sips") }

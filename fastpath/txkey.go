@@ -20,7 +20,7 @@ func (w *Worker) txKey3261(v *parser.Via) uint64 {
 	b := append(buf[:0], v.Branch...)
 	b = append(b, 0)
 	for _, c := range v.Host {
-		b = append(b, lowerASCII(c))
+		b = append(b, parser.Lower(c))
 	}
 	b = strconv.AppendUint(b, uint64(v.Port), 10)
 	return xxhash.Sum64(b)
@@ -86,7 +86,7 @@ func writeLower(d *xxhash.Digest, b []byte) {
 			n = len(buf)
 		}
 		for i := 0; i < n; i++ {
-			buf[i] = lowerASCII(b[i])
+			buf[i] = parser.Lower(b[i])
 		}
 		d.Write(buf[:n])
 		b = b[n:]

@@ -1,55 +1,31 @@
-package fastpath
+package parser
 
-import (
-	"net/netip"
-)
+// Helpers over raw SIP text for a caller that edits what Parse indexed, such
+// as a rewriting proxy: the same scanners the parser uses, exported so that
+// SIP text is read in one place.
 
-// Small zero-allocation helpers over raw SIP text.
+// EqualFold reports whether b equals s, ASCII case-insensitively.
+func EqualFold(b []byte, s string) bool { return equalFold(b, s) }
 
-func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+// IsWS reports whether c is white space inside a header value (SP, HTAB, CR,
+// LF: CR and LF can only be part of a folded line there).
+func IsWS(c byte) bool { return isWS(c) }
 
-// hasWS reports whether b holds white space (SP, HTAB, CR or LF).
-func hasWS(b []byte) bool {
-	for _, c := range b {
-		if isWS(c) {
-			return true
-		}
-	}
-	return false
-}
+// SkipWS returns the first position at or after i that is not white space.
+func SkipWS(b []byte, i int) int { return skipWS(b, i) }
 
-func skipWS(b []byte, i int) int {
-	for i < len(b) && isWS(b[i]) {
-		i++
-	}
-	return i
-}
+// Lower returns c in lower case if it is an ASCII letter.
+func Lower(c byte) byte { return lower(c) }
 
-func lowerASCII(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + 32
-	}
-	return c
-}
+// KindOf classifies a header name, case-insensitively, compact forms
+// included.
+func KindOf(name []byte) HeaderKind { return kindOf(name) }
 
-// equalFold compares ASCII case-insensitively.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		if lowerASCII(b[i]) != lowerASCII(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// paramSpan looks for the parameter name (case-insensitive) in a raw
+// ParamSpan looks for the parameter name (case-insensitive) in a raw
 // ";a=b;c" list p (as Via.Params or URI params). It returns, relative to p,
 // the end of the name, and the value's start and end (both equal to nameEnd
 // when the parameter has no value).
-func paramSpan(p []byte, name string) (nameEnd, vs, ve int, ok bool) {
+func ParamSpan(p []byte, name string) (nameEnd, vs, ve int, ok bool) {
 	i := 0
 	for i < len(p) {
 		i = skipWS(p, i)
@@ -99,11 +75,11 @@ func paramSpan(p []byte, name string) (nameEnd, vs, ve int, ok bool) {
 	return 0, 0, 0, false
 }
 
-// nextListValue returns the next comma-separated value of a header value b
+// NextListValue returns the next comma-separated value of a header value b
 // starting at i: its bounds (white space trimmed) and where the one after it
 // starts (len(b) when none). Commas inside quotes and angle brackets do not
 // split. ok is false when no value is left.
-func nextListValue(b []byte, i int) (start, end, next int, ok bool) {
+func NextListValue(b []byte, i int) (start, end, next int, ok bool) {
 	i = skipWS(b, i)
 	for i < len(b) && b[i] == ',' { // empty values
 		i = skipWS(b, i+1)
@@ -145,10 +121,4 @@ func nextListValue(b []byte, i int) (start, end, next int, ok bool) {
 		end--
 	}
 	return start, end, len(b), true
-}
-
-// appendSentByAddr appends an address for a received parameter: IPv4 dotted,
-// IPv6 without brackets.
-func appendAddr(dst []byte, a netip.Addr) []byte {
-	return a.AppendTo(dst)
 }
