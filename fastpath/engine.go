@@ -17,6 +17,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath/udp"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // LocalResponseHandler receives responses addressed to Viaduct itself: those
@@ -35,7 +36,7 @@ type LocalResponseHandler func(m *parser.Message, from netip.AddrPort)
 type Engine struct {
 	cfg       Config
 	adv       advertise
-	viaPrefix [][]byte         // per listen index: "Via: SIP/2.0/UDP <sent-by>;branch="
+	viaPrefix [][]byte         // per listen index: "Via: SIP/2.0/<transport> <sent-by>;branch="
 	rrLine    [][]byte         // per listen index: "Record-Route: <sip:<sent-by>;lr>\r\n"
 	pathStart [][]byte         // per listen index: "Path: <sip:<sent-by>;lr;received="
 	picker    Picker           // Config.Picker; nil: pick from pool
@@ -110,11 +111,15 @@ func (e *Engine) buildAdvertise() {
 		if e.adv.addr.IsValid() && e.adv.addr.Is4() != l.Addr().Is4() && !l.Addr().IsUnspecified() {
 			sentBy = l.String()
 		}
-		e.viaPrefix[i] = []byte("Via: SIP/2.0/UDP " + sentBy + ";branch=")
+		e.viaPrefix[i] = []byte("Via: SIP/2.0/" + e.listenKind(i).ViaToken() + " " + sentBy + ";branch=")
 		e.rrLine[i] = []byte("Record-Route: <sip:" + sentBy + ";lr>\r\n")
 		e.pathStart[i] = []byte("Path: <sip:" + sentBy + ";lr;received=")
 	}
 }
+
+// listenKind returns the transport of listen address i: UDP, the only
+// one so far.
+func (e *Engine) listenKind(int) transport.Kind { return transport.UDP }
 
 // Pool returns the balancer pool built from Config.Upstreams or
 // Config.Targets, through which health checks and admin actions steer the

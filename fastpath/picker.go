@@ -7,6 +7,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Picker chooses the upstream for a balanced request (one that is not
@@ -52,7 +53,8 @@ func poolTargets(c *Config) []balancer.Target {
 	ts := make([]balancer.Target, len(c.Upstreams))
 	for i, u := range c.Upstreams {
 		a := netip.AddrPortFrom(u.Addr().Unmap(), u.Port())
-		ts[i] = balancer.Target{ID: balancer.DefaultID("udp", a), Addr: a, Transport: "udp", Weight: balancer.DefaultWeight}
+		udp := transport.UDP.String()
+		ts[i] = balancer.Target{ID: balancer.DefaultID(udp, a), Addr: a, Transport: udp, Weight: balancer.DefaultWeight}
 	}
 	return ts
 }
