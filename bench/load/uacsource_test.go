@@ -1,13 +1,13 @@
 package load
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -78,27 +78,7 @@ func startLine(msg string) string { return msg[:strings.Index(msg, "\r\n")] }
 func reply(t *testing.T, req string, code int, toTag string, extra ...string) string {
 	t.Helper()
 	m := mustParse(t, req)
-	var b strings.Builder
-	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reason(code))
-	buf := m.Bytes()
-	for i := 0; i < m.NumHeaders(); i++ {
-		h := m.Header(i)
-		switch h.Kind {
-		case parser.KindVia, parser.KindFrom, parser.KindCallID, parser.KindCSeq:
-			b.Write(buf[h.Start:h.End])
-		case parser.KindTo:
-			b.WriteString("To: " + string(h.Value))
-			if toTag != "" && !bytes.Contains(h.Value, []byte("tag=")) {
-				b.WriteString(";tag=" + toTag)
-			}
-			b.WriteString("\r\n")
-		}
-	}
-	for _, e := range extra {
-		b.WriteString(e + "\r\n")
-	}
-	b.WriteString("Content-Length: 0\r\n\r\n")
-	return b.String()
+	return string(testenv.AppendResponse(nil, m, fmt.Sprintf("%d %s", code, reason(code)), toTag, extra...))
 }
 
 func TestCallScenarioHappyPath(t *testing.T) {
