@@ -33,13 +33,8 @@ func probedOK(c *Checker, n uint64) func() bool {
 }
 
 func TestDownAndUpWithinBounds(t *testing.T) {
-	tr := newUDPTransport(t)
-	a, b := newResponder(t, "a"), newResponder(t, "b")
-	sink := newRecordingSink(t, a, b)
-	logs := &logBuffer{}
-	c := startChecker(t, tr, sink, fast, logs.logger(), a, b)
-	p := c.Status()[0].Probe
-	waitFor(t, 2*time.Second, "first probes answered", probedOK(c, 2))
+	f := startPair(t, fast, 2)
+	a, sink, logs, c, p := f.a, f.sink, f.logs, f.c, f.p
 	start := time.Now()
 
 	// a stops answering: down within interval x failures + timeout.
@@ -268,14 +263,8 @@ func (nopSink) SetHealth(string, balancer.Health) error    { return nil }
 func (nopSink) SetAdmin(string, balancer.AdminState) error { return nil }
 
 func TestPassive503Burst(t *testing.T) {
-	tr := newUDPTransport(t)
-	a, b := newResponder(t, "a"), newResponder(t, "b")
-	sink := newRecordingSink(t, a, b)
-	s := fast.Merge(Settings{Passive503: &PassiveSettings{Count: 5, Window: 200 * time.Millisecond}})
-	logs := &logBuffer{}
-	c := startChecker(t, tr, sink, s, logs.logger(), a, b)
-	p := c.Status()[0].Probe
-	waitFor(t, 2*time.Second, "first probes answered", probedOK(c, 1))
+	f := startPair(t, fast.Merge(Settings{Passive503: &PassiveSettings{Count: 5, Window: 200 * time.Millisecond}}), 1)
+	a, b, sink, logs, c, p := f.a, f.b, f.sink, f.logs, f.c, f.p
 	t0 := time.Now()
 	// b's 503s come slower than 5 per 200ms: 5 consecutive ones span
 	// 4 x 60ms = 240ms.
@@ -318,13 +307,8 @@ func TestPassive503Burst(t *testing.T) {
 }
 
 func TestAdminStateSeparateFromHealth(t *testing.T) {
-	tr := newUDPTransport(t)
-	a, b := newResponder(t, "a"), newResponder(t, "b")
-	sink := newRecordingSink(t, a, b)
-	logs := &logBuffer{}
-	c := startChecker(t, tr, sink, fast, logs.logger(), a, b)
-	p := c.Status()[0].Probe
-	waitFor(t, 2*time.Second, "first probes answered", probedOK(c, 1))
+	f := startPair(t, fast, 1)
+	a, sink, logs, c, p := f.a, f.sink, f.logs, f.c, f.p
 
 	admin := func(id string) balancer.AdminState {
 		tg, _ := sink.pool.Table().ByID(id)

@@ -332,6 +332,29 @@ func startChecker(t testing.TB, tr *udpTransport, sink StateSink, s Settings, lo
 	return c
 }
 
+// checkedPair is a checker probing two responders, a and b, through its
+// own udpTransport, with the pool's changes recorded by sink and the
+// checker's log in logs; p is the effective probe configuration.
+type checkedPair struct {
+	a, b *responder
+	sink *recordingSink
+	logs *logBuffer
+	c    *Checker
+	p    Probe
+}
+
+// startPair starts a checkedPair with settings s and returns once every
+// target has had probed probes answered.
+func startPair(t testing.TB, s Settings, probed uint64) *checkedPair {
+	t.Helper()
+	f := &checkedPair{a: newResponder(t, "a"), b: newResponder(t, "b"), logs: &logBuffer{}}
+	f.sink = newRecordingSink(t, f.a, f.b)
+	f.c = startChecker(t, newUDPTransport(t), f.sink, s, f.logs.logger(), f.a, f.b)
+	f.p = f.c.Status()[0].Probe
+	waitFor(t, 2*time.Second, "first probes answered", probedOK(f.c, probed))
+	return f
+}
+
 // waitFor polls cond every few milliseconds until it holds or limit passes.
 func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
