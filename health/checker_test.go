@@ -111,16 +111,8 @@ func TestAcceptedCodes(t *testing.T) {
 			{ID: "lenient", Addr: lenient.addr, Settings: Settings{Accept: []string{"2xx", "500-599"}}},
 		},
 	}
-	c, err := New(cfg, tr, sink, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.setHandler(func(m *parser.Message, from netip.AddrPort) { c.HandleResponse(m, from) })
 	t0 := time.Now()
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := runChecker(t, tr, sink, cfg, nil)
 	p := c.Status()[0].Probe
 	sink.waitHealth(t, "strict", balancer.Down, t0, p.DetectionBound()+slack)
 	waitFor(t, 2*time.Second, "lenient probed 5 times", func() bool {
@@ -482,15 +474,7 @@ func TestNeverProbe(t *testing.T) {
 		{ID: "a", Addr: a.addr},
 		{ID: "b", Addr: b.addr, Settings: Settings{NeverProbe: new(bool)}}, // pool says never, b says probe
 	}}
-	c, err := New(cfg, tr, sink, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.setHandler(func(m *parser.Message, from netip.AddrPort) { c.HandleResponse(m, from) })
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := runChecker(t, tr, sink, cfg, nil)
 	waitFor(t, 2*time.Second, "b probed", func() bool { s, _ := c.StatusOf("b"); return s.ProbesOK >= 3 })
 	for i := 0; i < 10; i++ {
 		c.ObserveResponse(a.addr, 503) // a is not watched passively either
@@ -895,15 +879,7 @@ func TestAllDownReachesPoolAndIsLogged(t *testing.T) {
 			}
 			logs := &logBuffer{}
 			cfg := Config{Settings: fast, AllDown: policy, Targets: []Target{{ID: "a", Addr: a.addr}, {ID: "b", Addr: b.addr}}}
-			c, err := New(cfg, tr, pool, logs.logger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr.setHandler(func(m *parser.Message, from netip.AddrPort) { c.HandleResponse(m, from) })
-			if err := c.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := runChecker(t, tr, pool, cfg, logs.logger())
 			p := c.Status()[0].Probe
 			a.mode.Store(modeSilent)
 			b.mode.Store(modeSilent)

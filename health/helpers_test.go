@@ -269,20 +269,7 @@ func poolHealth(t testing.TB, p *balancer.Pool, id string) balancer.Health {
 
 // logBuffer is a concurrency-safe slog sink for assertions on log lines.
 type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	testenv.SyncBuffer
 }
 
 // waitLog waits until the log holds every one of want.
@@ -320,6 +307,13 @@ func startChecker(t testing.TB, tr *udpTransport, sink StateSink, s Settings, lo
 	for _, r := range rs {
 		cfg.Targets = append(cfg.Targets, Target{ID: r.name, Addr: r.addr})
 	}
+	return runChecker(t, tr, sink, cfg, log)
+}
+
+// runChecker builds a Checker from cfg, hands it tr's responses, starts
+// it, and stops it at the end of the test.
+func runChecker(t testing.TB, tr *udpTransport, sink StateSink, cfg Config, log *slog.Logger) *Checker {
+	t.Helper()
 	c, err := New(cfg, tr, sink, log)
 	if err != nil {
 		t.Fatal(err)
