@@ -80,14 +80,7 @@ func TestUpCountersGrow(t *testing.T) {
 // from an upstream are not.
 func TestUpstreamForwardedPerTarget(t *testing.T) {
 	up3 := netip.MustParseAddrPort("192.0.2.23:5060")
-	e, w := newTestWorker(t, func(c *Config) {
-		c.Upstreams = nil
-		c.Targets = []balancer.Target{
-			{ID: "a", Addr: up1, Weight: 3},
-			{ID: "b", Addr: up2},
-			{ID: "standby", Addr: up3, Priority: 1},
-		}
-	})
+	e, w := newTestWorker(t, weightedPool(up3))
 	seen := invites(t, w, 1000, 7)
 	// A BYE routed by its Route header from an upstream: forwarded, not
 	// balanced.
