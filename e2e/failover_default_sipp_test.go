@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -53,68 +51,30 @@ type mutableUAS struct {
 
 func newMutableUAS(t *testing.T) *mutableUAS {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &mutableUAS{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), invites: map[string]time.Time{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		u.serve()
-	}()
-	t.Cleanup(func() {
-		c.Close()
-		<-done
-	})
+	c, addr := testenv.ListenUDP(t)
+	u := &mutableUAS{conn: c, addr: addr, invites: map[string]time.Time{}}
+	testenv.ServeSIP(t, c, u.handle)
 	return u
 }
 
-func (u *mutableUAS) serve() {
-	buf := make([]byte, 65536)
-	var m parser.Message
-	var resp bytes.Buffer
-	for {
-		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil || parser.Parse(buf[:n], &m) != nil || !m.IsRequest() {
-			continue
-		}
-		if m.MethodID() == parser.MethodINVITE {
-			u.mu.Lock()
-			if _, ok := u.invites[string(m.CallID())]; !ok {
-				u.invites[string(m.CallID())] = time.Now()
-			}
-			u.mu.Unlock()
-		}
-		if u.muted.Load() || m.MethodID() == parser.MethodACK {
-			continue
-		}
-		resp.Reset()
-		u.write200(&resp, buf[:n], &m)
-		u.conn.WriteToUDPAddrPort(resp.Bytes(), from)
+// handle records the arrival of a call's first INVITE and, unless muted,
+// answers request m (but an ACK) statelessly with 200 OK.
+func (u *mutableUAS) handle(m *parser.Message, from netip.AddrPort) {
+	if !m.IsRequest() {
+		return
 	}
-}
-
-// write200 answers request b (parsed into m) statelessly.
-func (u *mutableUAS) write200(resp *bytes.Buffer, b []byte, m *parser.Message) {
-	resp.WriteString("SIP/2.0 200 OK\r\n")
-	for i := 0; i < m.NumHeaders(); i++ {
-		h := m.Header(i)
-		switch h.Kind {
-		case parser.KindVia, parser.KindFrom, parser.KindCallID, parser.KindCSeq:
-			resp.Write(b[h.Start:h.End])
-		case parser.KindTo:
-			resp.Write(bytes.TrimRight(b[h.Start:h.End], "\r\n"))
-			if to, _ := m.To(); len(to.Tag) == 0 {
-				resp.WriteString(";tag=mute")
-			}
-			resp.WriteString("\r\n")
+	if m.MethodID() == parser.MethodINVITE {
+		u.mu.Lock()
+		if _, ok := u.invites[string(m.CallID())]; !ok {
+			u.invites[string(m.CallID())] = time.Now()
 		}
+		u.mu.Unlock()
 	}
-	fmt.Fprintf(resp, "Contact: <sip:%s>\r\nContent-Length: 0\r\n\r\n", u.addr)
+	if u.muted.Load() || m.MethodID() == parser.MethodACK {
+		return
+	}
+	contact := "Contact: <sip:" + u.addr.String() + ">"
+	u.conn.WriteToUDPAddrPort(testenv.AppendResponse(nil, m, "200 OK", "mute", contact), from)
 }
 
 // newCalls returns how many calls' first INVITE arrived after since, and

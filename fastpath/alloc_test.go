@@ -2,6 +2,7 @@ package fastpath
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 )
 
 // The per-message path allocates nothing, for every kind of message.
@@ -27,13 +29,7 @@ To: <sip:192.0.2.10:5060>
 From: <sip:mon@198.51.100.7>;tag=k1
 Call-ID: keepalive-1@198.51.100.7
 CSeq: 7 OPTIONS`, "")
-	rt := msg(`BYE sip:192.0.2.10:5060;lr SIP/2.0
-Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKstrict1;rport
-Route: <sip:192.0.2.10;lr>, <sip:alice@198.51.100.7>
-To: Alice <sip:alice@atlanta.example.com>;tag=1928301774
-From: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf
-Call-ID: a84b4c76e66710@pc33.atlanta.example.com
-CSeq: 1 BYE`, "")
+	rt := routedByeFromUpstream
 	forged := replace(resp, "192.0.2.10:5060", "192.0.2.11:5060")
 	register := request("REGISTER", "sip:registrar.example.com", "<sip:alice@example.com>", "<sip:alice@example.com>", "reg-1@client", "Contact: <sip:alice@10.1.1.5>")
 	pathInvite := replace(replace(invite3261, "INVITE sip:bob@biloxi.example.com", "INVITE sip:bob@10.1.1.5"),
@@ -77,29 +73,14 @@ func TestBatchAllocatesNothing(t *testing.T) {
 }
 
 func testBatchAllocatesNothing(t *testing.T, parkAfter time.Duration) {
-	upConn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer upConn.Close()
-	upAddr := upConn.LocalAddr().(*net.UDPAddr).AddrPort()
-	e, err := New(Config{
+	upConn, upAddr := testenv.ListenUDP(t)
+	e := boundEngine(t, Config{
 		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 		Upstreams: []netip.AddrPort{upAddr},
 		Workers:   1,
 		Batch:     16,
 		ParkAfter: parkAfter,
 	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mu.Lock()
-	err = e.bindLocked(context.Background())
-	e.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
 	w := e.workers[0]
 	proxy := e.ListenAddrs()[0]
 	client, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(proxy))
@@ -145,6 +126,25 @@ func testBatchAllocatesNothing(t *testing.T, parkAfter time.Duration) {
 	if s.RequestsForwarded != uint64(done) || s.DatagramsOut != uint64(done) {
 		t.Errorf("forwarded %d, sent %d, want %d", s.RequestsForwarded, s.DatagramsOut, done)
 	}
+}
+
+// boundEngine builds an engine from cfg and binds its sockets without
+// starting its workers, for a test that drives a worker's loop itself; the
+// test's cleanup closes it.
+func boundEngine(t *testing.T, cfg Config, log *slog.Logger) *Engine {
+	t.Helper()
+	e, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	err = e.bindLocked(context.Background())
+	e.mu.Unlock()
+	if err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
 }
 
 // Extracting and hashing every kind of key, round robin and the response

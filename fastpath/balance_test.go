@@ -452,16 +452,22 @@ func invites(t *testing.T, w *Worker, n int, seed uint64) map[netip.AddrPort]int
 	return seen
 }
 
-func TestWeightsAndPriorities(t *testing.T) {
-	up3 := netip.MustParseAddrPort("192.0.2.23:5060")
-	e, w := newTestWorker(t, func(c *Config) {
+// weightedPool configures a pool of a (up1, weight 3) and b (up2, weight 0:
+// 1) in priority group 0 and, in group 1, standby at standby.
+func weightedPool(standby netip.AddrPort) func(*Config) {
+	return func(c *Config) {
 		c.Upstreams = nil
 		c.Targets = []balancer.Target{
 			{ID: "a", Addr: up1, Weight: 3},
 			{ID: "b", Addr: up2}, // weight 0: 1
-			{ID: "standby", Addr: up3, Priority: 1},
+			{ID: "standby", Addr: standby, Priority: 1},
 		}
-	})
+	}
+}
+
+func TestWeightsAndPriorities(t *testing.T) {
+	up3 := netip.MustParseAddrPort("192.0.2.23:5060")
+	e, w := newTestWorker(t, weightedPool(up3))
 	const n = 4000
 	seen := invites(t, w, n, 1)
 	if seen[up3] != 0 {

@@ -123,29 +123,27 @@ func BenchmarkHandleRegisterToAOR(b *testing.B) {
 // BenchmarkHandleRegisterCallID: the same REGISTER balanced by Call-ID, for
 // the cost of the AOR key by difference.
 func BenchmarkHandleRegisterCallID(b *testing.B) {
-	e, w := newTestWorker(b, func(c *Config) {
-		c.Keys, _ = balancer.ParsePolicy(map[string]string{"REGISTER": "call-id"})
-	})
-	out := newOutput(e)
-	b.SetBytes(int64(len(sippRegister)))
-	b.ReportAllocs()
-	for b.Loop() {
-		w.Handle(sippRegister, sippClient, out)
-	}
+	benchHandleKey(b, "REGISTER", "call-id", sippRegister)
 }
 
 // BenchmarkHandleInviteRequestAOR: the INVITE of BenchmarkHandleInvite
 // balanced by its Request-URI's AOR (ruri-aor: parse the Request-URI, hash
 // user@lower(host)), for the cost of the key by difference.
 func BenchmarkHandleInviteRequestAOR(b *testing.B) {
+	benchHandleKey(b, "INVITE", "ruri-aor", sippInvite)
+}
+
+// benchHandleKey measures Handle of request in from sippClient with the
+// requests of method balanced by key rule.
+func benchHandleKey(b *testing.B, method, rule string, in []byte) {
 	e, w := newTestWorker(b, func(c *Config) {
-		c.Keys, _ = balancer.ParsePolicy(map[string]string{"INVITE": "ruri-aor"})
+		c.Keys, _ = balancer.ParsePolicy(map[string]string{method: rule})
 	})
 	out := newOutput(e)
-	b.SetBytes(int64(len(sippInvite)))
+	b.SetBytes(int64(len(in)))
 	b.ReportAllocs()
 	for b.Loop() {
-		w.Handle(sippInvite, sippClient, out)
+		w.Handle(in, sippClient, out)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -366,34 +365,20 @@ func TestDropLogInfoLevel(t *testing.T) {
 // handle, sendmmsg of the 483s, the drop log's scan) allocates nothing.
 func TestDropLogFloodAllocatesNothing(t *testing.T) {
 	var buf testenv.SyncBuffer
-	e, err := New(Config{
+	e := boundEngine(t, Config{
 		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 		Upstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
 		Workers:   1,
 		Batch:     16,
 	}, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mu.Lock()
-	err = e.bindLocked(context.Background())
-	e.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
 	w := e.workers[0]
 	if w.dlog == nil {
 		t.Fatal("no drop log at debug level")
 	}
 	clock := &fakeClock{t: time.Unix(1e9, 0)} // frozen: no token after the burst
 	w.dlog.now = clock.now
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := &client{t: t, conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), proxy: e.ListenAddrs()[0]}
+	conn, addr := testenv.ListenUDP(t)
+	c := &client{t: t, conn: conn, addr: addr, proxy: e.ListenAddrs()[0]}
 	const k = 8
 	flood := badDatagrams(c, k)
 	drops := func() uint64 { // not w.Stats: reading the socket's drops allocates

@@ -55,6 +55,17 @@ From: Alice <sip:alice@atlanta.example.com>;tag=1928301774
 Call-ID: a84b4c76e66710@pc33.atlanta.example.com
 CSeq: 314159 ACK`, "")
 
+// routedByeFromUpstream is a BYE from an upstream (192.0.2.21) routed by
+// its Route header: the proxy's own entry (192.0.2.10) first, then the
+// caller.
+var routedByeFromUpstream = msg(`BYE sip:192.0.2.10:5060;lr SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKstrict1;rport
+Route: <sip:192.0.2.10;lr>, <sip:alice@198.51.100.7>
+To: Alice <sip:alice@atlanta.example.com>;tag=1928301774
+From: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com
+CSeq: 1 BYE`, "")
+
 // An RFC 2543 INVITE: no branch, compact headers, no Max-Forwards, a host
 // name in sent-by and a Via comment.
 var invite2543 = msg(`INVITE sip:carol@chicago.example.com SIP/2.0

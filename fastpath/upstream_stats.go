@@ -200,20 +200,9 @@ func (u *upCounters) appendResponsesTo(dst []UpstreamResponses) []UpstreamRespon
 // safe to call concurrently with the workers, and costs the workers
 // nothing.
 func (e *Engine) AppendUpstreamForwarded(dst []UpstreamCount) []UpstreamCount {
-	var all []UpstreamCount
-	for _, w := range e.workerList() {
-		all = w.up.appendTo(all)
-	}
-	at := make(map[uint64]int, len(all))
-	for _, c := range all {
-		if i, ok := at[c.IDHash]; ok {
-			dst[i].Count += c.Count
-			continue
-		}
-		at[c.IDHash] = len(dst)
-		dst = append(dst, c)
-	}
-	return dst
+	return sumOverWorkers(dst, e.workerList(), (*upCounters).appendTo,
+		func(c *UpstreamCount) uint64 { return c.IDHash },
+		func(sum, c *UpstreamCount) { sum.Count += c.Count })
 }
 
 // AppendUpstreamResponses appends, for every target the engine's workers
@@ -228,20 +217,33 @@ func (e *Engine) AppendUpstreamForwarded(dst []UpstreamCount) []UpstreamCount {
 // 1. It is safe to call concurrently with the workers, and costs the
 // workers nothing.
 func (e *Engine) AppendUpstreamResponses(dst []UpstreamResponses) []UpstreamResponses {
-	var all []UpstreamResponses
-	for _, w := range e.workerList() {
-		all = w.up.appendResponsesTo(all)
+	return sumOverWorkers(dst, e.workerList(), (*upCounters).appendResponsesTo,
+		func(r *UpstreamResponses) uint64 { return r.IDHash },
+		func(sum, r *UpstreamResponses) {
+			for c := range r.ByClass {
+				sum.ByClass[c] += r.ByClass[c]
+			}
+		})
+}
+
+// sumOverWorkers collects every worker's per-target entries with collect
+// and appends them to dst, one entry per ID hash: the first worker's entry
+// for a target is appended, and add sums each later one into it.
+func sumOverWorkers[T any](dst []T, workers []*Worker, collect func(*upCounters, []T) []T,
+	idHash func(*T) uint64, add func(sum, entry *T)) []T {
+	var all []T
+	for _, w := range workers {
+		all = collect(w.up, all)
 	}
 	at := make(map[uint64]int, len(all))
-	for _, r := range all {
-		if i, ok := at[r.IDHash]; ok {
-			for c := range r.ByClass {
-				dst[i].ByClass[c] += r.ByClass[c]
-			}
+	for i := range all {
+		e := &all[i]
+		if j, ok := at[idHash(e)]; ok {
+			add(&dst[j], e)
 			continue
 		}
-		at[r.IDHash] = len(dst)
-		dst = append(dst, r)
+		at[idHash(e)] = len(dst)
+		dst = append(dst, *e)
 	}
 	return dst
 }

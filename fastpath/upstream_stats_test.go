@@ -80,24 +80,11 @@ func TestUpCountersGrow(t *testing.T) {
 // from an upstream are not.
 func TestUpstreamForwardedPerTarget(t *testing.T) {
 	up3 := netip.MustParseAddrPort("192.0.2.23:5060")
-	e, w := newTestWorker(t, func(c *Config) {
-		c.Upstreams = nil
-		c.Targets = []balancer.Target{
-			{ID: "a", Addr: up1, Weight: 3},
-			{ID: "b", Addr: up2},
-			{ID: "standby", Addr: up3, Priority: 1},
-		}
-	})
+	e, w := newTestWorker(t, weightedPool(up3))
 	seen := invites(t, w, 1000, 7)
 	// A BYE routed by its Route header from an upstream: forwarded, not
 	// balanced.
-	rt := msg(`BYE sip:192.0.2.10:5060;lr SIP/2.0
-Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKstrict1;rport
-Route: <sip:192.0.2.10;lr>, <sip:alice@198.51.100.7>
-To: Alice <sip:alice@atlanta.example.com>;tag=1928301774
-From: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf
-Call-ID: a84b4c76e66710@pc33.atlanta.example.com
-CSeq: 1 BYE`, "")
+	rt := routedByeFromUpstream
 	if a := w.Handle(rt, up1, newOutput(e)); a != ActionForward {
 		t.Fatalf("routed BYE: %v", a)
 	}

@@ -33,13 +33,8 @@ func probedOK(c *Checker, n uint64) func() bool {
 }
 
 func TestDownAndUpWithinBounds(t *testing.T) {
-	tr := newUDPTransport(t)
-	a, b := newResponder(t, "a"), newResponder(t, "b")
-	sink := newRecordingSink(t, a, b)
-	logs := &logBuffer{}
-	c := startChecker(t, tr, sink, fast, logs.logger(), a, b)
-	p := c.Status()[0].Probe
-	waitFor(t, 2*time.Second, "first probes answered", probedOK(c, 2))
+	f := startPair(t, fast, 2)
+	a, sink, logs, c, p := f.a, f.sink, f.logs, f.c, f.p
 	start := time.Now()
 
 	// a stops answering: down within interval x failures + timeout.
@@ -116,16 +111,8 @@ func TestAcceptedCodes(t *testing.T) {
 			{ID: "lenient", Addr: lenient.addr, Settings: Settings{Accept: []string{"2xx", "500-599"}}},
 		},
 	}
-	c, err := New(cfg, tr, sink, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.setHandler(func(m *parser.Message, from netip.AddrPort) { c.HandleResponse(m, from) })
 	t0 := time.Now()
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := runChecker(t, tr, sink, cfg, nil)
 	p := c.Status()[0].Probe
 	sink.waitHealth(t, "strict", balancer.Down, t0, p.DetectionBound()+slack)
 	waitFor(t, 2*time.Second, "lenient probed 5 times", func() bool {
@@ -268,14 +255,8 @@ func (nopSink) SetHealth(string, balancer.Health) error    { return nil }
 func (nopSink) SetAdmin(string, balancer.AdminState) error { return nil }
 
 func TestPassive503Burst(t *testing.T) {
-	tr := newUDPTransport(t)
-	a, b := newResponder(t, "a"), newResponder(t, "b")
-	sink := newRecordingSink(t, a, b)
-	s := fast.Merge(Settings{Passive503: &PassiveSettings{Count: 5, Window: 200 * time.Millisecond}})
-	logs := &logBuffer{}
-	c := startChecker(t, tr, sink, s, logs.logger(), a, b)
-	p := c.Status()[0].Probe
-	waitFor(t, 2*time.Second, "first probes answered", probedOK(c, 1))
+	f := startPair(t, fast.Merge(Settings{Passive503: &PassiveSettings{Count: 5, Window: 200 * time.Millisecond}}), 1)
+	a, b, sink, logs, c, p := f.a, f.b, f.sink, f.logs, f.c, f.p
 	t0 := time.Now()
 	// b's 503s come slower than 5 per 200ms: 5 consecutive ones span
 	// 4 x 60ms = 240ms.
@@ -318,13 +299,8 @@ func TestPassive503Burst(t *testing.T) {
 }
 
 func TestAdminStateSeparateFromHealth(t *testing.T) {
-	tr := newUDPTransport(t)
-	a, b := newResponder(t, "a"), newResponder(t, "b")
-	sink := newRecordingSink(t, a, b)
-	logs := &logBuffer{}
-	c := startChecker(t, tr, sink, fast, logs.logger(), a, b)
-	p := c.Status()[0].Probe
-	waitFor(t, 2*time.Second, "first probes answered", probedOK(c, 1))
+	f := startPair(t, fast, 1)
+	a, sink, logs, c, p := f.a, f.sink, f.logs, f.c, f.p
 
 	admin := func(id string) balancer.AdminState {
 		tg, _ := sink.pool.Table().ByID(id)
@@ -498,15 +474,7 @@ func TestNeverProbe(t *testing.T) {
 		{ID: "a", Addr: a.addr},
 		{ID: "b", Addr: b.addr, Settings: Settings{NeverProbe: new(bool)}}, // pool says never, b says probe
 	}}
-	c, err := New(cfg, tr, sink, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.setHandler(func(m *parser.Message, from netip.AddrPort) { c.HandleResponse(m, from) })
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := runChecker(t, tr, sink, cfg, nil)
 	waitFor(t, 2*time.Second, "b probed", func() bool { s, _ := c.StatusOf("b"); return s.ProbesOK >= 3 })
 	for i := 0; i < 10; i++ {
 		c.ObserveResponse(a.addr, 503) // a is not watched passively either
@@ -911,15 +879,7 @@ func TestAllDownReachesPoolAndIsLogged(t *testing.T) {
 			}
 			logs := &logBuffer{}
 			cfg := Config{Settings: fast, AllDown: policy, Targets: []Target{{ID: "a", Addr: a.addr}, {ID: "b", Addr: b.addr}}}
-			c, err := New(cfg, tr, pool, logs.logger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr.setHandler(func(m *parser.Message, from netip.AddrPort) { c.HandleResponse(m, from) })
-			if err := c.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := runChecker(t, tr, pool, cfg, logs.logger())
 			p := c.Status()[0].Probe
 			a.mode.Store(modeSilent)
 			b.mode.Store(modeSilent)

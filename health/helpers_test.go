@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -44,70 +45,51 @@ type responder struct {
 	options  []time.Time         // arrival of every OPTIONS (retransmissions included)
 	requests map[string][]string // Call-ID -> methods received, in order (OPTIONS excluded)
 	seen     map[string]bool     // OPTIONS Call-IDs already seen (dropFirst)
-	wg       sync.WaitGroup
 }
 
 func newResponder(t testing.TB, name string) *responder {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &responder{t: t, name: name, conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(),
+	c, addr := testenv.ListenUDP(t)
+	r := &responder{t: t, name: name, conn: c, addr: addr,
 		requests: map[string][]string{}, seen: map[string]bool{}}
 	r.optionsCode.Store(200)
 	r.requestCode.Store(200)
-	r.wg.Add(1)
-	go r.run()
-	t.Cleanup(func() {
-		c.Close()
-		r.wg.Wait()
-	})
+	testenv.ServeSIP(t, c, r.handle)
 	return r
 }
 
-func (r *responder) run() {
-	defer r.wg.Done()
-	buf := make([]byte, 65536)
-	var m parser.Message
-	for {
-		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
+// handle records request m and answers it as the responder's mode and
+// settings say.
+func (r *responder) handle(m *parser.Message, from netip.AddrPort) {
+	if r.mode.Load() == modeSilent || !m.IsRequest() {
+		return
+	}
+	code := 200
+	if m.MethodID() == parser.MethodOPTIONS {
+		r.mu.Lock()
+		r.options = append(r.options, time.Now())
+		first := !r.seen[string(m.CallID())]
+		r.seen[string(m.CallID())] = true
+		r.mu.Unlock()
+		if first && r.dropFirst.Load() || r.mode.Load() == modeNoOptions {
 			return
 		}
-		if r.mode.Load() == modeSilent {
-			continue
+		code = int(r.optionsCode.Load())
+		if d := r.delay.Load(); d > 0 {
+			time.Sleep(time.Duration(d))
 		}
-		if parser.Parse(buf[:n], &m) != nil || !m.IsRequest() {
-			continue
+	} else {
+		r.mu.Lock()
+		id := string(m.CallID())
+		r.requests[id] = append(r.requests[id], string(m.Method()))
+		r.mu.Unlock()
+		if m.MethodID() == parser.MethodACK {
+			return
 		}
-		code := 200
-		if m.MethodID() == parser.MethodOPTIONS {
-			r.mu.Lock()
-			r.options = append(r.options, time.Now())
-			first := !r.seen[string(m.CallID())]
-			r.seen[string(m.CallID())] = true
-			r.mu.Unlock()
-			if first && r.dropFirst.Load() || r.mode.Load() == modeNoOptions {
-				continue
-			}
-			code = int(r.optionsCode.Load())
-			if d := r.delay.Load(); d > 0 {
-				time.Sleep(time.Duration(d))
-			}
-		} else {
-			r.mu.Lock()
-			id := string(m.CallID())
-			r.requests[id] = append(r.requests[id], string(m.Method()))
-			r.mu.Unlock()
-			if m.MethodID() == parser.MethodACK {
-				continue
-			}
-			code = int(r.requestCode.Load())
-		}
-		resp := buildResponse(&m, code, "tag-"+r.name)
-		r.conn.WriteToUDPAddrPort(resp, from)
+		code = int(r.requestCode.Load())
 	}
+	resp := buildResponse(m, code, "tag-"+r.name)
+	r.conn.WriteToUDPAddrPort(resp, from)
 }
 
 // optionsTimes returns the arrival times of the OPTIONS received so far.
@@ -127,25 +109,7 @@ func (r *responder) got(callID string) []string {
 // buildResponse answers request m statelessly: every Via, From, To (with
 // toTag added when it has none), Call-ID and CSeq copied.
 func buildResponse(m *parser.Message, code int, toTag string) []byte {
-	in := m.Bytes()
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reasonFor(code))
-	for i := 0; i < m.NumHeaders(); i++ {
-		h := m.Header(i)
-		switch h.Kind {
-		case parser.KindVia, parser.KindFrom, parser.KindCallID, parser.KindCSeq:
-			b.Write(in[h.Start:h.End])
-		case parser.KindTo:
-			line := strings.TrimRight(string(in[h.Start:h.End]), "\r\n")
-			to, _ := m.To()
-			if len(to.Tag) == 0 {
-				line += ";tag=" + toTag
-			}
-			b.WriteString(line + "\r\n")
-		}
-	}
-	b.WriteString("Content-Length: 0\r\n\r\n")
-	return b.Bytes()
+	return testenv.AppendResponse(nil, m, fmt.Sprintf("%d %s", code, reasonFor(code)), toTag)
 }
 
 func reasonFor(code int) string {
@@ -171,41 +135,19 @@ type udpTransport struct {
 	addr    netip.AddrPort
 	handler atomic.Pointer[func(*parser.Message, netip.AddrPort)]
 	sendErr atomic.Bool // make SendFrom fail
-	wg      sync.WaitGroup
 }
 
 func newUDPTransport(t testing.TB) *udpTransport {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &udpTransport{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort()}
-	tr.wg.Add(1)
-	go func() {
-		defer tr.wg.Done()
-		buf := make([]byte, 65536)
-		var m parser.Message
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			if parser.Parse(buf[:n], &m) != nil || m.IsRequest() {
-				continue
-			}
-			v := m.TopVia()
-			if !bytes.HasPrefix(v.Branch, []byte("z9hG4bKtest")) {
-				continue
-			}
-			if h := tr.handler.Load(); h != nil {
-				(*h)(&m, from)
-			}
+	c, addr := testenv.ListenUDP(t)
+	tr := &udpTransport{conn: c, addr: addr}
+	testenv.ServeSIP(t, c, func(m *parser.Message, from netip.AddrPort) {
+		if m.IsRequest() || !bytes.HasPrefix(m.TopVia().Branch, []byte("z9hG4bKtest")) {
+			return
 		}
-	}()
-	t.Cleanup(func() {
-		c.Close()
-		tr.wg.Wait()
+		if h := tr.handler.Load(); h != nil {
+			(*h)(m, from)
+		}
 	})
 	return tr
 }
@@ -327,20 +269,7 @@ func poolHealth(t testing.TB, p *balancer.Pool, id string) balancer.Health {
 
 // logBuffer is a concurrency-safe slog sink for assertions on log lines.
 type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	testenv.SyncBuffer
 }
 
 // waitLog waits until the log holds every one of want.
@@ -378,6 +307,13 @@ func startChecker(t testing.TB, tr *udpTransport, sink StateSink, s Settings, lo
 	for _, r := range rs {
 		cfg.Targets = append(cfg.Targets, Target{ID: r.name, Addr: r.addr})
 	}
+	return runChecker(t, tr, sink, cfg, log)
+}
+
+// runChecker builds a Checker from cfg, hands it tr's responses, starts
+// it, and stops it at the end of the test.
+func runChecker(t testing.TB, tr *udpTransport, sink StateSink, cfg Config, log *slog.Logger) *Checker {
+	t.Helper()
 	c, err := New(cfg, tr, sink, log)
 	if err != nil {
 		t.Fatal(err)
@@ -388,6 +324,29 @@ func startChecker(t testing.TB, tr *udpTransport, sink StateSink, s Settings, lo
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// checkedPair is a checker probing two responders, a and b, through its
+// own udpTransport, with the pool's changes recorded by sink and the
+// checker's log in logs; p is the effective probe configuration.
+type checkedPair struct {
+	a, b *responder
+	sink *recordingSink
+	logs *logBuffer
+	c    *Checker
+	p    Probe
+}
+
+// startPair starts a checkedPair with settings s and returns once every
+// target has had probed probes answered.
+func startPair(t testing.TB, s Settings, probed uint64) *checkedPair {
+	t.Helper()
+	f := &checkedPair{a: newResponder(t, "a"), b: newResponder(t, "b"), logs: &logBuffer{}}
+	f.sink = newRecordingSink(t, f.a, f.b)
+	f.c = startChecker(t, newUDPTransport(t), f.sink, s, f.logs.logger(), f.a, f.b)
+	f.p = f.c.Status()[0].Probe
+	waitFor(t, 2*time.Second, "first probes answered", probedOK(f.c, probed))
+	return f
 }
 
 // waitFor polls cond every few milliseconds until it holds or limit passes.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -74,12 +75,8 @@ type client struct {
 }
 
 func newClient(t *testing.T, proxy netip.AddrPort) *client {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &client{t: t, conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), to: proxy, buf: make([]byte, 65536)}
+	c, addr := testenv.ListenUDP(t)
+	return &client{t: t, conn: c, addr: addr, to: proxy, buf: make([]byte, 65536)}
 }
 
 // request sends method for callID (in-dialog when toTag is set) and

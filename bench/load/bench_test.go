@@ -11,25 +11,11 @@ import (
 func BenchmarkUACCall(b *testing.B) {
 	t := &testing.T{}
 	ts := newTestSource(t, UACConfig{})
-	slot := ts.free[len(ts.free)-1]
-	ts.startCall()
-	inv := ts.take()[0]
-	prov := []byte(reply(t, inv, 180, "t"))
-	ok200 := []byte(reply(t, inv, 200, "t", "Contact: <sip:uas@127.0.0.1:5071>"))
-	ts.onDatagram(ok200)
-	byeOK := []byte(reply(t, ts.take()[1], 200, ""))
-	ts.onDatagram(byeOK)
-	gen := ts.calls[slot].gen
-	ts.sink = func([]byte) {}
+	call := replayableCall(t, ts)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		ts.calls[slot].gen = gen - 1
-		ts.startCall()
-		ts.onDatagram(prov)
-		ts.onDatagram(ok200)
-		ts.onDatagram(byeOK)
-		ts.flush()
+		call()
 	}
 	if ts.counter(cFailed) != 0 {
 		b.Fatal("calls failed")

@@ -1,13 +1,13 @@
 package load
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -78,27 +78,7 @@ func startLine(msg string) string { return msg[:strings.Index(msg, "\r\n")] }
 func reply(t *testing.T, req string, code int, toTag string, extra ...string) string {
 	t.Helper()
 	m := mustParse(t, req)
-	var b strings.Builder
-	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reason(code))
-	buf := m.Bytes()
-	for i := 0; i < m.NumHeaders(); i++ {
-		h := m.Header(i)
-		switch h.Kind {
-		case parser.KindVia, parser.KindFrom, parser.KindCallID, parser.KindCSeq:
-			b.Write(buf[h.Start:h.End])
-		case parser.KindTo:
-			b.WriteString("To: " + string(h.Value))
-			if toTag != "" && !bytes.Contains(h.Value, []byte("tag=")) {
-				b.WriteString(";tag=" + toTag)
-			}
-			b.WriteString("\r\n")
-		}
-	}
-	for _, e := range extra {
-		b.WriteString(e + "\r\n")
-	}
-	b.WriteString("Content-Length: 0\r\n\r\n")
-	return b.String()
+	return string(testenv.AppendResponse(nil, m, fmt.Sprintf("%d %s", code, reason(code)), toTag, extra...))
 }
 
 func TestCallScenarioHappyPath(t *testing.T) {
@@ -399,36 +379,42 @@ func TestUserNumbersVary(t *testing.T) {
 
 func TestUACMessagePathDoesNotAllocate(t *testing.T) {
 	ts := newTestSource(t, UACConfig{})
-	slot := ts.free[len(ts.free)-1]
-	ts.startCall()
-	out := ts.take()
-	inv := out[0]
-	prov := []byte(reply(t, inv, 180, "t"))
-	ok200 := []byte(reply(t, inv, 200, "t", "Contact: <sip:uas@127.0.0.1:5071>", "Record-Route: <sip:p1;lr>"))
-	ts.onDatagram(ok200)
-	bye := ts.take()[1]
-	byeOK := []byte(reply(t, bye, 200, ""))
-	ts.onDatagram(byeOK)
+	call := replayableCall(t, ts, "Record-Route: <sip:p1;lr>")
 	if ts.counter(cCompleted) != 1 {
 		t.Fatal("first call did not complete")
 	}
+	a := testing.AllocsPerRun(500, call)
+	if a != 0 {
+		t.Fatalf("a call allocates %v times on the message path", a)
+	}
+	if c := ts.counter(cCompleted); c != 502 || ts.counter(cFailed) != 0 {
+		t.Fatalf("completed %d failed %d, want 502 and 0", c, ts.counter(cFailed))
+	}
+}
+
+// replayableCall completes a first call on ts (its 200 carrying a Contact
+// and the extra header lines) and returns a function that runs a whole
+// call again in the same slot and generation, so that the prepared
+// responses match: INVITE, 180, 200, ACK, BYE, 200. What it sends is
+// discarded.
+func replayableCall(t *testing.T, ts *testSource, extra ...string) func() {
+	slot := ts.free[len(ts.free)-1]
+	ts.startCall()
+	inv := ts.take()[0]
+	prov := []byte(reply(t, inv, 180, "t"))
+	ok200 := []byte(reply(t, inv, 200, "t", append([]string{"Contact: <sip:uas@127.0.0.1:5071>"}, extra...)...))
+	ts.onDatagram(ok200)
+	byeOK := []byte(reply(t, ts.take()[1], 200, ""))
+	ts.onDatagram(byeOK)
 	gen := ts.calls[slot].gen
 	ts.sink = func([]byte) {}
-	// Every iteration is a whole call in the same slot and generation, so
-	// the prepared responses match: INVITE, 180, 200, ACK, BYE, 200.
-	a := testing.AllocsPerRun(500, func() {
+	return func() {
 		ts.calls[slot].gen = gen - 1
 		ts.startCall()
 		ts.onDatagram(prov)
 		ts.onDatagram(ok200)
 		ts.onDatagram(byeOK)
 		ts.flush()
-	})
-	if a != 0 {
-		t.Fatalf("a call allocates %v times on the message path", a)
-	}
-	if c := ts.counter(cCompleted); c != 502 || ts.counter(cFailed) != 0 {
-		t.Fatalf("completed %d failed %d, want 502 and 0", c, ts.counter(cFailed))
 	}
 }
 

@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -21,12 +20,7 @@ import (
 func TestSecretRotation(t *testing.T) {
 	oldSecret := writeFile(t, "old", "old-secret-0123456789abcdef\n")
 	newSecret := writeFile(t, "new", "new-secret-0123456789abcdef\n")
-	upstream, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer upstream.Close()
-	upAddr := upstream.LocalAddr().(*net.UDPAddr).AddrPort()
+	upstream, upAddr := testenv.ListenUDP(t)
 
 	start := func(listen netip.AddrPort, extra ...string) *inProcess {
 		adm := freeTCPPort(t)
@@ -55,9 +49,7 @@ func TestSecretRotation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("top Via sent-by %s:%d: %v", top.Host, top.Port, err)
 		}
-		var resp bytes.Buffer
-		writeOK(&resp, buf[:n], &m, true)
-		if _, err := upstream.WriteToUDPAddrPort(resp.Bytes(), to); err != nil {
+		if _, err := upstream.WriteToUDPAddrPort(testenv.AppendResponse(nil, &m, "200 OK", "up"), to); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -29,76 +28,31 @@ type sipUpstream struct {
 
 func newSIPUpstream(t *testing.T) *sipUpstream {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &sipUpstream{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(),
+	c, addr := testenv.ListenUDP(t)
+	u := &sipUpstream{conn: c, addr: addr,
 		methods: map[string]int{}, toURIs: map[string]int{}, callIDs: map[string]int{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		u.loop()
-	}()
-	t.Cleanup(func() {
-		c.Close()
-		<-done
-	})
+	testenv.ServeSIP(t, c, u.handle)
 	return u
 }
 
-func (u *sipUpstream) loop() {
-	buf := make([]byte, 65536)
-	var m parser.Message
-	var resp bytes.Buffer
-	for {
-		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		b := buf[:n]
-		if parser.Parse(b, &m) != nil || !m.IsRequest() {
-			continue
-		}
-		to, _ := m.To()
-		u.mu.Lock()
-		u.methods[string(m.Method())]++
-		u.callIDs[string(m.CallID())]++
-		if m.MethodID() == parser.MethodREGISTER {
-			u.toURIs[string(to.URI)]++
-		}
-		u.total++
-		u.mu.Unlock()
-		if m.MethodID() == parser.MethodACK {
-			continue
-		}
-		resp.Reset()
-		writeOK(&resp, b, &m, len(to.Tag) == 0)
-		u.conn.WriteToUDPAddrPort(resp.Bytes(), from)
+// handle records request m and answers it 200 OK unless it is an ACK.
+func (u *sipUpstream) handle(m *parser.Message, from netip.AddrPort) {
+	if !m.IsRequest() {
+		return
 	}
-}
-
-// writeOK writes a 200 OK to the request b (parsed into m) to resp: its
-// Vias, From, Call-ID and CSeq, and its To, given ";tag=up" if addTag.
-func writeOK(resp *bytes.Buffer, b []byte, m *parser.Message, addTag bool) {
-	resp.WriteString("SIP/2.0 200 OK\r\n")
-	for i := 0; i < m.NumHeaders(); i++ {
-		h := m.Header(i)
-		switch h.Kind {
-		case parser.KindVia, parser.KindFrom, parser.KindCallID, parser.KindCSeq:
-			resp.Write(b[h.Start:h.End])
-		case parser.KindTo:
-			resp.Write(bytes.TrimRight(b[h.Start:h.End], "\r\n"))
-			if addTag {
-				resp.WriteString(";tag=up")
-			}
-			resp.WriteString("\r\n")
-		}
+	to, _ := m.To()
+	u.mu.Lock()
+	u.methods[string(m.Method())]++
+	u.callIDs[string(m.CallID())]++
+	if m.MethodID() == parser.MethodREGISTER {
+		u.toURIs[string(to.URI)]++
 	}
-	resp.WriteString("Content-Length: 0\r\n\r\n")
+	u.total++
+	u.mu.Unlock()
+	if m.MethodID() == parser.MethodACK {
+		return
+	}
+	u.conn.WriteToUDPAddrPort(testenv.AppendResponse(nil, m, "200 OK", "up"), from)
 }
 
 // count returns the number of requests received.
@@ -138,35 +92,15 @@ type sipClient struct {
 
 func newSIPClient(t *testing.T, proxy netip.AddrPort) *sipClient {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &sipClient{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), proxy: proxy, oks: map[string]int{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		var m parser.Message
-		for {
-			n, _, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			if parser.Parse(buf[:n], &m) == nil && !m.IsRequest() && m.StatusCode() == 200 {
-				cl.mu.Lock()
-				cl.oks[string(m.CallID())]++
-				cl.n++
-				cl.mu.Unlock()
-			}
+	c, addr := testenv.ListenUDP(t)
+	cl := &sipClient{conn: c, addr: addr, proxy: proxy, oks: map[string]int{}}
+	testenv.ServeSIP(t, c, func(m *parser.Message, _ netip.AddrPort) {
+		if !m.IsRequest() && m.StatusCode() == 200 {
+			cl.mu.Lock()
+			cl.oks[string(m.CallID())]++
+			cl.n++
+			cl.mu.Unlock()
 		}
-	}()
-	t.Cleanup(func() {
-		c.Close()
-		<-done
 	})
 	return cl
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -27,47 +27,24 @@ type rawUpstream struct {
 
 func newRawUpstream(t *testing.T) *rawUpstream {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &rawUpstream{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort()}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		u.loop()
-	}()
-	t.Cleanup(func() {
-		c.Close()
-		<-done
-	})
+	c, addr := testenv.ListenUDP(t)
+	u := &rawUpstream{conn: c, addr: addr}
+	testenv.ServeSIP(t, c, u.handle)
 	return u
 }
 
-func (u *rawUpstream) loop() {
-	buf := make([]byte, 65536)
-	var m parser.Message
-	var resp bytes.Buffer
-	for {
-		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil || parser.Parse(buf[:n], &m) != nil {
-			continue
-		}
-		u.mu.Lock()
-		if m.IsRequest() {
-			u.requests = append(u.requests, append([]byte(nil), buf[:n]...))
-		} else {
-			u.replies = append(u.replies, fmt.Sprintf("%d %s", m.StatusCode(), m.Reason()))
-		}
-		u.mu.Unlock()
-		if m.IsRequest() && m.MethodID() != parser.MethodACK {
-			resp.Reset()
-			writeOK(&resp, buf[:n], &m, true)
-			u.conn.WriteToUDPAddrPort(resp.Bytes(), from)
-		}
+// handle keeps request m (or the status line of response m) and answers
+// a request other than ACK with 200 OK.
+func (u *rawUpstream) handle(m *parser.Message, from netip.AddrPort) {
+	u.mu.Lock()
+	if m.IsRequest() {
+		u.requests = append(u.requests, append([]byte(nil), m.Bytes()...))
+	} else {
+		u.replies = append(u.replies, fmt.Sprintf("%d %s", m.StatusCode(), m.Reason()))
+	}
+	u.mu.Unlock()
+	if m.IsRequest() && m.MethodID() != parser.MethodACK {
+		u.conn.WriteToUDPAddrPort(testenv.AppendResponse(nil, m, "200 OK", "up"), from)
 	}
 }
 

@@ -16,14 +16,7 @@ import (
 // CI=true, where .ci/run installs it and every end-to-end test must run.
 func Sipp(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("sipp is required when CI=true (apt-get install sip-tester): %v", err)
-		}
-		t.Skip("sipp not installed (apt-get install sip-tester)")
-	}
-	return p
+	return requireTool(t, "sipp", "sip-tester")
 }
 
 // Kamailio returns the path of the kamailio binary (Debian package
@@ -33,13 +26,7 @@ func Sipp(t testing.TB) string {
 // and fails when CI=true, where .ci/run installs it.
 func Kamailio(t testing.TB) (bin, modules string) {
 	t.Helper()
-	bin, err := exec.LookPath("kamailio")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("kamailio is required when CI=true (apt-get install kamailio): %v", err)
-		}
-		t.Skip("kamailio not installed (apt-get install kamailio)")
-	}
+	bin = requireTool(t, "kamailio", "kamailio")
 	for _, pattern := range []string{
 		"/usr/lib/*/kamailio/modules", // Debian and Ubuntu (multiarch)
 		"/usr/lib/kamailio/modules",
@@ -55,6 +42,20 @@ func Kamailio(t testing.TB) (bin, modules string) {
 		}
 	}
 	return bin, ""
+}
+
+// requireTool returns the path of the binary name (Debian package pkg):
+// without it the test is skipped, or fails when CI=true.
+func requireTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required when CI=true (apt-get install %s): %v", name, pkg, err)
+		}
+		t.Skipf("%s not installed (apt-get install %s)", name, pkg)
+	}
+	return p
 }
 
 // SyncBuffer is a bytes.Buffer that several goroutines may write and read
