@@ -33,7 +33,7 @@
 // (Engine.Pool); Engine.Update replaces targets and keys while the workers
 // run. Hooks connect the rooms that the core does not import: a
 // LocalResponseHandler receives the replies to requests Viaduct sent itself
-// (health probes, through Engine.AppendVia and Engine.SendFrom), a
+// (health probes, through Engine.AppendVia and Engine.SendTo), a
 // ResponseObserver sees every relayed response, and a NextHopResolver
 // resolves the host names of upstreams' next hops.
 //

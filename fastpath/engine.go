@@ -184,17 +184,14 @@ func (e *Engine) SetResponseObserver(o ResponseObserver) {
 }
 
 // AppendVia appends a complete Via header line ("Via: ...\r\n") for a
-// request Viaduct originates itself (a health probe) and sends from listen
-// address index listen: the response to such a request carries this Via
-// alone, passes the MAC check and goes to the LocalResponseHandler. key
-// distinguishes transactions (a probe counter, say) and ends up in the
-// branch.
-func (e *Engine) AppendVia(dst []byte, listen int, key uint64) []byte {
+// request Viaduct originates itself (a health probe) to `to`, sent with
+// SendTo: the response to such a request carries this Via alone, passes the
+// MAC check and goes to the LocalResponseHandler. key distinguishes
+// transactions (a probe counter, say) and ends up in the branch.
+func (e *Engine) AppendVia(dst []byte, to netip.AddrPort, key uint64) []byte {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if listen < 0 || listen >= len(e.viaPrefix) {
-		listen = 0
-	}
+	listen := max(e.listenFor(0, to.Addr().Unmap()), 0)
 	dst = append(dst, e.viaPrefix[listen]...)
 	dst = e.viaMac.appendBranch(dst, listen, key, 0, nil)
 	return append(dst, "\r\n"...)
@@ -210,18 +207,19 @@ func (e *Engine) ParkAfter() time.Duration {
 	return e.parkAfter
 }
 
-// SendFrom sends one datagram from the socket of listen address index
-// listen, outside the workers' batches (for health probes). The engine must
-// be started.
-func (e *Engine) SendFrom(listen int, b []byte, to netip.AddrPort) error {
+// SendTo sends a request built with AppendVia to `to`, outside the workers'
+// batches, from the listen address AppendVia chose (the first one of to's
+// address family). The engine must be started.
+func (e *Engine) SendTo(b []byte, to netip.AddrPort) error {
 	e.mu.Lock()
 	if e.state != 1 {
 		e.mu.Unlock()
-		return errors.New("fastpath: SendFrom: engine not running")
+		return errors.New("fastpath: SendTo: engine not running")
 	}
-	if listen < 0 || listen >= len(e.conns) {
+	listen := e.listenFor(0, to.Addr().Unmap())
+	if listen < 0 {
 		e.mu.Unlock()
-		return fmt.Errorf("fastpath: SendFrom: no listen address %d", listen)
+		return fmt.Errorf("fastpath: SendTo %s: no listen address of its family", to)
 	}
 	c := e.conns[listen][0]
 	e.mu.Unlock()

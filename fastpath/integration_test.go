@@ -336,7 +336,7 @@ CSeq: 1 INVITE`, proxy, victim.addr), "")
 	}
 }
 
-// Responses to requests Viaduct sends itself (AppendVia + SendFrom) reach
+// Responses to requests Viaduct sends itself (AppendVia + SendTo) reach
 // the local response handler.
 func TestIntegrationLocalProbe(t *testing.T) {
 	u1 := newResponder(t)
@@ -347,9 +347,9 @@ func TestIntegrationLocalProbe(t *testing.T) {
 	})
 	var b bytes.Buffer
 	b.WriteString("OPTIONS sip:" + u1.addr.String() + " SIP/2.0\r\n")
-	b.Write(e.AppendVia(nil, 0, 7))
+	b.Write(e.AppendVia(nil, u1.addr, 7))
 	b.WriteString("Max-Forwards: 70\r\nFrom: <sip:viaduct@localhost>;tag=hc\r\nTo: <sip:" + u1.addr.String() + ">\r\nCall-ID: probe-7\r\nCSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-	if err := e.SendFrom(0, b.Bytes(), u1.addr); err != nil {
+	if err := e.SendTo(b.Bytes(), u1.addr); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -273,7 +273,7 @@ func TestLocalResponseHandler(t *testing.T) {
 	e.SetLocalResponseHandler(func(m *parser.Message, from netip.AddrPort) {
 		got = append(got, string(m.CallID())+" "+from.String())
 	})
-	via := e.AppendVia(nil, 0, 42)
+	via := e.AppendVia(nil, up1, 42)
 	probe := append([]byte("OPTIONS sip:192.0.2.21:5060 SIP/2.0\r\n"), via...)
 	probe = append(probe, "Max-Forwards: 70\r\nTo: <sip:192.0.2.21:5060>\r\nFrom: <sip:viaduct@192.0.2.10>;tag=p\r\nCall-ID: probe-42\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"...)
 	resp := respond(t, probe, "200 OK", "u")

@@ -19,19 +19,17 @@ import (
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
-// Transport sends probes from Viaduct's own listen socket, so that the
-// replies come back through the fast path, which hands them to
-// Checker.HandleResponse. *fastpath.Engine satisfies it.
+// Transport originates the probes: it sends them from Viaduct's own
+// listener, so that the replies come back through the fast path, which hands
+// them to Checker.HandleResponse. *fastpath.Engine satisfies it.
 type Transport interface {
 	// AppendVia appends a complete Via header line ("Via: ...\r\n") for a
-	// request Viaduct originates and sends from listen address index
-	// listen; key distinguishes transactions and ends up in the branch.
-	AppendVia(dst []byte, listen int, key uint64) []byte
-	// SendFrom sends one datagram from the socket of listen address index
-	// listen.
-	SendFrom(listen int, b []byte, to netip.AddrPort) error
-	// ListenAddrs returns the listen addresses, in index order.
-	ListenAddrs() []netip.AddrPort
+	// request Viaduct originates to `to`; key distinguishes transactions
+	// and ends up in the branch.
+	AppendVia(dst []byte, to netip.AddrPort, key uint64) []byte
+	// SendTo sends one such request to `to`, from the listener AppendVia
+	// named.
+	SendTo(b []byte, to netip.AddrPort) error
 }
 
 // StateSink receives the health and admin state of every target, by ID.
@@ -217,7 +215,6 @@ type target struct {
 	retransAt   time.Time
 	retransGap  time.Duration
 	retrans     int
-	listen      int
 	req         []byte // the outstanding probe, for retransmission
 
 	lastProbe                                           time.Time
@@ -554,14 +551,13 @@ func (c *Checker) timeout(t *target, now time.Time) {
 func (c *Checker) send(t *target, now time.Time) {
 	t.waitTraffic = false
 	seq := t.pending
-	t.listen = c.listenFor(t.addr.Addr())
 	t.req = c.buildProbe(t.req[:0], t, seq)
 	t.sent++
 	t.sentAt = now
 	t.retrans = 0
 	t.retransGap = T1
 	t.retransAt = now.Add(T1)
-	if err := c.tr.SendFrom(t.listen, t.req, t.addr); err != nil {
+	if err := c.tr.SendTo(t.req, t.addr); err != nil {
 		t.sendErrs++
 		c.fail(t, now, "send_error", 0, "probe send error: "+err.Error())
 		return
@@ -574,7 +570,7 @@ func (c *Checker) retransmit(t *target, now time.Time) {
 	t.retrans++
 	t.retransGap = min(2*t.retransGap, T2)
 	t.retransAt = now.Add(t.retransGap)
-	if err := c.tr.SendFrom(t.listen, t.req, t.addr); err != nil {
+	if err := c.tr.SendTo(t.req, t.addr); err != nil {
 		c.log.Debug("probe retransmission failed", "target", t.id, "addr", t.addr, "err", err)
 	}
 	t.due = earliest(t.retransAt, t.deadline)
@@ -585,18 +581,6 @@ func earliest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// listenFor returns the index of the first listen address of dst's address
-// family, or 0.
-func (c *Checker) listenFor(dst netip.Addr) int {
-	want4 := dst.Unmap().Is4()
-	for i, l := range c.tr.ListenAddrs() {
-		if l.Addr().Unmap().Is4() == want4 {
-			return i
-		}
-	}
-	return 0
 }
 
 // buildProbe appends the probe request with sequence number seq.
@@ -610,7 +594,7 @@ func (c *Checker) buildProbe(b []byte, t *target, seq uint64) []byte {
 	b = append(b, ' ')
 	b = append(b, p.RequestURI...)
 	b = append(b, " SIP/2.0\r\n"...)
-	b = c.tr.AppendVia(b, t.listen, seq)
+	b = c.tr.AppendVia(b, t.addr, seq)
 	b = append(b, "Max-Forwards: 70\r\nFrom: <"...)
 	b = append(b, p.From...)
 	b = append(b, ">;tag="...)

@@ -134,7 +134,7 @@ type udpTransport struct {
 	conn    *net.UDPConn
 	addr    netip.AddrPort
 	handler atomic.Pointer[func(*parser.Message, netip.AddrPort)]
-	sendErr atomic.Bool // make SendFrom fail
+	sendErr atomic.Bool // make SendTo fail
 }
 
 func newUDPTransport(t testing.TB) *udpTransport {
@@ -154,22 +154,17 @@ func newUDPTransport(t testing.TB) *udpTransport {
 
 func (tr *udpTransport) setHandler(h func(*parser.Message, netip.AddrPort)) { tr.handler.Store(&h) }
 
-func (tr *udpTransport) AppendVia(dst []byte, listen int, key uint64) []byte {
+func (tr *udpTransport) AppendVia(dst []byte, _ netip.AddrPort, key uint64) []byte {
 	return fmt.Appendf(dst, "Via: SIP/2.0/UDP %s;branch=z9hG4bKtest%x\r\n", tr.addr, key)
 }
 
-func (tr *udpTransport) SendFrom(listen int, b []byte, to netip.AddrPort) error {
-	if listen != 0 {
-		return fmt.Errorf("no listen address %d", listen)
-	}
+func (tr *udpTransport) SendTo(b []byte, to netip.AddrPort) error {
 	if tr.sendErr.Load() {
 		return errors.New("simulated send failure")
 	}
 	_, err := tr.conn.WriteToUDPAddrPort(b, to)
 	return err
 }
-
-func (tr *udpTransport) ListenAddrs() []netip.AddrPort { return []netip.AddrPort{tr.addr} }
 
 // event is one state change seen by a recordingSink.
 type event struct {

@@ -278,12 +278,9 @@ type stateFixture struct {
 // never probed.
 type idleTransport struct{}
 
-func (idleTransport) AppendVia(dst []byte, _ int, _ uint64) []byte { return dst }
-func (idleTransport) SendFrom(int, []byte, netip.AddrPort) error {
+func (idleTransport) AppendVia(dst []byte, _ netip.AddrPort, _ uint64) []byte { return dst }
+func (idleTransport) SendTo([]byte, netip.AddrPort) error {
 	return errors.New("idle transport sends nothing")
-}
-func (idleTransport) ListenAddrs() []netip.AddrPort {
-	return []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5060")}
 }
 
 func healthConfig(ts []Target) health.Config {
