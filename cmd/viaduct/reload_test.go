@@ -300,3 +300,21 @@ func TestDNSUpstreams(t *testing.T) {
 		t.Errorf("while DNS fails: %v; want the last good answer", got)
 	}
 }
+
+// A host name in /etc/hosts is an upstream as the system resolver resolves
+// it (the test's DNS server, asked for everything else, does not know
+// localhost); with a trailing dot it is an absolute DNS name.
+func TestUpstreamFromHostsFile(t *testing.T) {
+	dns := resolvetest.NewServer(t)
+	dns.Set("localhost", resolvetest.A("127.0.3.9"))
+	for _, c := range []struct{ upstream, want string }{
+		{"localhost:5071", "upstreams=[127.0.0.1:5071]"},
+		{"localhost.:5071", "upstreams=[127.0.3.9:5071]"},
+	} {
+		var out syncBuffer
+		code := runWith(context.Background(), []string{"--listen", "127.0.0.1:5060", "--upstream", c.upstream, "--check"}, &out, procHooks{resolver: dns.Resolver()})
+		if code != 0 || !strings.Contains(out.String(), c.want) {
+			t.Errorf("--upstream %s: exit %d, want %q in:\n%s", c.upstream, code, c.want, out.String())
+		}
+	}
+}
