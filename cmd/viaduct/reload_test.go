@@ -257,9 +257,8 @@ func TestDNSUpstreams(t *testing.T) {
 	if u := ups[idC]; u.Weight != 40 || u.Priority != 10 || !u.Probed {
 		t.Errorf("SRV upstream c: %+v", u)
 	}
-	if !strings.Contains(p.stderr.String(), `msg="DNS upstreams" names=2 targets=3 refresh=200ms timeout=1s families=ip4`) {
-		t.Errorf("start not logged:\n%s", p.stderr.String())
-	}
+	// Logged after the admin API started: wait for it.
+	p.waitLog(`msg="DNS upstreams" names=2 targets=3 refresh=200ms timeout=1s families=ip4`, 1, 5*time.Second)
 	// The host name's priority 1 is preferred to the SRV records' 10.
 	cl := newSIPClient(t, proxy)
 	for i := range 20 {
