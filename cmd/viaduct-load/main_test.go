@@ -119,6 +119,27 @@ func TestUASCommand(t *testing.T) {
 	}
 }
 
+// A second responder on an address in use is refused unless both share it
+// with --reuse-port.
+func TestUASReusePort(t *testing.T) {
+	first := startUAS(t, load.UASConfig{Workers: 2})
+	var out, errb bytes.Buffer
+	if code := run([]string{"uas", "--listen", first.Addr().String(), "--duration", "10ms", "--quiet"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), first.Addr().String()+": address already in use") || !strings.Contains(errb.String(), "--reuse-port") {
+		t.Errorf("second responder: exit %d, want 2 and the address in use:\n%s", code, errb.String())
+	}
+
+	shared, err := load.NewUAS(load.UASConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Workers: 2, ReusePort: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	errb.Reset()
+	if code := run([]string{"uas", "--listen", shared.Addr().String(), "--reuse-port", "--duration", "10ms", "--quiet"}, &out, &errb); code != 0 {
+		t.Errorf("second responder with --reuse-port on both: exit %d:\n%s", code, errb.String())
+	}
+}
+
 func TestUACFindMaxCommand(t *testing.T) {
 	s := startUAS(t, load.UASConfig{Workers: 1})
 	var out, errb bytes.Buffer

@@ -27,6 +27,7 @@ type fileConfig struct {
 	Listen         []string        `yaml:"listen"`
 	Advertise      string          `yaml:"advertise"`
 	Workers        int             `yaml:"workers"`
+	ReusePort      bool            `yaml:"reuse_port"`
 	RecvBuffer     int             `yaml:"recv_buffer"`
 	SendBuffer     int             `yaml:"send_buffer"`
 	Batch          int             `yaml:"batch"`
@@ -222,6 +223,7 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 	cfg := fastpath.Config{
 		Advertise:      fc.Advertise,
 		Workers:        fc.Workers,
+		ReusePort:      fc.ReusePort,
 		RecvBuffer:     fc.RecvBuffer,
 		SendBuffer:     fc.SendBuffer,
 		Batch:          fc.Batch,

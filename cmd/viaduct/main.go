@@ -100,6 +100,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	fs.StringVar(&fc.Admin.TokenFile, "admin-token-file", "", "`file` holding the admin API's bearer token (a systemd credential, say) [admin.token_file]")
 	fs.StringVar(&fc.Advertise, "advertise", "", "`host[:port]` put in Via and Record-Route; default: the first listen address [advertise]")
 	fs.IntVar(&fc.Workers, "workers", 0, "workers (sockets) per listen address; default GOMAXPROCS [workers]")
+	fs.BoolVar(&fc.ReusePort, "reuse-port", false, "share the listen addresses with other processes' SO_REUSEPORT sockets (other Viaduct instances started with it), which then take part of the traffic; without it an address another socket holds is refused [reuse_port]")
 	fs.IntVar(&fc.RecvBuffer, "recv-buffer", 0, "SO_RCVBUF `bytes` per socket; default 4 MiB [recv_buffer]")
 	fs.IntVar(&fc.SendBuffer, "send-buffer", 0, "SO_SNDBUF `bytes` per socket; default 4 MiB [send_buffer]")
 	fs.IntVar(&fc.Batch, "batch", 0, "datagrams per recvmmsg/sendmmsg; default 32 [batch]")
@@ -168,6 +169,8 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 				merged.Advertise = fc.Advertise
 			case "workers":
 				merged.Workers = fc.Workers
+			case "reuse-port":
+				merged.ReusePort = fc.ReusePort
 			case "recv-buffer":
 				merged.RecvBuffer = fc.RecvBuffer
 			case "send-buffer":
@@ -231,7 +234,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 		logger.Warn("balance mode round-robin: retransmissions, CANCEL, ACK and in-dialog requests may reach another upstream than their INVITE; use it only when any upstream can serve any request")
 	}
 	if err := eng.Start(ctx); err != nil {
-		logger.Error("cannot start", "err", err)
+		logger.Error("cannot start", "err", startError(err, merged.ReusePort))
 		return 1
 	}
 	if err := startHealth(eng, chk); err != nil {
@@ -277,6 +280,18 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	return 0
 }
 
+// startError adds to an error of Engine.Start for an address in use what
+// the operator can do about it.
+func startError(err error, reusePort bool) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	if reusePort {
+		return fmt.Errorf("%w; the process that has it does not share it (reuse_port needs SO_REUSEPORT on every socket, all of one user)", err)
+	}
+	return fmt.Errorf("%w; another process (another Viaduct?) serves it: stop it, or set reuse_port: true (--reuse-port) on every instance that is to share the address", err)
+}
+
 // printCheck prints the effective configuration for --check: one line of
 // settings, then one per upstream with its balancing and health settings.
 func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac adminConfig, secret bool) {
@@ -303,8 +318,8 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac admin
 	if admin.Disabled(adminAddr) {
 		adminAddr = "off"
 	}
-	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=[%s] balance=%s keys=%s record_route=%v path=%v max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v admin=%s\n",
-		c.Listen, eng.Advertise(), c.Workers, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
+	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d reuse_port=%v upstreams=[%s] balance=%s keys=%s record_route=%v path=%v max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v admin=%s\n",
+		c.Listen, eng.Advertise(), c.Workers, c.ReusePort, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
 		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, adminAddr)
 	status := chk.Status()
 	for i, t := range targets {

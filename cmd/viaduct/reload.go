@@ -272,6 +272,7 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("listen", !slices.Equal(boot.Listen, next.Listen))
 	diff("advertise", boot.Advertise != next.Advertise)
 	diff("workers", boot.Workers != next.Workers)
+	diff("reuse_port", boot.ReusePort != next.ReusePort)
 	diff("recv_buffer", boot.RecvBuffer != next.RecvBuffer)
 	diff("send_buffer", boot.SendBuffer != next.SendBuffer)
 	diff("batch", boot.Batch != next.Batch)
