@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/viaduct-sip/viaduct/fastpath"
 )
 
 // runUntilStarted runs viaduct with args in the background until the test
@@ -66,5 +69,57 @@ func TestSecondInstanceOnListenAddress(t *testing.T) {
 	}
 	if code, out := checkRun(t, "listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nreuse_port: true\n"); code != 0 || !strings.Contains(out, " reuse_port=true ") {
 		t.Errorf("--check with reuse_port: exit %d:\n%s", code, out)
+	}
+}
+
+// A value of the wrong type is reported by its YAML path, with its line,
+// as every other configuration error; a 0 written for a key whose 0 means
+// "the default" is refused with the range.
+func TestConfigTypeErrorsNameThePath(t *testing.T) {
+	const base = "listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\n"
+	for _, c := range []struct{ yaml, want string }{
+		{base + "health: {interval: 5}\n", "health.interval: want a duration such as 5s, 250ms or 1m30s, got 5 (line 3)"},
+		{base + "health:\n  interval: 1s\n  timeout: 2\n", "health.timeout: want a duration such as 5s, 250ms or 1m30s, got 2 (line 5)"},
+		{"listen: 127.0.0.1:5060\nupstreams: [127.0.0.1:5071]\n", `listen: must be a list, got the string "127.0.0.1:5060": write listen: ["127.0.0.1:5060"] (line 1)`},
+		{"listen: [127.0.0.1:5060]\nupstreams: 127.0.0.1:5071\n", `upstreams: must be a list, got the string "127.0.0.1:5071": write upstreams: ["127.0.0.1:5071"] (line 2)`},
+		{"listen: [127.0.0.1:5060, [127.0.0.1:5061]]\nupstreams: [127.0.0.1:5071]\n", "listen[1]: want a string, got a list (line 1)"},
+		{base + "workers: 1.5\n", "workers: want an integer, got 1.5 (line 3)"},
+		{base + "workers: two\nbatch: {}\n", `workers: want an integer, got the string "two" (line 3); batch: want an integer, got a mapping (line 4)`},
+		{base + "record_route: maybe\n", `record_route: want true or false, got the string "maybe" (line 3)`},
+		{base + "park_after: 5\n", "park_after: want a duration such as 5s, 250ms or 1m30s, got 5 (line 3)"},
+		{base + "health: {accept: 2xx}\n", `health.accept: must be a list, got the string "2xx": write accept: ["2xx"] (line 3)`},
+		{base + "health: {passive_503: 3}\n", "health.passive_503: must be a mapping (key: value, ...), got 3 (line 3)"},
+		{base + "health: {passive_503: {count: 20, window: 1}}\n", "health.passive_503.window: want a duration"},
+		{base + "upstream_health: {udp:127.0.0.1:5071: {interval: 5}}\n", `upstream_health["udp:127.0.0.1:5071"].interval: want a duration`},
+		{base + "balance: {keys: [call-id]}\n", "balance.keys: must be a mapping (key: value, ...), got a list (line 3)"},
+		{base + "dns: {refresh: 30}\n", "dns.refresh: want a duration"},
+		{base + "admin: {listen: [127.0.0.1:9090]}\n", "admin.listen: want a string, got a list (line 3)"},
+		{base + "admin: off\n", "admin: line 3: admin is a mapping with listen, token, token_file"},
+		{"- 127.0.0.1:5060\n", "the document: must be a mapping (key: value, ...), got a list (line 1)"},
+		// 0 where 0 only means "not set".
+		{base + "workers: 0\n", "workers: must be between 1 and 1024, got 0; leave workers out for the default, GOMAXPROCS"},
+		{base + "batch: 0\n", "batch: must be between 1 and 256, got 0; leave batch out for the default, 32"},
+		{base + "recv_buffer: 0\n", "recv_buffer: must be positive, got 0; leave recv_buffer out for the default, 4194304"},
+		{base + "send_buffer: 0\n", "send_buffer: must be positive, got 0"},
+		{base + "max_message_size: 0\n", "max_message_size: must be between 512 and 64483 bytes, got 0"},
+		{base + "dns: {refresh: 0s}\n", "dns.refresh: must be at least 100ms, got 0s; leave dns.refresh out for the default, 30s"},
+		{base + "dns: {timeout: 0s}\n", "dns.timeout: must be positive, got 0s"},
+	} {
+		code, out := checkRun(t, c.yaml)
+		if code != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("%q: exit %d, want 2 and %q in:\n%s", c.yaml, code, c.want, out)
+		}
+	}
+	// The flags too: --workers 0 is not "the default".
+	for _, flags := range [][]string{{"--workers", "0"}, {"--batch", "0"}, {"--dns-refresh", "0s"}} {
+		if code, out := checkRun(t, base, flags...); code != 2 || !strings.Contains(out, "got 0") {
+			t.Errorf("%v: exit %d:\n%s", flags, code, out)
+		}
+	}
+	// A reload names the first field in its answer.
+	fc, err := parseConfig("v.yaml", []byte(base+"health: {interval: 5}\nworkers: x\n"))
+	var fe *fastpath.FieldError
+	if err == nil || !errors.As(err, &fe) || fe.Field != "health.interval" {
+		t.Errorf("parseConfig: %+v, %v; want a FieldError for health.interval", fc, err)
 	}
 }

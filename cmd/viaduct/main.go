@@ -169,14 +169,18 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 				merged.Advertise = fc.Advertise
 			case "workers":
 				merged.Workers = fc.Workers
+				merged.markWritten("workers")
 			case "reuse-port":
 				merged.ReusePort = fc.ReusePort
 			case "recv-buffer":
 				merged.RecvBuffer = fc.RecvBuffer
+				merged.markWritten("recv_buffer")
 			case "send-buffer":
 				merged.SendBuffer = fc.SendBuffer
+				merged.markWritten("send_buffer")
 			case "batch":
 				merged.Batch = fc.Batch
+				merged.markWritten("batch")
 			case "park-after":
 				d := *parkFlag
 				merged.ParkAfter = &d
@@ -186,6 +190,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 				merged.Path = fc.Path
 			case "max-message-size":
 				merged.MaxMessageSize = fc.MaxMessageSize
+				merged.markWritten("max_message_size")
 			case "secret-file":
 				merged.SecretFile = fc.SecretFile
 				merged.Secret = ""
@@ -204,6 +209,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 				merged.DNS.NextHops = &v
 			case "dns-refresh":
 				merged.DNS.Refresh = fc.DNS.Refresh
+				merged.markWritten("dns.refresh")
 			}
 		})
 	}
