@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/bench/load"
+	"github.com/viaduct-sip/viaduct/internal/version"
 )
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 }
 
 const usage = `usage: viaduct-load uac|uas [flags]
+       viaduct-load --version
 
   uac   generate SIP traffic against --target and report the results
   uas   answer SIP requests on --listen
@@ -60,6 +62,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runUAS(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "-version", "--version", "version":
+		fmt.Fprintf(stdout, "viaduct-load %s\n", version.Get())
 		return 0
 	}
 	fmt.Fprintf(stderr, "viaduct-load: unknown command %q\n%s", args[0], usage)

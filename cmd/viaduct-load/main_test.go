@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/bench/load"
+	"github.com/viaduct-sip/viaduct/internal/version"
 )
 
 func startUAS(t *testing.T, cfg load.UASConfig) *load.UAS {
@@ -83,6 +84,13 @@ func TestUsageErrors(t *testing.T) {
 		if code := run(args, &out, &errb); code != 2 {
 			t.Errorf("%q: exit %d, want 2 (%s)", args, code, errb.String())
 		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--version"}, &out, &errb); code != 0 || out.String() != "viaduct-load "+version.Get().String()+"\n" || errb.Len() != 0 {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
 	}
 }
 

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/internal/version"
 )
 
 // runUntilStarted runs viaduct with args in the background until the test
@@ -121,5 +125,58 @@ func TestConfigTypeErrorsNameThePath(t *testing.T) {
 	var fe *fastpath.FieldError
 	if err == nil || !errors.As(err, &fe) || fe.Field != "health.interval" {
 		t.Errorf("parseConfig: %+v, %v; want a FieldError for health.interval", fc, err)
+	}
+}
+
+// --check, --version and --help print on standard output (viaduct --check
+// | less), errors go to standard error with a non-zero exit status; the
+// start is logged with the version.
+func TestOutputStreams(t *testing.T) {
+	for _, c := range []struct {
+		args           []string
+		code           int
+		stdout, stderr string // substrings; "" means that stream must be empty
+	}{
+		{[]string{"--listen", "127.0.0.1:5060", "--upstream", "127.0.0.1:5071", "--check"}, 0, "viaduct: configuration OK: listen=[127.0.0.1:5060]", ""},
+		{[]string{"--listen", "127.0.0.1:5060", "--upstream", "127.0.0.1:0", "--check"}, 2, "", `upstreams[0]: "127.0.0.1:0": port 0`},
+		{[]string{"--version"}, 0, "viaduct " + version.Get().String() + "\n", ""},
+		{[]string{"--help"}, 0, "  -reuse-port\n", ""},
+		{[]string{"--no-such-flag"}, 2, "", "flag provided but not defined: -no-such-flag"},
+	} {
+		var stdout, stderr syncBuffer
+		code := runWith(context.Background(), c.args, &stderr, procHooks{stdout: &stdout})
+		ok := code == c.code && strings.Contains(stdout.String(), c.stdout) && strings.Contains(stderr.String(), c.stderr) &&
+			(c.stdout != "" || stdout.String() == "") && (c.stderr != "" || stderr.String() == "")
+		if !ok {
+			t.Errorf("%v: exit %d (want %d)\nstdout %q (want %q)\nstderr %q (want %q)", c.args, code, c.code, stdout.String(), c.stdout, stderr.String(), c.stderr)
+		}
+	}
+	log, stop := runUntilStarted(t, "--listen", freePort(t).String(), "--upstream", "127.0.0.1:9", "--workers", "1", "--admin-listen", "off")
+	if code := stop(); code != 0 || !strings.Contains(log.String(), `msg="viaduct starting" version=`+version.Get().Version+" ") {
+		t.Errorf("exit %d; start not logged with the version:\n%s", code, log.String())
+	}
+}
+
+// A release build sets the version at link time; --version prints it on
+// standard output, and --check of the built binary prints there too.
+func TestBinaryVersionAndCheck(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "viaduct")
+	build := exec.Command("go", "build", "-ldflags", "-X github.com/viaduct-sip/viaduct/internal/version.version=v9.8.7-test", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--version"}, "viaduct v9.8.7-test (revision "},
+		{[]string{"--check", "--listen", "127.0.0.1:5060", "--upstream", "127.0.0.1:5071"}, "viaduct: configuration OK: "},
+	} {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, c.args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil || !strings.HasPrefix(stdout.String(), c.want) || stderr.Len() != 0 {
+			t.Errorf("viaduct %v: %v\nstdout %q (want %q...)\nstderr %q", c.args, err, stdout.String(), c.want, stderr.String())
+		}
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/version"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/resolve"
 )
@@ -43,7 +44,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
-	code := runWith(ctx, os.Args[1:], os.Stderr, procHooks{signals: sigs})
+	code := runWith(ctx, os.Args[1:], os.Stderr, procHooks{stdout: os.Stdout, signals: sigs})
 	stop()
 	os.Exit(code)
 }
@@ -74,14 +75,21 @@ file, and --listen / --upstream / --key replace the file's list):
 
 // run is main without the process: it parses args, starts the engine and
 // blocks until ctx is done. It returns the exit code: 0 after a clean stop,
-// 2 for a usage or configuration error, 1 for a runtime error.
-func run(ctx context.Context, args []string, stderr io.Writer) int {
-	return runWith(ctx, args, stderr, procHooks{})
+// 2 for a usage or configuration error, 1 for a runtime error. What the
+// process prints on its standard output (--check, --version, --help) and
+// its errors and logs all go to w, as on a terminal.
+func run(ctx context.Context, args []string, w io.Writer) int {
+	return runWith(ctx, args, w, procHooks{stdout: w})
 }
 
-// runWith is run with the process's signals (SIGHUP reloads, SIGTERM
-// drains and stops: reload.go) and, in tests, a DNS resolver.
+// runWith is run with the process's standard output and signals (SIGHUP
+// reloads, SIGTERM drains and stops: reload.go) and, in tests, a DNS
+// resolver. Errors and logs go to stderr.
 func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHooks) int {
+	stdout := hooks.stdout
+	if stdout == nil {
+		stdout = stderr
+	}
 	fs := flag.NewFlagSet("viaduct", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -90,7 +98,8 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 		upstreams  listFlag
 		keys       listFlag
 		fc         fileConfig
-		check      = fs.Bool("check", false, "validate the configuration, print it and exit")
+		check      = fs.Bool("check", false, "validate the configuration, print it on standard output and exit")
+		showVer    = fs.Bool("version", false, "print the version and exit")
 	)
 	fs.Var(&listen, "listen", "UDP `ip:port` to listen on, repeatable or comma separated [listen]")
 	fs.Var(&upstreams, "upstream", "upstream `address` to balance over: ip:port, host[:port] (every A/AAAA address) or _sip._udp.DOMAIN (SRV); repeatable or comma separated [upstreams]")
@@ -116,8 +125,16 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	fs.DurationVar(&fc.DNS.Refresh, "dns-refresh", resolve.DefaultInterval, "how often host-name and SRV upstreams are resolved again [dns.refresh]")
 	nextHopsFlag := fs.Bool("dns-next-hops", true, "resolve host names that requests from upstreams name as their next hop (RFC 3263); false: answer them 503 [dns.next_hops]")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usageText)
+		// Asked for, the help is the output; after a usage error, the
+		// diagnosis.
+		out := stderr
+		if helpAsked(args) {
+			out = stdout
+		}
+		fs.SetOutput(out)
+		fmt.Fprint(out, usageText)
 		fs.PrintDefaults()
+		fs.SetOutput(stderr)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -128,6 +145,10 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "viaduct: unexpected argument %q (see -help)\n", fs.Arg(0))
 		return 2
+	}
+	if *showVer {
+		fmt.Fprintf(stdout, "viaduct %s\n", version.Get())
+		return 0
 	}
 
 	// The file first, then every flag that was set on the command line.
@@ -230,9 +251,11 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	}
 	secret := merged.Secret != "" || merged.SecretFile != ""
 	if *check {
-		printCheck(stderr, eng, chk, merged.Admin, secret)
+		printCheck(stdout, eng, chk, merged.Admin, secret)
 		return 0
 	}
+	v := version.Get()
+	logger.Info("viaduct starting", "version", v.Version, "revision", v.Revision, "modified", v.Modified, "go", v.GoVersion, "config", *configPath, "pid", os.Getpid())
 	if !secret {
 		logger.Warn("no secret configured: using a random one; responses to requests forwarded by another instance or before a restart will be dropped")
 	}
@@ -284,6 +307,20 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	}
 	logger.Info("datagrams received per worker", "datagrams_in", fmt.Sprint(per))
 	return 0
+}
+
+// helpAsked reports whether args ask for the help (-h, -help, --help
+// before the first argument that is not a flag).
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--h", "--help":
+			return true
+		case "--":
+			return false
+		}
+	}
+	return false
 }
 
 // startError adds to an error of Engine.Start for an address in use what

@@ -42,10 +42,12 @@ import (
 // exits 0. A second SIGTERM (or SIGINT) during the drain stops at once.
 // SIGINT stops at once.
 
-// procHooks connects runWith to the process: the signals it handles
-// (SIGHUP, SIGTERM; nil: none) and the DNS resolver (nil:
-// net.DefaultResolver; tests give one that asks their own server).
+// procHooks connects runWith to the process: its standard output (for
+// --check, --version and --help; nil: runWith's stderr writer), the
+// signals it handles (SIGHUP, SIGTERM; nil: none) and the DNS resolver
+// (nil: net.DefaultResolver; tests give one that asks their own server).
 type procHooks struct {
+	stdout   io.Writer
 	signals  <-chan os.Signal
 	resolver *net.Resolver
 }
