@@ -178,6 +178,10 @@ type adminConfig struct {
 	// TokenFile is a file holding the token (trailing newline ignored),
 	// e.g. a systemd credential; give token or token_file, not both.
 	TokenFile string `yaml:"token_file"`
+	// StateFile is where the upstreams' admin states are saved after each
+	// change and restored from at start (see states.go); "" keeps them in
+	// memory only.
+	StateFile string `yaml:"state_file"`
 	// listenSet records that the file or --admin-listen gave Listen.
 	listenSet bool
 }

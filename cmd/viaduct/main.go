@@ -19,6 +19,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -106,6 +107,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	fs.StringVar(&fc.Balance.Mode, "balance", "", "balancing `mode`: hash (consistent hashing of the key) or round-robin; default hash [balance.mode]")
 	fs.Var(&keys, "key", "`METHOD=RULE`: the key hashed for a method (* for the others): call-id, to-aor, from-uri, ruri-user or header:NAME; repeatable; default REGISTER=to-aor, *=call-id [balance.keys]")
 	fs.StringVar(&fc.Admin.Listen, "admin-listen", "", "TCP `ip:port` of the admin HTTP API (/metrics, /healthz, /readyz, status page, upstream states: drain, disable, enable); off or empty: none; a non-loopback address needs admin.token; default 127.0.0.1:9090 [admin.listen]")
+	fs.StringVar(&fc.Admin.StateFile, "state-file", "", "`file` where the upstreams' admin states (drain, disable) are saved on every change and restored from at start and reload; default: none, states are lost on restart [admin.state_file]")
 	fs.StringVar(&fc.Admin.TokenFile, "admin-token-file", "", "`file` holding the admin API's bearer token (a systemd credential, say) [admin.token_file]")
 	fs.StringVar(&fc.Advertise, "advertise", "", "`host[:port]` put in Via and Record-Route; default: the first listen address [advertise]")
 	fs.IntVar(&fc.Workers, "workers", 0, "workers (sockets) per listen address; default GOMAXPROCS [workers]")
@@ -183,6 +185,8 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 			case "admin-listen":
 				merged.Admin.Listen = fc.Admin.Listen
 				merged.Admin.listenSet = true
+			case "state-file":
+				merged.Admin.StateFile = fc.Admin.StateFile
 			case "admin-token-file":
 				merged.Admin.TokenFile = fc.Admin.TokenFile
 				merged.Admin.Token = ""
@@ -244,6 +248,10 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return 2
 	}
+	if err := checkStateFile(&merged.Admin); err != nil {
+		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
+		return 2
+	}
 	eng, chk, dns, hops, err := startUpstreams(ctx, &merged, logger, hooks.resolver)
 	if err != nil {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
@@ -262,6 +270,10 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	if eng.Config().Balance == balancer.ModeRoundRobin {
 		logger.Warn("balance mode round-robin: retransmissions, CANCEL, ACK and in-dialog requests may reach another upstream than their INVITE; use it only when any upstream can serve any request")
 	}
+	// Saved admin states before the first datagram: a drained upstream
+	// takes no new dialog after a restart.
+	states := stateFile(merged.Admin)
+	restoreStates(states, chk, nil, logger)
 	if err := eng.Start(ctx); err != nil {
 		logger.Error("cannot start", "err", startError(err, merged.ReusePort))
 		return 1
@@ -271,7 +283,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 		eng.Close()
 		return 1
 	}
-	op := &ops{logger: logger}
+	op := &ops{logger: logger, states: states}
 	op.reloads.Loaded(configHash(*configPath, args))
 	op.ready.SetListening(true)
 	if err := op.start(merged.Admin, eng, chk); err != nil {
@@ -361,9 +373,9 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac admin
 	if admin.Disabled(adminAddr) {
 		adminAddr = "off"
 	}
-	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d reuse_port=%v upstreams=[%s] balance=%s keys=%s record_route=%v path=%v max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v admin=%s\n",
+	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d reuse_port=%v upstreams=[%s] balance=%s keys=%s record_route=%v path=%v max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v state_file=%s admin=%s\n",
 		c.Listen, eng.Advertise(), c.Workers, c.ReusePort, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
-		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, adminAddr)
+		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, cmp.Or(ac.StateFile, "-"), adminAddr)
 	status := chk.Status()
 	for i, t := range targets {
 		probe := "never"

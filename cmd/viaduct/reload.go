@@ -162,6 +162,9 @@ func (rt *runtime) apply(fc *fileConfig, ts []resolve.Target) error {
 		return healthConfigError(err, cfg.Targets, keyOf)
 	}
 	rt.cur.Store(fc)
+	// Targets that remain keep their admin states; those that are new
+	// (again) take the saved ones.
+	restoreStates(rt.op.states, rt.chk, newTargets(oldTargets, rt.eng.Targets()), rt.logger)
 	return nil
 }
 
@@ -239,6 +242,9 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if err := checkAdminListen(&fc.Admin); err != nil {
 		return res, err
 	}
+	if err := checkStateFile(&fc.Admin); err != nil {
+		return res, err
+	}
 	srcs, err := fc.upstreamSources()
 	if err != nil {
 		return res, err
@@ -291,6 +297,7 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("log_level", boot.LogLevel != next.LogLevel)
 	diff("admin.listen", boot.Admin.effectiveListen() != next.Admin.effectiveListen())
 	diff("admin.token", boot.Admin.Token != next.Admin.Token || boot.Admin.TokenFile != next.Admin.TokenFile)
+	diff("admin.state_file", boot.Admin.StateFile != next.Admin.StateFile)
 	diff("dns.refresh", boot.DNS.Refresh != next.DNS.Refresh)
 	diff("dns.next_hops", boot.DNS.nextHops() != next.DNS.nextHops())
 	diff("dns.timeout", boot.DNS.Timeout != next.DNS.Timeout)
