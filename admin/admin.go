@@ -16,6 +16,9 @@
 //	POST /api/v1/upstreams/{id}/disable admin state disabled: no traffic
 //	POST /api/v1/upstreams/{id}/enable  admin state enabled
 //
+// With Options.StateFile the admin states are saved after every change,
+// so that the program can restore them when it starts again.
+//
 // {id} is the target's ID as configured (default "udp:10.0.0.1:5060");
 // percent-encode it when it contains characters such as '[' or '/'.
 // A POST answers 200 with the target's new state, 404 for an unknown ID;
@@ -106,6 +109,10 @@ type Options struct {
 	Token string
 	// Logger receives one line per state-changing request; nil discards.
 	Logger *slog.Logger
+	// StateFile, when set, receives the admin states of every target
+	// after each change made through the API (see StateFile); a change
+	// that cannot be saved is answered 500, saying so (it is in force).
+	StateFile *StateFile
 }
 
 // Handler is the admin API. Create it with New; it is safe for concurrent
@@ -120,6 +127,7 @@ type Handler struct {
 	ready   *Readiness
 	token   []byte
 	log     *slog.Logger
+	states  *StateFile
 	started time.Time
 }
 
@@ -127,7 +135,7 @@ type Handler struct {
 func New(o Options) *Handler {
 	h := &Handler{
 		mux: http.NewServeMux(), ups: o.Upstreams, pool: o.Pool, fwd: o.Forwarded,
-		eng: o.Engine, reloads: o.Reloads, ready: o.Ready, log: o.Logger, started: time.Now(),
+		eng: o.Engine, reloads: o.Reloads, ready: o.Ready, log: o.Logger, states: o.StateFile, started: time.Now(),
 	}
 	if h.fwd == nil {
 		if us, ok := o.Engine.(metrics.UpstreamStats); ok {
@@ -333,7 +341,31 @@ type adminSetter interface {
 	SetAdmin(id string, a balancer.AdminState) error
 }
 
+// doSetAdmin changes the admin state of target id and, with a state file,
+// saves the states of every target.
 func (h *Handler) doSetAdmin(id string, a balancer.AdminState, by string) error {
+	if h.states == nil {
+		return h.setAdminNow(id, a, by)
+	}
+	return h.states.Change(func() error { return h.setAdminNow(id, a, by) }, h.adminStates)
+}
+
+// adminStates returns every target's admin state, for the state file.
+func (h *Handler) adminStates() map[string]SavedState {
+	out := map[string]SavedState{}
+	if h.ups != nil {
+		for _, s := range h.ups.Status() {
+			out[s.ID] = SavedState{Admin: s.Admin, Since: s.AdminSince}
+		}
+		return out
+	}
+	for _, t := range h.pool.Table().Snapshot() {
+		out[t.ID] = SavedState{Admin: t.Admin}
+	}
+	return out
+}
+
+func (h *Handler) setAdminNow(id string, a balancer.AdminState, by string) error {
 	if h.ups != nil {
 		return h.ups.SetAdmin(id, a, by)
 	}

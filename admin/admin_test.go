@@ -22,6 +22,14 @@ var _ Upstreams = (*health.Checker)(nil)
 // over both, and the admin API in front on a loopback HTTP server.
 func setup(t *testing.T, token string) (*httptest.Server, *balancer.Pool, *health.Checker) {
 	t.Helper()
+	srv, pool, chk, _ := setupWith(t, Options{Token: token})
+	return srv, pool, chk
+}
+
+// setupWith is setup with the Options o (Upstreams set to the checker) and
+// returns the Handler too.
+func setupWith(t *testing.T, o Options) (*httptest.Server, *balancer.Pool, *health.Checker, *Handler) {
+	t.Helper()
 	ups := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5071"), netip.MustParseAddrPort("[::1]:5072")}
 	eng, err := fastpath.New(fastpath.Config{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, Upstreams: ups}, nil)
 	if err != nil {
@@ -36,11 +44,12 @@ func setup(t *testing.T, token string) (*httptest.Server, *balancer.Pool, *healt
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := New(Options{Upstreams: chk, Token: token})
+	o.Upstreams = chk
+	h := New(o)
 	h.Handle("GET /extra", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "extra") }))
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv, eng.Pool(), chk
+	return srv, eng.Pool(), chk, h
 }
 
 func do(t *testing.T, method, u, token string) (int, []byte) {

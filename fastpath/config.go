@@ -63,6 +63,15 @@ type Config struct {
 	// owning one SO_REUSEPORT socket. Default: GOMAXPROCS.
 	Workers int
 
+	// ReusePort lets the workers' sockets share the listen addresses with
+	// other processes' SO_REUSEPORT sockets (other Viaduct instances of
+	// the same user, each started with ReusePort): the kernel spreads the
+	// traffic over all of them by 4-tuple. False, the default: Start
+	// refuses an address that another socket holds (address already in
+	// use), so a second instance started by mistake cannot take part of
+	// the first one's traffic and probe replies (udp.ListenGroup).
+	ReusePort bool
+
 	// RecvBuffer and SendBuffer are the SO_RCVBUF / SO_SNDBUF sizes asked
 	// for, in bytes. Default DefaultSocketBuffer.
 	RecvBuffer, SendBuffer int

@@ -396,8 +396,9 @@ func (w *Worker) Stats() Stats {
 // grows it: MaxMessageSize plus room for what a rewrite adds.
 func (e *Engine) OutputBufferSize() int { return e.cfg.MaxMessageSize + headroom }
 
-// Start binds Workers sockets on every listen address (SO_REUSEPORT) and
-// starts the workers. ctx bounds the socket setup only; stop the engine with
+// Start binds Workers sockets on every listen address (SO_REUSEPORT; an
+// address another socket holds is an error wrapping syscall.EADDRINUSE
+// unless Config.ReusePort, see udp.ListenGroup) and starts the workers. ctx bounds the socket setup only; stop the engine with
 // Close.
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
@@ -433,7 +434,7 @@ func (e *Engine) bindLocked(ctx context.Context) error {
 			"park_after", e.parkAfter, "workers", total, "gomaxprocs", procs)
 		e.parkAfter = 0
 	}
-	ucfg := udp.Config{ReusePort: true, RecvBuffer: e.cfg.RecvBuffer, SendBuffer: e.cfg.SendBuffer, BatchSize: e.cfg.Batch, ParkAfter: e.parkAfter}
+	ucfg := udp.Config{ShareAddress: e.cfg.ReusePort, RecvBuffer: e.cfg.RecvBuffer, SendBuffer: e.cfg.SendBuffer, BatchSize: e.cfg.Batch, ParkAfter: e.parkAfter}
 	conns := make([][]*udp.Conn, len(e.listen))
 	closeAll := func() {
 		for _, cs := range conns {
@@ -443,18 +444,13 @@ func (e *Engine) bindLocked(ctx context.Context) error {
 		}
 	}
 	for li, addr := range e.listen {
-		for wi := 0; wi < nw; wi++ {
-			c, err := udp.ListenAddrPort(ctx, addr, ucfg)
-			if err != nil {
-				closeAll()
-				return fmt.Errorf("fastpath: listen[%d] %s (socket %d of %d): %w", li, addr, wi+1, nw, err)
-			}
-			if wi == 0 {
-				addr = c.LocalAddr()
-				e.listen[li] = addr
-			}
-			conns[li] = append(conns[li], c)
+		g, err := udp.ListenGroup(ctx, addr, nw, ucfg)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("fastpath: listen[%d]: %w", li, err)
 		}
+		e.listen[li] = g[0].LocalAddr()
+		conns[li] = g
 	}
 	// With port 0 the advertised port is only known now.
 	if e.adv.port == 0 {

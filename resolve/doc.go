@@ -15,6 +15,15 @@
 //	sip.example.com                       every A/AAAA address, port 5060
 //	_sip._udp.example.com                 every SRV record's target's addresses
 //
+// Names are looked up as written, so they resolve as they do for the
+// system's resolver: "localhost" or a name in /etc/hosts is found there
+// (the standard library's resolver follows nsswitch.conf's hosts order),
+// other names in DNS with resolv.conf's search rules. A trailing dot
+// ("sip.example.com.") makes a name absolute: it is asked of DNS as such,
+// with no search domain, and the hosts file does not match it. The
+// targets of SRV records are absolute names from DNS and are asked as
+// such.
+//
 // # Targets from DNS
 //
 // A host name gives one target per address, each with the source's weight

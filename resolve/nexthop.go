@@ -176,7 +176,10 @@ func (h *NextHops) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// resolve looks key up (RFC 3263 4.2, UDP, no NAPTR).
+// resolve looks key up (RFC 3263 4.2, UDP, no NAPTR). The host is asked as
+// the URI wrote it (a trailing dot only if it had one), so a name in the
+// hosts file resolves as it does for the system's resolver; an SRV
+// record's target is asked as the absolute name it is.
 func (h *NextHops) resolve(ctx context.Context, key string) hopAnswer {
 	h.lookups.Add(1)
 	i := len(key) - 1
@@ -200,7 +203,7 @@ func (h *NextHops) resolve(ctx context.Context, key string) hopAnswer {
 					best = r
 				}
 			}
-			target, port = best.Target, int(best.Port)
+			target, port = best.query(), int(best.Port)
 		case err == nil, errors.As(err, &dnsErr) && dnsErr.IsNotFound:
 			// no SRV records: the name's own addresses, port 5060
 		default:

@@ -100,6 +100,31 @@ func TestNextHopsRFC3263(t *testing.T) {
 	}
 }
 
+// A next hop's host is asked as the URI writes it, as the Watcher asks an
+// upstream's: "localhost" comes from /etc/hosts (the test's DNS server
+// does not know it), "localhost." from DNS only; an SRV record's target
+// is absolute.
+func TestNextHopsHostsFile(t *testing.T) {
+	s := resolvetest.NewServer(t)
+	s.Set("localhost", a("127.0.3.9"))
+	s.Set("_sip._udp.carrier.test", srv(10, 10, 5075, "localhost."))
+	h, _ := startNextHops(t, s, Config{Network: "ip4"})
+	for _, c := range []struct {
+		host string
+		port int
+		want string
+	}{
+		{"localhost", 5080, "127.0.0.1:5080"},  // A from the hosts file
+		{"LOCALHOST", 0, "127.0.0.1:5060"},     // no SRV record: the hosts file, port 5060
+		{"localhost.", 5080, "127.0.3.9:5080"}, // absolute: DNS only
+		{"carrier.test", 0, "127.0.3.9:5075"},  // SRV target localhost.: DNS
+	} {
+		if addr, st := settle(t, h, c.host, c.port); st != HopFound || addr.String() != c.want {
+			t.Errorf("%s:%d = %v %v, want %s", c.host, c.port, addr, st, c.want)
+		}
+	}
+}
+
 // An answer is used for Interval; after that the last answer stands while
 // a refresh runs, and a refresh that fails keeps it. A failure is kept for
 // Retry, then the name is looked up again.

@@ -34,7 +34,9 @@ func TestParseSource(t *testing.T) {
 		{"[::1]:5071", Source{Kind: KindAddr, Addr: netip.MustParseAddrPort("[::1]:5071")}},
 		{"::1", Source{Kind: KindAddr, Addr: netip.MustParseAddrPort("[::1]:5060")}},
 		{"[::ffff:127.0.0.1]:5070", Source{Kind: KindAddr, Addr: netip.MustParseAddrPort("127.0.0.1:5070")}},
-		{"SIP.Example.COM.", Source{Kind: KindHost, Name: "sip.example.com"}},
+		{"SIP.Example.COM.", Source{Kind: KindHost, Name: "sip.example.com", Absolute: true}},
+		{"sip.example.com.:5080", Source{Kind: KindHost, Name: "sip.example.com", Absolute: true, Port: 5080}},
+		{"_sip._udp.example.com.", Source{Kind: KindSRV, Name: "_sip._udp.example.com", Absolute: true, Transport: "udp"}},
 		{"sip.example.com:5080", Source{Kind: KindHost, Name: "sip.example.com", Port: 5080}},
 		{"localhost", Source{Kind: KindHost, Name: "localhost"}},
 		{"_sip._udp.example.com", Source{Kind: KindSRV, Name: "_sip._udp.example.com", Transport: "udp"}},
@@ -66,7 +68,7 @@ func TestParseSource(t *testing.T) {
 		}
 	}
 	// String round-trips.
-	for _, s := range []string{"127.0.0.1:5070", "[::1]:5071", "sip.example.com:5080", "_sip._udp.example.com"} {
+	for _, s := range []string{"127.0.0.1:5070", "[::1]:5071", "sip.example.com:5080", "sip.example.com.:5080", "_sip._udp.example.com", "_sip._udp.example.com."} {
 		src, _ := ParseSource(s)
 		if src.String() != s {
 			t.Errorf("String of %q = %q", s, src.String())
@@ -200,6 +202,29 @@ func TestHostNameTwoARecords(t *testing.T) {
 	// The targets are valid for the balancer.
 	if _, err := balancer.NewPool(BalancerTargets(c.last), balancer.Options{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A name is asked as written: "localhost" (in /etc/hosts, which the
+// test's DNS server does not know) resolves as the system resolver
+// resolves it; a trailing dot makes a name absolute, asked of DNS only.
+// An SRV record's target is an absolute name from DNS.
+func TestHostNamesAsWritten(t *testing.T) {
+	s := resolvetest.NewServer(t)
+	s.Set("localhost", a("127.0.3.9")) // only the absolute name reaches DNS
+	s.Set("_sip._udp.svc.test", srv(10, 10, 5075, "localhost."))
+	w, logs := newTestWatcher(t, s, Config{Network: "ip4"})
+	var c capture
+	if err := w.Set(context.Background(), mustSources(t, "localhost:5071", "LocalHost.:5072", "_sip._udp.svc.test"), c.apply); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "names", c.last, "udp:127.0.0.1:5071 w=1 p=0 src=0", "udp:127.0.3.9:5072 w=1 p=0 src=1", "udp:127.0.3.9:5075 w=100 p=10 src=2")
+	if strings.Contains(logs.String(), "failed") {
+		t.Errorf("a lookup failed:\n%s", logs)
+	}
+	// A refresh asks the same names and keeps the answer.
+	if changed, err := w.Refresh(context.Background(), c.apply); err != nil || changed {
+		t.Errorf("refresh: changed %v, %v", changed, err)
 	}
 }
 

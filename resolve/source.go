@@ -52,6 +52,13 @@ type Source struct {
 	// Name is the host name (KindHost) or SRV name (KindSRV), lower case,
 	// without a trailing dot.
 	Name string
+	// Absolute records that the name was written with a trailing dot
+	// ("sip.example.com."): it is then looked up as that absolute name,
+	// with no search domain appended, and the hosts file (which lists
+	// names without the dot) does not match it. A name written without
+	// one is looked up as written, as the system resolver does: the hosts
+	// file first (nsswitch), then DNS with the resolv.conf search rules.
+	Absolute bool
 	// Port is the port of every address of a KindHost source (0 means
 	// DefaultPort). SRV records carry their own ports.
 	Port uint16
@@ -86,7 +93,16 @@ func (s Source) String() string {
 	case KindAddr:
 		return s.Addr.String()
 	case KindHost:
-		return s.Name + ":" + strconv.Itoa(int(s.port()))
+		return s.query() + ":" + strconv.Itoa(int(s.port()))
+	}
+	return s.query()
+}
+
+// query is the name asked of the resolver: Name, with the trailing dot
+// when it was written with one.
+func (s Source) query() string {
+	if s.Absolute {
+		return s.Name + "."
 	}
 	return s.Name
 }
@@ -108,7 +124,7 @@ func (s Source) transport() string {
 // key identifies the DNS question(s) behind s, for reusing answers across
 // a reload.
 func (s Source) key() string {
-	return s.Kind.String() + " " + s.Name
+	return s.Kind.String() + " " + s.query()
 }
 
 // ParseSource parses an upstream as written in the config:
@@ -118,6 +134,9 @@ func (s Source) key() string {
 //	sip.example.com:5080, sip.example.com a host name (KindHost), port 5060 by default
 //	_sip._udp.example.com                 an SRV name (KindSRV): its first two labels start with '_'
 //
+// A name is looked up as written: a trailing dot ("sip.example.com.")
+// makes it absolute (Source.Absolute), without one the system resolver's
+// rules apply (the hosts file, then DNS with the search domains).
 // The transport of an SRV name comes from its protocol label ("_udp" udp,
 // "_tcp" tcp, or tls for "_sips._tcp", "_sctp" sctp); it is udp otherwise.
 // Errors say what is wrong with s.
@@ -148,6 +167,7 @@ func ParseSource(s string) (Source, error) {
 	if err != nil {
 		return Source{}, fmt.Errorf("%q: %w", s, err)
 	}
+	absolute := strings.HasSuffix(host, ".")
 	labels := strings.Split(name, ".")
 	if strings.HasPrefix(labels[0], "_") {
 		if len(labels) < 3 || !strings.HasPrefix(labels[1], "_") {
@@ -166,9 +186,9 @@ func ParseSource(s string) (Source, error) {
 		case "_sctp":
 			tr = "sctp"
 		}
-		return Source{Kind: KindSRV, Name: name, Transport: tr}, nil
+		return Source{Kind: KindSRV, Name: name, Absolute: absolute, Transport: tr}, nil
 	}
-	return Source{Kind: KindHost, Name: name, Port: port}, nil
+	return Source{Kind: KindHost, Name: name, Absolute: absolute, Port: port}, nil
 }
 
 func addrSource(s string, ap netip.AddrPort) (Source, error) {

@@ -105,11 +105,17 @@ type Watcher struct {
 	refreshes, changes, failures atomic.Uint64
 }
 
-// srvRecord is an SRV answer with its target normalized.
+// srvRecord is an SRV answer with its target normalized (lower case,
+// without the trailing dot).
 type srvRecord struct {
 	Target                 string
 	Port, Priority, Weight uint16
 }
+
+// query is the name whose addresses are asked for: the target is a fully
+// qualified name from DNS, so it is asked as the absolute name (no search
+// domain is tried).
+func (r srvRecord) query() string { return r.Target + "." }
 
 // New validates cfg, applies its defaults and returns a Watcher with no
 // sources.
@@ -261,19 +267,21 @@ func (w *Watcher) commit(sources []Source, r result) {
 func (w *Watcher) resolve(ctx context.Context, sources []Source) result {
 	r := result{hosts: map[string][]netip.Addr{}, srvs: map[string][]srvRecord{}}
 	var srvNames, hostNames []string
+	// Names are keyed as they are asked: as written (Source.query), and
+	// an SRV record's target as the absolute name it is.
 	for _, s := range sources {
 		switch s.Kind {
 		case KindSRV:
-			srvNames = appendNew(srvNames, s.Name)
+			srvNames = appendNew(srvNames, s.query())
 		case KindHost:
-			hostNames = appendNew(hostNames, s.Name)
+			hostNames = appendNew(hostNames, s.query())
 		}
 	}
 	srvAns := parallel(srvNames, func(name string) ([]srvRecord, error) { return w.cfg.lookupSRV(ctx, name) })
 	failedSRV := keepLastGood(w, "DNS SRV lookup", "records", srvNames, srvAns, w.srvs, r.srvs)
 	for _, name := range srvNames {
 		for _, rec := range r.srvs[name] {
-			hostNames = appendNew(hostNames, rec.Target)
+			hostNames = appendNew(hostNames, rec.query())
 		}
 	}
 	hostAns := parallel(hostNames, func(name string) ([]netip.Addr, error) { return w.cfg.lookupHost(ctx, name) })
@@ -302,23 +310,23 @@ func (w *Watcher) resolve(ctx context.Context, sources []Source) result {
 		case KindAddr:
 			add(i, balancer.Target{ID: s.ID, Addr: s.Addr, Transport: tr, Weight: weightOr(s.Weight), Priority: s.Priority, Admin: s.Admin})
 		case KindHost:
-			if failedHost[s.Name] {
+			if failedHost[s.query()] {
 				r.missing = true
 			}
-			for _, a := range r.hosts[s.Name] {
+			for _, a := range r.hosts[s.query()] {
 				add(i, balancer.Target{Addr: netip.AddrPortFrom(a, s.port()), Transport: tr, Weight: weightOr(s.Weight), Priority: s.Priority, Admin: s.Admin})
 			}
 		case KindSRV:
-			if failedSRV[s.Name] {
+			if failedSRV[s.query()] {
 				r.missing = true
 			}
-			recs := r.srvs[s.Name]
+			recs := r.srvs[s.query()]
 			weights := groupWeights(recs)
 			for k, rec := range recs {
-				if failedHost[rec.Target] {
+				if failedHost[rec.query()] {
 					r.missing = true
 				}
-				addrs := r.hosts[rec.Target]
+				addrs := r.hosts[rec.query()]
 				for _, a := range addrs {
 					add(i, balancer.Target{Addr: netip.AddrPortFrom(a, rec.Port), Transport: tr,
 						Weight: splitWeight(weights[k], len(addrs)), Priority: min(s.Priority+int(rec.Priority), MaxPriority), Admin: s.Admin})
@@ -352,14 +360,15 @@ func weightOr(w int) int {
 	return w
 }
 
-// lookupSRV queries the SRV records of name and returns them sorted by
+// lookupSRV queries the SRV records of name, as written (a trailing dot
+// only if the caller gives one), and returns them sorted by
 // priority, then target and port (the order does not matter to the
 // balancer; a fixed one makes answers comparable). Records whose target is
 // "." (RFC 2782: service not available) or whose port is 0 are left out.
 func (c *Config) lookupSRV(ctx context.Context, name string) ([]srvRecord, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	_, recs, err := c.Resolver.LookupSRV(ctx, "", "", name+".")
+	_, recs, err := c.Resolver.LookupSRV(ctx, "", "", name)
 	if err != nil {
 		return nil, err
 	}
@@ -380,12 +389,15 @@ func (c *Config) lookupSRV(ctx context.Context, name string) ([]srvRecord, error
 }
 
 // lookupHost returns the addresses of name (A and/or AAAA as
-// Config.Network says), unmapped, sorted and without duplicates.
+// Config.Network says), unmapped, sorted and without duplicates. name is
+// asked as given, so the resolver applies the system's rules: a name
+// without a trailing dot is looked up in the hosts file first (as
+// nsswitch.conf says) and then in DNS with the search domains; a name with
+// one only in DNS, as that absolute name.
 func (c *Config) lookupHost(ctx context.Context, name string) ([]netip.Addr, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	// A trailing dot makes the name absolute: no search domains.
-	as, err := c.Resolver.LookupNetIP(ctx, c.Network, name+".")
+	as, err := c.Resolver.LookupNetIP(ctx, c.Network, name)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,11 @@ type UASConfig struct {
 	// Workers is the number of sockets (one goroutine each) in the
 	// SO_REUSEPORT group on Listen. Default runtime.GOMAXPROCS(0).
 	Workers int
+	// ReusePort lets the workers' sockets share Listen with other
+	// processes' SO_REUSEPORT sockets (other responders started with it).
+	// False, the default: an address another socket holds is refused
+	// (address already in use), see udp.ListenGroup.
+	ReusePort bool
 	// Advertise is the address put in Contact headers. Default: Listen
 	// (with the port the kernel chose when Listen's port is 0).
 	Advertise netip.AddrPort
@@ -281,19 +286,14 @@ func NewUAS(cfg UASConfig) (*UAS, error) {
 	for i := range s.cancels.shards {
 		s.cancels.shards[i].m = make(map[uint64]*pending, 256)
 	}
-	addr := cfg.Listen
-	for i := 0; i < cfg.Workers; i++ {
-		conn, err := udp.ListenAddrPort(context.Background(), addr, udp.Config{
-			ReusePort: true, RecvBuffer: cfg.RecvBuffer, SendBuffer: cfg.SendBuffer, BatchSize: cfg.BatchSize,
-		})
-		if err != nil {
-			s.closeAll()
-			return nil, fmt.Errorf("uas worker %d: %w", i, err)
-		}
-		if i == 0 {
-			addr = conn.LocalAddr() // later workers join the same port
-			s.addr = addr
-		}
+	conns, err := udp.ListenGroup(context.Background(), cfg.Listen, cfg.Workers, udp.Config{
+		ShareAddress: cfg.ReusePort, RecvBuffer: cfg.RecvBuffer, SendBuffer: cfg.SendBuffer, BatchSize: cfg.BatchSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("uas: %w", err)
+	}
+	s.addr = conns[0].LocalAddr() // with the port the kernel chose for port 0
+	for i, conn := range conns {
 		s.workers = append(s.workers, newUASWorker(s, i, conn))
 	}
 	if err := attachSpread(s.workers[0].conn, cfg.Spread, len(s.workers)); err != nil {

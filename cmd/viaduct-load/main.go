@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/bench/load"
+	"github.com/viaduct-sip/viaduct/internal/version"
 )
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 }
 
 const usage = `usage: viaduct-load uac|uas [flags]
+       viaduct-load --version
 
   uac   generate SIP traffic against --target and report the results
   uas   answer SIP requests on --listen
@@ -60,6 +62,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runUAS(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "-version", "--version", "version":
+		fmt.Fprintf(stdout, "viaduct-load %s\n", version.Get())
 		return 0
 	}
 	fmt.Fprintf(stderr, "viaduct-load: unknown command %q\n%s", args[0], usage)
@@ -323,6 +328,7 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		listen      = fs.String("listen", "127.0.0.1:5060", "`host:port` to answer on")
 		concurrency = fs.Int("concurrency", 0, "cores used (GOMAXPROCS); default all")
 		workers     = fs.Int("workers", 0, "sockets in the SO_REUSEPORT group, one goroutine each (default: one per core)")
+		reusePort   = fs.Bool("reuse-port", false, "share --listen with other processes' SO_REUSEPORT sockets (other responders started with --reuse-port); without it an address in use is refused")
 		advertise   = fs.String("advertise", "", "`host:port` for Contact headers (default: the listen address)")
 		delay       = fs.Duration("delay", 0, "delay before final responses (INVITE: 100 and 180 at once, 200 after the delay)")
 		failCode    = fs.Int("fail-code", 503, "status code for --fail-rate")
@@ -353,7 +359,7 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer stopProfile()
-	cfg := load.UASConfig{Workers: *workers, Delay: *delay, FailRate: float64(failRate), FailCode: *failCode,
+	cfg := load.UASConfig{Workers: *workers, ReusePort: *reusePort, Delay: *delay, FailRate: float64(failRate), FailCode: *failCode,
 		DropRate: float64(dropRate), SDPSize: *sdpSize}
 	if cfg.Spread, err = load.ParseSpread(*spread); err != nil {
 		return fail(err)
@@ -368,6 +374,9 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	s, err := load.NewUAS(cfg)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) && !cfg.ReusePort {
+			err = fmt.Errorf("%w; stop the process that has it, or give --reuse-port to every responder that is to share it", err)
+		}
 		return fail(err)
 	}
 	fmt.Fprintf(stderr, "viaduct-load uas: answering on %v with %d workers (spread: %v)\n", s.Addr(), s.Workers(), cfg.Spread)

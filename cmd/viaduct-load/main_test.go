@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/bench/load"
+	"github.com/viaduct-sip/viaduct/internal/version"
 )
 
 func startUAS(t *testing.T, cfg load.UASConfig) *load.UAS {
@@ -86,6 +87,13 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--version"}, &out, &errb); code != 0 || out.String() != "viaduct-load "+version.Get().String()+"\n" || errb.Len() != 0 {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+}
+
 func TestUASCommand(t *testing.T) {
 	// Find a free port by opening and closing a UAS on an ephemeral one.
 	s := startUAS(t, load.UASConfig{Workers: 1})
@@ -116,6 +124,27 @@ func TestUASCommand(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "INVITE 50, ACK 50") || !strings.Contains(out.String(), "480: 50") {
 		t.Fatalf("uas summary:\n%s", out.String())
+	}
+}
+
+// A second responder on an address in use is refused unless both share it
+// with --reuse-port.
+func TestUASReusePort(t *testing.T) {
+	first := startUAS(t, load.UASConfig{Workers: 2})
+	var out, errb bytes.Buffer
+	if code := run([]string{"uas", "--listen", first.Addr().String(), "--duration", "10ms", "--quiet"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), first.Addr().String()+": address already in use") || !strings.Contains(errb.String(), "--reuse-port") {
+		t.Errorf("second responder: exit %d, want 2 and the address in use:\n%s", code, errb.String())
+	}
+
+	shared, err := load.NewUAS(load.UASConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Workers: 2, ReusePort: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	errb.Reset()
+	if code := run([]string{"uas", "--listen", shared.Addr().String(), "--reuse-port", "--duration", "10ms", "--quiet"}, &out, &errb); code != 0 {
+		t.Errorf("second responder with --reuse-port on both: exit %d:\n%s", code, errb.String())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -27,6 +28,7 @@ type fileConfig struct {
 	Listen         []string        `yaml:"listen"`
 	Advertise      string          `yaml:"advertise"`
 	Workers        int             `yaml:"workers"`
+	ReusePort      bool            `yaml:"reuse_port"`
 	RecvBuffer     int             `yaml:"recv_buffer"`
 	SendBuffer     int             `yaml:"send_buffer"`
 	Batch          int             `yaml:"batch"`
@@ -59,6 +61,45 @@ type fileConfig struct {
 	// (nil: defaultShutdownDrain). See upstreams.go and reload.go.
 	DNS           dnsConfig      `yaml:"dns"`
 	ShutdownDrain *time.Duration `yaml:"shutdown_drain"`
+
+	// written holds the keys the file or a flag set (writtenKeys), so
+	// that a 0 written out is told from an absent key.
+	written map[string]bool
+}
+
+// markWritten records that a flag set key.
+func (fc *fileConfig) markWritten(key string) {
+	if fc.written == nil {
+		fc.written = map[string]bool{}
+	}
+	fc.written[key] = true
+}
+
+// zeroMeansUnset lists the keys whose zero value stands for "not set" (the
+// default applies) and lies outside their range: written out, 0 is
+// refused with the range, not quietly taken for the default.
+var zeroMeansUnset = []struct {
+	key    string
+	zero   func(*fileConfig) bool
+	reason string
+}{
+	{"workers", func(fc *fileConfig) bool { return fc.Workers == 0 }, "must be between 1 and 1024, got 0; leave workers out for the default, GOMAXPROCS"},
+	{"recv_buffer", func(fc *fileConfig) bool { return fc.RecvBuffer == 0 }, fmt.Sprintf("must be positive, got 0; leave recv_buffer out for the default, %d", fastpath.DefaultSocketBuffer)},
+	{"send_buffer", func(fc *fileConfig) bool { return fc.SendBuffer == 0 }, fmt.Sprintf("must be positive, got 0; leave send_buffer out for the default, %d", fastpath.DefaultSocketBuffer)},
+	{"batch", func(fc *fileConfig) bool { return fc.Batch == 0 }, fmt.Sprintf("must be between 1 and %d, got 0; leave batch out for the default, %d", fastpath.MaxBatch, fastpath.DefaultBatch)},
+	{"max_message_size", func(fc *fileConfig) bool { return fc.MaxMessageSize == 0 }, fmt.Sprintf("must be between 512 and 64483 bytes, got 0; leave max_message_size out for the default, %d", fastpath.DefaultMaxMessageSize)},
+	{"dns.refresh", func(fc *fileConfig) bool { return fc.DNS.Refresh == 0 }, fmt.Sprintf("must be at least %v, got 0s; leave dns.refresh out for the default, %v", resolve.MinInterval, resolve.DefaultInterval)},
+	{"dns.timeout", func(fc *fileConfig) bool { return fc.DNS.Timeout == 0 }, fmt.Sprintf("must be positive, got 0s; leave dns.timeout out for the default, %v", resolve.DefaultTimeout)},
+}
+
+// checkExplicitZeros refuses the keys of zeroMeansUnset written as 0.
+func (fc *fileConfig) checkExplicitZeros() error {
+	for _, z := range zeroMeansUnset {
+		if fc.written[z.key] && z.zero(fc) {
+			return &fastpath.FieldError{Field: z.key, Reason: z.reason}
+		}
+	}
+	return nil
 }
 
 // upstreamEntry is one entry of the upstreams list: an address, or a
@@ -137,6 +178,10 @@ type adminConfig struct {
 	// TokenFile is a file holding the token (trailing newline ignored),
 	// e.g. a systemd credential; give token or token_file, not both.
 	TokenFile string `yaml:"token_file"`
+	// StateFile is where the upstreams' admin states are saved after each
+	// change and restored from at start (see states.go); "" keeps them in
+	// memory only.
+	StateFile string `yaml:"state_file"`
 	// listenSet records that the file or --admin-listen gave Listen.
 	listenSet bool
 }
@@ -168,21 +213,31 @@ func readConfigFile(path string) (fileConfig, error) {
 }
 
 // parseConfig decodes the contents b of the file path as readConfigFile
-// does.
+// does: values of the wrong type are reported by their YAML path
+// (checkTypes), unknown and duplicate keys by the decoder with their line.
 func parseConfig(path string, b []byte) (fileConfig, error) {
 	var fc fileConfig
+	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil {
+	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return fc, nil // empty file
 		}
 		return fc, &configError{file: path, err: cleanYAMLError(err)}
 	}
-	var extra any
+	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return fc, &configError{file: path, err: errors.New("more than one YAML document")}
 	}
+	if err := checkTypes(&doc, reflect.TypeFor[fileConfig]()); err != nil {
+		return fc, &configError{file: path, err: err}
+	}
+	strict := yaml.NewDecoder(bytes.NewReader(b))
+	strict.KnownFields(true)
+	if err := strict.Decode(&fc); err != nil {
+		return fc, &configError{file: path, err: cleanYAMLError(err)}
+	}
+	fc.written = writtenKeys(&doc)
 	return fc, nil
 }
 
@@ -222,6 +277,7 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 	cfg := fastpath.Config{
 		Advertise:      fc.Advertise,
 		Workers:        fc.Workers,
+		ReusePort:      fc.ReusePort,
 		RecvBuffer:     fc.RecvBuffer,
 		SendBuffer:     fc.SendBuffer,
 		Batch:          fc.Batch,

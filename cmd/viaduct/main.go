@@ -20,6 +20,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -36,6 +37,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/version"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/resolve"
 )
@@ -44,7 +46,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
-	code := runWith(ctx, os.Args[1:], os.Stderr, procHooks{signals: sigs})
+	code := runWith(ctx, os.Args[1:], os.Stderr, procHooks{stdout: os.Stdout, signals: sigs})
 	stop()
 	os.Exit(code)
 }
@@ -75,14 +77,21 @@ file, and --listen / --upstream / --key replace the file's list):
 
 // run is main without the process: it parses args, starts the engine and
 // blocks until ctx is done. It returns the exit code: 0 after a clean stop,
-// 2 for a usage or configuration error, 1 for a runtime error.
-func run(ctx context.Context, args []string, stderr io.Writer) int {
-	return runWith(ctx, args, stderr, procHooks{})
+// 2 for a usage or configuration error, 1 for a runtime error. What the
+// process prints on its standard output (--check, --version, --help) and
+// its errors and logs all go to w, as on a terminal.
+func run(ctx context.Context, args []string, w io.Writer) int {
+	return runWith(ctx, args, w, procHooks{stdout: w})
 }
 
-// runWith is run with the process's signals (SIGHUP reloads, SIGTERM
-// drains and stops: reload.go) and, in tests, a DNS resolver.
+// runWith is run with the process's standard output and signals (SIGHUP
+// reloads, SIGTERM drains and stops: reload.go) and, in tests, a DNS
+// resolver. Errors and logs go to stderr.
 func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHooks) int {
+	stdout := hooks.stdout
+	if stdout == nil {
+		stdout = stderr
+	}
 	fs := flag.NewFlagSet("viaduct", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -91,18 +100,21 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 		upstreams  listFlag
 		keys       listFlag
 		fc         fileConfig
-		check      = fs.Bool("check", false, "validate the configuration, print it and exit")
+		check      = fs.Bool("check", false, "validate the configuration, print it on standard output and exit")
+		showVer    = fs.Bool("version", false, "print the version and exit")
 	)
 	fs.Var(&listen, "listen", "UDP `ip:port` to listen on, repeatable or comma separated [listen]")
 	fs.Var(&upstreams, "upstream", "upstream `address` to balance over: ip:port, host[:port] (every A/AAAA address) or _sip._udp.DOMAIN (SRV); repeatable or comma separated [upstreams]")
 	fs.StringVar(&fc.Balance.Mode, "balance", "", "balancing `mode`: hash (consistent hashing of the key) or round-robin; default hash [balance.mode]")
 	fs.Var(&keys, "key", "`METHOD=RULE`: the key hashed for a method (* for the others): call-id, to-aor, from-uri, ruri-user, ruri-aor or header:NAME; repeatable; default REGISTER=to-aor, *=call-id [balance.keys]")
 	fs.StringVar(&fc.Admin.Listen, "admin-listen", "", "TCP `ip:port` of the admin HTTP API (/metrics, /healthz, /readyz, status page, upstream states: drain, disable, enable); off or empty: none; a non-loopback address needs admin.token; default 127.0.0.1:9090 [admin.listen]")
+	fs.StringVar(&fc.Admin.StateFile, "state-file", "", "`file` where the upstreams' admin states (drain, disable) are saved on every change and restored from at start and reload; default: none, states are lost on restart [admin.state_file]")
 	fs.StringVar(&fc.Admin.TokenFile, "admin-token-file", "", "`file` holding the admin API's bearer token (a systemd credential, say) [admin.token_file]")
 	fs.StringVar(&fc.Advertise, "advertise", "", "`host[:port]` put in Via and Record-Route; default: the first listen address [advertise]")
 	fs.IntVar(&fc.Workers, "workers", 0, "workers (sockets) per listen address; default GOMAXPROCS [workers]")
-	fs.IntVar(&fc.RecvBuffer, "recv-buffer", 0, "SO_RCVBUF `bytes` per socket; default 4 MiB [recv_buffer]")
-	fs.IntVar(&fc.SendBuffer, "send-buffer", 0, "SO_SNDBUF `bytes` per socket; default 4 MiB [send_buffer]")
+	fs.BoolVar(&fc.ReusePort, "reuse-port", false, "share the listen addresses with other processes' SO_REUSEPORT sockets (other Viaduct instances started with it), which then take part of the traffic; without it an address another socket holds is refused [reuse_port]")
+	fs.IntVar(&fc.RecvBuffer, "recv-buffer", 0, "SO_RCVBUF `bytes` asked for per socket (the kernel doubles it, and caps it at net.core.rmem_max without CAP_NET_ADMIN); default 4 MiB [recv_buffer]")
+	fs.IntVar(&fc.SendBuffer, "send-buffer", 0, "SO_SNDBUF `bytes` asked for per socket (the kernel doubles it, and caps it at net.core.wmem_max without CAP_NET_ADMIN); default 4 MiB [send_buffer]")
 	fs.IntVar(&fc.Batch, "batch", 0, "datagrams per recvmmsg/sendmmsg; default 32 [batch]")
 	parkFlag := fs.Duration("park-after", defaultParkAfter, "a worker whose socket ran empty waits this long in recvmmsg (holding its thread) before it parks in the Go netpoller; 0: park at once; used only if workers <= GOMAXPROCS [park_after]")
 	fs.BoolVar(&fc.RecordRoute, "record-route", false, "add Record-Route to INVITE, SUBSCRIBE and REFER that start a dialog [record_route]")
@@ -117,8 +129,16 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	healthFlag := fs.Bool("health", true, "probe the upstreams (OPTIONS every 5s; their responses to calls count as answers) and stop sending new calls to those that stop answering; false: no upstream is probed [health.enabled]")
 	nextHopsFlag := fs.Bool("dns-next-hops", true, "resolve host names that requests from upstreams name as their next hop (RFC 3263); false: answer them 503 [dns.next_hops]")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usageText)
+		// Asked for, the help is the output; after a usage error, the
+		// diagnosis.
+		out := stderr
+		if helpAsked(args) {
+			out = stdout
+		}
+		fs.SetOutput(out)
+		fmt.Fprint(out, usageText)
 		fs.PrintDefaults()
+		fs.SetOutput(stderr)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -129,6 +149,10 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "viaduct: unexpected argument %q (see -help)\n", fs.Arg(0))
 		return 2
+	}
+	if *showVer {
+		fmt.Fprintf(stdout, "viaduct %s\n", version.Get())
+		return 0
 	}
 
 	// The file first, then every flag that was set on the command line.
@@ -163,6 +187,8 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 			case "admin-listen":
 				merged.Admin.Listen = fc.Admin.Listen
 				merged.Admin.listenSet = true
+			case "state-file":
+				merged.Admin.StateFile = fc.Admin.StateFile
 			case "admin-token-file":
 				merged.Admin.TokenFile = fc.Admin.TokenFile
 				merged.Admin.Token = ""
@@ -170,12 +196,18 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 				merged.Advertise = fc.Advertise
 			case "workers":
 				merged.Workers = fc.Workers
+				merged.markWritten("workers")
+			case "reuse-port":
+				merged.ReusePort = fc.ReusePort
 			case "recv-buffer":
 				merged.RecvBuffer = fc.RecvBuffer
+				merged.markWritten("recv_buffer")
 			case "send-buffer":
 				merged.SendBuffer = fc.SendBuffer
+				merged.markWritten("send_buffer")
 			case "batch":
 				merged.Batch = fc.Batch
+				merged.markWritten("batch")
 			case "park-after":
 				d := *parkFlag
 				merged.ParkAfter = &d
@@ -185,6 +217,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 				merged.Path = fc.Path
 			case "max-message-size":
 				merged.MaxMessageSize = fc.MaxMessageSize
+				merged.markWritten("max_message_size")
 			case "secret-file":
 				merged.SecretFile = fc.SecretFile
 				merged.Secret = ""
@@ -203,6 +236,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 				merged.DNS.NextHops = &v
 			case "dns-refresh":
 				merged.DNS.Refresh = fc.DNS.Refresh
+				merged.markWritten("dns.refresh")
 			case "health":
 				if merged.Health == nil {
 					merged.Health = &health.Section{}
@@ -222,6 +256,10 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
 		return 2
 	}
+	if err := checkStateFile(&merged.Admin); err != nil {
+		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
+		return 2
+	}
 	eng, chk, dns, hops, err := startUpstreams(ctx, &merged, logger, hooks.resolver)
 	if err != nil {
 		fmt.Fprintf(stderr, "viaduct: %v\n", &configError{file: *configPath, err: err})
@@ -229,17 +267,23 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	}
 	secret := merged.Secret != "" || merged.SecretFile != ""
 	if *check {
-		printCheck(stderr, eng, chk, merged.Admin, secret)
+		printCheck(stdout, eng, chk, merged.Admin, secret)
 		return 0
 	}
+	v := version.Get()
+	logger.Info("viaduct starting", "version", v.Version, "revision", v.Revision, "modified", v.Modified, "go", v.GoVersion, "config", *configPath, "pid", os.Getpid())
 	if !secret {
 		logger.Warn("no secret configured: using a random one; responses to requests forwarded by another instance or before a restart will be dropped")
 	}
 	if eng.Config().Balance == balancer.ModeRoundRobin {
 		logger.Warn("balance mode round-robin: retransmissions, CANCEL, ACK and in-dialog requests may reach another upstream than their INVITE; use it only when any upstream can serve any request")
 	}
+	// Saved admin states before the first datagram: a drained upstream
+	// takes no new dialog after a restart.
+	states := stateFile(merged.Admin)
+	restoreStates(states, chk, nil, logger)
 	if err := eng.Start(ctx); err != nil {
-		logger.Error("cannot start", "err", err)
+		logger.Error("cannot start", "err", startError(err, merged.ReusePort))
 		return 1
 	}
 	if err := startHealth(eng, chk); err != nil {
@@ -247,7 +291,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 		eng.Close()
 		return 1
 	}
-	op := &ops{logger: logger}
+	op := &ops{logger: logger, states: states}
 	op.reloads.Loaded(configHash(*configPath, args))
 	op.ready.SetListening(true)
 	if err := op.start(merged.Admin, eng, chk); err != nil {
@@ -285,6 +329,32 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	return 0
 }
 
+// helpAsked reports whether args ask for the help (-h, -help, --help
+// before the first argument that is not a flag).
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--h", "--help":
+			return true
+		case "--":
+			return false
+		}
+	}
+	return false
+}
+
+// startError adds to an error of Engine.Start for an address in use what
+// the operator can do about it.
+func startError(err error, reusePort bool) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	if reusePort {
+		return fmt.Errorf("%w; the process that has it does not share it (reuse_port needs SO_REUSEPORT on every socket, all of one user)", err)
+	}
+	return fmt.Errorf("%w; another process (another Viaduct?) serves it: stop it, or set reuse_port: true (--reuse-port) on every instance that is to share the address", err)
+}
+
 // printCheck prints the effective configuration for --check: one line of
 // settings, then one per upstream with its balancing and health settings.
 func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac adminConfig, secret bool) {
@@ -311,9 +381,9 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac admin
 	if admin.Disabled(adminAddr) {
 		adminAddr = "off"
 	}
-	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d upstreams=[%s] balance=%s keys=%s record_route=%v path=%v all_down=%s max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v admin=%s\n",
-		c.Listen, eng.Advertise(), c.Workers, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, chk.AllDown(), c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
-		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, adminAddr)
+	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d reuse_port=%v upstreams=[%s] balance=%s keys=%s record_route=%v path=%v all_down=%s max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v state_file=%s admin=%s\n",
+		c.Listen, eng.Advertise(), c.Workers, c.ReusePort, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, chk.AllDown(), c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
+		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, cmp.Or(ac.StateFile, "-"), adminAddr)
 	status := chk.Status()
 	for i, t := range targets {
 		probe := "never"

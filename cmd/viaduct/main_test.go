@@ -151,7 +151,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	empty := writeFile(t, "empty", "\n")
 	cases := []struct{ yaml, want string }{
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nworkerz: 2\n", "line 3: unknown field workerz"},
-		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nworkers: two\n", "line 3: cannot unmarshal"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nworkers: two\n", `workers: want an integer, got the string "two" (line 3)`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nlisten: [127.0.0.1:5061]\n", "already defined"},
 		{"listen: [127.0.0.1]\nupstreams: [127.0.0.1:5071]\n", `listen[0]: "127.0.0.1" is not an ip:port`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071, 'bad host!']\n", `upstreams[1]: "bad host!": character ' ' not allowed in a host name`},
@@ -188,7 +188,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"listen: [127.0.0.1:5060]\nupstreams:\n  - address: 127.0.0.1:5071\n    wieght: 2\n", "line 4: unknown field wieght in an upstreams entry"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{weight: 2}]\n", "upstreams[0].address: required"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 'no/pe'}]\n", `upstreams[0].address: "no/pe": character '/' not allowed`},
-		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, weight: two}]\n", "cannot unmarshal"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, weight: two}]\n", `upstreams[0].weight: want an integer, got the string "two" (line 2)`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, priority: -1}]\n", "upstreams[0].priority: must be 0..65535, got -1"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, id: a}, {address: 127.0.0.1:5072, id: a}]\n", `upstreams[1].id: "a" is also the id of upstreams[0]`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, id: 'a b'}]\n", `upstreams[0].id: "a b": only printable characters without white space`},
@@ -211,7 +211,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {accept: [\"1xx\"]}\n", "health.accept: "},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {all_down: drop}\n", `health.all_down: "drop": want forward`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {enabled: false, never_probe: false}\n", "health.never_probe: false contradicts enabled: false"},
-		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {enabled: 0}\n", "line 3: cannot unmarshal"},
+		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nhealth: {enabled: 0}\n", "health.enabled: want true or false, got 0 (line 3)"},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nupstream_health: {\"127.0.0.1:9999\": {interval: 1s}}\n", `upstream_health["127.0.0.1:9999"]: not the id or address of an upstream (ids: udp:127.0.0.1:5071)`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [127.0.0.1:5071]\nupstream_health: {\"udp:127.0.0.1:5071\": {failures: 200}}\n", `upstream_health["udp:127.0.0.1:5071"].failures: must be between 1 and 100, got 200`},
 		{"listen: [127.0.0.1:5060]\nupstreams: [{address: 127.0.0.1:5071, id: a}]\nhealth: {interval: 1s}\nupstream_health: {a: {timeout: 3s}}\n", `upstream_health["a"].timeout: 3s exceeds the interval 1s`},

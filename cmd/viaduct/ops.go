@@ -35,10 +35,12 @@ type ops struct {
 	handler *admin.Handler // nil when the admin API is off
 	srv     *admin.Server  // nil when the admin API is off
 	logger  *slog.Logger
+	// states saves the admin states (nil without admin.state_file).
+	states *admin.StateFile
 }
 
 // adminKeys are the keys of the admin section.
-var adminKeys = []string{"listen", "token", "token_file"}
+var adminKeys = []string{"listen", "token", "token_file", "state_file"}
 
 // UnmarshalYAML decodes the admin section strictly (an unknown key is an
 // error naming its line) and records whether listen was given, so that
@@ -54,7 +56,7 @@ func (a *adminConfig) UnmarshalYAML(n *yaml.Node) error {
 		switch k.Value {
 		case "listen":
 			listenSet = true
-		case "token", "token_file":
+		case "token", "token_file", "state_file":
 		default:
 			return fmt.Errorf("line %d: unknown field %s in admin (want %s)", k.Line, k.Value, strings.Join(adminKeys, ", "))
 		}
@@ -136,7 +138,7 @@ func (o *ops) start(ac adminConfig, eng *fastpath.Engine, chk *health.Checker) e
 	o.handler = admin.New(admin.Options{
 		Upstreams: chk, Pool: eng.Pool(), Engine: eng, Reloads: &o.reloads,
 		Metrics: metrics.Handler(reg, o.logger), Ready: &o.ready,
-		Token: ac.Token, Logger: o.logger,
+		Token: ac.Token, Logger: o.logger, StateFile: o.states,
 	})
 	o.srv = admin.Serve(ln, o.handler, o.logger)
 	o.logger.Info("admin API listening", "addr", ln.Addr().String(), "token", ac.Token != "",

@@ -42,10 +42,12 @@ import (
 // exits 0. A second SIGTERM (or SIGINT) during the drain stops at once.
 // SIGINT stops at once.
 
-// procHooks connects runWith to the process: the signals it handles
-// (SIGHUP, SIGTERM; nil: none) and the DNS resolver (nil:
-// net.DefaultResolver; tests give one that asks their own server).
+// procHooks connects runWith to the process: its standard output (for
+// --check, --version and --help; nil: runWith's stderr writer), the
+// signals it handles (SIGHUP, SIGTERM; nil: none) and the DNS resolver
+// (nil: net.DefaultResolver; tests give one that asks their own server).
 type procHooks struct {
+	stdout   io.Writer
 	signals  <-chan os.Signal
 	resolver *net.Resolver
 }
@@ -160,6 +162,9 @@ func (rt *runtime) apply(fc *fileConfig, ts []resolve.Target) error {
 		return healthConfigError(err, cfg.Targets, keyOf)
 	}
 	rt.cur.Store(fc)
+	// Targets that remain keep their admin states; those that are new
+	// (again) take the saved ones.
+	restoreStates(rt.op.states, rt.chk, newTargets(oldTargets, rt.eng.Targets()), rt.logger)
 	return nil
 }
 
@@ -237,6 +242,9 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if err := checkAdminListen(&fc.Admin); err != nil {
 		return res, err
 	}
+	if err := checkStateFile(&fc.Admin); err != nil {
+		return res, err
+	}
 	srcs, err := fc.upstreamSources()
 	if err != nil {
 		return res, err
@@ -272,6 +280,7 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("listen", !slices.Equal(boot.Listen, next.Listen))
 	diff("advertise", boot.Advertise != next.Advertise)
 	diff("workers", boot.Workers != next.Workers)
+	diff("reuse_port", boot.ReusePort != next.ReusePort)
 	diff("recv_buffer", boot.RecvBuffer != next.RecvBuffer)
 	diff("send_buffer", boot.SendBuffer != next.SendBuffer)
 	diff("batch", boot.Batch != next.Batch)
@@ -288,6 +297,7 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("log_level", boot.LogLevel != next.LogLevel)
 	diff("admin.listen", boot.Admin.effectiveListen() != next.Admin.effectiveListen())
 	diff("admin.token", boot.Admin.Token != next.Admin.Token || boot.Admin.TokenFile != next.Admin.TokenFile)
+	diff("admin.state_file", boot.Admin.StateFile != next.Admin.StateFile)
 	diff("dns.refresh", boot.DNS.Refresh != next.DNS.Refresh)
 	diff("dns.next_hops", boot.DNS.nextHops() != next.DNS.nextHops())
 	diff("dns.timeout", boot.DNS.Timeout != next.DNS.Timeout)

@@ -258,9 +258,8 @@ func TestDNSUpstreams(t *testing.T) {
 	if u := ups[idC]; u.Weight != 40 || u.Priority != 10 || !u.Probed {
 		t.Errorf("SRV upstream c: %+v", u)
 	}
-	if !strings.Contains(p.stderr.String(), `msg="DNS upstreams" names=2 targets=3 refresh=200ms timeout=1s families=ip4`) {
-		t.Errorf("start not logged:\n%s", p.stderr.String())
-	}
+	// Logged after the admin API started: wait for it.
+	p.waitLog(`msg="DNS upstreams" names=2 targets=3 refresh=200ms timeout=1s families=ip4`, 1, 5*time.Second)
 	// The host name's priority 1 is preferred to the SRV records' 10.
 	cl := newSIPClient(t, proxy)
 	for i := range 20 {
@@ -299,5 +298,23 @@ func TestDNSUpstreams(t *testing.T) {
 	p.waitLog("keeping the last good answer", 1, 3*time.Second)
 	if got := ids(p.upstreams()); !slices.Equal(got, sorted(idA, idC)) {
 		t.Errorf("while DNS fails: %v; want the last good answer", got)
+	}
+}
+
+// A host name in /etc/hosts is an upstream as the system resolver resolves
+// it (the test's DNS server, asked for everything else, does not know
+// localhost); with a trailing dot it is an absolute DNS name.
+func TestUpstreamFromHostsFile(t *testing.T) {
+	dns := resolvetest.NewServer(t)
+	dns.Set("localhost", resolvetest.A("127.0.3.9"))
+	for _, c := range []struct{ upstream, want string }{
+		{"localhost:5071", "upstreams=[127.0.0.1:5071]"},
+		{"localhost.:5071", "upstreams=[127.0.3.9:5071]"},
+	} {
+		var out syncBuffer
+		code := runWith(context.Background(), []string{"--listen", "127.0.0.1:5060", "--upstream", c.upstream, "--check"}, &out, procHooks{resolver: dns.Resolver()})
+		if code != 0 || !strings.Contains(out.String(), c.want) {
+			t.Errorf("--upstream %s: exit %d, want %q in:\n%s", c.upstream, code, c.want, out.String())
+		}
 	}
 }

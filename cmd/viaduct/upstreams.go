@@ -72,8 +72,12 @@ func (fc *fileConfig) parkAfter() time.Duration {
 	return *fc.ParkAfter
 }
 
-// checkOps validates the settings of this file: shutdown_drain and dns.
+// checkOps validates the settings of this file: shutdown_drain and dns,
+// and that no key of zeroMeansUnset is written as 0.
 func (fc *fileConfig) checkOps() error {
+	if err := fc.checkExplicitZeros(); err != nil {
+		return err
+	}
 	if d := fc.shutdownDrain(); d < 0 || d > maxShutdownDrain {
 		return &fastpath.FieldError{Field: "shutdown_drain", Reason: fmt.Sprintf("must be 0 (stop at once) to %v, got %v", maxShutdownDrain, d)}
 	}

@@ -39,6 +39,13 @@ type Config struct {
 	// it bind the same address and steal traffic.
 	ReusePort bool
 
+	// ShareAddress lets ListenGroup share the address with sockets that
+	// other processes of the same user opened on it with SO_REUSEPORT
+	// (the kernel then spreads the traffic over all of them). Without it
+	// ListenGroup refuses an address that another socket holds. Listen and
+	// ListenAddrPort ignore it.
+	ShareAddress bool
+
 	// RecvBuffer and SendBuffer, when positive, are the requested socket
 	// buffer sizes in bytes (SO_RCVBUF and SO_SNDBUF). Listen first tries
 	// SO_RCVBUFFORCE / SO_SNDBUFFORCE, which exceed net.core.rmem_max and

@@ -4,10 +4,13 @@
 //
 // # Usage
 //
-// Each worker opens its own socket on the shared address and owns one
-// Batch for reading and one for writing:
+// Each worker has its own socket on the shared address and owns one Batch
+// for reading and one for writing. ListenGroup opens the sockets, and makes
+// sure that no other process has the address (see ListenGroup and
+// Config.ShareAddress):
 //
-//	c, err := udp.Listen(ctx, "127.0.0.1:5060", udp.Config{ReusePort: true, RecvBuffer: 8 << 20})
+//	g, err := udp.ListenGroup(ctx, netip.MustParseAddrPort("127.0.0.1:5060"), workers, udp.Config{RecvBuffer: 8 << 20})
+//	c := g[i] // worker i's socket
 //	in := c.NewBatch(65535)  // receive slots
 //	out := c.NewBatch(0)     // Buf points at the worker's output buffers
 //	for {
