@@ -49,7 +49,8 @@ const portTries = 3
 //     kernel's table (/proc/net/udp or udp6) and compares their inodes with
 //     the group's: a socket that another process bound in the moment
 //     between the probe and the group shows up there. When the table
-//     cannot be read (no /proc), this check is skipped.
+//     cannot be read (no /proc) or parsed, this check is skipped: it only
+//     closes the probe's race, and must not stop a start.
 //
 // Either finding closes what was opened and returns an error wrapping
 // syscall.EADDRINUSE that names the address. Of two processes that start on one
@@ -132,7 +133,7 @@ func probe(addr netip.AddrPort) (netip.AddrPort, error) {
 // checkAlone returns an error wrapping syscall.EADDRINUSE when the kernel's
 // socket table lists a socket on addr (or on an address overlapping it:
 // the family's wildcard, or any address when addr is the wildcard) that is
-// not one of g. It returns nil when the table cannot be read.
+// not one of g. It returns nil when the table cannot be read or parsed.
 func checkAlone(addr netip.AddrPort, g []*Conn) error {
 	ours := make(map[uint64]bool, len(g))
 	for _, c := range g {
@@ -153,7 +154,7 @@ func checkAlone(addr netip.AddrPort, g []*Conn) error {
 	defer f.Close()
 	socks, err := readSocketTable(f)
 	if err != nil {
-		return fmt.Errorf("udp: listen %v: reading %s: %w", addr, table, err)
+		return nil // a format this parser does not know: as without /proc
 	}
 	for _, s := range socks {
 		if s.local.Port() == addr.Port() && overlaps(s.local.Addr(), addr.Addr()) && !ours[s.inode] {
