@@ -217,3 +217,25 @@ func (c *counters) snapshot(s *Stats) {
 	s.DialogRouted = c.dialogRouted.load()
 	s.DropLogsSuppressed = c.dropLogSuppressed.load()
 }
+
+// Stats returns the sum of every worker's counters, with the kernel drops of
+// every socket. It is safe to call concurrently with the workers.
+func (e *Engine) Stats() Stats {
+	var sum Stats
+	for _, s := range e.WorkerStats(nil) {
+		sum.Add(&s)
+	}
+	return sum
+}
+
+// WorkerStats appends one Stats per worker to dst (in listen, then worker
+// order) and returns it.
+func (e *Engine) WorkerStats(dst []Stats) []Stats {
+	e.mu.Lock()
+	ws := e.workers
+	e.mu.Unlock()
+	for _, w := range ws {
+		dst = append(dst, w.Stats())
+	}
+	return dst
+}

@@ -1,0 +1,104 @@
+package fastpath
+
+import (
+	"github.com/cespare/xxhash/v2"
+	"github.com/viaduct-sip/viaduct/fastpath/udp"
+	"github.com/viaduct-sip/viaduct/parser"
+)
+
+// Worker is the per-goroutine state of the fast path: a parser.Message, the
+// MAC state, edit lists and scratch buffers, its counters, and (when started
+// by the Engine) its socket and batches. A Worker is not safe for concurrent
+// use.
+type Worker struct {
+	e       *Engine
+	listen  int
+	c       *counters
+	m       parser.Message
+	mac     *macer
+	prevMac *macer // Config.PreviousSecret's, or nil
+	xx      *xxhash.Digest
+	edits   editList
+	redits  editList
+	scratch []byte
+	keyBuf  []byte   // unescaped URI user parts for key hashing
+	aorBuf  []byte   // user@host of an AOR key
+	rr      uint64   // round-robin cursor (balancer.Table.Select)
+	rt      *routing // the engine's routing, loaded at the start of each request
+	req     reqState // the request being handled
+
+	replyLines replyLines // the lines of a request being answered (reply.go)
+	replyVia   parser.Via // its top Via
+	up         *upCounters
+	dlog       *dropLog // nil unless the logger is enabled at debug level (socket workers only)
+
+	// socket loop (nil for workers made by NewWorker)
+	conn   *udp.Conn   // the socket this worker reads
+	peers  []*udp.Conn // same worker index, one per listen address (for sending)
+	in     *udp.Batch
+	outs   []*udp.Batch
+	counts []int
+	outv   []Output
+	// batchFn is w.batch, bound once for ReadLoop.
+	batchFn func(n int) bool
+}
+
+// NewWorker returns a Worker for listen address index listen that is not
+// attached to any socket: Handle can be driven directly (tests, benchmarks,
+// fuzzing). Its counters are its own (Worker.Stats), not part of
+// Engine.Stats.
+func (e *Engine) NewWorker(listen int) *Worker {
+	if listen < 0 || listen >= len(e.listen) {
+		panic("fastpath: NewWorker: listen index out of range")
+	}
+	return e.newWorker(listen)
+}
+
+// previousMacer returns the macer of Config.PreviousSecret, or nil if there
+// is none.
+func (e *Engine) previousMacer() *macer {
+	if e.cfg.PreviousSecret == nil {
+		return nil
+	}
+	return newMacer(e.cfg.PreviousSecret)
+}
+
+func (e *Engine) newWorker(listen int) *Worker {
+	return &Worker{
+		e:       e,
+		listen:  listen,
+		c:       new(counters),
+		mac:     newMacer(e.cfg.Secret),
+		prevMac: e.previousMacer(),
+		xx:      xxhash.New(),
+		scratch: make([]byte, 0, 1024+len(e.adv.sentBy)+len(e.listen[listen].String())),
+		keyBuf:  make([]byte, 0, maxKeyUnescape),
+		aorBuf:  make([]byte, 0, 2*maxKeyUnescape),
+		rr:      e.nextCursor.Add(1) - 1,
+		rt:      e.route.Load(),
+		up:      newUpCounters(e.numTargets()),
+	}
+}
+
+// numTargets is the number of targets of the default pool (0 with a
+// Picker), to size the per-upstream counters.
+func (e *Engine) numTargets() int {
+	if e.pool == nil {
+		return 0
+	}
+	return e.pool.Table().Len()
+}
+
+// Stats returns a snapshot of the worker's counters.
+func (w *Worker) Stats() Stats {
+	var s Stats
+	w.c.snapshot(&s)
+	if w.conn != nil {
+		s.KernelDrops = w.conn.Drops()
+	}
+	return s
+}
+
+// OutputBufferSize is the capacity an Output.Buf needs so that Handle never
+// grows it: MaxMessageSize plus room for what a rewrite adds.
+func (e *Engine) OutputBufferSize() int { return e.cfg.MaxMessageSize + headroom }
