@@ -173,9 +173,19 @@ func checkCustom(n *yaml.Node, t reflect.Type, path string, errs *yamlErrors) {
 func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if f.IsExported() && name == key {
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() {
+			continue
+		}
+		if name == key {
 			return f, true
+		}
+		// An inline struct's keys are its container's (health.Section
+		// inlines health.Settings).
+		if name == "" && opts == "inline" && f.Type.Kind() == reflect.Struct {
+			if g, ok := fieldByKey(f.Type, key); ok {
+				return g, true
+			}
 		}
 	}
 	return reflect.StructField{}, false
