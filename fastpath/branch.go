@@ -92,13 +92,17 @@ func (m *macer) mac(prefix, next []byte) uint64 {
 	return s.sum64()
 }
 
-// appendB32 appends the low n*5 bits of v as n base32 digits, most
-// significant first.
+// appendB32 appends the low n*5 bits of v as n base32 digits (n <= 13, the
+// digits of 64 bits), most significant first. The digits are written into
+// an array and appended at once: one capacity check instead of n.
 func appendB32(dst []byte, v uint64, n int) []byte {
+	var digits [13]byte
+	n = min(n, len(digits))
 	for i := n - 1; i >= 0; i-- {
-		dst = append(dst, b32[(v>>(uint(i)*5))&31])
+		digits[i] = b32[v&31]
+		v >>= 5
 	}
-	return dst
+	return append(dst, digits[:n]...)
 }
 
 // parseB32 decodes n base32 digits; ok is false on a non-digit.
