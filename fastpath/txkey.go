@@ -19,8 +19,10 @@ func (w *Worker) txKey3261(v *parser.Via) uint64 {
 	}
 	b := append(buf[:0], v.Branch...)
 	b = append(b, 0)
-	for _, c := range v.Host {
-		b = append(b, parser.Lower(c))
+	n := len(b)
+	b = b[:n+len(v.Host)]
+	for i, c := range v.Host {
+		b[n+i] = parser.Lower(c)
 	}
 	b = strconv.AppendUint(b, uint64(v.Port), 10)
 	return xxhash.Sum64(b)
