@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/internal/config"
 )
 
 // Defaults applied by Config.withDefaults for fields left at their zero value.
@@ -177,17 +178,12 @@ const MaxPriority = 65535
 const maxIDLen = 128
 
 // FieldError reports an invalid configuration field: Field is its YAML key
-// (with an index for lists, as in "upstreams[1]") and Reason says why.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-// Error implements the error interface.
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+// (with an index for lists, as in "upstreams[1]") and Reason says why. It
+// is the one field error of every configuration block (config.FieldError).
+type FieldError = config.FieldError
 
 func fieldErr(field, format string, a ...any) error {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, a...)}
+	return config.Errorf(field, format, a...)
 }
 
 // advertise is the parsed Advertise setting.

@@ -17,6 +17,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/resolve"
 	"gopkg.in/yaml.v3"
 )
@@ -96,7 +97,7 @@ var zeroMeansUnset = []struct {
 func (fc *fileConfig) checkExplicitZeros() error {
 	for _, z := range zeroMeansUnset {
 		if fc.written[z.key] && z.zero(fc) {
-			return &fastpath.FieldError{Field: z.key, Reason: z.reason}
+			return &config.FieldError{Field: z.key, Reason: z.reason}
 		}
 	}
 	return nil
@@ -289,7 +290,7 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 	for i, s := range fc.Listen {
 		a, err := parseAddrPort(s)
 		if err != nil {
-			return cfg, &fastpath.FieldError{Field: fmt.Sprintf("listen[%d]", i), Reason: err.Error()}
+			return cfg, &config.FieldError{Field: fmt.Sprintf("listen[%d]", i), Reason: err.Error()}
 		}
 		cfg.Listen = append(cfg.Listen, a)
 	}
@@ -314,7 +315,7 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 	}
 	if err := cfg.Validate(); err != nil {
 		// The address of a plain "ip:port" entry is the entry itself.
-		var fe *fastpath.FieldError
+		var fe *config.FieldError
 		var i int
 		var rest string
 		if errors.As(err, &fe) {
@@ -322,9 +323,9 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 			if n, _ := fmt.Sscanf(fe.Field, "upstreams[%d]%s", &i, &rest); n == 2 && i >= 0 && i < len(resolved) {
 				e := resolved[i].Source
 				if rest == ".address" && e < len(fc.Upstreams) {
-					return cfg, &fastpath.FieldError{Field: fc.Upstreams[e].addressField(e), Reason: fe.Reason}
+					return cfg, &config.FieldError{Field: fc.Upstreams[e].addressField(e), Reason: fe.Reason}
 				}
-				return cfg, &fastpath.FieldError{Field: fmt.Sprintf("upstreams[%d]%s", e, rest), Reason: fe.Reason}
+				return cfg, &config.FieldError{Field: fmt.Sprintf("upstreams[%d]%s", e, rest), Reason: fe.Reason}
 			}
 		}
 		return cfg, err
@@ -340,11 +341,11 @@ func (fc *fileConfig) balanceSettings(cfg *fastpath.Config, resolved []resolve.T
 	cfg.Targets = resolve.BalancerTargets(resolved)
 	mode, err := balancer.ParseMode(fc.Balance.Mode)
 	if err != nil {
-		return &fastpath.FieldError{Field: "balance.mode", Reason: fmt.Sprintf("%q: want hash or round-robin", fc.Balance.Mode)}
+		return &config.FieldError{Field: "balance.mode", Reason: fmt.Sprintf("%q: want hash or round-robin", fc.Balance.Mode)}
 	}
 	cfg.Balance = mode
 	if len(fc.Balance.Keys) > 0 && mode == balancer.ModeRoundRobin {
-		return &fastpath.FieldError{Field: "balance.keys", Reason: "round-robin hashes no key: remove keys or use mode hash"}
+		return &config.FieldError{Field: "balance.keys", Reason: "round-robin hashes no key: remove keys or use mode hash"}
 	}
 	p, err := parseKeys(fc.Balance.Keys)
 	if err != nil {
@@ -378,27 +379,27 @@ func parseKeys(keys map[string]string) (*balancer.Policy, error) {
 		switch {
 		case m == "*" || m == "default":
 		case m == "CANCEL" || m == "ACK":
-			return nil, &fastpath.FieldError{Field: f, Reason: "not configurable: CANCEL and ACK hash INVITE's key, to reach the INVITE's upstream"}
+			return nil, &config.FieldError{Field: f, Reason: "not configurable: CANCEL and ACK hash INVITE's key, to reach the INVITE's upstream"}
 		case m != strings.ToUpper(m):
-			return nil, &fastpath.FieldError{Field: f, Reason: fmt.Sprintf("method names are case-sensitive: write %q", strings.ToUpper(m))}
+			return nil, &config.FieldError{Field: f, Reason: fmt.Sprintf("method names are case-sensitive: write %q", strings.ToUpper(m))}
 		}
 		r, err := balancer.ParseKeyRule(keys[m])
 		if err != nil {
-			return nil, &fastpath.FieldError{Field: f, Reason: strings.TrimPrefix(err.Error(), balancer.ErrInvalidKey.Error()+" ")}
+			return nil, &config.FieldError{Field: f, Reason: strings.TrimPrefix(err.Error(), balancer.ErrInvalidKey.Error()+" ")}
 		}
 		if _, err := balancer.NewPolicy(map[string]balancer.KeyRule{m: r}); err != nil {
-			return nil, &fastpath.FieldError{Field: f, Reason: strings.TrimPrefix(err.Error(), balancer.ErrInvalidKey.Error()+": ")}
+			return nil, &config.FieldError{Field: f, Reason: strings.TrimPrefix(err.Error(), balancer.ErrInvalidKey.Error()+": ")}
 		}
 		rules[m] = r
 	}
 	if _, star := keys["*"]; star {
 		if _, def := keys["default"]; def {
-			return nil, &fastpath.FieldError{Field: `balance.keys["default"]`, Reason: `"default" and "*" are the same key: give one`}
+			return nil, &config.FieldError{Field: `balance.keys["default"]`, Reason: `"default" and "*" are the same key: give one`}
 		}
 	}
 	p, err := balancer.NewPolicy(rules)
 	if err != nil {
-		return nil, &fastpath.FieldError{Field: "balance.keys", Reason: err.Error()}
+		return nil, &config.FieldError{Field: "balance.keys", Reason: err.Error()}
 	}
 	return p, nil
 }
@@ -426,7 +427,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "error":
 		lv = slog.LevelError
 	default:
-		return nil, &fastpath.FieldError{Field: "log_level", Reason: fmt.Sprintf("%q is not one of debug, info, warn, error", level)}
+		return nil, &config.FieldError{Field: "log_level", Reason: fmt.Sprintf("%q is not one of debug, info, warn, error", level)}
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch strings.ToLower(format) {
@@ -435,7 +436,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, &fastpath.FieldError{Field: "log_format", Reason: fmt.Sprintf("%q is not one of text, json", format)}
+	return nil, &config.FieldError{Field: "log_format", Reason: fmt.Sprintf("%q is not one of text, json", format)}
 }
 
 // readSecret returns the secret given inline or in file (without its
@@ -443,7 +444,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // neither is set.
 func readSecret(field, inline, file string) ([]byte, error) {
 	if inline != "" && file != "" {
-		return nil, &fastpath.FieldError{Field: field + "_file", Reason: "give either " + field + " or " + field + "_file, not both"}
+		return nil, &config.FieldError{Field: field + "_file", Reason: "give either " + field + " or " + field + "_file, not both"}
 	}
 	if inline != "" {
 		return []byte(inline), nil
@@ -453,11 +454,11 @@ func readSecret(field, inline, file string) ([]byte, error) {
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, &fastpath.FieldError{Field: field + "_file", Reason: err.Error()}
+		return nil, &config.FieldError{Field: field + "_file", Reason: err.Error()}
 	}
 	b = bytes.TrimRight(b, "\r\n")
 	if len(b) == 0 {
-		return nil, &fastpath.FieldError{Field: field + "_file", Reason: file + " is empty"}
+		return nil, &config.FieldError{Field: field + "_file", Reason: file + " is empty"}
 	}
 	return b, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/resolve"
 )
@@ -38,7 +39,7 @@ func (fc *fileConfig) toHealthConfig(targets []balancer.Target, srcOf []int) (he
 	}
 	st, allDown, err := sec.Pool()
 	if err != nil {
-		return hc, nil, healthFieldError("health.", err)
+		return hc, nil, config.Prefix("health", err)
 	}
 	hc.Settings, hc.AllDown = st, allDown
 	// DNS entries, by their name as written.
@@ -82,17 +83,17 @@ func (fc *fileConfig) toHealthConfig(targets []balancer.Target, srcOf []int) (he
 		} else {
 			i, err := resolveTarget(key, byID, byAddr, byName)
 			if err != nil {
-				return hc, nil, &fastpath.FieldError{Field: field, Reason: err.Error()}
+				return hc, nil, &config.FieldError{Field: field, Reason: err.Error()}
 			}
 			idx = []int{i}
 		}
 		s := fc.UpstreamHealth[key]
 		if err := s.Validate(); err != nil {
-			return hc, nil, healthFieldError(field+".", err)
+			return hc, nil, config.Prefix(field, err)
 		}
 		for _, i := range idx {
 			if keyOf[i] != "" {
-				return hc, nil, &fastpath.FieldError{Field: field, Reason: fmt.Sprintf("names the same upstream as upstream_health[%q]", keyOf[i])}
+				return hc, nil, &config.FieldError{Field: field, Reason: fmt.Sprintf("names the same upstream as upstream_health[%q]", keyOf[i])}
 			}
 			keyOf[i] = key
 			hc.Targets[i].Settings = s
@@ -135,16 +136,6 @@ func resolveTarget(key string, byID map[string]int, byAddr map[netip.AddrPort]in
 	return 0, fmt.Errorf("not the id or address of an upstream, nor the DNS name of one (ids: %s; names: %s)", strings.Join(ids, ", "), strings.Join(ns, ", "))
 }
 
-// healthFieldError turns a *health.FieldError into a *fastpath.FieldError
-// under prefix (the other errors pass unchanged).
-func healthFieldError(prefix string, err error) error {
-	var fe *health.FieldError
-	if errors.As(err, &fe) {
-		return &fastpath.FieldError{Field: prefix + fe.Field, Reason: fe.Reason}
-	}
-	return err
-}
-
 // newChecker validates the health configuration and builds the checker
 // over the engine (transport) and its pool (state sink), for the engine's
 // targets.
@@ -164,25 +155,24 @@ func newCheckerFor(fc *fileConfig, eng *fastpath.Engine, srcOf []int, logger *sl
 	return chk, healthConfigError(err, targets, keyOf)
 }
 
-// healthConfigError turns an error of health.New or Checker.Update into
-// one naming the YAML key: "targets[i].health.x" is upstream_health["KEY"].x
-// for the user; a pool-level field is already "health.x".
+// healthConfigError renames the field of an error of health.New or
+// Checker.Update for the user: "targets[i].health.x" is
+// upstream_health["KEY"].x; a pool-level field is already "health.x".
 func healthConfigError(err error, targets []balancer.Target, keyOf []string) error {
-	var fe *health.FieldError
+	var fe *config.FieldError
 	if !errors.As(err, &fe) {
 		return err
 	}
-	field := fe.Field
 	var i int
 	var rest string
-	if n, _ := fmt.Sscanf(field, "targets[%d].health.%s", &i, &rest); n == 2 && i >= 0 && i < len(targets) {
+	if n, _ := fmt.Sscanf(fe.Field, "targets[%d].health.%s", &i, &rest); n == 2 && i >= 0 && i < len(targets) {
 		key := keyOf[i]
 		if key == "" {
 			key = targets[i].ID
 		}
-		field = fmt.Sprintf("upstream_health[%q].%s", key, rest)
+		return &config.FieldError{Field: fmt.Sprintf("upstream_health[%q].%s", key, rest), Reason: fe.Reason}
 	}
-	return &fastpath.FieldError{Field: field, Reason: fe.Reason}
+	return err
 }
 
 // startHealth hooks the checker into the running engine (probe replies and
@@ -205,7 +195,7 @@ func checkAdminListen(ac *adminConfig) error {
 		return nil
 	}
 	if err := admin.CheckListen(listen, ac.Token); err != nil {
-		return &fastpath.FieldError{Field: "admin.listen", Reason: err.Error()}
+		return &config.FieldError{Field: "admin.listen", Reason: err.Error()}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/viaduct-sip/viaduct/admin"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/metrics"
 )
 
@@ -77,15 +78,15 @@ func (a *adminConfig) loadToken() error {
 		return nil
 	}
 	if a.Token != "" {
-		return &fastpath.FieldError{Field: "admin.token_file", Reason: "give either token or token_file, not both"}
+		return &config.FieldError{Field: "admin.token_file", Reason: "give either token or token_file, not both"}
 	}
 	b, err := os.ReadFile(a.TokenFile)
 	if err != nil {
-		return &fastpath.FieldError{Field: "admin.token_file", Reason: err.Error()}
+		return &config.FieldError{Field: "admin.token_file", Reason: err.Error()}
 	}
 	a.Token = strings.TrimRight(string(b), "\r\n")
 	if a.Token == "" {
-		return &fastpath.FieldError{Field: "admin.token_file", Reason: a.TokenFile + " is empty"}
+		return &config.FieldError{Field: "admin.token_file", Reason: a.TokenFile + " is empty"}
 	}
 	return nil
 }

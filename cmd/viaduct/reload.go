@@ -18,6 +18,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/resolve"
 )
@@ -72,7 +73,7 @@ type runtime struct {
 // the engine and the health checker over the targets, and the resolver of
 // host-name next hops the engine uses (nil when dns.next_hops is off; its
 // lookups run once runDNS starts it). Configuration errors are
-// *fastpath.FieldError values; resolve.ErrNoTargets means that no upstream
+// *config.FieldError values; resolve.ErrNoTargets means that no upstream
 // name resolved.
 func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
 	srcs, err := fc.upstreamSources()
@@ -198,7 +199,7 @@ func (rt *runtime) reload(ctx context.Context, by string) reloadResult {
 	if err != nil {
 		rt.op.reloads.IncFailure()
 		res.Error = err.Error()
-		var fe *fastpath.FieldError
+		var fe *config.FieldError
 		if errors.As(err, &fe) {
 			res.Field = fe.Field
 			rt.logger.Error("configuration reload refused; the running configuration stays", "by", by, "file", rt.path, "field", fe.Field, "reason", fe.Reason)

@@ -5,8 +5,8 @@ import (
 
 	"github.com/viaduct-sip/viaduct/admin"
 	"github.com/viaduct-sip/viaduct/balancer"
-	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/config"
 )
 
 // Admin states across restarts (admin.state_file, --state-file).
@@ -28,7 +28,7 @@ import (
 // checkStateFile validates admin.state_file: its directory must exist.
 func checkStateFile(ac *adminConfig) error {
 	if err := admin.CheckStateFile(ac.StateFile); err != nil {
-		return &fastpath.FieldError{Field: "admin.state_file", Reason: err.Error()}
+		return &config.FieldError{Field: "admin.state_file", Reason: err.Error()}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/resolve"
 )
 
@@ -79,13 +80,13 @@ func (fc *fileConfig) checkOps() error {
 		return err
 	}
 	if d := fc.shutdownDrain(); d < 0 || d > maxShutdownDrain {
-		return &fastpath.FieldError{Field: "shutdown_drain", Reason: fmt.Sprintf("must be 0 (stop at once) to %v, got %v", maxShutdownDrain, d)}
+		return &config.FieldError{Field: "shutdown_drain", Reason: fmt.Sprintf("must be 0 (stop at once) to %v, got %v", maxShutdownDrain, d)}
 	}
 	if r := fc.DNS.Refresh; r != 0 && r < resolve.MinInterval {
-		return &fastpath.FieldError{Field: "dns.refresh", Reason: fmt.Sprintf("must be at least %v, got %v", resolve.MinInterval, r)}
+		return &config.FieldError{Field: "dns.refresh", Reason: fmt.Sprintf("must be at least %v, got %v", resolve.MinInterval, r)}
 	}
 	if t := fc.DNS.Timeout; t < 0 {
-		return &fastpath.FieldError{Field: "dns.timeout", Reason: fmt.Sprintf("must be positive, got %v", t)}
+		return &config.FieldError{Field: "dns.timeout", Reason: fmt.Sprintf("must be positive, got %v", t)}
 	}
 	return nil
 }
@@ -101,16 +102,16 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 	for i, u := range fc.Upstreams {
 		f := fmt.Sprintf("upstreams[%d]", i)
 		if u.Address == "" {
-			return nil, &fastpath.FieldError{Field: f + ".address", Reason: "required"}
+			return nil, &config.FieldError{Field: f + ".address", Reason: "required"}
 		}
 		src, err := resolve.ParseSource(u.Address)
 		if err != nil {
-			return nil, &fastpath.FieldError{Field: u.addressField(i), Reason: err.Error()}
+			return nil, &config.FieldError{Field: u.addressField(i), Reason: err.Error()}
 		}
 		switch src.Kind {
 		case resolve.KindAddr:
 			if j, dup := literal[src.Addr]; dup {
-				return nil, &fastpath.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("duplicate of upstreams[%d] (%s)", j, src.Addr)}
+				return nil, &config.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("duplicate of upstreams[%d] (%s)", j, src.Addr)}
 			}
 			literal[src.Addr] = i
 			src.ID = u.ID
@@ -119,28 +120,28 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 				id = balancer.DefaultID("udp", src.Addr)
 			}
 			if j, dup := ids[id]; dup {
-				return nil, &fastpath.FieldError{Field: f + ".id", Reason: fmt.Sprintf("%q is also the id of upstreams[%d]", id, j)}
+				return nil, &config.FieldError{Field: f + ".id", Reason: fmt.Sprintf("%q is also the id of upstreams[%d]", id, j)}
 			}
 			ids[id] = i
 		case resolve.KindHost, resolve.KindSRV:
 			if u.ID != "" {
-				return nil, &fastpath.FieldError{Field: f + ".id", Reason: fmt.Sprintf("not allowed for the DNS name %s: each address it resolves to is an upstream of its own, with the id udp:IP:PORT", src.Name)}
+				return nil, &config.FieldError{Field: f + ".id", Reason: fmt.Sprintf("not allowed for the DNS name %s: each address it resolves to is an upstream of its own, with the id udp:IP:PORT", src.Name)}
 			}
 		}
 		if src.Kind == resolve.KindSRV && src.Transport != "udp" {
-			return nil, &fastpath.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("%s is a %s SRV name: Viaduct forwards over UDP, use _sip._udp.DOMAIN", src.Name, src.Transport)}
+			return nil, &config.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("%s is a %s SRV name: Viaduct forwards over UDP, use _sip._udp.DOMAIN", src.Name, src.Transport)}
 		}
 		if u.Weight != nil {
 			if src.Kind == resolve.KindSRV {
-				return nil, &fastpath.FieldError{Field: f + ".weight", Reason: "not allowed for an SRV name: the weights of its records are used"}
+				return nil, &config.FieldError{Field: f + ".weight", Reason: "not allowed for an SRV name: the weights of its records are used"}
 			}
 			if *u.Weight < 1 || *u.Weight > balancer.MaxWeight {
-				return nil, &fastpath.FieldError{Field: f + ".weight", Reason: fmt.Sprintf("must be 1..%d, got %d (to send an upstream nothing, drain or disable it)", balancer.MaxWeight, *u.Weight)}
+				return nil, &config.FieldError{Field: f + ".weight", Reason: fmt.Sprintf("must be 1..%d, got %d (to send an upstream nothing, drain or disable it)", balancer.MaxWeight, *u.Weight)}
 			}
 			src.Weight = *u.Weight
 		}
 		if u.Priority < 0 || u.Priority > fastpath.MaxPriority {
-			return nil, &fastpath.FieldError{Field: f + ".priority", Reason: fmt.Sprintf("must be 0..%d, got %d", fastpath.MaxPriority, u.Priority)}
+			return nil, &config.FieldError{Field: f + ".priority", Reason: fmt.Sprintf("must be 0..%d, got %d", fastpath.MaxPriority, u.Priority)}
 		}
 		src.Priority = u.Priority
 		out = append(out, src)
@@ -149,7 +150,7 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 }
 
 // errNoUpstream is the error for an empty upstreams list.
-var errNoUpstream = &fastpath.FieldError{Field: "upstreams", Reason: "at least one upstream is required"}
+var errNoUpstream = &config.FieldError{Field: "upstreams", Reason: "at least one upstream is required"}
 
 // errNeedsDNS is returned by staticTargets for a list with DNS names.
 var errNeedsDNS = errors.New("upstreams: the list has DNS names: resolve it")
