@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/internal/config"
@@ -172,10 +171,11 @@ type Config struct {
 }
 
 // MaxPriority is the largest Target.Priority accepted.
-const MaxPriority = 65535
+const MaxPriority = balancer.MaxPriority
 
-// maxIDLen bounds the length of a target ID.
-const maxIDLen = 128
+// targetTransport is the one transport of Config.Targets: the transport
+// filled in when a target gives none, and the only one accepted.
+const targetTransport = "udp"
 
 // FieldError reports an invalid configuration field: Field is its YAML key
 // (with an index for lists, as in "upstreams[1]") and Reason says why. It
@@ -270,7 +270,7 @@ func (c *Config) withDefaults(random bool) (Config, advertise, error) {
 	}
 	for i, u := range n.Upstreams {
 		f := fmt.Sprintf("upstreams[%d]", i)
-		if err := checkUpstreamAddr(u); err != nil {
+		if err := balancer.CheckDestination(u); err != nil {
 			return n, adv, fieldErr(f, "%v", err)
 		}
 		for j := 0; j < i; j++ {
@@ -280,7 +280,7 @@ func (c *Config) withDefaults(random bool) (Config, advertise, error) {
 		}
 	}
 	if len(n.Targets) > 0 {
-		ts, err := normalizeTargets(n.Targets)
+		ts, err := balancer.NormalizeConfig(n.Targets, targetTransport)
 		if err != nil {
 			return n, adv, err
 		}
@@ -416,87 +416,6 @@ func validHostname(s string) bool {
 		}
 	}
 	return true
-}
-
-// checkUpstreamAddr checks that an upstream address can be a destination.
-func checkUpstreamAddr(u netip.AddrPort) error {
-	if !u.IsValid() || u.Port() == 0 {
-		return fmt.Errorf("not a valid ip:port with a non-zero port")
-	}
-	if u.Addr().IsUnspecified() {
-		return fmt.Errorf("unspecified address %s cannot be a destination", u.Addr())
-	}
-	if u.Addr().Zone() != "" {
-		return fmt.Errorf("IPv6 zones are not supported (%s)", u)
-	}
-	return nil
-}
-
-// normalizeTargets validates Config.Targets and returns a copy with the
-// defaults applied: unmapped addresses, transport "udp", weight
-// DefaultWeight when 0, the default ID when empty. Errors name the field as
-// "upstreams[i].<key>".
-func normalizeTargets(in []balancer.Target) ([]balancer.Target, error) {
-	if len(in) > balancer.MaxTargets {
-		return nil, fieldErr("upstreams", "at most %d upstreams are supported, got %d", balancer.MaxTargets, len(in))
-	}
-	out := make([]balancer.Target, len(in))
-	byID := make(map[string]int, len(in))
-	byAddr := make(map[netip.AddrPort]int, len(in))
-	total := 0
-	for i, t := range in {
-		f := fmt.Sprintf("upstreams[%d]", i)
-		if err := checkUpstreamAddr(t.Addr); err != nil {
-			return nil, fieldErr(f+".address", "%v", err)
-		}
-		t.Addr = netip.AddrPortFrom(t.Addr.Addr().Unmap(), t.Addr.Port())
-		if j, dup := byAddr[t.Addr]; dup {
-			return nil, fieldErr(f+".address", "duplicate of upstreams[%d] (%s)", j, t.Addr)
-		}
-		byAddr[t.Addr] = i
-		if t.Transport != "" && !strings.EqualFold(t.Transport, "udp") {
-			return nil, fieldErr(f+".transport", "%q: only udp is supported", t.Transport)
-		}
-		t.Transport = "udp"
-		if t.Weight == 0 {
-			t.Weight = balancer.DefaultWeight
-		}
-		if t.Weight < 1 || t.Weight > balancer.MaxWeight {
-			return nil, fieldErr(f+".weight", "must be 1..%d, got %d", balancer.MaxWeight, t.Weight)
-		}
-		total += t.Weight
-		if t.Priority < 0 || t.Priority > MaxPriority {
-			return nil, fieldErr(f+".priority", "must be 0..%d, got %d", MaxPriority, t.Priority)
-		}
-		if t.ID == "" {
-			t.ID = balancer.DefaultID(t.Transport, t.Addr)
-		} else if err := checkID(t.ID); err != nil {
-			return nil, fieldErr(f+".id", "%v", err)
-		}
-		if j, dup := byID[t.ID]; dup {
-			return nil, fieldErr(f+".id", "%q is also the id of upstreams[%d]", t.ID, j)
-		}
-		byID[t.ID] = i
-		out[i] = t
-	}
-	if total > balancer.MaxTotalWeight {
-		return nil, fieldErr("upstreams", "total weight %d exceeds %d", total, balancer.MaxTotalWeight)
-	}
-	return out, nil
-}
-
-// checkID checks a configured target ID: 1..maxIDLen printable characters
-// without white space (it appears in logs, metrics labels and admin URLs).
-func checkID(id string) error {
-	if len(id) > maxIDLen {
-		return fmt.Errorf("%d bytes, at most %d", len(id), maxIDLen)
-	}
-	for _, r := range id {
-		if r == unicode.ReplacementChar || !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			return fmt.Errorf("%q: only printable characters without white space", id)
-		}
-	}
-	return nil
 }
 
 // NextHopState is what a NextHopResolver knows of a host name.

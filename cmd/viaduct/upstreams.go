@@ -140,8 +140,8 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 			}
 			src.Weight = *u.Weight
 		}
-		if u.Priority < 0 || u.Priority > fastpath.MaxPriority {
-			return nil, &config.FieldError{Field: f + ".priority", Reason: fmt.Sprintf("must be 0..%d, got %d", fastpath.MaxPriority, u.Priority)}
+		if u.Priority < 0 || u.Priority > balancer.MaxPriority {
+			return nil, &config.FieldError{Field: f + ".priority", Reason: fmt.Sprintf("must be 0..%d, got %d", balancer.MaxPriority, u.Priority)}
 		}
 		src.Priority = u.Priority
 		out = append(out, src)
