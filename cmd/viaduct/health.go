@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/viaduct-sip/viaduct/admin"
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
@@ -181,21 +180,4 @@ func startHealth(eng *fastpath.Engine, chk *health.Checker) error {
 	eng.SetLocalResponseHandler(func(m *parser.Message, from netip.AddrPort) { chk.HandleResponse(m, from) })
 	eng.SetResponseObserver(chk.ObserveResponse)
 	return chk.Start()
-}
-
-// checkAdminListen validates the admin section: "" or "off" is off;
-// otherwise an ip:port (or localhost:port), and a token whenever the address
-// is not loopback (the API can drain and disable upstreams).
-func checkAdminListen(ac *adminConfig) error {
-	if err := ac.loadToken(); err != nil {
-		return err
-	}
-	listen := ac.effectiveListen()
-	if admin.Disabled(listen) {
-		return nil
-	}
-	if err := admin.CheckListen(listen, ac.Token); err != nil {
-		return &config.FieldError{Field: "admin.listen", Reason: err.Error()}
-	}
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -83,7 +84,7 @@ func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, re
 	if len(srcs) == 0 {
 		return nil, nil, nil, nil, errNoUpstream
 	}
-	if err := fc.checkOps(); err != nil {
+	if err := fc.checkOwnKeys(); err != nil {
 		return nil, nil, nil, nil, err
 	}
 	dnsCfg := resolve.Config{Interval: fc.DNS.Refresh, Timeout: fc.DNS.Timeout, Network: fc.dnsNetwork(), Resolver: resolver, Logger: logger}
@@ -240,10 +241,7 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if _, err := newLogger(io.Discard, fc.LogFormat, fc.LogLevel); err != nil {
 		return res, err
 	}
-	if err := checkAdminListen(&fc.Admin); err != nil {
-		return res, err
-	}
-	if err := checkStateFile(&fc.Admin); err != nil {
+	if err := fc.Admin.check(); err != nil {
 		return res, err
 	}
 	srcs, err := fc.upstreamSources()
@@ -253,7 +251,7 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if len(srcs) == 0 {
 		return res, errNoUpstream
 	}
-	if err := fc.checkOps(); err != nil {
+	if err := fc.checkOwnKeys(); err != nil {
 		return res, err
 	}
 	if err := rt.dns.Set(ctx, srcs, func(ts []resolve.Target) error { return rt.apply(&fc, ts) }); err != nil {
@@ -406,4 +404,28 @@ func errorExitCode(err error) int {
 		return 1
 	}
 	return 2
+}
+
+// defaultShutdownDrain is how long Viaduct keeps forwarding after SIGTERM
+// when shutdown_drain is not set.
+const defaultShutdownDrain = 5 * time.Second
+
+// maxShutdownDrain bounds shutdown_drain (systemd's TimeoutStopSec must
+// exceed it).
+const maxShutdownDrain = 10 * time.Minute
+
+// shutdownDrain returns the configured drain period, or the default.
+func (fc *fileConfig) shutdownDrain() time.Duration {
+	if fc.ShutdownDrain == nil {
+		return defaultShutdownDrain
+	}
+	return *fc.ShutdownDrain
+}
+
+// checkShutdownDrain validates shutdown_drain.
+func (fc *fileConfig) checkShutdownDrain() error {
+	if d := fc.shutdownDrain(); d < 0 || d > maxShutdownDrain {
+		return &config.FieldError{Field: "shutdown_drain", Reason: fmt.Sprintf("must be 0 (stop at once) to %v, got %v", maxShutdownDrain, d)}
+	}
+	return nil
 }
