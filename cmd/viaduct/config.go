@@ -243,23 +243,30 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
-		// The address of a plain "ip:port" entry is the entry itself.
-		var fe *config.FieldError
-		var i int
-		var rest string
-		if errors.As(err, &fe) {
-			// Target i came from entry resolved[i].Source.
-			if n, _ := fmt.Sscanf(fe.Field, "upstreams[%d]%s", &i, &rest); n == 2 && i >= 0 && i < len(resolved) {
-				e := resolved[i].Source
-				if rest == ".address" && e < len(fc.Upstreams) {
-					return cfg, &config.FieldError{Field: fc.Upstreams[e].addressField(e), Reason: fe.Reason}
-				}
-				return cfg, &config.FieldError{Field: fmt.Sprintf("upstreams[%d]%s", e, rest), Reason: fe.Reason}
-			}
-		}
-		return cfg, err
+		return cfg, fc.entryError(err, resolved)
 	}
 	return cfg, nil
+}
+
+// entryError renames the field of an error of fastpath.Config.Validate
+// about target i ("upstreams[i].x") after the upstreams entry the target
+// came from, resolved[i].Source; the address of a plain "ip:port" entry is
+// the entry itself. Other errors pass unchanged.
+func (fc *fileConfig) entryError(err error, resolved []resolve.Target) error {
+	var fe *config.FieldError
+	var i int
+	var rest string
+	if !errors.As(err, &fe) {
+		return err
+	}
+	if n, _ := fmt.Sscanf(fe.Field, "upstreams[%d]%s", &i, &rest); n != 2 || i < 0 || i >= len(resolved) {
+		return err
+	}
+	e := resolved[i].Source
+	if rest == ".address" && e < len(fc.Upstreams) {
+		return &config.FieldError{Field: fc.Upstreams[e].addressField(e), Reason: fe.Reason}
+	}
+	return &config.FieldError{Field: fmt.Sprintf("upstreams[%d]%s", e, rest), Reason: fe.Reason}
 }
 
 // parseAddrPort parses "ip:port" or "[ipv6]:port" with a non-zero port.

@@ -41,31 +41,8 @@ func (fc *fileConfig) toHealthConfig(targets []balancer.Target, srcOf []int) (he
 		return hc, nil, config.Prefix("health", err)
 	}
 	hc.Settings, hc.AllDown = st, allDown
-	// DNS entries, by their name as written.
-	byName := map[string]int{}
-	isDNS := make([]bool, len(fc.Upstreams))
-	for e, u := range fc.Upstreams {
-		if src, err := resolve.ParseSource(u.Address); err == nil && src.IsDNS() {
-			isDNS[e] = true
-			byName[strings.ToLower(strings.TrimSpace(u.Address))] = e
-		}
-	}
-	entry := func(i int) int {
-		if srcOf == nil {
-			return i
-		}
-		return srcOf[i]
-	}
-	byID := make(map[string]int, len(targets))
-	byAddr := make(map[netip.AddrPort]int, len(targets))
-	fromEntry := map[int][]int{}
-	for i, t := range targets {
-		e := entry(i)
-		fromEntry[e] = append(fromEntry[e], i)
-		if e >= len(isDNS) || !isDNS[e] {
-			byID[t.ID] = i
-			byAddr[t.Addr] = i
-		}
+	ix := fc.indexTargets(targets, srcOf)
+	for _, t := range targets {
 		hc.Targets = append(hc.Targets, health.Target{ID: t.ID, Addr: t.Addr, Transport: t.Transport})
 	}
 	keys := make([]string, 0, len(fc.UpstreamHealth))
@@ -77,10 +54,10 @@ func (fc *fileConfig) toHealthConfig(targets []balancer.Target, srcOf []int) (he
 	for _, key := range keys {
 		field := fmt.Sprintf("upstream_health[%q]", key)
 		var idx []int
-		if e, ok := byName[strings.ToLower(key)]; ok {
-			idx = fromEntry[e] // may be empty while the name does not resolve
+		if e, ok := ix.byName[strings.ToLower(key)]; ok {
+			idx = ix.fromEntry[e] // may be empty while the name does not resolve
 		} else {
-			i, err := resolveTarget(key, byID, byAddr, byName)
+			i, err := resolveTarget(key, ix.byID, ix.byAddr, ix.byName)
 			if err != nil {
 				return hc, nil, &config.FieldError{Field: field, Reason: err.Error()}
 			}
@@ -99,6 +76,44 @@ func (fc *fileConfig) toHealthConfig(targets []balancer.Target, srcOf []int) (he
 		}
 	}
 	return hc, keyOf, nil
+}
+
+// targetIndex finds the targets an upstream_health key can name.
+type targetIndex struct {
+	byName    map[string]int         // upstreams entry of each DNS name, lower case as written
+	byID      map[string]int         // target of each ID (entries written as addresses)
+	byAddr    map[netip.AddrPort]int // target of each address (idem)
+	fromEntry map[int][]int          // targets of each upstreams entry
+}
+
+// indexTargets indexes targets, which came from the upstreams entries srcOf
+// names (nil: target i from entry i).
+func (fc *fileConfig) indexTargets(targets []balancer.Target, srcOf []int) targetIndex {
+	ix := targetIndex{
+		byName:    map[string]int{},
+		byID:      make(map[string]int, len(targets)),
+		byAddr:    make(map[netip.AddrPort]int, len(targets)),
+		fromEntry: map[int][]int{},
+	}
+	isDNS := make([]bool, len(fc.Upstreams))
+	for e, u := range fc.Upstreams {
+		if src, err := resolve.ParseSource(u.Address); err == nil && src.IsDNS() {
+			isDNS[e] = true
+			ix.byName[strings.ToLower(strings.TrimSpace(u.Address))] = e
+		}
+	}
+	for i, t := range targets {
+		e := i
+		if srcOf != nil {
+			e = srcOf[i]
+		}
+		ix.fromEntry[e] = append(ix.fromEntry[e], i)
+		if e >= len(isDNS) || !isDNS[e] {
+			ix.byID[t.ID] = i
+			ix.byAddr[t.Addr] = i
+		}
+	}
+	return ix
 }
 
 // resolveTarget finds the target an upstream_health key names: by ID
