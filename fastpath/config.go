@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/internal/config"
 )
 
 // Defaults applied by Config.withDefaults for fields left at their zero value.
@@ -171,23 +171,19 @@ type Config struct {
 }
 
 // MaxPriority is the largest Target.Priority accepted.
-const MaxPriority = 65535
+const MaxPriority = balancer.MaxPriority
 
-// maxIDLen bounds the length of a target ID.
-const maxIDLen = 128
+// targetTransport is the one transport of Config.Targets: the transport
+// filled in when a target gives none, and the only one accepted.
+const targetTransport = "udp"
 
 // FieldError reports an invalid configuration field: Field is its YAML key
-// (with an index for lists, as in "upstreams[1]") and Reason says why.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-// Error implements the error interface.
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+// (with an index for lists, as in "upstreams[1]") and Reason says why. It
+// is the one field error of every configuration block (config.FieldError).
+type FieldError = config.FieldError
 
 func fieldErr(field, format string, a ...any) error {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, a...)}
+	return config.Errorf(field, format, a...)
 }
 
 // advertise is the parsed Advertise setting.
@@ -209,111 +205,145 @@ func (c *Config) Validate() error {
 
 // withDefaults returns a copy of c with every default applied, and the parsed
 // advertise address. With random set, a missing secret is drawn from
-// crypto/rand.
+// crypto/rand. The phases run in the order of the fields, so the first bad
+// field is the one reported.
 func (c *Config) withDefaults(random bool) (Config, advertise, error) {
 	n := *c
-	var adv advertise
-	if len(n.Listen) == 0 {
-		return n, adv, fieldErr("listen", "at least one listen address is required")
+	phases := []func() error{
+		n.checkListen,
+		n.socketDefaults,
+		n.upstreamDefaults,
+		func() error { return n.secretDefaults(random) },
 	}
-	if len(n.Listen) > MaxListen {
-		return n, adv, fieldErr("listen", "at most %d listen addresses are supported, got %d", MaxListen, len(n.Listen))
-	}
-	for i, l := range n.Listen {
-		f := fmt.Sprintf("listen[%d]", i)
-		if !l.IsValid() {
-			return n, adv, fieldErr(f, "not a valid ip:port")
-		}
-		if l.Addr().Zone() != "" {
-			return n, adv, fieldErr(f, "IPv6 zones are not supported (%s)", l)
-		}
-		for j := 0; j < i; j++ {
-			if n.Listen[j] == l && l.Port() != 0 {
-				return n, adv, fieldErr(f, "duplicate of listen[%d] (%s)", j, l)
-			}
+	for _, phase := range phases {
+		if err := phase(); err != nil {
+			return n, advertise{}, err
 		}
 	}
-	if n.Workers == 0 {
-		n.Workers = runtime.GOMAXPROCS(0)
-	}
-	if n.Workers < 0 || n.Workers > 1024 {
-		return n, adv, fieldErr("workers", "must be between 1 and 1024, got %d", n.Workers)
-	}
-	if n.ParkAfter < 0 || n.ParkAfter > MaxParkAfter {
-		return n, adv, fieldErr("park_after", "must be 0 (park at once) to %v, got %v", MaxParkAfter, n.ParkAfter)
-	}
-	if n.RecvBuffer == 0 {
-		n.RecvBuffer = DefaultSocketBuffer
-	}
-	if n.RecvBuffer < 0 {
-		return n, adv, fieldErr("recv_buffer", "must be positive, got %d", n.RecvBuffer)
-	}
-	if n.SendBuffer == 0 {
-		n.SendBuffer = DefaultSocketBuffer
-	}
-	if n.SendBuffer < 0 {
-		return n, adv, fieldErr("send_buffer", "must be positive, got %d", n.SendBuffer)
-	}
-	if n.Batch == 0 {
-		n.Batch = DefaultBatch
-	}
-	if n.Batch < 1 || n.Batch > MaxBatch {
-		return n, adv, fieldErr("batch", "must be between 1 and %d, got %d", MaxBatch, n.Batch)
-	}
-	if n.MaxMessageSize == 0 {
-		n.MaxMessageSize = DefaultMaxMessageSize
-	}
-	if n.MaxMessageSize < 512 || n.MaxMessageSize > maxUDPPayload-headroom {
-		return n, adv, fieldErr("max_message_size", "must be between 512 and %d bytes, got %d", maxUDPPayload-headroom, n.MaxMessageSize)
-	}
-	if len(n.Upstreams) > 0 && len(n.Targets) > 0 {
-		return n, adv, fieldErr("upstreams", "give Upstreams or Targets, not both")
-	}
-	if len(n.Upstreams) == 0 && len(n.Targets) == 0 && n.Picker == nil {
-		return n, adv, fieldErr("upstreams", "at least one upstream is required")
-	}
-	for i, u := range n.Upstreams {
-		f := fmt.Sprintf("upstreams[%d]", i)
-		if err := checkUpstreamAddr(u); err != nil {
-			return n, adv, fieldErr(f, "%v", err)
-		}
-		for j := 0; j < i; j++ {
-			if n.Upstreams[j] == u {
-				return n, adv, fieldErr(f, "duplicate of upstreams[%d] (%s)", j, u)
-			}
-		}
-	}
-	if len(n.Targets) > 0 {
-		ts, err := normalizeTargets(n.Targets)
-		if err != nil {
-			return n, adv, err
-		}
-		n.Targets = ts
-	}
-	if n.Balance > balancer.ModeRoundRobin {
-		return n, adv, fieldErr("balance.mode", "unknown mode %d", n.Balance)
-	}
-	if n.Keys == nil {
-		n.Keys = balancer.DefaultPolicy()
-	}
-	if n.Secret == nil && random {
-		n.Secret = make([]byte, 32)
-		if _, err := rand.Read(n.Secret); err != nil {
-			return n, adv, fmt.Errorf("secret: reading random bytes: %w", err)
-		}
-	}
-	if n.Secret != nil && len(n.Secret) < MinSecretLen {
-		return n, adv, fieldErr("secret", "must be at least %d bytes, got %d", MinSecretLen, len(n.Secret))
-	}
-	if n.PreviousSecret != nil && len(n.PreviousSecret) < MinSecretLen {
-		return n, adv, fieldErr("previous_secret", "must be at least %d bytes, got %d", MinSecretLen, len(n.PreviousSecret))
-	}
-	var err error
-	adv, err = parseAdvertise(n.Advertise, n.Listen[0])
+	adv, err := parseAdvertise(n.Advertise, n.Listen[0])
 	if err != nil {
-		return n, adv, err
+		return n, advertise{}, err
 	}
 	return n, adv, nil
+}
+
+// checkListen checks the listen addresses: 1..MaxListen valid ip:port
+// without zone, no address twice (port 0 excepted).
+func (c *Config) checkListen() error {
+	if len(c.Listen) == 0 {
+		return fieldErr("listen", "at least one listen address is required")
+	}
+	if len(c.Listen) > MaxListen {
+		return fieldErr("listen", "at most %d listen addresses are supported, got %d", MaxListen, len(c.Listen))
+	}
+	for i, l := range c.Listen {
+		f := fmt.Sprintf("listen[%d]", i)
+		if !l.IsValid() {
+			return fieldErr(f, "not a valid ip:port")
+		}
+		if l.Addr().Zone() != "" {
+			return fieldErr(f, "IPv6 zones are not supported (%s)", l)
+		}
+		for j := 0; j < i; j++ {
+			if c.Listen[j] == l && l.Port() != 0 {
+				return fieldErr(f, "duplicate of listen[%d] (%s)", j, l)
+			}
+		}
+	}
+	return nil
+}
+
+// socketDefaults applies the defaults of the workers, their sockets and the
+// message size, and checks their ranges.
+func (c *Config) socketDefaults() error {
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.Workers < 0 || c.Workers > 1024 {
+		return fieldErr("workers", "must be between 1 and 1024, got %d", c.Workers)
+	}
+	if c.ParkAfter < 0 || c.ParkAfter > MaxParkAfter {
+		return fieldErr("park_after", "must be 0 (park at once) to %v, got %v", MaxParkAfter, c.ParkAfter)
+	}
+	if c.RecvBuffer == 0 {
+		c.RecvBuffer = DefaultSocketBuffer
+	}
+	if c.RecvBuffer < 0 {
+		return fieldErr("recv_buffer", "must be positive, got %d", c.RecvBuffer)
+	}
+	if c.SendBuffer == 0 {
+		c.SendBuffer = DefaultSocketBuffer
+	}
+	if c.SendBuffer < 0 {
+		return fieldErr("send_buffer", "must be positive, got %d", c.SendBuffer)
+	}
+	if c.Batch == 0 {
+		c.Batch = DefaultBatch
+	}
+	if c.Batch < 1 || c.Batch > MaxBatch {
+		return fieldErr("batch", "must be between 1 and %d, got %d", MaxBatch, c.Batch)
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.MaxMessageSize < 512 || c.MaxMessageSize > maxUDPPayload-headroom {
+		return fieldErr("max_message_size", "must be between 512 and %d bytes, got %d", maxUDPPayload-headroom, c.MaxMessageSize)
+	}
+	return nil
+}
+
+// upstreamDefaults checks Upstreams or Targets (normalising Targets with
+// balancer.NormalizeConfig), the balancing mode, and defaults the keys.
+func (c *Config) upstreamDefaults() error {
+	if len(c.Upstreams) > 0 && len(c.Targets) > 0 {
+		return fieldErr("upstreams", "give Upstreams or Targets, not both")
+	}
+	if len(c.Upstreams) == 0 && len(c.Targets) == 0 && c.Picker == nil {
+		return fieldErr("upstreams", "at least one upstream is required")
+	}
+	for i, u := range c.Upstreams {
+		f := fmt.Sprintf("upstreams[%d]", i)
+		if err := balancer.CheckDestination(u); err != nil {
+			return fieldErr(f, "%v", err)
+		}
+		for j := 0; j < i; j++ {
+			if c.Upstreams[j] == u {
+				return fieldErr(f, "duplicate of upstreams[%d] (%s)", j, u)
+			}
+		}
+	}
+	if len(c.Targets) > 0 {
+		ts, err := balancer.NormalizeConfig(c.Targets, targetTransport)
+		if err != nil {
+			return err
+		}
+		c.Targets = ts
+	}
+	if c.Balance > balancer.ModeRoundRobin {
+		return fieldErr("balance.mode", "unknown mode %d", c.Balance)
+	}
+	if c.Keys == nil {
+		c.Keys = balancer.DefaultPolicy()
+	}
+	return nil
+}
+
+// secretDefaults draws a missing secret from crypto/rand when random is
+// set, and checks the lengths of Secret and PreviousSecret.
+func (c *Config) secretDefaults(random bool) error {
+	if c.Secret == nil && random {
+		c.Secret = make([]byte, 32)
+		if _, err := rand.Read(c.Secret); err != nil {
+			return fmt.Errorf("secret: reading random bytes: %w", err)
+		}
+	}
+	if c.Secret != nil && len(c.Secret) < MinSecretLen {
+		return fieldErr("secret", "must be at least %d bytes, got %d", MinSecretLen, len(c.Secret))
+	}
+	if c.PreviousSecret != nil && len(c.PreviousSecret) < MinSecretLen {
+		return fieldErr("previous_secret", "must be at least %d bytes, got %d", MinSecretLen, len(c.PreviousSecret))
+	}
+	return nil
 }
 
 // parseAdvertise parses the advertise setting; an empty one means the first
@@ -420,87 +450,6 @@ func validHostname(s string) bool {
 		}
 	}
 	return true
-}
-
-// checkUpstreamAddr checks that an upstream address can be a destination.
-func checkUpstreamAddr(u netip.AddrPort) error {
-	if !u.IsValid() || u.Port() == 0 {
-		return fmt.Errorf("not a valid ip:port with a non-zero port")
-	}
-	if u.Addr().IsUnspecified() {
-		return fmt.Errorf("unspecified address %s cannot be a destination", u.Addr())
-	}
-	if u.Addr().Zone() != "" {
-		return fmt.Errorf("IPv6 zones are not supported (%s)", u)
-	}
-	return nil
-}
-
-// normalizeTargets validates Config.Targets and returns a copy with the
-// defaults applied: unmapped addresses, transport "udp", weight
-// DefaultWeight when 0, the default ID when empty. Errors name the field as
-// "upstreams[i].<key>".
-func normalizeTargets(in []balancer.Target) ([]balancer.Target, error) {
-	if len(in) > balancer.MaxTargets {
-		return nil, fieldErr("upstreams", "at most %d upstreams are supported, got %d", balancer.MaxTargets, len(in))
-	}
-	out := make([]balancer.Target, len(in))
-	byID := make(map[string]int, len(in))
-	byAddr := make(map[netip.AddrPort]int, len(in))
-	total := 0
-	for i, t := range in {
-		f := fmt.Sprintf("upstreams[%d]", i)
-		if err := checkUpstreamAddr(t.Addr); err != nil {
-			return nil, fieldErr(f+".address", "%v", err)
-		}
-		t.Addr = netip.AddrPortFrom(t.Addr.Addr().Unmap(), t.Addr.Port())
-		if j, dup := byAddr[t.Addr]; dup {
-			return nil, fieldErr(f+".address", "duplicate of upstreams[%d] (%s)", j, t.Addr)
-		}
-		byAddr[t.Addr] = i
-		if t.Transport != "" && !strings.EqualFold(t.Transport, "udp") {
-			return nil, fieldErr(f+".transport", "%q: only udp is supported", t.Transport)
-		}
-		t.Transport = "udp"
-		if t.Weight == 0 {
-			t.Weight = balancer.DefaultWeight
-		}
-		if t.Weight < 1 || t.Weight > balancer.MaxWeight {
-			return nil, fieldErr(f+".weight", "must be 1..%d, got %d", balancer.MaxWeight, t.Weight)
-		}
-		total += t.Weight
-		if t.Priority < 0 || t.Priority > MaxPriority {
-			return nil, fieldErr(f+".priority", "must be 0..%d, got %d", MaxPriority, t.Priority)
-		}
-		if t.ID == "" {
-			t.ID = balancer.DefaultID(t.Transport, t.Addr)
-		} else if err := checkID(t.ID); err != nil {
-			return nil, fieldErr(f+".id", "%v", err)
-		}
-		if j, dup := byID[t.ID]; dup {
-			return nil, fieldErr(f+".id", "%q is also the id of upstreams[%d]", t.ID, j)
-		}
-		byID[t.ID] = i
-		out[i] = t
-	}
-	if total > balancer.MaxTotalWeight {
-		return nil, fieldErr("upstreams", "total weight %d exceeds %d", total, balancer.MaxTotalWeight)
-	}
-	return out, nil
-}
-
-// checkID checks a configured target ID: 1..maxIDLen printable characters
-// without white space (it appears in logs, metrics labels and admin URLs).
-func checkID(id string) error {
-	if len(id) > maxIDLen {
-		return fmt.Errorf("%d bytes, at most %d", len(id), maxIDLen)
-	}
-	for _, r := range id {
-		if r == unicode.ReplacementChar || !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			return fmt.Errorf("%q: only printable characters without white space", id)
-		}
-	}
-	return nil
 }
 
 // NextHopState is what a NextHopResolver knows of a host name.

@@ -27,7 +27,7 @@ func (e *Engine) Update(targets []balancer.Target, keys *balancer.Policy) error 
 	if len(targets) == 0 {
 		return fieldErr("upstreams", "at least one upstream is required")
 	}
-	ts, err := normalizeTargets(targets)
+	ts, err := balancer.NormalizeConfig(targets, targetTransport)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 
@@ -173,30 +174,16 @@ const DefaultPassiveWindow = time.Second
 
 // FieldError reports an invalid health setting: Field is its YAML key,
 // prefixed by where it was found when known ("upstreams[2].health.timeout"),
-// and Reason says why.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-// Error implements the error interface.
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+// and Reason says why. It is the one field error of every configuration
+// block (config.FieldError).
+type FieldError = config.FieldError
 
 func fieldErr(field, format string, a ...any) *FieldError {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, a...)}
+	return config.Errorf(field, format, a...)
 }
 
 // prefixErr prefixes the field of a *FieldError (or wraps another error).
-func prefixErr(prefix string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var fe *FieldError
-	if errors.As(err, &fe) {
-		return &FieldError{Field: prefix + "." + fe.Field, Reason: fe.Reason}
-	}
-	return fmt.Errorf("%s: %w", prefix, err)
-}
+func prefixErr(prefix string, err error) error { return config.Prefix(prefix, err) }
 
 // Merge returns s with every field that over sets replacing s's: the pool's
 // settings merged with a target's overrides.

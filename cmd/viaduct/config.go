@@ -9,14 +9,12 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/resolve"
 	"gopkg.in/yaml.v3"
 )
@@ -96,95 +94,27 @@ var zeroMeansUnset = []struct {
 func (fc *fileConfig) checkExplicitZeros() error {
 	for _, z := range zeroMeansUnset {
 		if fc.written[z.key] && z.zero(fc) {
-			return &fastpath.FieldError{Field: z.key, Reason: z.reason}
+			return &config.FieldError{Field: z.key, Reason: z.reason}
 		}
 	}
 	return nil
 }
 
-// upstreamEntry is one entry of the upstreams list: an address, or a
-// mapping with the address and the balancing settings. The address is
-// "ip:port", a host name (every A/AAAA address, port 5060 by default) or an
-// SRV name (see upstreamSources).
-//
-//	upstreams:
-//	  - 10.0.0.1:5060
-//	  - {address: 10.0.0.2:5060, weight: 3, priority: 0, id: sbc-b}
-//	  - {address: sbc.example.net:5080, weight: 2}
-//	  - _sip._udp.example.net
-type upstreamEntry struct {
-	Address  string `yaml:"address"`
-	ID       string `yaml:"id"`
-	Weight   *int   `yaml:"weight"`
-	Priority int    `yaml:"priority"`
-	// mapping is set for the mapping form: errors then name
-	// "upstreams[i].address" rather than "upstreams[i]".
-	mapping bool
-}
-
-// upstreamKeys are the keys of the mapping form of an upstreams entry.
-var upstreamKeys = []string{"address", "id", "weight", "priority"}
-
-// UnmarshalYAML accepts a scalar ("ip:port") or a mapping with the keys of
-// upstreamKeys (strictly: an unknown key is an error naming its line).
-func (u *upstreamEntry) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		*u = upstreamEntry{Address: n.Value}
-		return nil
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			if !slices.Contains(upstreamKeys, k.Value) {
-				return fmt.Errorf("line %d: unknown field %s in an upstreams entry (want %s)", k.Line, k.Value, strings.Join(upstreamKeys, ", "))
-			}
-		}
-		type plain upstreamEntry // without this method
-		var p plain
-		if err := n.Decode(&p); err != nil {
-			return err
-		}
-		*u = upstreamEntry(p)
-		u.mapping = true
-		return nil
+// checkOwnKeys validates the keys that no feature package checks: that no
+// key of zeroMeansUnset is written as 0, shutdown_drain (reload.go) and the
+// dns section (upstreams.go).
+func (fc *fileConfig) checkOwnKeys() error {
+	if err := fc.checkExplicitZeros(); err != nil {
+		return err
 	}
-	return fmt.Errorf("line %d: an upstreams entry is \"ip:port\" or a mapping with %s", n.Line, strings.Join(upstreamKeys, ", "))
+	if err := fc.checkShutdownDrain(); err != nil {
+		return err
+	}
+	return fc.DNS.check()
 }
 
-// balanceConfig is the balance section: how requests are spread over the
-// upstreams.
-//
-//	balance:
-//	  mode: hash            # or round-robin
-//	  keys:                 # per method; "*" for the others
-//	    "*": call-id
-//	    REGISTER: to-aor
-//	    MESSAGE: from-uri
-//	    PUBLISH: header:X-Tenant
-type balanceConfig struct {
-	Mode string            `yaml:"mode"`
-	Keys map[string]string `yaml:"keys"`
-}
-
-// adminConfig is the admin section of the YAML file (decoded by its
-// UnmarshalYAML in ops.go).
-type adminConfig struct {
-	// Listen is the TCP ip:port of the admin HTTP API; "" or "off"
-	// disables it; absent means admin.DefaultListen (127.0.0.1:9090).
-	Listen string `yaml:"listen"`
-	// Token, when set, is the bearer token every admin request but
-	// /healthz and /readyz must carry.
-	Token string `yaml:"token"`
-	// TokenFile is a file holding the token (trailing newline ignored),
-	// e.g. a systemd credential; give token or token_file, not both.
-	TokenFile string `yaml:"token_file"`
-	// StateFile is where the upstreams' admin states are saved after each
-	// change and restored from at start (see states.go); "" keeps them in
-	// memory only.
-	StateFile string `yaml:"state_file"`
-	// listenSet records that the file or --admin-listen gave Listen.
-	listenSet bool
-}
+// hasSecret reports whether a secret is configured (inline or in a file).
+func (fc *fileConfig) hasSecret() bool { return fc.Secret != "" || fc.SecretFile != "" }
 
 // configError is a configuration problem, reported as "FIELD: REASON" with
 // the file name when there is one.
@@ -271,7 +201,7 @@ func (fc *fileConfig) toEngineConfig() (fastpath.Config, error) { return fc.engi
 // engineConfig is toEngineConfig with the upstream targets as resolved
 // (resolve.Watcher); nil means the list has addresses only.
 func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, error) {
-	if err := fc.checkOps(); err != nil {
+	if err := fc.checkOwnKeys(); err != nil {
 		return fastpath.Config{}, err
 	}
 	cfg := fastpath.Config{
@@ -289,7 +219,7 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 	for i, s := range fc.Listen {
 		a, err := parseAddrPort(s)
 		if err != nil {
-			return cfg, &fastpath.FieldError{Field: fmt.Sprintf("listen[%d]", i), Reason: err.Error()}
+			return cfg, &config.FieldError{Field: fmt.Sprintf("listen[%d]", i), Reason: err.Error()}
 		}
 		cfg.Listen = append(cfg.Listen, a)
 	}
@@ -313,94 +243,30 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
-		// The address of a plain "ip:port" entry is the entry itself.
-		var fe *fastpath.FieldError
-		var i int
-		var rest string
-		if errors.As(err, &fe) {
-			// Target i came from entry resolved[i].Source.
-			if n, _ := fmt.Sscanf(fe.Field, "upstreams[%d]%s", &i, &rest); n == 2 && i >= 0 && i < len(resolved) {
-				e := resolved[i].Source
-				if rest == ".address" && e < len(fc.Upstreams) {
-					return cfg, &fastpath.FieldError{Field: fc.Upstreams[e].addressField(e), Reason: fe.Reason}
-				}
-				return cfg, &fastpath.FieldError{Field: fmt.Sprintf("upstreams[%d]%s", e, rest), Reason: fe.Reason}
-			}
-		}
-		return cfg, err
+		return cfg, fc.entryError(err, resolved)
 	}
 	return cfg, nil
 }
 
-// balanceSettings fills the upstream targets (from the upstreams list as
-// resolved: a plain "ip:port" entry is a target with weight 1, priority 0
-// and the default ID), the balancing mode and the key policy of cfg.
-// Errors name the field ("balance.keys").
-func (fc *fileConfig) balanceSettings(cfg *fastpath.Config, resolved []resolve.Target) error {
-	cfg.Targets = resolve.BalancerTargets(resolved)
-	mode, err := balancer.ParseMode(fc.Balance.Mode)
-	if err != nil {
-		return &fastpath.FieldError{Field: "balance.mode", Reason: fmt.Sprintf("%q: want hash or round-robin", fc.Balance.Mode)}
-	}
-	cfg.Balance = mode
-	if len(fc.Balance.Keys) > 0 && mode == balancer.ModeRoundRobin {
-		return &fastpath.FieldError{Field: "balance.keys", Reason: "round-robin hashes no key: remove keys or use mode hash"}
-	}
-	p, err := parseKeys(fc.Balance.Keys)
-	if err != nil {
+// entryError renames the field of an error of fastpath.Config.Validate
+// about target i ("upstreams[i].x") after the upstreams entry the target
+// came from, resolved[i].Source; the address of a plain "ip:port" entry is
+// the entry itself. Other errors pass unchanged.
+func (fc *fileConfig) entryError(err error, resolved []resolve.Target) error {
+	var fe *config.FieldError
+	var i int
+	var rest string
+	if !errors.As(err, &fe) {
 		return err
 	}
-	cfg.Keys = p
-	return nil
-}
-
-// addressField names the address of entry i in errors: the entry itself
-// for the plain form.
-func (u *upstreamEntry) addressField(i int) string {
-	if u.mapping {
-		return fmt.Sprintf("upstreams[%d].address", i)
+	if n, _ := fmt.Sscanf(fe.Field, "upstreams[%d]%s", &i, &rest); n != 2 || i < 0 || i >= len(resolved) {
+		return err
 	}
-	return fmt.Sprintf("upstreams[%d]", i)
-}
-
-// parseKeys builds the key policy from the balance.keys section. Method
-// names are upper case ("*" or "default" for every other method); CANCEL
-// and ACK are not configurable (they always hash INVITE's key).
-func parseKeys(keys map[string]string) (*balancer.Policy, error) {
-	methods := make([]string, 0, len(keys))
-	for m := range keys {
-		methods = append(methods, m)
+	e := resolved[i].Source
+	if rest == ".address" && e < len(fc.Upstreams) {
+		return &config.FieldError{Field: fc.Upstreams[e].addressField(e), Reason: fe.Reason}
 	}
-	sort.Strings(methods)
-	rules := make(map[string]balancer.KeyRule, len(keys))
-	for _, m := range methods {
-		f := fmt.Sprintf("balance.keys[%q]", m)
-		switch {
-		case m == "*" || m == "default":
-		case m == "CANCEL" || m == "ACK":
-			return nil, &fastpath.FieldError{Field: f, Reason: "not configurable: CANCEL and ACK hash INVITE's key, to reach the INVITE's upstream"}
-		case m != strings.ToUpper(m):
-			return nil, &fastpath.FieldError{Field: f, Reason: fmt.Sprintf("method names are case-sensitive: write %q", strings.ToUpper(m))}
-		}
-		r, err := balancer.ParseKeyRule(keys[m])
-		if err != nil {
-			return nil, &fastpath.FieldError{Field: f, Reason: strings.TrimPrefix(err.Error(), balancer.ErrInvalidKey.Error()+" ")}
-		}
-		if _, err := balancer.NewPolicy(map[string]balancer.KeyRule{m: r}); err != nil {
-			return nil, &fastpath.FieldError{Field: f, Reason: strings.TrimPrefix(err.Error(), balancer.ErrInvalidKey.Error()+": ")}
-		}
-		rules[m] = r
-	}
-	if _, star := keys["*"]; star {
-		if _, def := keys["default"]; def {
-			return nil, &fastpath.FieldError{Field: `balance.keys["default"]`, Reason: `"default" and "*" are the same key: give one`}
-		}
-	}
-	p, err := balancer.NewPolicy(rules)
-	if err != nil {
-		return nil, &fastpath.FieldError{Field: "balance.keys", Reason: err.Error()}
-	}
-	return p, nil
+	return &config.FieldError{Field: fmt.Sprintf("upstreams[%d]%s", e, rest), Reason: fe.Reason}
 }
 
 // parseAddrPort parses "ip:port" or "[ipv6]:port" with a non-zero port.
@@ -426,7 +292,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "error":
 		lv = slog.LevelError
 	default:
-		return nil, &fastpath.FieldError{Field: "log_level", Reason: fmt.Sprintf("%q is not one of debug, info, warn, error", level)}
+		return nil, &config.FieldError{Field: "log_level", Reason: fmt.Sprintf("%q is not one of debug, info, warn, error", level)}
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch strings.ToLower(format) {
@@ -435,7 +301,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, &fastpath.FieldError{Field: "log_format", Reason: fmt.Sprintf("%q is not one of text, json", format)}
+	return nil, &config.FieldError{Field: "log_format", Reason: fmt.Sprintf("%q is not one of text, json", format)}
 }
 
 // readSecret returns the secret given inline or in file (without its
@@ -443,7 +309,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // neither is set.
 func readSecret(field, inline, file string) ([]byte, error) {
 	if inline != "" && file != "" {
-		return nil, &fastpath.FieldError{Field: field + "_file", Reason: "give either " + field + " or " + field + "_file, not both"}
+		return nil, &config.FieldError{Field: field + "_file", Reason: "give either " + field + " or " + field + "_file, not both"}
 	}
 	if inline != "" {
 		return []byte(inline), nil
@@ -453,11 +319,25 @@ func readSecret(field, inline, file string) ([]byte, error) {
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, &fastpath.FieldError{Field: field + "_file", Reason: err.Error()}
+		return nil, &config.FieldError{Field: field + "_file", Reason: err.Error()}
 	}
 	b = bytes.TrimRight(b, "\r\n")
 	if len(b) == 0 {
-		return nil, &fastpath.FieldError{Field: field + "_file", Reason: file + " is empty"}
+		return nil, &config.FieldError{Field: field + "_file", Reason: file + " is empty"}
 	}
 	return b, nil
+}
+
+// defaultParkAfter is how long a worker waits in recvmmsg for its next
+// datagram before it parks in the Go netpoller, when park_after is not
+// set (see fastpath.Config.ParkAfter). It spans every gap of a busy
+// stream and a few clock ticks; an idle worker then costs no thread.
+const defaultParkAfter = 5 * time.Millisecond
+
+// parkAfter returns the configured park_after, or the default.
+func (fc *fileConfig) parkAfter() time.Duration {
+	if fc.ParkAfter == nil {
+		return defaultParkAfter
+	}
+	return *fc.ParkAfter
 }

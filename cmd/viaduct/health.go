@@ -8,10 +8,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/viaduct-sip/viaduct/admin"
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/resolve"
 )
@@ -38,34 +38,11 @@ func (fc *fileConfig) toHealthConfig(targets []balancer.Target, srcOf []int) (he
 	}
 	st, allDown, err := sec.Pool()
 	if err != nil {
-		return hc, nil, healthFieldError("health.", err)
+		return hc, nil, config.Prefix("health", err)
 	}
 	hc.Settings, hc.AllDown = st, allDown
-	// DNS entries, by their name as written.
-	byName := map[string]int{}
-	isDNS := make([]bool, len(fc.Upstreams))
-	for e, u := range fc.Upstreams {
-		if src, err := resolve.ParseSource(u.Address); err == nil && src.IsDNS() {
-			isDNS[e] = true
-			byName[strings.ToLower(strings.TrimSpace(u.Address))] = e
-		}
-	}
-	entry := func(i int) int {
-		if srcOf == nil {
-			return i
-		}
-		return srcOf[i]
-	}
-	byID := make(map[string]int, len(targets))
-	byAddr := make(map[netip.AddrPort]int, len(targets))
-	fromEntry := map[int][]int{}
-	for i, t := range targets {
-		e := entry(i)
-		fromEntry[e] = append(fromEntry[e], i)
-		if e >= len(isDNS) || !isDNS[e] {
-			byID[t.ID] = i
-			byAddr[t.Addr] = i
-		}
+	ix := fc.indexTargets(targets, srcOf)
+	for _, t := range targets {
 		hc.Targets = append(hc.Targets, health.Target{ID: t.ID, Addr: t.Addr, Transport: t.Transport})
 	}
 	keys := make([]string, 0, len(fc.UpstreamHealth))
@@ -77,28 +54,66 @@ func (fc *fileConfig) toHealthConfig(targets []balancer.Target, srcOf []int) (he
 	for _, key := range keys {
 		field := fmt.Sprintf("upstream_health[%q]", key)
 		var idx []int
-		if e, ok := byName[strings.ToLower(key)]; ok {
-			idx = fromEntry[e] // may be empty while the name does not resolve
+		if e, ok := ix.byName[strings.ToLower(key)]; ok {
+			idx = ix.fromEntry[e] // may be empty while the name does not resolve
 		} else {
-			i, err := resolveTarget(key, byID, byAddr, byName)
+			i, err := resolveTarget(key, ix.byID, ix.byAddr, ix.byName)
 			if err != nil {
-				return hc, nil, &fastpath.FieldError{Field: field, Reason: err.Error()}
+				return hc, nil, &config.FieldError{Field: field, Reason: err.Error()}
 			}
 			idx = []int{i}
 		}
 		s := fc.UpstreamHealth[key]
 		if err := s.Validate(); err != nil {
-			return hc, nil, healthFieldError(field+".", err)
+			return hc, nil, config.Prefix(field, err)
 		}
 		for _, i := range idx {
 			if keyOf[i] != "" {
-				return hc, nil, &fastpath.FieldError{Field: field, Reason: fmt.Sprintf("names the same upstream as upstream_health[%q]", keyOf[i])}
+				return hc, nil, &config.FieldError{Field: field, Reason: fmt.Sprintf("names the same upstream as upstream_health[%q]", keyOf[i])}
 			}
 			keyOf[i] = key
 			hc.Targets[i].Settings = s
 		}
 	}
 	return hc, keyOf, nil
+}
+
+// targetIndex finds the targets an upstream_health key can name.
+type targetIndex struct {
+	byName    map[string]int         // upstreams entry of each DNS name, lower case as written
+	byID      map[string]int         // target of each ID (entries written as addresses)
+	byAddr    map[netip.AddrPort]int // target of each address (idem)
+	fromEntry map[int][]int          // targets of each upstreams entry
+}
+
+// indexTargets indexes targets, which came from the upstreams entries srcOf
+// names (nil: target i from entry i).
+func (fc *fileConfig) indexTargets(targets []balancer.Target, srcOf []int) targetIndex {
+	ix := targetIndex{
+		byName:    map[string]int{},
+		byID:      make(map[string]int, len(targets)),
+		byAddr:    make(map[netip.AddrPort]int, len(targets)),
+		fromEntry: map[int][]int{},
+	}
+	isDNS := make([]bool, len(fc.Upstreams))
+	for e, u := range fc.Upstreams {
+		if src, err := resolve.ParseSource(u.Address); err == nil && src.IsDNS() {
+			isDNS[e] = true
+			ix.byName[strings.ToLower(strings.TrimSpace(u.Address))] = e
+		}
+	}
+	for i, t := range targets {
+		e := i
+		if srcOf != nil {
+			e = srcOf[i]
+		}
+		ix.fromEntry[e] = append(ix.fromEntry[e], i)
+		if e >= len(isDNS) || !isDNS[e] {
+			ix.byID[t.ID] = i
+			ix.byAddr[t.Addr] = i
+		}
+	}
+	return ix
 }
 
 // resolveTarget finds the target an upstream_health key names: by ID
@@ -135,16 +150,6 @@ func resolveTarget(key string, byID map[string]int, byAddr map[netip.AddrPort]in
 	return 0, fmt.Errorf("not the id or address of an upstream, nor the DNS name of one (ids: %s; names: %s)", strings.Join(ids, ", "), strings.Join(ns, ", "))
 }
 
-// healthFieldError turns a *health.FieldError into a *fastpath.FieldError
-// under prefix (the other errors pass unchanged).
-func healthFieldError(prefix string, err error) error {
-	var fe *health.FieldError
-	if errors.As(err, &fe) {
-		return &fastpath.FieldError{Field: prefix + fe.Field, Reason: fe.Reason}
-	}
-	return err
-}
-
 // newChecker validates the health configuration and builds the checker
 // over the engine (transport) and its pool (state sink), for the engine's
 // targets.
@@ -164,25 +169,24 @@ func newCheckerFor(fc *fileConfig, eng *fastpath.Engine, srcOf []int, logger *sl
 	return chk, healthConfigError(err, targets, keyOf)
 }
 
-// healthConfigError turns an error of health.New or Checker.Update into
-// one naming the YAML key: "targets[i].health.x" is upstream_health["KEY"].x
-// for the user; a pool-level field is already "health.x".
+// healthConfigError renames the field of an error of health.New or
+// Checker.Update for the user: "targets[i].health.x" is
+// upstream_health["KEY"].x; a pool-level field is already "health.x".
 func healthConfigError(err error, targets []balancer.Target, keyOf []string) error {
-	var fe *health.FieldError
+	var fe *config.FieldError
 	if !errors.As(err, &fe) {
 		return err
 	}
-	field := fe.Field
 	var i int
 	var rest string
-	if n, _ := fmt.Sscanf(field, "targets[%d].health.%s", &i, &rest); n == 2 && i >= 0 && i < len(targets) {
+	if n, _ := fmt.Sscanf(fe.Field, "targets[%d].health.%s", &i, &rest); n == 2 && i >= 0 && i < len(targets) {
 		key := keyOf[i]
 		if key == "" {
 			key = targets[i].ID
 		}
-		field = fmt.Sprintf("upstream_health[%q].%s", key, rest)
+		return &config.FieldError{Field: fmt.Sprintf("upstream_health[%q].%s", key, rest), Reason: fe.Reason}
 	}
-	return &fastpath.FieldError{Field: field, Reason: fe.Reason}
+	return err
 }
 
 // startHealth hooks the checker into the running engine (probe replies and
@@ -191,21 +195,4 @@ func startHealth(eng *fastpath.Engine, chk *health.Checker) error {
 	eng.SetLocalResponseHandler(func(m *parser.Message, from netip.AddrPort) { chk.HandleResponse(m, from) })
 	eng.SetResponseObserver(chk.ObserveResponse)
 	return chk.Start()
-}
-
-// checkAdminListen validates the admin section: "" or "off" is off;
-// otherwise an ip:port (or localhost:port), and a token whenever the address
-// is not loopback (the API can drain and disable upstreams).
-func checkAdminListen(ac *adminConfig) error {
-	if err := ac.loadToken(); err != nil {
-		return err
-	}
-	listen := ac.effectiveListen()
-	if admin.Disabled(listen) {
-		return nil
-	}
-	if err := admin.CheckListen(listen, ac.Token); err != nil {
-		return &fastpath.FieldError{Field: "admin.listen", Reason: err.Error()}
-	}
-	return nil
 }

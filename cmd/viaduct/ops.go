@@ -15,6 +15,7 @@ import (
 	"github.com/viaduct-sip/viaduct/admin"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/metrics"
 )
 
@@ -77,15 +78,15 @@ func (a *adminConfig) loadToken() error {
 		return nil
 	}
 	if a.Token != "" {
-		return &fastpath.FieldError{Field: "admin.token_file", Reason: "give either token or token_file, not both"}
+		return &config.FieldError{Field: "admin.token_file", Reason: "give either token or token_file, not both"}
 	}
 	b, err := os.ReadFile(a.TokenFile)
 	if err != nil {
-		return &fastpath.FieldError{Field: "admin.token_file", Reason: err.Error()}
+		return &config.FieldError{Field: "admin.token_file", Reason: err.Error()}
 	}
 	a.Token = strings.TrimRight(string(b), "\r\n")
 	if a.Token == "" {
-		return &fastpath.FieldError{Field: "admin.token_file", Reason: a.TokenFile + " is empty"}
+		return &config.FieldError{Field: "admin.token_file", Reason: a.TokenFile + " is empty"}
 	}
 	return nil
 }
@@ -156,4 +157,59 @@ func (o *ops) stop() {
 	if err := o.srv.Shutdown(ctx); err != nil {
 		o.logger.Warn("admin API shutdown", "err", err)
 	}
+}
+
+// adminConfig is the admin section of the YAML file (decoded by its
+// UnmarshalYAML in ops.go).
+type adminConfig struct {
+	// Listen is the TCP ip:port of the admin HTTP API; "" or "off"
+	// disables it; absent means admin.DefaultListen (127.0.0.1:9090).
+	Listen string `yaml:"listen"`
+	// Token, when set, is the bearer token every admin request but
+	// /healthz and /readyz must carry.
+	Token string `yaml:"token"`
+	// TokenFile is a file holding the token (trailing newline ignored),
+	// e.g. a systemd credential; give token or token_file, not both.
+	TokenFile string `yaml:"token_file"`
+	// StateFile is where the upstreams' admin states are saved after each
+	// change and restored from at start (see states.go); "" keeps them in
+	// memory only.
+	StateFile string `yaml:"state_file"`
+	// listenSet records that the file or --admin-listen gave Listen.
+	listenSet bool
+}
+
+// check validates the admin section: the token (loaded from token_file
+// into Token), the listen address and the state file. Errors name the YAML
+// key.
+func (a *adminConfig) check() error {
+	if err := checkAdminListen(a); err != nil {
+		return err
+	}
+	return checkStateFile(a)
+}
+
+// checkAdminListen validates the admin section: "" or "off" is off;
+// otherwise an ip:port (or localhost:port), and a token whenever the address
+// is not loopback (the API can drain and disable upstreams).
+func checkAdminListen(ac *adminConfig) error {
+	if err := ac.loadToken(); err != nil {
+		return err
+	}
+	listen := ac.effectiveListen()
+	if admin.Disabled(listen) {
+		return nil
+	}
+	if err := admin.CheckListen(listen, ac.Token); err != nil {
+		return &config.FieldError{Field: "admin.listen", Reason: err.Error()}
+	}
+	return nil
+}
+
+// checkStateFile validates admin.state_file: its directory must exist.
+func checkStateFile(ac *adminConfig) error {
+	if err := admin.CheckStateFile(ac.StateFile); err != nil {
+		return &config.FieldError{Field: "admin.state_file", Reason: err.Error()}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/resolve"
 )
@@ -72,7 +74,7 @@ type runtime struct {
 // the engine and the health checker over the targets, and the resolver of
 // host-name next hops the engine uses (nil when dns.next_hops is off; its
 // lookups run once runDNS starts it). Configuration errors are
-// *fastpath.FieldError values; resolve.ErrNoTargets means that no upstream
+// *config.FieldError values; resolve.ErrNoTargets means that no upstream
 // name resolved.
 func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
 	srcs, err := fc.upstreamSources()
@@ -82,7 +84,7 @@ func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, re
 	if len(srcs) == 0 {
 		return nil, nil, nil, nil, errNoUpstream
 	}
-	if err := fc.checkOps(); err != nil {
+	if err := fc.checkOwnKeys(); err != nil {
 		return nil, nil, nil, nil, err
 	}
 	dnsCfg := resolve.Config{Interval: fc.DNS.Refresh, Timeout: fc.DNS.Timeout, Network: fc.dnsNetwork(), Resolver: resolver, Logger: logger}
@@ -198,7 +200,7 @@ func (rt *runtime) reload(ctx context.Context, by string) reloadResult {
 	if err != nil {
 		rt.op.reloads.IncFailure()
 		res.Error = err.Error()
-		var fe *fastpath.FieldError
+		var fe *config.FieldError
 		if errors.As(err, &fe) {
 			res.Field = fe.Field
 			rt.logger.Error("configuration reload refused; the running configuration stays", "by", by, "file", rt.path, "field", fe.Field, "reason", fe.Reason)
@@ -239,10 +241,7 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if _, err := newLogger(io.Discard, fc.LogFormat, fc.LogLevel); err != nil {
 		return res, err
 	}
-	if err := checkAdminListen(&fc.Admin); err != nil {
-		return res, err
-	}
-	if err := checkStateFile(&fc.Admin); err != nil {
+	if err := fc.Admin.check(); err != nil {
 		return res, err
 	}
 	srcs, err := fc.upstreamSources()
@@ -252,7 +251,7 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if len(srcs) == 0 {
 		return res, errNoUpstream
 	}
-	if err := fc.checkOps(); err != nil {
+	if err := fc.checkOwnKeys(); err != nil {
 		return res, err
 	}
 	if err := rt.dns.Set(ctx, srcs, func(ts []resolve.Target) error { return rt.apply(&fc, ts) }); err != nil {
@@ -405,4 +404,28 @@ func errorExitCode(err error) int {
 		return 1
 	}
 	return 2
+}
+
+// defaultShutdownDrain is how long Viaduct keeps forwarding after SIGTERM
+// when shutdown_drain is not set.
+const defaultShutdownDrain = 5 * time.Second
+
+// maxShutdownDrain bounds shutdown_drain (systemd's TimeoutStopSec must
+// exceed it).
+const maxShutdownDrain = 10 * time.Minute
+
+// shutdownDrain returns the configured drain period, or the default.
+func (fc *fileConfig) shutdownDrain() time.Duration {
+	if fc.ShutdownDrain == nil {
+		return defaultShutdownDrain
+	}
+	return *fc.ShutdownDrain
+}
+
+// checkShutdownDrain validates shutdown_drain.
+func (fc *fileConfig) checkShutdownDrain() error {
+	if d := fc.shutdownDrain(); d < 0 || d > maxShutdownDrain {
+		return &config.FieldError{Field: "shutdown_drain", Reason: fmt.Sprintf("must be 0 (stop at once) to %v, got %v", maxShutdownDrain, d)}
+	}
+	return nil
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/viaduct-sip/viaduct/admin"
 	"github.com/viaduct-sip/viaduct/balancer"
-	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 )
 
@@ -24,14 +23,6 @@ import (
 // with every upstream enabled and logs an error naming the file (refusing
 // to start over a state file would turn a bad disk into an outage); the
 // next change through the admin API replaces the file.
-
-// checkStateFile validates admin.state_file: its directory must exist.
-func checkStateFile(ac *adminConfig) error {
-	if err := admin.CheckStateFile(ac.StateFile); err != nil {
-		return &fastpath.FieldError{Field: "admin.state_file", Reason: err.Error()}
-	}
-	return nil
-}
 
 // stateFile returns the state file of ac, nil when there is none.
 func stateFile(ac adminConfig) *admin.StateFile {

@@ -4,11 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/resolve"
+	"gopkg.in/yaml.v3"
 )
 
 // dnsConfig is the dns section: how host-name and SRV upstreams are
@@ -42,50 +47,13 @@ func (l nextHopLookup) LookupNextHop(host []byte, port int) (netip.AddrPort, fas
 	return addr, fastpath.NextHopFailed
 }
 
-// defaultShutdownDrain is how long Viaduct keeps forwarding after SIGTERM
-// when shutdown_drain is not set.
-const defaultShutdownDrain = 5 * time.Second
-
-// maxShutdownDrain bounds shutdown_drain (systemd's TimeoutStopSec must
-// exceed it).
-const maxShutdownDrain = 10 * time.Minute
-
-// shutdownDrain returns the configured drain period, or the default.
-func (fc *fileConfig) shutdownDrain() time.Duration {
-	if fc.ShutdownDrain == nil {
-		return defaultShutdownDrain
+// check validates the dns section (zero values select the defaults).
+func (d *dnsConfig) check() error {
+	if r := d.Refresh; r != 0 && r < resolve.MinInterval {
+		return &config.FieldError{Field: "dns.refresh", Reason: fmt.Sprintf("must be at least %v, got %v", resolve.MinInterval, r)}
 	}
-	return *fc.ShutdownDrain
-}
-
-// defaultParkAfter is how long a worker waits in recvmmsg for its next
-// datagram before it parks in the Go netpoller, when park_after is not
-// set (see fastpath.Config.ParkAfter). It spans every gap of a busy
-// stream and a few clock ticks; an idle worker then costs no thread.
-const defaultParkAfter = 5 * time.Millisecond
-
-// parkAfter returns the configured park_after, or the default.
-func (fc *fileConfig) parkAfter() time.Duration {
-	if fc.ParkAfter == nil {
-		return defaultParkAfter
-	}
-	return *fc.ParkAfter
-}
-
-// checkOps validates the settings of this file: shutdown_drain and dns,
-// and that no key of zeroMeansUnset is written as 0.
-func (fc *fileConfig) checkOps() error {
-	if err := fc.checkExplicitZeros(); err != nil {
-		return err
-	}
-	if d := fc.shutdownDrain(); d < 0 || d > maxShutdownDrain {
-		return &fastpath.FieldError{Field: "shutdown_drain", Reason: fmt.Sprintf("must be 0 (stop at once) to %v, got %v", maxShutdownDrain, d)}
-	}
-	if r := fc.DNS.Refresh; r != 0 && r < resolve.MinInterval {
-		return &fastpath.FieldError{Field: "dns.refresh", Reason: fmt.Sprintf("must be at least %v, got %v", resolve.MinInterval, r)}
-	}
-	if t := fc.DNS.Timeout; t < 0 {
-		return &fastpath.FieldError{Field: "dns.timeout", Reason: fmt.Sprintf("must be positive, got %v", t)}
+	if t := d.Timeout; t < 0 {
+		return &config.FieldError{Field: "dns.timeout", Reason: fmt.Sprintf("must be positive, got %v", t)}
 	}
 	return nil
 }
@@ -101,16 +69,16 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 	for i, u := range fc.Upstreams {
 		f := fmt.Sprintf("upstreams[%d]", i)
 		if u.Address == "" {
-			return nil, &fastpath.FieldError{Field: f + ".address", Reason: "required"}
+			return nil, &config.FieldError{Field: f + ".address", Reason: "required"}
 		}
 		src, err := resolve.ParseSource(u.Address)
 		if err != nil {
-			return nil, &fastpath.FieldError{Field: u.addressField(i), Reason: err.Error()}
+			return nil, &config.FieldError{Field: u.addressField(i), Reason: err.Error()}
 		}
 		switch src.Kind {
 		case resolve.KindAddr:
 			if j, dup := literal[src.Addr]; dup {
-				return nil, &fastpath.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("duplicate of upstreams[%d] (%s)", j, src.Addr)}
+				return nil, &config.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("duplicate of upstreams[%d] (%s)", j, src.Addr)}
 			}
 			literal[src.Addr] = i
 			src.ID = u.ID
@@ -119,28 +87,28 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 				id = balancer.DefaultID("udp", src.Addr)
 			}
 			if j, dup := ids[id]; dup {
-				return nil, &fastpath.FieldError{Field: f + ".id", Reason: fmt.Sprintf("%q is also the id of upstreams[%d]", id, j)}
+				return nil, &config.FieldError{Field: f + ".id", Reason: fmt.Sprintf("%q is also the id of upstreams[%d]", id, j)}
 			}
 			ids[id] = i
 		case resolve.KindHost, resolve.KindSRV:
 			if u.ID != "" {
-				return nil, &fastpath.FieldError{Field: f + ".id", Reason: fmt.Sprintf("not allowed for the DNS name %s: each address it resolves to is an upstream of its own, with the id udp:IP:PORT", src.Name)}
+				return nil, &config.FieldError{Field: f + ".id", Reason: fmt.Sprintf("not allowed for the DNS name %s: each address it resolves to is an upstream of its own, with the id udp:IP:PORT", src.Name)}
 			}
 		}
 		if src.Kind == resolve.KindSRV && src.Transport != "udp" {
-			return nil, &fastpath.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("%s is a %s SRV name: Viaduct forwards over UDP, use _sip._udp.DOMAIN", src.Name, src.Transport)}
+			return nil, &config.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("%s is a %s SRV name: Viaduct forwards over UDP, use _sip._udp.DOMAIN", src.Name, src.Transport)}
 		}
 		if u.Weight != nil {
 			if src.Kind == resolve.KindSRV {
-				return nil, &fastpath.FieldError{Field: f + ".weight", Reason: "not allowed for an SRV name: the weights of its records are used"}
+				return nil, &config.FieldError{Field: f + ".weight", Reason: "not allowed for an SRV name: the weights of its records are used"}
 			}
 			if *u.Weight < 1 || *u.Weight > balancer.MaxWeight {
-				return nil, &fastpath.FieldError{Field: f + ".weight", Reason: fmt.Sprintf("must be 1..%d, got %d (to send an upstream nothing, drain or disable it)", balancer.MaxWeight, *u.Weight)}
+				return nil, &config.FieldError{Field: f + ".weight", Reason: fmt.Sprintf("must be 1..%d, got %d (to send an upstream nothing, drain or disable it)", balancer.MaxWeight, *u.Weight)}
 			}
 			src.Weight = *u.Weight
 		}
-		if u.Priority < 0 || u.Priority > fastpath.MaxPriority {
-			return nil, &fastpath.FieldError{Field: f + ".priority", Reason: fmt.Sprintf("must be 0..%d, got %d", fastpath.MaxPriority, u.Priority)}
+		if u.Priority < 0 || u.Priority > balancer.MaxPriority {
+			return nil, &config.FieldError{Field: f + ".priority", Reason: fmt.Sprintf("must be 0..%d, got %d", balancer.MaxPriority, u.Priority)}
 		}
 		src.Priority = u.Priority
 		out = append(out, src)
@@ -149,7 +117,7 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 }
 
 // errNoUpstream is the error for an empty upstreams list.
-var errNoUpstream = &fastpath.FieldError{Field: "upstreams", Reason: "at least one upstream is required"}
+var errNoUpstream = &config.FieldError{Field: "upstreams", Reason: "at least one upstream is required"}
 
 // errNeedsDNS is returned by staticTargets for a list with DNS names.
 var errNeedsDNS = errors.New("upstreams: the list has DNS names: resolve it")
@@ -202,4 +170,139 @@ func (fc *fileConfig) dnsNetwork() string {
 		return "ip6"
 	}
 	return "ip"
+}
+
+// upstreamEntry is one entry of the upstreams list: an address, or a
+// mapping with the address and the balancing settings. The address is
+// "ip:port", a host name (every A/AAAA address, port 5060 by default) or an
+// SRV name (see upstreamSources).
+//
+//	upstreams:
+//	  - 10.0.0.1:5060
+//	  - {address: 10.0.0.2:5060, weight: 3, priority: 0, id: sbc-b}
+//	  - {address: sbc.example.net:5080, weight: 2}
+//	  - _sip._udp.example.net
+type upstreamEntry struct {
+	Address  string `yaml:"address"`
+	ID       string `yaml:"id"`
+	Weight   *int   `yaml:"weight"`
+	Priority int    `yaml:"priority"`
+	// mapping is set for the mapping form: errors then name
+	// "upstreams[i].address" rather than "upstreams[i]".
+	mapping bool
+}
+
+// upstreamKeys are the keys of the mapping form of an upstreams entry.
+var upstreamKeys = []string{"address", "id", "weight", "priority"}
+
+// UnmarshalYAML accepts a scalar ("ip:port") or a mapping with the keys of
+// upstreamKeys (strictly: an unknown key is an error naming its line).
+func (u *upstreamEntry) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*u = upstreamEntry{Address: n.Value}
+		return nil
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if !slices.Contains(upstreamKeys, k.Value) {
+				return fmt.Errorf("line %d: unknown field %s in an upstreams entry (want %s)", k.Line, k.Value, strings.Join(upstreamKeys, ", "))
+			}
+		}
+		type plain upstreamEntry // without this method
+		var p plain
+		if err := n.Decode(&p); err != nil {
+			return err
+		}
+		*u = upstreamEntry(p)
+		u.mapping = true
+		return nil
+	}
+	return fmt.Errorf("line %d: an upstreams entry is \"ip:port\" or a mapping with %s", n.Line, strings.Join(upstreamKeys, ", "))
+}
+
+// balanceConfig is the balance section: how requests are spread over the
+// upstreams.
+//
+//	balance:
+//	  mode: hash            # or round-robin
+//	  keys:                 # per method; "*" for the others
+//	    "*": call-id
+//	    REGISTER: to-aor
+//	    MESSAGE: from-uri
+//	    PUBLISH: header:X-Tenant
+type balanceConfig struct {
+	Mode string            `yaml:"mode"`
+	Keys map[string]string `yaml:"keys"`
+}
+
+// balanceSettings fills the upstream targets (from the upstreams list as
+// resolved: a plain "ip:port" entry is a target with weight 1, priority 0
+// and the default ID), the balancing mode and the key policy of cfg.
+// Errors name the field ("balance.keys").
+func (fc *fileConfig) balanceSettings(cfg *fastpath.Config, resolved []resolve.Target) error {
+	cfg.Targets = resolve.BalancerTargets(resolved)
+	mode, err := balancer.ParseMode(fc.Balance.Mode)
+	if err != nil {
+		return &config.FieldError{Field: "balance.mode", Reason: fmt.Sprintf("%q: want hash or round-robin", fc.Balance.Mode)}
+	}
+	cfg.Balance = mode
+	if len(fc.Balance.Keys) > 0 && mode == balancer.ModeRoundRobin {
+		return &config.FieldError{Field: "balance.keys", Reason: "round-robin hashes no key: remove keys or use mode hash"}
+	}
+	p, err := parseKeys(fc.Balance.Keys)
+	if err != nil {
+		return err
+	}
+	cfg.Keys = p
+	return nil
+}
+
+// addressField names the address of entry i in errors: the entry itself
+// for the plain form.
+func (u *upstreamEntry) addressField(i int) string {
+	if u.mapping {
+		return fmt.Sprintf("upstreams[%d].address", i)
+	}
+	return fmt.Sprintf("upstreams[%d]", i)
+}
+
+// parseKeys builds the key policy from the balance.keys section. Method
+// names are upper case ("*" or "default" for every other method); CANCEL
+// and ACK are not configurable (they always hash INVITE's key).
+func parseKeys(keys map[string]string) (*balancer.Policy, error) {
+	methods := make([]string, 0, len(keys))
+	for m := range keys {
+		methods = append(methods, m)
+	}
+	sort.Strings(methods)
+	rules := make(map[string]balancer.KeyRule, len(keys))
+	for _, m := range methods {
+		f := fmt.Sprintf("balance.keys[%q]", m)
+		switch {
+		case m == "*" || m == "default":
+		case m == "CANCEL" || m == "ACK":
+			return nil, &config.FieldError{Field: f, Reason: "not configurable: CANCEL and ACK hash INVITE's key, to reach the INVITE's upstream"}
+		case m != strings.ToUpper(m):
+			return nil, &config.FieldError{Field: f, Reason: fmt.Sprintf("method names are case-sensitive: write %q", strings.ToUpper(m))}
+		}
+		r, err := balancer.ParseKeyRule(keys[m])
+		if err != nil {
+			return nil, &config.FieldError{Field: f, Reason: strings.TrimPrefix(err.Error(), balancer.ErrInvalidKey.Error()+" ")}
+		}
+		if _, err := balancer.NewPolicy(map[string]balancer.KeyRule{m: r}); err != nil {
+			return nil, &config.FieldError{Field: f, Reason: strings.TrimPrefix(err.Error(), balancer.ErrInvalidKey.Error()+": ")}
+		}
+		rules[m] = r
+	}
+	if _, star := keys["*"]; star {
+		if _, def := keys["default"]; def {
+			return nil, &config.FieldError{Field: `balance.keys["default"]`, Reason: `"default" and "*" are the same key: give one`}
+		}
+	}
+	p, err := balancer.NewPolicy(rules)
+	if err != nil {
+		return nil, &config.FieldError{Field: "balance.keys", Reason: err.Error()}
+	}
+	return p, nil
 }

@@ -10,7 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/internal/config"
 )
 
 // Type errors by YAML path.
@@ -30,7 +30,7 @@ import (
 // left to the decoder, which names them with their line.
 
 // yamlErrors is the list of type errors checkTypes found, in document
-// order; errors.As finds the first *fastpath.FieldError.
+// order; errors.As finds the first *config.FieldError.
 type yamlErrors []error
 
 func (e yamlErrors) Error() string {
@@ -81,7 +81,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *yamlErrors) {
 		if field == "" {
 			field = "the document"
 		}
-		*errs = append(*errs, &fastpath.FieldError{Field: field, Reason: fmt.Sprintf(format, a...) + fmt.Sprintf(" (line %d)", n.Line)})
+		*errs = append(*errs, &config.FieldError{Field: field, Reason: fmt.Sprintf(format, a...) + fmt.Sprintf(" (line %d)", n.Line)})
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		checkCustom(n, t, path, errs)
@@ -166,7 +166,7 @@ func checkCustom(n *yaml.Node, t reflect.Type, path string, errs *yamlErrors) {
 	if errors.As(err, &te) {
 		msg = strings.Join(te.Errors, "; ")
 	}
-	*errs = append(*errs, &fastpath.FieldError{Field: path, Reason: msg})
+	*errs = append(*errs, &config.FieldError{Field: path, Reason: msg})
 }
 
 // fieldByKey returns the field of struct type t whose yaml tag is key.
