@@ -17,6 +17,8 @@ type reqState struct {
 	to   parser.NameAddr
 	top  *parser.Via
 
+	fromTag []byte // the From tag, read for RFC 2543 requests only
+
 	// Route preprocessing (route.go).
 	ru, u                     parser.URI // the effective Request-URI; the Route value at hand
 	effRURI                   []byte     // the effective Request-URI as written
@@ -79,13 +81,22 @@ func (w *Worker) checkRequest(r *reqState) Action {
 	if r.to, err = m.To(); err != nil {
 		return w.refuseErr(r.in, r.from, err, r.out)
 	}
-	if err := m.CheckFrom(); err != nil {
+	r.top = m.TopVia()
+	// The From tag is read only for an RFC 2543 transaction key.
+	r.fromTag = nil
+	if r.top.HasCookie() {
+		err = m.CheckFrom()
+	} else {
+		var f parser.NameAddr
+		f, err = m.From()
+		r.fromTag = f.Tag
+	}
+	if err != nil {
 		return w.refuseErr(r.in, r.from, err, r.out)
 	}
 	if err := m.ParseRequestURI(&r.ru); err != nil {
 		return w.refuseErr(r.in, r.from, err, r.out)
 	}
-	r.top = m.TopVia()
 	return continueRequest
 }
 
@@ -115,10 +126,7 @@ func (w *Worker) transactionKey(r *reqState) Action {
 		r.key = w.txKey3261(r.top)
 		return continueRequest
 	}
-	var err error
-	if r.key, err = w.txKey2543(r.in, r.top, r.to.Tag); err != nil {
-		return w.refuseErr(r.in, r.from, err, r.out)
-	}
+	r.key = w.txKey2543(r.in, r.top, r.to.Tag, r.fromTag)
 	return continueRequest
 }
 

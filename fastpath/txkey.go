@@ -49,12 +49,8 @@ func (w *Worker) txKey3261Long(v *parser.Via) uint64 {
 // with a non-2xx response therefore gets an ACK branch different from its
 // own; the downstream server retransmits its response until timer H, as
 // with any lost ACK.
-func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag []byte) (uint64, error) {
+func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag, fromTag []byte) uint64 {
 	m := &w.m
-	from, err := m.From()
-	if err != nil {
-		return 0, err
-	}
 	d := w.xx
 	d.Reset()
 	d.Write(m.RequestURI())
@@ -63,7 +59,7 @@ func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag []byte) (uint64, er
 		d.Write(toTag)
 	}
 	d.Write(sep)
-	d.Write(from.Tag)
+	d.Write(fromTag)
 	d.Write(sep)
 	d.Write(m.CallID())
 	d.Write(sep)
@@ -72,7 +68,7 @@ func (w *Worker) txKey2543(in []byte, top *parser.Via, toTag []byte) (uint64, er
 	d.Write(strconv.AppendUint(p[:0], uint64(num), 10))
 	d.Write(sep)
 	d.Write(in[top.Start:top.End])
-	return d.Sum64(), nil
+	return d.Sum64()
 }
 
 var (
