@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/viaduct-sip/viaduct/fastpath/udp"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 	"github.com/viaduct-sip/viaduct/parser"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/viaduct-sip/viaduct/fastpath/udp"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 	"github.com/viaduct-sip/viaduct/internal/testenv"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/viaduct-sip/viaduct/balancer"
-	"github.com/viaduct-sip/viaduct/fastpath/udp"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/transport"
 )

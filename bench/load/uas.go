@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/viaduct-sip/viaduct/fastpath/udp"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 	"github.com/viaduct-sip/viaduct/parser"
 	"golang.org/x/sys/unix"
 )
