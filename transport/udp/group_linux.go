@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !portableudp
 
 package udp
 
@@ -19,10 +19,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// MaxGroupSize is the largest number of sockets ListenGroup opens on one
-// address.
-const MaxGroupSize = 1024
 
 // portTries bounds how often ListenGroup picks a new ephemeral port when
 // another socket took the one its probe found before the group bound it.
@@ -64,11 +60,8 @@ const portTries = 3
 // processes opened with SO_REUSEPORT on the address, which must all belong
 // to the same user.
 func ListenGroup(ctx context.Context, addr netip.AddrPort, n int, cfg Config) ([]*Conn, error) {
-	if n < 1 || n > MaxGroupSize {
-		return nil, fmt.Errorf("udp: listen %v: group of %d sockets: want 1..%d", addr, n, MaxGroupSize)
-	}
-	if !addr.IsValid() {
-		return nil, fmt.Errorf("udp: listen %v: invalid address", addr)
+	if err := checkGroup(addr, n); err != nil {
+		return nil, err
 	}
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	cfg.ReusePort = true
