@@ -15,9 +15,9 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/viaduct-sip/viaduct/balancer"
-	"github.com/viaduct-sip/viaduct/transport/udp"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/transport"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // LocalResponseHandler receives responses addressed to Viaduct itself: those
