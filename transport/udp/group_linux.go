@@ -26,7 +26,7 @@ const portTries = 3
 
 // ListenGroup opens n sockets bound to addr with SO_REUSEPORT, one per
 // reader, so that the kernel spreads the address's datagrams over them by
-// their 4-tuple (see the package documentation). They are returned in the
+// their 4-tuple (see the README's Design section). They are returned in the
 // order they were bound, which is their index in the kernel's group (what
 // a SO_ATTACH_REUSEPORT_CBPF program returns). cfg applies to every
 // socket; cfg.ReusePort is implied.
