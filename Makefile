@@ -8,7 +8,7 @@
 #   make bench      Go benchmarks of every package
 #   make fuzz       each fuzz target for FUZZTIME (default 60s)
 #   make demo       Viaduct in front of two responders under load (loopback)
-#   make lint       gofmt and go vet
+#   make lint       gofmt and go vet (also for darwin: the portable fallback builds)
 
 GO       ?= go
 FUZZTIME ?= 60s
@@ -26,12 +26,16 @@ vet:
 
 lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	GOOS=darwin GOARCH=arm64 $(GO) build ./...
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
 
 # test runs everything once, then the parser again with the portable line
-# scanner that platforms without the assembly one build (-tags purego).
+# scanner that platforms without the assembly one build (-tags purego), and
+# transport/udp's portable fallback on this machine (-tags portableudp).
 test: lint
 	$(GO) test -race -count=1 -p 1 -timeout 15m ./...
 	$(GO) test -count=1 -tags purego ./parser/ ./fuzz/
+	$(GO) test -count=1 -tags portableudp ./transport/udp/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...

@@ -52,6 +52,7 @@ import (
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/metrics"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Upstreams is what the upstream endpoints read and change.
@@ -237,7 +238,7 @@ func UpstreamFromStatus(s health.Status) Upstream {
 	u := Upstream{
 		ID:                   s.ID,
 		Address:              s.Addr.String(),
-		Transport:            "udp",
+		Transport:            transport.UDP.String(),
 		Health:               s.Health.String(),
 		HealthReason:         s.HealthReason,
 		HealthSince:          s.HealthSince.UTC(),

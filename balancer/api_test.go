@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 func TestRoundRobinCycle(t *testing.T) {
@@ -617,5 +619,28 @@ func TestAllDownPolicyValues(t *testing.T) {
 	}
 	if _, ok := p.Table().Pick(1, false); ok || p.Table().Panic() || !p.Table().AllDown() {
 		t.Errorf("reject policy kept after SetAllDown: Panic %v", p.Table().Panic())
+	}
+}
+
+// TestTransports: a target may use every transport of the transport
+// table, and sctp; anything else is refused with the list of them.
+func TestTransports(t *testing.T) {
+	for _, tr := range append(transport.Names(), "sctp", "SCTP", "Ws") {
+		x := tgt(1, 1, 0)
+		x.Transport = tr
+		p, err := NewPool([]Target{x}, Options{})
+		if err != nil {
+			t.Errorf("transport %q: %v", tr, err)
+			continue
+		}
+		if got := p.Table().Target(0).Transport; got != strings.ToLower(tr) {
+			t.Errorf("transport %q stored as %q", tr, got)
+		}
+	}
+	x := tgt(1, 1, 0)
+	x.Transport = "quic"
+	_, err := NewPool([]Target{x}, Options{})
+	if want := "want udp, tcp, tls, ws, wss or sctp"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("transport quic: error %v, want one saying %q", err, want)
 	}
 }

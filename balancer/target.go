@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Limits on pool configuration.
@@ -146,14 +148,22 @@ func ParseAllDown(s string) (AllDown, error) {
 	return 0, fmt.Errorf("%q: want forward (panic mode: send to every upstream anyway) or reject (answer 503)", s)
 }
 
+// TransportSCTP is the name of SCTP (RFC 4168), which a target may name
+// (DNS SRV records _sip._sctp do) although it has no transport.Kind:
+// Viaduct has no SCTP transport.
+const TransportSCTP = "sctp"
+
 // knownTransport reports whether tr (lower case) is a SIP transport a
-// target may use (RFC 3261, 4168, 7118).
+// target may use: one of transport's kinds (RFC 3261, 7118) or SCTP.
 func knownTransport(tr string) bool {
-	switch tr {
-	case "udp", "tcp", "tls", "sctp", "ws", "wss":
-		return true
-	}
-	return false
+	_, ok := transport.ParseKind(tr)
+	return ok || tr == TransportSCTP
+}
+
+// knownTransports lists the transports knownTransport accepts, for an
+// error message: "udp, tcp, tls, ws, wss or sctp".
+func knownTransports() string {
+	return strings.Join(transport.Names(), ", ") + " or " + TransportSCTP
 }
 
 // Target is one upstream server of a pool, with its configuration and its
@@ -168,8 +178,8 @@ type Target struct {
 	ID string
 	// Addr is the IPv4 or IPv6 address and port of the target.
 	Addr netip.AddrPort
-	// Transport is one of udp, tcp, tls, sctp, ws, wss (any case; stored
-	// lower case).
+	// Transport is the name of a transport.Kind (udp, tcp, tls, ws, wss)
+	// or sctp, in any case (stored lower case).
 	Transport string
 	// Weight is the relative share of traffic, 1..MaxWeight.
 	Weight int
@@ -219,7 +229,7 @@ func (t *Target) admitted(inDialog bool) bool {
 func (t *Target) normalize() error {
 	tr := strings.ToLower(t.Transport)
 	if !knownTransport(tr) {
-		return fmt.Errorf("%w: %s: transport %q: want udp, tcp, tls, sctp, ws or wss", ErrInvalidTarget, t.name(), t.Transport)
+		return fmt.Errorf("%w: %s: transport %q: want %s", ErrInvalidTarget, t.name(), t.Transport, knownTransports())
 	}
 	t.Transport = tr
 	if !t.Addr.IsValid() || !t.Addr.Addr().IsValid() {

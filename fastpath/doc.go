@@ -16,7 +16,7 @@
 //	}
 //
 // Engine.Start runs one such worker per socket, which reads and writes in
-// batches (package fastpath/udp); messages of one flow are handled and sent
+// batches (package transport/udp); messages of one flow are handled and sent
 // in the order they came.
 //
 // A request goes through phases, one file each: checkRequest and

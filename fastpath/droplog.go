@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/viaduct-sip/viaduct/fastpath/udp"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // DropLogRate is how many lines a second an engine logs, at most, about

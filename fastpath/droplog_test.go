@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/viaduct-sip/viaduct/fastpath/udp"
 	"github.com/viaduct-sip/viaduct/internal/testenv"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // logLine is one decoded line of a JSON log.

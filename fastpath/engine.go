@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/balancer"
-	"github.com/viaduct-sip/viaduct/fastpath/udp"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/transport"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // Engine is Viaduct's stateless forwarding core: the configuration, the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Transport originates the probes: it sends them from Viaduct's own
@@ -308,7 +309,7 @@ func resolveTargets(cfg Config) ([]*target, error) {
 		addr := netip.AddrPortFrom(ct.Addr.Addr().Unmap(), ct.Addr.Port())
 		tr := strings.ToLower(ct.Transport)
 		if tr == "" {
-			tr = "udp"
+			tr = transport.UDP.String()
 		}
 		id := ct.ID
 		if id == "" {
@@ -325,7 +326,7 @@ func resolveTargets(cfg Config) ([]*target, error) {
 		if err != nil {
 			return nil, prefixErr(where+".health", err)
 		}
-		if tr != "udp" && !p.NeverProbe {
+		if tr != transport.UDP.String() && !p.NeverProbe {
 			return nil, fieldErr(where+".health.never_probe", "probes are sent over UDP; a %s target must set never_probe", tr)
 		}
 		if ct.Admin > balancer.Disabled {

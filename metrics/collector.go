@@ -12,6 +12,7 @@ import (
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Engine is what the collector reads from the fast path.
@@ -334,7 +335,7 @@ func (c *Collector) collectHealth(ch chan<- prometheus.Metric, states bool) {
 	for _, s := range c.o.Health.Status() {
 		id := s.ID
 		if states {
-			gauge(ch, c.upInfo, 1, id, s.Addr.String(), "udp")
+			gauge(ch, c.upInfo, 1, id, s.Addr.String(), transport.UDP.String())
 			gauge(ch, c.upUp, b2f(s.Health == balancer.Up), id)
 			for _, a := range []balancer.AdminState{balancer.Enabled, balancer.Draining, balancer.Disabled} {
 				gauge(ch, c.upAdmin, b2f(s.Admin == a), id, a.String())

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // DefaultPort is the port of a host-name upstream written without one
@@ -116,7 +117,7 @@ func (s Source) port() uint16 {
 
 func (s Source) transport() string {
 	if s.Transport == "" {
-		return "udp"
+		return transport.UDP.String()
 	}
 	return strings.ToLower(s.Transport)
 }
@@ -176,15 +177,15 @@ func ParseSource(s string) (Source, error) {
 		if port != 0 {
 			return Source{}, fmt.Errorf("%q: an SRV name takes no port: its records give the ports", s)
 		}
-		tr := "udp"
+		tr := transport.UDP.String()
 		switch labels[1] {
 		case "_tcp":
-			tr = "tcp"
+			tr = transport.TCP.String()
 			if labels[0] == "_sips" {
-				tr = "tls"
+				tr = transport.TLS.String()
 			}
 		case "_sctp":
-			tr = "sctp"
+			tr = balancer.TransportSCTP
 		}
 		return Source{Kind: KindSRV, Name: name, Absolute: absolute, Transport: tr}, nil
 	}

@@ -82,3 +82,14 @@ func ParseKind(s string) (Kind, bool) {
 	}
 	return 0, false
 }
+
+// Names returns the lower-case names of the transports in table order
+// ("udp", "tcp", "tls", "ws", "wss"): the spellings ParseKind takes, for
+// listing them in an error or a help text.
+func Names() []string {
+	names := make([]string, 0, numKinds-1)
+	for k := UDP; k < numKinds; k++ {
+		names = append(names, kinds[k].name)
+	}
+	return names
+}

@@ -1,6 +1,9 @@
 package transport
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestKindTable(t *testing.T) {
 	for _, c := range []struct {
@@ -31,5 +34,17 @@ func TestKindTable(t *testing.T) {
 	}
 	if _, ok := ParseKind("sctp"); ok {
 		t.Error("ParseKind accepted sctp")
+	}
+}
+
+func TestNames(t *testing.T) {
+	names := Names()
+	if got := strings.Join(names, " "); got != "udp tcp tls ws wss" {
+		t.Errorf("Names() = %q", got)
+	}
+	for _, n := range names {
+		if k, ok := ParseKind(n); !ok || k.String() != n {
+			t.Errorf("Names() lists %q, which ParseKind reads as %v, %v", n, k, ok)
+		}
 	}
 }

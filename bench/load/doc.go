@@ -18,7 +18,7 @@
 // need: a preallocated call table, a Pacer for its share of the rate, a
 // timer wheel for retransmissions (RFC 3261 Timers A and E), hold times and
 // timeouts (Timers B and F), and batched recvmmsg/sendmmsg I/O through
-// fastpath/udp. A call's slot number and generation are encoded in its
+// transport/udp. A call's slot number and generation are encoded in its
 // Call-ID ("<slot>-<gen>-<source>-<run>@vl"), so a response finds its call
 // with no map lookup, and a late response to an earlier use of the slot is
 // recognised. Requests are built into per-source buffers and responses are

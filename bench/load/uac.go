@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/viaduct-sip/viaduct/fastpath/udp"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // maxIdle bounds how long a source sleeps, so that it notices a new plan

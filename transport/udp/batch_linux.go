@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !portableudp
 
 package udp
 
@@ -17,41 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// Message is one datagram of a Batch.
-type Message struct {
-	// Buf holds the datagram. ReadBatch receives into Buf[:cap(Buf)] and
-	// leaves Buf resliced to the datagram's length. WriteBatch sends
-	// Buf[:N]. The caller may point Buf at any memory it owns (a write
-	// batch usually points it into the worker's output buffers); the
-	// batch keeps no copy of the slice between calls.
-	Buf []byte
-
-	// N is the datagram length in bytes: set by ReadBatch (equal to
-	// len(Buf)), read by WriteBatch.
-	N int
-
-	// Addr is the peer: the source address after ReadBatch, the
-	// destination for WriteBatch. IPv4 peers are always reported in their
-	// 4-byte form, also on IPv6 sockets; WriteBatch accepts either form.
-	// An IPv6 link-local source carries its interface index as a numeric
-	// zone ("fe80::1%2").
-	Addr netip.AddrPort
-
-	// Err is the outcome of this message. After ReadBatch it is nil or
-	// ErrTruncated. After WriteBatch it is nil if the datagram was handed
-	// to the kernel, the syscall.Errno that made the kernel refuse this
-	// datagram alone (for example EMSGSIZE), or, for messages not
-	// attempted because the whole batch failed, the error WriteBatch
-	// returned.
-	Err error
-}
-
-// SetData points m at b for sending to addr: Buf = b, N = len(b),
-// Addr = addr. Nothing is copied.
-func (m *Message) SetData(b []byte, addr netip.AddrPort) {
-	m.Buf, m.N, m.Addr = b, len(b), addr
-}
 
 // oobSize is the per-message control buffer for ReadBatch: room for the
 // SO_RXQ_OVFL message (24 bytes on 64-bit) and a little more, so an
@@ -113,25 +78,13 @@ type Batch struct {
 // one is truncated (Message.Err = ErrTruncated). 65535 holds any UDP
 // datagram over IPv4.
 func NewBatch(n, slotSize int) *Batch {
-	if n < 1 || n > MaxBatchSize {
-		panic(fmt.Sprintf("udp: NewBatch: size %d out of range 1..%d", n, MaxBatchSize))
-	}
-	if slotSize < 0 {
-		panic(fmt.Sprintf("udp: NewBatch: negative slot size %d", slotSize))
-	}
 	b := &Batch{
-		Msgs:    make([]Message, n),
+		Msgs:    newMessages(n, slotSize),
 		hdrs:    make([]unix.Mmsghdr, n),
 		iovs:    make([]unix.Iovec, n),
 		names:   make([]unix.RawSockaddrInet6, n),
 		oob:     make([]byte, n*oobSize),
 		retried: -1,
-	}
-	if slotSize > 0 {
-		slab := make([]byte, n*slotSize)
-		for i := range b.Msgs {
-			b.Msgs[i].Buf = slab[i*slotSize : (i+1)*slotSize : (i+1)*slotSize]
-		}
 	}
 	for i := range b.hdrs {
 		h := &b.hdrs[i].Hdr

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !portableudp
 
 package udp
 
@@ -20,17 +20,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MaxGroupSize is the largest number of sockets ListenGroup opens on one
-// address.
-const MaxGroupSize = 1024
-
 // portTries bounds how often ListenGroup picks a new ephemeral port when
 // another socket took the one its probe found before the group bound it.
 const portTries = 3
 
 // ListenGroup opens n sockets bound to addr with SO_REUSEPORT, one per
 // reader, so that the kernel spreads the address's datagrams over them by
-// their 4-tuple (see the package documentation). They are returned in the
+// their 4-tuple (see the README's Design section). They are returned in the
 // order they were bound, which is their index in the kernel's group (what
 // a SO_ATTACH_REUSEPORT_CBPF program returns). cfg applies to every
 // socket; cfg.ReusePort is implied.
@@ -64,11 +60,8 @@ const portTries = 3
 // processes opened with SO_REUSEPORT on the address, which must all belong
 // to the same user.
 func ListenGroup(ctx context.Context, addr netip.AddrPort, n int, cfg Config) ([]*Conn, error) {
-	if n < 1 || n > MaxGroupSize {
-		return nil, fmt.Errorf("udp: listen %v: group of %d sockets: want 1..%d", addr, n, MaxGroupSize)
-	}
-	if !addr.IsValid() {
-		return nil, fmt.Errorf("udp: listen %v: invalid address", addr)
+	if err := checkGroup(addr, n); err != nil {
+		return nil, err
 	}
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	cfg.ReusePort = true
