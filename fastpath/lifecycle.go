@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/viaduct-sip/viaduct/fastpath/udp"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // The engine's lifecycle (Start, Run, Close) and the socket loop each

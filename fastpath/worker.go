@@ -2,8 +2,8 @@ package fastpath
 
 import (
 	"github.com/cespare/xxhash/v2"
-	"github.com/viaduct-sip/viaduct/fastpath/udp"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // Worker is the per-goroutine state of the fast path: a parser.Message, the
