@@ -41,7 +41,10 @@ func wait(t *testing.T, done <-chan error, what string) error {
 
 // TestReadLoopBurstsInOrder queues bursts larger than the batch and checks
 // that ReadLoop hands over every datagram once, in order, in full and
-// partial batches, and returns nil when handle says stop.
+// partial batches, and returns nil when handle says stop. Each burst is
+// queued whole before the loop reads it (the handler holds the loop at the
+// end of a burst until the next one is sent), so full batches do not depend
+// on how the two goroutines happen to be scheduled.
 func TestReadLoopBurstsInOrder(t *testing.T) { forEachWaitMode(t, testReadLoopBurstsInOrder) }
 
 func testReadLoopBurstsInOrder(t *testing.T, parkAfter time.Duration) {
@@ -50,8 +53,16 @@ func testReadLoopBurstsInOrder(t *testing.T, parkAfter time.Duration) {
 	const bursts, per = 5, 100
 	var got []string
 	var sizes []int
-	next := make(chan struct{}, 1)
+	next, resume := make(chan struct{}, 1), make(chan struct{})
+	send := func(k int) {
+		for i := 0; i < per; i++ {
+			if _, err := src.WriteToUDPAddrPort([]byte(fmt.Sprintf("msg %d", k*per+i)), c.LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	b := NewBatch(32, 2048)
+	send(0)
 	done := runLoop(c, b, func(n int) bool {
 		sizes = append(sizes, n)
 		for _, m := range b.Msgs[:n] {
@@ -59,19 +70,21 @@ func testReadLoopBurstsInOrder(t *testing.T, parkAfter time.Duration) {
 		}
 		if len(got)%per == 0 {
 			next <- struct{}{}
+			if len(got) < bursts*per {
+				<-resume // the next burst is queued whole
+			}
 		}
 		return len(got) < bursts*per
 	})
 	for k := 0; k < bursts; k++ {
-		for i := 0; i < per; i++ {
-			if _, err := src.WriteToUDPAddrPort([]byte(fmt.Sprintf("msg %d", k*per+i)), c.LocalAddr()); err != nil {
-				t.Fatal(err)
-			}
-		}
 		select {
 		case <-next:
 		case <-time.After(5 * time.Second):
 			t.Fatalf("burst %d: %d of %d datagrams after 5 s (batches %v)", k, len(got), (k+1)*per, sizes)
+		}
+		if k+1 < bursts {
+			send(k + 1)
+			resume <- struct{}{}
 		}
 	}
 	if err := wait(t, done, "the last datagram"); err != nil {
