@@ -10,14 +10,13 @@ import (
 // txKey3261 derives the transaction key of an RFC 3261 request from the
 // client's branch and sent-by (17.2.3 items 1 and 2), without the method.
 //
-// The usual branch and host fit a stack buffer and are hashed in one call;
-// the streaming digest takes longer ones. Both hash the same bytes.
+// The usual branch and host fit the worker's buffer and are hashed in one
+// call; the streaming digest takes longer ones. Both hash the same bytes.
 func (w *Worker) txKey3261(v *parser.Via) uint64 {
-	var buf [160]byte
-	if len(v.Branch)+len(v.Host)+7 > len(buf) {
+	if len(v.Branch)+len(v.Host)+7 > cap(w.txBuf) {
 		return w.txKey3261Long(v)
 	}
-	b := append(buf[:0], v.Branch...)
+	b := append(w.txBuf[:0], v.Branch...)
 	b = append(b, 0)
 	n := len(b)
 	b = b[:n+len(v.Host)]

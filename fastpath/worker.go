@@ -27,6 +27,7 @@ type Worker struct {
 	rt      *routing // the engine's routing, loaded at the start of each request
 	req     reqState // the request being handled
 
+	txBuf      []byte     // branch, host and port of an RFC 3261 transaction key (txkey.go)
 	replyLines replyLines // the lines of a request being answered (reply.go)
 	replyVia   parser.Via // its top Via
 	up         *upCounters
@@ -73,6 +74,7 @@ func (e *Engine) newWorker(listen int) *Worker {
 		xx:      xxhash.New(),
 		scratch: make([]byte, 0, 1024+len(e.adv.sentBy)+len(e.listen[listen].String())),
 		keyBuf:  make([]byte, 0, maxKeyUnescape),
+		txBuf:   make([]byte, 0, 160),
 		aorBuf:  make([]byte, 0, 2*maxKeyUnescape),
 		rr:      e.nextCursor.Add(1) - 1,
 		rt:      e.route.Load(),
