@@ -13,6 +13,7 @@ import (
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/resolve"
+	"github.com/viaduct-sip/viaduct/transport"
 	"gopkg.in/yaml.v3"
 )
 
@@ -84,7 +85,7 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 			src.ID = u.ID
 			id := u.ID
 			if id == "" {
-				id = balancer.DefaultID("udp", src.Addr)
+				id = balancer.DefaultID(transport.UDP.String(), src.Addr)
 			}
 			if j, dup := ids[id]; dup {
 				return nil, &config.FieldError{Field: f + ".id", Reason: fmt.Sprintf("%q is also the id of upstreams[%d]", id, j)}
@@ -95,7 +96,7 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 				return nil, &config.FieldError{Field: f + ".id", Reason: fmt.Sprintf("not allowed for the DNS name %s: each address it resolves to is an upstream of its own, with the id udp:IP:PORT", src.Name)}
 			}
 		}
-		if src.Kind == resolve.KindSRV && src.Transport != "udp" {
+		if src.Kind == resolve.KindSRV && src.Transport != transport.UDP.String() {
 			return nil, &config.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("%s is a %s SRV name: Viaduct forwards over UDP, use _sip._udp.DOMAIN", src.Name, src.Transport)}
 		}
 		if u.Weight != nil {
@@ -134,7 +135,7 @@ func staticTargets(srcs []resolve.Source) ([]resolve.Target, error) {
 		if w == 0 {
 			w = balancer.DefaultWeight
 		}
-		out[i] = resolve.Target{Source: i, Target: balancer.Target{ID: s.ID, Addr: s.Addr, Transport: "udp", Weight: w, Priority: s.Priority}}
+		out[i] = resolve.Target{Source: i, Target: balancer.Target{ID: s.ID, Addr: s.Addr, Transport: transport.UDP.String(), Weight: w, Priority: s.Priority}}
 	}
 	return out, nil
 }
