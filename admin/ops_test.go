@@ -14,6 +14,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/bench/load"
+	"github.com/viaduct-sip/viaduct/bench/load/loadtest"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/metrics"
@@ -90,20 +91,7 @@ func startLive(t *testing.T, token string) *live {
 // calls runs n calls through the engine and requires all to complete.
 func (l *live) calls(t *testing.T, n uint64) {
 	t.Helper()
-	u, err := load.NewUAC(load.UACConfig{Target: l.eng.ListenAddrs()[0], Sources: 1, NoRetrans: true, Timeout: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	r, err := u.Run(ctx, load.RunOptions{Rate: 500, Total: n, Drain: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Counts.Completed != n {
-		t.Fatalf("%d of %d calls completed: %v", r.Counts.Completed, n, r.Counts.FailedBy())
-	}
+	loadtest.RunCalls(t, l.eng.ListenAddrs()[0], n)
 }
 
 func TestHealthzReadyz(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/bench/load"
+	"github.com/viaduct-sip/viaduct/bench/load/loadtest"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/internal/testenv"
@@ -54,26 +55,6 @@ func startEngine(t *testing.T, upstreams ...netip.AddrPort) *fastpath.Engine {
 	}
 	t.Cleanup(func() { e.Close() })
 	return e
-}
-
-// runCalls runs n complete calls (INVITE, 100, 180, 200, ACK, BYE, 200)
-// from a load.UAC through target and requires every one to succeed.
-func runCalls(t *testing.T, target netip.AddrPort, n uint64) {
-	t.Helper()
-	u, err := load.NewUAC(load.UACConfig{Target: target, Sources: 1, NoRetrans: true, Timeout: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	r, err := u.Run(ctx, load.RunOptions{Rate: 500, Total: n, Drain: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Counts.Completed != n || r.Counts.Failed != 0 {
-		t.Fatalf("%d of %d calls completed, %d failed: %v", r.Counts.Completed, n, r.Counts.Failed, r.Counts.FailedBy())
-	}
 }
 
 // sendRaw sends datagrams from a fresh loopback socket and returns it
@@ -143,7 +124,7 @@ func TestEngineCounters(t *testing.T) {
 	e := startEngine(t, a.Addr(), b.Addr())
 	proxy := e.ListenAddrs()[0]
 	const calls = 20
-	runCalls(t, proxy, calls)
+	loadtest.RunCalls(t, proxy, calls)
 
 	from := "127.0.0.1:9"
 	c := sendRaw(t, proxy,

@@ -1,0 +1,33 @@
+// Package loadtest drives the load generator from other packages' tests.
+// (internal/testenv cannot hold it: bench/load's own tests import testenv.)
+package loadtest
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/viaduct-sip/viaduct/bench/load"
+)
+
+// RunCalls runs n complete calls (INVITE, 100, 180, 200, ACK, BYE, 200)
+// from one load.UAC source through target, at 500 calls/s, and fails the
+// test unless every one completes (15 s at most).
+func RunCalls(t testing.TB, target netip.AddrPort, n uint64) {
+	t.Helper()
+	u, err := load.NewUAC(load.UACConfig{Target: target, Sources: 1, NoRetrans: true, Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	r, err := u.Run(ctx, load.RunOptions{Rate: 500, Total: n, Drain: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Counts.Completed != n || r.Counts.Failed != 0 {
+		t.Fatalf("%d of %d calls completed, %d failed: %v", r.Counts.Completed, n, r.Counts.Failed, r.Counts.FailedBy())
+	}
+}
