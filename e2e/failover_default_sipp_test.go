@@ -129,15 +129,25 @@ func healthLine(id, h string) *regexp.Regexp {
 }
 
 // startDefaultViaduct starts the binary with nothing but --listen and one
-// --upstream per upstream, and waits until its sockets are open.
-func startDefaultViaduct(t *testing.T, dir string, listen int, upstreams ...netip.AddrPort) {
+// --upstream per upstream, waits until its sockets are open and returns the
+// port it listens on. It listens on port 0 and reads the port the kernel
+// chose from the start line: a port picked free beforehand could be taken
+// by another process (a SIPp's media socket, say) before Viaduct binds it,
+// and Viaduct refuses an address that is in use.
+func startDefaultViaduct(t *testing.T, dir string, upstreams ...netip.AddrPort) int {
 	t.Helper()
-	args := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", listen)}
+	args := []string{"--listen", "127.0.0.1:0"}
 	for _, u := range upstreams {
 		args = append(args, "--upstream", u.String())
 	}
 	start(t, dir, "viaduct", buildViaduct(t, dir), args...)
-	waitLog(t, dir, regexp.MustCompile(`time=(\S+) level=INFO msg="fastpath started"`), 10*time.Second)
+	started := regexp.MustCompile(`time=(\S+) level=INFO msg="fastpath started" listen="?\[127\.0\.0\.1:(\d+)\]`)
+	waitLog(t, dir, started, 10*time.Second)
+	port, err := strconv.Atoi(started.FindStringSubmatch(viaductLog(t, dir))[2])
+	if err != nil || port == 0 {
+		t.Fatalf("no listen port in the start line (%v):\n%s", err, viaductLog(t, dir))
+	}
+	return port
 }
 
 // startUAC starts SIPp's built-in uac against viaduct at rate calls/s, for
@@ -169,11 +179,11 @@ func TestDefaultFailoverSilentUpstream(t *testing.T) {
 	t.Parallel()
 	sipp := testenv.Sipp(t)
 	dir := t.TempDir()
-	pv, pa := freePort(t, "udp"), freePort(t, "udp")
+	pa := freePort(t, "udp")
 	start(t, dir, "uas", sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(pa), "-nostdin")
 	b := newMutableUAS(t)
 	idA, idB := fmt.Sprintf("udp:127.0.0.1:%d", pa), "udp:"+b.addr.String()
-	startDefaultViaduct(t, dir, pv, netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", pa)), b.addr)
+	pv := startDefaultViaduct(t, dir, netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", pa)), b.addr)
 	begin := time.Now()
 	const rate = 20
 	uac := startUAC(t, dir, sipp, pv, 100000, rate, 0, "uac")
@@ -245,14 +255,13 @@ func TestDefaultHealthSippUAS(t *testing.T) {
 	t.Parallel()
 	sipp := testenv.Sipp(t)
 	dir := t.TempDir()
-	pv := freePort(t, "udp")
 	var ups []netip.AddrPort
 	for i := 0; i < 2; i++ {
 		p := freePort(t, "udp")
 		start(t, dir, "uas"+strconv.Itoa(i), sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(p), "-nostdin")
 		ups = append(ups, netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", p)))
 	}
-	startDefaultViaduct(t, dir, pv, ups...)
+	pv := startDefaultViaduct(t, dir, ups...)
 	id0 := "udp:" + ups[0].String()
 	// The first probe goes to uas0 at once; with no call yet, its timeout
 	// logs the hint about upstreams that ignore OPTIONS.
