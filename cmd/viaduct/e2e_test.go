@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -273,14 +274,33 @@ func startViaduct(t *testing.T, cfg string) (netip.AddrPort, *proc) {
 	t.Helper()
 	bin := viaductBinary(t)
 	dir := t.TempDir()
-	proxy := freePort(t)
 	path := filepath.Join(dir, "viaduct.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf("listen: [\"%s\"]\n%s", proxy, cfg)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("listen: [\"127.0.0.1:0\"]\n"+cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := start(t, dir, bin, "--config", path, "--shutdown-drain", "0")
-	waitBound(t, proxy, p)
-	return proxy, p
+	return listeningOn(t, p), p
+}
+
+// startedLine is the engine's start line, with the address it listens on.
+var startedLine = regexp.MustCompile(`msg="fastpath started" listen="?\[(127\.0\.0\.1:\d+)\]`)
+
+// listeningOn waits (10 s at most) for p's start line and returns the
+// address it reports. Tests start the binary on port 0 and read the port the
+// kernel chose: a port picked free beforehand can be taken by another
+// process before the binary binds it, and Viaduct refuses an address in use.
+func listeningOn(t *testing.T, p *proc) netip.AddrPort {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := startedLine.FindStringSubmatch(p.out.String()); m != nil {
+			return netip.MustParseAddrPort(m[1])
+		}
+		if ok, _ := p.exited(); ok {
+			break
+		}
+	}
+	t.Fatalf("%s did not start listening:\n%s", p.cmd.Path, p.out.String())
+	return netip.AddrPort{}
 }
 
 // Issue #4 through the real binary: REGISTERs for one AOR with different
