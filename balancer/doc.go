@@ -109,55 +109,12 @@
 // newcomer's best-ranked buckets. Derived and full builds are checked to be
 // equal, bucket for bucket, along random walks of state changes.
 //
-// Measured on the 2-core development VM (AMD EPYC, shared with other
-// builds; CPU time, best of 5):
-//
-//	Pick, 2..1000 targets, keys spread over the whole table:  3-4 ns, 0 allocs
-//	HashKey(40-byte Call-ID) + Pool.Table + Pick, 1000 targets:  ~30 ns
-//	full build (NewPool, large reload), 10 / 100 / 1000 targets: 40 / 55 / 70 ms
-//	one of 1000 targets down / back up (derived):               7 / 2 ms
-//	one of 1000 targets drained / re-enabled:                    8 / 0.3 ms
-//	one of 10 targets down / back up:                           11 / 21 ms
-//	memory: 1 MiB per lookup (<= 256 targets), 2 MiB above; two lookups
-//	while a target drains; plus 48 bytes per unit of weight during a build
-//
-// Spread (1e6 random keys, deterministic seed): worst target within 0.3%
-// of its weight share at 2-10 targets, 3.1% at 100 equal targets, 4.3% at
-// 100 targets of weights 1 and 2 (where key sampling alone contributes
-// about 1.2% per sigma); the bucket shares themselves are within 0.3% at
-// 10 targets, 1.7-2.0% at 100 and about 8% at 1000 (2^20 buckets shared by
-// 1000 targets leave ~1000 per target). A target's share does not depend
-// on its position in the config.
-//
-// Alternatives measured before choosing (same VM):
-//
-//   - Plain weighted rendezvous per request (score -ln(u)/w for every
-//     target): exact, no table, but 0.2 µs at 10 targets, 1.5 µs at 100 and
-//     12.8 µs at 1000 targets per Pick.
-//   - Maglev (65537 or 655373 slots): near-perfect spread and 3-46 ms builds,
-//     but removing one target also moves 0.07-0.5% of the keys of
-//     surviving targets (0.32% at 1000 targets with 655373 slots): calls in
-//     progress on healthy servers would break. Rejected for requirement 1.
-//   - Hash ring with virtual nodes: exact like rendezvous, but spread needs
-//     many points: at 100 targets the worst share is off by 26% with 100
-//     vnodes, 7.9% with 1000, 3.0% with 10000 (186 ms to build); at 1000
-//     targets, 10.6% with 1000 vnodes (196 ms). Lookups need a binary search
-//     or a second table.
-//   - Jump consistent hash: only the last bucket may be removed, so an
-//     arbitrary target's failure reshuffles others; rejected.
-//   - AnchorHash/Memento-style removal stacks: the mapping depends on the
-//     order of removals, so two instances (or one after a restart) could
-//     disagree; rejected for requirement 3.
-//
 // Build time grows with the total weight W (one replica per unit of
-// weight): a pool of 1000 targets of weight 1000 (W = 10^6) takes about
-// 1.7 s. Weights are not reduced by their gcd, because that would reshuffle
-// every key whenever one weight changed the gcd: configure the smallest
-// integers that express the ratios (1..100 is plenty).
-//
-// 2^20 buckets are what 5% spread at 100 targets needs (2^18 leaves ~2% per
-// sigma per target before key sampling) while keeping a lookup in L2/L3
-// cache and a build under 0.1 s.
+// weight): configure the smallest integers that express the ratios (1..100
+// is plenty); weights are not reduced by their gcd, because that would
+// reshuffle every key whenever one weight changed the gcd. The README's
+// "Design" section has the measured costs, the spread and the alternatives
+// that were measured before this scheme was chosen.
 //
 // # Round robin
 //
