@@ -34,7 +34,7 @@ func keyOf(t *testing.T, w *Worker, req []byte) (uint64, bool) {
 		t.Fatal(err)
 	}
 	before := w.Stats().KeyFallbacks
-	h := w.keyHash(&to)
+	h := w.keyHash(&to, nil)
 	return h, w.Stats().KeyFallbacks != before
 }
 

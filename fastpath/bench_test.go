@@ -165,7 +165,7 @@ func BenchmarkKeyHash(b *testing.B) {
 			w.rt = w.e.route.Load()
 			b.ReportAllocs()
 			for b.Loop() {
-				w.keyHash(&to)
+				w.keyHash(&to, nil)
 			}
 			if n := w.Stats().KeyFallbacks; n != 0 {
 				b.Fatalf("%d key fallbacks", n)

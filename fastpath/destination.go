@@ -32,7 +32,7 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 	}
 	if !r.dest.IsValid() {
 		var ok bool
-		if r.dest, r.picked, r.counted, ok = w.pick(&r.to, dialog); !ok {
+		if r.dest, r.picked, r.counted, ok = w.pick(&r.to, r.receivedRURI(), dialog); !ok {
 			return w.reject(r, Local503, "No Upstream Available", DropNoUpstream)
 		}
 	}

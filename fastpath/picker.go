@@ -146,17 +146,18 @@ func inDialog(meth parser.Method, toTag []byte, routes int) bool {
 // pick chooses the upstream of a balanced request: by Config.Picker, or
 // from the pool's current table with the worker's round-robin cursor,
 // hashing the request's key only when the table needs it. counted reports
-// whether idHash names the pool target chosen (false with a Picker).
-func (w *Worker) pick(to *parser.NameAddr, inDialog bool) (dest netip.AddrPort, idHash uint64, counted, ok bool) {
+// whether idHash names the pool target chosen (false with a Picker). to
+// and ruri are as keyHash takes them.
+func (w *Worker) pick(to *parser.NameAddr, ruri *parser.URI, inDialog bool) (dest netip.AddrPort, idHash uint64, counted, ok bool) {
 	e := w.e
 	if e.picker != nil {
-		dest, ok = e.picker.Pick(w.keyHash(to), inDialog)
+		dest, ok = e.picker.Pick(w.keyHash(to, ruri), inDialog)
 		return dest, 0, false, ok
 	}
 	tab := e.pool.Table()
 	var h uint64
 	if tab.NeedsKey() {
-		h = w.keyHash(to)
+		h = w.keyHash(to, ruri)
 	}
 	t, ok := tab.Select(h, &w.rr, inDialog)
 	if !ok {
@@ -167,8 +168,10 @@ func (w *Worker) pick(to *parser.NameAddr, inDialog bool) (dest netip.AddrPort, 
 
 // keyHash returns balancer.HashKey of the request's balancing key, as the
 // policy names it for the method, or of its Call-ID when the request lacks
-// that key (counted in Stats.KeyFallbacks). to is the parsed To header.
-func (w *Worker) keyHash(to *parser.NameAddr) uint64 {
+// that key (counted in Stats.KeyFallbacks). to is the parsed To header;
+// ruri is the Request-URI as received, already parsed, or nil to have it
+// parsed here.
+func (w *Worker) keyHash(to *parser.NameAddr, ruri *parser.URI) uint64 {
 	m := &w.m
 	r := w.rt.keys.rule(m)
 	var (
@@ -184,12 +187,21 @@ func (w *Worker) keyHash(to *parser.NameAddr) uint64 {
 		if from, err := m.From(); err == nil {
 			h, ok = w.aorHash(from.URI)
 		}
-	case balancer.KeyRequestUser:
-		h, ok = w.ruriUserHash(m.RequestURI())
-	case balancer.KeyRequestAOR:
-		// The To AOR's normalisation: one AOR, one hash, whichever
-		// header it is read from.
-		h, ok = w.aorHash(m.RequestURI())
+	case balancer.KeyRequestUser, balancer.KeyRequestAOR:
+		var u parser.URI
+		if ruri == nil {
+			if parser.ParseURI(m.RequestURI(), &u) != nil {
+				break
+			}
+			ruri = &u
+		}
+		if r.kind == balancer.KeyRequestUser {
+			h, ok = w.ruriUserHash(ruri)
+		} else {
+			// The To AOR's normalisation: one AOR, one hash, whichever
+			// header it is read from.
+			h, ok = w.uriAORHash(ruri)
+		}
 	case balancer.KeyHeader:
 		if hd, found := m.FindName(r.header); found && len(hd.Value) > 0 {
 			h, ok = xxhash.Sum64(hd.Value), true
@@ -211,7 +223,15 @@ func (w *Worker) keyHash(to *parser.NameAddr) uint64 {
 // them.
 func (w *Worker) aorHash(uri []byte) (uint64, bool) {
 	var u parser.URI
-	if parser.ParseURI(uri, &u) != nil || !u.IsSIP() || len(u.Host) == 0 {
+	if parser.ParseURI(uri, &u) != nil {
+		return 0, false
+	}
+	return w.uriAORHash(&u)
+}
+
+// uriAORHash is aorHash of a parsed URI.
+func (w *Worker) uriAORHash(u *parser.URI) (uint64, bool) {
+	if !u.IsSIP() || len(u.Host) == 0 {
 		return 0, false
 	}
 	user := w.unescapeUser(u.User)
@@ -238,13 +258,10 @@ func (w *Worker) aorHash(uri []byte) (uint64, bool) {
 	return d.Sum64(), true
 }
 
-// ruriUserHash hashes the user part of a Request-URI: a SIP or SIPS URI's
-// user (unescaped), or a tel URI's number (as written, without parameters).
-func (w *Worker) ruriUserHash(ruri []byte) (uint64, bool) {
-	var u parser.URI
-	if parser.ParseURI(ruri, &u) != nil {
-		return 0, false
-	}
+// ruriUserHash hashes the user part of a parsed Request-URI: a SIP or SIPS
+// URI's user (unescaped), or a tel URI's number (as written, without
+// parameters).
+func (w *Worker) ruriUserHash(u *parser.URI) (uint64, bool) {
 	if u.IsSIP() {
 		if len(u.User) == 0 {
 			return 0, false

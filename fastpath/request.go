@@ -22,6 +22,7 @@ type reqState struct {
 	// Route preprocessing (route.go).
 	ru, u                     parser.URI // the effective Request-URI; the Route value at hand
 	effRURI                   []byte     // the effective Request-URI as written
+	ruriRestored              bool       // a strict router's Request-URI was replaced by the last Route
 	ruriSelf                  bool       // it names Viaduct (no user part)
 	rs                        routes
 	remaining                 int // Route values left once Viaduct's own are removed
@@ -128,6 +129,16 @@ func (w *Worker) transactionKey(r *reqState) Action {
 	}
 	r.key = w.txKey2543(r.in, r.top, r.to.Tag, r.fromTag)
 	return continueRequest
+}
+
+// receivedRURI returns the Request-URI as received, parsed, or nil when
+// route preprocessing replaced it (a strict router's request) and it must
+// be parsed again.
+func (r *reqState) receivedRURI() *parser.URI {
+	if r.ruriRestored {
+		return nil
+	}
+	return &r.ru
 }
 
 // reject answers the request of r with a local reply.

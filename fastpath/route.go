@@ -113,13 +113,13 @@ func (w *Worker) preprocessRoutes(r *reqState) Action {
 	w.scanRoutes(r.in, &r.rs)
 	r.remaining = r.rs.n
 	r.removedFirst, r.removedLast = false, false
-	r.effRURI = ruri
+	r.effRURI, r.ruriRestored = ruri, false
 	if r.ruriSelf && ruriLR && r.rs.n > 0 {
 		lastURI, ok := routeURI(r.in[r.rs.last.start:r.rs.last.end], &r.u)
 		if !ok { // (a URI that parses holds no white space to break the start line)
 			return w.reject(r, Local400, "Malformed Route", DropParseError)
 		}
-		r.effRURI, r.ru = lastURI, r.u
+		r.effRURI, r.ru, r.ruriRestored = lastURI, r.u, true
 		r.ruriSelf = false
 		w.edits.add(m.Offset(ruri), m.Offset(ruri)+len(ruri), lastURI)
 		r.removedLast = true
