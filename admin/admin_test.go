@@ -13,6 +13,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 var _ Upstreams = (*health.Checker)(nil)
@@ -31,7 +32,7 @@ func setup(t *testing.T, token string) (*httptest.Server, *balancer.Pool, *healt
 func setupWith(t *testing.T, o Options) (*httptest.Server, *balancer.Pool, *health.Checker, *Handler) {
 	t.Helper()
 	ups := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5071"), netip.MustParseAddrPort("[::1]:5072")}
-	eng, err := fastpath.New(fastpath.Config{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, Upstreams: ups}, nil)
+	eng, err := fastpath.New(fastpath.Config{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, Transport: udp.Bind(udp.ServerConfig{}, nil), Upstreams: ups}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // live is a running Viaduct in miniature: a started fast path on loopback
@@ -46,6 +47,7 @@ func startLive(t *testing.T, token string) *live {
 		addrs = append(addrs, s.Addr())
 	}
 	eng, err := fastpath.New(fastpath.Config{
+		Transport: udp.Bind(udp.ServerConfig{}, nil),
 		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 		Workers:   2,
 		Upstreams: addrs,

@@ -27,6 +27,7 @@ import (
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 var (
@@ -127,6 +128,7 @@ func exportedNames(t *testing.T) map[string]bool {
 	}
 	defer uas.Close()
 	e, err := fastpath.New(fastpath.Config{
+		Transport: udp.Bind(udp.ServerConfig{}, nil),
 		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 		Workers:   1,
 		Upstreams: []netip.AddrPort{uas.Addr()},

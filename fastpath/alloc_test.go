@@ -1,8 +1,6 @@
 package fastpath
 
 import (
-	"context"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/internal/testenv"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // The per-message path allocates nothing, for every kind of message.
@@ -55,18 +54,19 @@ CSeq: 7 OPTIONS`, "")
 		{"forged", forged, up1, ActionDrop},
 	}
 	for _, c := range cases {
-		if a := w.Handle(c.in, c.from, out); a != c.want {
+		if a := w.Handle(c.in, udpFrom(c.from), out); a != c.want {
 			t.Fatalf("%s: %v, want %v", c.name, a, c.want)
 		}
-		if n := testing.AllocsPerRun(200, func() { w.Handle(c.in, c.from, out) }); n != 0 {
+		if n := testing.AllocsPerRun(200, func() { w.Handle(c.in, udpFrom(c.from), out) }); n != 0 {
 			t.Errorf("%s: %.1f allocations per message, want 0", c.name, n)
 		}
 	}
 }
 
-// A whole batch over real loopback sockets (recvmmsg, handle, sendmmsg)
-// allocates nothing either, whether the worker parks in the netpoller at
-// once or first waits in recvmmsg (Config.ParkAfter).
+// The whole path over real loopback sockets (recvmmsg, Handle, sendmmsg)
+// allocates nothing either, in the worker or anywhere else in the process,
+// whether the worker parks in the netpoller at once or first waits in
+// recvmmsg (udp.ServerConfig.ParkAfter).
 func TestBatchAllocatesNothing(t *testing.T) {
 	t.Run("netpoller", func(t *testing.T) { testBatchAllocatesNothing(t, 0) })
 	t.Run("recvmmsg", func(t *testing.T) { testBatchAllocatesNothing(t, 50*time.Millisecond) })
@@ -74,14 +74,11 @@ func TestBatchAllocatesNothing(t *testing.T) {
 
 func testBatchAllocatesNothing(t *testing.T, parkAfter time.Duration) {
 	upConn, upAddr := testenv.ListenUDP(t)
-	e := boundEngine(t, Config{
-		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+	e := startEngineConfig(t, Config{
 		Upstreams: []netip.AddrPort{upAddr},
 		Workers:   1,
-		Batch:     16,
-		ParkAfter: parkAfter,
-	}, nil)
-	w := e.workers[0]
+		Transport: udp.Bind(udp.ServerConfig{Batch: 16, ParkAfter: parkAfter}, nil),
+	})
 	proxy := e.ListenAddrs()[0]
 	client, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(proxy))
 	if err != nil {
@@ -97,19 +94,11 @@ func testBatchAllocatesNothing(t *testing.T, parkAfter time.Duration) {
 		t.Fatal(err)
 	}
 	done := 0
-	// The worker's own loop, stopped once the round's requests are out.
-	handle := func(n int) bool {
-		w.batch(n)
-		return int(w.c.reqFwd.load()) < done+k
-	}
 	round := func() {
 		for i := 0; i < k; i++ {
 			if _, err := client.Write(req); err != nil {
 				t.Fatal(err)
 			}
-		}
-		if err := w.conn.ReadLoop(w.in, handle); err != nil {
-			t.Fatal(err)
 		}
 		done += k
 		for i := 0; i < k; i++ {
@@ -120,31 +109,12 @@ func testBatchAllocatesNothing(t *testing.T, parkAfter time.Duration) {
 	}
 	round() // warm up
 	if n := testing.AllocsPerRun(50, round); n != 0 {
-		t.Errorf("%.2f allocations per batch of %d, want 0", n, k)
+		t.Errorf("%.2f allocations per round of %d requests, want 0", n, k)
 	}
-	s := w.Stats()
-	if s.RequestsForwarded != uint64(done) || s.DatagramsOut != uint64(done) {
-		t.Errorf("forwarded %d, sent %d, want %d", s.RequestsForwarded, s.DatagramsOut, done)
-	}
-}
-
-// boundEngine builds an engine from cfg and binds its sockets without
-// starting its workers, for a test that drives a worker's loop itself; the
-// test's cleanup closes it.
-func boundEngine(t *testing.T, cfg Config, log *slog.Logger) *Engine {
-	t.Helper()
-	e, err := New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mu.Lock()
-	err = e.bindLocked(context.Background())
-	e.mu.Unlock()
-	if err != nil {
-		t.Fatalf("bind: %v", err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
+	waitFor(t, "every request counted as sent", func() bool {
+		s := e.Stats()
+		return s.RequestsForwarded == uint64(done) && s.DatagramsOut == uint64(done)
+	})
 }
 
 // Extracting and hashing every kind of key, round robin and the response
@@ -185,10 +155,10 @@ func TestBalancingAllocatesNothing(t *testing.T) {
 	}
 	out := newOutput(hashed)
 	for _, c := range cases {
-		if a := c.w.Handle(c.in, c.from, out); a != ActionForward {
+		if a := c.w.Handle(c.in, udpFrom(c.from), out); a != ActionForward {
 			t.Fatalf("%s: %v", c.name, a)
 		}
-		if n := testing.AllocsPerRun(200, func() { c.w.Handle(c.in, c.from, out) }); n != 0 {
+		if n := testing.AllocsPerRun(200, func() { c.w.Handle(c.in, udpFrom(c.from), out) }); n != 0 {
 			t.Errorf("%s: %.1f allocations per message, want 0", c.name, n)
 		}
 	}

@@ -444,7 +444,7 @@ func invites(t *testing.T, w *Worker, n int, seed uint64) map[netip.AddrPort]int
 	const orig = "a84b4c76e66710@pc33.atlanta.example.com" // 39 bytes
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("%016x%016x@pc33.example.com", rng.Uint64(), rng.Uint64())[:len(orig)]
-		if a := w.Handle(replace(invite3261, orig, id), alice, out); a != ActionForward {
+		if a := w.Handle(replace(invite3261, orig, id), udpFrom(alice), out); a != ActionForward {
 			t.Fatalf("INVITE %d: %v", i, a)
 		}
 		seen[out.To]++
@@ -510,7 +510,7 @@ func TestRoundRobin(t *testing.T) {
 	out := newOutput(e)
 	seen := map[netip.AddrPort]int{}
 	for i := 0; i < 400; i++ {
-		w.Handle(invite3261, alice, out)
+		w.Handle(invite3261, udpFrom(alice), out)
 		seen[out.To]++
 	}
 	if seen[up1] != 300 || seen[up2] != 100 {
@@ -520,7 +520,7 @@ func TestRoundRobin(t *testing.T) {
 		t.Errorf("round robin extracted %d keys", n)
 	}
 	// Workers start at different positions of the cycle.
-	if w2, w3 := e.NewWorker(0), e.NewWorker(0); w2.rr == w3.rr {
+	if w2, w3 := e.NewWorker(), e.NewWorker(); w2.rr == w3.rr {
 		t.Errorf("two workers share a cursor start")
 	}
 }

@@ -31,14 +31,14 @@ a=rtpmap:0 PCMU/8000
 func benchHandle(b *testing.B, in []byte, from netip.AddrPort, want Action) {
 	e, w := newTestWorker(b, nil)
 	out := newOutput(e)
-	if a := w.Handle(in, from, out); a != want {
+	if a := w.Handle(in, udpFrom(from), out); a != want {
 		b.Fatalf("%v, want %v", a, want)
 	}
 	b.SetBytes(int64(len(in)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		w.Handle(in, from, out)
+		w.Handle(in, udpFrom(from), out)
 	}
 }
 
@@ -143,7 +143,7 @@ func benchHandleKey(b *testing.B, method, rule string, in []byte) {
 	b.SetBytes(int64(len(in)))
 	b.ReportAllocs()
 	for b.Loop() {
-		w.Handle(in, sippClient, out)
+		w.Handle(in, udpFrom(sippClient), out)
 	}
 }
 

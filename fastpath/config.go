@@ -7,10 +7,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/internal/config"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Defaults applied by Config.withDefaults for fields left at their zero value.
@@ -18,18 +18,6 @@ const (
 	// DefaultMaxMessageSize is the largest datagram forwarded, in bytes
 	// (Kamailio's default buffer size).
 	DefaultMaxMessageSize = 16384
-	// DefaultSocketBuffer is the SO_RCVBUF and SO_SNDBUF size requested for
-	// every socket. The kernel caps it at net.core.rmem_max / wmem_max.
-	DefaultSocketBuffer = 4 << 20
-	// DefaultBatch is the number of datagrams read or written per
-	// recvmmsg/sendmmsg call.
-	DefaultBatch = 32
-	// MaxBatch is the largest Batch accepted.
-	MaxBatch = 256
-
-	// MaxParkAfter bounds Config.ParkAfter: waiting longer for the next
-	// datagram saves nothing more and only keeps a thread from parking.
-	MaxParkAfter = time.Second
 	// MaxListen is the largest number of listen addresses (the listen
 	// index is carried in one base32 digit of the branch).
 	MaxListen = 32
@@ -47,9 +35,10 @@ const (
 // except Listen and Upstreams (or Picker) selects a default, documented on
 // the field. Field names in errors are the keys of Viaduct's YAML file.
 type Config struct {
-	// Listen holds the UDP addresses to receive on, IPv4 or IPv6, at
-	// least one. Port 0 picks an ephemeral port (tests); every worker then
-	// shares the port the first socket got.
+	// Listen holds the addresses to receive on, IPv4 or IPv6, at least
+	// one: the listeners of Transport, in this order. Port 0 picks an
+	// ephemeral port (tests); every worker then shares the port the first
+	// socket got.
 	Listen []netip.AddrPort
 
 	// Advertise is the host[:port] that Viaduct puts into its Via (and
@@ -63,38 +52,10 @@ type Config struct {
 	// owning one SO_REUSEPORT socket. Default: GOMAXPROCS.
 	Workers int
 
-	// ReusePort lets the workers' sockets share the listen addresses with
-	// other processes' SO_REUSEPORT sockets (other Viaduct instances of
-	// the same user, each started with ReusePort): the kernel spreads the
-	// traffic over all of them by 4-tuple. False, the default: Start
-	// refuses an address that another socket holds (address already in
-	// use), so a second instance started by mistake cannot take part of
-	// the first one's traffic and probe replies (udp.ListenGroup).
-	ReusePort bool
-
-	// RecvBuffer and SendBuffer are the SO_RCVBUF / SO_SNDBUF sizes asked
-	// for, in bytes. Default DefaultSocketBuffer.
-	RecvBuffer, SendBuffer int
-
-	// Batch is the number of datagrams per recvmmsg/sendmmsg call.
-	// Default DefaultBatch; at most MaxBatch.
-	Batch int
-
-	// ParkAfter is how long a worker whose socket ran empty keeps waiting
-	// for the next datagram inside recvmmsg, holding its thread, before it
-	// parks in the Go netpoller (udp.Config.ParkAfter). Zero, the default,
-	// parks at once; at most MaxParkAfter. A wait in recvmmsg is one
-	// system call where a netpoller wake-up is three, so under steady
-	// traffic it saves about a sixth of the CPU per message when the
-	// process has its cores to itself (on cores shared with other busy
-	// processes it measured about 8% dearer); an idle worker still parks
-	// and costs no thread.
-	//
-	// A waiting worker keeps its P, so the engine only uses ParkAfter when
-	// every worker can have one: Workers × len(Listen) <= GOMAXPROCS.
-	// Otherwise it logs so and parks at once (Engine.ParkAfter reports
-	// what it uses).
-	ParkAfter time.Duration
+	// Transport opens the listen addresses when the engine starts
+	// (udp.Bind): the sockets, their workers and their settings are the
+	// transport's. Start needs it; New and NewWorker do not.
+	Transport transport.Binder
 
 	// Upstreams are the next hops requests are balanced over, each with
 	// weight 1, priority 0 and the default ID ("udp:" + address).
@@ -253,35 +214,14 @@ func (c *Config) checkListen() error {
 	return nil
 }
 
-// socketDefaults applies the defaults of the workers, their sockets and the
-// message size, and checks their ranges.
+// socketDefaults applies the defaults of the workers and the message
+// size, and checks their ranges.
 func (c *Config) socketDefaults() error {
 	if c.Workers == 0 {
 		c.Workers = runtime.GOMAXPROCS(0)
 	}
 	if c.Workers < 0 || c.Workers > 1024 {
 		return fieldErr("workers", "must be between 1 and 1024, got %d", c.Workers)
-	}
-	if c.ParkAfter < 0 || c.ParkAfter > MaxParkAfter {
-		return fieldErr("park_after", "must be 0 (park at once) to %v, got %v", MaxParkAfter, c.ParkAfter)
-	}
-	if c.RecvBuffer == 0 {
-		c.RecvBuffer = DefaultSocketBuffer
-	}
-	if c.RecvBuffer < 0 {
-		return fieldErr("recv_buffer", "must be positive, got %d", c.RecvBuffer)
-	}
-	if c.SendBuffer == 0 {
-		c.SendBuffer = DefaultSocketBuffer
-	}
-	if c.SendBuffer < 0 {
-		return fieldErr("send_buffer", "must be positive, got %d", c.SendBuffer)
-	}
-	if c.Batch == 0 {
-		c.Batch = DefaultBatch
-	}
-	if c.Batch < 1 || c.Batch > MaxBatch {
-		return fieldErr("batch", "must be between 1 and %d, got %d", MaxBatch, c.Batch)
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize

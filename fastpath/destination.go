@@ -39,7 +39,7 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 	if reason := unsafeDestination(r.dest.Addr()); reason != "" {
 		return w.reject(r, Local403, reason, DropUnsafeDestination)
 	}
-	if r.sendListen = w.e.listenFor(w.listen, r.dest.Addr()); r.sendListen < 0 {
+	if r.sendListen = w.e.listenFor(w.src.Listener, r.dest.Addr()); r.sendListen < 0 {
 		return w.reject(r, Local503, "No Socket For Address Family", DropNoUpstream)
 	}
 	return continueRequest

@@ -3,21 +3,25 @@
 // 18.2.2, RFC 3581 and RFC 2543 compatibility).
 //
 // An Engine holds the configuration, the balancer pool and the workers. A
-// Worker's Handle is the whole per-message path without the socket: it takes
-// one datagram and its source address and writes what to send, and where,
-// into an Output; it allocates nothing.
+// Worker's Handle is the whole per-message path without I/O: it takes one
+// message and where it came from (address, transport, listener, connection)
+// and writes what to send, and where, into an Output; it allocates nothing.
+// The core knows no socket.
 //
 //	e, err := fastpath.New(cfg, logger)
-//	w := e.NewWorker(0)
+//	w := e.NewWorker()
 //	out := &fastpath.Output{Buf: make([]byte, 0, e.OutputBufferSize())}
-//	switch w.Handle(datagram, from, out) {
+//	src := transport.Peer{Addr: from, Kind: transport.UDP}
+//	switch w.Handle(msg, src, out) {
 //	case fastpath.ActionForward, fastpath.ActionReply:
-//		// send out.Buf to out.To from listen address out.Listen
+//		// send out.Buf to out.Peer(): address, transport, listener, flow
 //	}
 //
-// Engine.Start runs one such worker per socket, which reads and writes in
-// batches (package transport/udp); messages of one flow are handled and sent
-// in the order they came.
+// Engine.Start binds the listen addresses through Config.Transport (a
+// transport.Binder such as udp.Bind) and gives each transport worker a
+// Worker of its own, behind the transport.Handler interface (serve.go); a
+// transport hands over the messages of one flow, and sends what they
+// produce, in the order they came.
 //
 // A request goes through phases, one file each: checkRequest and
 // answerOrStop (request.go: what Viaduct refuses, OPTIONS to itself,

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/parser"
-	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // DropLogRate is how many lines a second an engine logs, at most, about
@@ -31,10 +30,9 @@ const (
 )
 
 // dropLog logs one worker's dropped and refused messages at debug level,
-// rate-limited. It belongs to its worker: no lock, and nothing on the
-// per-message path. The worker hands it each batch once the batch's
-// datagrams are sent, so the decision costs a scan of the batch's outputs
-// and the formatting is done only for the lines the bucket allows.
+// rate-limited. It belongs to its worker: no lock; a forwarded message
+// costs it nothing, a dropped one a clock read, and the formatting is done
+// only for the lines the bucket allows.
 type dropLog struct {
 	log        *slog.Logger
 	c          *counters
@@ -50,32 +48,25 @@ func (e *Engine) newDropLog(c *counters, workers int) *dropLog {
 		return nil
 	}
 	workers = max(workers, 1)
+	now := e.dropClock
+	if now == nil {
+		now = time.Now
+	}
 	return &dropLog{
 		log:    e.log,
 		c:      c,
 		bucket: newTokenBucket(time.Duration(workers)*time.Second/DropLogRate, max(1, DropLogRate/workers)),
-		now:    time.Now,
+		now:    now,
 	}
 }
 
-// logBatch logs the dropped and refused messages among a batch's inputs
-// and the outputs Handle made of them (in[i] gave out[i]), as far as the
+// record logs a message Handle dropped or refused (in gave o), as far as the
 // bucket allows.
-func (d *dropLog) logBatch(in []udp.Message, out []Output) {
-	var now time.Time
-	for i := range out {
-		o := &out[i]
-		if o.Drop == DropNone {
-			continue
-		}
-		if now.IsZero() {
-			now = d.now()
-		}
-		if !d.allow(now) {
-			continue
-		}
-		d.logDrop(in[i].Buf, in[i].Addr, o)
+func (d *dropLog) record(in []byte, from netip.AddrPort, o *Output) {
+	if o.Drop == DropNone || !d.allow(d.now()) {
+		return
 	}
+	d.logDrop(in, from, o)
 }
 
 // logSendError logs a datagram the kernel refused to send (DropSendError),

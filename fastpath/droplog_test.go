@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/viaduct-sip/viaduct/internal/testenv"
+	"github.com/viaduct-sip/viaduct/transport"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
@@ -50,42 +52,38 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time { return c.t }
 
-// debugWorker returns a data-only worker (Handle driven directly) whose
-// drop log writes JSON lines to the returned buffer on a fake clock, as one
-// of workers workers.
-func debugWorker(t *testing.T, workers int) (*Worker, *testenv.SyncBuffer, *fakeClock) {
+// debugWorker returns the handler a transport would drive, without a
+// transport (Handle called directly), whose drop log writes JSON lines to
+// the returned buffer on a fake clock, as one of workers workers.
+func debugWorker(t *testing.T, workers int) (*socketHandler, *testenv.SyncBuffer, *fakeClock) {
 	t.Helper()
 	var buf testenv.SyncBuffer
 	e, err := New(testConfig(), slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := e.NewWorker(0)
-	w.dlog = e.newDropLog(w.c, workers)
-	if w.dlog == nil {
+	clock := &fakeClock{t: time.Unix(1e9, 0)}
+	e.dropClock = clock.now
+	w := e.NewWorker()
+	h := &socketHandler{w: w, dlog: e.newDropLog(w.c, workers)}
+	if h.dlog == nil {
 		t.Fatal("no drop log at debug level")
 	}
-	clock := &fakeClock{t: time.Unix(1e9, 0)}
-	w.dlog.now = clock.now
-	return w, &buf, clock
+	return h, &buf, clock
 }
 
-// feed handles datagrams as one batch from `from` and gives the batch to
-// the drop log, as the socket loop does.
-func feed(w *Worker, from netip.AddrPort, dgs ...[]byte) {
-	in := make([]udp.Message, len(dgs))
-	out := make([]Output, len(dgs))
-	for i, b := range dgs {
-		in[i].SetData(b, from)
-		out[i].Buf = make([]byte, 0, w.e.OutputBufferSize())
-		w.Handle(b, from, &out[i])
+// feed hands datagrams from `from` to h, as a transport does.
+func feed(h *socketHandler, from netip.AddrPort, dgs ...[]byte) {
+	out := transport.Outbound{Buf: make([]byte, 0, h.w.e.OutputBufferSize())}
+	for _, b := range dgs {
+		out.Buf = out.Buf[:0]
+		h.Handle(b, udpFrom(from), &out)
 	}
-	w.dlog.logBatch(in, out)
 }
 
 // Bad datagrams of every kind, each with what its drop log line must say.
 func TestDropLogLines(t *testing.T) {
-	w, buf, _ := debugWorker(t, 1)
+	h, buf, _ := debugWorker(t, 1)
 	long := strings.Repeat("x", 200)
 	cases := []struct {
 		name string
@@ -110,7 +108,7 @@ func TestDropLogLines(t *testing.T) {
 			"method": long[:maxLoggedMethod] + "...", "call_id": ""}},
 	}
 	for _, c := range cases {
-		feed(w, alice, c.in)
+		feed(h, alice, c.in)
 	}
 	lines := dropLines(t, buf.String())
 	if len(lines) != len(cases) {
@@ -142,28 +140,28 @@ func TestDropLogLines(t *testing.T) {
 // how many were suppressed, and the counter has them all.
 func TestDropLogRateLimit(t *testing.T) {
 	const workers = 2 // each gets 5 lines at once and one every 200 ms
-	w, buf, clock := debugWorker(t, workers)
+	h, buf, clock := debugWorker(t, workers)
 	burst, interval := DropLogRate/workers, workers*time.Second/DropLogRate
 	bad := replace(invite3261, "Max-Forwards: 70", "Max-Forwards: 0")
 	const flood = 60
 	for range flood / 6 {
-		feed(w, alice, bad, bad, bad, bad, bad, bad)
+		feed(h, alice, bad, bad, bad, bad, bad, bad)
 	}
 	lines := dropLines(t, buf.String())
 	if len(lines) != burst {
 		t.Fatalf("%d lines for %d drops, want the burst of %d", len(lines), flood, burst)
 	}
-	if s := w.Stats(); s.DropLogsSuppressed != flood-uint64(burst) || s.Drops[DropTooManyHops] != flood {
+	if s := h.w.Stats(); s.DropLogsSuppressed != flood-uint64(burst) || s.Drops[DropTooManyHops] != flood {
 		t.Errorf("suppressed %d, dropped %d; want %d, %d", s.DropLogsSuppressed, s.Drops[DropTooManyHops], flood-burst, flood)
 	}
 
 	clock.t = clock.t.Add(interval - 1)
-	feed(w, alice, bad)
+	feed(h, alice, bad)
 	if n := len(dropLines(t, buf.String())); n != burst {
 		t.Fatalf("a line before the bucket gained a token (%d lines)", n)
 	}
 	clock.t = clock.t.Add(1)
-	feed(w, alice, bad, bad)
+	feed(h, alice, bad, bad)
 	lines = dropLines(t, buf.String())
 	if len(lines) != burst+1 {
 		t.Fatalf("%d lines once a token came, want %d", len(lines), burst+1)
@@ -175,7 +173,7 @@ func TestDropLogRateLimit(t *testing.T) {
 	// Long quiet: the bucket is full again, not fuller.
 	clock.t = clock.t.Add(time.Hour)
 	for range 3 {
-		feed(w, alice, bad, bad, bad, bad)
+		feed(h, alice, bad, bad, bad, bad)
 	}
 	lines = dropLines(t, buf.String())
 	if len(lines) != 2*burst+1 {
@@ -184,7 +182,7 @@ func TestDropLogRateLimit(t *testing.T) {
 	if got := lines[burst+1].suppressed(); got != 1 {
 		t.Errorf("first line after the quiet reports %d suppressed, want 1 (the drop after the last line)", got)
 	}
-	if s := w.Stats(); s.DropLogsSuppressed != flood-uint64(burst)+2+12-uint64(burst) {
+	if s := h.w.Stats(); s.DropLogsSuppressed != flood-uint64(burst)+2+12-uint64(burst) {
 		t.Errorf("suppressed counter %d", s.DropLogsSuppressed)
 	}
 }
@@ -243,16 +241,25 @@ func TestDropLogShare(t *testing.T) {
 // writes JSON at level to the returned buffer.
 func startLoggingEngine(t *testing.T, level slog.Level, workers int) (*Engine, *testenv.SyncBuffer) {
 	t.Helper()
-	var buf testenv.SyncBuffer
 	up := newResponder(t)
-	e, err := New(Config{
-		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
-		Upstreams: []netip.AddrPort{up.addr},
-		Workers:   workers,
-	}, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: level})))
+	return startLoggingEngineWith(t, level, Config{Upstreams: []netip.AddrPort{up.addr}, Workers: workers}, nil)
+}
+
+// startLoggingEngineWith starts an engine with cfg on an ephemeral loopback
+// port, logging at level into the buffer it returns, with the drop logs'
+// clock (nil: time.Now).
+func startLoggingEngineWith(t *testing.T, level slog.Level, cfg Config, clock func() time.Time) (*Engine, *testenv.SyncBuffer) {
+	t.Helper()
+	var buf testenv.SyncBuffer
+	cfg.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
+	if cfg.Transport == nil {
+		cfg.Transport = udp.Bind(udp.ServerConfig{}, nil)
+	}
+	e, err := New(cfg, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: level})))
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.dropClock = clock
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -353,42 +360,36 @@ func TestDropLogInfoLevel(t *testing.T) {
 	if lines := dropLines(t, buf.String()); len(lines) != 0 || e.Stats().DropLogsSuppressed != 0 {
 		t.Errorf("at info: %d drop lines, %d suppressed:\n%s", len(lines), e.Stats().DropLogsSuppressed, buf.String())
 	}
-	for _, w := range e.workers {
-		if w.dlog != nil {
+	for _, h := range e.handlers {
+		if h.dlog != nil {
 			t.Error("a worker has a drop log at info level")
 		}
 	}
 }
 
 // At debug level, a flood whose lines the bucket suppresses costs no
-// allocation: a whole batch of bad datagrams over real sockets (recvmmsg,
-// handle, sendmmsg of the 483s, the drop log's scan) allocates nothing.
+// allocation: bad datagrams over real sockets (recvmmsg, handle, the drop
+// log's bucket, sendmmsg of the 483s) allocate nothing, in the worker or
+// anywhere else in the process.
 func TestDropLogFloodAllocatesNothing(t *testing.T) {
-	var buf testenv.SyncBuffer
-	e := boundEngine(t, Config{
-		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+	clock := &fakeClock{t: time.Unix(1e9, 0)} // frozen: no token after the burst
+	e, buf := startLoggingEngineWith(t, slog.LevelDebug, Config{
 		Upstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
 		Workers:   1,
-		Batch:     16,
-	}, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	w := e.workers[0]
-	if w.dlog == nil {
+		Transport: udp.Bind(udp.ServerConfig{Batch: 16}, nil),
+	}, clock.now)
+	h := e.handlers[0]
+	if h.dlog == nil {
 		t.Fatal("no drop log at debug level")
 	}
-	clock := &fakeClock{t: time.Unix(1e9, 0)} // frozen: no token after the burst
-	w.dlog.now = clock.now
 	conn, addr := testenv.ListenUDP(t)
 	c := &client{t: t, conn: conn, addr: addr, proxy: e.ListenAddrs()[0]}
 	const k = 8
 	flood := badDatagrams(c, k)
-	drops := func() uint64 { // not w.Stats: reading the socket's drops allocates
-		return w.c.drops[DropForgedResponse].load() + w.c.drops[DropTooManyHops].load()
+	drops := func() uint64 {
+		return h.w.c.drops[DropForgedResponse].load() + h.w.c.drops[DropTooManyHops].load()
 	}
 	var done uint64
-	handle := func(n int) bool {
-		w.batch(n)
-		return drops() < done+k
-	}
 	reply := make([]byte, 65536)
 	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
@@ -399,14 +400,14 @@ func TestDropLogFloodAllocatesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := w.conn.ReadLoop(w.in, handle); err != nil {
-			t.Fatal(err)
-		}
 		done += k
 		for range k / 2 { // the 483s
 			if _, _, err := conn.ReadFromUDPAddrPort(reply); err != nil {
 				t.Fatal(err)
 			}
+		}
+		for drops() < done { // the forged responses, counted after the 483s went out
+			runtime.Gosched()
 		}
 	}
 	for range (DropLogRate + k - 1) / k { // warm up and use up the burst
@@ -419,7 +420,7 @@ func TestDropLogFloodAllocatesNothing(t *testing.T) {
 	if got := len(dropLines(t, buf.String())); logged != DropLogRate || got != logged {
 		t.Errorf("%d lines after the warm-up, %d after the flood; want %d, no more", logged, got, DropLogRate)
 	}
-	if n := w.c.dropLogSuppressed.load(); n != done-DropLogRate {
+	if n := h.w.c.dropLogSuppressed.load(); n != done-DropLogRate {
 		t.Errorf("%d suppressed of %d drops, want %d", n, done, done-DropLogRate)
 	}
 }
@@ -427,11 +428,12 @@ func TestDropLogFloodAllocatesNothing(t *testing.T) {
 // A datagram the kernel refused to send is logged with its destination,
 // the error and what it is, within the same bucket.
 func TestDropLogSendError(t *testing.T) {
-	w, buf, _ := debugWorker(t, DropLogRate) // a burst of 1
-	_, fwd := handle(t, w, invite3261, alice)
+	h, buf, _ := debugWorker(t, DropLogRate) // a burst of 1
+	_, fwd := handle(t, h.w, invite3261, alice)
 	sendErr := errors.New("sendmmsg: invalid argument")
-	w.dlog.logSendError(fwd.Buf, fwd.To, sendErr)
-	w.dlog.logSendError(fwd.Buf, fwd.To, sendErr)
+	out := transport.Outbound{Buf: fwd.Buf, To: fwd.Peer()}
+	h.Sent(&out, sendErr)
+	h.Sent(&out, sendErr)
 	lines := dropLines(t, buf.String())
 	if len(lines) != 1 {
 		t.Fatalf("%d lines for two send errors with a burst of 1", len(lines))
@@ -443,7 +445,7 @@ func TestDropLogSendError(t *testing.T) {
 			t.Errorf("%s = %#v, want %#v", k, lines[0][k], v)
 		}
 	}
-	if n := w.Stats().DropLogsSuppressed; n != 1 {
+	if n := h.w.Stats().DropLogsSuppressed; n != 1 {
 		t.Errorf("%d suppressed, want 1", n)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/transport"
-	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // Engine is Viaduct's stateless forwarding core: the configuration, the
@@ -19,13 +18,13 @@ import (
 // and rewrite every message on the goroutine that read it. Its methods by
 // role:
 //
-//   - lifecycle (lifecycle.go): New, Start, Run, Close; ListenAddrs,
-//     ParkAfter and OutputBufferSize once started;
+//   - lifecycle (lifecycle.go): New, Start, Run, Close; ListenAddrs and
+//     OutputBufferSize;
 //   - configuration and updates (engine.go, update.go): Config, Advertise,
 //     Targets, Keys, Pool, Update;
 //   - hooks (hooks.go): SetLocalResponseHandler, SetResponseObserver;
 //   - origination, for health probes (origin.go): AppendVia, SendTo;
-//   - workers driven without a socket (worker.go): NewWorker;
+//   - workers driven without a transport (worker.go): NewWorker;
 //   - statistics (stats.go, upstream_stats.go): Stats, WorkerStats,
 //     AppendUpstreamForwarded, AppendUpstreamResponses.
 type Engine struct {
@@ -48,13 +47,14 @@ type Engine struct {
 	respObserver atomic.Pointer[ResponseObserver]
 	nextCursor   atomic.Uint64 // seeds the workers' round-robin cursors
 
-	mu        sync.Mutex // guards what follows
-	viaMac    *macer     // for AppendVia
-	conns     [][]*udp.Conn
-	workers   []*Worker
-	parkAfter time.Duration // Config.ParkAfter as used (0 if there are more workers than Ps)
-	state     int           // 0 new, 1 started, 2 closed
-	wg        sync.WaitGroup
+	mu        sync.Mutex       // guards what follows
+	viaMac    *macer           // for AppendVia
+	server    transport.Server // bound by Start
+	origin    []netip.AddrPort // per listener: where originated requests leave from
+	originVia [][]byte         // per listener: the Via prefix of originated requests
+	handlers  []*socketHandler // one per transport worker, in Serve's order
+	dropClock func() time.Time // the drop logs' clock (time.Now; tests set it before Start)
+	state     int              // 0 new, 1 started, 2 closed
 }
 
 // New validates cfg, applies its defaults and returns an Engine that is not
@@ -143,12 +143,14 @@ func (e *Engine) Advertise() string { return e.adv.sentBy }
 func (e *Engine) Config() Config { return e.cfg }
 
 // isSelf reports whether host:port (port 0 meaning 5060) names Viaduct: its
-// advertised address or one of its specific listen addresses.
+// advertised address, one of its specific listen addresses or an origin
+// address.
 func (e *Engine) isSelf(host []byte, port int) bool {
 	if port == 0 {
 		port = 5060
 	}
-	if ip, ok := parser.ParseIP(host); ok {
+	ip, isIP := parser.ParseIP(host)
+	if isIP {
 		if e.adv.addr.IsValid() && ip == e.adv.addr && port == e.adv.port {
 			return true
 		}
@@ -157,9 +159,10 @@ func (e *Engine) isSelf(host []byte, port int) bool {
 				return true
 			}
 		}
-		return false
+	} else if port == e.adv.port && parser.EqualFold(host, e.adv.hostLow) {
+		return true
 	}
-	return port == e.adv.port && parser.EqualFold(host, e.adv.hostLow)
+	return e.isOrigin(host, ip, isIP, port)
 }
 
 // isUpstream reports whether addr is a configured upstream.

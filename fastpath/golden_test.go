@@ -457,8 +457,8 @@ CSeq: 1 INVITE`, "")
 	// An IPv6 client's flow, sent from the IPv6 listen address.
 	w6 := newDualStackWorker(t)
 	v6 := replace(inv, "<sip:192.0.2.10:5060;lr;received=198.51.100.7:40112>", "<sip:192.0.2.10:5060;lr;received=[2001:db8::7]:40112>")
-	if a, o := handle(t, w6, v6, up1); a != ActionForward || o.To != netip.MustParseAddrPort("[2001:db8::7]:40112") || o.Listen != 1 {
-		t.Errorf("IPv6 flow: %v to %v from listen %d", a, o.To, o.Listen)
+	if a, o := handle(t, w6, v6, up1); a != ActionForward || o.To != netip.MustParseAddrPort("[2001:db8::7]:40112") || o.Listener != 1 {
+		t.Errorf("IPv6 flow: %v to %v from listen %d", a, o.To, o.Listener)
 	}
 	// From a client the request is balanced to an upstream as always.
 	if a, o := handle(t, w, replace(inv, "192.0.2.21:5060;branch", "198.51.100.7:5060;branch"), alice); a != ActionForward || (o.To != up1 && o.To != up2) {

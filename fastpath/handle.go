@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Action tells the caller of Worker.Handle what to do with its Output.
@@ -41,30 +42,47 @@ type Output struct {
 	// caller that wants no allocation gives it a capacity of at least
 	// MaxMessageSize+1024 bytes.
 	Buf []byte
-	// To is the destination.
+	// To is the destination's address.
 	To netip.AddrPort
-	// Listen is the index (into Config.Listen) of the listen address whose
-	// socket the datagram must be sent from.
-	Listen int
+	// Kind is the transport to send over.
+	Kind transport.Kind
+	// Listener is the index (into Config.Listen) of the listener that
+	// sends the message.
+	Listener int
+	// Flow is the connection to send on (0: the transport's choice).
+	Flow uint64
 	// Drop is the reason the message was not forwarded, or DropNone.
 	Drop DropReason
 }
 
-// Handle processes one datagram received from `from` on the worker's listen
-// address and writes what to send into out. It is the whole per-message path
-// of Viaduct minus the socket I/O: parse, validate, choose, rewrite, and
-// allocates nothing. The returned Action says whether out is to be sent.
+// Peer returns where out goes, as its transport needs it.
+func (o *Output) Peer() transport.Peer {
+	return transport.Peer{Addr: o.To, Kind: o.Kind, Listener: o.Listener, Flow: o.Flow}
+}
+
+// Handle processes one message received from src (its address, transport,
+// listener and connection) and writes what to send into out. It is the
+// whole per-message path of Viaduct minus the I/O: parse, validate,
+// choose, rewrite, and allocates nothing. The returned Action says whether
+// out is to be sent.
 //
 // Handle keeps no reference to in or out after it returns, but out.Buf may
 // alias nothing else: in and out.Buf must not overlap.
-func (w *Worker) Handle(in []byte, from netip.AddrPort, out *Output) Action {
+func (w *Worker) Handle(in []byte, src transport.Peer, out *Output) Action {
+	if src.Listener < 0 || src.Listener >= len(w.e.listen) {
+		src.Listener = 0
+	}
+	if !src.Kind.Valid() {
+		src.Kind = w.e.listenKind(src.Listener)
+	}
+	w.src = src
 	out.Buf = out.Buf[:0]
-	out.To = netip.AddrPort{}
-	out.Listen = w.listen
 	out.Drop = DropNone
+	w.setDest(out, netip.AddrPort{}, src.Listener)
+	out.Flow = 0
 	w.c.dgIn.inc()
 	w.c.bytesIn.add(uint64(len(in)))
-	from = netip.AddrPortFrom(from.Addr().Unmap().WithZone(""), from.Port())
+	from := netip.AddrPortFrom(src.Addr.Addr().Unmap().WithZone(""), src.Addr.Port())
 	tooBig := len(in) > w.e.cfg.MaxMessageSize
 	m := &w.m
 	if err := parser.Parse(in, m); err != nil {
@@ -124,6 +142,13 @@ func trimLeadingCRLF(b []byte) []byte {
 		b = b[1:]
 	}
 	return b
+}
+
+// setDest addresses out to `to` from listener.
+func (w *Worker) setDest(out *Output, to netip.AddrPort, listener int) {
+	out.To = to
+	out.Listener = listener
+	out.Kind = w.e.listenKind(listener)
 }
 
 func (w *Worker) drop(r DropReason, out *Output) Action {

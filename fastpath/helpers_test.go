@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden/*.golden from the current output")
@@ -43,7 +44,7 @@ func newTestWorker(t testing.TB, mod func(*Config)) (*Engine, *Worker) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e, e.NewWorker(0)
+	return e, e.NewWorker()
 }
 
 // sip turns a literal with LF line ends into CRLF.
@@ -55,11 +56,23 @@ func newOutput(e *Engine) *Output {
 	return &Output{Buf: make([]byte, 0, e.OutputBufferSize())}
 }
 
-// handle runs one message and returns a copy of the output.
+// udpFrom is a datagram's source on listener 0.
+func udpFrom(a netip.AddrPort) transport.Peer {
+	return transport.Peer{Addr: a, Kind: transport.UDP}
+}
+
+// handle runs one datagram from `from` on listener 0 and returns a copy of
+// the output.
 func handle(t testing.TB, w *Worker, in []byte, from netip.AddrPort) (Action, Output) {
 	t.Helper()
+	return handleFrom(t, w, in, udpFrom(from))
+}
+
+// handleFrom runs one message from src and returns a copy of the output.
+func handleFrom(t testing.TB, w *Worker, in []byte, src transport.Peer) (Action, Output) {
+	t.Helper()
 	out := newOutput(w.e)
-	a := w.Handle(in, from, out)
+	a := w.Handle(in, src, out)
 	o := *out
 	o.Buf = append([]byte(nil), out.Buf...)
 	return a, o
@@ -70,7 +83,7 @@ func handle(t testing.TB, w *Worker, in []byte, from netip.AddrPort) (Action, Ou
 func checkGolden(t *testing.T, name string, a Action, o Output) {
 	t.Helper()
 	var got bytes.Buffer
-	fmt.Fprintf(&got, "action=%s to=%s listen=%d drop=%s\n----\n", a, o.To, o.Listen, o.Drop)
+	fmt.Fprintf(&got, "action=%s to=%s listen=%d drop=%s\n----\n", a, o.To, o.Listener, o.Drop)
 	if a == ActionForward || a == ActionReply {
 		got.Write(o.Buf)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // responder is a minimal UAS on a loopback socket: it answers INVITE with
@@ -180,6 +181,9 @@ func startEngine(t *testing.T, ups ...netip.AddrPort) *Engine {
 func startEngineConfig(t *testing.T, cfg Config) *Engine {
 	t.Helper()
 	cfg.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
+	if cfg.Transport == nil {
+		cfg.Transport = udp.Bind(udp.ServerConfig{}, nil)
+	}
 	e, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +200,7 @@ func startEngineConfig(t *testing.T, cfg Config) *Engine {
 }
 
 // TestIntegrationCallFlows runs with workers that park in the netpoller at
-// once and with workers that first wait in recvmmsg (Config.ParkAfter).
+// once and with workers that first wait in recvmmsg (udp.ServerConfig.ParkAfter).
 func TestIntegrationCallFlows(t *testing.T) {
 	t.Run("netpoller", func(t *testing.T) { testIntegrationCallFlows(t, 0) })
 	t.Run("recvmmsg", func(t *testing.T) { testIntegrationCallFlows(t, 20*time.Millisecond) })
@@ -204,11 +208,12 @@ func TestIntegrationCallFlows(t *testing.T) {
 
 func testIntegrationCallFlows(t *testing.T, parkAfter time.Duration) {
 	u1, u2 := newResponder(t), newResponder(t)
-	e := startEngineConfig(t, Config{Upstreams: []netip.AddrPort{u1.addr, u2.addr}, Workers: 2, ParkAfter: parkAfter})
+	e := startEngineConfig(t, Config{Upstreams: []netip.AddrPort{u1.addr, u2.addr}, Workers: 2,
+		Transport: udp.Bind(udp.ServerConfig{ParkAfter: parkAfter}, nil)})
 	if want := parkAfter; runtime.GOMAXPROCS(0) < 2 {
 		t.Logf("GOMAXPROCS %d: two workers do not get ParkAfter", runtime.GOMAXPROCS(0))
-	} else if got := e.ParkAfter(); got != want {
-		t.Fatalf("engine ParkAfter = %v, want %v", got, want)
+	} else if got := e.server.(*udp.Server).ParkAfter(); got != want {
+		t.Fatalf("ParkAfter = %v, want %v", got, want)
 	}
 	proxy := e.ListenAddrs()[0]
 	c := newClient(t, proxy)
@@ -391,35 +396,6 @@ func TestIntegrationDualStack(t *testing.T) {
 	c.expect(200) // local keepalive over IPv6
 	if got := u1.requests(); len(got) != 1 || got[0] != "INVITE dual-1@test" {
 		t.Errorf("upstream got %q", got)
-	}
-}
-
-// TestEngineParkAfterNeedsAPPerWorker checks that the workers wait in
-// recvmmsg only when each can keep a P of its own: with more workers than
-// GOMAXPROCS every socket parks at once.
-func TestEngineParkAfterNeedsAPPerWorker(t *testing.T) {
-	procs := runtime.GOMAXPROCS(0)
-	const park = 30 * time.Millisecond
-	for _, tc := range []struct {
-		workers int
-		want    time.Duration
-	}{
-		{procs, park},
-		{procs + 1, 0},
-	} {
-		e := startEngineConfig(t, Config{
-			Upstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")},
-			Workers:   tc.workers,
-			ParkAfter: park,
-		})
-		if got := e.ParkAfter(); got != tc.want {
-			t.Errorf("%d workers, GOMAXPROCS %d: ParkAfter() = %v, want %v", tc.workers, procs, got, tc.want)
-		}
-		for _, c := range e.conns[0] {
-			if got := c.ParkAfter(); got != tc.want {
-				t.Errorf("%d workers, GOMAXPROCS %d: socket ParkAfter = %v, want %v", tc.workers, procs, got, tc.want)
-			}
-		}
 	}
 }
 

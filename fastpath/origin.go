@@ -4,10 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+
+	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Requests Viaduct originates itself (health probes): their Via, whose
-// responses come back to the LocalResponseHandler, and their sending.
+// responses come back to the LocalResponseHandler, and their sending. They
+// leave from the transport's origin address (transport.Server.Origin), a
+// port of this process alone, and ask for rport: their responses come back
+// to this process even when other instances share the listen address.
 
 // AppendVia appends a complete Via header line ("Via: ...\r\n") for a
 // request Viaduct originates itself (a health probe) to `to`, sent with
@@ -18,14 +25,18 @@ func (e *Engine) AppendVia(dst []byte, to netip.AddrPort, key uint64) []byte {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	listen := max(e.listenFor(0, to.Addr().Unmap()), 0)
-	dst = append(dst, e.viaPrefix[listen]...)
+	if e.originVia != nil {
+		dst = append(dst, e.originVia[listen]...)
+	} else {
+		dst = append(dst, e.viaPrefix[listen]...)
+	}
 	dst = e.viaMac.appendBranch(dst, listen, key, 0, nil)
 	return append(dst, "\r\n"...)
 }
 
 // SendTo sends a request built with AppendVia to `to`, outside the workers'
-// batches, from the listen address AppendVia chose (the first one of to's
-// address family). The engine must be started.
+// batches, from the origin address of the listener AppendVia chose (the
+// first one of to's address family). The engine must be started.
 func (e *Engine) SendTo(b []byte, to netip.AddrPort) error {
 	e.mu.Lock()
 	if e.state != 1 {
@@ -37,10 +48,45 @@ func (e *Engine) SendTo(b []byte, to netip.AddrPort) error {
 		e.mu.Unlock()
 		return fmt.Errorf("fastpath: SendTo %s: no listen address of its family", to)
 	}
-	c := e.conns[listen][0]
+	srv := e.server
 	e.mu.Unlock()
-	if err := c.WriteTo(b, to); err != nil {
-		return fmt.Errorf("fastpath: send to %s: %w", to, err)
+	if err := srv.Originate(b, transport.Peer{Addr: to, Kind: e.listenKind(listen), Listener: listen}); err != nil {
+		return fmt.Errorf("fastpath: %w", err)
 	}
 	return nil
+}
+
+// buildOriginVia renders the Via prefix of originated requests for each
+// listener: the origin address, or the advertised host with the origin
+// port when the origin address is a wildcard. e.mu is held.
+func (e *Engine) buildOriginVia() {
+	e.originVia = make([][]byte, len(e.origin))
+	for i, o := range e.origin {
+		host, is6 := o.Addr().String(), o.Addr().Is6()
+		if o.Addr().IsUnspecified() {
+			host, is6 = e.adv.host, e.adv.isIPv6
+		}
+		if is6 {
+			host = "[" + host + "]"
+		}
+		sentBy := host + ":" + strconv.Itoa(int(o.Port()))
+		e.originVia[i] = []byte("Via: SIP/2.0/" + e.listenKind(i).ViaToken() + " " + sentBy + ";rport;branch=")
+	}
+}
+
+// isOrigin reports whether host:port names one of the origin addresses
+// (host as the Via of an originated request names it).
+func (e *Engine) isOrigin(host []byte, ip netip.Addr, isIP bool, port int) bool {
+	for _, o := range e.origin {
+		if int(o.Port()) != port {
+			continue
+		}
+		if isIP && (ip == o.Addr() || o.Addr().IsUnspecified() && ip == e.adv.addr) {
+			return true
+		}
+		if !isIP && o.Addr().IsUnspecified() && parser.EqualFold(host, e.adv.hostLow) {
+			return true
+		}
+	}
+	return false
 }

@@ -154,8 +154,8 @@ func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reas
 	b = w.appendReplyHeaders(b, in, hs)
 	b = append(b, "Content-Length: 0\r\n\r\n"...)
 	out.Buf = b
-	out.To = netip.AddrPortFrom(from.Addr(), uint16(port))
-	out.Listen = w.listen
+	w.setDest(out, netip.AddrPortFrom(from.Addr(), uint16(port)), w.src.Listener)
+	out.Kind, out.Flow = w.src.Kind, w.src.Flow // back the way it came
 	return true
 }
 

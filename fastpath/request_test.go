@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 func replace(b []byte, old, new string) []byte {
@@ -307,12 +308,12 @@ func TestIPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := e.NewWorker(0) // the IPv4 socket's worker
+	w := e.NewWorker()
 	req := replace(invite3261, "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds", "Via: SIP/2.0/UDP [2001:db8::7]:5060;rport;branch=z9hG4bK6")
 	a, o := handle(t, w, req, v6client)
 	checkGolden(t, "ipv6", a, o)
-	if a != ActionForward || o.To != v6up || o.Listen != 1 {
-		t.Fatalf("%v to %v from listen %d, want %v from listen 1", a, o.To, o.Listen, v6up)
+	if a != ActionForward || o.To != v6up || o.Listener != 1 {
+		t.Fatalf("%v to %v from listen %d, want %v from listen 1", a, o.To, o.Listener, v6up)
 	}
 	if v := vias(t, o.Buf); v[1] != "SIP/2.0/UDP [2001:db8::7]:5060;rport=5062;branch=z9hG4bK6;received=2001:db8::7" {
 		t.Errorf("Vias %q", v)
@@ -323,10 +324,9 @@ func TestIPv6(t *testing.T) {
 	// The response arrives on the IPv6 socket's worker; the request came in
 	// on listen 0 (IPv4), which cannot reach an IPv6 client: it leaves from
 	// listen 1.
-	w1 := e.NewWorker(1)
-	ra, ro := handle(t, w1, respond(t, o.Buf, "200 OK", "t"), v6up)
-	if ra != ActionForward || ro.To != v6client || ro.Listen != 1 {
-		t.Errorf("response: %v to %v from listen %d", ra, ro.To, ro.Listen)
+	ra, ro := handleFrom(t, w, respond(t, o.Buf, "200 OK", "t"), transport.Peer{Addr: v6up, Kind: transport.UDP, Listener: 1})
+	if ra != ActionForward || ro.To != v6client || ro.Listener != 1 {
+		t.Errorf("response: %v to %v from listen %d", ra, ro.To, ro.Listener)
 	}
 }
 
@@ -499,7 +499,7 @@ func TestNextHopHostNames(t *testing.T) {
 	quiet := &staticNextHop{carrier}
 	_, w2 := newTestWorker(t, func(c *Config) { c.NextHops = quiet })
 	in, out := withRURI("sip:bob@carrier.example.net"), newOutput(w2.e)
-	if n := testing.AllocsPerRun(200, func() { w2.Handle(in, up2, out) }); n != 0 || out.To != carrier {
+	if n := testing.AllocsPerRun(200, func() { w2.Handle(in, udpFrom(up2), out) }); n != 0 || out.To != carrier {
 		t.Errorf("%.1f allocations per message, sent to %v", n, out.To)
 	}
 }

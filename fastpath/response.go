@@ -54,7 +54,7 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 		return w.drop(DropUnsafeDestination, out)
 	}
 	if listen >= len(w.e.cfg.Listen) {
-		listen = w.listen
+		listen = w.src.Listener
 	}
 	sendListen := w.e.listenFor(listen, dest.Addr())
 	if sendListen < 0 {
@@ -69,8 +69,7 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 		w.edits.add(top.Start, top.NextStart, nil)
 	}
 	out.Buf = w.edits.apply(out.Buf[:0], in)
-	out.To = dest
-	out.Listen = sendListen
+	w.setDest(out, dest, sendListen)
 	w.c.respClass(m.StatusCode())
 	w.countUpstreamResponse(from, m.StatusCode())
 	return ActionForward

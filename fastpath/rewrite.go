@@ -28,8 +28,7 @@ func (w *Worker) forward(r *reqState) Action {
 	sum := w.mac.mac(out.Buf[branchAt:branchAt+offMAC], out.Buf[a:b])
 	appendB32(out.Buf[branchAt+offMAC:branchAt+offMAC], sum, macDigits)
 
-	out.To = r.dest
-	out.Listen = r.sendListen
+	w.setDest(out, r.dest, r.sendListen)
 	w.c.reqFwd.inc()
 	if r.counted {
 		w.up.inc(r.picked)
@@ -42,7 +41,7 @@ func (w *Worker) forward(r *reqState) Action {
 func (w *Worker) addOurVia(r *reqState, viaAt int) {
 	sp := len(w.scratch)
 	w.scratch = append(w.scratch, w.e.viaPrefix[r.sendListen]...)
-	w.scratch = w.mac.appendBranchNoMAC(w.scratch, w.listen, r.key, r.loop)
+	w.scratch = w.mac.appendBranchNoMAC(w.scratch, w.src.Listener, r.key, r.loop)
 	w.scratch = append(w.scratch, "\r\n"...)
 	w.edits.add(viaAt, viaAt, w.scratch[sp:])
 }

@@ -228,13 +228,11 @@ func (e *Engine) Stats() Stats {
 	return sum
 }
 
-// WorkerStats appends one Stats per worker to dst (in listen, then worker
-// order) and returns it.
+// WorkerStats appends one Stats per transport worker to dst, in listen,
+// then worker order (the last of each listener reads its origin socket,
+// where the replies to health probes arrive), and returns it.
 func (e *Engine) WorkerStats(dst []Stats) []Stats {
-	e.mu.Lock()
-	ws := e.workers
-	e.mu.Unlock()
-	for _, w := range ws {
+	for _, w := range e.workerList() {
 		dst = append(dst, w.Stats())
 	}
 	return dst

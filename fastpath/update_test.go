@@ -111,7 +111,7 @@ func TestUpdateWhileHandling(t *testing.T) {
 			default:
 			}
 			id := fmt.Sprintf("%039d", i)
-			if a := w.Handle(replace(invite3261, orig, id), alice, out); a != ActionForward {
+			if a := w.Handle(replace(invite3261, orig, id), udpFrom(alice), out); a != ActionForward {
 				t.Errorf("INVITE %d: %v (%v)", i, a, out.Drop)
 				return
 			}
@@ -139,9 +139,9 @@ func TestHandleAllocsAfterUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := newOutput(e)
-	w.Handle(invite3261, alice, out) // first sight of a target may grow its counter table
+	w.Handle(invite3261, udpFrom(alice), out) // first sight of a target may grow its counter table
 	if n := testing.AllocsPerRun(200, func() {
-		if a := w.Handle(invite3261, alice, out); a != ActionForward {
+		if a := w.Handle(invite3261, udpFrom(alice), out); a != ActionForward {
 			t.Fatalf("%v", a)
 		}
 	}); n != 0 {

@@ -252,7 +252,11 @@ func sumOverWorkers[T any](dst []T, workers []*Worker, collect func(*upCounters,
 func (e *Engine) workerList() []*Worker {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.workers
+	ws := make([]*Worker, len(e.handlers))
+	for i, h := range e.handlers {
+		ws[i] = h.w
+	}
+	return ws
 }
 
 // countUpstreamResponse counts a response with status code status relayed

@@ -85,7 +85,7 @@ func TestUpstreamForwardedPerTarget(t *testing.T) {
 	// A BYE routed by its Route header from an upstream: forwarded, not
 	// balanced.
 	rt := routedByeFromUpstream
-	if a := w.Handle(rt, up1, newOutput(e)); a != ActionForward {
+	if a := w.Handle(rt, udpFrom(up1), newOutput(e)); a != ActionForward {
 		t.Fatalf("routed BYE: %v", a)
 	}
 	got := upCounts(w)
@@ -213,7 +213,7 @@ func TestUpstreamResponsesByClass(t *testing.T) {
 	out := newOutput(e)
 	relay := func(status string, from netip.AddrPort, want Action) {
 		t.Helper()
-		if a := w.Handle(respond(t, inv.Buf, status, "a6c85cf"), from, out); a != want {
+		if a := w.Handle(respond(t, inv.Buf, status, "a6c85cf"), udpFrom(from), out); a != want {
 			t.Fatalf("%s from %v: %v (%v), want %v", status, from, a, out.Drop, want)
 		}
 	}
@@ -223,7 +223,7 @@ func TestUpstreamResponsesByClass(t *testing.T) {
 	relay("500 Server Internal Error", other, ActionForward) // the MAC is in the Via, not the source: relayed, counted for other
 	relay("200 OK", alice, ActionForward)                    // no upstream there: relayed, not counted per upstream
 	forged := replace(respond(t, inv.Buf, "503 Service Unavailable", "x"), "192.0.2.10:5060", "192.0.2.11:5060")
-	if a := w.Handle(forged, inv.To, out); a != ActionDrop {
+	if a := w.Handle(forged, udpFrom(inv.To), out); a != ActionDrop {
 		t.Fatalf("forged 503: %v", a)
 	}
 
@@ -258,7 +258,7 @@ func TestUpstreamResponsesWithPicker(t *testing.T) {
 	}
 	e, w := newTestWorker(t, func(c *Config) { c.Picker = PoolPicker(p) })
 	_, inv := handle(t, w, invite3261, alice)
-	if a := w.Handle(respond(t, inv.Buf, "503 Service Unavailable", "x"), up1, newOutput(e)); a != ActionForward {
+	if a := w.Handle(respond(t, inv.Buf, "503 Service Unavailable", "x"), udpFrom(up1), newOutput(e)); a != ActionForward {
 		t.Fatalf("503: %v", a)
 	}
 	if got := respCounts(w); len(got) != 0 {
@@ -325,13 +325,13 @@ func TestUpstreamResponsesAfterReload(t *testing.T) {
 	_, inv := handle(t, w, invite3261, alice)
 	out := newOutput(e)
 	resp := respond(t, inv.Buf, "503 Service Unavailable", "x")
-	if a := w.Handle(resp, up1, out); a != ActionForward {
+	if a := w.Handle(resp, udpFrom(up1), out); a != ActionForward {
 		t.Fatalf("503: %v", a)
 	}
 	if err := e.Update([]balancer.Target{{ID: "new", Addr: up1}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if a := w.Handle(resp, up1, out); a != ActionForward {
+	if a := w.Handle(resp, udpFrom(up1), out); a != ActionForward {
 		t.Fatalf("503 after the reload: %v", a)
 	}
 	got := respCounts(w)

@@ -192,12 +192,12 @@ func TestWellFormedChecksAllocateNothing(t *testing.T) {
 		replace(invite3261, "To: Bob <", "To: B\xc3\xb6b <"),
 		[]byte("\r\n\r\n"),
 	} {
-		if n := testing.AllocsPerRun(100, func() { w.Handle(in, alice, out) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { w.Handle(in, udpFrom(alice), out) }); n != 0 {
 			t.Errorf("%.1f allocations for\n%q", n, in)
 		}
 	}
 	unsafe := replace(invite3261, "INVITE sip:bob@biloxi.example.com", "INVITE sip:bob@224.0.0.1")
-	if n := testing.AllocsPerRun(100, func() { w.Handle(unsafe, up1, out) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { w.Handle(unsafe, udpFrom(up1), out) }); n != 0 {
 		t.Errorf("%.1f allocations for a 403", n)
 	}
 }

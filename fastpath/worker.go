@@ -3,16 +3,14 @@ package fastpath
 import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/viaduct-sip/viaduct/parser"
-	"github.com/viaduct-sip/viaduct/transport/udp"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Worker is the per-goroutine state of the fast path: a parser.Message, the
-// MAC state, edit lists and scratch buffers, its counters, and (when started
-// by the Engine) its socket and batches. A Worker is not safe for concurrent
-// use.
+// MAC state, edit lists and scratch buffers and its counters. A Worker is
+// not safe for concurrent use.
 type Worker struct {
 	e       *Engine
-	listen  int
 	c       *counters
 	m       parser.Message
 	mac     *macer
@@ -31,28 +29,18 @@ type Worker struct {
 	replyLines replyLines // the lines of a request being answered (reply.go)
 	replyVia   parser.Via // its top Via
 	up         *upCounters
-	dlog       *dropLog // nil unless the logger is enabled at debug level (socket workers only)
 
-	// socket loop (nil for workers made by NewWorker)
-	conn   *udp.Conn   // the socket this worker reads
-	peers  []*udp.Conn // same worker index, one per listen address (for sending)
-	in     *udp.Batch
-	outs   []*udp.Batch
-	counts []int
-	outv   []Output
-	// batchFn is w.batch, bound once for ReadLoop.
-	batchFn func(n int) bool
+	src      transport.Peer   // where the message being handled came from
+	server   transport.Server // the transport a socket worker reads, nil for NewWorker's
+	listener int              // its listener and worker index, for its kernel drops
+	index    int
 }
 
-// NewWorker returns a Worker for listen address index listen that is not
-// attached to any socket: Handle can be driven directly (tests, benchmarks,
-// fuzzing). Its counters are its own (Worker.Stats), not part of
-// Engine.Stats.
-func (e *Engine) NewWorker(listen int) *Worker {
-	if listen < 0 || listen >= len(e.listen) {
-		panic("fastpath: NewWorker: listen index out of range")
-	}
-	return e.newWorker(listen)
+// NewWorker returns a Worker that no transport drives: Handle can be
+// called directly (tests, benchmarks, fuzzing). Its counters are its own
+// (Worker.Stats), not part of Engine.Stats.
+func (e *Engine) NewWorker() *Worker {
+	return e.newWorker()
 }
 
 // previousMacer returns the macer of Config.PreviousSecret, or nil if there
@@ -64,15 +52,14 @@ func (e *Engine) previousMacer() *macer {
 	return newMacer(e.cfg.PreviousSecret)
 }
 
-func (e *Engine) newWorker(listen int) *Worker {
+func (e *Engine) newWorker() *Worker {
 	return &Worker{
 		e:       e,
-		listen:  listen,
 		c:       new(counters),
 		mac:     newMacer(e.cfg.Secret),
 		prevMac: e.previousMacer(),
 		xx:      xxhash.New(),
-		scratch: make([]byte, 0, 1024+len(e.adv.sentBy)+len(e.listen[listen].String())),
+		scratch: make([]byte, 0, 1024+len(e.adv.sentBy)+len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")),
 		keyBuf:  make([]byte, 0, maxKeyUnescape),
 		txBuf:   make([]byte, 0, 160),
 		aorBuf:  make([]byte, 0, 2*maxKeyUnescape),
@@ -95,8 +82,8 @@ func (e *Engine) numTargets() int {
 func (w *Worker) Stats() Stats {
 	var s Stats
 	w.c.snapshot(&s)
-	if w.conn != nil {
-		s.KernelDrops = w.conn.Drops()
+	if w.server != nil {
+		s.KernelDrops = w.server.KernelDrops(w.listener, w.index)
 	}
 	return s
 }

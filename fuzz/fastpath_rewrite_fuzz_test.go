@@ -10,6 +10,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // The fast path's rewrite, fuzzed: for any datagram, Handle must not panic,
@@ -36,7 +37,7 @@ func fuzzWorker(f *testing.F) (*fastpath.Engine, *fastpath.Worker) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	return e, e.NewWorker(0)
+	return e, e.NewWorker()
 }
 
 // viaList returns every via-parm of a parsed message, or ok=false when a
@@ -118,7 +119,7 @@ func FuzzRewriteRequest(f *testing.F) {
 		if fromUpstream {
 			from = fzUp1
 		}
-		a := w.Handle(in, from, out)
+		a := w.Handle(in, udpFrom(from), out)
 		if len(out.Buf) > len(in)+1024 {
 			t.Fatalf("output grew by %d bytes", len(out.Buf)-len(in))
 		}
@@ -222,7 +223,7 @@ func FuzzRewriteResponse(f *testing.F) {
 	out := &fastpath.Output{Buf: make([]byte, 0, e.OutputBufferSize())}
 	f.Fuzz(func(t *testing.T, req []byte, status uint16, extra []byte) {
 		// Raw: any datagram from an upstream.
-		if a := w.Handle(extra, fzUp1, out); a == fastpath.ActionForward {
+		if a := w.Handle(extra, udpFrom(fzUp1), out); a == fastpath.ActionForward {
 			var mi, mo parser.Message
 			if parser.Parse(extra, &mi) != nil || parser.Parse(out.Buf, &mo) != nil {
 				t.Fatalf("forwarded an unparsable message")
@@ -237,7 +238,7 @@ func FuzzRewriteResponse(f *testing.F) {
 				t.Fatalf("raw message from an upstream (request %v): %d Vias in, %d out", mi.IsRequest(), len(vin), len(vout))
 			}
 		}
-		if w.Handle(req, fzFrom, fwd) != fastpath.ActionForward {
+		if w.Handle(req, udpFrom(fzFrom), fwd) != fastpath.ActionForward {
 			return
 		}
 		var mf parser.Message
@@ -270,7 +271,7 @@ func FuzzRewriteResponse(f *testing.F) {
 		if !ok {
 			return
 		}
-		a := w.Handle(rb, fwd.To, out)
+		a := w.Handle(rb, udpFrom(fwd.To), out)
 		if a != fastpath.ActionForward {
 			// Only a Via below ours that the extra bytes changed (a Via
 			// line among them, placed after ours) may make it fail.
@@ -293,4 +294,9 @@ func FuzzRewriteResponse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// udpFrom is a datagram's source on listener 0.
+func udpFrom(a netip.AddrPort) transport.Peer {
+	return transport.Peer{Addr: a, Kind: transport.UDP}
 }

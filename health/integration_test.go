@@ -12,6 +12,7 @@ import (
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // The fast path and the balancer satisfy the checker's interfaces as they
@@ -32,7 +33,7 @@ type proxy struct {
 
 func startProxy(t *testing.T, s Settings, rs ...*responder) *proxy {
 	t.Helper()
-	cfg := fastpath.Config{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, Workers: 2}
+	cfg := fastpath.Config{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, Transport: udp.Bind(udp.ServerConfig{}, nil), Workers: 2}
 	for _, r := range rs {
 		cfg.Upstreams = append(cfg.Upstreams, r.addr)
 	}

@@ -19,7 +19,8 @@ import (
 // *fastpath.Engine satisfies it.
 type Engine interface {
 	// WorkerStats appends one Stats per worker, in listen then worker
-	// order.
+	// order; the last of each listener's reads its origin socket (the
+	// replies to health probes).
 	WorkerStats(dst []fastpath.Stats) []fastpath.Stats
 	// ListenAddrs returns the listen addresses, in index order.
 	ListenAddrs() []netip.AddrPort
@@ -117,7 +118,7 @@ func New(o Options) *Collector {
 	c.keyFallbacks = d("viaduct_balance_key_fallbacks_total", "Balanced requests that lacked the key configured for their method and were hashed on their Call-ID instead.")
 	c.dialogRouted = d("viaduct_balance_dialog_routed_total", "In-dialog requests sent to the upstream their next Route or Request-URI names instead of the one balancing would pick.")
 	c.dropLogSuppressed = d("viaduct_drop_log_lines_suppressed_total", "Debug log lines about dropped and refused messages suppressed by the rate limit (fastpath.DropLogRate lines a second); 0 unless log_level is debug.")
-	c.workerDgIn = d("viaduct_worker_datagrams_received_total", "UDP datagrams received per worker socket (how SO_REUSEPORT spreads the traffic).", "listen", "worker")
+	c.workerDgIn = d("viaduct_worker_datagrams_received_total", "UDP datagrams received per worker socket (how SO_REUSEPORT spreads the traffic); worker=\"origin\" is the socket health probes leave from and their replies come back to.", "listen", "worker")
 
 	c.upInfo = d("viaduct_upstream_info", "Configured upstream targets (value 1), with their address and transport.", "upstream", "address", "transport")
 	c.upUp = d("viaduct_upstream_up", "Health of the upstream as the balancer uses it: 1 up, 0 down.", "upstream")
@@ -258,7 +259,11 @@ func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 			if li >= len(listen) {
 				break
 			}
-			counter(ch, c.workerDgIn, per[i].DatagramsIn, listen[li].String(), strconv.Itoa(wi))
+			worker := strconv.Itoa(wi)
+			if wi == n-1 {
+				worker = "origin"
+			}
+			counter(ch, c.workerDgIn, per[i].DatagramsIn, listen[li].String(), worker)
 		}
 	}
 	byMethod := map[string]uint64{}

@@ -22,6 +22,7 @@ import (
 	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
@@ -42,6 +43,7 @@ func startUAS(t *testing.T) *load.UAS {
 func startEngine(t *testing.T, upstreams ...netip.AddrPort) *fastpath.Engine {
 	t.Helper()
 	e, err := fastpath.New(fastpath.Config{
+		Transport: udp.Bind(udp.ServerConfig{}, nil),
 		Listen:    []netip.AddrPort{loopback},
 		Workers:   2,
 		Upstreams: upstreams,
@@ -251,8 +253,9 @@ viaduct_balance_key_fallbacks_total 0
 		}
 		sum += v
 	}
-	if len(per) != 2 || sum != 144 {
-		t.Errorf("per-worker datagrams %v: want 2 workers adding up to 144", per)
+	origin := `listen="` + proxy.String() + `",worker="origin"`
+	if _, ok := per[origin]; len(per) != 3 || !ok || sum != 144 || per[origin] != 0 {
+		t.Errorf("per-worker datagrams %v: want 2 workers adding up to 144 and the origin socket's reader at 0", per)
 	}
 }
 
@@ -592,6 +595,7 @@ func TestUpstreamResponses(t *testing.T) {
 func TestDropLogSuppressed(t *testing.T) {
 	var log testenv.SyncBuffer
 	e, err := fastpath.New(fastpath.Config{
+		Transport: udp.Bind(udp.ServerConfig{}, nil),
 		Listen:    []netip.AddrPort{loopback},
 		Workers:   1,
 		Upstreams: []netip.AddrPort{closedPort(t)},

@@ -1,8 +1,13 @@
-// Package transport is the room of Viaduct's transports: what the core needs
-// to know of a transport (its Kind: the Via token, the URI transport
-// parameter, the default port) and, in one sub-package per kind, the
-// sockets and connections themselves (transport/udp). A transport knows
-// framing and connections, not SIP routing.
+// Package transport is the room of Viaduct's transports and the seam
+// between them and the forwarding core. It holds what both sides share:
+// the Kind table (Via token, URI transport parameter, default port), a
+// Peer (where a message came from or goes: address, kind, listener, flow),
+// and the interfaces of the seam: a Binder opens a Server (one transport's
+// listeners and workers) for a Layout, and each transport worker hands
+// every message to its Handler (the core) and sends what it returns. The
+// sockets and connections themselves live in one sub-package per kind
+// (transport/udp). A transport knows framing and connections, not SIP
+// routing; the core knows no socket.
 package transport
 
 import "strings"

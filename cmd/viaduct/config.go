@@ -16,6 +16,7 @@ import (
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/resolve"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 	"gopkg.in/yaml.v3"
 )
 
@@ -82,9 +83,9 @@ var zeroMeansUnset = []struct {
 	reason string
 }{
 	{"workers", func(fc *fileConfig) bool { return fc.Workers == 0 }, "must be between 1 and 1024, got 0; leave workers out for the default, GOMAXPROCS"},
-	{"recv_buffer", func(fc *fileConfig) bool { return fc.RecvBuffer == 0 }, fmt.Sprintf("must be positive, got 0; leave recv_buffer out for the default, %d", fastpath.DefaultSocketBuffer)},
-	{"send_buffer", func(fc *fileConfig) bool { return fc.SendBuffer == 0 }, fmt.Sprintf("must be positive, got 0; leave send_buffer out for the default, %d", fastpath.DefaultSocketBuffer)},
-	{"batch", func(fc *fileConfig) bool { return fc.Batch == 0 }, fmt.Sprintf("must be between 1 and %d, got 0; leave batch out for the default, %d", fastpath.MaxBatch, fastpath.DefaultBatch)},
+	{"recv_buffer", func(fc *fileConfig) bool { return fc.RecvBuffer == 0 }, fmt.Sprintf("must be positive, got 0; leave recv_buffer out for the default, %d", udp.DefaultSocketBuffer)},
+	{"send_buffer", func(fc *fileConfig) bool { return fc.SendBuffer == 0 }, fmt.Sprintf("must be positive, got 0; leave send_buffer out for the default, %d", udp.DefaultSocketBuffer)},
+	{"batch", func(fc *fileConfig) bool { return fc.Batch == 0 }, fmt.Sprintf("must be between 1 and %d, got 0; leave batch out for the default, %d", udp.MaxServerBatch, udp.DefaultServerBatch)},
 	{"max_message_size", func(fc *fileConfig) bool { return fc.MaxMessageSize == 0 }, fmt.Sprintf("must be between 512 and 64483 bytes, got 0; leave max_message_size out for the default, %d", fastpath.DefaultMaxMessageSize)},
 	{"dns.refresh", func(fc *fileConfig) bool { return fc.DNS.Refresh == 0 }, fmt.Sprintf("must be at least %v, got 0s; leave dns.refresh out for the default, %v", resolve.MinInterval, resolve.DefaultInterval)},
 	{"dns.timeout", func(fc *fileConfig) bool { return fc.DNS.Timeout == 0 }, fmt.Sprintf("must be positive, got 0s; leave dns.timeout out for the default, %v", resolve.DefaultTimeout)},
@@ -207,11 +208,6 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 	cfg := fastpath.Config{
 		Advertise:      fc.Advertise,
 		Workers:        fc.Workers,
-		ReusePort:      fc.ReusePort,
-		RecvBuffer:     fc.RecvBuffer,
-		SendBuffer:     fc.SendBuffer,
-		Batch:          fc.Batch,
-		ParkAfter:      fc.parkAfter(),
 		RecordRoute:    fc.RecordRoute,
 		Path:           fc.Path,
 		MaxMessageSize: fc.MaxMessageSize,
@@ -245,7 +241,17 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 	if err := cfg.Validate(); err != nil {
 		return cfg, fc.entryError(err, resolved)
 	}
+	if _, err := fc.udpConfig(); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// udpConfig returns the UDP transport's settings, defaults applied, or a
+// *config.FieldError naming the bad key.
+func (fc *fileConfig) udpConfig() (udp.ServerConfig, error) {
+	return udp.ServerConfig{ReusePort: fc.ReusePort, RecvBuffer: fc.RecvBuffer, SendBuffer: fc.SendBuffer,
+		Batch: fc.Batch, ParkAfter: fc.parkAfter()}.WithDefaults()
 }
 
 // entryError renames the field of an error of fastpath.Config.Validate
@@ -330,7 +336,7 @@ func readSecret(field, inline, file string) ([]byte, error) {
 
 // defaultParkAfter is how long a worker waits in recvmmsg for its next
 // datagram before it parks in the Go netpoller, when park_after is not
-// set (see fastpath.Config.ParkAfter). It spans every gap of a busy
+// set (see udp.ServerConfig.ParkAfter). It spans every gap of a busy
 // stream and a few clock ticks; an idle worker then costs no thread.
 const defaultParkAfter = 5 * time.Millisecond
 

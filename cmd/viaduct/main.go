@@ -82,7 +82,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 		return errorExitCode(err)
 	}
 	if cl.check {
-		printCheck(stdout, rt.eng, rt.chk, fc.Admin, fc.hasSecret())
+		printCheck(stdout, rt.eng, rt.chk, fc)
 		return 0
 	}
 	if !rt.start(ctx, args) {
@@ -225,8 +225,10 @@ func startError(err error, reusePort bool) error {
 
 // printCheck prints the effective configuration for --check: one line of
 // settings, then one per upstream with its balancing and health settings.
-func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac adminConfig, secret bool) {
-	c := eng.Config()
+func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, fc *fileConfig) {
+	c, ac := eng.Config(), fc.Admin
+	uc, _ := fc.udpConfig() // checked with the engine's configuration
+	secret := fc.hasSecret()
 	targets := eng.Targets()
 	addrs := make([]string, len(targets))
 	for i, t := range targets {
@@ -250,7 +252,7 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, ac admin
 		adminAddr = "off"
 	}
 	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d reuse_port=%v upstreams=[%s] balance=%s keys=%s record_route=%v path=%v all_down=%s max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v state_file=%s admin=%s\n",
-		c.Listen, eng.Advertise(), c.Workers, c.ReusePort, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, chk.AllDown(), c.MaxMessageSize, c.Batch, c.ParkAfter, c.RecvBuffer, c.SendBuffer,
+		c.Listen, eng.Advertise(), c.Workers, uc.ReusePort, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, chk.AllDown(), c.MaxMessageSize, uc.Batch, uc.ParkAfter, uc.RecvBuffer, uc.SendBuffer,
 		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, cmp.Or(ac.StateFile, "-"), adminAddr)
 	status := chk.Status()
 	for i, t := range targets {

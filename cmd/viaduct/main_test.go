@@ -89,8 +89,12 @@ func TestConfigFileEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprintf("%v %s %d %d %d %d %v %v %v %d %s %s", cfg.Listen, cfg.Advertise, cfg.Workers, cfg.RecvBuffer, cfg.SendBuffer,
-		cfg.Batch, cfg.ParkAfter, cfg.RecordRoute, cfg.Path, cfg.MaxMessageSize, cfg.Secret, cfg.PreviousSecret)
+	uc, err := fc.udpConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("%v %s %d %d %d %d %v %v %v %d %s %s", cfg.Listen, cfg.Advertise, cfg.Workers, uc.RecvBuffer, uc.SendBuffer,
+		uc.Batch, uc.ParkAfter, cfg.RecordRoute, cfg.Path, cfg.MaxMessageSize, cfg.Secret, cfg.PreviousSecret)
 	want := "[127.0.0.1:5060 [::1]:5060] sip.example.com:5080 3 1048576 2097152 16 2ms true true 8192 0123456789abcdef0123 previous-0123456789abcdef"
 	if got != want {
 		t.Errorf("config\n got %s\nwant %s", got, want)

@@ -22,6 +22,7 @@ import (
 	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/resolve"
+	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // Reload and graceful shutdown.
@@ -113,6 +114,11 @@ func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, re
 		if hops != nil {
 			cfg.NextHops = nextHopLookup{hops}
 		}
+		uc, err := fc.udpConfig()
+		if err != nil {
+			return err
+		}
+		cfg.Transport = udp.Bind(uc, logger)
 		e, err := fastpath.New(cfg, logger)
 		if err != nil {
 			return err

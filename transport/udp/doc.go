@@ -1,9 +1,18 @@
-// Package udp is Viaduct's UDP socket layer, shared by the proxy's workers
-// (fastpath) and the load generator (bench/load): sockets read and written
-// in batches, with no allocation per datagram.
+// Package udp is Viaduct's UDP transport: Server, the transport.Server the
+// proxy's core is bound to (udp.Bind), and below it the socket layer it
+// shares with the load generator (bench/load): sockets read and written in
+// batches, with no allocation per datagram.
 //
 // What it offers:
 //
+//   - Server (NewServer, Bind): per listen address a ListenGroup of one
+//     socket per worker plus an origin socket on an ephemeral port of its
+//     own (health probes leave from it, so their replies come back to
+//     this process even when other processes share the listen address);
+//     each worker reads a batch, hands every datagram to its
+//     transport.Handler, and writes the outputs in one WriteBatch per
+//     listener, in the order they came. ServerConfig is the transport's
+//     configuration block.
 //   - Listen and ListenAddrPort open one socket (Config sets the buffer
 //     sizes, the batch size, SO_REUSEPORT and ParkAfter).
 //   - ListenGroup opens a SO_REUSEPORT group of n sockets on one address,

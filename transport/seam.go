@@ -1,0 +1,89 @@
+package transport
+
+import (
+	"context"
+	"net/netip"
+)
+
+// Peer is the other end of a message as a transport sees it: where a
+// received message came from, or where one is to be sent.
+type Peer struct {
+	// Addr is the peer's address and port.
+	Addr netip.AddrPort
+	// Kind is the transport the message travels over.
+	Kind Kind
+	// Listener is the index of the listener (one listen address of one
+	// transport) that received the message or is to send it.
+	Listener int
+	// Flow names the connection a message came on or is to leave on; 0
+	// for datagrams, and for a message to a peer the transport may reach
+	// over any connection of its own.
+	Flow uint64
+}
+
+// Outbound is a message a Handler asks its transport to send.
+type Outbound struct {
+	// Buf holds the message. The transport sets it to an empty slice with
+	// Layout.OutputSize bytes of capacity before each Handle.
+	Buf []byte
+	// To is where it goes.
+	To Peer
+}
+
+// Handler is the forwarding core as a transport sees it: a transport
+// worker hands it every message it receives and sends what it asks. A
+// Handler belongs to one worker goroutine and is never called
+// concurrently.
+type Handler interface {
+	// Handle processes msg, received from src, and fills out; it reports
+	// whether out is to be sent. It keeps no reference to msg or out.Buf
+	// after it returns.
+	Handle(msg []byte, src Peer, out *Outbound) bool
+	// Sent reports the fate of an Outbound that Handle asked to send: err
+	// is nil once the transport has handed it to the kernel.
+	Sent(out *Outbound, err error)
+}
+
+// Layout is what the core asks of a transport it binds.
+type Layout struct {
+	// Addrs are the listen addresses, one listener each, in the core's
+	// order (Peer.Listener indexes them).
+	Addrs []netip.AddrPort
+	// Workers is the number of worker goroutines per listener.
+	Workers int
+	// MaxMessage is the largest message a Handler accepts. A transport
+	// hands over up to one byte more, so that an oversize message can be
+	// recognised and refused.
+	MaxMessage int
+	// OutputSize is the capacity of each Outbound.Buf.
+	OutputSize int
+}
+
+// Server is one transport's bound listeners: the sockets and connections,
+// the worker goroutines that read them, and the sending.
+type Server interface {
+	// Addrs returns the bound address of each listener, with the port the
+	// kernel chose for port 0.
+	Addrs() []netip.AddrPort
+	// Serve starts the workers, each calling the Handler newHandler made
+	// for it (worker counts from 0 per listener; Workers is the worker
+	// that reads a listener's origin socket, see Originate), and returns.
+	Serve(newHandler func(listener, worker int) Handler)
+	// Origin returns the address a request the proxy originates itself
+	// (a health probe) leaves from when sent with Originate on listener:
+	// an address of this process alone, so that its responses come back
+	// here even when several processes share the listen address.
+	Origin(listener int) netip.AddrPort
+	// Originate sends b to to.Addr from listener to.Listener's origin
+	// address, outside the workers' batches.
+	Originate(b []byte, to Peer) error
+	// KernelDrops returns the messages the kernel dropped for want of
+	// buffer space on a worker's socket (0 where it cannot tell).
+	KernelDrops(listener, worker int) uint64
+	// Close stops the workers, after the batch each is handling, and
+	// closes every socket.
+	Close() error
+}
+
+// Binder opens a Server for a Layout; ctx bounds the setup only.
+type Binder func(ctx context.Context, l Layout) (Server, error)
