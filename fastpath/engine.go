@@ -36,6 +36,7 @@ type Engine struct {
 	picker    Picker           // Config.Picker; nil: pick from pool
 	pool      *balancer.Pool   // the default pool, nil with Config.Picker
 	listen    []netip.AddrPort // bound addresses (real ports after Start)
+	kinds     []transport.Kind // per listener: its transport, read-only once workers run
 	log       *slog.Logger
 
 	// route is what a reload replaces (Update): the upstream set and the
@@ -74,8 +75,10 @@ func New(cfg Config, logger *slog.Logger) (*Engine, error) {
 		log:    logger,
 		listen: append([]netip.AddrPort(nil), c.Listen...),
 	}
+	e.kinds = make([]transport.Kind, len(e.listen))
 	for i, l := range e.listen {
 		e.listen[i] = netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
+		e.kinds[i] = transport.UDP
 	}
 	targets := poolTargets(&c)
 	e.route.Store(newRouting(targets, c.Keys))
@@ -112,9 +115,9 @@ func (e *Engine) buildAdvertise() {
 	}
 }
 
-// listenKind returns the transport of listen address i: UDP, the only
-// one so far.
-func (e *Engine) listenKind(int) transport.Kind { return transport.UDP }
+// listenKind returns the transport of listener i: the bound transport's
+// (transport.Server.Kind), UDP before Start.
+func (e *Engine) listenKind(i int) transport.Kind { return e.kinds[i] }
 
 // Pool returns the balancer pool built from Config.Upstreams or
 // Config.Targets, through which health checks and admin actions steer the

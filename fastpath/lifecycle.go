@@ -47,6 +47,7 @@ func (e *Engine) bound(srv transport.Server) {
 	e.origin = make([]netip.AddrPort, len(e.listen))
 	for i := range e.listen {
 		e.origin[i] = srv.Origin(i)
+		e.kinds[i] = srv.Kind()
 	}
 	if e.adv.port == 0 {
 		e.adv.port = int(e.listen[0].Port())

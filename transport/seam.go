@@ -62,6 +62,8 @@ type Layout struct {
 // Server is one transport's bound listeners: the sockets and connections,
 // the worker goroutines that read them, and the sending.
 type Server interface {
+	// Kind is the transport of its listeners.
+	Kind() Kind
 	// Addrs returns the bound address of each listener, with the port the
 	// kernel chose for port 0.
 	Addrs() []netip.AddrPort

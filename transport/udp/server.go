@@ -165,6 +165,9 @@ func (s *Server) bind(ctx context.Context) error {
 	return nil
 }
 
+// Kind implements transport.Server: UDP.
+func (s *Server) Kind() transport.Kind { return transport.UDP }
+
 // Addrs implements transport.Server.
 func (s *Server) Addrs() []netip.AddrPort {
 	return append([]netip.AddrPort(nil), s.layout.Addrs...)
