@@ -19,7 +19,9 @@ type mutation struct {
 }
 
 // container returns the Viaduct container of m's DaemonSet.
-func container(m *Manifests) *corev1.Container { return &m.DaemonSets[0].Spec.Template.Spec.Containers[0] }
+func container(m *Manifests) *corev1.Container {
+	return &m.DaemonSets[0].Spec.Template.Spec.Containers[0]
+}
 
 // podSpec returns m's pod template spec.
 func podSpec(m *Manifests) *corev1.PodSpec { return &m.DaemonSets[0].Spec.Template.Spec }
