@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/viaduct-sip/viaduct/resolve/resolvetest"
@@ -39,33 +41,62 @@ func init() {
 }
 `
 
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// TestMain removes the test build of viaduct after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
 // buildViaduct builds cmd/viaduct of the main module (two directories up)
-// with testResolver added.
+// with testResolver added, once for all the tests.
 func buildViaduct(t *testing.T) string {
 	t.Helper()
+	buildOnce.Do(func() { buildDir, buildErr = build() })
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "viaduct")
+}
+
+// build builds viaduct into a new directory and returns it.
+func build() (string, error) {
 	repo, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("", "viaduct-k8s-test")
+	if err != nil {
+		return "", err
+	}
 	src := filepath.Join(dir, "resolver.go")
 	overlay := filepath.Join(dir, "overlay.json")
-	ov, _ := json.Marshal(map[string]any{"Replace": map[string]string{
+	ov, err := json.Marshal(map[string]any{"Replace": map[string]string{
 		filepath.Join(repo, "cmd", "viaduct", "zz_k8s_test_resolver.go"): src,
 	}})
+	if err != nil {
+		return dir, err
+	}
 	if err := os.WriteFile(src, []byte(testResolver), 0o644); err != nil {
-		t.Fatal(err)
+		return dir, err
 	}
 	if err := os.WriteFile(overlay, ov, 0o644); err != nil {
-		t.Fatal(err)
+		return dir, err
 	}
-	bin := filepath.Join(dir, "viaduct")
-	cmd := exec.Command("go", "build", "-overlay", overlay, "-o", bin, "./cmd/viaduct")
+	cmd := exec.Command("go", "build", "-overlay", overlay, "-o", filepath.Join(dir, "viaduct"), "./cmd/viaduct")
 	cmd.Dir = repo
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/viaduct: %v\n%s", err, out)
+		return dir, fmt.Errorf("go build ./cmd/viaduct: %v\n%s", err, out)
 	}
-	return bin
+	return dir, nil
 }
 
 // materialize writes the files of the ConfigMap and Secret volumes of
