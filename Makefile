@@ -9,12 +9,13 @@
 #   make fuzz       each fuzz target for FUZZTIME (default 60s)
 #   make demo       Viaduct in front of two responders under load (loopback)
 #   make lint       gofmt and go vet (also for darwin: the portable fallback builds)
+#   make image      the container image (deploy/Containerfile) as IMAGE, with ENGINE
 
 GO       ?= go
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
 
-.PHONY: all build test bench bench-compare bench-e2e bench-load demo fuzz lint vet clean
+.PHONY: all build test bench bench-compare bench-e2e bench-load demo fuzz lint vet clean image
 
 all: build
 
@@ -36,6 +37,7 @@ test: lint
 	$(GO) test -race -count=1 -p 1 -timeout 15m ./...
 	$(GO) test -count=1 -tags purego ./parser/ ./fuzz/
 	$(GO) test -count=1 -tags portableudp ./transport/udp/
+	cd deploy/kubernetes && $(GO) test -count=1 ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
@@ -65,6 +67,15 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
 		done; \
 	done
+
+# The container image: static binary, CA certificates, default config, non-root.
+# The version is the git description; the build stage needs the golang image.
+IMAGE  ?= viaduct:latest
+ENGINE ?= docker
+image:
+	$(ENGINE) build -f deploy/Containerfile \
+		--build-arg VERSION=$$(git describe --tags --always --dirty 2>/dev/null || echo devel) \
+		-t $(IMAGE) .
 
 clean:
 	rm -rf bin/
