@@ -24,6 +24,7 @@ build:
 
 vet:
 	$(GO) vet ./...
+	cd deploy/kubernetes && $(GO) vet ./...
 
 lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -32,7 +33,8 @@ lint: vet
 
 # test runs everything once, then the parser again with the portable line
 # scanner that platforms without the assembly one build (-tags purego), and
-# transport/udp's portable fallback on this machine (-tags portableudp).
+# transport/udp's portable fallback on this machine (-tags portableudp), and
+# the Kubernetes manifests' checks (deploy/kubernetes, a nested module).
 test: lint
 	$(GO) test -race -count=1 -p 1 -timeout 15m ./...
 	$(GO) test -count=1 -tags purego ./parser/ ./fuzz/
