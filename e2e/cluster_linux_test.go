@@ -41,6 +41,14 @@ type cluster struct {
 	// address reach instance i only, responses to them coming back to it
 	// (whichever instance relays them).
 	direct func(i int) (*net.UDPConn, netip.AddrPort, error)
+	// withdraw and announce, where not nil, take instance i's path to the
+	// shared address out of the network and put it back, as the routing
+	// daemon of an anycast host does: ECMP keeps sending a dead host its
+	// share until its route is withdrawn. withdraw runs detect after a
+	// kill (the routing layer's detection time, BFD's say), announce once
+	// a restarted instance has started.
+	withdraw, announce func(i int)
+	detect             time.Duration
 }
 
 // instance is one Viaduct process of a cluster (restarted in place).

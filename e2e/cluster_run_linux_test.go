@@ -49,6 +49,7 @@ type runReport struct {
 	counts        load.Counts
 	kills         []time.Time
 	reaped        []time.Duration // per kill: SIGKILL to the process reaped
+	withdrawn     []time.Duration // per kill: SIGKILL to its route withdrawn (cluster.withdraw)
 	restart       time.Time
 	restartServed time.Duration // restart to its first answered request through it alone
 	failures      []time.Time   // when the UAC counted each failed call
@@ -91,6 +92,11 @@ func (c *cluster) killRestartKill(newUAC func(load.UACConfig) (*load.UAC, error)
 	kill := func(i int) {
 		at, reaped := c.kill(c.insts[i])
 		rep.kills, rep.reaped = append(rep.kills, at), append(rep.reaped, reaped)
+		if c.withdraw != nil {
+			time.Sleep(time.Until(at.Add(c.detect)))
+			c.withdraw(i)
+			rep.withdrawn = append(rep.withdrawn, time.Since(at))
+		}
 	}
 	at(plan.kill1)
 	kill(1)
@@ -99,6 +105,9 @@ func (c *cluster) killRestartKill(newUAC func(load.UACConfig) (*load.UAC, error)
 	c.startInstance(c.insts[1])
 	rep.restartServed = c.servedAfterStart(1)
 	c.waitStarted(c.insts[1], 15*time.Second)
+	if c.announce != nil {
+		c.announce(1)
+	}
 	at(plan.kill2)
 	kill(2)
 
@@ -123,7 +132,11 @@ func (c *cluster) servedAfterStart(i int) time.Duration {
 	if got, _ := c.directCheck(i, []string{fmt.Sprintf("restart-%d@check", i)}, 10*time.Millisecond); got == 1 {
 		return time.Since(begin)
 	}
-	c.t.Fatalf("instance %d answered nothing in the 10 s after its restart", i)
+	in := c.insts[i]
+	in.mu.Lock()
+	log, _ := os.ReadFile(in.log)
+	in.mu.Unlock()
+	c.t.Fatalf("instance %d answered nothing in the 10 s after its restart; its output:\n%s", i, log)
 	return 0
 }
 
@@ -320,6 +333,9 @@ func (c *cluster) checkRun(rep runReport, watch *healthWatch, plan loadPlan) {
 		cn.Started, cn.Completed, lost, 100*float64(lost)/float64(max(cn.Started, 1)), cn.FailedBy(), cn.Retransmissions)
 	c.t.Logf("restarted instance 1 answered a request through it alone %v after its launch", rep.restartServed.Round(time.Millisecond))
 	c.t.Logf("shared-address prober: %v; SIGKILL to process reaped: %v", rep.gaps, rep.reaped)
+	if c.withdraw != nil {
+		c.t.Logf("SIGKILL to the dead instance's route withdrawn: %v (detection time modelled: %v)", rep.withdrawn, c.detect)
+	}
 	if cn.Started < uint64(plan.rate*plan.sending.Seconds()*0.8) {
 		c.t.Errorf("only %d calls started (plan %v/s for %v): the run proves little", cn.Started, plan.rate, plan.sending)
 	}

@@ -210,3 +210,14 @@ func (u *clusterUAS) counts() (invites, acks, byes, probes int) {
 	defer u.mu.Unlock()
 	return u.byKind[parser.MethodINVITE], u.byKind[parser.MethodACK], u.byKind[parser.MethodBYE], u.probes
 }
+
+// sources returns how many requests (but OPTIONS) came from each address.
+func (u *clusterUAS) sources() map[netip.AddrPort]int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	m := make(map[netip.AddrPort]int, len(u.senders))
+	for a, n := range u.senders {
+		m[a] = n
+	}
+	return m
+}
