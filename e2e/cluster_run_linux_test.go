@@ -329,8 +329,9 @@ func (c *cluster) checkRun(rep runReport, watch *healthWatch, plan loadPlan) {
 	c.t.Helper()
 	cn := rep.counts
 	lost := cn.Failed
-	c.t.Logf("calls: %d started, %d completed, %d lost (%.3f%%; by cause %v), %d retransmissions by the UAC",
-		cn.Started, cn.Completed, lost, 100*float64(lost)/float64(max(cn.Started, 1)), cn.FailedBy(), cn.Retransmissions)
+	c.t.Logf("calls: %d started, %d completed, %d lost (%.3f%%; by cause %v); the UAC retransmitted %d requests and saw %d late responses "+
+		"(retransmitted 200s; 180s overtaken by their 200, relayed by another instance)",
+		cn.Started, cn.Completed, lost, 100*float64(lost)/float64(max(cn.Started, 1)), cn.FailedBy(), cn.Retransmissions, cn.Duplicates)
 	c.t.Logf("restarted instance 1 answered a request through it alone %v after its launch", rep.restartServed.Round(time.Millisecond))
 	c.t.Logf("shared-address prober: %v; SIGKILL to process reaped: %v", rep.gaps, rep.reaped)
 	if c.withdraw != nil {
@@ -354,6 +355,17 @@ func (c *cluster) checkRun(rep runReport, watch *healthWatch, plan loadPlan) {
 	for j, o := range rep.gaps.outage {
 		if o > time.Second {
 			c.t.Errorf("kill %d: the shared address still lost probes sent %v after the kill, want under 1 s", j+1, o)
+		}
+	}
+	for _, in := range c.insts {
+		m := in.lastScrape()
+		fwd, rel := sum(m, "viaduct_requests_forwarded_total"), sum(m, "viaduct_responses_forwarded_total")
+		c.t.Logf("instance %d (launched %d times, alive at the end: %v): its last process forwarded %v requests and relayed %v responses",
+			in.idx, in.launches, in.isAlive(), fwd, rel)
+		// Every process took its share of the calls (the restarted one
+		// from the moment it started), not just the test's checks.
+		if fwd < 100 || rel < 100 {
+			c.t.Errorf("instance %d's last process forwarded %v requests and relayed %v responses: it did not take its share", in.idx, fwd, rel)
 		}
 	}
 	perUp := c.checkOneUpstreamPerCall()
