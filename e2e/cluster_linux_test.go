@@ -196,6 +196,19 @@ func sum(m map[string]float64, name string, labels ...string) float64 {
 
 // upstreamHealth reads the upstreams' health from in's admin API.
 func (in *instance) upstreamHealth() (map[string]string, error) {
+	l, err := in.upstreams()
+	if err != nil {
+		return nil, err
+	}
+	h := map[string]string{}
+	for _, u := range l {
+		h[u.ID] = u.Health
+	}
+	return h, nil
+}
+
+// upstreams reads the upstreams from in's admin API.
+func (in *instance) upstreams() ([]admin.Upstream, error) {
 	resp, err := in.client.Get(in.admin + "/api/v1/upstreams")
 	if err != nil {
 		return nil, err
@@ -208,11 +221,7 @@ func (in *instance) upstreamHealth() (map[string]string, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
 		return nil, fmt.Errorf("GET /api/v1/upstreams: %w", err)
 	}
-	h := map[string]string{}
-	for _, u := range l.Upstreams {
-		h[u.ID] = u.Health
-	}
-	return h, nil
+	return l.Upstreams, nil
 }
 
 // healthWatch polls every live instance's admin API and /metrics until

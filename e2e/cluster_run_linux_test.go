@@ -388,6 +388,24 @@ func (c *cluster) checkRun(rep runReport, watch *healthWatch, plan loadPlan) {
 	if polls == 0 {
 		c.t.Errorf("no health poll answered")
 	}
+	// The property is not vacuous: every live instance probed every
+	// upstream and got answers.
+	for _, in := range c.insts {
+		if !in.isAlive() {
+			continue
+		}
+		ups, err := in.upstreams()
+		if err != nil {
+			c.t.Errorf("instance %d: %v", in.idx, err)
+			continue
+		}
+		for _, u := range ups {
+			c.t.Logf("instance %d: %s: %d probes sent, %d answered, %d timed out", in.idx, u.ID, u.ProbesSent, u.ProbesOK, u.ProbeTimeouts)
+			if u.ProbesOK == 0 {
+				c.t.Errorf("instance %d got no answer to its probes of %s", in.idx, u.ID)
+			}
+		}
+	}
 	for i, d := range downs {
 		if i == 10 {
 			c.t.Errorf("... %d reports of an upstream not up in all", len(downs))

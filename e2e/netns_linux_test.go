@@ -145,6 +145,6 @@ func (l *netnsLab) httpClientIn(name string) *http.Client {
 			return err
 		})
 		return c, err
-	}, DisableKeepAlives: true}
+	}}
 	return &http.Client{Timeout: 2 * time.Second, Transport: tr}
 }
