@@ -48,14 +48,15 @@ type Engine struct {
 	respObserver atomic.Pointer[ResponseObserver]
 	nextCursor   atomic.Uint64 // seeds the workers' round-robin cursors
 
-	mu        sync.Mutex       // guards what follows
-	viaMac    *macer           // for AppendVia
-	server    transport.Server // bound by Start
-	origin    []netip.AddrPort // per listener: where originated requests leave from
-	originVia [][]byte         // per listener: the Via prefix of originated requests
-	handlers  []*socketHandler // one per transport worker, in Serve's order
-	dropClock func() time.Time // the drop logs' clock (time.Now; tests set it before Start)
-	state     int              // 0 new, 1 started, 2 closed
+	mu         sync.Mutex       // guards what follows
+	viaMac     *macer           // for AppendVia
+	server     transport.Server // bound by Start
+	origin     []netip.AddrPort // per listener: where originated requests leave from
+	originVia  [][]byte         // per listener: the Via prefix of originated requests
+	originHost []string         // per listener: its sent-by host, lower case
+	handlers   []*socketHandler // one per transport worker, in Serve's order
+	dropClock  func() time.Time // the drop logs' clock (time.Now; tests set it before Start)
+	state      int              // 0 new, 1 started, 2 closed
 }
 
 // New validates cfg, applies its defaults and returns an Engine that is not
@@ -165,7 +166,7 @@ func (e *Engine) isSelf(host []byte, port int) bool {
 	} else if port == e.adv.port && parser.EqualFold(host, e.adv.hostLow) {
 		return true
 	}
-	return e.isOrigin(host, ip, isIP, port)
+	return e.isOrigin(host, port)
 }
 
 // isUpstream reports whether addr is a configured upstream.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/transport"
@@ -57,15 +58,20 @@ func (e *Engine) SendTo(b []byte, to netip.AddrPort) error {
 }
 
 // buildOriginVia renders the Via prefix of originated requests for each
-// listener: the origin address, or the advertised host with the origin
-// port when the origin address is a wildcard. e.mu is held.
+// listener: its sent-by is the listen address (the advertised host for a
+// wildcard one) with the origin socket's port, and it asks for rport, so
+// the reply goes back to the source address the kernel chose for the
+// probe. e.mu is held.
 func (e *Engine) buildOriginVia() {
 	e.originVia = make([][]byte, len(e.origin))
+	e.originHost = make([]string, len(e.origin))
 	for i, o := range e.origin {
-		host, is6 := o.Addr().String(), o.Addr().Is6()
-		if o.Addr().IsUnspecified() {
+		l := e.listen[i].Addr()
+		host, is6 := l.String(), l.Is6()
+		if l.IsUnspecified() {
 			host, is6 = e.adv.host, e.adv.isIPv6
 		}
+		e.originHost[i] = strings.ToLower(host)
 		if is6 {
 			host = "[" + host + "]"
 		}
@@ -74,17 +80,11 @@ func (e *Engine) buildOriginVia() {
 	}
 }
 
-// isOrigin reports whether host:port names one of the origin addresses
-// (host as the Via of an originated request names it).
-func (e *Engine) isOrigin(host []byte, ip netip.Addr, isIP bool, port int) bool {
-	for _, o := range e.origin {
-		if int(o.Port()) != port {
-			continue
-		}
-		if isIP && (ip == o.Addr() || o.Addr().IsUnspecified() && ip == e.adv.addr) {
-			return true
-		}
-		if !isIP && o.Addr().IsUnspecified() && parser.EqualFold(host, e.adv.hostLow) {
+// isOrigin reports whether host:port is the sent-by of an originated
+// request's Via.
+func (e *Engine) isOrigin(host []byte, port int) bool {
+	for i, o := range e.origin {
+		if int(o.Port()) == port && parser.EqualFold(host, e.originHost[i]) {
 			return true
 		}
 	}

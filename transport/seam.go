@@ -71,10 +71,12 @@ type Server interface {
 	// for it (worker counts from 0 per listener; Workers is the worker
 	// that reads a listener's origin socket, see Originate), and returns.
 	Serve(newHandler func(listener, worker int) Handler)
-	// Origin returns the address a request the proxy originates itself
-	// (a health probe) leaves from when sent with Originate on listener:
-	// an address of this process alone, so that its responses come back
-	// here even when several processes share the listen address.
+	// Origin returns the local address of the socket a request the proxy
+	// originates itself (a health probe) leaves from when sent with
+	// Originate on listener: a port of this process alone, so that its
+	// responses come back here even when several processes (or hosts)
+	// share the listen address. Its IP may be a wildcard, the kernel then
+	// choosing the source address by route.
 	Origin(listener int) netip.AddrPort
 	// Originate sends b to to.Addr from listener to.Listener's origin
 	// address, outside the workers' batches.

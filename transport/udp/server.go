@@ -156,7 +156,7 @@ func (s *Server) bind(ctx context.Context) error {
 		s.conns[li] = g
 		s.layout.Addrs[li] = g[0].LocalAddr()
 		ocfg := Config{RecvBuffer: s.cfg.RecvBuffer, SendBuffer: s.cfg.SendBuffer, BatchSize: s.cfg.Batch}
-		origin, err := ListenAddrPort(ctx, netip.AddrPortFrom(g[0].LocalAddr().Addr(), 0), ocfg)
+		origin, err := ListenAddrPort(ctx, originAddr(g[0].LocalAddr()), ocfg)
 		if err != nil {
 			return fmt.Errorf("udp: listen[%d]: origin socket: %w", li, err)
 		}
@@ -167,6 +167,19 @@ func (s *Server) bind(ctx context.Context) error {
 
 // Kind implements transport.Server: UDP.
 func (s *Server) Kind() transport.Kind { return transport.UDP }
+
+// originAddr is where a listener's origin socket binds: the wildcard
+// address of the listen address's family, port 0. The kernel then gives
+// each probe the source address of the route it takes, the host's own
+// even when the listen address is one that several hosts share (anycast,
+// ECMP): a reply sent back to that source (rport) reaches this host and
+// this socket.
+func originAddr(listen netip.AddrPort) netip.AddrPort {
+	if listen.Addr().Is4() {
+		return netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+	}
+	return netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
+}
 
 // Addrs implements transport.Server.
 func (s *Server) Addrs() []netip.AddrPort {
