@@ -1,9 +1,8 @@
 package metrics
 
 import (
+	"cmp"
 	"net/netip"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +10,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/version"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/transport"
 )
@@ -151,19 +151,11 @@ func New(o Options) *Collector {
 	return c
 }
 
+// buildLabels are the labels of viaduct_build_info: the version and
+// revision that --version prints (internal/version), and the Go version.
 func buildLabels() [3]string {
-	version, revision := "unknown", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && s.Value != "" {
-				revision = s.Value
-			}
-		}
-	}
-	return [3]string{version, revision, runtime.Version()}
+	v := version.Get()
+	return [3]string{v.Version, cmp.Or(v.Revision, "unknown"), v.GoVersion}
 }
 
 // Describe implements prometheus.Collector.

@@ -19,6 +19,7 @@ import (
 	"github.com/viaduct-sip/viaduct/bench/load/loadtest"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/version"
 	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/parser"
@@ -690,5 +691,21 @@ func TestPanicAndTrafficMetrics(t *testing.T) {
 	}
 	if v := panicMode(); v != 0 {
 		t.Errorf("viaduct_pool_panic = %v with all_down reject", v)
+	}
+}
+
+// viaduct_build_info carries the version and revision that --version
+// prints.
+func TestBuildInfo(t *testing.T) {
+	e := startEngine(t, closedPort(t))
+	got := gatherOne(t, metrics.New(metrics.Options{Engine: e}), "viaduct_build_info")
+	v := version.Get()
+	rev := v.Revision
+	if rev == "" {
+		rev = "unknown"
+	}
+	want := fmt.Sprintf("goversion=%q,revision=%q,version=%q", v.GoVersion, rev, v.Version)
+	if len(got) != 1 || got[want] != 1 {
+		t.Errorf("viaduct_build_info %v, want {%s: 1}", got, want)
 	}
 }
