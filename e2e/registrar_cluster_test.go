@@ -375,6 +375,9 @@ balance:
   keys:
     REGISTER: to-aor
     INVITE: ruri-aor
+health:
+  interval: 300ms
+  timeout: 250ms
 admin:
   listen: 127.0.0.1:%d
 `, pv, regs[0].port, regs[0].name, regs[1].port, regs[1].name, pa))
@@ -462,6 +465,18 @@ admin:
 	if n := metric(t, adminURL, "viaduct_balance_key_fallbacks_total"); n != "0" {
 		t.Errorf("viaduct_balance_key_fallbacks_total %s, want 0 (every INVITE has a Request-URI AOR)", n)
 	}
+	// Kamailio answers the health probes, which leave from Viaduct's origin
+	// socket and ask for rport: both registrars stay up, and replies came.
+	for _, r := range regs {
+		if up := metric(t, adminURL, `viaduct_upstream_up{upstream="`+r.name+`"}`); up != "1" {
+			t.Errorf("%s: viaduct_upstream_up %s, want 1", r.name, up)
+		}
+	}
+	n, _ := strconv.Atoi(metric(t, adminURL, "viaduct_local_responses_received_total"))
+	if n < len(regs) {
+		t.Errorf("%d probe replies received, want at least one from each registrar", n)
+	}
+	t.Logf("%d probe replies from the registrars", n)
 	t.Logf("total %v", time.Since(begin))
 }
 
