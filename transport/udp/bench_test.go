@@ -16,6 +16,9 @@ import (
 // the range of a typical SIP request.
 const benchPayload = 512
 
+// benchConfig is the socket configuration of the echo benchmarks' ends.
+var benchConfig = Config{RecvBuffer: 4 << 20, SendBuffer: 4 << 20}
+
 // benchWindow is how many datagrams a client has in flight: one batch.
 const benchWindow = 64
 
@@ -27,8 +30,8 @@ const benchWindow = 64
 func BenchmarkEchoBatch(b *testing.B) {
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 		b.Run(netName(addr), func(b *testing.B) {
-			srv := listenOrSkipB(b, addr)
-			cli := listenOrSkipB(b, addr)
+			srv := listenOrSkip(b, addr, benchConfig)
+			cli := listenOrSkip(b, addr, benchConfig)
 			go func() {
 				in := srv.NewBatch(2048)
 				for {
@@ -84,8 +87,8 @@ func BenchmarkEchoBatch(b *testing.B) {
 func BenchmarkEchoPlain(b *testing.B) {
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 		b.Run(netName(addr), func(b *testing.B) {
-			srv := listenOrSkipB(b, addr).uc
-			cli := listenOrSkipB(b, addr).uc
+			srv := listenOrSkip(b, addr, benchConfig).uc
+			cli := listenOrSkip(b, addr, benchConfig).uc
 			to := srv.LocalAddr().(*net.UDPAddr).AddrPort()
 			go func() {
 				buf := make([]byte, 2048)
@@ -154,17 +157,4 @@ func netName(addr string) string {
 		return "ipv6"
 	}
 	return "ipv4"
-}
-
-func listenOrSkipB(b *testing.B, addr string) *Conn {
-	b.Helper()
-	c, err := Listen(b.Context(), addr, Config{RecvBuffer: 4 << 20, SendBuffer: 4 << 20})
-	if err != nil {
-		if addr[0] == '[' {
-			b.Skipf("no IPv6 on loopback: %v", err)
-		}
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	return c
 }
