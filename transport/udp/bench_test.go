@@ -51,32 +51,12 @@ func BenchmarkEchoBatch(b *testing.B) {
 				out.Msgs[i].Addr = srv.LocalAddr()
 			}
 			in := NewBatch(benchWindow, 2048)
-			lost := 0
-			b.SetBytes(benchPayload)
-			b.ReportAllocs()
-			b.ResetTimer()
-			start, cpu0 := time.Now(), cpuTime()
-			for done := 0; done < b.N; {
-				w := min(benchWindow, b.N-done)
-				if _, err := cli.WriteBatch(out, w); err != nil {
-					b.Fatal(err)
-				}
-				cli.SetReadDeadline(time.Now().Add(time.Second))
-				for got := 0; got < w; {
-					n, err := cli.ReadBatch(in)
-					if errors.Is(err, os.ErrDeadlineExceeded) {
-						lost += w - got
-						break
-					} else if err != nil {
-						b.Fatal(err)
-					}
-					got += n
-				}
-				done += w
-			}
-			b.StopTimer()
-			reportRates(b, start, cpu0)
-			b.ReportMetric(float64(lost), "lost")
+			measureEcho(b, cli,
+				func(w int) error {
+					_, err := cli.WriteBatch(out, w)
+					return err
+				},
+				func() (int, error) { return cli.ReadBatch(in) })
 		})
 	}
 }
@@ -105,35 +85,55 @@ func BenchmarkEchoPlain(b *testing.B) {
 			}()
 			payload := make([]byte, benchPayload)
 			buf := make([]byte, 2048)
-			lost := 0
-			b.SetBytes(benchPayload)
-			b.ReportAllocs()
-			b.ResetTimer()
-			start, cpu0 := time.Now(), cpuTime()
-			for done := 0; done < b.N; {
-				w := min(benchWindow, b.N-done)
-				for i := 0; i < w; i++ {
-					if _, err := cli.WriteToUDPAddrPort(payload, to); err != nil {
-						b.Fatal(err)
+			measureEcho(b, cli,
+				func(w int) error {
+					for i := 0; i < w; i++ {
+						if _, err := cli.WriteToUDPAddrPort(payload, to); err != nil {
+							return err
+						}
 					}
-				}
-				cli.SetReadDeadline(time.Now().Add(time.Second))
-				for got := 0; got < w; got++ {
+					return nil
+				},
+				func() (int, error) {
 					_, _, err := cli.ReadFromUDPAddrPort(buf)
-					if errors.Is(err, os.ErrDeadlineExceeded) {
-						lost += w - got
-						break
-					} else if err != nil {
-						b.Fatal(err)
-					}
-				}
-				done += w
-			}
-			b.StopTimer()
-			reportRates(b, start, cpu0)
-			b.ReportMetric(float64(lost), "lost")
+					return 1, err
+				})
 		})
 	}
+}
+
+// measureEcho runs the client side of an echo benchmark: b.N datagrams,
+// a window at a time, each window sent with send(w) and its echoes
+// collected with receive, which reads what has arrived (one or more
+// datagrams) and returns how many. Echoes missing a second after their
+// window was sent count as lost.
+func measureEcho(b *testing.B, cli interface{ SetReadDeadline(time.Time) error }, send func(w int) error, receive func() (int, error)) {
+	lost := 0
+	b.SetBytes(benchPayload)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	for done := 0; done < b.N; {
+		w := min(benchWindow, b.N-done)
+		if err := send(w); err != nil {
+			b.Fatal(err)
+		}
+		cli.SetReadDeadline(time.Now().Add(time.Second))
+		for got := 0; got < w; {
+			n, err := receive()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				lost += w - got
+				break
+			} else if err != nil {
+				b.Fatal(err)
+			}
+			got += n
+		}
+		done += w
+	}
+	b.StopTimer()
+	reportRates(b, start, cpu0)
+	b.ReportMetric(float64(lost), "lost")
 }
 
 // cpuTime returns the user+system CPU time of the whole process (client
