@@ -53,15 +53,7 @@ const (
 )
 
 // String returns "up" or "down".
-func (h Health) String() string {
-	switch h {
-	case Up:
-		return "up"
-	case Down:
-		return "down"
-	}
-	return fmt.Sprintf("Health(%d)", uint8(h))
-}
+func (h Health) String() string { return enumName(healthNames, h, "Health") }
 
 // AdminState is the operator's intent for a target. The zero value is
 // Enabled.
@@ -79,28 +71,13 @@ const (
 )
 
 // String returns "enabled", "draining" or "disabled".
-func (a AdminState) String() string {
-	switch a {
-	case Enabled:
-		return "enabled"
-	case Draining:
-		return "draining"
-	case Disabled:
-		return "disabled"
-	}
-	return fmt.Sprintf("AdminState(%d)", uint8(a))
-}
+func (a AdminState) String() string { return enumName(adminStateNames, a, "AdminState") }
 
 // ParseAdminState parses "enabled", "draining" or "disabled" (case
 // insensitive), for an admin API or a config loader.
 func ParseAdminState(s string) (AdminState, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "enabled":
-		return Enabled, nil
-	case "draining":
-		return Draining, nil
-	case "disabled":
-		return Disabled, nil
+	if a, ok := enumValue[AdminState](adminStateNames, strings.ToLower(strings.TrimSpace(s))); ok {
+		return a, nil
 	}
 	return 0, fmt.Errorf("admin state %q: want enabled, draining or disabled", s)
 }
@@ -126,24 +103,17 @@ const (
 )
 
 // String returns "forward" or "reject".
-func (a AllDown) String() string {
-	switch a {
-	case AllDownForward:
-		return "forward"
-	case AllDownReject:
-		return "reject"
-	}
-	return fmt.Sprintf("AllDown(%d)", uint8(a))
-}
+func (a AllDown) String() string { return enumName(allDownNames, a, "AllDown") }
 
 // ParseAllDown parses "forward" (or "", the default) or "reject", for
 // config loaders.
 func ParseAllDown(s string) (AllDown, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "forward", "":
+	v := strings.ToLower(strings.TrimSpace(s))
+	if v == "" {
 		return AllDownForward, nil
-	case "reject":
-		return AllDownReject, nil
+	}
+	if a, ok := enumValue[AllDown](allDownNames, v); ok {
+		return a, nil
 	}
 	return 0, fmt.Errorf("%q: want forward (panic mode: send to every upstream anyway) or reject (answer 503)", s)
 }
