@@ -259,11 +259,7 @@ func NewUAS(cfg UASConfig) (*UAS, error) {
 		return nil, fmt.Errorf("uas: %w", err)
 	}
 	for _, w := range s.workers {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			w.run()
-		}()
+		s.wg.Go(w.run)
 	}
 	return s, nil
 }
