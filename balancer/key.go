@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/viaduct-sip/viaduct/internal/enum"
 )
 
 // HashKey hashes a selection key (the bytes of a Call-ID, an AOR, ...) for
@@ -51,9 +53,12 @@ const (
 	numKeyKinds // the number of kinds; not a kind
 )
 
+var keyKindNames = [numKeyKinds]string{KeyCallID: "call-id", KeyToAOR: "to-aor", KeyFromURI: "from-uri",
+	KeyRequestUser: "ruri-user", KeyHeader: "header", KeyRequestAOR: "ruri-aor"}
+
 // String returns the config spelling of k: "call-id", "to-aor",
 // "from-uri", "ruri-user", "ruri-aor" or "header".
-func (k KeyKind) String() string { return enumName(keyKindNames[:], k, "KeyKind") }
+func (k KeyKind) String() string { return enum.Name(keyKindNames[:], k, "KeyKind") }
 
 // KeyRule says which key to hash. Header is the header name for KeyHeader
 // (header names compare case-insensitively in SIP; the extractor should also
@@ -86,7 +91,7 @@ func ParseKeyRule(s string) (KeyRule, error) {
 		}
 		return KeyRule{Kind: KeyHeader, Header: name}, nil
 	}
-	if k, ok := enumValue[KeyKind](keyKindNames[:], strings.ToLower(v)); ok && k != KeyHeader {
+	if k, ok := enum.Parse[KeyKind](keyKindNames[:], strings.ToLower(v)); ok && k != KeyHeader {
 		return KeyRule{Kind: k}, nil
 	}
 	return KeyRule{}, fmt.Errorf("%w %q: want call-id, to-aor, from-uri, ruri-user, ruri-aor or header:NAME", ErrInvalidKey, s)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/viaduct-sip/viaduct/internal/enum"
 )
 
 // Mode is a pool's selection algorithm.
@@ -22,8 +24,10 @@ const (
 	ModeRoundRobin
 )
 
+var modeNames = []string{ModeHash: "hash", ModeRoundRobin: "round-robin"}
+
 // String returns "hash" or "round-robin".
-func (m Mode) String() string { return enumName(modeNames, m, "Mode") }
+func (m Mode) String() string { return enum.Name(modeNames, m, "Mode") }
 
 // ParseMode parses "hash" (or "", the default) or "round-robin" (or "rr"),
 // for config loaders.
@@ -34,7 +38,7 @@ func ParseMode(s string) (Mode, error) {
 	case "rr":
 		return ModeRoundRobin, nil
 	}
-	if m, ok := enumValue[Mode](modeNames, s); ok {
+	if m, ok := enum.Parse[Mode](modeNames, s); ok {
 		return m, nil
 	}
 	return 0, fmt.Errorf("balancer mode %q: want hash or round-robin", s)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/viaduct-sip/viaduct/internal/enum"
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
@@ -52,8 +53,10 @@ const (
 	Down
 )
 
+var healthNames = []string{Up: "up", Down: "down"}
+
 // String returns "up" or "down".
-func (h Health) String() string { return enumName(healthNames, h, "Health") }
+func (h Health) String() string { return enum.Name(healthNames, h, "Health") }
 
 // AdminState is the operator's intent for a target. The zero value is
 // Enabled.
@@ -70,13 +73,15 @@ const (
 	Disabled
 )
 
+var adminStateNames = []string{Enabled: "enabled", Draining: "draining", Disabled: "disabled"}
+
 // String returns "enabled", "draining" or "disabled".
-func (a AdminState) String() string { return enumName(adminStateNames, a, "AdminState") }
+func (a AdminState) String() string { return enum.Name(adminStateNames, a, "AdminState") }
 
 // ParseAdminState parses "enabled", "draining" or "disabled" (case
 // insensitive), for an admin API or a config loader.
 func ParseAdminState(s string) (AdminState, error) {
-	if a, ok := enumValue[AdminState](adminStateNames, strings.ToLower(strings.TrimSpace(s))); ok {
+	if a, ok := enum.Parse[AdminState](adminStateNames, strings.ToLower(strings.TrimSpace(s))); ok {
 		return a, nil
 	}
 	return 0, fmt.Errorf("admin state %q: want enabled, draining or disabled", s)
@@ -102,8 +107,10 @@ const (
 	AllDownReject
 )
 
+var allDownNames = []string{AllDownForward: "forward", AllDownReject: "reject"}
+
 // String returns "forward" or "reject".
-func (a AllDown) String() string { return enumName(allDownNames, a, "AllDown") }
+func (a AllDown) String() string { return enum.Name(allDownNames, a, "AllDown") }
 
 // ParseAllDown parses "forward" (or "", the default) or "reject", for
 // config loaders.
@@ -112,7 +119,7 @@ func ParseAllDown(s string) (AllDown, error) {
 	if v == "" {
 		return AllDownForward, nil
 	}
-	if a, ok := enumValue[AllDown](allDownNames, v); ok {
+	if a, ok := enum.Parse[AllDown](allDownNames, v); ok {
 		return a, nil
 	}
 	return 0, fmt.Errorf("%q: want forward (panic mode: send to every upstream anyway) or reject (answer 503)", s)
