@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/viaduct-sip/viaduct/internal/enum"
 )
 
 // HashKey hashes a selection key (the bytes of a Call-ID, an AOR, ...) for
@@ -51,25 +53,12 @@ const (
 	numKeyKinds // the number of kinds; not a kind
 )
 
+var keyKindNames = [numKeyKinds]string{KeyCallID: "call-id", KeyToAOR: "to-aor", KeyFromURI: "from-uri",
+	KeyRequestUser: "ruri-user", KeyHeader: "header", KeyRequestAOR: "ruri-aor"}
+
 // String returns the config spelling of k: "call-id", "to-aor",
 // "from-uri", "ruri-user", "ruri-aor" or "header".
-func (k KeyKind) String() string {
-	switch k {
-	case KeyCallID:
-		return "call-id"
-	case KeyToAOR:
-		return "to-aor"
-	case KeyFromURI:
-		return "from-uri"
-	case KeyRequestUser:
-		return "ruri-user"
-	case KeyRequestAOR:
-		return "ruri-aor"
-	case KeyHeader:
-		return "header"
-	}
-	return fmt.Sprintf("KeyKind(%d)", uint8(k))
-}
+func (k KeyKind) String() string { return enum.Name(keyKindNames[:], k, "KeyKind") }
 
 // KeyRule says which key to hash. Header is the header name for KeyHeader
 // (header names compare case-insensitively in SIP; the extractor should also
@@ -102,10 +91,8 @@ func ParseKeyRule(s string) (KeyRule, error) {
 		}
 		return KeyRule{Kind: KeyHeader, Header: name}, nil
 	}
-	for k := KeyCallID; k < numKeyKinds; k++ {
-		if k != KeyHeader && strings.EqualFold(v, k.String()) {
-			return KeyRule{Kind: k}, nil
-		}
+	if k, ok := enum.Parse[KeyKind](keyKindNames[:], strings.ToLower(v)); ok && k != KeyHeader {
+		return KeyRule{Kind: k}, nil
 	}
 	return KeyRule{}, fmt.Errorf("%w %q: want call-id, to-aor, from-uri, ruri-user, ruri-aor or header:NAME", ErrInvalidKey, s)
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/viaduct-sip/viaduct/internal/enum"
 )
 
 // Mode is a pool's selection algorithm.
@@ -22,25 +24,22 @@ const (
 	ModeRoundRobin
 )
 
+var modeNames = []string{ModeHash: "hash", ModeRoundRobin: "round-robin"}
+
 // String returns "hash" or "round-robin".
-func (m Mode) String() string {
-	switch m {
-	case ModeHash:
-		return "hash"
-	case ModeRoundRobin:
-		return "round-robin"
-	}
-	return fmt.Sprintf("Mode(%d)", uint8(m))
-}
+func (m Mode) String() string { return enum.Name(modeNames, m, "Mode") }
 
 // ParseMode parses "hash" (or "", the default) or "round-robin" (or "rr"),
 // for config loaders.
 func ParseMode(s string) (Mode, error) {
 	switch s {
-	case "hash", "":
+	case "":
 		return ModeHash, nil
-	case "round-robin", "rr":
+	case "rr":
 		return ModeRoundRobin, nil
+	}
+	if m, ok := enum.Parse[Mode](modeNames, s); ok {
+		return m, nil
 	}
 	return 0, fmt.Errorf("balancer mode %q: want hash or round-robin", s)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/viaduct-sip/viaduct/internal/enum"
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
@@ -52,16 +53,10 @@ const (
 	Down
 )
 
+var healthNames = []string{Up: "up", Down: "down"}
+
 // String returns "up" or "down".
-func (h Health) String() string {
-	switch h {
-	case Up:
-		return "up"
-	case Down:
-		return "down"
-	}
-	return fmt.Sprintf("Health(%d)", uint8(h))
-}
+func (h Health) String() string { return enum.Name(healthNames, h, "Health") }
 
 // AdminState is the operator's intent for a target. The zero value is
 // Enabled.
@@ -78,29 +73,16 @@ const (
 	Disabled
 )
 
+var adminStateNames = []string{Enabled: "enabled", Draining: "draining", Disabled: "disabled"}
+
 // String returns "enabled", "draining" or "disabled".
-func (a AdminState) String() string {
-	switch a {
-	case Enabled:
-		return "enabled"
-	case Draining:
-		return "draining"
-	case Disabled:
-		return "disabled"
-	}
-	return fmt.Sprintf("AdminState(%d)", uint8(a))
-}
+func (a AdminState) String() string { return enum.Name(adminStateNames, a, "AdminState") }
 
 // ParseAdminState parses "enabled", "draining" or "disabled" (case
 // insensitive), for an admin API or a config loader.
 func ParseAdminState(s string) (AdminState, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "enabled":
-		return Enabled, nil
-	case "draining":
-		return Draining, nil
-	case "disabled":
-		return Disabled, nil
+	if a, ok := enum.Parse[AdminState](adminStateNames, strings.ToLower(strings.TrimSpace(s))); ok {
+		return a, nil
 	}
 	return 0, fmt.Errorf("admin state %q: want enabled, draining or disabled", s)
 }
@@ -125,25 +107,20 @@ const (
 	AllDownReject
 )
 
+var allDownNames = []string{AllDownForward: "forward", AllDownReject: "reject"}
+
 // String returns "forward" or "reject".
-func (a AllDown) String() string {
-	switch a {
-	case AllDownForward:
-		return "forward"
-	case AllDownReject:
-		return "reject"
-	}
-	return fmt.Sprintf("AllDown(%d)", uint8(a))
-}
+func (a AllDown) String() string { return enum.Name(allDownNames, a, "AllDown") }
 
 // ParseAllDown parses "forward" (or "", the default) or "reject", for
 // config loaders.
 func ParseAllDown(s string) (AllDown, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "forward", "":
+	v := strings.ToLower(strings.TrimSpace(s))
+	if v == "" {
 		return AllDownForward, nil
-	case "reject":
-		return AllDownReject, nil
+	}
+	if a, ok := enum.Parse[AllDown](allDownNames, v); ok {
+		return a, nil
 	}
 	return 0, fmt.Errorf("%q: want forward (panic mode: send to every upstream anyway) or reject (answer 503)", s)
 }

@@ -30,14 +30,7 @@ FIND_MAX=${FIND_MAX:-0}
 VIADUCT_ARGS=${VIADUCT_ARGS:-}
 UAC_ARGS=${UAC_ARGS:-}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh # $work, $pids, cleanup on exit
 
 go build -o "$work/viaduct" ./cmd/viaduct
 go build -o "$work/viaduct-load" ./cmd/viaduct-load

@@ -44,14 +44,7 @@ SIPP_ARGS=${SIPP_ARGS:-}
 VL_ARGS=${VL_ARGS:---concurrency 1}
 
 command -v "$SIPP" >/dev/null || { echo "sipp not found (install sip-tester)" >&2; exit 2; }
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh # $work, $pids, cleanup on exit
 
 go build -o "$work/viaduct-load" ./cmd/viaduct-load
 

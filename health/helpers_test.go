@@ -176,11 +176,9 @@ type event struct {
 
 // recordingSink forwards to a balancer.Pool and records every change.
 type recordingSink struct {
-	pool  *balancer.Pool
-	mu    sync.Mutex
-	evs   []event
-	last  map[string]balancer.Health
-	lastA map[string]balancer.AdminState
+	pool *balancer.Pool
+	mu   sync.Mutex
+	evs  []event
 }
 
 func newRecordingSink(t testing.TB, targets ...*responder) *recordingSink {
@@ -197,27 +195,25 @@ func newRecordingSink(t testing.TB, targets ...*responder) *recordingSink {
 }
 
 func (s *recordingSink) SetHealth(id string, h balancer.Health) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, ok := s.pool.Table().ByID(id)
-	if err := s.pool.SetHealth(id, h); err != nil {
-		return err
-	}
-	if ok && old.Health != h {
-		s.evs = append(s.evs, event{at: time.Now(), id: id, health: &h})
-	}
-	return nil
+	return s.record(id, func() error { return s.pool.SetHealth(id, h) }, event{health: &h})
 }
 
 func (s *recordingSink) SetAdmin(id string, a balancer.AdminState) error {
+	return s.record(id, func() error { return s.pool.SetAdmin(id, a) }, event{admin: &a})
+}
+
+// record applies set, a change of target id, to the pool, and records ev
+// when it changed the target's health or admin state.
+func (s *recordingSink) record(id string, set func() error, ev event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.pool.Table().ByID(id)
-	if err := s.pool.SetAdmin(id, a); err != nil {
+	if err := set(); err != nil {
 		return err
 	}
-	if ok && old.Admin != a {
-		s.evs = append(s.evs, event{at: time.Now(), id: id, admin: &a})
+	if cur, _ := s.pool.Table().ByID(id); ok && (cur.Health != old.Health || cur.Admin != old.Admin) {
+		ev.at, ev.id = time.Now(), id
+		s.evs = append(s.evs, ev)
 	}
 	return nil
 }

@@ -542,17 +542,7 @@ func TestUpstreamResponses(t *testing.T) {
 	}
 
 	const calls = 20
-	u, err := load.NewUAC(load.UACConfig{Target: e.ListenAddrs()[0], Sources: 1, NoRetrans: true, Timeout: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	r, err := u.Run(ctx, load.RunOptions{Rate: 500, Total: calls, Drain: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := loadtest.Calls(t, e.ListenAddrs()[0], calls)
 	if r.Counts.Completed+r.Counts.Failed != calls || r.Counts.Codes[503] != r.Counts.Failed {
 		t.Fatalf("%d completed, %d failed (%d with 503) of %d calls: %v", r.Counts.Completed, r.Counts.Failed, r.Counts.Codes[503], calls, r.Counts.FailedBy())
 	}

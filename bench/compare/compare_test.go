@@ -128,78 +128,67 @@ var sink int
 // headers it knows (Via, From, To, Contact, CSeq, Call-ID, ...) eagerly and
 // copies the body.
 func BenchmarkParse(b *testing.B) {
-	for _, tm := range messages {
-		data := load(b, tm.file)
-		b.Run(tm.name+"/viaduct", func(b *testing.B) {
-			var m parser.Message
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
-				if err := parser.Parse(data, &m); err != nil {
-					b.Fatal(err)
-				}
-				n += m.NumHeaders()
-			}
-			sink = n
-		})
-		b.Run(tm.name+"/sipgo", func(b *testing.B) {
-			p := sip.NewParser()
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
-				msg, err := p.ParseSIP(data)
-				if err != nil {
-					b.Fatal(err)
-				}
-				n += len(msg.Body())
-			}
-			sink = n
-		})
-	}
+	benchCompare(b,
+		func(m *parser.Message) (int, error) { return m.NumHeaders(), nil },
+		func(msg sip.Message) (int, error) { return len(msg.Body()), nil })
 }
 
 // BenchmarkProxyFields measures parsing plus reading every field of Fields.
 func BenchmarkProxyFields(b *testing.B) {
+	var (
+		vf ViaductFields
+		sf SipgoFields
+	)
+	benchCompare(b,
+		func(m *parser.Message) (int, error) {
+			err := ReadViaduct(m, &vf)
+			return vf.Sum(), err
+		},
+		func(msg sip.Message) (int, error) {
+			err := ReadSipgo(msg, &sf)
+			return SumSipgo(&sf), err
+		})
+}
+
+// benchCompare runs, for each message, a viaduct and a sipgo
+// sub-benchmark: each parses the message and reads it with its parser's
+// read function, which returns a checksum.
+func benchCompare(b *testing.B, readViaduct func(*parser.Message) (int, error), readSipgo func(sip.Message) (int, error)) {
 	for _, tm := range messages {
 		data := load(b, tm.file)
 		b.Run(tm.name+"/viaduct", func(b *testing.B) {
-			var (
-				m parser.Message
-				f ViaductFields
-			)
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
+			var m parser.Message
+			benchLoop(b, data, func() (int, error) {
 				if err := parser.Parse(data, &m); err != nil {
-					b.Fatal(err)
+					return 0, err
 				}
-				if err := ReadViaduct(&m, &f); err != nil {
-					b.Fatal(err)
-				}
-				n += f.Sum()
-			}
-			sink = n
+				return readViaduct(&m)
+			})
 		})
 		b.Run(tm.name+"/sipgo", func(b *testing.B) {
 			p := sip.NewParser()
-			var f SipgoFields
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
+			benchLoop(b, data, func() (int, error) {
 				msg, err := p.ParseSIP(data)
 				if err != nil {
-					b.Fatal(err)
+					return 0, err
 				}
-				if err := ReadSipgo(msg, &f); err != nil {
-					b.Fatal(err)
-				}
-				n += SumSipgo(&f)
-			}
-			sink = n
+				return readSipgo(msg)
+			})
 		})
 	}
+}
+
+// benchLoop measures parseAndRead on data, keeping its checksums in sink.
+func benchLoop(b *testing.B, data []byte, parseAndRead func() (int, error)) {
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		v, err := parseAndRead()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += v
+	}
+	sink = n
 }

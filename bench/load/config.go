@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/viaduct-sip/viaduct/internal/enum"
 )
 
 // Scenario is what the UAC does for each "call" it starts.
@@ -28,20 +30,13 @@ const (
 var scenarioNames = [...]string{"call", "register", "options", "message"}
 
 // String returns the scenario's name as the CLI spells it.
-func (s Scenario) String() string {
-	if s >= 0 && int(s) < len(scenarioNames) {
-		return scenarioNames[s]
-	}
-	return fmt.Sprintf("Scenario(%d)", int(s))
-}
+func (s Scenario) String() string { return enum.Name(scenarioNames[:], s, "Scenario") }
 
 // ParseScenario returns the scenario named s ("call", "register",
 // "options" or "message").
 func ParseScenario(s string) (Scenario, error) {
-	for i, n := range scenarioNames {
-		if strings.EqualFold(s, n) {
-			return Scenario(i), nil
-		}
+	if sc, ok := enum.Parse[Scenario](scenarioNames[:], strings.ToLower(s)); ok {
+		return sc, nil
 	}
 	return 0, fmt.Errorf("unknown scenario %q (want call, register, options or message)", s)
 }

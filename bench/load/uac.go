@@ -108,11 +108,7 @@ func NewUAC(cfg UACConfig) (*UAC, error) {
 		u.sources = append(u.sources, s)
 	}
 	for _, s := range u.sources {
-		u.wg.Add(1)
-		go func() {
-			defer u.wg.Done()
-			s.run()
-		}()
+		u.wg.Go(s.run)
 	}
 	return u, nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/internal/enum"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 )
@@ -81,19 +82,12 @@ const (
 var spreadNames = [...]string{"random", "cpu", "hash"}
 
 // String returns the name ParseSpread accepts.
-func (s Spread) String() string {
-	if s >= 0 && int(s) < len(spreadNames) {
-		return spreadNames[s]
-	}
-	return fmt.Sprintf("Spread(%d)", int(s))
-}
+func (s Spread) String() string { return enum.Name(spreadNames[:], s, "Spread") }
 
 // ParseSpread returns the spread mode named s: "random", "cpu" or "hash".
 func ParseSpread(s string) (Spread, error) {
-	for i, n := range spreadNames {
-		if s == n {
-			return Spread(i), nil
-		}
+	if sp, ok := enum.Parse[Spread](spreadNames[:], s); ok {
+		return sp, nil
 	}
 	return 0, fmt.Errorf("unknown spread %q (want random, cpu or hash)", s)
 }
@@ -259,11 +253,7 @@ func NewUAS(cfg UASConfig) (*UAS, error) {
 		return nil, fmt.Errorf("uas: %w", err)
 	}
 	for _, w := range s.workers {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			w.run()
-		}()
+		s.wg.Go(w.run)
 	}
 	return s, nil
 }

@@ -155,17 +155,10 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile to `file`")
 	)
 	fs.Var(&maxFail, "max-fail", "failure ratio above which the exit status is 1, as a fraction or percentage")
-	if err := fs.Parse(args); err != nil {
+	if !parseArgs(fs, args) {
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "viaduct-load uac: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "viaduct-load uac: %v\n", err)
-		return 2
-	}
+	fail := failWith(fs)
 	if *target == "" {
 		return fail(errors.New("--target is required"))
 	}
@@ -297,6 +290,28 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// parseArgs parses a command's arguments, flags alone, with fs. It reports
+// a mistake on fs's output and returns false.
+func parseArgs(fs *flag.FlagSet, args []string) bool {
+	if err := fs.Parse(args); err != nil {
+		return false // the flag package has said why
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return false
+	}
+	return true
+}
+
+// failWith returns the error exit of fs's command: it reports err on fs's
+// output, after the command's name, and returns exit status 2.
+func failWith(fs *flag.FlagSet) func(err error) int {
+	return func(err error) int {
+		fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
+		return 2
+	}
+}
+
 // progress prints a live line on stderr every second until ctx ends.
 func progress(ctx context.Context, u *load.UAC, w io.Writer) {
 	var prev, cur load.Counts
@@ -342,17 +357,10 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	)
 	fs.Var(&failRate, "fail-rate", "share of new requests answered with --fail-code, as a fraction or percentage")
 	fs.Var(&dropRate, "drop-rate", "share of new requests not answered at all, as a fraction or percentage")
-	if err := fs.Parse(args); err != nil {
+	if !parseArgs(fs, args) {
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "viaduct-load uas: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "viaduct-load uas: %v\n", err)
-		return 2
-	}
+	fail := failWith(fs)
 	setCores(*concurrency)
 	stopProfile, err := startProfile(*cpuProfile)
 	if err != nil {

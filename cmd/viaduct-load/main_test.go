@@ -79,6 +79,7 @@ func TestUsageErrors(t *testing.T) {
 		{"uac", "--target", "127.0.0.1:5060", "--total", "1", "--user", "a{m}"},  // bad template
 		{"uas", "--fail-rate", "150%"},
 		{"uas", "--listen", "127.0.0.1:0", "--fail-code", "200"},
+		{"uas", "--listen", "127.0.0.1:0", "extra"}, // positional arguments
 	} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != 2 {

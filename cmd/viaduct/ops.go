@@ -51,16 +51,8 @@ func (a *adminConfig) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
 		return fmt.Errorf("line %d: admin is a mapping with %s", n.Line, strings.Join(adminKeys, ", "))
 	}
-	listenSet := false
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i]
-		switch k.Value {
-		case "listen":
-			listenSet = true
-		case "token", "token_file", "state_file":
-		default:
-			return fmt.Errorf("line %d: unknown field %s in admin (want %s)", k.Line, k.Value, strings.Join(adminKeys, ", "))
-		}
+	if err := checkKeys(n, adminKeys, "admin"); err != nil {
+		return err
 	}
 	type plain adminConfig // without this method
 	var p plain
@@ -68,7 +60,7 @@ func (a *adminConfig) UnmarshalYAML(n *yaml.Node) error {
 		return err
 	}
 	*a = adminConfig(p)
-	a.listenSet = listenSet
+	a.listenSet = hasKey(n, "listen")
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -204,11 +203,8 @@ func (u *upstreamEntry) UnmarshalYAML(n *yaml.Node) error {
 		*u = upstreamEntry{Address: n.Value}
 		return nil
 	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			if !slices.Contains(upstreamKeys, k.Value) {
-				return fmt.Errorf("line %d: unknown field %s in an upstreams entry (want %s)", k.Line, k.Value, strings.Join(upstreamKeys, ", "))
-			}
+		if err := checkKeys(n, upstreamKeys, "an upstreams entry"); err != nil {
+			return err
 		}
 		type plain upstreamEntry // without this method
 		var p plain

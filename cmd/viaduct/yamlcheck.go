@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -254,4 +255,27 @@ func writtenKeys(n *yaml.Node) map[string]bool {
 	}
 	walk(n, "")
 	return out
+}
+
+// checkKeys returns an error naming the line of the first key of the
+// mapping n that is not one of keys; where names the mapping ("admin", "an
+// upstreams entry"). It is for the sections that decode themselves, which
+// the decoder's KnownFields does not reach.
+func checkKeys(n *yaml.Node, keys []string, where string) error {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !slices.Contains(keys, k.Value) {
+			return fmt.Errorf("line %d: unknown field %s in %s (want %s)", k.Line, k.Value, where, strings.Join(keys, ", "))
+		}
+	}
+	return nil
+}
+
+// hasKey reports whether the mapping n has key.
+func hasKey(n *yaml.Node, key string) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }

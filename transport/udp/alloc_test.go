@@ -13,7 +13,7 @@ import (
 func TestWriteBatchAllocs(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 		t.Run(addr, func(t *testing.T) {
-			c := listenOrSkip(t, addr)
+			c := listenOrSkip(t, addr, Config{RecvBuffer: 4 << 20})
 			sink := listen(t, addr, Config{RecvBuffer: 4 << 20})
 			out := NewBatch(16, 0)
 			payload := make([]byte, 200)
@@ -39,7 +39,7 @@ func TestWriteBatchAllocs(t *testing.T) {
 func TestReadBatchAllocs(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 		t.Run(addr, func(t *testing.T) {
-			c := listenOrSkip(t, addr)
+			c := listenOrSkip(t, addr, Config{RecvBuffer: 4 << 20})
 			src := listen(t, addr, Config{})
 			out := NewBatch(16, 0)
 			for i := range out.Msgs {
@@ -71,22 +71,9 @@ func TestReadBatchAllocs(t *testing.T) {
 	}
 }
 
-func listenOrSkip(t *testing.T, addr string) *Conn {
-	t.Helper()
-	c, err := Listen(t.Context(), addr, Config{RecvBuffer: 4 << 20})
-	if err != nil {
-		if addr[0] == '[' {
-			t.Skipf("no IPv6 on loopback: %v", err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // TestWriteToAllocs checks the single-datagram convenience path too.
 func TestWriteToAllocs(t *testing.T) {
-	c := listenOrSkip(t, "127.0.0.1:0")
+	c := listenOrSkip(t, "127.0.0.1:0", Config{RecvBuffer: 4 << 20})
 	sink := listen(t, "127.0.0.1:0", Config{RecvBuffer: 4 << 20})
 	payload := []byte("probe")
 	allocs := testing.AllocsPerRun(100, func() {

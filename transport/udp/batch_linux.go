@@ -223,11 +223,11 @@ func (b *Batch) doLoop(fd uintptr) bool {
 	}
 }
 
-// Results of doWait.
+// Results of recv and doWait.
 const (
 	waitData        = iota // datagrams received (or an error, in b.errno)
-	waitQuiet              // none for Config.ParkAfter
-	waitInterrupted        // a signal interrupted the wait
+	waitQuiet              // none: EAGAIN (for doWait, none for Config.ParkAfter)
+	waitInterrupted        // a signal interrupted the call (EINTR)
 )
 
 // netpollEvery is how long a ReadLoop waiting in the kernel may go without
@@ -276,19 +276,7 @@ func (b *Batch) doWait(fd uintptr) int {
 	if b.waits%yieldEvery == 0 {
 		runtime.Gosched()
 	}
-	r, e := b.recvmmsg(fd, unix.MSG_WAITFORONE)
-	switch e {
-	case 0:
-		b.got = r
-		return waitData
-	case unix.EAGAIN:
-		return waitQuiet
-	case unix.EINTR:
-		return waitInterrupted
-	default:
-		b.errno = e
-		return waitData
-	}
+	return b.recv(fd, unix.MSG_WAITFORONE)
 }
 
 // prepareRead points the kernel structures at the receive slots of the
@@ -301,14 +289,7 @@ func (b *Batch) prepareRead(c *Conn) int {
 		controlLen = oobSize
 	}
 	for i := 0; i < n; i++ {
-		buf := b.Msgs[i].Buf[:cap(b.Msgs[i].Buf)]
-		iov := &b.iovs[i]
-		if len(buf) > 0 {
-			iov.Base = &buf[0]
-		} else {
-			iov.Base = nil
-		}
-		iov.SetLen(len(buf))
+		setIovec(&b.iovs[i], b.Msgs[i].Buf[:cap(b.Msgs[i].Buf)])
 		h := &b.hdrs[i]
 		h.Hdr.Namelen = unix.SizeofSockaddrInet6
 		if controlLen > 0 {
@@ -321,6 +302,16 @@ func (b *Batch) prepareRead(c *Conn) int {
 	}
 	b.vlen, b.got, b.errno = n, 0, 0
 	return n
+}
+
+// setIovec points iov at buf (at nothing when buf is empty).
+func setIovec(iov *unix.Iovec, buf []byte) {
+	if len(buf) > 0 {
+		iov.Base = &buf[0]
+	} else {
+		iov.Base = nil
+	}
+	iov.SetLen(len(buf))
 }
 
 // finishRead fills b.Msgs[:b.got] from what recvmmsg returned: lengths,
@@ -364,19 +355,31 @@ func (b *Batch) finishRead(c *Conn) {
 // proxy's CPU.
 func (b *Batch) doRead(fd uintptr) bool {
 	for {
-		r, e := b.recvmmsg(fd, unix.MSG_DONTWAIT)
-		switch e {
-		case 0:
-			b.got = r
+		switch b.recv(fd, unix.MSG_DONTWAIT) {
+		case waitData:
 			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
+		case waitQuiet:
 			return false
-		default:
-			b.errno = e
-			return true
 		}
+	}
+}
+
+// recv is one recvmmsg with flags: it records the datagrams received in
+// b.got, or a failure in b.errno (both waitData), and reports EAGAIN as
+// waitQuiet and EINTR as waitInterrupted.
+func (b *Batch) recv(fd uintptr, flags int) int {
+	r, e := b.recvmmsg(fd, flags)
+	switch e {
+	case 0:
+		b.got = r
+		return waitData
+	case unix.EAGAIN:
+		return waitQuiet
+	case unix.EINTR:
+		return waitInterrupted
+	default:
+		b.errno = e
+		return waitData
 	}
 }
 
@@ -423,14 +426,7 @@ func (c *Conn) WriteBatch(b *Batch, n int) (int, error) {
 	}
 	for i := 0; i < n; i++ {
 		m := &b.Msgs[i]
-		buf := m.Buf[:m.N]
-		iov := &b.iovs[i]
-		if len(buf) > 0 {
-			iov.Base = &buf[0]
-		} else {
-			iov.Base = nil
-		}
-		iov.SetLen(len(buf))
+		setIovec(&b.iovs[i], m.Buf[:m.N])
 		h := &b.hdrs[i]
 		h.Hdr.Namelen = encodeAddr(&b.names[i], m.Addr, c.family)
 		h.Hdr.Control = nil

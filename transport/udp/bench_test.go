@@ -16,6 +16,9 @@ import (
 // the range of a typical SIP request.
 const benchPayload = 512
 
+// benchConfig is the socket configuration of the echo benchmarks' ends.
+var benchConfig = Config{RecvBuffer: 4 << 20, SendBuffer: 4 << 20}
+
 // benchWindow is how many datagrams a client has in flight: one batch.
 const benchWindow = 64
 
@@ -27,8 +30,8 @@ const benchWindow = 64
 func BenchmarkEchoBatch(b *testing.B) {
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 		b.Run(netName(addr), func(b *testing.B) {
-			srv := listenOrSkipB(b, addr)
-			cli := listenOrSkipB(b, addr)
+			srv := listenOrSkip(b, addr, benchConfig)
+			cli := listenOrSkip(b, addr, benchConfig)
 			go func() {
 				in := srv.NewBatch(2048)
 				for {
@@ -48,32 +51,12 @@ func BenchmarkEchoBatch(b *testing.B) {
 				out.Msgs[i].Addr = srv.LocalAddr()
 			}
 			in := NewBatch(benchWindow, 2048)
-			lost := 0
-			b.SetBytes(benchPayload)
-			b.ReportAllocs()
-			b.ResetTimer()
-			start, cpu0 := time.Now(), cpuTime()
-			for done := 0; done < b.N; {
-				w := min(benchWindow, b.N-done)
-				if _, err := cli.WriteBatch(out, w); err != nil {
-					b.Fatal(err)
-				}
-				cli.SetReadDeadline(time.Now().Add(time.Second))
-				for got := 0; got < w; {
-					n, err := cli.ReadBatch(in)
-					if errors.Is(err, os.ErrDeadlineExceeded) {
-						lost += w - got
-						break
-					} else if err != nil {
-						b.Fatal(err)
-					}
-					got += n
-				}
-				done += w
-			}
-			b.StopTimer()
-			reportRates(b, start, cpu0)
-			b.ReportMetric(float64(lost), "lost")
+			measureEcho(b, cli,
+				func(w int) error {
+					_, err := cli.WriteBatch(out, w)
+					return err
+				},
+				func() (int, error) { return cli.ReadBatch(in) })
 		})
 	}
 }
@@ -84,8 +67,8 @@ func BenchmarkEchoBatch(b *testing.B) {
 func BenchmarkEchoPlain(b *testing.B) {
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 		b.Run(netName(addr), func(b *testing.B) {
-			srv := listenOrSkipB(b, addr).uc
-			cli := listenOrSkipB(b, addr).uc
+			srv := listenOrSkip(b, addr, benchConfig).uc
+			cli := listenOrSkip(b, addr, benchConfig).uc
 			to := srv.LocalAddr().(*net.UDPAddr).AddrPort()
 			go func() {
 				buf := make([]byte, 2048)
@@ -102,35 +85,55 @@ func BenchmarkEchoPlain(b *testing.B) {
 			}()
 			payload := make([]byte, benchPayload)
 			buf := make([]byte, 2048)
-			lost := 0
-			b.SetBytes(benchPayload)
-			b.ReportAllocs()
-			b.ResetTimer()
-			start, cpu0 := time.Now(), cpuTime()
-			for done := 0; done < b.N; {
-				w := min(benchWindow, b.N-done)
-				for i := 0; i < w; i++ {
-					if _, err := cli.WriteToUDPAddrPort(payload, to); err != nil {
-						b.Fatal(err)
+			measureEcho(b, cli,
+				func(w int) error {
+					for i := 0; i < w; i++ {
+						if _, err := cli.WriteToUDPAddrPort(payload, to); err != nil {
+							return err
+						}
 					}
-				}
-				cli.SetReadDeadline(time.Now().Add(time.Second))
-				for got := 0; got < w; got++ {
+					return nil
+				},
+				func() (int, error) {
 					_, _, err := cli.ReadFromUDPAddrPort(buf)
-					if errors.Is(err, os.ErrDeadlineExceeded) {
-						lost += w - got
-						break
-					} else if err != nil {
-						b.Fatal(err)
-					}
-				}
-				done += w
-			}
-			b.StopTimer()
-			reportRates(b, start, cpu0)
-			b.ReportMetric(float64(lost), "lost")
+					return 1, err
+				})
 		})
 	}
+}
+
+// measureEcho runs the client side of an echo benchmark: b.N datagrams,
+// a window at a time, each window sent with send(w) and its echoes
+// collected with receive, which reads what has arrived (one or more
+// datagrams) and returns how many. Echoes missing a second after their
+// window was sent count as lost.
+func measureEcho(b *testing.B, cli interface{ SetReadDeadline(time.Time) error }, send func(w int) error, receive func() (int, error)) {
+	lost := 0
+	b.SetBytes(benchPayload)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	for done := 0; done < b.N; {
+		w := min(benchWindow, b.N-done)
+		if err := send(w); err != nil {
+			b.Fatal(err)
+		}
+		cli.SetReadDeadline(time.Now().Add(time.Second))
+		for got := 0; got < w; {
+			n, err := receive()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				lost += w - got
+				break
+			} else if err != nil {
+				b.Fatal(err)
+			}
+			got += n
+		}
+		done += w
+	}
+	b.StopTimer()
+	reportRates(b, start, cpu0)
+	b.ReportMetric(float64(lost), "lost")
 }
 
 // cpuTime returns the user+system CPU time of the whole process (client
@@ -154,17 +157,4 @@ func netName(addr string) string {
 		return "ipv6"
 	}
 	return "ipv4"
-}
-
-func listenOrSkipB(b *testing.B, addr string) *Conn {
-	b.Helper()
-	c, err := Listen(b.Context(), addr, Config{RecvBuffer: 4 << 20, SendBuffer: 4 << 20})
-	if err != nil {
-		if addr[0] == '[' {
-			b.Skipf("no IPv6 on loopback: %v", err)
-		}
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	return c
 }

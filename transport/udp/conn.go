@@ -189,6 +189,27 @@ func ListenAddrPort(ctx context.Context, addr netip.AddrPort, cfg Config) (*Conn
 	return listenSocket(ctx, addr, cfg, batchSize)
 }
 
+// socketNetwork returns the network of the socket ListenAddrPort opens
+// for addr, "udp4" for an IPv4 (or IPv4-mapped) address and "udp6" for any
+// other, and addr in the form that socket binds.
+func socketNetwork(addr netip.AddrPort) (network string, bind netip.AddrPort) {
+	if a := addr.Addr().Unmap(); a.Is4() {
+		return "udp4", netip.AddrPortFrom(a, addr.Port())
+	}
+	return "udp6", addr
+}
+
+// newConn returns the Conn of the bound socket uc, with its local address
+// in the form LocalAddr reports: 4-byte IPv4 on an IPv4 socket. The
+// platform's listenSocket fills in the rest.
+func newConn(uc *net.UDPConn, v4 bool, batchSize int) *Conn {
+	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	if v4 {
+		local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	}
+	return &Conn{uc: uc, local: local, batchSize: batchSize}
+}
+
 // LocalAddr returns the address the socket is bound to, with the port the
 // kernel chose when Listen was given port 0. IPv4 addresses are returned
 // in their 4-byte form.

@@ -33,10 +33,10 @@ type sysConn struct {
 
 // listenSocket opens the socket of ListenAddrPort, with cfg already checked.
 func listenSocket(ctx context.Context, addr netip.AddrPort, cfg Config, batchSize int) (*Conn, error) {
-	network, family := "udp6", unix.AF_INET6
-	if addr.Addr().Unmap().Is4() {
-		network, family = "udp4", unix.AF_INET
-		addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	network, addr := socketNetwork(addr)
+	family := unix.AF_INET6
+	if network == "udp4" {
+		family = unix.AF_INET
 	}
 
 	st := setup{cfg: cfg, family: family}
@@ -58,20 +58,11 @@ func listenSocket(ctx context.Context, addr netip.AddrPort, cfg Config, batchSiz
 			return nil, fmt.Errorf("udp: listen %v: park after %v: %w", addr, cfg.ParkAfter, errors.Join(err, serr))
 		}
 	}
-	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
-	if family == unix.AF_INET {
-		local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	}
-	return &Conn{
-		uc:        uc,
-		local:     local,
-		batchSize: batchSize,
-		rcvbuf:    st.rcvbuf,
-		sndbuf:    st.sndbuf,
-		reusePort: cfg.ReusePort,
-		parkAfter: cfg.ParkAfter,
-		sysConn:   sysConn{rc: rc, family: family, rxqOvfl: st.rxqOvfl},
-	}, nil
+	c := newConn(uc, family == unix.AF_INET, batchSize)
+	c.rcvbuf, c.sndbuf = st.rcvbuf, st.sndbuf
+	c.reusePort, c.parkAfter = cfg.ReusePort, cfg.ParkAfter
+	c.rc, c.family, c.rxqOvfl = rc, family, st.rxqOvfl
+	return c, nil
 }
 
 // waitInRecv makes a blocking recvmmsg on fd wait at most d: it clears

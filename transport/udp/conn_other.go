@@ -32,11 +32,8 @@ func listenSocket(ctx context.Context, addr netip.AddrPort, cfg Config, batchSiz
 	if cfg.ReusePort {
 		return nil, errUnsupported(addr, "SO_REUSEPORT groups (Config.ReusePort)")
 	}
-	network, v4 := "udp6", false // the net package sets IPV6_V6ONLY for udp6
-	if addr.Addr().Unmap().Is4() {
-		network, v4 = "udp4", true
-		addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	}
+	network, addr := socketNetwork(addr) // the net package sets IPV6_V6ONLY for udp6
+	v4 := network == "udp4"
 	var lc net.ListenConfig
 	pc, err := lc.ListenPacket(ctx, network, addr.String())
 	if err != nil {
@@ -47,18 +44,10 @@ func listenSocket(ctx context.Context, addr netip.AddrPort, cfg Config, batchSiz
 		uc.Close()
 		return nil, fmt.Errorf("udp: listen %v: %w", addr, err)
 	}
-	local := uc.LocalAddr().(*net.UDPAddr).AddrPort()
-	if v4 {
-		local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	}
-	return &Conn{
-		uc:        uc,
-		local:     local,
-		batchSize: batchSize,
-		rcvbuf:    cfg.RecvBuffer,
-		sndbuf:    cfg.SendBuffer,
-		sysConn:   sysConn{v4: v4, sock: new(socketClose)},
-	}, nil
+	c := newConn(uc, v4, batchSize)
+	c.rcvbuf, c.sndbuf = cfg.RecvBuffer, cfg.SendBuffer
+	c.v4, c.sock = v4, new(socketClose)
+	return c, nil
 }
 
 // setBuffers asks for the buffer sizes of cfg that are set.

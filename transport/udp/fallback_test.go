@@ -15,41 +15,26 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 )
 
 // deadline bounds every read of these tests: generous for a loaded
 // machine, short enough that a missing datagram fails the test.
 const deadline = 10 * time.Second
 
-func listenFallback(t *testing.T, address string, cfg Config) *Conn {
-	t.Helper()
-	c, err := Listen(context.Background(), address, cfg)
-	if err != nil {
-		t.Fatalf("Listen(%q): %v", address, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
+// plainPeer is a plain loopback socket whose reads and writes fail after
+// deadline.
 func plainPeer(t *testing.T) *net.UDPConn {
-	t.Helper()
-	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { uc.Close() })
+	uc, _ := testenv.ListenUDP(t)
 	uc.SetDeadline(time.Now().Add(deadline))
 	return uc
-}
-
-func addrPort(uc *net.UDPConn) netip.AddrPort {
-	return uc.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 // TestFallbackReadWrite reads datagrams one per ReadBatch and echoes a
 // batch back with WriteBatch.
 func TestFallbackReadWrite(t *testing.T) {
-	c := listenFallback(t, "127.0.0.1:0", Config{RecvBuffer: 1 << 20})
+	c := listen(t, "127.0.0.1:0", Config{RecvBuffer: 1 << 20})
 	if c.RecvBufferSize() != 1<<20 || c.ReusePort() || c.BatchSize() != DefaultBatchSize {
 		t.Errorf("RecvBufferSize %d, ReusePort %v, BatchSize %d", c.RecvBufferSize(), c.ReusePort(), c.BatchSize())
 	}
@@ -68,8 +53,8 @@ func TestFallbackReadWrite(t *testing.T) {
 			t.Fatalf("ReadBatch %d = %d, %v; want 1 datagram", i, n, err)
 		}
 		m := in.Msgs[0]
-		if string(m.Buf) != s || m.N != len(s) || m.Addr != addrPort(peer) || m.Err != nil {
-			t.Fatalf("datagram %d = %q (N %d) from %v, err %v; want %q from %v", i, m.Buf, m.N, m.Addr, m.Err, s, addrPort(peer))
+		if string(m.Buf) != s || m.N != len(s) || m.Addr != addrOf(peer) || m.Err != nil {
+			t.Fatalf("datagram %d = %q (N %d) from %v, err %v; want %q from %v", i, m.Buf, m.N, m.Addr, m.Err, s, addrOf(peer))
 		}
 		out.Msgs[i].SetData([]byte(strings.ToUpper(s)), m.Addr)
 	}
@@ -88,7 +73,7 @@ func TestFallbackReadWrite(t *testing.T) {
 // TestFallbackTruncated: a datagram longer than its slot is cut to the
 // slot and marked.
 func TestFallbackTruncated(t *testing.T) {
-	c := listenFallback(t, "127.0.0.1:0", Config{})
+	c := listen(t, "127.0.0.1:0", Config{})
 	c.SetReadDeadline(time.Now().Add(deadline))
 	peer := plainPeer(t)
 	peer.WriteToUDPAddrPort([]byte("0123456789abcdef"), c.LocalAddr())
@@ -111,13 +96,13 @@ func TestFallbackTruncated(t *testing.T) {
 // TestFallbackWriteBatchPerMessageErrors: a datagram the kernel refuses
 // is skipped and marked; the others go out.
 func TestFallbackWriteBatchPerMessageErrors(t *testing.T) {
-	c := listenFallback(t, "127.0.0.1:0", Config{})
+	c := listen(t, "127.0.0.1:0", Config{})
 	peer := plainPeer(t)
 	b := NewBatch(4, 0)
-	b.Msgs[0].SetData([]byte("a"), addrPort(peer))
+	b.Msgs[0].SetData([]byte("a"), addrOf(peer))
 	b.Msgs[1].SetData([]byte("b"), netip.AddrPort{})                              // no destination
 	b.Msgs[2].SetData([]byte("c"), netip.MustParseAddrPort("[2001:db8::1]:5060")) // IPv6 on an IPv4 socket
-	b.Msgs[3].SetData([]byte("d"), addrPort(peer))
+	b.Msgs[3].SetData([]byte("d"), addrOf(peer))
 	sent, err := c.WriteBatch(b, 4)
 	if sent != 2 || err != nil {
 		t.Fatalf("WriteBatch = %d, %v; want 2, nil", sent, err)
@@ -137,7 +122,7 @@ func TestFallbackWriteBatchPerMessageErrors(t *testing.T) {
 		}
 	}
 	c.Close()
-	b.Msgs[1].Addr = addrPort(peer)
+	b.Msgs[1].Addr = addrOf(peer)
 	if sent, err := c.WriteBatch(b, 2); sent != 0 || !errors.Is(err, net.ErrClosed) || !errors.Is(b.Msgs[1].Err, net.ErrClosed) {
 		t.Errorf("WriteBatch after Close = %d, %v (message 1: %v); want 0 and net.ErrClosed on every message", sent, err, b.Msgs[1].Err)
 	}
@@ -146,7 +131,7 @@ func TestFallbackWriteBatchPerMessageErrors(t *testing.T) {
 // TestFallbackReadLoop: handle sees every datagram and can stop the loop;
 // a deadline and Close end it with their errors.
 func TestFallbackReadLoop(t *testing.T) {
-	c := listenFallback(t, "127.0.0.1:0", Config{ParkAfter: time.Millisecond})
+	c := listen(t, "127.0.0.1:0", Config{ParkAfter: time.Millisecond})
 	if c.ParkAfter() != 0 {
 		t.Errorf("ParkAfter() = %v, want 0 (not in effect off Linux)", c.ParkAfter())
 	}
@@ -177,13 +162,8 @@ func TestFallbackReadLoop(t *testing.T) {
 	go func() { done <- c.ReadLoop(b, func(int) bool { return true }) }()
 	time.Sleep(20 * time.Millisecond) // let it park; Close must wake it either way
 	c.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("ReadLoop after Close = %v, want net.ErrClosed", err)
-		}
-	case <-time.After(deadline):
-		t.Fatal("ReadLoop still running after Close")
+	if err := wait(t, done, "Close"); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("ReadLoop after Close = %v, want net.ErrClosed", err)
 	}
 }
 
@@ -210,7 +190,7 @@ func TestFallbackListenGroup(t *testing.T) {
 		if n, err := c.ReadBatch(b); n != 1 || err != nil || b.Msgs[0].Buf[0] != byte('a'+i) {
 			t.Fatalf("member %d: ReadBatch = %d, %v, %q", i, n, err, b.Msgs[0].Buf)
 		}
-		if err := c.WriteTo([]byte("ok"), addrPort(peer)); err != nil {
+		if err := c.WriteTo([]byte("ok"), addrOf(peer)); err != nil {
 			t.Fatalf("member %d: WriteTo: %v", i, err)
 		}
 	}
@@ -223,13 +203,8 @@ func TestFallbackListenGroup(t *testing.T) {
 	if err := g[0].Close(); err != nil {
 		t.Fatalf("Close of member 0: %v", err)
 	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("member 2's ReadBatch after member 0's Close = %v, want net.ErrClosed", err)
-		}
-	case <-time.After(deadline):
-		t.Fatal("member 2's ReadBatch still blocked after member 0's Close")
+	if err := wait(t, done, "member 0's Close"); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("member 2's ReadBatch after member 0's Close = %v, want net.ErrClosed", err)
 	}
 	for i, c := range g[1:] {
 		if err := c.Close(); err != nil {

@@ -27,18 +27,6 @@ func runLoop(c *Conn, b *Batch, handle func(n int) bool) <-chan error {
 	return done
 }
 
-// wait returns ReadLoop's result, failing the test if it takes 5 s.
-func wait(t *testing.T, done <-chan error, what string) error {
-	t.Helper()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(5 * time.Second):
-		t.Fatalf("ReadLoop still running 5 s after %s", what)
-		return nil
-	}
-}
-
 // TestReadLoopBurstsInOrder queues bursts larger than the batch and checks
 // that ReadLoop hands over every datagram once, in order, in full and
 // partial batches, and returns nil when handle says stop. Each burst is

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/internal/config"
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
@@ -64,17 +65,6 @@ func loopbackLayout(workers int) transport.Layout {
 		MaxMessage: 1500, OutputSize: 1600}
 }
 
-// udpPeer is a plain loopback socket, closed when the test ends.
-func udpPeer(t *testing.T) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // readFrom reads one datagram from c within 5 s.
 func readFrom(t *testing.T, c *net.UDPConn) (string, netip.AddrPort) {
 	t.Helper()
@@ -92,10 +82,10 @@ func readFrom(t *testing.T, c *net.UDPConn) (string, netip.AddrPort) {
 // A datagram goes to its handler with its source, the UDP kind and the
 // listener; what the handler returns leaves from the listen address.
 func TestServerRelays(t *testing.T) {
-	dst := udpPeer(t)
-	r := &relay{to: transport.Peer{Addr: dst.LocalAddr().(*net.UDPAddr).AddrPort(), Kind: transport.UDP}}
+	dst, dstAddr := testenv.ListenUDP(t)
+	r := &relay{to: transport.Peer{Addr: dstAddr, Kind: transport.UDP}}
 	s := serve(t, loopbackLayout(2), ServerConfig{}, func(int, int) transport.Handler { return r })
-	client := udpPeer(t)
+	client, clientAddr := testenv.ListenUDP(t)
 	if _, err := client.WriteToUDPAddrPort([]byte("hello"), s.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +95,7 @@ func TestServerRelays(t *testing.T) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	want := transport.Peer{Addr: client.LocalAddr().(*net.UDPAddr).AddrPort(), Kind: transport.UDP}
+	want := transport.Peer{Addr: clientAddr, Kind: transport.UDP}
 	if len(r.sources) != 1 || r.sources[0] != want {
 		t.Errorf("sources %v, want [%v]", r.sources, want)
 	}
@@ -114,10 +104,10 @@ func TestServerRelays(t *testing.T) {
 // An output naming a listener the server does not have is reported to the
 // handler as a send error, and the rest of the batch still leaves.
 func TestServerReportsUnknownListener(t *testing.T) {
-	dst := udpPeer(t)
-	bad := &relay{to: transport.Peer{Addr: dst.LocalAddr().(*net.UDPAddr).AddrPort(), Listener: 3}}
+	_, dstAddr := testenv.ListenUDP(t)
+	bad := &relay{to: transport.Peer{Addr: dstAddr, Listener: 3}}
 	s := serve(t, loopbackLayout(1), ServerConfig{}, func(int, int) transport.Handler { return bad })
-	client := udpPeer(t)
+	client, _ := testenv.ListenUDP(t)
 	if _, err := client.WriteToUDPAddrPort([]byte("x"), s.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +131,7 @@ func TestServerReportsUnknownListener(t *testing.T) {
 // what comes back there reaches the origin worker's handler (worker index
 // Workers), not one of the shared sockets' workers.
 func TestServerOrigin(t *testing.T) {
-	peer := udpPeer(t)
+	peer, peerAddr := testenv.ListenUDP(t)
 	var mu sync.Mutex
 	got := map[int][]transport.Peer{}
 	record := handlerFunc(func(msg []byte, src transport.Peer, out *transport.Outbound) bool {
@@ -162,7 +152,7 @@ func TestServerOrigin(t *testing.T) {
 	if origin.Port() == s.Addrs()[0].Port() || !origin.Addr().IsUnspecified() || !origin.Addr().Is4() {
 		t.Fatalf("origin %v: want the IPv4 wildcard with a port of its own (listen %v)", origin, s.Addrs()[0])
 	}
-	if err := s.Originate([]byte("probe"), transport.Peer{Addr: peer.LocalAddr().(*net.UDPAddr).AddrPort()}); err != nil {
+	if err := s.Originate([]byte("probe"), transport.Peer{Addr: peerAddr}); err != nil {
 		t.Fatal(err)
 	}
 	msg, from := readFrom(t, peer)

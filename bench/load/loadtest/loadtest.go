@@ -11,10 +11,11 @@ import (
 	"github.com/viaduct-sip/viaduct/bench/load"
 )
 
-// RunCalls runs n complete calls (INVITE, 100, 180, 200, ACK, BYE, 200)
-// from one load.UAC source through target, at 500 calls/s, and fails the
-// test unless every one completes (15 s at most).
-func RunCalls(t testing.TB, target netip.AddrPort, n uint64) {
+// Calls runs n calls (INVITE, 100, 180, 200, ACK, BYE, 200 where the
+// upstream answers) from one load.UAC source through target, at 500
+// calls/s, and returns what became of them. It fails the test if the run
+// itself fails or takes more than 15 s.
+func Calls(t testing.TB, target netip.AddrPort, n uint64) *load.Result {
 	t.Helper()
 	u, err := load.NewUAC(load.UACConfig{Target: target, Sources: 1, NoRetrans: true, Timeout: 3 * time.Second})
 	if err != nil {
@@ -27,6 +28,14 @@ func RunCalls(t testing.TB, target netip.AddrPort, n uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// RunCalls runs n calls as Calls does and fails the test unless every one
+// completes.
+func RunCalls(t testing.TB, target netip.AddrPort, n uint64) {
+	t.Helper()
+	r := Calls(t, target, n)
 	if r.Counts.Completed != n || r.Counts.Failed != 0 {
 		t.Fatalf("%d of %d calls completed, %d failed: %v", r.Counts.Completed, n, r.Counts.Failed, r.Counts.FailedBy())
 	}
