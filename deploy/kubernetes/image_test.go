@@ -39,10 +39,7 @@ func TestContainerImage(t *testing.T) {
 		t.Error("the binary is not built with CGO_ENABLED=0 (static)")
 	}
 
-	in, err := render(t, "hostnetwork").Instance()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, in := renderInstance(t, "hostnetwork")
 	if uid := in.Pod.SecurityContext.RunAsUser; uid == nil || *uid != 65532 {
 		t.Errorf("the DaemonSet runs as %v, the image as 65532", uid)
 	}

@@ -52,6 +52,18 @@ func render(t *testing.T, name string) *Manifests {
 	return m
 }
 
+// renderInstance renders overlay name and returns it with the effective
+// configuration of one of its instances.
+func renderInstance(t *testing.T, name string) (*Manifests, *Instance) {
+	t.Helper()
+	m := render(t, name)
+	in, err := m.Instance()
+	if err != nil {
+		t.Fatalf("overlay %s: %v", name, err)
+	}
+	return m, in
+}
+
 func TestOverlaysKeepInvariants(t *testing.T) {
 	for _, name := range overlays {
 		t.Run(name, func(t *testing.T) {
@@ -67,11 +79,7 @@ func TestOverlaysKeepInvariants(t *testing.T) {
 func TestOverlayShapes(t *testing.T) {
 	for _, name := range overlays {
 		t.Run(name, func(t *testing.T) {
-			m := render(t, name)
-			in, err := m.Instance()
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, in := renderInstance(t, name)
 			var lbs []*corev1.Service
 			for _, s := range m.servicesOf(in) {
 				if s.Spec.Type == corev1.ServiceTypeLoadBalancer {

@@ -182,11 +182,7 @@ func TestViaductAcceptsTheConfig(t *testing.T) {
 	}
 	for _, name := range overlays {
 		t.Run(name, func(t *testing.T) {
-			m := render(t, name)
-			in, err := m.Instance()
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, in := renderInstance(t, name)
 			root := t.TempDir()
 			move := materialize(t, m, in, root)
 			code, out, errOut := runCheck(t, bin, dnsAddr, in.Args, move)
