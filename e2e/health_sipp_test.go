@@ -252,19 +252,11 @@ func runSippUAC(t *testing.T, dir, sipp string, proxyPort, calls, rate int, name
 		"-nostdin", "-recv_timeout", "4000", "-trace_stat", "-stf", stat, "-fd", "1")
 	cmd := exec.CommandContext(ctx, sipp, args...)
 	cmd.Dir = dir
-	out, err := os.Create(filepath.Join(dir, name+".out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StartLogged(t, cmd, filepath.Join(dir, name+".out"))
 	if during != nil {
 		during()
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	res := uacResult{}
 	if ee, ok := err.(*exec.ExitError); ok {
 		res.exit = ee.ExitCode()

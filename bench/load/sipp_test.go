@@ -66,15 +66,7 @@ func TestInteropUACAgainstSippUAS(t *testing.T) {
 	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", strconv.Itoa(port),
 		"-m", strconv.Itoa(calls), "-timeout", "30s", "-nostdin", "-trace_stat", "-fd", "1")
 	cmd.Dir = dir
-	out, err := os.Create(filepath.Join(dir, "screen.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StartLogged(t, cmd, filepath.Join(dir, "screen.log"))
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	time.Sleep(300 * time.Millisecond) // let sipp bind

@@ -79,3 +79,19 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// StartLogged starts cmd with its standard output and error going to a
+// new file at path (a tool's screen, kept for a failing test's reader),
+// which is closed when the test ends. A failure to start fails the test.
+func StartLogged(t testing.TB, cmd *exec.Cmd, path string) {
+	t.Helper()
+	out, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+}
