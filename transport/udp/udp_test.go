@@ -444,6 +444,42 @@ func TestExclusiveWithoutReusePort(t *testing.T) {
 	}
 }
 
+// A batch of one datagram goes out with sendto(2) rather than sendmmsg(2):
+// its per-message errors are the same, and a good datagram still leaves.
+func TestWriteBatchOfOne(t *testing.T) {
+	c := listen(t, "127.0.0.1:0", Config{})
+	dst := plain(t, "udp4", "127.0.0.1:0")
+	to := addrOf(dst)
+	b := NewBatch(1, 0)
+	for _, tc := range []struct {
+		payload []byte
+		to      netip.AddrPort
+		want    syscall.Errno
+	}{
+		{make([]byte, 70000), to, unix.EMSGSIZE},
+		{[]byte("port zero"), netip.AddrPortFrom(to.Addr(), 0), unix.EINVAL},
+		{[]byte("no address"), netip.AddrPort{}, unix.EDESTADDRREQ},
+		{[]byte("ipv6 on ipv4"), netip.MustParseAddrPort("[::1]:9"), unix.EAFNOSUPPORT},
+	} {
+		b.Msgs[0].SetData(tc.payload, tc.to)
+		if sent, err := c.WriteBatch(b, 1); sent != 0 || err != nil || !errors.Is(b.Msgs[0].Err, tc.want) {
+			t.Errorf("to %v: WriteBatch = %d, %v, Err %v; want 0, nil, %v", tc.to, sent, err, b.Msgs[0].Err, tc.want)
+		}
+	}
+	b.Msgs[0].SetData([]byte("ok"), to)
+	if sent, err := c.WriteBatch(b, 1); sent != 1 || err != nil || b.Msgs[0].Err != nil {
+		t.Fatalf("WriteBatch = %d, %v, Err %v; want 1 sent", sent, err, b.Msgs[0].Err)
+	}
+	buf := make([]byte, 16)
+	dst.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, _, err := dst.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "ok" {
+		t.Errorf("destination got %q, %v", buf[:n], err)
+	}
+	if c.SendFailed() != 4 {
+		t.Errorf("SendFailed() = %d, want 4", c.SendFailed())
+	}
+}
+
 // TestWriteBatchStaleConnRefused checks that ECONNREFUSED, which the
 // kernel reports for an earlier datagram (here thanks to IP_RECVERR and
 // the ICMP port unreachable loopback returns), does not cost the next
