@@ -391,8 +391,8 @@ func (b *Batch) recvmmsg(fd uintptr, flags int) (int, syscall.Errno) {
 }
 
 // WriteBatch sends b.Msgs[:n], each Buf[:N] to its Addr, with as few
-// sendmmsg calls as the kernel allows, in order, and returns how many
-// datagrams the kernel accepted. The iovecs and addresses are rebuilt from
+// sendmmsg calls as the kernel allows (sendto for the last one left), in
+// order, and returns how many datagrams the kernel accepted. The iovecs and addresses are rebuilt from
 // Msgs on every call, so the caller may point each Buf anywhere. The
 // kernel has copied every datagram when WriteBatch returns: the buffers
 // may be reused at once (a read batch forwarded in place may be read into

@@ -22,8 +22,9 @@
 //     socket (see "One busy peer lands on one worker" in the README's
 //     Design section).
 //   - Batch, read with Conn.ReadBatch (recvmmsg(2)) and written with
-//     Conn.WriteBatch (sendmmsg(2)); a datagram the kernel refuses is
-//     marked in its Message and skipped, never holding up the rest.
+//     Conn.WriteBatch (sendmmsg(2), or sendto(2) for one datagram); a
+//     datagram the kernel refuses is marked in its Message and skipped,
+//     never holding up the rest.
 //   - Conn.ReadLoop, a reader that stays inside one netpoller read and
 //     parks straight after a batch that was not full; with
 //     Config.ParkAfter it first waits for the next datagram inside a
