@@ -64,3 +64,24 @@ func wait(t testing.TB, done <-chan error, what string) error {
 		return nil
 	}
 }
+
+// sendOne writes b's first message, payload to `to`, with WriteBatch and
+// fails the test unless the kernel took it.
+func sendOne(t testing.TB, c *Conn, b *Batch, payload string, to netip.AddrPort) {
+	t.Helper()
+	b.Msgs[0].SetData([]byte(payload), to)
+	if sent, err := c.WriteBatch(b, 1); sent != 1 || err != nil || b.Msgs[0].Err != nil {
+		t.Fatalf("WriteBatch of %q = %d, %v, Err %v; want it sent", payload, sent, err, b.Msgs[0].Err)
+	}
+}
+
+// expectDatagram reads one datagram from uc within resultWait and fails
+// the test unless it is want.
+func expectDatagram(t testing.TB, uc *net.UDPConn, want string) {
+	t.Helper()
+	buf := make([]byte, len(want)+64)
+	uc.SetReadDeadline(time.Now().Add(resultWait))
+	if n, _, err := uc.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != want {
+		t.Errorf("destination got %q, %v; want %q", buf[:n], err, want)
+	}
+}

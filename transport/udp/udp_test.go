@@ -466,15 +466,8 @@ func TestWriteBatchOfOne(t *testing.T) {
 			t.Errorf("to %v: WriteBatch = %d, %v, Err %v; want 0, nil, %v", tc.to, sent, err, b.Msgs[0].Err, tc.want)
 		}
 	}
-	b.Msgs[0].SetData([]byte("ok"), to)
-	if sent, err := c.WriteBatch(b, 1); sent != 1 || err != nil || b.Msgs[0].Err != nil {
-		t.Fatalf("WriteBatch = %d, %v, Err %v; want 1 sent", sent, err, b.Msgs[0].Err)
-	}
-	buf := make([]byte, 16)
-	dst.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, _, err := dst.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "ok" {
-		t.Errorf("destination got %q, %v", buf[:n], err)
-	}
+	sendOne(t, c, b, "ok", to)
+	expectDatagram(t, dst, "ok")
 	if c.SendFailed() != 4 {
 		t.Errorf("SendFailed() = %d, want 4", c.SendFailed())
 	}
@@ -512,15 +505,8 @@ func TestWriteBatchStaleConnRefused(t *testing.T) {
 	if !pending {
 		t.Skip("no ICMP error pending on the socket; cannot exercise the stale-error path")
 	}
-	b.Msgs[0].SetData([]byte("good"), addrOf(dst))
-	if sent, err := c.WriteBatch(b, 1); sent != 1 || err != nil || b.Msgs[0].Err != nil {
-		t.Fatalf("WriteBatch after a pending ECONNREFUSED = %d, %v, Err %v; want the datagram sent", sent, err, b.Msgs[0].Err)
-	}
-	buf := make([]byte, 16)
-	dst.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, _, err := dst.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "good" {
-		t.Errorf("destination got %q, %v", buf[:n], err)
-	}
+	sendOne(t, c, b, "good", addrOf(dst)) // after a pending ECONNREFUSED
+	expectDatagram(t, dst, "good")
 	if c.SendFailed() != 0 {
 		t.Errorf("SendFailed() = %d, want 0", c.SendFailed())
 	}
