@@ -181,7 +181,14 @@ func (b *Batch) SetHealth(id string, h Health) error {
 	if h > Down {
 		return fmt.Errorf("set health of %q: invalid %v", id, h)
 	}
-	return setState(b, "set health", id, h, func(t *Target) *Health { return &t.Health })
+	i, ok := b.old.byID[id]
+	if !ok {
+		return fmt.Errorf("set health: %w %q", ErrUnknownTarget, id)
+	}
+	if b.current(i).Health != h {
+		b.writable(i).Health = h
+	}
+	return nil
 }
 
 // SetAdmin records the admin state of target id.
@@ -189,19 +196,12 @@ func (b *Batch) SetAdmin(id string, a AdminState) error {
 	if a > Disabled {
 		return fmt.Errorf("set admin state of %q: invalid %v", id, a)
 	}
-	return setState(b, "set admin state", id, a, func(t *Target) *AdminState { return &t.Admin })
-}
-
-// setState records v as the state that field selects (Health or Admin) of
-// target id, copying the targets only when v changes it; op names the
-// setter in the error for an unknown id.
-func setState[S comparable](b *Batch, op, id string, v S, field func(*Target) *S) error {
 	i, ok := b.old.byID[id]
 	if !ok {
-		return fmt.Errorf("%s: %w %q", op, ErrUnknownTarget, id)
+		return fmt.Errorf("set admin state: %w %q", ErrUnknownTarget, id)
 	}
-	if *field(b.current(i)) != v {
-		*field(b.writable(i)) = v
+	if b.current(i).Admin != a {
+		b.writable(i).Admin = a
 	}
 	return nil
 }
