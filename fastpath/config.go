@@ -57,6 +57,16 @@ type Config struct {
 	// transport's. Start needs it; New and NewWorker do not.
 	Transport transport.Binder
 
+	// Stages wrap the Handler of every transport worker, the first
+	// outermost: rooms such as the edge (admission) and capture (a tap)
+	// see every message without the core importing them. nil: the
+	// transports call the core directly.
+	Stages []transport.Stage
+
+	// Gate, if set, is asked before a stream transport accepts a
+	// connection (transport.Layout.Gate).
+	Gate transport.ConnGate
+
 	// Upstreams are the next hops requests are balanced over, each with
 	// weight 1, priority 0 and the default ID ("udp:" + address).
 	// Requests coming from one of these exact addresses may be routed by

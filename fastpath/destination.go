@@ -35,6 +35,9 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 		if r.dest, r.picked, r.counted, ok = w.pick(&r.to, r.receivedRURI(), dialog); !ok {
 			return w.reject(r, Local503, "No Upstream Available", DropNoUpstream)
 		}
+		if a := w.admitCall(r, dialog); a != continueRequest {
+			return a
+		}
 	}
 	if reason := unsafeDestination(r.dest.Addr()); reason != "" {
 		return w.reject(r, Local403, reason, DropUnsafeDestination)
@@ -43,6 +46,26 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 		return w.reject(r, Local503, "No Socket For Address Family", DropNoUpstream)
 	}
 	return continueRequest
+}
+
+// admitCall asks the CallAdmitter, if any, whether a new call balancing
+// sent to r.dest may go there, and answers 503 with Retry-After when not.
+func (w *Worker) admitCall(r *reqState, dialog bool) Action {
+	if dialog || r.meth != parser.MethodINVITE || r.to.Tag != nil {
+		return continueRequest
+	}
+	admit := w.e.callAdmitter.Load()
+	if admit == nil {
+		return continueRequest
+	}
+	retry, ok := (*admit)(r.dest)
+	if ok {
+		return continueRequest
+	}
+	w.retryAfter = retry
+	a := w.reject(r, Local503, "Call Rate Limit Exceeded", DropCallRate)
+	w.retryAfter = 0
+	return a
 }
 
 // upstreamNextHop sets the destination of a request from an upstream: its

@@ -46,6 +46,7 @@ type Engine struct {
 
 	localHandler atomic.Pointer[LocalResponseHandler]
 	respObserver atomic.Pointer[ResponseObserver]
+	callAdmitter atomic.Pointer[CallAdmitter]
 	nextCursor   atomic.Uint64 // seeds the workers' round-robin cursors
 
 	mu         sync.Mutex       // guards what follows

@@ -45,3 +45,23 @@ func (e *Engine) SetResponseObserver(o ResponseObserver) {
 	}
 	e.respObserver.Store(&o)
 }
+
+// CallAdmitter decides whether a new call (an INVITE without To tag) that
+// balancing sent to upstream may go there now: the edge's per-upstream
+// call-rate caps. When it returns ok false the INVITE is answered 503
+// Service Unavailable, with "Retry-After: retryAfter" when retryAfter is
+// above 0, and counted as DropCallRate; it is not sent to another upstream
+// instead, since its CANCEL and ACK, hashed alike, would follow it to the
+// capped one. It is called on the worker goroutine, must be quick, must
+// not block and should not allocate.
+type CallAdmitter = func(upstream netip.AddrPort) (retryAfter uint32, ok bool)
+
+// SetCallAdmitter sets the call admitter; nil removes it (every call is
+// admitted). It may be called at any time.
+func (e *Engine) SetCallAdmitter(a CallAdmitter) {
+	if a == nil {
+		e.callAdmitter.Store(nil)
+		return
+	}
+	e.callAdmitter.Store(&a)
+}

@@ -26,7 +26,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return errors.New("fastpath: Start: no Config.Transport")
 	}
 	srv, err := e.cfg.Transport(ctx, transport.Layout{Addrs: e.listen, Workers: e.cfg.Workers,
-		MaxMessage: e.cfg.MaxMessageSize, OutputSize: e.OutputBufferSize()})
+		MaxMessage: e.cfg.MaxMessageSize, OutputSize: e.OutputBufferSize(), Gate: e.cfg.Gate})
 	if err != nil {
 		return fmt.Errorf("fastpath: %w", err)
 	}
@@ -61,14 +61,19 @@ func (e *Engine) bound(srv transport.Server) {
 	e.buildOriginVia()
 }
 
-// newSocketHandler makes the Worker of one transport worker (Server.Serve
-// calls it from Start, with e.mu held).
+// newSocketHandler makes the Worker of one transport worker, wrapped in
+// Config.Stages (Server.Serve calls it from Start, with e.mu held).
 func (e *Engine) newSocketHandler(listener, index int) transport.Handler {
 	w := e.newWorker()
 	w.server, w.listener, w.index = e.server, listener, index
 	h := &socketHandler{w: w, dlog: e.newDropLog(w.c, e.cfg.Workers*len(e.listen))}
 	e.handlers = append(e.handlers, h)
-	return h
+	at := transport.Position{Kind: e.kinds[listener], Listener: listener, Worker: index}
+	var th transport.Handler = h
+	for i := len(e.cfg.Stages) - 1; i >= 0; i-- {
+		th = e.cfg.Stages[i](th, at)
+	}
+	return th
 }
 
 // Run starts the engine and blocks until ctx is cancelled, then closes it.

@@ -152,6 +152,11 @@ func (w *Worker) buildReply(in []byte, from netip.AddrPort, code LocalCode, reas
 	b = append(b, reason...)
 	b = append(b, "\r\n"...)
 	b = w.appendReplyHeaders(b, in, hs)
+	if w.retryAfter > 0 {
+		b = append(b, "Retry-After: "...)
+		b = strconv.AppendUint(b, uint64(w.retryAfter), 10)
+		b = append(b, "\r\n"...)
+	}
 	b = append(b, "Content-Length: 0\r\n\r\n"...)
 	out.Buf = b
 	w.setDest(out, netip.AddrPortFrom(from.Addr(), uint16(port)), w.src.Listener)

@@ -25,6 +25,7 @@ const (
 	DropNextHopPending                      // request whose next hop's host name is being resolved (its retransmission will go)
 	DropKeepalive                           // a datagram of nothing but CR LF (a keepalive, not an error)
 	DropUnsafeDestination                   // next hop or response destination is unspecified, multicast or broadcast (requests get 403)
+	DropCallRate                            // a new call over its upstream's call-rate cap (503 with Retry-After, see CallAdmitter)
 	NumDropReasons                          // number of drop reasons
 )
 
@@ -33,6 +34,7 @@ var dropNames = [NumDropReasons]string{
 	DropTooBig: "too_big", DropLoop: "loop", DropTooManyHops: "too_many_hops",
 	DropNoUpstream: "no_upstream", DropUnroutable: "unroutable_response", DropSendError: "send_error",
 	DropNextHopPending: "next_hop_pending", DropKeepalive: "keepalive", DropUnsafeDestination: "unsafe_destination",
+	DropCallRate: "call_rate",
 }
 
 // String returns the reason as a snake_case label, e.g. "forged_response".

@@ -28,6 +28,7 @@ type Worker struct {
 	txBuf      []byte     // branch, host and port of an RFC 3261 transaction key (txkey.go)
 	replyLines replyLines // the lines of a request being answered (reply.go)
 	replyVia   parser.Via // its top Via
+	retryAfter uint32     // a Retry-After the reply being built carries, 0 for none
 	up         *upCounters
 
 	src      transport.Peer   // where the message being handled came from

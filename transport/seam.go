@@ -57,6 +57,9 @@ type Layout struct {
 	MaxMessage int
 	// OutputSize is the capacity of each Outbound.Buf.
 	OutputSize int
+	// Gate, if set, is asked before a stream transport accepts a
+	// connection; nil accepts every connection.
+	Gate ConnGate
 }
 
 // Server is one transport's bound listeners: the sockets and connections,
@@ -91,3 +94,25 @@ type Server interface {
 
 // Binder opens a Server for a Layout; ctx bounds the setup only.
 type Binder func(ctx context.Context, l Layout) (Server, error)
+
+// Position names one transport worker to a Stage: the listener it serves
+// (an index into Layout.Addrs), the worker's index on that listener, and
+// the transport.
+type Position struct {
+	Kind     Kind
+	Listener int
+	Worker   int
+}
+
+// A Stage wraps the Handler of one transport worker, so that a room the
+// core does not import takes part in every message without being written
+// into the core: the edge admits or drops a message before the core sees
+// it, capture taps what came in and what was sent. A Stage's Handler calls
+// next for every message it lets through, on the same goroutine; like
+// every Handler it is never called concurrently.
+type Stage func(next Handler, at Position) Handler
+
+// ConnGate decides whether a stream transport accepts a connection from
+// src, before any byte of it is read (the edge's access lists). It is
+// called concurrently and must not block.
+type ConnGate func(src netip.AddrPort) bool
