@@ -2,8 +2,13 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 )
+
+// ErrFlowGone is the error of a send over a connection (Peer.Flow) that is
+// closed.
+var ErrFlowGone = errors.New("transport: flow gone")
 
 // Peer is the other end of a message as a transport sees it: where a
 // received message came from, or where one is to be sent.
@@ -84,6 +89,14 @@ type Server interface {
 	// Originate sends b to to.Addr from listener to.Listener's origin
 	// address, outside the workers' batches.
 	Originate(b []byte, to Peer) error
+	// Send sends b to `to` from listener to.Listener (over connection
+	// to.Flow on a stream transport), from any goroutine, outside the
+	// workers' batches and without blocking: a message that cannot be
+	// written at once is queued by a stream transport (bounded) or refused.
+	// It keeps no reference to b. Messages Send is given for one peer
+	// leave in the order Send was called. An error wrapping ErrFlowGone
+	// means to.Flow names a connection that is closed.
+	Send(b []byte, to Peer) error
 	// KernelDrops returns the messages the kernel dropped for want of
 	// buffer space on a worker's socket (0 where it cannot tell).
 	KernelDrops(listener, worker int) uint64

@@ -203,6 +203,15 @@ func (s *Server) Originate(b []byte, to transport.Peer) error {
 	return nil
 }
 
+// Send implements transport.Server: one sendto(2) from the listener's
+// first socket (its port is the listen port).
+func (s *Server) Send(b []byte, to transport.Peer) error {
+	if to.Listener < 0 || to.Listener >= len(s.conns) {
+		return fmt.Errorf("udp: send to %s: no listener %d", to.Addr, to.Listener)
+	}
+	return s.conns[to.Listener][0].WriteTo(b, to.Addr)
+}
+
 // KernelDrops implements transport.Server.
 func (s *Server) KernelDrops(listener, worker int) uint64 {
 	if listener < 0 || listener >= len(s.conns) || worker < 0 || worker >= len(s.conns[listener]) {

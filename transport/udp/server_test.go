@@ -207,3 +207,22 @@ func TestServerConfigDefaults(t *testing.T) {
 		}
 	}
 }
+
+// Send writes from the listen port itself, from any goroutine, and refuses
+// a listener the server does not have.
+func TestServerSend(t *testing.T) {
+	peer, peerAddr := testenv.ListenUDP(t)
+	s := serve(t, loopbackLayout(1), ServerConfig{}, func(l, w int) transport.Handler {
+		return handlerFunc(func([]byte, transport.Peer, *transport.Outbound) bool { return false })
+	})
+	if err := s.Send([]byte("hello"), transport.Peer{Addr: peerAddr, Kind: transport.UDP}); err != nil {
+		t.Fatal(err)
+	}
+	msg, from := readFrom(t, peer)
+	if msg != "hello" || from != s.Addrs()[0] {
+		t.Fatalf("got %q from %v, want hello from the listen address %v", msg, from, s.Addrs()[0])
+	}
+	if err := s.Send([]byte("x"), transport.Peer{Addr: peerAddr, Listener: 5}); err == nil {
+		t.Error("Send on listener 5 of 1: no error")
+	}
+}
