@@ -36,22 +36,49 @@ import (
 //     responses. Responses to requests Viaduct originated itself have no
 //     via-parm below and are MACed over an empty next.
 //
+// A request that came over a connection (a TCP or TLS flow) gets a longer
+// branch, marked vd2, that also names the connection, so that its responses
+// find it without any per-transaction state:
+//
+//	z9hG4bK vd2 L KKKKKKKKKKKKK HHHHHHHH BBBBBBB FFFFFFFFFFFFF MMMMMMMMMMMMM
+//	                                     boot(35) flow (64 bit) MAC (64 bit)
+//
+// flow is the connection's transport.Peer.Flow, which its transport never
+// reuses, and boot 35 random bits drawn when the engine was made: the MAC
+// covers both, so a response cannot be steered onto another connection,
+// and one that reaches another instance (same secret) or this one after a
+// restart is recognised as not naming a connection of this process.
+//
 // SipHash over a typical 120-byte input costs about 70 ns here
 // (BenchmarkMAC), HMAC-SHA256 (the first choice, with a reused hash.Hash)
 // about 225 ns.
 const (
-	branchCookie = "z9hG4bK"
-	branchMark   = "vd1"
-	branchPrefix = branchCookie + branchMark
-	offListen    = len(branchPrefix)  // 10
-	offKey       = offListen + 1      // 11
-	offLoop      = offKey + 13        // 24
-	offMAC       = offLoop + 8        // 32
-	macDigits    = 13                 // 64 bits
-	branchLen    = offMAC + macDigits // 45
-	b32          = "0123456789abcdefghijklmnopqrstuv"
-	loopMask     = 1<<40 - 1
+	branchCookie  = "z9hG4bK"
+	branchMark    = "vd1"
+	branchPrefix  = branchCookie + branchMark
+	flowMark      = "vd2"
+	flowPrefix    = branchCookie + flowMark
+	offListen     = len(branchPrefix)      // 10
+	offKey        = offListen + 1          // 11
+	offLoop       = offKey + 13            // 24
+	offMAC        = offLoop + 8            // 32
+	macDigits     = 13                     // 64 bits
+	branchLen     = offMAC + macDigits     // 45
+	offBoot       = offMAC                 // 32, in a vd2 branch
+	bootDigits    = 7                      // 35 bits
+	offFlow       = offBoot + bootDigits   // 39
+	offFlowMAC    = offFlow + 13           // 52
+	flowBranchLen = offFlowMAC + macDigits // 65
+	bootMask      = 1<<35 - 1
+	b32           = "0123456789abcdefghijklmnopqrstuv"
+	loopMask      = 1<<40 - 1
 )
+
+// flowRef names a connection in a branch or a flow token: the boot ID of
+// the engine whose transport holds it, and its transport.Peer.Flow.
+type flowRef struct {
+	boot, flow uint64
+}
 
 // b32val maps a base32 digit to its value, or 0xff.
 var b32val = func() (t [256]byte) {
@@ -129,10 +156,13 @@ func (m *macer) appendBranch(dst []byte, listen int, key, loop uint64, next []by
 	return appendB32(dst, m.mac(dst[start:], next), macDigits)
 }
 
-// isOurBranch reports whether b has the shape of a Viaduct branch (it does
-// not check the MAC).
+// isOurBranch reports whether b has the shape of a Viaduct branch, vd1 or
+// vd2 (it does not check the MAC).
 func isOurBranch(b []byte) bool {
-	if len(b) != branchLen || string(b[:offListen]) != branchPrefix {
+	switch {
+	case len(b) == branchLen && string(b[:offListen]) == branchPrefix:
+	case len(b) == flowBranchLen && string(b[:offListen]) == flowPrefix:
+	default:
 		return false
 	}
 	for _, c := range b[offListen:] {
@@ -143,6 +173,14 @@ func isOurBranch(b []byte) bool {
 	return true
 }
 
+// macAt returns where the MAC digits of a branch of our shape start.
+func macAt(b []byte) int {
+	if len(b) == flowBranchLen {
+		return offFlowMAC
+	}
+	return offMAC
+}
+
 // branchLoop returns the loop hash of a Viaduct branch (shape checked by the
 // caller with isOurBranch).
 func branchLoop(b []byte) uint64 {
@@ -151,27 +189,41 @@ func branchLoop(b []byte) uint64 {
 }
 
 // verify checks a branch found in a response's top Via against the via-parm
-// below it (next; empty when there is none) and returns the listen index it
-// carries.
-func (m *macer) verify(b, next []byte) (listen int, ok bool) {
+// below it (next; empty when there is none) and returns the listen index
+// and, for a vd2 branch, the connection it carries.
+func (m *macer) verify(b, next []byte) (listen int, conn flowRef, ok bool) {
 	if !isOurBranch(b) {
-		return 0, false
+		return 0, conn, false
 	}
+	at := macAt(b)
 	var enc [macDigits]byte
-	e := appendB32(enc[:0], m.mac(b[:offMAC], next), macDigits)
-	if subtle.ConstantTimeCompare(e, b[offMAC:]) != 1 {
-		return 0, false
+	e := appendB32(enc[:0], m.mac(b[:at], next), macDigits)
+	if subtle.ConstantTimeCompare(e, b[at:]) != 1 {
+		return 0, conn, false
 	}
-	return int(b32val[b[offListen]]), true
+	if at == offFlowMAC {
+		conn.boot, _ = parseB32(b[offBoot:offFlow])
+		conn.flow, _ = parseB32(b[offFlow:offFlowMAC])
+	}
+	return int(b32val[b[offListen]]), conn, true
 }
 
 // appendBranchNoMAC appends a branch whose MAC digits are placeholders, for
 // the request path, which computes the MAC once the forwarded via-parm
-// exists (see Worker.request).
-func (m *macer) appendBranchNoMAC(dst []byte, listen int, key, loop uint64) []byte {
-	dst = append(dst, branchPrefix...)
+// exists (see Worker.request): a vd2 branch naming conn when conn.flow is
+// set, else a vd1 branch.
+func (m *macer) appendBranchNoMAC(dst []byte, listen int, key, loop uint64, conn flowRef) []byte {
+	if conn.flow == 0 {
+		dst = append(dst, branchPrefix...)
+	} else {
+		dst = append(dst, flowPrefix...)
+	}
 	dst = append(dst, b32[listen&31])
 	dst = appendB32(dst, key, 13)
 	dst = appendB32(dst, loop&loopMask, 8)
+	if conn.flow != 0 {
+		dst = appendB32(dst, conn.boot&bootMask, bootDigits)
+		dst = appendB32(dst, conn.flow, 13)
+	}
 	return append(dst, "0000000000000"...)
 }

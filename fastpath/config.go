@@ -35,11 +35,17 @@ const (
 // except Listen and Upstreams (or Picker) selects a default, documented on
 // the field. Field names in errors are the keys of Viaduct's YAML file.
 type Config struct {
-	// Listen holds the addresses to receive on, IPv4 or IPv6, at least
-	// one: the listeners of Transport, in this order. Port 0 picks an
-	// ephemeral port (tests); every worker then shares the port the first
-	// socket got.
+	// Listen holds UDP addresses to receive on, IPv4 or IPv6: the
+	// listeners of Transport, in this order. Port 0 picks an ephemeral
+	// port (tests); every worker then shares the port the first socket
+	// got. Give either Listen or Listeners, at least one address.
 	Listen []netip.AddrPort
+
+	// Listeners are the addresses to receive on with their transport
+	// (UDP, TCP, TLS), for an engine on several transports; Listen is
+	// the short form for UDP alone. After New, Config().Listen holds the
+	// addresses of Listeners in order.
+	Listeners []Listener
 
 	// Advertise is the host[:port] that Viaduct puts into its Via (and
 	// Record-Route) and recognises as its own. It may differ from the
@@ -52,10 +58,16 @@ type Config struct {
 	// owning one SO_REUSEPORT socket. Default: GOMAXPROCS.
 	Workers int
 
-	// Transport opens the listen addresses when the engine starts
+	// Transport opens the UDP listen addresses when the engine starts
 	// (udp.Bind): the sockets, their workers and their settings are the
-	// transport's. Start needs it; New and NewWorker do not.
+	// transport's. Start needs it when there is a UDP listener; New and
+	// NewWorker do not.
 	Transport transport.Binder
+
+	// Transports opens the listeners of the other transports (TCP and TLS:
+	// stream.Bind), one Binder per kind; a Binder for UDP here is used when
+	// Transport is nil. Start needs one for every kind Listeners name.
+	Transports map[transport.Kind]transport.Binder
 
 	// Stages wrap the Handler of every transport worker, the first
 	// outermost: rooms such as the edge (admission) and capture (a tap)
@@ -114,6 +126,13 @@ type Config struct {
 	// the way back through the NAT binding the REGISTER opened.
 	Path bool
 
+	// DropOrphanResponses makes Viaduct drop a response whose client's TCP
+	// or TLS connection is closed (counted as DropFlowGone) instead of
+	// sending it to the Via's received address and rport over a new
+	// connection (RFC 3261 18.2.2), which behind a NAT rarely reaches the
+	// client.
+	DropOrphanResponses bool
+
 	// MaxMessageSize is the largest datagram accepted, in bytes; larger
 	// requests get 513 Message Too Large, larger responses are dropped.
 	// Default DefaultMaxMessageSize; at most 65507-1024.
@@ -140,6 +159,15 @@ type Config struct {
 	// only if they are also listed in Upstreams or Targets.
 	Picker Picker
 }
+
+// Listener is one address to receive on and its transport.
+type Listener struct {
+	Kind transport.Kind
+	Addr netip.AddrPort
+}
+
+// String returns "kind:ip:port".
+func (l Listener) String() string { return l.Kind.String() + ":" + l.Addr.String() }
 
 // MaxPriority is the largest Target.Priority accepted.
 const MaxPriority = balancer.MaxPriority
@@ -198,27 +226,62 @@ func (c *Config) withDefaults(random bool) (Config, advertise, error) {
 	return n, adv, nil
 }
 
-// checkListen checks the listen addresses: 1..MaxListen valid ip:port
-// without zone, no address twice (port 0 excepted).
+// checkListen merges Listen into Listeners and checks them: 1..MaxListen
+// valid ip:port without zone, a transport Viaduct speaks, no address twice
+// on one transport (port 0 excepted).
 func (c *Config) checkListen() error {
-	if len(c.Listen) == 0 {
+	if len(c.Listen) > 0 && len(c.Listeners) > 0 && !sameAddrs(c.Listen, c.Listeners) {
+		return fieldErr("listen", "give Listen or Listeners, not both (or Listen equal to the addresses of Listeners, as Config returns them)")
+	}
+	if len(c.Listeners) == 0 {
+		c.Listeners = make([]Listener, len(c.Listen))
+		for i, a := range c.Listen {
+			c.Listeners[i] = Listener{Kind: transport.UDP, Addr: a}
+		}
+	}
+	if len(c.Listeners) == 0 {
 		return fieldErr("listen", "at least one listen address is required")
 	}
-	if len(c.Listen) > MaxListen {
-		return fieldErr("listen", "at most %d listen addresses are supported, got %d", MaxListen, len(c.Listen))
+	if len(c.Listeners) > MaxListen {
+		return fieldErr("listen", "at most %d listen addresses are supported, got %d", MaxListen, len(c.Listeners))
 	}
-	for i, l := range c.Listen {
-		f := fmt.Sprintf("listen[%d]", i)
-		if !l.IsValid() {
-			return fieldErr(f, "not a valid ip:port")
+	c.Listen = make([]netip.AddrPort, len(c.Listeners))
+	for i, l := range c.Listeners {
+		if err := c.checkListener(i); err != nil {
+			return err
 		}
-		if l.Addr().Zone() != "" {
-			return fieldErr(f, "IPv6 zones are not supported (%s)", l)
+		c.Listen[i] = l.Addr
+	}
+	return nil
+}
+
+// sameAddrs reports whether addrs are the addresses of ls, in order.
+func sameAddrs(addrs []netip.AddrPort, ls []Listener) bool {
+	if len(addrs) != len(ls) {
+		return false
+	}
+	for i, l := range ls {
+		if addrs[i] != l.Addr {
+			return false
 		}
-		for j := 0; j < i; j++ {
-			if c.Listen[j] == l && l.Port() != 0 {
-				return fieldErr(f, "duplicate of listen[%d] (%s)", j, l)
-			}
+	}
+	return true
+}
+
+// checkListener checks Listeners[i] against itself and those before it.
+func (c *Config) checkListener(i int) error {
+	l, f := c.Listeners[i], fmt.Sprintf("listen[%d]", i)
+	switch {
+	case !l.Addr.IsValid():
+		return fieldErr(f, "not a valid ip:port")
+	case l.Addr.Addr().Zone() != "":
+		return fieldErr(f, "IPv6 zones are not supported (%s)", l.Addr)
+	case l.Kind != transport.UDP && l.Kind != transport.TCP && l.Kind != transport.TLS:
+		return fieldErr(f, "transport %q is not one Viaduct listens on (udp, tcp, tls)", l.Kind)
+	}
+	for j := 0; j < i; j++ {
+		if c.Listeners[j] == l && l.Addr.Port() != 0 {
+			return fieldErr(f, "duplicate of listen[%d] (%s)", j, l)
 		}
 	}
 	return nil

@@ -1,9 +1,12 @@
 package fastpath
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +39,9 @@ type Engine struct {
 	picker    Picker           // Config.Picker; nil: pick from pool
 	pool      *balancer.Pool   // the default pool, nil with Config.Picker
 	listen    []netip.AddrPort // bound addresses (real ports after Start)
-	kinds     []transport.Kind // per listener: its transport, read-only once workers run
+	kinds     []transport.Kind // per listener: its transport
+	selfPorts []int            // ports besides the advertised one at which the advertised host is Viaduct's
+	boot      uint64           // 35 random bits naming this engine's connections (branch.go)
 	log       *slog.Logger
 
 	// route is what a reload replaces (Update): the upstream set and the
@@ -51,7 +56,8 @@ type Engine struct {
 
 	mu         sync.Mutex       // guards what follows
 	viaMac     *macer           // for AppendVia
-	server     transport.Server // bound by Start
+	servers    []boundServer    // bound by Start, one per transport
+	where      []listenerSite   // per listener: its server and its index there
 	origin     []netip.AddrPort // per listener: where originated requests leave from
 	originVia  [][]byte         // per listener: the Via prefix of originated requests
 	originHost []string         // per listener: its sent-by host, lower case
@@ -75,12 +81,13 @@ func New(cfg Config, logger *slog.Logger) (*Engine, error) {
 		cfg:    c,
 		adv:    adv,
 		log:    logger,
+		boot:   randomBoot(),
 		listen: append([]netip.AddrPort(nil), c.Listen...),
 	}
 	e.kinds = make([]transport.Kind, len(e.listen))
 	for i, l := range e.listen {
 		e.listen[i] = netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
-		e.kinds[i] = transport.UDP
+		e.kinds[i] = c.Listeners[i].Kind
 	}
 	targets := poolTargets(&c)
 	e.route.Store(newRouting(targets, c.Keys))
@@ -97,24 +104,60 @@ func New(cfg Config, logger *slog.Logger) (*Engine, error) {
 	return e, nil
 }
 
+// randomBoot draws the boot ID that tells this engine's connections from
+// another process's (branch.go).
+func randomBoot() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("fastpath: crypto/rand: " + err.Error()) // never fails on supported platforms
+	}
+	return binary.LittleEndian.Uint64(b[:])&bootMask | 1
+}
+
 // buildAdvertise renders the Via prefix, Record-Route line and Path start
-// of every listen address. They carry the advertised address, except that a message
-// sent from a listen address of the other IP family than an advertised IP
-// literal carries that listen address (when it is a specific one): an IPv6
-// next hop must be able to answer over IPv6.
+// of every listen address, with the listener's transport (the Via token,
+// and a transport parameter in URIs for TCP and TLS).
 func (e *Engine) buildAdvertise() {
 	e.viaPrefix = make([][]byte, len(e.listen))
 	e.rrLine = make([][]byte, len(e.listen))
 	e.pathStart = make([][]byte, len(e.listen))
-	for i, l := range e.listen {
-		sentBy := e.adv.sentBy
-		if e.adv.addr.IsValid() && e.adv.addr.Is4() != l.Addr().Is4() && !l.Addr().IsUnspecified() {
-			sentBy = l.String()
-		}
-		e.viaPrefix[i] = []byte("Via: SIP/2.0/" + e.listenKind(i).ViaToken() + " " + sentBy + ";branch=")
-		e.rrLine[i] = []byte("Record-Route: <sip:" + sentBy + ";lr>\r\n")
-		e.pathStart[i] = []byte("Path: <sip:" + sentBy + ";lr;received=")
+	e.selfPorts = e.selfPorts[:0]
+	for i := range e.listen {
+		sentBy, k := e.listenSentBy(i), e.listenKind(i)
+		e.viaPrefix[i] = []byte("Via: SIP/2.0/" + k.ViaToken() + " " + sentBy + ";branch=")
+		e.rrLine[i] = []byte("Record-Route: <sip:" + sentBy + uriTransport(k) + ";lr>\r\n")
+		e.pathStart[i] = []byte("Path: <sip:" + sentBy + uriTransport(k) + ";lr;received=")
 	}
+}
+
+// listenSentBy returns the sent-by of listener i: the advertised address,
+// except that a listener of the other IP family than an advertised IP
+// literal carries its own address (when it is a specific one: an IPv6 next
+// hop must be able to answer over IPv6), and that a listener of another
+// transport than the first listener's on a port of its own carries its own
+// port (TLS on 5061 next to UDP and TCP on 5060).
+func (e *Engine) listenSentBy(i int) string {
+	l := e.listen[i]
+	if e.adv.addr.IsValid() && e.adv.addr.Is4() != l.Addr().Is4() && !l.Addr().IsUnspecified() {
+		return l.String()
+	}
+	if e.kinds[i] == e.kinds[0] || l.Port() == e.listen[0].Port() || l.Port() == 0 {
+		return e.adv.sentBy
+	}
+	e.selfPorts = append(e.selfPorts, int(l.Port()))
+	if e.adv.isIPv6 {
+		return "[" + e.adv.host + "]:" + strconv.Itoa(int(l.Port()))
+	}
+	return e.adv.host + ":" + strconv.Itoa(int(l.Port()))
+}
+
+// uriTransport returns the transport parameter of a SIP URI that names a
+// listener of kind k: none for UDP, the default.
+func uriTransport(k transport.Kind) string {
+	if k == transport.UDP || !k.Valid() {
+		return ""
+	}
+	return ";transport=" + k.String()
 }
 
 // listenKind returns the transport of listener i: the bound transport's
@@ -164,10 +207,27 @@ func (e *Engine) isSelf(host []byte, port int) bool {
 				return true
 			}
 		}
-	} else if port == e.adv.port && parser.EqualFold(host, e.adv.hostLow) {
+	} else if e.isAdvertisedPort(port) && parser.EqualFold(host, e.adv.hostLow) {
+		return true
+	}
+	if isIP && e.adv.addr.IsValid() && ip == e.adv.addr && e.isAdvertisedPort(port) {
 		return true
 	}
 	return e.isOrigin(host, port)
+}
+
+// isAdvertisedPort reports whether port is the advertised one, or the port
+// of a listener that advertises its own (listenSentBy).
+func (e *Engine) isAdvertisedPort(port int) bool {
+	if port == e.adv.port {
+		return true
+	}
+	for _, p := range e.selfPorts {
+		if p == port {
+			return true
+		}
+	}
+	return false
 }
 
 // isUpstream reports whether addr is a configured upstream.
@@ -205,15 +265,38 @@ func (r *routing) isUpstream(addr netip.AddrPort) bool {
 	return ok
 }
 
+// reopensFor reports whether a response whose client connection on
+// listener is gone may go to its Via's address over a new connection: on
+// TCP and TLS, unless Config.DropOrphanResponses.
+func (e *Engine) reopensFor(listener int) bool {
+	if e.cfg.DropOrphanResponses || listener < 0 || listener >= len(e.kinds) {
+		return false
+	}
+	k := e.kinds[listener]
+	return k == transport.TCP || k == transport.TLS
+}
+
 // listenFor returns the listen index to send to dst from: pref if its family
-// fits, else the first listen address of dst's family, else -1.
+// fits, else the first listen address of dst's family and pref's
+// transport, else -1.
 func (e *Engine) listenFor(pref int, dst netip.Addr) int {
+	kind := transport.UDP
+	if pref >= 0 && pref < len(e.listen) {
+		kind = e.kinds[pref]
+	}
+	return e.listenForKind(kind, pref, dst)
+}
+
+// listenForKind returns the listen index to send to dst over kind from:
+// pref if its family and transport fit, else the first listener of dst's
+// family and of kind, else -1.
+func (e *Engine) listenForKind(kind transport.Kind, pref int, dst netip.Addr) int {
 	want4 := dst.Is4()
-	if pref >= 0 && pref < len(e.listen) && e.listen[pref].Addr().Is4() == want4 {
+	if pref >= 0 && pref < len(e.listen) && e.listen[pref].Addr().Is4() == want4 && e.kinds[pref] == kind {
 		return pref
 	}
 	for i, l := range e.listen {
-		if l.Addr().Is4() == want4 {
+		if l.Addr().Is4() == want4 && e.kinds[i] == kind {
 			return i
 		}
 	}

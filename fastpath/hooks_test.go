@@ -93,10 +93,11 @@ func TestStagesWrapEveryWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.server = nil
+	e.servers = []boundServer{{kind: transport.UDP, globals: []int{0}}}
+	e.where = []listenerSite{{server: 0, local: 0}}
 	var hs []transport.Handler
 	for i := 0; i < 2; i++ {
-		hs = append(hs, e.newSocketHandler(0, i))
+		hs = append(hs, e.newSocketHandler(0, 0, i))
 	}
 	if strings.Join(order, ",") != "inner,outer,inner,outer" {
 		t.Errorf("stages applied in order %v, want inner then outer per worker", order)

@@ -212,7 +212,7 @@ func testIntegrationCallFlows(t *testing.T, parkAfter time.Duration) {
 		Transport: udp.Bind(udp.ServerConfig{ParkAfter: parkAfter}, nil)})
 	if want := parkAfter; runtime.GOMAXPROCS(0) < 2 {
 		t.Logf("GOMAXPROCS %d: two workers do not get ParkAfter", runtime.GOMAXPROCS(0))
-	} else if got := e.server.(*udp.Server).ParkAfter(); got != want {
+	} else if got := e.servers[0].srv.(*udp.Server).ParkAfter(); got != want {
 		t.Fatalf("ParkAfter = %v, want %v", got, want)
 	}
 	proxy := e.ListenAddrs()[0]

@@ -23,9 +23,15 @@ import (
 // MAC check and goes to the LocalResponseHandler. key distinguishes
 // transactions (a probe counter, say) and ends up in the branch.
 func (e *Engine) AppendVia(dst []byte, to netip.AddrPort, key uint64) []byte {
+	return e.AppendViaOver(dst, to, transport.UDP, key)
+}
+
+// AppendViaOver is AppendVia for a request sent over kind with SendOver
+// (a probe of a TCP or TLS upstream).
+func (e *Engine) AppendViaOver(dst []byte, to netip.AddrPort, kind transport.Kind, key uint64) []byte {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	listen := max(e.listenFor(0, to.Addr().Unmap()), 0)
+	listen := max(e.listenForKind(kind, -1, to.Addr().Unmap()), 0)
 	if e.originVia != nil {
 		dst = append(dst, e.originVia[listen]...)
 	} else {
@@ -39,19 +45,25 @@ func (e *Engine) AppendVia(dst []byte, to netip.AddrPort, key uint64) []byte {
 // batches, from the origin address of the listener AppendVia chose (the
 // first one of to's address family). The engine must be started.
 func (e *Engine) SendTo(b []byte, to netip.AddrPort) error {
+	return e.SendOver(b, to, transport.UDP)
+}
+
+// SendOver is SendTo over kind, for a request built with AppendViaOver.
+func (e *Engine) SendOver(b []byte, to netip.AddrPort, kind transport.Kind) error {
 	e.mu.Lock()
 	if e.state != 1 {
 		e.mu.Unlock()
 		return errors.New("fastpath: SendTo: engine not running")
 	}
-	listen := e.listenFor(0, to.Addr().Unmap())
+	listen := e.listenForKind(kind, -1, to.Addr().Unmap())
 	if listen < 0 {
 		e.mu.Unlock()
-		return fmt.Errorf("fastpath: SendTo %s: no listen address of its family", to)
+		return fmt.Errorf("fastpath: SendTo %s: no %s listen address of its family", to, kind)
 	}
-	srv := e.server
+	site := e.where[listen]
+	srv := e.servers[site.server].srv
 	e.mu.Unlock()
-	if err := srv.Originate(b, transport.Peer{Addr: to, Kind: e.listenKind(listen), Listener: listen}); err != nil {
+	if err := srv.Originate(b, transport.Peer{Addr: to, Kind: kind, Listener: site.local}); err != nil {
 		return fmt.Errorf("fastpath: %w", err)
 	}
 	return nil

@@ -29,9 +29,9 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 	if hasNext {
 		nb = in[next.Start:next.End]
 	}
-	listen, ok := w.mac.verify(top.Branch, nb)
+	listen, conn, ok := w.mac.verify(top.Branch, nb)
 	if !ok && w.prevMac != nil {
-		listen, ok = w.prevMac.verify(top.Branch, nb)
+		listen, conn, ok = w.prevMac.verify(top.Branch, nb)
 	}
 	if !ok {
 		return w.drop(DropForgedResponse, out)
@@ -53,12 +53,12 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 	if unsafeDestination(dest.Addr()) != "" {
 		return w.drop(DropUnsafeDestination, out)
 	}
-	if listen >= len(w.e.cfg.Listen) {
+	if listen >= len(w.e.listen) {
 		listen = w.src.Listener
 	}
-	sendListen := w.e.listenFor(listen, dest.Addr())
-	if sendListen < 0 {
-		return w.drop(DropUnroutable, out)
+	sendListen, flow, a := w.responseRoute(listen, conn, dest, out)
+	if a != continueRequest {
+		return a
 	}
 	// Remove our via-parm: the whole line when alone on it.
 	w.edits.reset()
@@ -70,9 +70,50 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 	}
 	out.Buf = w.edits.apply(out.Buf[:0], in)
 	w.setDest(out, dest, sendListen)
+	out.Flow = flow
 	w.c.respClass(m.StatusCode())
 	w.countUpstreamResponse(from, m.StatusCode())
 	return ActionForward
+}
+
+// responseRoute chooses the listener, and the connection, a response
+// leaves from: the connection its request came on when the branch names
+// one of this engine's, else the listener the request came in on (or the
+// first of dest's family). A branch naming another process's connection
+// (another instance's, or this one's before a restart) is sent to the Via's
+// address over a new connection, as RFC 3261 18.2.2 says, or dropped with
+// Config.DropOrphanResponses.
+func (w *Worker) responseRoute(listen int, conn flowRef, dest netip.AddrPort, out *Output) (int, uint64, Action) {
+	if conn.flow != 0 && conn.boot == w.e.boot {
+		return listen, conn.flow, continueRequest
+	}
+	if conn.flow != 0 && !w.e.reopensFor(listen) {
+		return 0, 0, w.drop(DropFlowGone, out)
+	}
+	l := w.e.listenFor(listen, dest.Addr())
+	if l < 0 {
+		return 0, 0, w.drop(DropUnroutable, out)
+	}
+	return l, 0, continueRequest
+}
+
+// flowGone readdresses out, an output of the message just handled whose
+// connection turned out to be closed, and reports whether it is to be
+// sent: a response goes to its Via's address on a new connection where
+// that is allowed (reopensFor); a request (for a flow of a Path or
+// Record-Route entry) is answered 430 Flow Failed (RFC 5626 section 5.3).
+func (w *Worker) flowGone(out *Output) bool {
+	if !w.m.IsRequest() {
+		if !w.e.reopensFor(out.Listener) {
+			w.drop(DropFlowGone, out)
+			return false
+		}
+		w.c.flowReopened.inc()
+		out.Flow = 0
+		return true
+	}
+	r := &w.req
+	return w.reject(r, Local430, "Flow Failed", DropFlowGone) == ActionReply
 }
 
 // viaDest is where a response goes according to a via-parm (RFC 3261

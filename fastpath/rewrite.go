@@ -25,8 +25,12 @@ func (w *Worker) forward(r *reqState) Action {
 	out.Buf = w.edits.apply(out.Buf[:0], r.in)
 	a, b := w.edits.outPos(r.top.Start), w.edits.outPos(r.top.End)
 	branchAt := w.edits.outPosStrict(viaAt) + len(w.e.viaPrefix[r.sendListen])
-	sum := w.mac.mac(out.Buf[branchAt:branchAt+offMAC], out.Buf[a:b])
-	appendB32(out.Buf[branchAt+offMAC:branchAt+offMAC], sum, macDigits)
+	at := offMAC
+	if w.src.Flow != 0 {
+		at = offFlowMAC
+	}
+	sum := w.mac.mac(out.Buf[branchAt:branchAt+at], out.Buf[a:b])
+	appendB32(out.Buf[branchAt+at:branchAt+at], sum, macDigits)
 
 	w.setDest(out, r.dest, r.sendListen)
 	w.c.reqFwd.inc()
@@ -41,7 +45,7 @@ func (w *Worker) forward(r *reqState) Action {
 func (w *Worker) addOurVia(r *reqState, viaAt int) {
 	sp := len(w.scratch)
 	w.scratch = append(w.scratch, w.e.viaPrefix[r.sendListen]...)
-	w.scratch = w.mac.appendBranchNoMAC(w.scratch, w.src.Listener, r.key, r.loop)
+	w.scratch = w.mac.appendBranchNoMAC(w.scratch, w.src.Listener, r.key, r.loop, w.srcConn())
 	w.scratch = append(w.scratch, "\r\n"...)
 	w.edits.add(viaAt, viaAt, w.scratch[sp:])
 }

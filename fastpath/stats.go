@@ -26,6 +26,7 @@ const (
 	DropKeepalive                           // a datagram of nothing but CR LF (a keepalive, not an error)
 	DropUnsafeDestination                   // next hop or response destination is unspecified, multicast or broadcast (requests get 403)
 	DropCallRate                            // a new call over its upstream's call-rate cap (503 with Retry-After, see CallAdmitter)
+	DropFlowGone                            // for a connection that is closed: a response not reopened (Config.DropOrphanResponses), a request answered 430
 	NumDropReasons                          // number of drop reasons
 )
 
@@ -34,7 +35,7 @@ var dropNames = [NumDropReasons]string{
 	DropTooBig: "too_big", DropLoop: "loop", DropTooManyHops: "too_many_hops",
 	DropNoUpstream: "no_upstream", DropUnroutable: "unroutable_response", DropSendError: "send_error",
 	DropNextHopPending: "next_hop_pending", DropKeepalive: "keepalive", DropUnsafeDestination: "unsafe_destination",
-	DropCallRate: "call_rate",
+	DropCallRate: "call_rate", DropFlowGone: "flow_gone",
 }
 
 // String returns the reason as a snake_case label, e.g. "forged_response".
@@ -54,6 +55,7 @@ const (
 	Local200      LocalCode = iota // OPTIONS addressed to Viaduct (keepalive)
 	Local400                       // malformed request
 	Local403                       // next hop is an address Viaduct never sends to
+	Local430                       // the flow (connection) a request is to take is gone (RFC 5626)
 	Local482                       // loop detected
 	Local483                       // too many hops
 	Local503                       // no upstream / unroutable target
@@ -62,7 +64,7 @@ const (
 	NumLocalCodes                  // number of local reply codes
 )
 
-var localStatus = [NumLocalCodes]int{200, 400, 403, 482, 483, 503, 505, 513}
+var localStatus = [NumLocalCodes]int{200, 400, 403, 430, 482, 483, 503, 505, 513}
 
 // Status returns the SIP status code, e.g. 483.
 func (c LocalCode) Status() int {
@@ -110,6 +112,10 @@ type Stats struct {
 	// their next hop (next Route, else Request-URI) names, instead of the
 	// one balancing would pick (see Config.Upstreams).
 	DialogRouted uint64
+	// FlowsReopened counts responses whose client's TCP or TLS connection
+	// was gone and that were sent to their Via's address over a new
+	// connection instead (see Config.DropOrphanResponses).
+	FlowsReopened uint64
 	// DropLogsSuppressed counts the debug log lines about dropped and
 	// refused messages that the rate limit suppressed (see DropLogRate);
 	// always 0 when the logger is not enabled at debug level.
@@ -140,6 +146,7 @@ func (s *Stats) Add(o *Stats) {
 	s.KernelDrops += o.KernelDrops
 	s.KeyFallbacks += o.KeyFallbacks
 	s.DialogRouted += o.DialogRouted
+	s.FlowsReopened += o.FlowsReopened
 	s.DropLogsSuppressed += o.DropLogsSuppressed
 }
 
@@ -173,6 +180,7 @@ type counters struct {
 	kernelDrop   counter
 	keyFallback  counter
 	dialogRouted counter
+	flowReopened counter
 	// dropLogSuppressed is written by the worker's dropLog.
 	dropLogSuppressed counter
 	_                 [64]byte
@@ -217,6 +225,7 @@ func (c *counters) snapshot(s *Stats) {
 	s.KernelDrops = c.kernelDrop.load()
 	s.KeyFallbacks = c.keyFallback.load()
 	s.DialogRouted = c.dialogRouted.load()
+	s.FlowsReopened = c.flowReopened.load()
 	s.DropLogsSuppressed = c.dropLogSuppressed.load()
 }
 

@@ -1,6 +1,8 @@
 package fastpath
 
 import (
+	"github.com/viaduct-sip/viaduct/transport"
+
 	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
@@ -249,6 +251,19 @@ func sumOverWorkers[T any](dst []T, workers []*Worker, collect func(*upCounters,
 }
 
 // workerList returns the engine's workers (none before Start).
+// WorkerPositions returns the transport worker each entry of WorkerStats
+// belongs to, in the same order: its transport, listener and index (on a
+// UDP listener, index Config.Workers is the origin socket's worker).
+func (e *Engine) WorkerPositions() []transport.Position {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ps := make([]transport.Position, len(e.handlers))
+	for i, h := range e.handlers {
+		ps[i] = h.at
+	}
+	return ps
+}
+
 func (e *Engine) workerList() []*Worker {
 	e.mu.Lock()
 	defer e.mu.Unlock()

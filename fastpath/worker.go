@@ -37,6 +37,15 @@ type Worker struct {
 	index    int
 }
 
+// srcConn names the connection the message being handled came on, for a
+// branch (zero for a datagram).
+func (w *Worker) srcConn() flowRef {
+	if w.src.Flow == 0 {
+		return flowRef{}
+	}
+	return flowRef{boot: w.e.boot, flow: w.src.Flow}
+}
+
 // NewWorker returns a Worker that no transport drives: Handle can be
 // called directly (tests, benchmarks, fuzzing). Its counters are its own
 // (Worker.Stats), not part of Engine.Stats.

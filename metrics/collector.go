@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"github.com/viaduct-sip/viaduct/transport"
+
 	"cmp"
 	"net/netip"
 	"strconv"
@@ -12,7 +14,6 @@ import (
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/internal/version"
 	"github.com/viaduct-sip/viaduct/parser"
-	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Engine is what the collector reads from the fast path.
@@ -22,8 +23,13 @@ type Engine interface {
 	// order; the last of each listener's reads its origin socket (the
 	// replies to health probes).
 	WorkerStats(dst []fastpath.Stats) []fastpath.Stats
+	// WorkerPositions returns the transport worker of each entry of
+	// WorkerStats, in the same order.
+	WorkerPositions() []transport.Position
 	// ListenAddrs returns the listen addresses, in index order.
 	ListenAddrs() []netip.AddrPort
+	// Config returns the engine's configuration (its Workers).
+	Config() fastpath.Config
 }
 
 // Health is what the collector reads from the health checker.
@@ -244,19 +250,16 @@ func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 	for i := range per {
 		sum.Add(&per[i])
 	}
-	if len(listen) > 0 && len(per) > 0 {
-		n := len(per) / len(listen)
-		for i := range per {
-			li, wi := i/max(n, 1), i%max(n, 1)
-			if li >= len(listen) {
-				break
-			}
-			worker := strconv.Itoa(wi)
-			if wi == n-1 {
-				worker = "origin"
-			}
-			counter(ch, c.workerDgIn, per[i].DatagramsIn, listen[li].String(), worker)
+	pos, workers := c.o.Engine.WorkerPositions(), c.o.Engine.Config().Workers
+	for i, p := range pos {
+		if i >= len(per) || p.Kind != transport.UDP || p.Listener >= len(listen) {
+			continue
 		}
+		worker := strconv.Itoa(p.Worker)
+		if p.Worker == workers {
+			worker = "origin"
+		}
+		counter(ch, c.workerDgIn, per[i].DatagramsIn, listen[p.Listener].String(), worker)
 	}
 	byMethod := map[string]uint64{}
 	for i, v := range sum.RequestsByMethod {
