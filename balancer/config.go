@@ -3,6 +3,7 @@ package balancer
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -17,13 +18,13 @@ const maxIDLen = 128
 
 // NormalizeConfig validates targets as a configuration file gives them (the
 // upstreams list) and returns a copy with the defaults a config loader
-// applies: unmapped addresses, the transport when none is given, weight
-// DefaultWeight when 0, the default ID when empty. Every target must use
-// transport (any case) or leave it empty. Unlike NewPool it also checks
+// applies: unmapped addresses, the transport when none is given (the first
+// of transports), weight DefaultWeight when 0, the default ID when empty.
+// Every target must use one of transports (any case) or leave it empty. Unlike NewPool it also checks
 // what a user can get wrong: duplicate addresses, the priority range, IDs
 // fit for logs, metric labels and URLs. Errors are *config.FieldError
 // values naming the field as "upstreams[i].<key>".
-func NormalizeConfig(in []Target, transport string) ([]Target, error) {
+func NormalizeConfig(in []Target, transports ...string) ([]Target, error) {
 	if len(in) > MaxTargets {
 		return nil, config.Errorf("upstreams", "at most %d upstreams are supported, got %d", MaxTargets, len(in))
 	}
@@ -41,7 +42,7 @@ func NormalizeConfig(in []Target, transport string) ([]Target, error) {
 			return nil, config.Errorf(f+".address", "duplicate of upstreams[%d] (%s)", j, t.Addr)
 		}
 		byAddr[t.Addr] = i
-		if err := t.configDefaults(f, transport); err != nil {
+		if err := t.configDefaults(f, transports); err != nil {
 			return nil, err
 		}
 		total += t.Weight
@@ -59,11 +60,15 @@ func NormalizeConfig(in []Target, transport string) ([]Target, error) {
 
 // configDefaults checks the transport, weight, priority and ID of the
 // configured target t, field f, and fills their defaults.
-func (t *Target) configDefaults(f, transport string) error {
-	if t.Transport != "" && !strings.EqualFold(t.Transport, transport) {
-		return config.Errorf(f+".transport", "%q: only %s is supported", t.Transport, transport)
+func (t *Target) configDefaults(f string, transports []string) error {
+	switch i := slices.IndexFunc(transports, func(s string) bool { return strings.EqualFold(s, t.Transport) }); {
+	case t.Transport == "" && len(transports) > 0:
+		t.Transport = transports[0]
+	case i < 0:
+		return config.Errorf(f+".transport", "%q: want one of %s", t.Transport, strings.Join(transports, ", "))
+	default:
+		t.Transport = transports[i]
 	}
-	t.Transport = transport
 	if t.Weight == 0 {
 		t.Weight = DefaultWeight
 	}

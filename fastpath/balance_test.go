@@ -538,7 +538,8 @@ func TestTargetsValidation(t *testing.T) {
 		{[]balancer.Target{{Addr: up1, ID: "has space"}}, nil, "upstreams[0].id: \"has space\": only printable"},
 		{[]balancer.Target{{Addr: up1}, {Addr: up1}}, nil, "upstreams[1].address: duplicate of upstreams[0]"},
 		{[]balancer.Target{{Addr: netip.MustParseAddrPort("0.0.0.0:5060")}}, nil, "upstreams[0].address: unspecified address"},
-		{[]balancer.Target{{Addr: up1, Transport: "tcp"}}, nil, `upstreams[0].transport: "tcp": only udp`},
+		{[]balancer.Target{{Addr: up1, Transport: "tcp"}}, nil, `upstreams[0].transport: tcp upstream 192.0.2.21:5060 needs a tcp listen address`},
+		{[]balancer.Target{{Addr: up1, Transport: "ws"}}, nil, `upstreams[0].transport: "ws": want one of udp, tcp, tls`},
 		{[]balancer.Target{{Addr: up1}}, []netip.AddrPort{up2}, "upstreams: give Upstreams or Targets, not both"},
 	}
 	for _, c := range cases {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -87,10 +88,12 @@ type Config struct {
 	Upstreams []netip.AddrPort
 
 	// Targets are the next hops with their balancing settings: ID (empty:
-	// balancer.DefaultID("udp", Addr)), Addr, Weight (0: balancer.DefaultWeight,
-	// else 1..balancer.MaxWeight) and Priority (0..MaxPriority, lower is
-	// preferred). Transport must be "" or "udp"; Health and Admin are the
-	// initial states. Their addresses count as configured upstreams like
+	// balancer.DefaultID(Transport, Addr)), Addr, Transport ("" or "udp",
+	// "tcp", "tls": a TCP or TLS target needs a listener of its transport,
+	// and requests reach it over a connection of that listener's
+	// transport), Weight (0: balancer.DefaultWeight, else
+	// 1..balancer.MaxWeight) and Priority (0..MaxPriority, lower is
+	// preferred); Health and Admin are the initial states. Their addresses count as configured upstreams like
 	// those of Upstreams. Give either Upstreams or Targets.
 	Targets []balancer.Target
 
@@ -172,9 +175,9 @@ func (l Listener) String() string { return l.Kind.String() + ":" + l.Addr.String
 // MaxPriority is the largest Target.Priority accepted.
 const MaxPriority = balancer.MaxPriority
 
-// targetTransport is the one transport of Config.Targets: the transport
-// filled in when a target gives none, and the only one accepted.
-const targetTransport = "udp"
+// targetTransports are the transports Config.Targets accept, the first
+// being the one filled in when a target gives none.
+var targetTransports = []string{"udp", "tcp", "tls"}
 
 // FieldError reports an invalid configuration field: Field is its YAML key
 // (with an index for lists, as in "upstreams[1]") and Reason says why. It
@@ -326,17 +329,34 @@ func (c *Config) upstreamDefaults() error {
 		}
 	}
 	if len(c.Targets) > 0 {
-		ts, err := balancer.NormalizeConfig(c.Targets, targetTransport)
+		ts, err := balancer.NormalizeConfig(c.Targets, targetTransports...)
 		if err != nil {
 			return err
 		}
 		c.Targets = ts
+		if err := checkTargetListeners(ts, c.Listeners); err != nil {
+			return err
+		}
 	}
 	if c.Balance > balancer.ModeRoundRobin {
 		return fieldErr("balance.mode", "unknown mode %d", c.Balance)
 	}
 	if c.Keys == nil {
 		c.Keys = balancer.DefaultPolicy()
+	}
+	return nil
+}
+
+// checkTargetListeners checks that Viaduct listens on the transport of
+// every target: a TCP or TLS upstream is reached from a listener of its
+// transport (its Via names that listener, and the upstream's requests come
+// back to it).
+func checkTargetListeners(ts []balancer.Target, ls []Listener) error {
+	for i, t := range ts {
+		k := targetKind(t.Transport)
+		if !slices.ContainsFunc(ls, func(l Listener) bool { return l.Kind == k }) {
+			return fieldErr(fmt.Sprintf("upstreams[%d].transport", i), "%s upstream %s needs a %s listen address", k, t.Addr, k)
+		}
 	}
 	return nil
 }

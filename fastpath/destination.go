@@ -5,6 +5,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // chooseDestination picks where the request goes. A request through the
@@ -15,7 +16,7 @@ import (
 // therefore make Viaduct send nowhere but to an upstream, and nothing is
 // sent to an address Viaduct never sends to (unsafeDestination).
 func (w *Worker) chooseDestination(r *reqState) Action {
-	r.dest, r.picked, r.counted = netip.AddrPort{}, 0, false
+	r.dest, r.picked, r.counted, r.sendKind = netip.AddrPort{}, 0, false, transport.UDP
 	dialog := inDialog(r.meth, r.to.Tag, r.rs.n)
 	switch {
 	case r.flow.IsValid():
@@ -26,13 +27,12 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 		}
 	case dialog && w.e.picker == nil:
 		if t, ok := w.dialogUpstream(w.nextHopURI(r)); ok {
-			r.dest, r.picked, r.counted = t.Addr, t.IDHash(), true
+			r.dest, r.picked, r.counted, r.sendKind = t.Addr, t.IDHash(), true, targetKind(t.Transport)
 			w.c.dialogRouted.inc()
 		}
 	}
 	if !r.dest.IsValid() {
-		var ok bool
-		if r.dest, r.picked, r.counted, ok = w.pick(&r.to, r.receivedRURI(), dialog); !ok {
+		if !w.pick(r, dialog) {
 			return w.reject(r, Local503, "No Upstream Available", DropNoUpstream)
 		}
 		if a := w.admitCall(r, dialog); a != continueRequest {
@@ -42,10 +42,43 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 	if reason := unsafeDestination(r.dest.Addr()); reason != "" {
 		return w.reject(r, Local403, reason, DropUnsafeDestination)
 	}
-	if r.sendListen = w.e.listenFor(w.src.Listener, r.dest.Addr()); r.sendListen < 0 {
+	if r.sendListen = w.e.listenForKind(r.sendKind, w.src.Listener, r.dest.Addr()); r.sendListen < 0 {
 		return w.reject(r, Local503, "No Socket For Address Family", DropNoUpstream)
 	}
 	return continueRequest
+}
+
+// targetKind returns the transport a target's Transport names (the ones
+// Config.Targets accepts).
+func targetKind(tr string) transport.Kind {
+	switch tr {
+	case "tcp":
+		return transport.TCP
+	case "tls":
+		return transport.TLS
+	}
+	return transport.UDP
+}
+
+// uriKind returns the transport a next hop's URI asks for (RFC 3263 4.1
+// with the URI's own parameters only: no NAPTR lookup on the fast path):
+// its transport parameter, TLS for a sips URI, else UDP.
+func uriKind(u *parser.URI) transport.Kind {
+	if tp, ok := u.Param("transport"); ok {
+		switch {
+		case parser.EqualFold(tp, "tcp"):
+			if parser.EqualFold(u.Scheme, "sips") {
+				return transport.TLS
+			}
+			return transport.TCP
+		case parser.EqualFold(tp, "tls"):
+			return transport.TLS
+		}
+	}
+	if parser.EqualFold(u.Scheme, "sips") {
+		return transport.TLS
+	}
+	return transport.UDP
 }
 
 // admitCall asks the CallAdmitter, if any, whether a new call balancing
@@ -95,7 +128,7 @@ func (w *Worker) upstreamNextHop(r *reqState) Action {
 			return w.reject(r, Local503, "Next Hop Does Not Resolve", DropNoUpstream)
 		}
 	}
-	r.dest = d
+	r.dest, r.sendKind = d, uriKind(nh)
 	return continueRequest
 }
 

@@ -143,27 +143,29 @@ func inDialog(meth parser.Method, toTag []byte, routes int) bool {
 	return meth != parser.MethodACK || routes > 0
 }
 
-// pick chooses the upstream of a balanced request: by Config.Picker, or
-// from the pool's current table with the worker's round-robin cursor,
-// hashing the request's key only when the table needs it. counted reports
-// whether idHash names the pool target chosen (false with a Picker). to
-// and ruri are as keyHash takes them.
-func (w *Worker) pick(to *parser.NameAddr, ruri *parser.URI, inDialog bool) (dest netip.AddrPort, idHash uint64, counted, ok bool) {
+// pick chooses the upstream of a balanced request into r (dest, and for a
+// pool target its ID hash, counted and transport): by Config.Picker (UDP),
+// or from the pool's current table with the worker's round-robin cursor,
+// hashing the request's key only when the table needs it. It reports false
+// when there is none.
+func (w *Worker) pick(r *reqState, inDialog bool) bool {
 	e := w.e
 	if e.picker != nil {
-		dest, ok = e.picker.Pick(w.keyHash(to, ruri), inDialog)
-		return dest, 0, false, ok
+		var ok bool
+		r.dest, ok = e.picker.Pick(w.keyHash(&r.to, r.receivedRURI()), inDialog)
+		return ok
 	}
 	tab := e.pool.Table()
 	var h uint64
 	if tab.NeedsKey() {
-		h = w.keyHash(to, ruri)
+		h = w.keyHash(&r.to, r.receivedRURI())
 	}
 	t, ok := tab.Select(h, &w.rr, inDialog)
 	if !ok {
-		return netip.AddrPort{}, 0, false, false
+		return false
 	}
-	return t.Addr, t.IDHash(), true, true
+	r.dest, r.picked, r.counted, r.sendKind = t.Addr, t.IDHash(), true, targetKind(t.Transport)
+	return true
 }
 
 // keyHash returns balancer.HashKey of the request's balancing key, as the

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // reqState is what the phases of one request share: the request and where
@@ -36,6 +37,7 @@ type reqState struct {
 	picked     uint64 // ID hash of the pool target chosen
 	counted    bool   // whether picked is set
 	sendListen int
+	sendKind   transport.Kind // the transport to dest
 	key        uint64 // transaction key (txkey.go)
 }
 
@@ -79,6 +81,9 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 func (w *Worker) checkRequest(r *reqState) Action {
 	m := &w.m
 	var err error
+	if _, ok := m.ContentLength(); !ok && w.src.Kind.Reliable() {
+		return w.refuseErr(r.in, r.from, parser.ErrNoContentLength, r.out)
+	}
 	if r.to, err = m.To(); err != nil {
 		return w.refuseErr(r.in, r.from, err, r.out)
 	}

@@ -13,6 +13,9 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 	if tooBig {
 		return w.drop(DropTooBig, out)
 	}
+	if _, ok := m.ContentLength(); !ok && w.src.Kind.Reliable() {
+		return w.drop(DropParseError, out) // RFC 3261 18.3
+	}
 	it := m.Vias()
 	var top, next parser.Via
 	if !it.Next(&top) {
@@ -62,15 +65,16 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 	}
 	// Remove our via-parm: the whole line when alone on it.
 	w.edits.reset()
+	w.scratch = w.scratch[:0]
 	if top.First && top.Last {
 		h := m.Header(top.Header)
 		w.edits.add(h.Start, h.End, nil)
 	} else {
 		w.edits.add(top.Start, top.NextStart, nil)
 	}
-	out.Buf = w.edits.apply(out.Buf[:0], in)
 	w.setDest(out, dest, sendListen)
 	out.Flow = flow
+	out.Buf = w.edits.apply(out.Buf[:0], w.framed(in, out.Kind, &w.edits))
 	w.c.respClass(m.StatusCode())
 	w.countUpstreamResponse(from, m.StatusCode())
 	return ActionForward

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // forward rewrites the request into r.out as RFC 3261 16.6 and 16.11 say,
@@ -20,9 +21,10 @@ func (w *Worker) forward(r *reqState) Action {
 	w.addPath(r, viaAt)
 	w.topViaEdits(r.in, r.top, r.from, &w.edits)
 	w.maxForwardsEdit(r.in)
+	in := w.framed(r.in, r.sendKind, &w.edits)
 
 	out := r.out
-	out.Buf = w.edits.apply(out.Buf[:0], r.in)
+	out.Buf = w.edits.apply(out.Buf[:0], in)
 	a, b := w.edits.outPos(r.top.Start), w.edits.outPos(r.top.End)
 	branchAt := w.edits.outPosStrict(viaAt) + len(w.e.viaPrefix[r.sendListen])
 	at := offMAC
@@ -81,6 +83,49 @@ func (w *Worker) addPath(r *reqState, viaAt int) {
 	w.scratch = r.from.AppendTo(w.scratch)
 	w.scratch = append(w.scratch, ">\r\n"...)
 	w.edits.add(at, at, w.scratch[sp:])
+}
+
+// framed returns the message in ready to go over kind: as it is for a
+// datagram; for a stream (RFC 3261 18.3) cut after the body that its
+// Content-Length gives, with a Content-Length added (as an edit in l) when
+// a datagram had none.
+func (w *Worker) framed(in []byte, kind transport.Kind, l *editList) []byte {
+	if !kind.Reliable() {
+		return in
+	}
+	m := &w.m
+	body := m.Body()
+	end := m.Offset(body) + len(body)
+	if _, ok := m.ContentLength(); !ok {
+		sp := len(w.scratch)
+		w.scratch = append(w.scratch, "Content-Length: "...)
+		w.scratch = strconv.AppendUint(w.scratch, uint64(len(body)), 10)
+		w.scratch = append(w.scratch, "\r\n"...)
+		w.addAtHeadersEnd(in, l, w.scratch[sp:])
+	}
+	return in[:end]
+}
+
+// addAtHeadersEnd adds the header line `line` (with its CR LF) after the
+// last header line, as an edit in l.
+func (w *Worker) addAtHeadersEnd(in []byte, l *editList, line []byte) {
+	he := w.m.HeadersEnd()
+	if he > 0 && he <= len(in) && in[he-1] == '\n' && he < len(in) {
+		l.add(he, he, line)
+		return
+	}
+	// No blank line ends the headers (a datagram may end after its last
+	// header line): end the headers too.
+	sp := len(w.scratch)
+	switch {
+	case he > 0 && in[he-1] == '\r':
+		w.scratch = append(w.scratch, '\n')
+	case he > 0 && in[he-1] != '\n':
+		w.scratch = append(w.scratch, "\r\n"...)
+	}
+	w.scratch = append(w.scratch, line...)
+	w.scratch = append(w.scratch, "\r\n"...)
+	l.add(he, he, w.scratch[sp:])
 }
 
 // maxForwardsEdit decrements Max-Forwards (16.6 item 3), or adds it as 70

@@ -27,8 +27,11 @@ func (e *Engine) Update(targets []balancer.Target, keys *balancer.Policy) error 
 	if len(targets) == 0 {
 		return fieldErr("upstreams", "at least one upstream is required")
 	}
-	ts, err := balancer.NormalizeConfig(targets, targetTransport)
+	ts, err := balancer.NormalizeConfig(targets, targetTransports...)
 	if err != nil {
+		return err
+	}
+	if err := checkTargetListeners(ts, e.cfg.Listeners); err != nil {
 		return err
 	}
 	if keys == nil {
