@@ -16,9 +16,11 @@ import (
 // therefore make Viaduct send nowhere but to an upstream, and nothing is
 // sent to an address Viaduct never sends to (unsafeDestination).
 func (w *Worker) chooseDestination(r *reqState) Action {
-	r.dest, r.picked, r.counted, r.sendKind = netip.AddrPort{}, 0, false, transport.UDP
+	r.dest, r.picked, r.counted, r.sendKind, r.sendFlow = netip.AddrPort{}, 0, false, transport.UDP, 0
 	dialog := inDialog(r.meth, r.to.Tag, r.rs.n)
 	switch {
+	case r.conn.flow != 0:
+		return w.toFlow(r)
 	case r.flow.IsValid():
 		r.dest = r.flow
 	case r.fromUpstream:
@@ -45,6 +47,19 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 	if r.sendListen = w.e.listenForKind(r.sendKind, w.src.Listener, r.dest.Addr()); r.sendListen < 0 {
 		return w.reject(r, Local503, "No Socket For Address Family", DropNoUpstream)
 	}
+	return continueRequest
+}
+
+// toFlow sends the request over the client connection a flow token named
+// (the registrar's INVITE through a Path entry, the callee's BYE through a
+// Record-Route entry): 430 Flow Failed when this process does not hold it.
+// Whether it is still open the transport tells when sending (flowGone).
+func (w *Worker) toFlow(r *reqState) Action {
+	if r.conn.boot != w.e.boot || !r.flow.IsValid() {
+		return w.reject(r, Local430, "Flow Failed", DropFlowGone)
+	}
+	r.dest, r.sendListen = r.flow, r.connListener
+	r.sendKind, r.sendFlow = w.e.kinds[r.connListener], r.conn.flow
 	return continueRequest
 }
 

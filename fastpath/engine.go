@@ -35,6 +35,7 @@ type Engine struct {
 	adv       advertise
 	viaPrefix [][]byte         // per listen index: "Via: SIP/2.0/<transport> <sent-by>;branch="
 	rrLine    [][]byte         // per listen index: "Record-Route: <sip:<sent-by>;lr>\r\n"
+	rrStart   [][]byte         // per listen index: "Record-Route: <sip:<sent-by>;lr;received="
 	pathStart [][]byte         // per listen index: "Path: <sip:<sent-by>;lr;received="
 	picker    Picker           // Config.Picker; nil: pick from pool
 	pool      *balancer.Pool   // the default pool, nil with Config.Picker
@@ -120,12 +121,14 @@ func randomBoot() uint64 {
 func (e *Engine) buildAdvertise() {
 	e.viaPrefix = make([][]byte, len(e.listen))
 	e.rrLine = make([][]byte, len(e.listen))
+	e.rrStart = make([][]byte, len(e.listen))
 	e.pathStart = make([][]byte, len(e.listen))
 	e.selfPorts = e.selfPorts[:0]
 	for i := range e.listen {
 		sentBy, k := e.listenSentBy(i), e.listenKind(i)
 		e.viaPrefix[i] = []byte("Via: SIP/2.0/" + k.ViaToken() + " " + sentBy + ";branch=")
 		e.rrLine[i] = []byte("Record-Route: <sip:" + sentBy + uriTransport(k) + ";lr>\r\n")
+		e.rrStart[i] = []byte("Record-Route: <sip:" + sentBy + uriTransport(k) + ";lr;received=")
 		e.pathStart[i] = []byte("Path: <sip:" + sentBy + uriTransport(k) + ";lr;received=")
 	}
 }

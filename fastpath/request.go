@@ -28,8 +28,11 @@ type reqState struct {
 	rs                        routes
 	remaining                 int // Route values left once Viaduct's own are removed
 	removedFirst, removedLast bool
+	removedSecond             bool // the second Route was Viaduct's too (double Record-Route)
 	fromUpstream              bool
 	flow                      netip.AddrPort // the client a Path entry of Viaduct's recorded
+	conn                      flowRef        // and its connection, from a flow token
+	connListener              int            // the listener of conn
 
 	// Choosing and rewriting (destination.go, rewrite.go).
 	loop       uint64
@@ -38,6 +41,7 @@ type reqState struct {
 	counted    bool   // whether picked is set
 	sendListen int
 	sendKind   transport.Kind // the transport to dest
+	sendFlow   uint64         // the connection to dest, 0 for any
 	key        uint64 // transaction key (txkey.go)
 }
 

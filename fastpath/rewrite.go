@@ -35,6 +35,7 @@ func (w *Worker) forward(r *reqState) Action {
 	appendB32(out.Buf[branchAt+at:branchAt+at], sum, macDigits)
 
 	w.setDest(out, r.dest, r.sendListen)
+	out.Flow = r.sendFlow
 	w.c.reqFwd.inc()
 	if r.counted {
 		w.up.inc(r.picked)
@@ -53,7 +54,10 @@ func (w *Worker) addOurVia(r *reqState, viaAt int) {
 }
 
 // addRecordRoute puts Viaduct's Record-Route first on a request that starts
-// a dialog (INVITE, SUBSCRIBE, REFER without a To tag), when configured.
+// a dialog (INVITE, SUBSCRIBE, REFER without a To tag), when configured:
+// one entry, or two when the request crosses transports or either side is
+// a connection (RFC 5658: the top one faces the next hop, the other the
+// previous hop); an entry facing a connection names it with a flow token.
 func (w *Worker) addRecordRoute(r *reqState, viaAt int) {
 	if !w.e.cfg.RecordRoute || len(r.to.Tag) != 0 {
 		return
@@ -65,11 +69,33 @@ func (w *Worker) addRecordRoute(r *reqState, viaAt int) {
 	if h, ok := w.m.Find(parser.KindRecordRoute); ok {
 		at = h.Start
 	}
-	w.edits.add(at, at, w.e.rrLine[r.sendListen])
+	in, out := w.src.Listener, r.sendListen
+	e := w.e
+	if e.kinds[in] == e.kinds[out] && w.src.Flow == 0 && r.sendFlow == 0 {
+		w.edits.add(at, at, e.rrLine[out])
+		return
+	}
+	sp := len(w.scratch)
+	w.scratch = w.appendRREntry(w.scratch, out, r.dest, r.sendFlow)
+	w.scratch = w.appendRREntry(w.scratch, in, r.from, w.src.Flow)
+	w.edits.add(at, at, w.scratch[sp:])
+}
+
+// appendRREntry appends the Record-Route line of listener l facing peer:
+// with the peer's address and flow token when it is a connection.
+func (w *Worker) appendRREntry(dst []byte, l int, peer netip.AddrPort, flow uint64) []byte {
+	if flow == 0 {
+		return append(dst, w.e.rrLine[l]...)
+	}
+	dst = append(dst, w.e.rrStart[l]...)
+	dst = peer.AppendTo(dst)
+	dst = w.mac.appendFlowToken(dst, l, flowRef{boot: w.e.boot, flow: flow})
+	return append(dst, ">\r\n"...)
 }
 
 // addPath puts Viaduct's Path first on a client's REGISTER (RFC 3327 section
-// 5.2), with the address the REGISTER came from, when configured.
+// 5.2), with the address the REGISTER came from and, when it came over a
+// connection, that connection's flow token, when configured.
 func (w *Worker) addPath(r *reqState, viaAt int) {
 	if !w.e.cfg.Path || r.meth != parser.MethodREGISTER || r.fromUpstream {
 		return
@@ -81,6 +107,9 @@ func (w *Worker) addPath(r *reqState, viaAt int) {
 	sp := len(w.scratch)
 	w.scratch = append(w.scratch, w.e.pathStart[r.sendListen]...)
 	w.scratch = r.from.AppendTo(w.scratch)
+	if w.src.Flow != 0 {
+		w.scratch = w.mac.appendFlowToken(w.scratch, w.src.Listener, w.srcConn())
+	}
 	w.scratch = append(w.scratch, ">\r\n"...)
 	w.edits.add(at, at, w.scratch[sp:])
 }

@@ -20,12 +20,12 @@ type routeInfo struct {
 
 // routes is what the request path needs to know about the Route header.
 type routes struct {
-	n           int // values in all Route lines
-	first, last routeInfo
+	n                   int // values in all Route lines
+	first, second, last routeInfo
 }
 
-// scanRoutes walks every Route header line once and records the first and
-// the last Route value.
+// scanRoutes walks every Route header line once and records the first, the
+// second and the last Route value.
 func (w *Worker) scanRoutes(in []byte, r *routes) {
 	m := &w.m
 	*r = routes{}
@@ -44,27 +44,44 @@ func (w *Worker) scanRoutes(in []byte, r *routes) {
 			if !ok {
 				break
 			}
-			if r.n == 0 {
-				r.first = routeInfo{start: base + s, end: base + e, line: i, lineStart: h.Start, lineEnd: h.End, first: true}
-			} else if r.first.line == i && idx == 1 {
-				r.first.nextStart = base + s
+			v := routeInfo{start: base + s, end: base + e, line: i, lineStart: h.Start, lineEnd: h.End, first: idx == 0, prevEnd: prevEnd}
+			r.noteNext(v)
+			switch r.n {
+			case 0:
+				r.first = v
+			case 1:
+				r.second = v
 			}
-			if idx > 0 && r.last.line == i {
-				r.last.nextStart = base + s
-			}
-			r.last = routeInfo{start: base + s, end: base + e, line: i, lineStart: h.Start, lineEnd: h.End, first: idx == 0, prevEnd: prevEnd}
+			r.last = v
 			prevEnd = base + e
 			r.n++
 			idx++
 			pos = next
 		}
-		if idx > 0 {
-			if r.first.line == i {
-				r.first.count = idx
-				r.first.last = idx == 1
-			}
-			r.last.count = idx
-			r.last.last = true
+		r.endLine(i, idx)
+	}
+}
+
+// noteNext records v as the value that follows, on the same line, those of
+// first, second and last that are on v's line.
+func (r *routes) noteNext(v routeInfo) {
+	for _, p := range []*routeInfo{&r.first, &r.second, &r.last} {
+		if r.n > 0 && p.end > 0 && p.line == v.line && p.nextStart == 0 && p.end < v.start {
+			p.nextStart = v.start
+		}
+	}
+}
+
+// endLine records, for the values on line i (count of them), how many the
+// line holds and which is its last.
+func (r *routes) endLine(i, count int) {
+	if count == 0 {
+		return
+	}
+	for _, p := range []*routeInfo{&r.first, &r.second, &r.last} {
+		if p.line == i && p.end > 0 {
+			p.count = count
+			p.last = p.nextStart == 0
 		}
 	}
 }
@@ -126,13 +143,19 @@ func (w *Worker) preprocessRoutes(r *reqState) Action {
 		r.remaining--
 	}
 	r.fromUpstream = w.rt.isUpstream(r.from)
-	r.flow = netip.AddrPort{}
+	r.flow, r.conn, r.removedSecond = netip.AddrPort{}, flowRef{}, false
 	if r.remaining > 0 {
 		w.removeOwnTopRoute(r)
 	}
-	if r.removedFirst && r.removedLast && r.rs.first.line == r.rs.last.line && r.rs.first.count == 2 {
+	if r.removedFirst && r.remaining > 0 && !r.removedLast {
+		w.removeOwnSecondRoute(r)
+	}
+	switch {
+	case r.removedSecond:
+		w.removeFirstTwoRoutes(&r.rs)
+	case r.removedFirst && r.removedLast && r.rs.first.line == r.rs.last.line && r.rs.first.count == 2:
 		w.edits.add(r.rs.first.lineStart, r.rs.first.lineEnd, nil)
-	} else {
+	default:
 		if r.removedFirst {
 			w.removeRoute(&r.rs.first)
 		}
@@ -154,9 +177,59 @@ func (w *Worker) removeOwnTopRoute(r *reqState) {
 	r.removedFirst = true
 	r.remaining--
 	if r.fromUpstream {
-		if v, ok := u.Param("received"); ok {
-			r.flow, _ = parser.ParseAddrPort(v)
-		}
+		w.takeFlow(r, u)
+	}
+}
+
+// removeOwnSecondRoute marks the second Route removed when it names Viaduct
+// too: the other half of a double Record-Route (RFC 5658), or a route set
+// that names Viaduct twice. On a request from an upstream it takes the
+// flow from it, unless the first had one.
+func (w *Worker) removeOwnSecondRoute(r *reqState) {
+	u := &r.u
+	v := r.in[r.rs.second.start:r.rs.second.end]
+	if _, ok := routeURI(v, u); !ok || !isSIPScheme(u.Scheme) || len(u.User) != 0 || !w.e.isSelf(u.Host, u.Port) {
+		return
+	}
+	r.removedSecond = true
+	r.remaining--
+	if r.fromUpstream && !r.flow.IsValid() && r.conn.flow == 0 {
+		w.takeFlow(r, u)
+	}
+}
+
+// removeFirstTwoRoutes adds the edits that delete the first two Route
+// values.
+func (w *Worker) removeFirstTwoRoutes(rs *routes) {
+	f, s := &rs.first, &rs.second
+	switch {
+	case f.line == s.line && f.count == 2:
+		w.edits.add(f.lineStart, f.lineEnd, nil)
+	case f.line == s.line:
+		w.edits.add(f.start, s.nextStart, nil)
+	default: // the first is alone on its line
+		w.removeRoute(f)
+		w.removeRoute(s)
+	}
+}
+
+// takeFlow takes where a request from an upstream goes from a Route entry
+// of Viaduct's (its URI u): the client address of its received parameter
+// and, from a valid flow token, the client's connection.
+func (w *Worker) takeFlow(r *reqState, u *parser.URI) {
+	if v, ok := u.Param("received"); ok {
+		r.flow, _ = parser.ParseAddrPort(v)
+	}
+	tok, ok := u.Param("vf")
+	if !ok {
+		return
+	}
+	l, conn, ok := w.mac.verifyFlowToken(tok)
+	if !ok && w.prevMac != nil {
+		l, conn, ok = w.prevMac.verifyFlowToken(tok)
+	}
+	if ok && l < len(w.e.listen) && w.e.kinds[l].Reliable() {
+		r.conn, r.connListener = conn, l
 	}
 }
 
@@ -170,21 +243,24 @@ func (w *Worker) nextHopURI(r *reqState) (*parser.URI, bool) {
 		return &r.ru, true
 	}
 	hop := r.rs.first
-	if r.removedFirst {
-		hop = w.routeAfterFirst(r.in, &r.rs)
+	switch {
+	case r.removedSecond:
+		hop = w.routeAfter(r.in, &r.rs.second, &r.rs)
+	case r.removedFirst:
+		hop = w.routeAfter(r.in, &r.rs.first, &r.rs)
 	}
 	_, ok := routeURI(r.in[hop.start:hop.end], &r.u)
 	return &r.u, ok
 }
 
-// routeAfterFirst returns the Route value that follows the first one.
-func (w *Worker) routeAfterFirst(in []byte, rs *routes) routeInfo {
-	if !rs.first.last {
-		s, e, _, _ := parser.NextListValue(in[:rs.first.lineEnd], rs.first.nextStart)
+// routeAfter returns the Route value that follows ri.
+func (w *Worker) routeAfter(in []byte, ri *routeInfo, rs *routes) routeInfo {
+	if !ri.last {
+		s, e, _, _ := parser.NextListValue(in[:ri.lineEnd], ri.nextStart)
 		return routeInfo{start: s, end: e}
 	}
 	m := &w.m
-	for i := rs.first.line + 1; i < m.NumHeaders(); i++ {
+	for i := ri.line + 1; i < m.NumHeaders(); i++ {
 		h := m.Header(i)
 		if h.Kind != parser.KindRoute {
 			continue

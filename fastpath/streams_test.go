@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
@@ -251,5 +252,175 @@ func TestDatagramToTCPUpstream(t *testing.T) {
 	rig.udp.deliver(t, 0, padded, transport.Peer{Addr: alice})
 	if req := oneSent(t, rig.tcp, "padded INVITE"); strings.Contains(req.msg, "junk") {
 		t.Error("bytes after the body went onto the stream")
+	}
+}
+
+// tcpRegister is a REGISTER from a phone on TCP.
+var tcpRegister = msg(`REGISTER sip:registrar.example.com SIP/2.0
+Via: SIP/2.0/TCP 10.1.1.5:5060;branch=z9hG4bKnashd7;rport
+Max-Forwards: 70
+To: Alice <sip:alice@example.com>
+From: Alice <sip:alice@example.com>;tag=456248
+Call-ID: 843817637684230@998sdasdh09
+CSeq: 1826 REGISTER
+Contact: <sip:alice@10.1.1.5:5060;transport=tcp>
+Expires: 3600`, "")
+
+// registrarInvite is the registrar's INVITE for the contact, routed by the
+// Path value it stored.
+func registrarInvite(path string) []byte {
+	return msg(`INVITE sip:alice@10.1.1.5:5060;transport=tcp SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKreg77
+Max-Forwards: 69
+Route: `+path+`
+To: <sip:alice@example.com>
+From: <sip:bob@example.com>;tag=b1
+Call-ID: reg-invite-1
+CSeq: 1 INVITE`, "")
+}
+
+// A phone registered over TCP with Path is reached by its registrar's
+// INVITE over its connection (the flow token in the Path); once that
+// connection is gone, or when the token is another process's or altered,
+// the INVITE gets 430 Flow Failed or is not sent on the flow.
+func TestStreamPathFlowToken(t *testing.T) {
+	rig := newStreamRig(t, func(c *Config) { c.Path = true })
+	phone := transport.Peer{Addr: netip.MustParseAddrPort("198.51.100.7:40112"), Flow: 42}
+	rig.tcp.deliver(t, 0, tcpRegister, phone)
+	reg := oneSent(t, rig.udp, "REGISTER")
+	paths := header(t, []byte(reg.msg), parser.KindPath)
+	if len(paths) != 1 || !strings.HasPrefix(paths[0], "<sip:192.0.2.10:5060;lr;received=198.51.100.7:40112;vf=") {
+		t.Fatalf("Path = %q", paths)
+	}
+	registrar := transport.Peer{Addr: up1}
+	if _, _, batched := rig.udp.deliver(t, 0, registrarInvite(paths[0]), registrar); batched {
+		t.Fatal("the INVITE for a TCP phone was left to the UDP transport")
+	}
+	inv := oneSent(t, rig.tcp, "registrar's INVITE")
+	if inv.to != (transport.Peer{Addr: phone.Addr, Kind: transport.TCP, Listener: 0, Flow: 42}) {
+		t.Fatalf("INVITE sent to %+v, want the phone's connection", inv.to)
+	}
+	if v := vias(t, []byte(inv.msg)); !strings.HasPrefix(v[0], "SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKvd1") {
+		t.Errorf("top Via %q", v[0])
+	}
+	if r := header(t, []byte(inv.msg), parser.KindRoute); len(r) != 0 {
+		t.Errorf("Viaduct's Route left in: %q", r)
+	}
+
+	rig.tcp.gone[42] = true
+	msg, to, batched := rig.udp.deliver(t, 0, registrarInvite(paths[0]), registrar)
+	if !batched || !strings.HasPrefix(msg, "SIP/2.0 430 Flow Failed\r\n") || to.Addr != up1 {
+		t.Fatalf("INVITE for a closed connection: %q to %+v", msg, to)
+	}
+	st := rig.e.Stats()
+	if st.LocalReplies[Local430] != 1 || st.Drops[DropFlowGone] != 1 || st.Drops[DropSendError] != 0 {
+		t.Errorf("430s %d, flow_gone %d, send errors %d", st.LocalReplies[Local430], st.Drops[DropFlowGone], st.Drops[DropSendError])
+	}
+
+	other := newStreamRig(t, nil)
+	if msg, _, _ := other.udp.deliver(t, 0, registrarInvite(paths[0]), registrar); !strings.HasPrefix(msg, "SIP/2.0 430 ") {
+		t.Errorf("another instance's token: %q, want 430", msg)
+	}
+
+	tok := paths[0][strings.Index(paths[0], ";vf=")+4 : len(paths[0])-1]
+	bad := strings.Replace(paths[0], tok, tok[:5]+flipDigit(tok[5])+tok[6:], 1)
+	delete(rig.tcp.gone, 42)
+	rig.udp.deliver(t, 0, registrarInvite(bad), registrar)
+	for _, m := range rig.tcp.take() {
+		if m.to.Flow == 42 {
+			t.Error("an altered token reached the phone's connection")
+		}
+	}
+}
+
+func flipDigit(c byte) string {
+	if c == '0' {
+		return "1"
+	}
+	return "0"
+}
+
+// A TCP client's INVITE to a UDP upstream gets two Record-Route entries
+// (RFC 5658): the top one for the upstream, the other with transport=tcp
+// and the client's flow token. The callee's BYE, routed by both, goes back
+// over the client's connection; the caller's BYE, routed by both reversed,
+// goes to the upstream.
+func TestStreamDoubleRecordRoute(t *testing.T) {
+	rig := newStreamRig(t, func(c *Config) { c.RecordRoute = true })
+	client := transport.Peer{Addr: alice, Flow: 42}
+	rig.tcp.deliver(t, 0, tcpInvite, client)
+	inv := oneSent(t, rig.udp, "INVITE")
+	rr := header(t, []byte(inv.msg), parser.KindRecordRoute)
+	if len(rr) != 2 || rr[0] != "<sip:192.0.2.10:5060;lr>" ||
+		!strings.HasPrefix(rr[1], "<sip:192.0.2.10:5060;transport=tcp;lr;received=198.51.100.7:5060;vf=") {
+		t.Fatalf("Record-Route = %q", rr)
+	}
+	calleeBye := msg(`BYE sip:alice@198.51.100.7:5060;transport=tcp SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKbye1
+Max-Forwards: 70
+Route: `+rr[0]+`,`+rr[1]+`
+To: Alice <sip:alice@atlanta.example.com>;tag=1928301774
+From: Bob <sip:bob@biloxi.example.com>;tag=u1
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com
+CSeq: 1 BYE`, "")
+	if _, _, batched := rig.udp.deliver(t, 0, calleeBye, transport.Peer{Addr: up1}); batched {
+		t.Fatal("the callee's BYE was left to the UDP transport")
+	}
+	bye := oneSent(t, rig.tcp, "callee's BYE")
+	if bye.to.Flow != 42 || len(header(t, []byte(bye.msg), parser.KindRoute)) != 0 {
+		t.Errorf("callee's BYE to %+v with Route %q", bye.to, header(t, []byte(bye.msg), parser.KindRoute))
+	}
+
+	callerBye := msg(`BYE sip:bob@192.0.2.21:5060 SIP/2.0
+Via: SIP/2.0/TCP 198.51.100.7:5060;branch=z9hG4bKbye2
+Max-Forwards: 70
+Route: `+rr[1]+`
+Route: `+rr[0]+`
+To: Bob <sip:bob@biloxi.example.com>;tag=u1
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com
+CSeq: 2 BYE`, "")
+	rig.tcp.deliver(t, 0, callerBye, client)
+	bye = oneSent(t, rig.udp, "caller's BYE")
+	if bye.to.Addr != up1 || len(header(t, []byte(bye.msg), parser.KindRoute)) != 0 {
+		t.Errorf("caller's BYE to %+v with Route %q", bye.to, header(t, []byte(bye.msg), parser.KindRoute))
+	}
+}
+
+// The stream paths allocate nothing: a TCP client's INVITE with its vd2
+// branch and double Record-Route, the response back to its connection, a
+// REGISTER with a flow token, and the request that token routes.
+func TestStreamPathsAllocateNothing(t *testing.T) {
+	e, w := newTestWorker(t, func(c *Config) {
+		c.Listen = nil
+		c.Listeners = []Listener{{transport.UDP, proxyAddr}, {transport.TCP, proxyAddr}}
+		c.RecordRoute, c.Path = true, true
+	})
+	client := transport.Peer{Addr: alice, Kind: transport.TCP, Listener: 1, Flow: 42}
+	out := newOutput(e)
+	if w.Handle(tcpInvite, client, out) != ActionForward {
+		t.Fatal("INVITE not forwarded")
+	}
+	resp := respond(t, out.Buf, "200 OK", "u1")
+	from := transport.Peer{Addr: out.To, Kind: transport.UDP}
+	if w.Handle(resp, from, out) != ActionForward || out.Flow != 42 {
+		t.Fatalf("response to flow %d", out.Flow)
+	}
+	w.Handle(tcpRegister, client, out)
+	path := header(t, out.Buf, parser.KindPath)[0]
+	inv := registrarInvite(path)
+	if w.Handle(inv, transport.Peer{Addr: up1, Kind: transport.UDP}, out) != ActionForward || out.Flow != 42 {
+		t.Fatalf("registrar's INVITE to flow %d", out.Flow)
+	}
+	for name, c := range map[string]struct {
+		in  []byte
+		src transport.Peer
+	}{
+		"INVITE": {tcpInvite, client}, "response": {resp, from}, "REGISTER": {tcpRegister, client},
+		"INVITE by token": {inv, transport.Peer{Addr: up1, Kind: transport.UDP}},
+	} {
+		if n := testing.AllocsPerRun(200, func() { w.Handle(c.in, c.src, out) }); n != 0 {
+			t.Errorf("%s: %v allocations per message", name, n)
+		}
 	}
 }
