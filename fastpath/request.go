@@ -42,7 +42,7 @@ type reqState struct {
 	sendListen int
 	sendKind   transport.Kind // the transport to dest
 	sendFlow   uint64         // the connection to dest, 0 for any
-	key        uint64 // transaction key (txkey.go)
+	key        uint64         // transaction key (txkey.go)
 }
 
 // continueRequest is the Action a phase of request returns when the request
