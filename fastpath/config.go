@@ -28,6 +28,8 @@ const (
 	// and rport, Max-Forwards, Record-Route. Output buffers are
 	// MaxMessageSize+headroom bytes.
 	headroom = 1024
+	// DefaultUDPMTU is the default Config.UDPMTU.
+	DefaultUDPMTU = 1300
 	// MinSecretLen is the shortest MAC secret accepted.
 	MinSecretLen = 16
 )
@@ -128,6 +130,15 @@ type Config struct {
 	// Request-URI (the contact, which behind a NAT is a private address):
 	// the way back through the NAT binding the REGISTER opened.
 	Path bool
+
+	// UDPMTU is the size above which a request for a UDP next hop goes
+	// over TCP instead (RFC 3261 18.1.1: larger than 1300 bytes with the
+	// path MTU unknown), from a TCP listener of the next hop's family: to
+	// the same address and port, where RFC 3261 18 makes every element
+	// listen on TCP too. Without such a listener the request goes over UDP
+	// and is counted (Stats.LargeOverUDP). Default DefaultUDPMTU; -1 never
+	// switches.
+	UDPMTU int
 
 	// DropOrphanResponses makes Viaduct drop a response whose client's TCP
 	// or TLS connection is closed (counted as DropFlowGone) instead of
@@ -301,6 +312,12 @@ func (c *Config) socketDefaults() error {
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.UDPMTU == 0 {
+		c.UDPMTU = DefaultUDPMTU
+	}
+	if c.UDPMTU < -1 || c.UDPMTU > maxUDPPayload {
+		return fieldErr("udp_mtu", "must be -1 (never switch to TCP) or 1..%d bytes, got %d", maxUDPPayload, c.UDPMTU)
 	}
 	if c.MaxMessageSize < 512 || c.MaxMessageSize > maxUDPPayload-headroom {
 		return fieldErr("max_message_size", "must be between 512 and %d bytes, got %d", maxUDPPayload-headroom, c.MaxMessageSize)

@@ -44,10 +44,43 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 	if reason := unsafeDestination(r.dest.Addr()); reason != "" {
 		return w.reject(r, Local403, reason, DropUnsafeDestination)
 	}
+	w.largeOverTCP(r)
 	if r.sendListen = w.e.listenForKind(r.sendKind, w.src.Listener, r.dest.Addr()); r.sendListen < 0 {
 		return w.reject(r, Local503, "No Socket For Address Family", DropNoUpstream)
 	}
 	return continueRequest
+}
+
+// largeOverTCP sends a request for a UDP next hop over TCP when it would
+// leave larger than Config.UDPMTU and a TCP listener of the next hop's
+// family exists (RFC 3261 18.1.1); else it counts it as going over UDP
+// anyway.
+func (w *Worker) largeOverTCP(r *reqState) {
+	mtu := w.e.cfg.UDPMTU
+	if r.sendKind != transport.UDP || mtu < 0 || len(r.in)+w.maxGrowth() <= mtu {
+		return
+	}
+	if w.e.listenForKind(transport.TCP, -1, r.dest.Addr()) < 0 {
+		w.c.largeOverUDP.inc()
+		return
+	}
+	r.sendKind = transport.TCP
+	w.c.largeToTCP.inc()
+}
+
+// maxGrowth bounds what forward adds to a request: Viaduct's Via (with the
+// longer branch), two Record-Route entries and a Path entry with flow
+// tokens, received and rport, Max-Forwards and Content-Length.
+func (w *Worker) maxGrowth() int {
+	const entry = len(";lr;received=[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535>\r\n") + len(flowTokenParam) + flowTokenLen
+	g := len(w.e.viaPrefix[0]) + flowBranchLen + 2 + 96
+	if w.e.cfg.RecordRoute {
+		g += 2 * (len(w.e.rrStart[0]) + entry)
+	}
+	if w.e.cfg.Path {
+		g += len(w.e.pathStart[0]) + entry
+	}
+	return g
 }
 
 // toFlow sends the request over the client connection a flow token named

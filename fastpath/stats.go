@@ -116,6 +116,10 @@ type Stats struct {
 	// was gone and that were sent to their Via's address over a new
 	// connection instead (see Config.DropOrphanResponses).
 	FlowsReopened uint64
+	// LargeToTCP counts requests for a UDP next hop sent over TCP because
+	// they were larger than Config.UDPMTU; LargeOverUDP those sent over
+	// UDP anyway, for want of a TCP listener of their family.
+	LargeToTCP, LargeOverUDP uint64
 	// DropLogsSuppressed counts the debug log lines about dropped and
 	// refused messages that the rate limit suppressed (see DropLogRate);
 	// always 0 when the logger is not enabled at debug level.
@@ -147,6 +151,8 @@ func (s *Stats) Add(o *Stats) {
 	s.KeyFallbacks += o.KeyFallbacks
 	s.DialogRouted += o.DialogRouted
 	s.FlowsReopened += o.FlowsReopened
+	s.LargeToTCP += o.LargeToTCP
+	s.LargeOverUDP += o.LargeOverUDP
 	s.DropLogsSuppressed += o.DropLogsSuppressed
 }
 
@@ -181,6 +187,8 @@ type counters struct {
 	keyFallback  counter
 	dialogRouted counter
 	flowReopened counter
+	largeToTCP   counter
+	largeOverUDP counter
 	// dropLogSuppressed is written by the worker's dropLog.
 	dropLogSuppressed counter
 	_                 [64]byte
@@ -226,6 +234,8 @@ func (c *counters) snapshot(s *Stats) {
 	s.KeyFallbacks = c.keyFallback.load()
 	s.DialogRouted = c.dialogRouted.load()
 	s.FlowsReopened = c.flowReopened.load()
+	s.LargeToTCP = c.largeToTCP.load()
+	s.LargeOverUDP = c.largeOverUDP.load()
 	s.DropLogsSuppressed = c.dropLogSuppressed.load()
 }
 

@@ -424,3 +424,44 @@ func TestStreamPathsAllocateNothing(t *testing.T) {
 		}
 	}
 }
+
+// A 3 KB INVITE from a UDP client for a UDP upstream goes over TCP when
+// there is a TCP listener (RFC 3261 18.1.1), and is counted when there is
+// none; UDPMTU -1 keeps it on UDP.
+func TestLargeRequestGoesOverTCP(t *testing.T) {
+	big := msg(`INVITE sip:bob@biloxi.example.com SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds
+Max-Forwards: 70
+To: Bob <sip:bob@biloxi.example.com>
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com
+CSeq: 314159 INVITE
+Content-Type: application/sdp`, sdp+strings.Repeat("a=x-padding:0123456789\n", 130))
+	if len(big) < 3000 {
+		t.Fatalf("test INVITE is %d bytes", len(big))
+	}
+	rig := newStreamRig(t, nil)
+	if _, _, batched := rig.udp.deliver(t, 0, big, transport.Peer{Addr: alice}); batched {
+		t.Fatal("a 3 KB INVITE was left to UDP")
+	}
+	req := oneSent(t, rig.tcp, "3 KB INVITE")
+	if req.to != (transport.Peer{Addr: up1, Kind: transport.TCP}) || !strings.HasPrefix(vias(t, []byte(req.msg))[0], "SIP/2.0/TCP ") {
+		t.Errorf("sent to %+v with Via %q", req.to, vias(t, []byte(req.msg))[0])
+	}
+	if st := rig.e.Stats(); st.LargeToTCP != 1 {
+		t.Errorf("large_to_tcp %d", st.LargeToTCP)
+	}
+	small := rig.udp
+	if _, _, batched := small.deliver(t, 0, invite3261, transport.Peer{Addr: alice}); !batched {
+		t.Error("a small INVITE did not stay on UDP")
+	}
+
+	_, w := newTestWorker(t, nil)
+	if a, o := handle(t, w, big, alice); a != ActionForward || o.Kind != transport.UDP || w.Stats().LargeOverUDP != 1 {
+		t.Errorf("UDP only: %v over %v, large_over_udp %d", a, o.Kind, w.Stats().LargeOverUDP)
+	}
+	off := newStreamRig(t, func(c *Config) { c.UDPMTU = -1 })
+	if _, _, batched := off.udp.deliver(t, 0, big, transport.Peer{Addr: alice}); !batched {
+		t.Error("UDPMTU -1: the 3 KB INVITE left UDP")
+	}
+}
