@@ -24,13 +24,14 @@ import (
 // listener, so that the replies come back through the fast path, which hands
 // them to Checker.HandleResponse. *fastpath.Engine satisfies it.
 type Transport interface {
-	// AppendVia appends a complete Via header line ("Via: ...\r\n") for a
-	// request Viaduct originates to `to`; key distinguishes transactions
-	// and ends up in the branch.
-	AppendVia(dst []byte, to netip.AddrPort, key uint64) []byte
-	// SendTo sends one such request to `to`, from the listener AppendVia
-	// named.
-	SendTo(b []byte, to netip.AddrPort) error
+	// AppendViaOver appends a complete Via header line ("Via: ...\r\n")
+	// for a request Viaduct originates to `to` over kind (the target's
+	// transport); key distinguishes transactions and ends up in the
+	// branch.
+	AppendViaOver(dst []byte, to netip.AddrPort, kind transport.Kind, key uint64) []byte
+	// SendOver sends one such request to `to` over kind, from the listener
+	// AppendViaOver named.
+	SendOver(b []byte, to netip.AddrPort, kind transport.Kind) error
 }
 
 // StateSink receives the health and admin state of every target, by ID.
@@ -188,6 +189,7 @@ type batchSink interface {
 type target struct {
 	id    string
 	addr  netip.AddrPort
+	kind  transport.Kind // the transport probes go over
 	probe Probe
 	idx   int // index in Checker.targets
 	hidx  int // index in the queue, -1 when not queued
@@ -326,13 +328,14 @@ func resolveTargets(cfg Config) ([]*target, error) {
 		if err != nil {
 			return nil, prefixErr(where+".health", err)
 		}
-		if tr != transport.UDP.String() && !p.NeverProbe {
-			return nil, fieldErr(where+".health.never_probe", "probes are sent over UDP; a %s target must set never_probe", tr)
+		kind, _ := transport.ParseKind(tr)
+		if kind != transport.UDP && kind != transport.TCP && kind != transport.TLS && !p.NeverProbe {
+			return nil, fieldErr(where+".health.never_probe", "probes are sent over UDP, TCP or TLS; a %s target must set never_probe", tr)
 		}
 		if ct.Admin > balancer.Disabled {
 			return nil, fieldErr(where+".admin", "invalid %v", ct.Admin)
 		}
-		out = append(out, &target{id: id, addr: addr, probe: p, admin: ct.Admin})
+		out = append(out, &target{id: id, addr: addr, kind: kind, probe: p, admin: ct.Admin})
 	}
 	return out, nil
 }
@@ -558,7 +561,7 @@ func (c *Checker) send(t *target, now time.Time) {
 	t.retrans = 0
 	t.retransGap = T1
 	t.retransAt = now.Add(T1)
-	if err := c.tr.SendTo(t.req, t.addr); err != nil {
+	if err := c.tr.SendOver(t.req, t.addr, t.kind); err != nil {
 		t.sendErrs++
 		c.fail(t, now, "send_error", 0, "probe send error: "+err.Error())
 		return
@@ -571,7 +574,7 @@ func (c *Checker) retransmit(t *target, now time.Time) {
 	t.retrans++
 	t.retransGap = min(2*t.retransGap, T2)
 	t.retransAt = now.Add(t.retransGap)
-	if err := c.tr.SendTo(t.req, t.addr); err != nil {
+	if err := c.tr.SendOver(t.req, t.addr, t.kind); err != nil {
 		c.log.Debug("probe retransmission failed", "target", t.id, "addr", t.addr, "err", err)
 	}
 	t.due = earliest(t.retransAt, t.deadline)
@@ -595,7 +598,7 @@ func (c *Checker) buildProbe(b []byte, t *target, seq uint64) []byte {
 	b = append(b, ' ')
 	b = append(b, p.RequestURI...)
 	b = append(b, " SIP/2.0\r\n"...)
-	b = c.tr.AppendVia(b, t.addr, seq)
+	b = c.tr.AppendViaOver(b, t.addr, t.kind, seq)
 	b = append(b, "Max-Forwards: 70\r\nFrom: <"...)
 	b = append(b, p.From...)
 	b = append(b, ">;tag="...)
@@ -965,7 +968,7 @@ func (c *Checker) Update(cfg Config) error {
 			if old.addr != nt.addr {
 				old.pending, old.waitTraffic = 0, false
 			}
-			old.addr = nt.addr
+			old.addr, old.kind = nt.addr, nt.kind
 			wasNever := old.probe.NeverProbe
 			old.probe = nt.probe
 			switch {

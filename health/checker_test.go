@@ -3,6 +3,7 @@ package health
 import (
 	"errors"
 	"fmt"
+	"github.com/viaduct-sip/viaduct/transport"
 	"net/netip"
 	"strings"
 	"testing"
@@ -731,10 +732,13 @@ func TestFlushBatchesHealthChanges(t *testing.T) {
 // for tests that drive the checker's rounds with their own clock.
 type recordTransport struct{ sent int }
 
-func (tr *recordTransport) AppendVia(dst []byte, _ netip.AddrPort, key uint64) []byte {
+func (tr *recordTransport) AppendViaOver(dst []byte, _ netip.AddrPort, _ transport.Kind, key uint64) []byte {
 	return fmt.Appendf(dst, "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKtest%x\r\n", key)
 }
-func (tr *recordTransport) SendTo([]byte, netip.AddrPort) error { tr.sent++; return nil }
+func (tr *recordTransport) SendOver([]byte, netip.AddrPort, transport.Kind) error {
+	tr.sent++
+	return nil
+}
 
 // TestTrafficRounds drives the rounds of one target with a simulated clock
 // (runDue with chosen times; the checker is not started): a response to

@@ -146,7 +146,7 @@ func TestConfigErrors(t *testing.T) {
 		{Config{Settings: Settings{Interval: time.Second, Timeout: 2 * time.Second}, Targets: []Target{{Addr: a}}}, "health.timeout: "},
 		{Config{Targets: []Target{{Addr: a}, {Addr: b, Settings: Settings{Interval: time.Second, Timeout: 3 * time.Second}}}}, "targets[1].health.timeout: "},
 		{Config{Targets: []Target{{Addr: a}, {Addr: b, Settings: Settings{Method: "BYE"}}}}, "targets[1].health.method: "},
-		{Config{Targets: []Target{{Addr: a, Transport: "tcp"}}}, "targets[0].health.never_probe: probes are sent over UDP"},
+		{Config{Targets: []Target{{Addr: a, Transport: "ws"}}}, "targets[0].health.never_probe: probes are sent over UDP, TCP or TLS; a ws target"},
 		{Config{Targets: []Target{{Addr: netip.AddrPort{}}}}, "targets[0].addr: "},
 		{Config{Targets: []Target{{Addr: netip.MustParseAddrPort("127.0.0.1:0")}}}, "targets[0].addr: "},
 		{Config{Targets: []Target{{Addr: a}, {ID: "udp:127.0.0.1:5071", Addr: b}}}, `duplicate id "udp:127.0.0.1:5071"`},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/viaduct-sip/viaduct/transport"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -154,11 +155,11 @@ func newUDPTransport(t testing.TB) *udpTransport {
 
 func (tr *udpTransport) setHandler(h func(*parser.Message, netip.AddrPort)) { tr.handler.Store(&h) }
 
-func (tr *udpTransport) AppendVia(dst []byte, _ netip.AddrPort, key uint64) []byte {
+func (tr *udpTransport) AppendViaOver(dst []byte, _ netip.AddrPort, _ transport.Kind, key uint64) []byte {
 	return fmt.Appendf(dst, "Via: SIP/2.0/UDP %s;branch=z9hG4bKtest%x\r\n", tr.addr, key)
 }
 
-func (tr *udpTransport) SendTo(b []byte, to netip.AddrPort) error {
+func (tr *udpTransport) SendOver(b []byte, to netip.AddrPort, _ transport.Kind) error {
 	if tr.sendErr.Load() {
 		return errors.New("simulated send failure")
 	}

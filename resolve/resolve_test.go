@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/viaduct-sip/viaduct/transport"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -303,8 +304,10 @@ type stateFixture struct {
 // never probed.
 type idleTransport struct{}
 
-func (idleTransport) AppendVia(dst []byte, _ netip.AddrPort, _ uint64) []byte { return dst }
-func (idleTransport) SendTo([]byte, netip.AddrPort) error {
+func (idleTransport) AppendViaOver(dst []byte, _ netip.AddrPort, _ transport.Kind, _ uint64) []byte {
+	return dst
+}
+func (idleTransport) SendOver([]byte, netip.AddrPort, transport.Kind) error {
 	return errors.New("idle transport sends nothing")
 }
 
