@@ -389,8 +389,8 @@ func (c *conn) close(reason CloseReason) {
 	if !c.closed.CompareAndSwap(false, true) {
 		return
 	}
-	c.s.count.closed[reason].Add(1)
 	c.s.table.remove(c)
+	c.s.count.closed[reason].Add(1)
 	if c.tcp.Load() != nil {
 		c.shutdown()
 	}

@@ -47,8 +47,8 @@ func (s *Server) dial(c *conn) {
 		if c.tls != nil {
 			reason = ClosedHandshake
 		}
-		c.close(reason)
 		s.table.dialFailed(k, time.Now(), s.cfg.ReconnectBackoff, s.cfg.MaxReconnectBackoff)
+		c.close(reason)
 		c.release()
 		s.wg.Done()
 		return

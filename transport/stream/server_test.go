@@ -48,10 +48,10 @@ func TestRelayPipelined(t *testing.T) {
 			t.Fatalf("source %d = %+v, want flow %d from %s over TCP", i, src, flow, local)
 		}
 	}
-	st := s.Stats()
-	if st.MessagesIn != n+2 || st.MessagesOut != n+2 || st.Accepted != 1 || st.OpenIn[0] != 1 {
-		t.Errorf("stats %+v", st)
-	}
+	eventually(t, "stats", func() bool { // counted just after the write
+		st := s.Stats()
+		return st.MessagesIn == n+2 && st.MessagesOut == n+2 && st.Accepted == 1 && st.OpenIn[0] == 1
+	})
 }
 
 // Two connections get two flows; a closed connection's flow is gone, and
