@@ -1,0 +1,80 @@
+package stream
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// dialFor returns a new outbound connection to k, dialling in the
+// background, with sends queued on it until it is connected; or an error
+// while k's reconnect backoff runs.
+func (s *Server) dialFor(k connKey) (*conn, error) {
+	w := s.pick(k.listener)
+	if w == nil {
+		return nil, fmt.Errorf("%s: send to %s: %w", s.kind, k.addr, errNotServing)
+	}
+	t := s.table
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c := t.byPeer[k]; c != nil { // another send dialled it meanwhile
+		return c, nil
+	}
+	if t.closed {
+		return nil, fmt.Errorf("%s: send to %s: %w", s.kind, k.addr, errNotServing)
+	}
+	if b, ok := t.backoff[k]; ok && time.Now().Before(b.next) {
+		s.count.limits[LimitReconnectBackoff].Add(1)
+		return nil, fmt.Errorf("%s: send to %s: %w (%v)", s.kind, k.addr, errBackingOff, b.delay)
+	}
+	c := s.newConn(k.listener, k.addr, true)
+	c.w = w
+	t.insert(c)
+	s.count.openOut[k.listener].Add(1)
+	s.wg.Add(1)
+	go s.dial(c)
+	return c, nil
+}
+
+// dial connects c (TCP connect, then the TLS handshake), writes what was
+// sent meanwhile and reads it as any connection; or closes it and starts
+// (or doubles) the peer's backoff.
+func (s *Server) dial(c *conn) {
+	k := connKey{c.listener, c.peer}
+	if err := s.connect(c); err != nil {
+		s.log.Debug("dial failed", "transport", s.kind, "peer", c.peer, "err", err)
+		reason := ClosedDialFailed
+		if c.tls != nil {
+			reason = ClosedHandshake
+		}
+		s.table.dialFailed(k, time.Now(), s.cfg.ReconnectBackoff, s.cfg.MaxReconnectBackoff)
+		c.close(reason)
+		c.release()
+		s.wg.Done()
+		return
+	}
+	s.table.dialed(k)
+	s.count.dialed.Add(1)
+	if err := c.establish(); err != nil {
+		c.close(ClosedWriteError)
+	}
+	c.start()
+	go c.readLoop() // a fresh stack: the handshake's grew this one
+}
+
+// connect dials c's peer from its listener's address (port chosen by the
+// kernel) and runs the TLS handshake.
+func (s *Server) connect(c *conn) error {
+	d := net.Dialer{Timeout: s.cfg.DialTimeout}
+	if local := s.addrs[c.listener].Addr(); !local.IsUnspecified() && local.Is4() == c.peer.Addr().Is4() {
+		d.LocalAddr = &net.TCPAddr{IP: local.AsSlice(), Zone: local.Zone()}
+	}
+	nc, err := d.DialContext(s.ctx, "tcp", c.peer.String())
+	if err != nil {
+		return err
+	}
+	if err := c.attach(nc.(*net.TCPConn)); err != nil {
+		return err
+	}
+	return c.handshake()
+}

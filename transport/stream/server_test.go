@@ -1,0 +1,190 @@
+package stream
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/viaduct-sip/viaduct/transport"
+)
+
+// Messages pipelined on one connection reach the handler in order with
+// the connection's flow, and the responses come back in order on it, also
+// when the client writes them a byte at a time.
+func TestRelayPipelined(t *testing.T) {
+	r := newRecorder(true)
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), r)
+	c := dialFrom(t, "", s.Addrs()[0])
+	c.SetNoDelay(true)
+	var all []byte
+	const n = 50
+	for i := range n {
+		all = append(all, sipMsg(i)...)
+	}
+	if _, err := c.Write(all); err != nil {
+		t.Fatal(err)
+	}
+	tail := append(sipMsg(n), sipMsg(n+1)...)
+	for i := range tail { // one byte per write: as many reads as the kernel makes of them
+		if _, err := c.Write(tail[i : i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := readMsgs(t, c, n+2)
+	for i, m := range got {
+		if !bytes.Equal(m, sipMsg(i)) {
+			t.Fatalf("response %d = %q, want %q", i, m, sipMsg(i))
+		}
+	}
+	_, srcs := r.waitMsgs(t, n+2)
+	flow := srcs[0].Flow
+	if flow == 0 {
+		t.Fatal("flow 0 for a connection")
+	}
+	local := c.LocalAddr().String()
+	for i, src := range srcs {
+		if src.Flow != flow || src.Kind != transport.TCP || src.Addr.String() != local || src.Listener != 0 {
+			t.Fatalf("source %d = %+v, want flow %d from %s over TCP", i, src, flow, local)
+		}
+	}
+	eventually(t, "stats", func() bool { // counted just after the write
+		st := s.Stats()
+		return st.MessagesIn == n+2 && st.MessagesOut == n+2 && st.Accepted == 1 && st.OpenIn[0] == 1
+	})
+}
+
+// Two connections get two flows; a closed connection's flow is gone, and
+// so is a flow that never was.
+func TestSendFlowGone(t *testing.T) {
+	r := newRecorder(false)
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), r)
+	c1 := dialFrom(t, "", s.Addrs()[0])
+	c2 := dialFrom(t, "", s.Addrs()[0])
+	c1.Write(sipMsg(1))
+	_, srcs := r.waitMsgs(t, 1)
+	c2.Write(sipMsg(2))
+	_, srcs = r.waitMsgs(t, 2)
+	f1, f2 := srcs[0].Flow, srcs[1].Flow
+	if f1 == f2 || f1 == 0 || f2 == 0 {
+		t.Fatalf("flows %d, %d", f1, f2)
+	}
+	if err := s.Send(sipMsg(3), transport.Peer{Flow: f1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFull(t, c1, len(sipMsg(3))); !bytes.Equal(got, sipMsg(3)) {
+		t.Fatalf("got %q", got)
+	}
+	c1.Close()
+	eventually(t, "close seen", func() bool { return s.Stats().Closed[ClosedByPeer] == 1 })
+	if err := s.Send(sipMsg(4), transport.Peer{Flow: f1}); !errors.Is(err, transport.ErrFlowGone) {
+		t.Errorf("send to closed flow: %v, want ErrFlowGone", err)
+	}
+	if err := s.Send(sipMsg(4), transport.Peer{Flow: f2 + 1000}); !errors.Is(err, transport.ErrFlowGone) {
+		t.Errorf("send to unknown flow: %v, want ErrFlowGone", err)
+	}
+}
+
+// A CRLF CRLF ping gets a CRLF pong, and messages go on after it.
+func TestKeepalivePong(t *testing.T) {
+	r := newRecorder(true)
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), r)
+	c := dialFrom(t, "", s.Addrs()[0])
+	c.Write([]byte("\r\n\r\n"))
+	if got := readFull(t, c, 2); string(got) != "\r\n" {
+		t.Fatalf("pong %q", got)
+	}
+	c.Write(append([]byte("\r\n\r\n"), sipMsg(1)...))
+	if got := readFull(t, c, 2+len(sipMsg(1))); !bytes.Equal(got, append([]byte("\r\n"), sipMsg(1)...)) {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// A message without Content-Length: the handler gets its header block,
+// its answer is written, and the connection is closed.
+func TestMissingContentLength(t *testing.T) {
+	r := newRecorder(true)
+	r.prefix = "400 for: "
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), r)
+	c := dialFrom(t, "", s.Addrs()[0])
+	head := "OPTIONS sip:x SIP/2.0\r\nCall-ID: a\r\n\r\n"
+	c.Write([]byte(head + "trailing bytes"))
+	if got := string(expectClosed(t, c)); got != "400 for: "+head {
+		t.Errorf("got %q", got)
+	}
+	if n := s.Stats().Closed[ClosedBadFraming]; n != 1 {
+		t.Errorf("closed for bad framing %d, want 1", n)
+	}
+}
+
+// A Content-Length of 100 MB: refused from its headers, never read.
+func TestTooLarge(t *testing.T) {
+	r := newRecorder(true)
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), r)
+	c := dialFrom(t, "", s.Addrs()[0])
+	head := "INVITE sip:x SIP/2.0\r\nContent-Length: 100000000\r\n\r\n"
+	c.Write([]byte(head))
+	if got := string(expectClosed(t, c)); got != head {
+		t.Errorf("got %q", got)
+	}
+	if n := s.Stats().Closed[ClosedTooLarge]; n != 1 {
+		t.Errorf("closed as too large %d, want 1", n)
+	}
+}
+
+// A sender of one byte per interval is closed by the message deadline.
+func TestSlowSender(t *testing.T) {
+	r := newRecorder(true)
+	s := serve(t, transport.TCP, ServerConfig{MessageTimeout: 300 * time.Millisecond}, testLayout(), r)
+	c := dialFrom(t, "", s.Addrs()[0])
+	c.Write(sipMsg(0)) // past the first message
+	readFull(t, c, len(sipMsg(0)))
+	m := sipMsg(1)
+	start := time.Now()
+	for i := 0; i < len(m) && s.Stats().Closed[ClosedMessageTimeout] == 0; i++ {
+		if _, err := c.Write(m[i : i+1]); err != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	eventually(t, "message timeout", func() bool { return s.Stats().Closed[ClosedMessageTimeout] == 1 })
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("closed after %v, before the deadline", d)
+	}
+	expectClosed(t, c)
+	if _, srcs := r.waitMsgs(t, 1); len(srcs) != 1 {
+		t.Errorf("%d messages handled, want 1", len(srcs))
+	}
+}
+
+// A connection that sends nothing is closed by the first-message deadline.
+func TestFirstMessageTimeout(t *testing.T) {
+	s := serve(t, transport.TCP, ServerConfig{FirstMessageTimeout: 200 * time.Millisecond}, testLayout(), newRecorder(false))
+	c := dialFrom(t, "", s.Addrs()[0])
+	expectClosed(t, c)
+	eventually(t, "counted", func() bool { return s.Stats().Closed[ClosedFirstMessage] == 1 })
+}
+
+// A client that never reads is closed when its write queue is full.
+func TestNonReaderClosed(t *testing.T) {
+	r := newRecorder(false)
+	s := serve(t, transport.TCP, ServerConfig{WriteQueue: 64 << 10}, testLayout(), r)
+	c := dialFrom(t, "", s.Addrs()[0])
+	c.SetReadBuffer(4096)
+	c.Write(sipMsg(0))
+	_, srcs := r.waitMsgs(t, 1)
+	big := make([]byte, 16<<10)
+	var err error
+	for i := 0; i < 100000 && err == nil; i++ {
+		err = s.Send(big, srcs[0])
+	}
+	if err == nil {
+		t.Fatal("100000 sends of 16 KiB to a client that reads nothing all succeeded")
+	}
+	if n := s.Stats().Closed[ClosedWriteQueue]; n != 1 {
+		t.Errorf("closed for write queue %d, want 1 (last error %v)", n, err)
+	}
+	if err := s.Send(big, srcs[0]); !errors.Is(err, transport.ErrFlowGone) {
+		t.Errorf("send after close: %v", err)
+	}
+}
