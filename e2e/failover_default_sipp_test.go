@@ -141,7 +141,7 @@ func startDefaultViaduct(t *testing.T, dir string, upstreams ...netip.AddrPort) 
 		args = append(args, "--upstream", u.String())
 	}
 	start(t, dir, "viaduct", buildViaduct(t, dir), args...)
-	started := regexp.MustCompile(`time=(\S+) level=INFO msg="fastpath started" listen="?\[127\.0\.0\.1:(\d+)\]`)
+	started := regexp.MustCompile(`time=(\S+) level=INFO msg="fastpath started" listen="?\[udp:127\.0\.0\.1:(\d+)[ \]]`)
 	waitLog(t, dir, started, 10*time.Second)
 	port, err := strconv.Atoi(started.FindStringSubmatch(viaductLog(t, dir))[2])
 	if err != nil || port == 0 {

@@ -83,13 +83,12 @@ func New(cfg Config, logger *slog.Logger) (*Engine, error) {
 		adv:    adv,
 		log:    logger,
 		boot:   randomBoot(),
-		listen: append([]netip.AddrPort(nil), c.Listen...),
 	}
-	e.kinds = make([]transport.Kind, len(e.listen))
-	for i, l := range e.listen {
-		e.listen[i] = netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
-		e.kinds[i] = c.Listeners[i].Kind
+	e.kinds = make([]transport.Kind, len(c.Listeners))
+	for i, l := range c.Listeners {
+		e.kinds[i] = l.Kind
 	}
+	e.listen = e.configuredListen()
 	targets := poolTargets(&c)
 	e.route.Store(newRouting(targets, c.Keys))
 	e.picker = c.Picker

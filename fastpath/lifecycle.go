@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"syscall"
 
 	"github.com/viaduct-sip/viaduct/transport"
 )
@@ -37,7 +38,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if e.state != 0 {
 		return errors.New("fastpath: Start: engine already started")
 	}
-	if err := e.bindAll(ctx); err != nil {
+	if err := e.bindAllRetrying(ctx); err != nil {
 		return err
 	}
 	e.bound()
@@ -47,16 +48,55 @@ func (e *Engine) Start(ctx context.Context) error {
 		})
 	}
 	e.state = 1
-	e.log.Info("fastpath started", "listen", fmt.Sprint(e.cfg.Listeners), "advertise", e.adv.sentBy,
+	e.log.Info("fastpath started", "listen", fmt.Sprint(e.listeners()), "advertise", e.adv.sentBy,
 		"workers_per_listen", e.cfg.Workers, "upstreams", len(e.route.Load().targets), "balance", e.cfg.Balance.String(),
 		"record_route", e.cfg.RecordRoute, "path", e.cfg.Path, "max_message_size", e.cfg.MaxMessageSize)
 	return nil
+}
+
+// bindAllRetrying is bindAll, tried again a few times when a listener on
+// port 0 could not have the port its twin of another transport got (UDP
+// and TCP on one ip:0: the port the kernel gave UDP may be taken on TCP).
+func (e *Engine) bindAllRetrying(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := e.bindAll(ctx)
+		if err == nil || attempt == maxTwinAttempts || !e.hasTwins() || !errors.Is(err, syscall.EADDRINUSE) {
+			return err
+		}
+		e.listen = e.configuredListen()
+	}
+}
+
+// maxTwinAttempts bounds bindAllRetrying.
+const maxTwinAttempts = 16
+
+// hasTwins reports whether a listener on port 0 shares its configured
+// address with one of another transport.
+func (e *Engine) hasTwins() bool {
+	for g, a := range e.cfg.Listen {
+		for j, b := range e.cfg.Listen {
+			if a.Port() == 0 && a == b && e.kinds[j] != e.kinds[g] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// configuredListen returns the listen addresses as configured (unmapped).
+func (e *Engine) configuredListen() []netip.AddrPort {
+	out := make([]netip.AddrPort, len(e.cfg.Listen))
+	for i, l := range e.cfg.Listen {
+		out[i] = netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
+	}
+	return out
 }
 
 // bindAll groups the listeners by transport, in the order each transport
 // first appears, and binds one Server per group. On an error it closes
 // what it bound. e.mu is held.
 func (e *Engine) bindAll(ctx context.Context) error {
+	e.servers = nil
 	e.where = make([]listenerSite, len(e.listen))
 	for i, k := range e.kinds {
 		si := e.serverFor(k)
@@ -96,7 +136,7 @@ func (e *Engine) bindServer(ctx context.Context, bs *boundServer) error {
 	}
 	addrs := make([]netip.AddrPort, len(bs.globals))
 	for k, g := range bs.globals {
-		addrs[k] = e.listen[g]
+		addrs[k] = e.twinPort(g)
 	}
 	srv, err := bind(ctx, transport.Layout{Addrs: addrs, Workers: e.cfg.Workers,
 		MaxMessage: e.cfg.MaxMessageSize, OutputSize: e.OutputBufferSize(), Gate: e.cfg.Gate})
@@ -104,7 +144,27 @@ func (e *Engine) bindServer(ctx context.Context, bs *boundServer) error {
 		return fmt.Errorf("fastpath: %s: %w", bs.kind, err)
 	}
 	bs.srv = srv
+	for k, a := range srv.Addrs() {
+		e.listen[bs.globals[k]] = a
+	}
 	return nil
+}
+
+// twinPort returns the address listener g binds: its own, except that a
+// port 0 shared with a listener of another transport already bound (UDP
+// and TCP on one ip:port) becomes the port that one got, so that both
+// transports listen on the same port.
+func (e *Engine) twinPort(g int) netip.AddrPort {
+	a := e.listen[g]
+	if a.Port() != 0 {
+		return a
+	}
+	for j, c := range e.cfg.Listen {
+		if j != g && c == e.cfg.Listen[g] && e.listen[j].Port() != 0 && e.kinds[j] != e.kinds[g] {
+			return netip.AddrPortFrom(a.Addr(), e.listen[j].Port())
+		}
+	}
+	return a
 }
 
 // bound takes the addresses the servers bound: with port 0 the advertised
@@ -195,6 +255,11 @@ func (e *Engine) ListenAddrs() []netip.AddrPort {
 func (e *Engine) Listeners() []Listener {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.listeners()
+}
+
+// listeners is Listeners with e.mu held.
+func (e *Engine) listeners() []Listener {
 	ls := make([]Listener, len(e.listen))
 	for i, a := range e.listen {
 		ls[i] = Listener{Kind: e.kinds[i], Addr: a}

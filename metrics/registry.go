@@ -10,15 +10,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// NewRegistry returns a registry holding c and the Go runtime (go_*) and
-// process (process_*) collectors.
-func NewRegistry(c prometheus.Collector) (*prometheus.Registry, error) {
+// NewRegistry returns a registry holding c, the Go runtime (go_*) and
+// process (process_*) collectors, and the collectors of other rooms (more).
+func NewRegistry(c prometheus.Collector, more ...prometheus.Collector) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
-	for _, col := range []prometheus.Collector{
+	for _, col := range append([]prometheus.Collector{
 		c,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}, more...) {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("metrics: registering collector: %w", err)
 		}

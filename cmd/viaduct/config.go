@@ -16,6 +16,7 @@ import (
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/resolve"
+	"github.com/viaduct-sip/viaduct/transport/stream"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 	"gopkg.in/yaml.v3"
 )
@@ -37,8 +38,15 @@ type fileConfig struct {
 	RecordRoute    bool            `yaml:"record_route"`
 	Path           bool            `yaml:"path"`
 	MaxMessageSize int             `yaml:"max_message_size"`
-	Secret         string          `yaml:"secret"`
-	SecretFile     string          `yaml:"secret_file"`
+	// UDPMTU and OrphanResponses: fastpath.Config.UDPMTU and
+	// DropOrphanResponses ("reopen", the default, or "drop"). TLS and
+	// Streams configure the TCP and TLS transports (transports.go).
+	UDPMTU          int                 `yaml:"udp_mtu"`
+	OrphanResponses string              `yaml:"orphan_responses"`
+	TLS             tlsSection          `yaml:"tls"`
+	Streams         stream.ServerConfig `yaml:"streams"`
+	Secret          string              `yaml:"secret"`
+	SecretFile      string              `yaml:"secret_file"`
 	// PreviousSecret and PreviousSecretFile give the secret a rotation
 	// replaces (fastpath.Config.PreviousSecret).
 	PreviousSecret     string `yaml:"previous_secret"`
@@ -86,6 +94,7 @@ var zeroMeansUnset = []struct {
 	{"recv_buffer", func(fc *fileConfig) bool { return fc.RecvBuffer == 0 }, fmt.Sprintf("must be positive, got 0; leave recv_buffer out for the default, %d", udp.DefaultSocketBuffer)},
 	{"send_buffer", func(fc *fileConfig) bool { return fc.SendBuffer == 0 }, fmt.Sprintf("must be positive, got 0; leave send_buffer out for the default, %d", udp.DefaultSocketBuffer)},
 	{"batch", func(fc *fileConfig) bool { return fc.Batch == 0 }, fmt.Sprintf("must be between 1 and %d, got 0; leave batch out for the default, %d", udp.MaxServerBatch, udp.DefaultServerBatch)},
+	{"udp_mtu", func(fc *fileConfig) bool { return fc.UDPMTU == 0 }, fmt.Sprintf("must be -1 (never switch to TCP) or 1..65507 bytes, got 0; leave udp_mtu out for the default, %d", fastpath.DefaultUDPMTU)},
 	{"max_message_size", func(fc *fileConfig) bool { return fc.MaxMessageSize == 0 }, fmt.Sprintf("must be between 512 and 64483 bytes, got 0; leave max_message_size out for the default, %d", fastpath.DefaultMaxMessageSize)},
 	{"dns.refresh", func(fc *fileConfig) bool { return fc.DNS.Refresh == 0 }, fmt.Sprintf("must be at least %v, got 0s; leave dns.refresh out for the default, %v", resolve.MinInterval, resolve.DefaultInterval)},
 	{"dns.timeout", func(fc *fileConfig) bool { return fc.DNS.Timeout == 0 }, fmt.Sprintf("must be positive, got 0s; leave dns.timeout out for the default, %v", resolve.DefaultTimeout)},
@@ -211,13 +220,14 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 		RecordRoute:    fc.RecordRoute,
 		Path:           fc.Path,
 		MaxMessageSize: fc.MaxMessageSize,
+		UDPMTU:         fc.UDPMTU,
 	}
-	for i, s := range fc.Listen {
-		a, err := parseAddrPort(s)
-		if err != nil {
-			return cfg, &config.FieldError{Field: fmt.Sprintf("listen[%d]", i), Reason: err.Error()}
-		}
-		cfg.Listen = append(cfg.Listen, a)
+	var err error
+	if cfg.Listeners, err = fc.listeners(); err != nil {
+		return cfg, err
+	}
+	if cfg.DropOrphanResponses, err = fc.dropOrphanResponses(); err != nil {
+		return cfg, err
 	}
 	if resolved == nil {
 		srcs, err := fc.upstreamSources()
@@ -231,7 +241,6 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 	if err := fc.balanceSettings(&cfg, resolved); err != nil {
 		return cfg, err
 	}
-	var err error
 	if cfg.Secret, err = readSecret("secret", fc.Secret, fc.SecretFile); err != nil {
 		return cfg, err
 	}
@@ -244,7 +253,11 @@ func (fc *fileConfig) engineConfig(resolved []resolve.Target) (fastpath.Config, 
 	if _, err := fc.udpConfig(); err != nil {
 		return cfg, err
 	}
-	return cfg, nil
+	sc, err := fc.streamConfig()
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, checkTLSListen(cfg.Listeners, sc)
 }
 
 // udpConfig returns the UDP transport's settings, defaults applied, or a

@@ -283,7 +283,7 @@ func startViaduct(t *testing.T, cfg string) (netip.AddrPort, *proc) {
 }
 
 // startedLine is the engine's start line, with the address it listens on.
-var startedLine = regexp.MustCompile(`msg="fastpath started" listen="?\[(127\.0\.0\.1:\d+)\]`)
+var startedLine = regexp.MustCompile(`msg="fastpath started" listen="?\[udp:(127\.0\.0\.1:\d+)[ \]]`)
 
 // listeningOn waits (10 s at most) for p's start line and returns the
 // address it reports. Tests start the binary on port 0 and read the port the

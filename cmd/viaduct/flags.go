@@ -32,7 +32,7 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
-const usageText = `viaduct: a stateless SIP proxy and load balancer (UDP)
+const usageText = `viaduct: a stateless SIP proxy and load balancer (UDP, TCP, TLS)
 
 Usage:
   viaduct --listen 127.0.0.1:5060 --upstream 10.0.0.1:5060 --upstream 10.0.0.2:5060
@@ -145,7 +145,8 @@ func (cl *cmdLine) defineProcessFlags() {
 // and the messages.
 func (cl *cmdLine) defineSocketFlags() {
 	fs, set := cl.fs, &cl.set
-	fs.Var(&cl.listen, "listen", "UDP `ip:port` to listen on, repeatable or comma separated [listen]")
+	fs.Var(&cl.listen, "listen", "`address` to listen on: ip:port (UDP and TCP), udp:ip:port, tcp:ip:port or tls:ip:port; "+
+		"repeatable or comma separated [listen]")
 	cl.onSet("listen", func(fc *fileConfig) { fc.Listen = cl.listen })
 	fs.StringVar(&set.Advertise, "advertise", "",
 		"`host[:port]` put in Via and Record-Route; default: the first listen address [advertise]")
@@ -168,6 +169,13 @@ func (cl *cmdLine) defineSocketFlags() {
 		"a worker whose socket ran empty waits this long in recvmmsg (holding its thread) before it parks in the Go netpoller; "+
 			"0: park at once; used only if workers <= GOMAXPROCS [park_after]")
 	cl.onSet("park-after", func(fc *fileConfig) { d := cl.parkAfter; fc.ParkAfter = &d })
+	fs.StringVar(&set.TLS.CertFile, "tls-cert", "", "PEM certificate `file` (chain) of the tls: listeners, read again on reload [tls.cert_file]")
+	cl.onSet("tls-cert", func(fc *fileConfig) { fc.TLS.CertFile = set.TLS.CertFile })
+	fs.StringVar(&set.TLS.KeyFile, "tls-key", "", "PEM private key `file` of --tls-cert [tls.key_file]")
+	cl.onSet("tls-key", func(fc *fileConfig) { fc.TLS.KeyFile = set.TLS.KeyFile })
+	fs.IntVar(&set.UDPMTU, "udp-mtu", 0, "a request for a UDP next hop larger than this many `bytes` goes over TCP when Viaduct "+
+		"listens on TCP (RFC 3261 18.1.1); -1: never; default 1300 [udp_mtu]")
+	cl.onSet("udp-mtu", func(fc *fileConfig) { fc.UDPMTU = set.UDPMTU; fc.markWritten("udp_mtu") })
 	fs.IntVar(&set.MaxMessageSize, "max-message-size", 0,
 		"largest datagram in `bytes`; larger requests get 513; default 16384 [max_message_size]")
 	cl.onSet("max-message-size", func(fc *fileConfig) {

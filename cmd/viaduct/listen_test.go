@@ -137,7 +137,7 @@ func TestOutputStreams(t *testing.T) {
 		code           int
 		stdout, stderr string // substrings; "" means that stream must be empty
 	}{
-		{[]string{"--listen", "127.0.0.1:5060", "--upstream", "127.0.0.1:5071", "--check"}, 0, "viaduct: configuration OK: listen=[127.0.0.1:5060]", ""},
+		{[]string{"--listen", "127.0.0.1:5060", "--upstream", "127.0.0.1:5071", "--check"}, 0, "viaduct: configuration OK: listen=[udp:127.0.0.1:5060 tcp:127.0.0.1:5060]", ""},
 		{[]string{"--listen", "127.0.0.1:5060", "--upstream", "127.0.0.1:0", "--check"}, 2, "", `upstreams[0]: "127.0.0.1:0": port 0`},
 		{[]string{"--version"}, 0, "viaduct " + version.Get().String() + "\n", ""},
 		{[]string{"--help"}, 0, "  -reuse-port\n", ""},

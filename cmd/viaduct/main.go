@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"net"
@@ -121,11 +122,12 @@ func (cl *cmdLine) load(logs io.Writer) (*fileConfig, *slog.Logger, error) {
 // fc (startUpstreams): everything but the sockets, the probes and the admin
 // API, which start starts.
 func newRuntime(ctx context.Context, cl *cmdLine, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*runtime, error) {
-	eng, chk, dns, hops, err := startUpstreams(ctx, fc, logger, resolver)
+	ss := &streamServers{}
+	eng, chk, dns, hops, err := startUpstreams(ctx, fc, ss, logger, resolver)
 	if err != nil {
 		return nil, err
 	}
-	rt := &runtime{path: cl.configPath, overlay: cl.overlay, logger: logger, eng: eng, chk: chk, dns: dns, hops: hops, boot: fc}
+	rt := &runtime{path: cl.configPath, overlay: cl.overlay, logger: logger, eng: eng, chk: chk, dns: dns, hops: hops, boot: fc, streams: ss}
 	rt.cur.Store(fc)
 	return rt, nil
 }
@@ -149,7 +151,7 @@ func (rt *runtime) start(ctx context.Context, args []string) bool {
 		rt.eng.Close()
 		return false
 	}
-	rt.op = &ops{logger: logger, states: states}
+	rt.op = &ops{logger: logger, states: states, collectors: []prometheus.Collector{rt.streams.collector()}}
 	rt.op.reloads.Loaded(configHash(rt.path, args))
 	rt.op.ready.SetListening(true)
 	if err := rt.op.start(fc.Admin, rt.eng, rt.chk); err != nil {
@@ -252,7 +254,7 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, fc *file
 		adminAddr = "off"
 	}
 	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d reuse_port=%v upstreams=[%s] balance=%s keys=%s record_route=%v path=%v all_down=%s max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v state_file=%s admin=%s\n",
-		c.Listen, eng.Advertise(), c.Workers, uc.ReusePort, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, chk.AllDown(), c.MaxMessageSize, uc.Batch, uc.ParkAfter, uc.RecvBuffer, uc.SendBuffer,
+		c.Listeners, eng.Advertise(), c.Workers, uc.ReusePort, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, chk.AllDown(), c.MaxMessageSize, uc.Batch, uc.ParkAfter, uc.RecvBuffer, uc.SendBuffer,
 		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, cmp.Or(ac.StateFile, "-"), adminAddr)
 	status := chk.Status()
 	for i, t := range targets {

@@ -93,9 +93,9 @@ func TestConfigFileEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprintf("%v %s %d %d %d %d %v %v %v %d %s %s", cfg.Listen, cfg.Advertise, cfg.Workers, uc.RecvBuffer, uc.SendBuffer,
+	got := fmt.Sprintf("%v %s %d %d %d %d %v %v %v %d %s %s", cfg.Listeners, cfg.Advertise, cfg.Workers, uc.RecvBuffer, uc.SendBuffer,
 		uc.Batch, uc.ParkAfter, cfg.RecordRoute, cfg.Path, cfg.MaxMessageSize, cfg.Secret, cfg.PreviousSecret)
-	want := "[127.0.0.1:5060 [::1]:5060] sip.example.com:5080 3 1048576 2097152 16 2ms true true 8192 0123456789abcdef0123 previous-0123456789abcdef"
+	want := "[udp:127.0.0.1:5060 tcp:127.0.0.1:5060 udp:[::1]:5060 tcp:[::1]:5060] sip.example.com:5080 3 1048576 2097152 16 2ms true true 8192 0123456789abcdef0123 previous-0123456789abcdef"
 	if got != want {
 		t.Errorf("config\n got %s\nwant %s", got, want)
 	}
@@ -261,7 +261,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 	code := run(context.Background(), []string{"--config", path, "--upstream", "127.0.0.1:6001,127.0.0.1:6002", "--upstream", "127.0.0.1:6003", "--workers", "1", "--path", "--check"}, &stderr)
 	out := stderr.String()
 	if code != 0 || !strings.Contains(out, "workers=1 ") || !strings.Contains(out, "upstreams=[127.0.0.1:6001 127.0.0.1:6002 127.0.0.1:6003]") ||
-		!strings.Contains(out, "record_route=true") || !strings.Contains(out, "path=true") || !strings.Contains(out, "listen=[127.0.0.1:5060]") {
+		!strings.Contains(out, "record_route=true") || !strings.Contains(out, "path=true") || !strings.Contains(out, "listen=[udp:127.0.0.1:5060 tcp:127.0.0.1:5060]") {
 		t.Errorf("exit %d: %s", code, out)
 	}
 }
@@ -297,16 +297,9 @@ func checkRun(t *testing.T, yaml string, flags ...string) (int, string) {
 	return code, stderr.String()
 }
 
-// freePort returns a loopback UDP port that was free a moment ago.
-func freePort(t *testing.T) netip.AddrPort {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort()
-}
+// freePort returns a loopback port that was free a moment ago on UDP and
+// TCP (a plain listen address binds both).
+func freePort(t *testing.T) netip.AddrPort { return testenv.FreePort(t) }
 
 // syncBuffer collects a log written from other goroutines.
 type syncBuffer = testenv.SyncBuffer

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"os"
 	"strings"
@@ -38,6 +39,9 @@ type ops struct {
 	logger  *slog.Logger
 	// states saves the admin states (nil without admin.state_file).
 	states *admin.StateFile
+	// collectors are the Prometheus collectors of other rooms (the stream
+	// transports), registered beside Viaduct's own.
+	collectors []prometheus.Collector
 }
 
 // adminKeys are the keys of the admin section.
@@ -123,7 +127,7 @@ func (o *ops) start(ac adminConfig, eng *fastpath.Engine, chk *health.Checker) e
 		return fmt.Errorf("admin.listen: %w", err)
 	}
 	col := metrics.New(metrics.Options{Engine: eng, Health: chk, Pool: eng.Pool(), Reloads: &o.reloads})
-	reg, err := metrics.NewRegistry(col)
+	reg, err := metrics.NewRegistry(col, o.collectors...)
 	if err != nil {
 		ln.Close()
 		return err

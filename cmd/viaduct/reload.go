@@ -22,7 +22,6 @@ import (
 	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/resolve"
-	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
 // Reload and graceful shutdown.
@@ -65,7 +64,8 @@ type runtime struct {
 	dns     *resolve.Watcher
 	hops    *resolve.NextHops // nil when dns.next_hops is off
 	op      *ops
-	boot    *fileConfig // the configuration the process started with
+	streams *streamServers // the TCP and TLS servers the engine bound
+	boot    *fileConfig    // the configuration the process started with
 
 	cur atomic.Pointer[fileConfig] // the configuration in use
 	mu  sync.Mutex                 // serializes reloads
@@ -77,7 +77,7 @@ type runtime struct {
 // lookups run once runDNS starts it). Configuration errors are
 // *config.FieldError values; resolve.ErrNoTargets means that no upstream
 // name resolved.
-func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
+func startUpstreams(ctx context.Context, fc *fileConfig, ss *streamServers, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
 	srcs, err := fc.upstreamSources()
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -114,11 +114,9 @@ func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, re
 		if hops != nil {
 			cfg.NextHops = nextHopLookup{hops}
 		}
-		uc, err := fc.udpConfig()
-		if err != nil {
+		if err := fc.bindTransports(&cfg, ss, logger); err != nil {
 			return err
 		}
-		cfg.Transport = udp.Bind(uc, logger)
 		e, err := fastpath.New(cfg, logger)
 		if err != nil {
 			return err
@@ -260,6 +258,9 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if err := fc.checkOwnKeys(); err != nil {
 		return res, err
 	}
+	if err := rt.streams.reloadTLS(); err != nil {
+		return res, err
+	}
 	if err := rt.dns.Set(ctx, srcs, func(ts []resolve.Target) error { return rt.apply(&fc, ts) }); err != nil {
 		return res, err
 	}
@@ -293,6 +294,10 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("record_route", boot.RecordRoute != next.RecordRoute)
 	diff("path", boot.Path != next.Path)
 	diff("max_message_size", boot.MaxMessageSize != next.MaxMessageSize)
+	diff("udp_mtu", boot.UDPMTU != next.UDPMTU)
+	diff("orphan_responses", boot.OrphanResponses != next.OrphanResponses)
+	diff("tls", boot.TLS != next.TLS)
+	diff("streams", boot.Streams != next.Streams)
 	diff("secret", boot.Secret != next.Secret)
 	diff("secret_file", boot.SecretFile != next.SecretFile)
 	diff("previous_secret", boot.PreviousSecret != next.PreviousSecret)

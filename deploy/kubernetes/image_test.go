@@ -50,7 +50,7 @@ func TestContainerImage(t *testing.T) {
 	}
 	args := strings.Fields(strings.ReplaceAll(strings.ReplaceAll(check[1], "\\", " "), "deploy/container.yaml", "../container.yaml"))
 	code, out, errOut := runCheck(t, buildViaduct(t), "", args[1:], func(s string) string { return s })
-	if code != 0 || !strings.Contains(out, "listen=[0.0.0.0:5060]") {
+	if code != 0 || !strings.Contains(out, "listen=[udp:0.0.0.0:5060 tcp:0.0.0.0:5060]") {
 		t.Errorf("viaduct %v: exit %d\n%s%s", args, code, out, errOut)
 	}
 }

@@ -189,7 +189,7 @@ func TestViaductAcceptsTheConfig(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("viaduct --check %v: exit %d\n%s%s", in.Args, code, out, errOut)
 			}
-			for _, w := range append(want[name], "configuration OK", "listen=["+PodIP+":5060]", "admin="+PodIP+":9090",
+			for _, w := range append(want[name], "configuration OK", "listen=[udp:"+PodIP+":5060 tcp:"+PodIP+":5060]", "admin="+PodIP+":9090",
 				"secret=configured", "address=10.244.1.7:5060", "address=10.244.2.9:5060") {
 				if !strings.Contains(out, w) {
 					t.Errorf("viaduct --check printed no %q:\n%s", w, out)

@@ -83,3 +83,24 @@ func AppendResponse(dst []byte, m *parser.Message, status, toTag string, extra .
 	}
 	return append(dst, "Content-Length: 0\r\n\r\n"...)
 }
+
+// FreePort returns a loopback port that was free a moment ago on UDP and
+// TCP both: Viaduct listens on both at a plain ip:port.
+func FreePort(t testing.TB) netip.AddrPort {
+	t.Helper()
+	for try := 0; try < 100; try++ {
+		u, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := u.LocalAddr().(*net.UDPAddr).AddrPort()
+		l, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(a))
+		u.Close()
+		if err == nil {
+			l.Close()
+			return a
+		}
+	}
+	t.Fatal("no loopback port free on both UDP and TCP in 100 tries")
+	return netip.AddrPort{}
+}

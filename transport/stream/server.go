@@ -122,6 +122,9 @@ func NewServer(ctx context.Context, l transport.Layout, c ServerConfig, kind tra
 // listen opens a listener per address.
 func (s *Server) listen(ctx context.Context) error {
 	var lc net.ListenConfig
+	if s.cfg.ReusePort {
+		lc.Control = reusePort
+	}
 	for li, addr := range s.layout.Addrs {
 		ln, err := lc.Listen(ctx, "tcp", addr.String())
 		if err != nil {

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/internal/config"
+	"github.com/viaduct-sip/viaduct/transport"
+	"github.com/viaduct-sip/viaduct/transport/stream"
+	"github.com/viaduct-sip/viaduct/transport/udp"
+)
+
+// The transports as the configuration names them: listen addresses with a
+// transport prefix, the tls block, the streams block of the TCP and TLS
+// limits, and the wiring of their servers (stream.Bind) into the engine.
+
+// tlsSection is the tls block: the files of the TLS listeners and of
+// connections to TLS upstreams.
+//
+//	tls:
+//	  cert_file: /etc/viaduct/tls.crt
+//	  key_file: /etc/viaduct/tls.key
+//	  client_ca_file: /etc/viaduct/trunk-ca.pem   # mutual TLS: require client certificates
+//	  ca_file: /etc/viaduct/upstream-ca.pem       # verify TLS upstreams (default: system pool)
+//	  min_version: "1.2"
+type tlsSection struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+	CAFile       string `yaml:"ca_file"`
+	MinVersion   string `yaml:"min_version"`
+}
+
+// listenKinds are the transport prefixes of a listen address.
+var listenKinds = []transport.Kind{transport.UDP, transport.TCP, transport.TLS}
+
+// parseListen parses one listen entry: "udp:", "tcp:" or "tls:" and an
+// ip:port, or a plain ip:port, which listens on UDP and TCP both (as
+// Kamailio does, RFC 3261 18: every element speaks both).
+func parseListen(s string) ([]fastpath.Listener, error) {
+	s = strings.TrimSpace(s)
+	for _, k := range listenKinds {
+		if rest, ok := cutPrefixFold(s, k.String()+":"); ok {
+			a, err := parseAddrPort(rest)
+			if err != nil {
+				return nil, err
+			}
+			return []fastpath.Listener{{Kind: k, Addr: a}}, nil
+		}
+	}
+	a, err := parseAddrPort(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w, optionally after udp:, tcp: or tls:", err)
+	}
+	return []fastpath.Listener{{Kind: transport.UDP, Addr: a}, {Kind: transport.TCP, Addr: a}}, nil
+}
+
+// cutPrefixFold is strings.CutPrefix ignoring case.
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
+// listeners parses the listen list, naming the bad entry.
+func (fc *fileConfig) listeners() ([]fastpath.Listener, error) {
+	var out []fastpath.Listener
+	for i, s := range fc.Listen {
+		ls, err := parseListen(s)
+		if err != nil {
+			return nil, &config.FieldError{Field: fmt.Sprintf("listen[%d]", i), Reason: err.Error()}
+		}
+		out = append(out, ls...)
+	}
+	return out, nil
+}
+
+// streamConfig returns the settings of the TCP and TLS transports (the
+// streams and tls blocks, and reuse_port), defaults applied, or a
+// *config.FieldError naming the bad key.
+func (fc *fileConfig) streamConfig() (stream.ServerConfig, error) {
+	c := fc.Streams
+	t := fc.TLS
+	c.CertFile, c.KeyFile, c.ClientCAFile, c.CAFile, c.MinVersion = t.CertFile, t.KeyFile, t.ClientCAFile, t.CAFile, t.MinVersion
+	c.ReusePort = fc.ReusePort
+	c, err := c.WithDefaults()
+	if err != nil {
+		return c, prefixField(err, "streams")
+	}
+	return c, nil
+}
+
+// prefixField puts block. before the field of a *config.FieldError; the
+// TLS file keys live in the tls block.
+func prefixField(err error, block string) error {
+	fe, ok := err.(*config.FieldError)
+	if !ok {
+		return err
+	}
+	switch fe.Field {
+	case "cert_file", "key_file", "client_ca_file", "ca_file", "min_version":
+		block = "tls"
+	}
+	return &config.FieldError{Field: block + "." + fe.Field, Reason: fe.Reason}
+}
+
+// checkTLSListen refuses a tls: listener without a certificate.
+func checkTLSListen(ls []fastpath.Listener, sc stream.ServerConfig) error {
+	for _, l := range ls {
+		if l.Kind == transport.TLS && sc.CertFile == "" {
+			return &config.FieldError{Field: "tls.cert_file", Reason: fmt.Sprintf("required by the listener %s (or --tls-cert)", l)}
+		}
+	}
+	return nil
+}
+
+// streamServers are the TCP and TLS servers an engine bound: what a reload
+// (new certificates), the upstream TLS names and the metrics reach.
+type streamServers struct {
+	mu  sync.Mutex
+	all []*stream.Server
+	log *slog.Logger
+}
+
+// binders returns the engine's Binders of TCP and TLS, recording the
+// servers they bind.
+func (ss *streamServers) binders(sc stream.ServerConfig) map[transport.Kind]transport.Binder {
+	out := map[transport.Kind]transport.Binder{}
+	for _, k := range []transport.Kind{transport.TCP, transport.TLS} {
+		bind := stream.Bind(sc, k, ss.log)
+		out[k] = func(ctx context.Context, l transport.Layout) (transport.Server, error) {
+			srv, err := bind(ctx, l)
+			if err != nil {
+				return nil, err
+			}
+			if s, ok := srv.(*stream.Server); ok {
+				ss.mu.Lock()
+				ss.all = append(ss.all, s)
+				ss.mu.Unlock()
+			}
+			return srv, nil
+		}
+	}
+	return out
+}
+
+// servers returns the servers bound so far.
+func (ss *streamServers) servers() []*stream.Server {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return append([]*stream.Server(nil), ss.all...)
+}
+
+// reloadTLS makes every TLS server read its certificate files again, for
+// the connections that come next (established ones keep theirs).
+func (ss *streamServers) reloadTLS() error {
+	for _, s := range ss.servers() {
+		if s.Kind() != transport.TLS {
+			continue
+		}
+		if err := s.Reload(); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+	}
+	return nil
+}
+
+// setServerNames tells the TLS servers the name to verify each TLS
+// upstream's certificate against (the host or SRV name it came from).
+func (ss *streamServers) setServerNames(names map[netip.AddrPort]string) {
+	for _, s := range ss.servers() {
+		if s.Kind() != transport.TLS {
+			continue
+		}
+		for a, n := range names {
+			s.SetServerName(a, n)
+		}
+	}
+}
+
+// collector is the Prometheus collector of the stream servers.
+func (ss *streamServers) collector() prometheus.Collector {
+	return stream.Collector(ss.servers()...)
+}
+
+// dropOrphanResponses reads orphan_responses: what happens to a response
+// whose client's TCP or TLS connection is gone.
+func (fc *fileConfig) dropOrphanResponses() (bool, error) {
+	switch strings.ToLower(fc.OrphanResponses) {
+	case "", "reopen":
+		return false, nil
+	case "drop":
+		return true, nil
+	}
+	return false, &config.FieldError{Field: "orphan_responses", Reason: fmt.Sprintf("%q is not one of reopen, drop", fc.OrphanResponses)}
+}
+
+// bindTransports gives cfg the Binders of its transports: udp.Bind for
+// UDP, stream.Bind for TCP and TLS (recorded in ss).
+func (fc *fileConfig) bindTransports(cfg *fastpath.Config, ss *streamServers, logger *slog.Logger) error {
+	uc, err := fc.udpConfig()
+	if err != nil {
+		return err
+	}
+	sc, err := fc.streamConfig()
+	if err != nil {
+		return err
+	}
+	cfg.Transport = udp.Bind(uc, logger)
+	ss.log = logger
+	cfg.Transports = ss.binders(sc)
+	return nil
+}
