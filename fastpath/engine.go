@@ -79,10 +79,10 @@ func New(cfg Config, logger *slog.Logger) (*Engine, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		cfg:    c,
-		adv:    adv,
-		log:    logger,
-		boot:   randomBoot(),
+		cfg:  c,
+		adv:  adv,
+		log:  logger,
+		boot: randomBoot(),
 	}
 	e.kinds = make([]transport.Kind, len(c.Listeners))
 	for i, l := range c.Listeners {
