@@ -167,6 +167,10 @@ type Target struct {
 	Health Health
 	// Admin is the operator's state for the target (zero value Enabled).
 	Admin AdminState
+	// AcceptsTCP says that a UDP target also listens on TCP at its
+	// address, so that a request too large for UDP (RFC 3261 18.1.1) may
+	// go there over TCP.
+	AcceptsTCP bool
 
 	idHash uint64
 	// healthIgnored is set on the copies of a table in panic mode (see

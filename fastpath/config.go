@@ -131,12 +131,12 @@ type Config struct {
 	// the way back through the NAT binding the REGISTER opened.
 	Path bool
 
-	// UDPMTU is the size above which a request for a UDP next hop goes
-	// over TCP instead (RFC 3261 18.1.1: larger than 1300 bytes with the
-	// path MTU unknown), from a TCP listener of the next hop's family: to
-	// the same address and port, where RFC 3261 18 makes every element
-	// listen on TCP too. Without such a listener the request goes over UDP
-	// and is counted (Stats.LargeOverUDP). Default DefaultUDPMTU; -1 never
+	// UDPMTU is the size above which a request for a UDP upstream that
+	// accepts TCP (Target.AcceptsTCP) goes over TCP instead (RFC 3261
+	// 18.1.1: larger than 1300 bytes with the path MTU unknown), from a
+	// TCP listener of the upstream's family, to the same address and
+	// port. A larger request for any other UDP next hop goes over UDP and
+	// is counted (Stats.LargeOverUDP). Default DefaultUDPMTU; -1 never
 	// switches.
 	UDPMTU int
 

@@ -16,7 +16,7 @@ import (
 // therefore make Viaduct send nowhere but to an upstream, and nothing is
 // sent to an address Viaduct never sends to (unsafeDestination).
 func (w *Worker) chooseDestination(r *reqState) Action {
-	r.dest, r.picked, r.counted, r.sendKind, r.sendFlow = netip.AddrPort{}, 0, false, transport.UDP, 0
+	r.dest, r.picked, r.counted, r.sendKind, r.sendFlow, r.acceptsTCP = netip.AddrPort{}, 0, false, transport.UDP, 0, false
 	dialog := inDialog(r.meth, r.to.Tag, r.rs.n)
 	switch {
 	case r.conn.flow != 0:
@@ -30,6 +30,7 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 	case dialog && w.e.picker == nil:
 		if t, ok := w.dialogUpstream(w.nextHopURI(r)); ok {
 			r.dest, r.picked, r.counted, r.sendKind = t.Addr, t.IDHash(), true, targetKind(t.Transport)
+			r.acceptsTCP = t.AcceptsTCP
 			w.c.dialogRouted.inc()
 		}
 	}
@@ -51,16 +52,16 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 	return continueRequest
 }
 
-// largeOverTCP sends a request for a UDP next hop over TCP when it would
-// leave larger than Config.UDPMTU and a TCP listener of the next hop's
-// family exists (RFC 3261 18.1.1); else it counts it as going over UDP
-// anyway.
+// largeOverTCP sends a request for a UDP upstream over TCP when it would
+// leave larger than Config.UDPMTU, the upstream accepts TCP
+// (Target.AcceptsTCP) and a TCP listener of its family exists (RFC 3261
+// 18.1.1); else it counts it as going over UDP anyway.
 func (w *Worker) largeOverTCP(r *reqState) {
 	mtu := w.e.cfg.UDPMTU
 	if r.sendKind != transport.UDP || mtu < 0 || len(r.in)+w.maxGrowth() <= mtu {
 		return
 	}
-	if w.e.listenForKind(transport.TCP, -1, r.dest.Addr()) < 0 {
+	if !r.acceptsTCP || w.e.listenForKind(transport.TCP, -1, r.dest.Addr()) < 0 {
 		w.c.largeOverUDP.inc()
 		return
 	}

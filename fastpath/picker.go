@@ -165,6 +165,7 @@ func (w *Worker) pick(r *reqState, inDialog bool) bool {
 		return false
 	}
 	r.dest, r.picked, r.counted, r.sendKind = t.Addr, t.IDHash(), true, targetKind(t.Transport)
+	r.acceptsTCP = t.AcceptsTCP
 	return true
 }
 

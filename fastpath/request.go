@@ -42,6 +42,7 @@ type reqState struct {
 	sendListen int
 	sendKind   transport.Kind // the transport to dest
 	sendFlow   uint64         // the connection to dest, 0 for any
+	acceptsTCP bool           // dest is a UDP upstream that also takes TCP (Target.AcceptsTCP)
 	key        uint64         // transaction key (txkey.go)
 }
 

@@ -425,9 +425,10 @@ func TestStreamPathsAllocateNothing(t *testing.T) {
 	}
 }
 
-// A 3 KB INVITE from a UDP client for a UDP upstream goes over TCP when
-// there is a TCP listener (RFC 3261 18.1.1), and is counted when there is
-// none; UDPMTU -1 keeps it on UDP.
+// A 3 KB INVITE from a UDP client for a UDP upstream that accepts TCP goes
+// over TCP when there is a TCP listener (RFC 3261 18.1.1), and is counted
+// when there is none or the upstream does not take TCP; UDPMTU -1 keeps it
+// on UDP.
 func TestLargeRequestGoesOverTCP(t *testing.T) {
 	big := msg(`INVITE sip:bob@biloxi.example.com SIP/2.0
 Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds
@@ -440,7 +441,15 @@ Content-Type: application/sdp`, sdp+strings.Repeat("a=x-padding:0123456789\n", 1
 	if len(big) < 3000 {
 		t.Fatalf("test INVITE is %d bytes", len(big))
 	}
-	rig := newStreamRig(t, nil)
+	tcpOK := func(c *Config) {
+		c.Upstreams = nil
+		c.Targets = []balancer.Target{{Addr: up1, AcceptsTCP: true}}
+	}
+	udpOnlyUpstream := newStreamRig(t, nil)
+	if _, _, batched := udpOnlyUpstream.udp.deliver(t, 0, big, transport.Peer{Addr: alice}); !batched || udpOnlyUpstream.e.Stats().LargeOverUDP != 1 {
+		t.Error("a 3 KB INVITE for an upstream that does not take TCP did not stay on UDP, counted")
+	}
+	rig := newStreamRig(t, tcpOK)
 	if _, _, batched := rig.udp.deliver(t, 0, big, transport.Peer{Addr: alice}); batched {
 		t.Fatal("a 3 KB INVITE was left to UDP")
 	}
@@ -456,11 +465,11 @@ Content-Type: application/sdp`, sdp+strings.Repeat("a=x-padding:0123456789\n", 1
 		t.Error("a small INVITE did not stay on UDP")
 	}
 
-	_, w := newTestWorker(t, nil)
+	_, w := newTestWorker(t, tcpOK)
 	if a, o := handle(t, w, big, alice); a != ActionForward || o.Kind != transport.UDP || w.Stats().LargeOverUDP != 1 {
 		t.Errorf("UDP only: %v over %v, large_over_udp %d", a, o.Kind, w.Stats().LargeOverUDP)
 	}
-	off := newStreamRig(t, func(c *Config) { c.UDPMTU = -1 })
+	off := newStreamRig(t, func(c *Config) { tcpOK(c); c.UDPMTU = -1 })
 	if _, _, batched := off.udp.deliver(t, 0, big, transport.Peer{Addr: alice}); !batched {
 		t.Error("UDPMTU -1: the 3 KB INVITE left UDP")
 	}

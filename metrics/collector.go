@@ -85,6 +85,7 @@ type Collector struct {
 	localReplies, localResponses, drops                 *prometheus.Desc
 	dgIn, dgOut, bytesIn, bytesOut, kernelDrops         *prometheus.Desc
 	workerDgIn, keyFallbacks, dialogRouted              *prometheus.Desc
+	flowsReopened, largeRequests                        *prometheus.Desc
 	dropLogSuppressed                                   *prometheus.Desc
 
 	upInfo, upUp, upAdmin, upWeight, upPriority, upSelected, upShare *prometheus.Desc
@@ -123,6 +124,8 @@ func New(o Options) *Collector {
 	c.kernelDrops = d("viaduct_kernel_receive_drops_total", "Datagrams the kernel dropped on Viaduct's sockets (receive buffer full).")
 	c.keyFallbacks = d("viaduct_balance_key_fallbacks_total", "Balanced requests that lacked the key configured for their method and were hashed on their Call-ID instead.")
 	c.dialogRouted = d("viaduct_balance_dialog_routed_total", "In-dialog requests sent to the upstream their next Route or Request-URI names instead of the one balancing would pick.")
+	c.flowsReopened = d("viaduct_flows_reopened_total", "Responses whose client's TCP or TLS connection was gone, sent to the Via's address over a new connection (orphan_responses: reopen).")
+	c.largeRequests = d("viaduct_large_requests_total", "Requests for a UDP next hop larger than udp_mtu, by the transport they went over: tcp (an upstream with accepts_tcp), or udp anyway.", "transport")
 	c.dropLogSuppressed = d("viaduct_drop_log_lines_suppressed_total", "Debug log lines about dropped and refused messages suppressed by the rate limit (fastpath.DropLogRate lines a second); 0 unless log_level is debug.")
 	c.workerDgIn = d("viaduct_worker_datagrams_received_total", "UDP datagrams received per worker socket (how SO_REUSEPORT spreads the traffic); worker=\"origin\" is the socket health probes leave from and their replies come back to.", "listen", "worker")
 
@@ -170,6 +173,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.requests, c.reqForwarded, c.respReceived, c.respForwarded,
 		c.localReplies, c.localResponses, c.drops,
 		c.dgIn, c.dgOut, c.bytesIn, c.bytesOut, c.kernelDrops, c.workerDgIn, c.keyFallbacks, c.dialogRouted,
+		c.flowsReopened, c.largeRequests,
 		c.dropLogSuppressed,
 		c.upInfo, c.upUp, c.upAdmin, c.upWeight, c.upPriority, c.upSelected, c.upShare,
 		c.upForwarded, c.upResponses, c.poolSelectable, c.poolBuilds, c.poolPanic,
@@ -287,6 +291,9 @@ func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
 	counter(ch, c.kernelDrops, sum.KernelDrops)
 	counter(ch, c.keyFallbacks, sum.KeyFallbacks)
 	counter(ch, c.dialogRouted, sum.DialogRouted)
+	counter(ch, c.flowsReopened, sum.FlowsReopened)
+	counter(ch, c.largeRequests, sum.LargeToTCP, "tcp")
+	counter(ch, c.largeRequests, sum.LargeOverUDP, "udp")
 	counter(ch, c.dropLogSuppressed, sum.DropLogsSuppressed)
 }
 

@@ -117,6 +117,7 @@ func startUpstreams(ctx context.Context, fc *fileConfig, ss *streamServers, logg
 		if err := fc.bindTransports(&cfg, ss, logger); err != nil {
 			return err
 		}
+		ss.setServerNames(fc.tlsServerNames(ts))
 		e, err := fastpath.New(cfg, logger)
 		if err != nil {
 			return err
@@ -167,6 +168,7 @@ func (rt *runtime) apply(fc *fileConfig, ts []resolve.Target) error {
 		}
 		return healthConfigError(err, cfg.Targets, keyOf)
 	}
+	rt.streams.setServerNames(fc.tlsServerNames(ts))
 	rt.cur.Store(fc)
 	// Targets that remain keep their admin states; those that are new
 	// (again) take the saved ones.

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/internal/config"
+	"github.com/viaduct-sip/viaduct/resolve"
 	"github.com/viaduct-sip/viaduct/transport"
 	"github.com/viaduct-sip/viaduct/transport/stream"
 	"github.com/viaduct-sip/viaduct/transport/udp"
@@ -124,9 +125,10 @@ func checkTLSListen(ls []fastpath.Listener, sc stream.ServerConfig) error {
 // streamServers are the TCP and TLS servers an engine bound: what a reload
 // (new certificates), the upstream TLS names and the metrics reach.
 type streamServers struct {
-	mu  sync.Mutex
-	all []*stream.Server
-	log *slog.Logger
+	mu    sync.Mutex
+	all   []*stream.Server
+	names map[netip.AddrPort]string // TLS upstreams' server names
+	log   *slog.Logger
 }
 
 // binders returns the engine's Binders of TCP and TLS, recording the
@@ -143,6 +145,9 @@ func (ss *streamServers) binders(sc stream.ServerConfig) map[transport.Kind]tran
 			if s, ok := srv.(*stream.Server); ok {
 				ss.mu.Lock()
 				ss.all = append(ss.all, s)
+				for a, n := range ss.names {
+					s.SetServerName(a, n)
+				}
 				ss.mu.Unlock()
 			}
 			return srv, nil
@@ -172,17 +177,49 @@ func (ss *streamServers) reloadTLS() error {
 	return nil
 }
 
-// setServerNames tells the TLS servers the name to verify each TLS
-// upstream's certificate against (the host or SRV name it came from).
+// setServerNames tells the TLS servers, those bound and those to come,
+// the name to verify each TLS upstream's certificate against.
 func (ss *streamServers) setServerNames(names map[netip.AddrPort]string) {
-	for _, s := range ss.servers() {
-		if s.Kind() != transport.TLS {
-			continue
-		}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.names = names
+	for _, s := range ss.all {
 		for a, n := range names {
 			s.SetServerName(a, n)
 		}
 	}
+}
+
+// tlsServerNames returns the server name of every TLS upstream target:
+// its entry's tls_server_name, else the host name it was resolved from
+// (the domain of an SRV name, RFC 5922 section 4), else none (its
+// certificate must then name its IP address).
+func (fc *fileConfig) tlsServerNames(ts []resolve.Target) map[netip.AddrPort]string {
+	names := map[netip.AddrPort]string{}
+	for _, t := range ts {
+		if t.Transport != transport.TLS.String() || t.Source >= len(fc.Upstreams) {
+			continue
+		}
+		u := &fc.Upstreams[t.Source]
+		if u.TLSServerName != "" {
+			names[t.Addr] = u.TLSServerName
+			continue
+		}
+		if src, err := u.source(); err == nil && src.IsDNS() {
+			names[t.Addr] = srvDomain(src.Name)
+		}
+	}
+	return names
+}
+
+// srvDomain returns the domain of an SRV name (_sips._tcp.example.com:
+// example.com), or a host name as it is.
+func srvDomain(name string) string {
+	labels := strings.Split(name, ".")
+	if len(labels) > 2 && strings.HasPrefix(labels[0], "_") && strings.HasPrefix(labels[1], "_") {
+		return strings.Join(labels[2:], ".")
+	}
+	return name
 }
 
 // collector is the Prometheus collector of the stream servers.

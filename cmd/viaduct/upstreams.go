@@ -71,7 +71,7 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 		if u.Address == "" {
 			return nil, &config.FieldError{Field: f + ".address", Reason: "required"}
 		}
-		src, err := resolve.ParseSource(u.Address)
+		src, err := u.source()
 		if err != nil {
 			return nil, &config.FieldError{Field: u.addressField(i), Reason: err.Error()}
 		}
@@ -84,7 +84,7 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 			src.ID = u.ID
 			id := u.ID
 			if id == "" {
-				id = balancer.DefaultID(transport.UDP.String(), src.Addr)
+				id = balancer.DefaultID(src.Transport, src.Addr)
 			}
 			if j, dup := ids[id]; dup {
 				return nil, &config.FieldError{Field: f + ".id", Reason: fmt.Sprintf("%q is also the id of upstreams[%d]", id, j)}
@@ -92,11 +92,14 @@ func (fc *fileConfig) upstreamSources() ([]resolve.Source, error) {
 			ids[id] = i
 		case resolve.KindHost, resolve.KindSRV:
 			if u.ID != "" {
-				return nil, &config.FieldError{Field: f + ".id", Reason: fmt.Sprintf("not allowed for the DNS name %s: each address it resolves to is an upstream of its own, with the id udp:IP:PORT", src.Name)}
+				return nil, &config.FieldError{Field: f + ".id", Reason: fmt.Sprintf("not allowed for the DNS name %s: each address it resolves to is an upstream of its own, with the id %s:IP:PORT", src.Name, src.Transport)}
 			}
 		}
-		if src.Kind == resolve.KindSRV && src.Transport != transport.UDP.String() {
-			return nil, &config.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("%s is a %s SRV name: Viaduct forwards over UDP, use _sip._udp.DOMAIN", src.Name, src.Transport)}
+		if _, ok := transport.ParseKind(src.Transport); !ok || src.Transport == "ws" || src.Transport == "wss" {
+			return nil, &config.FieldError{Field: u.addressField(i), Reason: fmt.Sprintf("%s: Viaduct forwards over udp, tcp or tls, not %s", src, src.Transport)}
+		}
+		if u.AcceptsTCP && src.Transport != transport.UDP.String() {
+			return nil, &config.FieldError{Field: f + ".accepts_tcp", Reason: "only for a udp upstream (a tcp or tls one takes every request over its own transport)"}
 		}
 		if u.Weight != nil {
 			if src.Kind == resolve.KindSRV {
@@ -134,7 +137,7 @@ func staticTargets(srcs []resolve.Source) ([]resolve.Target, error) {
 		if w == 0 {
 			w = balancer.DefaultWeight
 		}
-		out[i] = resolve.Target{Source: i, Target: balancer.Target{ID: s.ID, Addr: s.Addr, Transport: transport.UDP.String(), Weight: w, Priority: s.Priority}}
+		out[i] = resolve.Target{Source: i, Target: balancer.Target{ID: s.ID, Addr: s.Addr, Transport: s.Transport, Weight: w, Priority: s.Priority}}
 	}
 	return out, nil
 }
@@ -153,11 +156,11 @@ func sourcesOf(ts []resolve.Target) []int {
 func (fc *fileConfig) dnsNetwork() string {
 	var v4, v6 bool
 	for _, s := range fc.Listen {
-		a, err := netip.ParseAddrPort(s)
+		ls, err := parseListen(s)
 		if err != nil {
 			continue
 		}
-		if a.Addr().Unmap().Is4() {
+		if ls[0].Addr.Addr().Unmap().Is4() {
 			v4 = true
 		} else {
 			v6 = true
@@ -187,13 +190,22 @@ type upstreamEntry struct {
 	ID       string `yaml:"id"`
 	Weight   *int   `yaml:"weight"`
 	Priority int    `yaml:"priority"`
+	// Transport is the upstream's transport (udp, the default, tcp or
+	// tls), also given as a prefix of the address ("tls:sbc.example.com").
+	// AcceptsTCP says that a udp upstream also takes TCP at its address,
+	// for requests larger than udp_mtu. TLSServerName is the name a tls
+	// upstream's certificate is checked against: default its host name
+	// (the domain of an SRV name), or its IP address.
+	Transport     string `yaml:"transport"`
+	AcceptsTCP    bool   `yaml:"accepts_tcp"`
+	TLSServerName string `yaml:"tls_server_name"`
 	// mapping is set for the mapping form: errors then name
 	// "upstreams[i].address" rather than "upstreams[i]".
 	mapping bool
 }
 
 // upstreamKeys are the keys of the mapping form of an upstreams entry.
-var upstreamKeys = []string{"address", "id", "weight", "priority"}
+var upstreamKeys = []string{"address", "id", "weight", "priority", "transport", "accepts_tcp", "tls_server_name"}
 
 // UnmarshalYAML accepts a scalar ("ip:port") or a mapping with the keys of
 // upstreamKeys (strictly: an unknown key is an error naming its line).
@@ -215,7 +227,35 @@ func (u *upstreamEntry) UnmarshalYAML(n *yaml.Node) error {
 		u.mapping = true
 		return nil
 	}
-	return fmt.Errorf("line %d: an upstreams entry is \"ip:port\" or a mapping with %s", n.Line, strings.Join(upstreamKeys, ", "))
+	return fmt.Errorf("line %d: an upstreams entry is \"[transport:]ip:port\" or a mapping with %s", n.Line, strings.Join(upstreamKeys, ", "))
+}
+
+// source parses the entry's address, with its transport prefix or key.
+func (u *upstreamEntry) source() (resolve.Source, error) {
+	addr, tr := u.Address, u.Transport
+	for _, k := range listenKinds {
+		if rest, ok := cutPrefixFold(addr, k.String()+":"); ok {
+			if tr != "" && !strings.EqualFold(tr, k.String()) {
+				return resolve.Source{}, fmt.Errorf("the prefix %s: and transport %q disagree", k, tr)
+			}
+			addr, tr = rest, k.String()
+			break
+		}
+	}
+	src, err := resolve.ParseSource(addr)
+	if err != nil {
+		return src, err
+	}
+	if tr != "" {
+		if src.Kind == resolve.KindSRV && !strings.EqualFold(tr, src.Transport) {
+			return src, fmt.Errorf("%s is a %s SRV name, not %s", src.Name, src.Transport, tr)
+		}
+		src.Transport = strings.ToLower(tr)
+	}
+	if src.Transport == "" {
+		src.Transport = transport.UDP.String()
+	}
+	return src, nil
 }
 
 // balanceConfig is the balance section: how requests are spread over the
@@ -239,6 +279,11 @@ type balanceConfig struct {
 // Errors name the field ("balance.keys").
 func (fc *fileConfig) balanceSettings(cfg *fastpath.Config, resolved []resolve.Target) error {
 	cfg.Targets = resolve.BalancerTargets(resolved)
+	for i, t := range resolved {
+		if t.Source < len(fc.Upstreams) {
+			cfg.Targets[i].AcceptsTCP = fc.Upstreams[t.Source].AcceptsTCP
+		}
+	}
 	mode, err := balancer.ParseMode(fc.Balance.Mode)
 	if err != nil {
 		return &config.FieldError{Field: "balance.mode", Reason: fmt.Sprintf("%q: want hash or round-robin", fc.Balance.Mode)}
