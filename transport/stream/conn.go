@@ -65,6 +65,7 @@ type conn struct {
 	tls *tls.Conn // TLS only
 
 	closed atomic.Bool
+	reason CloseReason // set once by close, after closed
 
 	// The reader's state, touched by the reader alone (under w.mu once
 	// it reads).
@@ -282,7 +283,8 @@ func (c *conn) consume(b []byte) []byte {
 			return nil
 		}
 		c.lfs = 0
-		f, err := parser.FrameStream(b, c.s.layout.MaxMessage)
+		max := c.s.layout.MaxMessage
+		f, err := parser.FrameStream(b[:min(len(b), max+1)], max) // what a read of any size would see
 		if err != nil {
 			c.refuse(b, f, err)
 			return nil
@@ -389,6 +391,7 @@ func (c *conn) close(reason CloseReason) {
 	if !c.closed.CompareAndSwap(false, true) {
 		return
 	}
+	c.reason = reason
 	c.s.table.remove(c)
 	c.s.count.closed[reason].Add(1)
 	if c.tcp.Load() != nil {

@@ -325,13 +325,13 @@ func (s *Server) Send(b []byte, to transport.Peer) error {
 	if to.Kind != 0 && to.Kind != s.kind {
 		return fmt.Errorf("%s: send to %s: peer is %s", s.kind, to.Addr, to.Kind)
 	}
-	c, err := s.route(to)
-	if err != nil {
+	c, err := s.route(to, b)
+	if err != nil || c == nil { // c nil: b went with a new connection
 		return err
 	}
 	err = c.send(b)
 	if err != nil && to.Flow == 0 && c.closed.Load() { // it closed under us: once more, over another
-		if c, err = s.route(to); err == nil {
+		if c, err = s.route(to, b); err == nil && c != nil {
 			err = c.send(b)
 		}
 	}
@@ -346,8 +346,9 @@ func (s *Server) sendOutput(c *conn, out *transport.Outbound) error {
 	return s.Send(out.Buf, out.To)
 }
 
-// route finds (or dials) the connection a send to `to` goes over.
-func (s *Server) route(to transport.Peer) (*conn, error) {
+// route finds the connection a send of b to `to` goes over; or dials
+// one, b queued on it, and returns nil.
+func (s *Server) route(to transport.Peer, b []byte) (*conn, error) {
 	if to.Flow != 0 {
 		if c := s.table.flow(to.Flow); c != nil {
 			return c, nil
@@ -358,7 +359,7 @@ func (s *Server) route(to transport.Peer) (*conn, error) {
 	if c := s.table.peer(k); c != nil {
 		return c, nil
 	}
-	return s.dialFor(k)
+	return s.dialFor(k, b)
 }
 
 // Close implements transport.Server: it stops accepting, closes every

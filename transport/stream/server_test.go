@@ -188,3 +188,48 @@ func TestNonReaderClosed(t *testing.T) {
 		t.Errorf("send after close: %v", err)
 	}
 }
+
+// A connection that stays silent after a message is closed at the idle
+// timeout.
+func TestIdleTimeout(t *testing.T) {
+	s := serve(t, transport.TCP, ServerConfig{IdleTimeout: 300 * time.Millisecond}, testLayout(), newRecorder(true))
+	c := dialFrom(t, "", s.Addrs()[0])
+	c.Write(sipMsg(1))
+	readFull(t, c, len(sipMsg(1)))
+	start := time.Now()
+	expectClosed(t, c)
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("closed after %v, idle timeout 300ms", d)
+	}
+	eventually(t, "counted", func() bool { return s.Stats().Closed[ClosedIdle] == 1 })
+}
+
+// Close closes every connection, inbound and outbound, and returns once
+// their goroutines are done; the gauges are back at zero.
+func TestCloseClosesConnections(t *testing.T) {
+	s, err := NewServer(t.Context(), testLayout(), ServerConfig{}, transport.TCP, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRecorder(true)
+	s.Serve(func(int, int) transport.Handler { return r })
+	in := dialFrom(t, "", s.Addrs()[0])
+	in.Write(sipMsg(1))
+	readFull(t, in, len(sipMsg(1)))
+	ln, up := upstream(t, "127.0.0.1:0")
+	s.Send(sipMsg(2), transport.Peer{Addr: up})
+	out := acceptWithin(t, ln)
+	readFull(t, out, len(sipMsg(2)))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, in)
+	expectClosed(t, out)
+	st := s.Stats()
+	if st.Closed[ClosedShutdown] != 2 || st.OpenIn[0] != 0 || st.OpenOut[0] != 0 {
+		t.Errorf("after Close: shutdown closes %d, open in %d out %d", st.Closed[ClosedShutdown], st.OpenIn[0], st.OpenOut[0])
+	}
+	if err := s.Send(sipMsg(3), transport.Peer{Addr: up}); err == nil {
+		t.Error("send after Close succeeded")
+	}
+}
