@@ -209,6 +209,7 @@ func (c *conn) readTCP(fd uintptr) bool {
 		c.rerr = io.EOF
 		return true
 	}
+	c.s.count.bytesIn.Add(uint64(n))
 	c.ingest(buf[:len(buf)+n])
 	return n == len(room) || c.closed.Load()
 }
@@ -230,6 +231,7 @@ func (c *conn) readTLS(fd uintptr) bool {
 		buf := c.readBuffer()
 		n, err := c.tls.Read(buf[len(buf):cap(buf)])
 		if n > 0 {
+			c.s.count.bytesIn.Add(uint64(n))
 			c.ingest(buf[:len(buf)+n])
 			if c.closed.Load() {
 				return true
@@ -246,18 +248,14 @@ func (c *conn) readTLS(fd uintptr) bool {
 	return true
 }
 
-// readBuffer returns where the next read goes: after the pending start
-// of a message, or the worker's buffer.
+// readBuffer returns the worker's buffer holding a copy of the pending
+// start of a message, if there is one: the next read goes after it.
 func (c *conn) readBuffer() []byte {
-	if c.pending != nil {
-		return c.pending
-	}
-	return c.w.rbuf[:0]
+	return append(c.w.rbuf[:0], c.pending...)
 }
 
 // ingest handles the messages data completes and keeps the rest.
 func (c *conn) ingest(data []byte) {
-	c.s.count.bytesIn.Add(uint64(len(data) - len(c.pending)))
 	rest := c.consume(data)
 	c.keep(rest)
 	if !c.closed.Load() {
@@ -302,21 +300,16 @@ func (c *conn) consume(b []byte) []byte {
 
 var crlf = []byte("\r\n")
 
-// keep keeps rest, the start of a message, in the connection's pending
-// buffer (taken from the worker's pool), or gives the buffer back when
-// nothing is pending.
+// keep keeps rest, the start of a message in the worker's buffer, in a
+// pending buffer of the worker's pool just large enough.
 func (c *conn) keep(rest []byte) {
-	if len(rest) == 0 || c.closed.Load() {
-		if c.pending != nil {
-			c.w.putBuf(c.pending)
-			c.pending = nil
-		}
-		return
+	if c.pending != nil {
+		c.w.putBuf(c.pending)
+		c.pending = nil
 	}
-	if c.pending == nil {
-		c.pending = c.w.getBuf()
+	if len(rest) > 0 && !c.closed.Load() {
+		c.pending = append(c.w.getBuf(len(rest)), rest...)
 	}
-	c.pending = c.pending[:copy(c.pending[:cap(c.pending)], rest)]
 }
 
 // deliver hands msg to the worker's handler and sends what it returns.

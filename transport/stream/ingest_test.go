@@ -50,8 +50,7 @@ func newHarnessOn(t testing.TB, s *Server) *harness {
 	t.Cleanup(func() { nc.Close() }) // first: the TIME_WAIT is the server's, not an ephemeral port's
 	h := newRecorder(false)
 	c := s.newConn(0, client.LocalAddr().(*net.TCPAddr).AddrPort(), false)
-	c.w = &worker{h: h, rbuf: make([]byte, 64<<10), bufSize: s.layout.MaxMessage + 1}
-	c.w.out.Buf = make([]byte, 0, s.layout.OutputSize)
+	c.w = newWorker(h, s.layout.MaxMessage, s.layout.OutputSize)
 	if err := c.attach(nc); err != nil {
 		t.Fatal(err)
 	}

@@ -52,32 +52,61 @@ type Server struct {
 }
 
 // worker is one handler and what its connections share: the read buffer,
-// the output, the pool of pending-message buffers. Its mutex makes the
+// the output, the pools of pending-message buffers. Its mutex makes the
 // handler's calls one at a time.
 type worker struct {
-	mu      sync.Mutex
-	h       transport.Handler
-	rbuf    []byte
-	out     transport.Outbound
-	free    [][]byte
-	bufSize int
+	mu    sync.Mutex
+	h     transport.Handler
+	rbuf  []byte // every read of the worker's connections lands here
+	out   transport.Outbound
+	sizes []int      // the pending buffers' size classes, ascending, the last MaxMessage+1
+	free  [][][]byte // per size class
 }
 
-// maxFreeBufs bounds the pending-message buffers a worker keeps for reuse.
+// maxFreeBufs bounds the pending-message buffers a worker keeps for reuse
+// per size class.
 const maxFreeBufs = 64
 
-func (w *worker) getBuf() []byte {
-	if n := len(w.free); n > 0 {
-		b := w.free[n-1]
-		w.free = w.free[:n-1]
-		return b[:0]
+// newWorker makes the worker of handler h for messages of up to
+// maxMessage bytes and outputs of outputSize.
+func newWorker(h transport.Handler, maxMessage, outputSize int) *worker {
+	w := &worker{h: h, rbuf: make([]byte, max(maxMessage+1, 64<<10))}
+	for _, size := range []int{1 << 10, 4 << 10, 16 << 10} {
+		if size < maxMessage+1 {
+			w.sizes = append(w.sizes, size)
+		}
 	}
-	return make([]byte, 0, w.bufSize)
+	w.sizes = append(w.sizes, maxMessage+1)
+	w.free = make([][][]byte, len(w.sizes))
+	w.out.Buf = make([]byte, 0, outputSize)
+	return w
 }
 
+// getBuf returns an empty buffer of at least n bytes of capacity (n is at
+// most MaxMessage+1): the smallest size class that holds n, so that a
+// connection with the first bytes of a message pending holds little.
+func (w *worker) getBuf(n int) []byte {
+	for i, size := range w.sizes {
+		if n > size {
+			continue
+		}
+		if k := len(w.free[i]); k > 0 {
+			b := w.free[i][k-1]
+			w.free[i] = w.free[i][:k-1]
+			return b
+		}
+		return make([]byte, 0, size)
+	}
+	panic(fmt.Sprintf("stream: pending buffer of %d bytes, over the largest class %d", n, w.sizes[len(w.sizes)-1]))
+}
+
+// putBuf gives a buffer of getBuf back.
 func (w *worker) putBuf(b []byte) {
-	if len(w.free) < maxFreeBufs {
-		w.free = append(w.free, b[:0])
+	for i, size := range w.sizes {
+		if cap(b) == size && len(w.free[i]) < maxFreeBufs {
+			w.free[i] = append(w.free[i], b[:0])
+			return
+		}
 	}
 }
 
@@ -204,13 +233,10 @@ func (s *Server) Serve(newHandler func(listener, worker int) transport.Handler) 
 	if s.closed || s.workers != nil {
 		return
 	}
-	bufSize := s.layout.MaxMessage + 1
 	s.workers = make([][]*worker, len(s.lns))
 	for li := range s.lns {
 		for wi := range s.layout.Workers {
-			w := &worker{h: newHandler(li, wi), rbuf: make([]byte, max(bufSize, 64<<10)), bufSize: bufSize}
-			w.out.Buf = make([]byte, 0, s.layout.OutputSize)
-			s.workers[li] = append(s.workers[li], w)
+			s.workers[li] = append(s.workers[li], newWorker(newHandler(li, wi), s.layout.MaxMessage, s.layout.OutputSize))
 		}
 	}
 	for li, ln := range s.lns {

@@ -26,10 +26,11 @@ func TestRelayPipelined(t *testing.T) {
 		t.Fatal(err)
 	}
 	tail := append(sipMsg(n), sipMsg(n+1)...)
-	for i := range tail { // one byte per write: as many reads as the kernel makes of them
+	for i := range tail { // one byte per write, with pauses: a read per byte, or nearly
 		if _, err := c.Write(tail[i : i+1]); err != nil {
 			t.Fatal(err)
 		}
+		time.Sleep(time.Millisecond)
 	}
 	got := readMsgs(t, c, n+2)
 	for i, m := range got {
