@@ -81,18 +81,31 @@ func benchConn(b *testing.B, kind transport.Kind, cfg ServerConfig, h transport.
 // measured before and after (after a GC and returning free memory to the
 // OS). N is 20,000, or fewer when the descriptor limit is lower; run with
 // -benchtime=1x.
+//
+// The deep variant's handler uses some 12 KiB of stack per message, as a
+// core deeper than echoHandler may: the connection's goroutine stack grows
+// while handling and the GCs shrink it back once the connection is idle.
 func BenchmarkIdleConnMemory(b *testing.B) {
-	for _, kind := range []transport.Kind{transport.TCP, transport.TLS} {
-		b.Run(kind.String(), func(b *testing.B) {
+	for _, v := range []struct {
+		name string
+		kind transport.Kind
+		h    transport.Handler
+	}{
+		{"tcp", transport.TCP, echoHandler{}},
+		{"tls", transport.TLS, echoHandler{}},
+		{"tcp-deep-handler", transport.TCP, deepHandler{}},
+	} {
+		kind := v.kind
+		b.Run(v.name, func(b *testing.B) {
 			n := idleConnCount(b)
 			cfg := ServerConfig{MaxConnections: n + 100, MaxConnectionsPerIP: n + 100, AcceptRate: 1e9, AcceptBurst: n + 100,
 				FirstMessageTimeout: time.Hour, IdleTimeout: time.Hour, HandshakeTimeout: time.Minute}
 			ca := newTestCA(b)
 			var s *Server
 			if kind == transport.TLS {
-				s = tlsServer(b, ca, cfg, echoHandler{})
+				s = tlsServer(b, ca, cfg, v.h)
 			} else {
-				s = serve(b, kind, cfg, testLayout(), echoHandler{})
+				s = serve(b, kind, cfg, testLayout(), v.h)
 			}
 			before := memNow()
 			stop := startIdleClients(b, kind, s, n, filepath.Join(ca.dir, "ca.pem"))
@@ -109,6 +122,22 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 		})
 	}
 }
+
+// deepHandler is echoHandler with some 12 KiB of stack in use.
+type deepHandler struct{}
+
+func (deepHandler) Handle(msg []byte, src transport.Peer, out *transport.Outbound) bool {
+	var pad [12 << 10]byte
+	return deepEcho(msg, src, out, pad[:])
+}
+
+//go:noinline
+func deepEcho(msg []byte, src transport.Peer, out *transport.Outbound, pad []byte) bool {
+	pad[len(pad)-1] = msg[0]
+	return echoHandler{}.Handle(msg, src, out)
+}
+
+func (deepHandler) Sent(*transport.Outbound, error) {}
 
 // idleConnCount is 20,000 or what the descriptor limit allows.
 func idleConnCount(b *testing.B) int {

@@ -140,7 +140,9 @@ func (c *conn) handshake() error {
 		return err
 	}
 	if err := c.tls.Handshake(); err != nil {
-		c.s.count.handshakeFailures.Add(1)
+		if !c.closed.Load() { // not Close cutting it short
+			c.s.count.handshakeFailures.Add(1)
+		}
 		return fmt.Errorf("tls handshake: %w", err)
 	}
 	c.nonblockW.Store(true)

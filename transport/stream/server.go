@@ -197,6 +197,14 @@ func (s *Server) Originate(b []byte, to transport.Peer) error {
 // without closing.
 func (s *Server) KernelDrops(listener, worker int) uint64 { return 0 }
 
+// LogValue implements slog.LogValuer: the settings in use.
+func (s *Server) LogValue() slog.Value {
+	c := &s.cfg
+	return slog.GroupValue(slog.String("kind", s.kind.String()), slog.Int("max_connections", c.MaxConnections),
+		slog.Int("max_connections_per_ip", c.MaxConnectionsPerIP), slog.Duration("idle_timeout", c.IdleTimeout),
+		slog.Duration("message_timeout", c.MessageTimeout), slog.Int("write_queue", c.WriteQueue))
+}
+
 // SetServerName sets the name outbound TLS connections to addr verify the
 // server's certificate against (and send as SNI); without one, the
 // certificate must name addr's IP.
@@ -347,6 +355,9 @@ func (s *Server) handshakeThenRead(c *conn) {
 func (s *Server) Send(b []byte, to transport.Peer) error {
 	if to.Listener < 0 || to.Listener >= len(s.lns) {
 		return fmt.Errorf("%s: send to %s: no listener %d", s.kind, to.Addr, to.Listener)
+	}
+	if to.Flow == 0 && !to.Addr.IsValid() {
+		return fmt.Errorf("%s: send without a flow or an address", s.kind)
 	}
 	if to.Kind != 0 && to.Kind != s.kind {
 		return fmt.Errorf("%s: send to %s: peer is %s", s.kind, to.Addr, to.Kind)
