@@ -259,6 +259,7 @@ func (c *conn) readBuffer() []byte {
 // ingest handles the messages data completes and keeps the rest.
 func (c *conn) ingest(data []byte) {
 	rest := c.consume(data)
+	c.flushReplies()
 	c.keep(rest)
 	if !c.closed.Load() {
 		c.advance(len(rest) > 0)
@@ -274,7 +275,7 @@ func (c *conn) consume(b []byte) []byte {
 			if b[0] == '\n' {
 				if c.lfs++; c.lfs == 2 { // RFC 5626 4.4.1: a pong for a ping
 					c.lfs = 0
-					c.send(crlf)
+					c.reply(crlf)
 				}
 			}
 			b = b[1:]
@@ -324,7 +325,24 @@ func (c *conn) deliver(msg []byte) {
 	if !w.h.Handle(msg, c.src, out) {
 		return
 	}
-	w.h.Sent(out, c.s.sendOutput(c, out))
+	w.h.Sent(out, c.output(out))
+}
+
+// output sends the handler's output for a message from c: an answer on c
+// joins the batch of c's answers to this read (and is reported sent: a
+// failure of the batch's write closes c, counted); anything else leaves at
+// once, after the batch so far, keeping the order of the outputs.
+func (c *conn) output(out *transport.Outbound) error {
+	if out.To.Flow != c.id {
+		c.flushReplies() // a failure closed c; the output may go elsewhere
+		return c.s.Send(out.Buf, out.To)
+	}
+	if err := c.reply(out.Buf); err != nil {
+		return err
+	}
+	c.s.count.msgsOut.Add(1)
+	c.s.count.bytesOut.Add(uint64(len(out.Buf)))
+	return nil
 }
 
 // refuse handles a framing error: the header block, when there is one,
@@ -338,6 +356,7 @@ func (c *conn) refuse(b []byte, f parser.Frame, err error) {
 	if f.Headers > 0 {
 		c.deliver(b[:f.Headers])
 	}
+	c.flushReplies()
 	c.close(reason)
 }
 

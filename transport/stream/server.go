@@ -55,13 +55,18 @@ type Server struct {
 // the output, the pools of pending-message buffers. Its mutex makes the
 // handler's calls one at a time.
 type worker struct {
-	mu    sync.Mutex
-	h     transport.Handler
-	rbuf  []byte // every read of the worker's connections lands here
-	out   transport.Outbound
-	sizes []int      // the pending buffers' size classes, ascending, the last MaxMessage+1
-	free  [][][]byte // per size class
+	mu      sync.Mutex
+	h       transport.Handler
+	rbuf    []byte // every read of the worker's connections lands here
+	out     transport.Outbound
+	replies []byte     // the answers to one read's messages, written together
+	sizes   []int      // the pending buffers' size classes, ascending, the last MaxMessage+1
+	free    [][][]byte // per size class
 }
+
+// maxReplies is the size of a worker's batch of answers (at least
+// Layout.OutputSize).
+const maxReplies = 64 << 10
 
 // maxFreeBufs bounds the pending-message buffers a worker keeps for reuse
 // per size class.
@@ -79,6 +84,7 @@ func newWorker(h transport.Handler, maxMessage, outputSize int) *worker {
 	w.sizes = append(w.sizes, maxMessage+1)
 	w.free = make([][][]byte, len(w.sizes))
 	w.out.Buf = make([]byte, 0, outputSize)
+	w.replies = make([]byte, 0, max(outputSize, maxReplies))
 	return w
 }
 
@@ -373,14 +379,6 @@ func (s *Server) Send(b []byte, to transport.Peer) error {
 		}
 	}
 	return err
-}
-
-// sendOutput sends a handler's output for a message from c.
-func (s *Server) sendOutput(c *conn, out *transport.Outbound) error {
-	if out.To.Flow == c.id {
-		return c.send(out.Buf)
-	}
-	return s.Send(out.Buf, out.To)
 }
 
 // route finds the connection a send of b to `to` goes over; or dials
