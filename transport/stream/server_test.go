@@ -3,6 +3,7 @@ package stream
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -232,5 +233,77 @@ func TestCloseClosesConnections(t *testing.T) {
 	}
 	if err := s.Send(sipMsg(3), transport.Peer{Addr: up}); err == nil {
 		t.Error("send after Close succeeded")
+	}
+}
+
+// alternator answers even messages over their flow and odd ones by
+// address (Flow 0), which reaches the same connection.
+type alternator struct{ n int }
+
+func (a *alternator) Handle(msg []byte, src transport.Peer, out *transport.Outbound) bool {
+	out.Buf = append(out.Buf, msg...)
+	out.To = src
+	if a.n++; a.n%2 == 0 {
+		out.To.Flow = 0
+	}
+	return true
+}
+
+func (a *alternator) Sent(*transport.Outbound, error) {}
+
+// Answers leave in the order the handler gave them, whether they go by
+// flow (batched per read) or by address.
+func TestOutputOrder(t *testing.T) {
+	l := testLayout()
+	l.Workers = 1
+	s := serve(t, transport.TCP, ServerConfig{}, l, &alternator{})
+	c := dialFrom(t, "", s.Addrs()[0])
+	var all []byte
+	for i := range 40 {
+		all = append(all, sipMsg(i)...)
+	}
+	c.Write(all)
+	for i, m := range readMsgs(t, c, 40) {
+		if !bytes.Equal(m, sipMsg(i)) {
+			t.Fatalf("answer %d = %q", i, m)
+		}
+	}
+}
+
+// Sends from several goroutines to one flow leave in each goroutine's
+// order.
+func TestSendOrderPerGoroutine(t *testing.T) {
+	r := newRecorder(false)
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), r)
+	c := dialFrom(t, "", s.Addrs()[0])
+	c.Write(sipMsg(0))
+	_, srcs := r.waitMsgs(t, 1)
+	const senders, each = 4, 200
+	done := make(chan error, senders)
+	for g := range senders {
+		go func() {
+			var err error
+			for i := range each {
+				if err == nil {
+					err = s.Send(sipMsg(g*1000+i), srcs[0])
+				}
+			}
+			done <- err
+		}()
+	}
+	last := map[int]int{}
+	for _, m := range readMsgs(t, c, senders*each) {
+		var n int
+		fmt.Sscanf(string(m[bytes.Index(m, []byte("Call-ID: c"))+len("Call-ID: c"):]), "%d", &n)
+		g, i := n/1000, n%1000
+		if prev, ok := last[g]; ok && i != prev+1 {
+			t.Fatalf("sender %d: message %d after %d", g, i, prev)
+		}
+		last[g] = i
+	}
+	for range senders {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
