@@ -58,6 +58,35 @@ func BenchmarkPipelined(b *testing.B) {
 	}
 }
 
+// BenchmarkRoundTrips measures messages per second over 64 connections,
+// each waiting for the answer before it sends the next message (a phone's
+// pattern: one message per read).
+func BenchmarkRoundTrips(b *testing.B) {
+	s := serve(b, transport.TCP, ServerConfig{}, testLayout(), echoHandler{})
+	const conns = 64
+	cs := make([]net.Conn, conns)
+	for i := range cs {
+		cs[i] = dialFrom(b, "", s.Addrs()[0])
+	}
+	msg := sipMsg(1)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		n := b.N / conns
+		if i < b.N%conns {
+			n++
+		}
+		rt := roundTrip(c, msg)
+		wg.Go(func() {
+			for range n {
+				rt()
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
 // benchConn serves kind with cfg and h and returns a client connection.
 func benchConn(b *testing.B, kind transport.Kind, cfg ServerConfig, h transport.Handler) net.Conn {
 	if kind == transport.TCP {
