@@ -76,25 +76,27 @@ type conn struct {
 	deadlineSetAt time.Time // when the idle deadline was last pushed
 	rerr          error     // what the last read met (io.EOF, an errno)
 	rawFD         int       // TLS: the socket during a read callback, for wire.Read; -1 outside
+	linger        bool      // closed for its framing: drain before closing the socket
 	readFn        func(uintptr) bool
 
 	// Writing. wmu orders the senders; qmu guards the write queue and
 	// the direct write, which tls.Conn.Write reaches through wire.
-	wmu         sync.Mutex
-	established bool   // under wmu: false while dialling or handshaking
-	early       []byte // under wmu: what was sent before established
-	qmu         sync.Mutex
-	wq          []byte // under qmu: bytes the socket did not take yet
-	flushing    bool   // under qmu: a flusher goroutine owns the socket's writes
-	wbuf        []byte // writeNow's argument, under qmu
-	wn          int
-	werr        error
-	writeFn     func(uintptr) bool
-	fbuf        []byte // the flusher's snapshot of wq
-	fn          int
-	ferr        error
-	flushFn     func(uintptr) bool
-	nonblockW   atomic.Bool // wire.Write queues (after the TLS handshake)
+	wmu           sync.Mutex
+	established   bool   // under wmu: false while dialling or handshaking
+	early         []byte // under wmu: what was sent before established
+	qmu           sync.Mutex
+	wq            []byte // under qmu: bytes the socket did not take yet
+	flushing      bool   // under qmu: a flusher goroutine owns the socket's writes
+	finAfterFlush bool   // under qmu: closed for its framing; the flusher shuts the socket's writing once the queue is out
+	wbuf          []byte // writeNow's argument, under qmu
+	wn            int
+	werr          error
+	writeFn       func(uintptr) bool
+	fbuf          []byte // the flusher's snapshot of wq
+	fn            int
+	ferr          error
+	flushFn       func(uintptr) bool
+	nonblockW     atomic.Bool // wire.Write queues (after the TLS handshake)
 }
 
 func (s *Server) newConn(listener int, peer netip.AddrPort, outbound bool) *conn {
@@ -118,7 +120,7 @@ func (c *conn) attach(nc *net.TCPConn) error {
 	c.rc = rc
 	c.tcp.Store(nc)
 	if c.closed.Load() { // closed while dialling: close saw no socket
-		c.shutdown()
+		c.shutdown(unix.SHUT_RDWR)
 	}
 	return nil
 }
@@ -171,6 +173,26 @@ func (c *conn) readLoop() {
 		}
 		if c.rerr != nil {
 			c.close(c.readFailure(c.rerr))
+			return
+		}
+	}
+	if c.linger {
+		c.drain()
+	}
+}
+
+// lingerTime bounds the draining of a connection closed for its framing.
+const lingerTime = time.Second
+
+// drain reads and drops what the peer still sends, until it closes its
+// side or lingerTime has passed: closing a socket with unread bytes sends
+// a reset, which can make the peer lose the answer to the refused message.
+func (c *conn) drain() {
+	nc := c.tcp.Load()
+	nc.SetReadDeadline(time.Now().Add(lingerTime))
+	var buf [512]byte
+	for {
+		if _, err := nc.Read(buf[:]); err != nil {
 			return
 		}
 	}
@@ -357,7 +379,8 @@ func (c *conn) refuse(b []byte, f parser.Frame, err error) {
 		c.deliver(b[:f.Headers])
 	}
 	c.flushReplies()
-	c.close(reason)
+	c.linger = true
+	c.closeHow(reason, unix.SHUT_WR) // the answer goes, then a FIN; the reader drains
 }
 
 // advance moves the read deadline on after a read: a message begun starts
@@ -401,20 +424,33 @@ func (c *conn) setDeadline(now time.Time, d time.Duration) {
 // socket is shut down, which wakes its reader and flusher; the reader
 // releases the rest. It never blocks, so any goroutine may call it,
 // holding any lock of this package.
-func (c *conn) close(reason CloseReason) {
+func (c *conn) close(reason CloseReason) { c.closeHow(reason, unix.SHUT_RDWR) }
+
+// closeHow is close with the shutdown(2) mode how.
+func (c *conn) closeHow(reason CloseReason, how int) {
 	if !c.closed.CompareAndSwap(false, true) {
 		return
 	}
 	c.reason = reason
 	c.s.table.remove(c)
 	c.s.count.closed[reason].Add(1)
-	if c.tcp.Load() != nil {
-		c.shutdown()
+	if c.tcp.Load() == nil {
+		return
 	}
+	if how == unix.SHUT_WR {
+		c.qmu.Lock()
+		later := c.flushing
+		c.finAfterFlush = later // the flusher writes the queue first
+		c.qmu.Unlock()
+		if later {
+			return
+		}
+	}
+	c.shutdown(how)
 }
 
-func (c *conn) shutdown() {
-	c.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+func (c *conn) shutdown(how int) {
+	c.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), how) })
 }
 
 // release frees what the closed connection holds: its socket, its

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,6 +119,56 @@ func TestMissingContentLength(t *testing.T) {
 	}
 	if n := s.Stats().Closed[ClosedBadFraming]; n != 1 {
 		t.Errorf("closed for bad framing %d, want 1", n)
+	}
+}
+
+// The answer to a refused message reaches a client that goes on sending,
+// followed by an orderly close: the connection is drained, not reset (a
+// reset can destroy an answer the peer has not read yet).
+func TestRefusedAnswerSurvivesTrailingBytes(t *testing.T) {
+	r := newRecorder(true)
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), r)
+	c := dialFrom(t, "", s.Addrs()[0])
+	head := "INVITE sip:x SIP/2.0\r\nContent-Length: 100000000\r\n\r\n"
+	c.Write([]byte(head))
+	go func() { // a body the server refuses to read
+		chunk := make([]byte, 32<<10)
+		for range 64 {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+		c.CloseWrite()
+	}()
+	c.SetReadDeadline(time.Now().Add(wait))
+	got, err := io.ReadAll(c)
+	if string(got) != head || err != nil {
+		t.Errorf("got %q, %v; want the answer %q, then EOF and no reset", got, err, head)
+	}
+}
+
+// A refused message's answer larger than the client's window and the
+// server's socket buffer all reaches the client, queue included, before an
+// orderly close, although the client sent more than the server read.
+func TestRefusedLargeAnswer(t *testing.T) {
+	r := newRecorder(true)
+	r.prefix = string(bytes.Repeat([]byte("a"), 8<<20)) // over the kernel's socket buffer: the queue is used
+	s := serve(t, transport.TCP, ServerConfig{WriteQueue: 16 << 20}, testLayout(), r)
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	nc, err := d.Dial("tcp", s.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := nc.(*net.TCPConn)
+	defer c.Close()
+	head := "INVITE sip:x SIP/2.0\r\nContent-Length: 100000000\r\n\r\n"
+	c.Write(append([]byte(head), make([]byte, 256<<10)...))
+	c.SetReadDeadline(time.Now().Add(wait))
+	got, err := io.ReadAll(c)
+	if len(got) != len(r.prefix)+len(head) || err != nil {
+		t.Errorf("got %d bytes, %v; want the %d bytes of the answer, then EOF", len(got), err, len(r.prefix)+len(head))
 	}
 }
 

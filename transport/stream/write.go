@@ -159,21 +159,28 @@ func (c *conn) flush() {
 	defer c.s.wg.Done()
 	for {
 		c.qmu.Lock()
-		if len(c.wq) == 0 || c.closed.Load() {
-			c.wq, c.flushing = nil, false
+		if len(c.wq) == 0 || (c.closed.Load() && !c.finAfterFlush) {
+			fin := c.finAfterFlush
+			c.wq, c.flushing, c.finAfterFlush = nil, false, false
 			c.qmu.Unlock()
+			if fin {
+				c.shutdown(unix.SHUT_WR)
+			}
 			return
 		}
 		c.fbuf, c.fn, c.ferr = c.wq, 0, nil
 		c.qmu.Unlock()
 		err := c.rc.Write(c.flushFn)
-		c.qmu.Lock()
-		c.wq = c.wq[c.fn:]
-		c.fbuf = nil
-		c.qmu.Unlock()
 		if err == nil {
 			err = c.ferr
 		}
+		c.qmu.Lock()
+		c.wq = c.wq[c.fn:]
+		c.fbuf = nil
+		if err != nil {
+			c.finAfterFlush = false // the queue cannot go out: drop it
+		}
+		c.qmu.Unlock()
 		if err != nil {
 			c.close(ClosedWriteError)
 		}
