@@ -71,6 +71,9 @@
 // A refused connection is closed at once, before any byte of it is read.
 // On a framing error (no, several or a malformed Content-Length; a message
 // over MaxMessage) the handler gets the header block so that the core can
-// answer 400 or 513 on the connection, its answer is written, and the
-// connection is closed.
+// answer 400 or 513 on the connection; its answer is written (queue
+// included), then the connection's sending side is shut (FIN) and what the
+// peer still sends is read and dropped for up to a second before the
+// socket is closed, so that no reset destroys the answer (Close may wait
+// that long for such a connection).
 package stream
