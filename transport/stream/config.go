@@ -25,70 +25,72 @@ const (
 )
 
 // ServerConfig is the configuration block of the TCP and TLS transports.
-// The zero value of every field selects its default; a negative duration
-// (or count, where stated) turns that limit off. Field names in errors are
-// the keys of Viaduct's YAML file.
+// The zero value of every field selects its default; only the idle
+// timeouts can be turned off (a negative IdleTimeout). Field names in
+// errors are its YAML keys.
 type ServerConfig struct {
 	// MaxConnections bounds the inbound connections open at once, over
 	// all listeners of the server. Default DefaultMaxConnections.
-	MaxConnections int
+	MaxConnections int `yaml:"max_connections"`
 	// MaxConnectionsPerIP bounds the inbound connections open at once
 	// from one source address. Default DefaultMaxConnectionsPerIP.
-	MaxConnectionsPerIP int
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	// AcceptRate and AcceptBurst are a token bucket on accepts: a
 	// connection accepted when the bucket is empty is closed at once.
 	// Defaults DefaultAcceptRate per second, DefaultAcceptBurst.
-	AcceptRate  float64
-	AcceptBurst int
+	AcceptRate  float64 `yaml:"accept_rate"`
+	AcceptBurst int     `yaml:"accept_burst"`
 
 	// HandshakeTimeout bounds a TLS handshake, inbound or outbound.
 	// Default DefaultHandshakeTimeout.
-	HandshakeTimeout time.Duration
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	// FirstMessageTimeout bounds the time from accept (from the end of
 	// the handshake on TLS) to the end of the first message. Default
 	// DefaultFirstMessageTimeout.
-	FirstMessageTimeout time.Duration
+	FirstMessageTimeout time.Duration `yaml:"first_message_timeout"`
 	// MessageTimeout bounds the time from a message's first byte to its
 	// last: a client sending one byte a second is closed. Default
 	// DefaultMessageTimeout.
-	MessageTimeout time.Duration
+	MessageTimeout time.Duration `yaml:"message_timeout"`
 	// IdleTimeout closes an inbound connection that received nothing for
 	// that long. Default DefaultIdleTimeout; negative: never.
-	IdleTimeout time.Duration
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// OutboundIdleTimeout is IdleTimeout for connections the server
 	// dialled (to upstreams). Zero or negative: never (the default).
-	OutboundIdleTimeout time.Duration
+	OutboundIdleTimeout time.Duration `yaml:"outbound_idle_timeout"`
 
 	// WriteQueue bounds the bytes queued on one connection that the peer
 	// has not read yet; over it the connection is closed. Default
 	// DefaultWriteQueue.
-	WriteQueue int
+	WriteQueue int `yaml:"write_queue"`
 
 	// DialTimeout bounds the TCP connect of an outbound connection.
 	// Default DefaultDialTimeout.
-	DialTimeout time.Duration
+	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// ReconnectBackoff is the wait after a failed dial before the next
 	// one to the same address; it doubles with every failure up to
 	// MaxReconnectBackoff, and sends meanwhile fail at once. Defaults
 	// DefaultReconnectBackoff, DefaultMaxReconnectBackoff.
-	ReconnectBackoff, MaxReconnectBackoff time.Duration
+	ReconnectBackoff    time.Duration `yaml:"reconnect_backoff"`
+	MaxReconnectBackoff time.Duration `yaml:"max_reconnect_backoff"`
 
 	// CertFile and KeyFile are the PEM certificate chain and key a TLS
 	// server presents (required for TLS), and a TLS client presents when
 	// a peer asks for one.
-	CertFile, KeyFile string
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 	// ClientCAFile, if set, makes the TLS server require a client
 	// certificate that verifies against these PEM CAs (mutual TLS).
-	ClientCAFile string
+	ClientCAFile string `yaml:"client_ca_file"`
 	// CAFile holds the PEM CAs outbound TLS connections verify the server
 	// against; empty: the system pool.
-	CAFile string
+	CAFile string `yaml:"ca_file"`
 	// MinVersion is the lowest TLS version accepted: "1.2" (default) or
 	// "1.3".
-	MinVersion string
+	MinVersion string `yaml:"min_version"`
 	// InsecureSkipVerify turns off verification of the servers outbound
 	// TLS connections reach. For tests only.
-	InsecureSkipVerify bool
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // WithDefaults returns c with its defaults applied, or a

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"gopkg.in/yaml.v3"
 
 	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/transport"
@@ -67,6 +68,20 @@ func labelIs(m *dto.Metric, name, value string) bool {
 		}
 	}
 	return false
+}
+
+// The block decodes from YAML with the keys its errors name.
+func TestConfigYAML(t *testing.T) {
+	var c ServerConfig
+	in := "max_connections_per_ip: 7\nmessage_timeout: 2s\nidle_timeout: -1s\nwrite_queue: 1024\ncert_file: a.pem\nkey_file: a.key\nmin_version: \"1.3\"\n"
+	if err := yaml.Unmarshal([]byte(in), &c); err != nil {
+		t.Fatal(err)
+	}
+	want := ServerConfig{MaxConnectionsPerIP: 7, MessageTimeout: 2 * time.Second, IdleTimeout: -time.Second, WriteQueue: 1024,
+		CertFile: "a.pem", KeyFile: "a.key", MinVersion: "1.3"}
+	if c != want {
+		t.Errorf("decoded %+v, want %+v", c, want)
+	}
 }
 
 // Defaults apply to zero fields; bad values name their key.
