@@ -25,9 +25,9 @@ const (
 )
 
 // ServerConfig is the configuration block of the TCP and TLS transports.
-// The zero value of every field selects its default; a negative duration
-// (or count, where stated) turns that limit off. Field names in errors are
-// the keys of Viaduct's YAML file.
+// The zero value of every field selects its default; only the idle
+// timeouts can be turned off (a negative IdleTimeout). Field names in
+// errors are its YAML keys.
 type ServerConfig struct {
 	// MaxConnections bounds the inbound connections open at once, over
 	// all listeners of the server. Default DefaultMaxConnections.

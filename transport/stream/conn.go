@@ -65,6 +65,7 @@ type conn struct {
 	tls *tls.Conn // TLS only
 
 	closed atomic.Bool
+	reason CloseReason // set once by close, after closed
 
 	// The reader's state, touched by the reader alone (under w.mu once
 	// it reads).
@@ -75,25 +76,27 @@ type conn struct {
 	deadlineSetAt time.Time // when the idle deadline was last pushed
 	rerr          error     // what the last read met (io.EOF, an errno)
 	rawFD         int       // TLS: the socket during a read callback, for wire.Read; -1 outside
+	linger        bool      // closed for its framing: drain before closing the socket
 	readFn        func(uintptr) bool
 
 	// Writing. wmu orders the senders; qmu guards the write queue and
 	// the direct write, which tls.Conn.Write reaches through wire.
-	wmu         sync.Mutex
-	established bool   // under wmu: false while dialling or handshaking
-	early       []byte // under wmu: what was sent before established
-	qmu         sync.Mutex
-	wq          []byte // under qmu: bytes the socket did not take yet
-	flushing    bool   // under qmu: a flusher goroutine owns the socket's writes
-	wbuf        []byte // writeNow's argument, under qmu
-	wn          int
-	werr        error
-	writeFn     func(uintptr) bool
-	fbuf        []byte // the flusher's snapshot of wq
-	fn          int
-	ferr        error
-	flushFn     func(uintptr) bool
-	nonblockW   atomic.Bool // wire.Write queues (after the TLS handshake)
+	wmu           sync.Mutex
+	established   bool   // under wmu: false while dialling or handshaking
+	early         []byte // under wmu: what was sent before established
+	qmu           sync.Mutex
+	wq            []byte // under qmu: bytes the socket did not take yet
+	flushing      bool   // under qmu: a flusher goroutine owns the socket's writes
+	finAfterFlush bool   // under qmu: closed for its framing; the flusher shuts the socket's writing once the queue is out
+	wbuf          []byte // writeNow's argument, under qmu
+	wn            int
+	werr          error
+	writeFn       func(uintptr) bool
+	fbuf          []byte // the flusher's snapshot of wq
+	fn            int
+	ferr          error
+	flushFn       func(uintptr) bool
+	nonblockW     atomic.Bool // wire.Write queues (after the TLS handshake)
 }
 
 func (s *Server) newConn(listener int, peer netip.AddrPort, outbound bool) *conn {
@@ -117,7 +120,7 @@ func (c *conn) attach(nc *net.TCPConn) error {
 	c.rc = rc
 	c.tcp.Store(nc)
 	if c.closed.Load() { // closed while dialling: close saw no socket
-		c.shutdown()
+		c.shutdown(unix.SHUT_RDWR)
 	}
 	return nil
 }
@@ -139,7 +142,9 @@ func (c *conn) handshake() error {
 		return err
 	}
 	if err := c.tls.Handshake(); err != nil {
-		c.s.count.handshakeFailures.Add(1)
+		if !c.closed.Load() { // not Close cutting it short
+			c.s.count.handshakeFailures.Add(1)
+		}
 		return fmt.Errorf("tls handshake: %w", err)
 	}
 	c.nonblockW.Store(true)
@@ -168,6 +173,26 @@ func (c *conn) readLoop() {
 		}
 		if c.rerr != nil {
 			c.close(c.readFailure(c.rerr))
+			return
+		}
+	}
+	if c.linger {
+		c.drain()
+	}
+}
+
+// lingerTime bounds the draining of a connection closed for its framing.
+const lingerTime = time.Second
+
+// drain reads and drops what the peer still sends, until it closes its
+// side or lingerTime has passed: closing a socket with unread bytes sends
+// a reset, which can make the peer lose the answer to the refused message.
+func (c *conn) drain() {
+	nc := c.tcp.Load()
+	nc.SetReadDeadline(time.Now().Add(lingerTime))
+	var buf [512]byte
+	for {
+		if _, err := nc.Read(buf[:]); err != nil {
 			return
 		}
 	}
@@ -208,6 +233,7 @@ func (c *conn) readTCP(fd uintptr) bool {
 		c.rerr = io.EOF
 		return true
 	}
+	c.s.count.bytesIn.Add(uint64(n))
 	c.ingest(buf[:len(buf)+n])
 	return n == len(room) || c.closed.Load()
 }
@@ -229,6 +255,7 @@ func (c *conn) readTLS(fd uintptr) bool {
 		buf := c.readBuffer()
 		n, err := c.tls.Read(buf[len(buf):cap(buf)])
 		if n > 0 {
+			c.s.count.bytesIn.Add(uint64(n))
 			c.ingest(buf[:len(buf)+n])
 			if c.closed.Load() {
 				return true
@@ -245,19 +272,16 @@ func (c *conn) readTLS(fd uintptr) bool {
 	return true
 }
 
-// readBuffer returns where the next read goes: after the pending start
-// of a message, or the worker's buffer.
+// readBuffer returns the worker's buffer holding a copy of the pending
+// start of a message, if there is one: the next read goes after it.
 func (c *conn) readBuffer() []byte {
-	if c.pending != nil {
-		return c.pending
-	}
-	return c.w.rbuf[:0]
+	return append(c.w.rbuf[:0], c.pending...)
 }
 
 // ingest handles the messages data completes and keeps the rest.
 func (c *conn) ingest(data []byte) {
-	c.s.count.bytesIn.Add(uint64(len(data) - len(c.pending)))
 	rest := c.consume(data)
+	c.flushReplies()
 	c.keep(rest)
 	if !c.closed.Load() {
 		c.advance(len(rest) > 0)
@@ -273,7 +297,7 @@ func (c *conn) consume(b []byte) []byte {
 			if b[0] == '\n' {
 				if c.lfs++; c.lfs == 2 { // RFC 5626 4.4.1: a pong for a ping
 					c.lfs = 0
-					c.send(crlf)
+					c.reply(crlf)
 				}
 			}
 			b = b[1:]
@@ -282,7 +306,8 @@ func (c *conn) consume(b []byte) []byte {
 			return nil
 		}
 		c.lfs = 0
-		f, err := parser.FrameStream(b, c.s.layout.MaxMessage)
+		max := c.s.layout.MaxMessage
+		f, err := parser.FrameStream(b[:min(len(b), max+1)], max) // what a read of any size would see
 		if err != nil {
 			c.refuse(b, f, err)
 			return nil
@@ -300,21 +325,16 @@ func (c *conn) consume(b []byte) []byte {
 
 var crlf = []byte("\r\n")
 
-// keep keeps rest, the start of a message, in the connection's pending
-// buffer (taken from the worker's pool), or gives the buffer back when
-// nothing is pending.
+// keep keeps rest, the start of a message in the worker's buffer, in a
+// pending buffer of the worker's pool just large enough.
 func (c *conn) keep(rest []byte) {
-	if len(rest) == 0 || c.closed.Load() {
-		if c.pending != nil {
-			c.w.putBuf(c.pending)
-			c.pending = nil
-		}
-		return
+	if c.pending != nil {
+		c.w.putBuf(c.pending)
+		c.pending = nil
 	}
-	if c.pending == nil {
-		c.pending = c.w.getBuf()
+	if len(rest) > 0 && !c.closed.Load() {
+		c.pending = append(c.w.getBuf(len(rest)), rest...)
 	}
-	c.pending = c.pending[:copy(c.pending[:cap(c.pending)], rest)]
 }
 
 // deliver hands msg to the worker's handler and sends what it returns.
@@ -327,7 +347,24 @@ func (c *conn) deliver(msg []byte) {
 	if !w.h.Handle(msg, c.src, out) {
 		return
 	}
-	w.h.Sent(out, c.s.sendOutput(c, out))
+	w.h.Sent(out, c.output(out))
+}
+
+// output sends the handler's output for a message from c: an answer on c
+// joins the batch of c's answers to this read (and is reported sent: a
+// failure of the batch's write closes c, counted); anything else leaves at
+// once, after the batch so far, keeping the order of the outputs.
+func (c *conn) output(out *transport.Outbound) error {
+	if out.To.Flow != c.id {
+		c.flushReplies() // a failure closed c; the output may go elsewhere
+		return c.s.Send(out.Buf, out.To)
+	}
+	if err := c.reply(out.Buf); err != nil {
+		return err
+	}
+	c.s.count.msgsOut.Add(1)
+	c.s.count.bytesOut.Add(uint64(len(out.Buf)))
+	return nil
 }
 
 // refuse handles a framing error: the header block, when there is one,
@@ -341,7 +378,9 @@ func (c *conn) refuse(b []byte, f parser.Frame, err error) {
 	if f.Headers > 0 {
 		c.deliver(b[:f.Headers])
 	}
-	c.close(reason)
+	c.flushReplies()
+	c.linger = true
+	c.closeHow(reason, unix.SHUT_WR) // the answer goes, then a FIN; the reader drains
 }
 
 // advance moves the read deadline on after a read: a message begun starts
@@ -385,19 +424,33 @@ func (c *conn) setDeadline(now time.Time, d time.Duration) {
 // socket is shut down, which wakes its reader and flusher; the reader
 // releases the rest. It never blocks, so any goroutine may call it,
 // holding any lock of this package.
-func (c *conn) close(reason CloseReason) {
+func (c *conn) close(reason CloseReason) { c.closeHow(reason, unix.SHUT_RDWR) }
+
+// closeHow is close with the shutdown(2) mode how.
+func (c *conn) closeHow(reason CloseReason, how int) {
 	if !c.closed.CompareAndSwap(false, true) {
 		return
 	}
+	c.reason = reason
 	c.s.table.remove(c)
 	c.s.count.closed[reason].Add(1)
-	if c.tcp.Load() != nil {
-		c.shutdown()
+	if c.tcp.Load() == nil {
+		return
 	}
+	if how == unix.SHUT_WR {
+		c.qmu.Lock()
+		later := c.flushing
+		c.finAfterFlush = later // the flusher writes the queue first
+		c.qmu.Unlock()
+		if later {
+			return
+		}
+	}
+	c.shutdown(how)
 }
 
-func (c *conn) shutdown() {
-	c.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+func (c *conn) shutdown(how int) {
+	c.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), how) })
 }
 
 // release frees what the closed connection holds: its socket, its

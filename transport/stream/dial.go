@@ -6,10 +6,11 @@ import (
 	"time"
 )
 
-// dialFor returns a new outbound connection to k, dialling in the
-// background, with sends queued on it until it is connected; or an error
-// while k's reconnect backoff runs.
-func (s *Server) dialFor(k connKey) (*conn, error) {
+// dialFor makes a new outbound connection to k with b queued on it, and
+// dials it in the background, later sends queuing behind b until it is
+// connected; it returns nil, or the connection another send dialled
+// meanwhile (b not sent), or an error while k's reconnect backoff runs.
+func (s *Server) dialFor(k connKey, b []byte) (*conn, error) {
 	w := s.pick(k.listener)
 	if w == nil {
 		return nil, fmt.Errorf("%s: send to %s: %w", s.kind, k.addr, errNotServing)
@@ -27,13 +28,19 @@ func (s *Server) dialFor(k connKey) (*conn, error) {
 		s.count.limits[LimitReconnectBackoff].Add(1)
 		return nil, fmt.Errorf("%s: send to %s: %w (%v)", s.kind, k.addr, errBackingOff, b.delay)
 	}
+	if len(b) > s.cfg.WriteQueue {
+		return nil, fmt.Errorf("%s: send to %s: %w", s.kind, k.addr, errWriteQueue)
+	}
 	c := s.newConn(k.listener, k.addr, true)
 	c.w = w
+	c.early = append([]byte(nil), b...)
 	t.insert(c)
 	s.count.openOut[k.listener].Add(1)
+	s.count.msgsOut.Add(1)
+	s.count.bytesOut.Add(uint64(len(b)))
 	s.wg.Add(1)
 	go s.dial(c)
-	return c, nil
+	return nil, nil
 }
 
 // dial connects c (TCP connect, then the TLS handshake), writes what was

@@ -121,7 +121,7 @@ func TestReconnectBackoff(t *testing.T) {
 		t.Fatalf("send while backing off: %v", err)
 	}
 	if n := s.Stats().LimitHits[LimitReconnectBackoff]; n != 1 {
-		t.Errorf("backoff hits %d", n)
+		t.Errorf("backoff hits %d, stats %+v", n, s.Stats())
 	}
 	ln, _ = upstream(t, up.String())
 	eventually(t, "backoff over", func() bool { return s.Send(sipMsg(5), to) == nil })

@@ -52,32 +52,67 @@ type Server struct {
 }
 
 // worker is one handler and what its connections share: the read buffer,
-// the output, the pool of pending-message buffers. Its mutex makes the
+// the output, the pools of pending-message buffers. Its mutex makes the
 // handler's calls one at a time.
 type worker struct {
 	mu      sync.Mutex
 	h       transport.Handler
-	rbuf    []byte
+	rbuf    []byte // every read of the worker's connections lands here
 	out     transport.Outbound
-	free    [][]byte
-	bufSize int
+	replies []byte     // the answers to one read's messages, written together
+	sizes   []int      // the pending buffers' size classes, ascending, the last MaxMessage+1
+	free    [][][]byte // per size class
 }
 
-// maxFreeBufs bounds the pending-message buffers a worker keeps for reuse.
+// maxReplies is the size of a worker's batch of answers (at least
+// Layout.OutputSize).
+const maxReplies = 64 << 10
+
+// maxFreeBufs bounds the pending-message buffers a worker keeps for reuse
+// per size class.
 const maxFreeBufs = 64
 
-func (w *worker) getBuf() []byte {
-	if n := len(w.free); n > 0 {
-		b := w.free[n-1]
-		w.free = w.free[:n-1]
-		return b[:0]
+// newWorker makes the worker of handler h for messages of up to
+// maxMessage bytes and outputs of outputSize.
+func newWorker(h transport.Handler, maxMessage, outputSize int) *worker {
+	w := &worker{h: h, rbuf: make([]byte, max(maxMessage+1, 64<<10))}
+	for _, size := range []int{1 << 10, 4 << 10, 16 << 10} {
+		if size < maxMessage+1 {
+			w.sizes = append(w.sizes, size)
+		}
 	}
-	return make([]byte, 0, w.bufSize)
+	w.sizes = append(w.sizes, maxMessage+1)
+	w.free = make([][][]byte, len(w.sizes))
+	w.out.Buf = make([]byte, 0, outputSize)
+	w.replies = make([]byte, 0, max(outputSize, maxReplies))
+	return w
 }
 
+// getBuf returns an empty buffer of at least n bytes of capacity (n is at
+// most MaxMessage+1): the smallest size class that holds n, so that a
+// connection with the first bytes of a message pending holds little.
+func (w *worker) getBuf(n int) []byte {
+	for i, size := range w.sizes {
+		if n > size {
+			continue
+		}
+		if k := len(w.free[i]); k > 0 {
+			b := w.free[i][k-1]
+			w.free[i] = w.free[i][:k-1]
+			return b
+		}
+		return make([]byte, 0, size)
+	}
+	panic(fmt.Sprintf("stream: pending buffer of %d bytes, over the largest class %d", n, w.sizes[len(w.sizes)-1]))
+}
+
+// putBuf gives a buffer of getBuf back.
 func (w *worker) putBuf(b []byte) {
-	if len(w.free) < maxFreeBufs {
-		w.free = append(w.free, b[:0])
+	for i, size := range w.sizes {
+		if cap(b) == size && len(w.free[i]) < maxFreeBufs {
+			w.free[i] = append(w.free[i], b[:0])
+			return
+		}
 	}
 }
 
@@ -171,6 +206,14 @@ func (s *Server) Originate(b []byte, to transport.Peer) error {
 // without closing.
 func (s *Server) KernelDrops(listener, worker int) uint64 { return 0 }
 
+// LogValue implements slog.LogValuer: the settings in use.
+func (s *Server) LogValue() slog.Value {
+	c := &s.cfg
+	return slog.GroupValue(slog.String("kind", s.kind.String()), slog.Int("max_connections", c.MaxConnections),
+		slog.Int("max_connections_per_ip", c.MaxConnectionsPerIP), slog.Duration("idle_timeout", c.IdleTimeout),
+		slog.Duration("message_timeout", c.MessageTimeout), slog.Int("write_queue", c.WriteQueue))
+}
+
 // SetServerName sets the name outbound TLS connections to addr verify the
 // server's certificate against (and send as SNI); without one, the
 // certificate must name addr's IP.
@@ -207,13 +250,10 @@ func (s *Server) Serve(newHandler func(listener, worker int) transport.Handler) 
 	if s.closed || s.workers != nil {
 		return
 	}
-	bufSize := s.layout.MaxMessage + 1
 	s.workers = make([][]*worker, len(s.lns))
 	for li := range s.lns {
 		for wi := range s.layout.Workers {
-			w := &worker{h: newHandler(li, wi), rbuf: make([]byte, max(bufSize, 64<<10)), bufSize: bufSize}
-			w.out.Buf = make([]byte, 0, s.layout.OutputSize)
-			s.workers[li] = append(s.workers[li], w)
+			s.workers[li] = append(s.workers[li], newWorker(newHandler(li, wi), s.layout.MaxMessage, s.layout.OutputSize))
 		}
 	}
 	for li, ln := range s.lns {
@@ -325,32 +365,28 @@ func (s *Server) Send(b []byte, to transport.Peer) error {
 	if to.Listener < 0 || to.Listener >= len(s.lns) {
 		return fmt.Errorf("%s: send to %s: no listener %d", s.kind, to.Addr, to.Listener)
 	}
+	if to.Flow == 0 && !to.Addr.IsValid() {
+		return fmt.Errorf("%s: send without a flow or an address", s.kind)
+	}
 	if to.Kind != 0 && to.Kind != s.kind {
 		return fmt.Errorf("%s: send to %s: peer is %s", s.kind, to.Addr, to.Kind)
 	}
-	c, err := s.route(to)
-	if err != nil {
+	c, err := s.route(to, b)
+	if err != nil || c == nil { // c nil: b went with a new connection
 		return err
 	}
 	err = c.send(b)
 	if err != nil && to.Flow == 0 && c.closed.Load() { // it closed under us: once more, over another
-		if c, err = s.route(to); err == nil {
+		if c, err = s.route(to, b); err == nil && c != nil {
 			err = c.send(b)
 		}
 	}
 	return err
 }
 
-// sendOutput sends a handler's output for a message from c.
-func (s *Server) sendOutput(c *conn, out *transport.Outbound) error {
-	if out.To.Flow == c.id {
-		return c.send(out.Buf)
-	}
-	return s.Send(out.Buf, out.To)
-}
-
-// route finds (or dials) the connection a send to `to` goes over.
-func (s *Server) route(to transport.Peer) (*conn, error) {
+// route finds the connection a send of b to `to` goes over; or dials
+// one, b queued on it, and returns nil.
+func (s *Server) route(to transport.Peer, b []byte) (*conn, error) {
 	if to.Flow != 0 {
 		if c := s.table.flow(to.Flow); c != nil {
 			return c, nil
@@ -361,7 +397,7 @@ func (s *Server) route(to transport.Peer) (*conn, error) {
 	if c := s.table.peer(k); c != nil {
 		return c, nil
 	}
-	return s.dialFor(k)
+	return s.dialFor(k, b)
 }
 
 // Close implements transport.Server: it stops accepting, closes every

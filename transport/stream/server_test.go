@@ -3,6 +3,10 @@ package stream
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,10 +30,11 @@ func TestRelayPipelined(t *testing.T) {
 		t.Fatal(err)
 	}
 	tail := append(sipMsg(n), sipMsg(n+1)...)
-	for i := range tail { // one byte per write: as many reads as the kernel makes of them
+	for i := range tail { // one byte per write, with pauses: a read per byte, or nearly
 		if _, err := c.Write(tail[i : i+1]); err != nil {
 			t.Fatal(err)
 		}
+		time.Sleep(time.Millisecond)
 	}
 	got := readMsgs(t, c, n+2)
 	for i, m := range got {
@@ -117,6 +122,56 @@ func TestMissingContentLength(t *testing.T) {
 	}
 }
 
+// The answer to a refused message reaches a client that goes on sending,
+// followed by an orderly close: the connection is drained, not reset (a
+// reset can destroy an answer the peer has not read yet).
+func TestRefusedAnswerSurvivesTrailingBytes(t *testing.T) {
+	r := newRecorder(true)
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), r)
+	c := dialFrom(t, "", s.Addrs()[0])
+	head := "INVITE sip:x SIP/2.0\r\nContent-Length: 100000000\r\n\r\n"
+	c.Write([]byte(head))
+	go func() { // a body the server refuses to read
+		chunk := make([]byte, 32<<10)
+		for range 64 {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+		c.CloseWrite()
+	}()
+	c.SetReadDeadline(time.Now().Add(wait))
+	got, err := io.ReadAll(c)
+	if string(got) != head || err != nil {
+		t.Errorf("got %q, %v; want the answer %q, then EOF and no reset", got, err, head)
+	}
+}
+
+// A refused message's answer larger than the client's window and the
+// server's socket buffer all reaches the client, queue included, before an
+// orderly close, although the client sent more than the server read.
+func TestRefusedLargeAnswer(t *testing.T) {
+	r := newRecorder(true)
+	r.prefix = string(bytes.Repeat([]byte("a"), 8<<20)) // over the kernel's socket buffer: the queue is used
+	s := serve(t, transport.TCP, ServerConfig{WriteQueue: 16 << 20}, testLayout(), r)
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	nc, err := d.Dial("tcp", s.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := nc.(*net.TCPConn)
+	defer c.Close()
+	head := "INVITE sip:x SIP/2.0\r\nContent-Length: 100000000\r\n\r\n"
+	c.Write(append([]byte(head), make([]byte, 256<<10)...))
+	c.SetReadDeadline(time.Now().Add(wait))
+	got, err := io.ReadAll(c)
+	if len(got) != len(r.prefix)+len(head) || err != nil {
+		t.Errorf("got %d bytes, %v; want the %d bytes of the answer, then EOF", len(got), err, len(r.prefix)+len(head))
+	}
+}
+
 // A Content-Length of 100 MB: refused from its headers, never read.
 func TestTooLarge(t *testing.T) {
 	r := newRecorder(true)
@@ -186,5 +241,122 @@ func TestNonReaderClosed(t *testing.T) {
 	}
 	if err := s.Send(big, srcs[0]); !errors.Is(err, transport.ErrFlowGone) {
 		t.Errorf("send after close: %v", err)
+	}
+}
+
+// A connection that stays silent after a message is closed at the idle
+// timeout.
+func TestIdleTimeout(t *testing.T) {
+	s := serve(t, transport.TCP, ServerConfig{IdleTimeout: 300 * time.Millisecond}, testLayout(), newRecorder(true))
+	c := dialFrom(t, "", s.Addrs()[0])
+	c.Write(sipMsg(1))
+	readFull(t, c, len(sipMsg(1)))
+	start := time.Now()
+	expectClosed(t, c)
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("closed after %v, idle timeout 300ms", d)
+	}
+	eventually(t, "counted", func() bool { return s.Stats().Closed[ClosedIdle] == 1 })
+}
+
+// Close closes every connection, inbound and outbound, and returns once
+// their goroutines are done; the gauges are back at zero.
+func TestCloseClosesConnections(t *testing.T) {
+	s, err := NewServer(t.Context(), testLayout(), ServerConfig{}, transport.TCP, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRecorder(true)
+	s.Serve(func(int, int) transport.Handler { return r })
+	in := dialFrom(t, "", s.Addrs()[0])
+	in.Write(sipMsg(1))
+	readFull(t, in, len(sipMsg(1)))
+	ln, up := upstream(t, "127.0.0.1:0")
+	s.Send(sipMsg(2), transport.Peer{Addr: up})
+	out := acceptWithin(t, ln)
+	readFull(t, out, len(sipMsg(2)))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, in)
+	expectClosed(t, out)
+	st := s.Stats()
+	if st.Closed[ClosedShutdown] != 2 || st.OpenIn[0] != 0 || st.OpenOut[0] != 0 {
+		t.Errorf("after Close: shutdown closes %d, open in %d out %d", st.Closed[ClosedShutdown], st.OpenIn[0], st.OpenOut[0])
+	}
+	if err := s.Send(sipMsg(3), transport.Peer{Addr: up}); err == nil {
+		t.Error("send after Close succeeded")
+	}
+}
+
+// alternator answers even messages over their flow and odd ones by
+// address (Flow 0), which reaches the same connection.
+type alternator struct{ n int }
+
+func (a *alternator) Handle(msg []byte, src transport.Peer, out *transport.Outbound) bool {
+	out.Buf = append(out.Buf, msg...)
+	out.To = src
+	if a.n++; a.n%2 == 0 {
+		out.To.Flow = 0
+	}
+	return true
+}
+
+func (a *alternator) Sent(*transport.Outbound, error) {}
+
+// Answers leave in the order the handler gave them, whether they go by
+// flow (batched per read) or by address.
+func TestOutputOrder(t *testing.T) {
+	l := testLayout()
+	l.Workers = 1
+	s := serve(t, transport.TCP, ServerConfig{}, l, &alternator{})
+	c := dialFrom(t, "", s.Addrs()[0])
+	var all []byte
+	for i := range 40 {
+		all = append(all, sipMsg(i)...)
+	}
+	c.Write(all)
+	for i, m := range readMsgs(t, c, 40) {
+		if !bytes.Equal(m, sipMsg(i)) {
+			t.Fatalf("answer %d = %q", i, m)
+		}
+	}
+}
+
+// Sends from several goroutines to one flow leave in each goroutine's
+// order.
+func TestSendOrderPerGoroutine(t *testing.T) {
+	r := newRecorder(false)
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), r)
+	c := dialFrom(t, "", s.Addrs()[0])
+	c.Write(sipMsg(0))
+	_, srcs := r.waitMsgs(t, 1)
+	const senders, each = 4, 200
+	done := make(chan error, senders)
+	for g := range senders {
+		go func() {
+			var err error
+			for i := range each {
+				if err == nil {
+					err = s.Send(sipMsg(g*1000+i), srcs[0])
+				}
+			}
+			done <- err
+		}()
+	}
+	last := map[int]int{}
+	for _, m := range readMsgs(t, c, senders*each) {
+		var n int
+		fmt.Sscanf(string(m[bytes.Index(m, []byte("Call-ID: c"))+len("Call-ID: c"):]), "%d", &n)
+		g, i := n/1000, n%1000
+		if prev, ok := last[g]; ok && i != prev+1 {
+			t.Fatalf("sender %d: message %d after %d", g, i, prev)
+		}
+		last[g] = i
+	}
+	for range senders {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

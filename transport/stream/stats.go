@@ -100,7 +100,8 @@ func (c *counters) snapshot() Stats {
 func (s *Server) Stats() Stats { return s.count.snapshot() }
 
 // Collector returns a prometheus.Collector of the servers' counters, each
-// labelled with its transport (tcp, tls):
+// labelled with its transport (tcp, tls). Register one Collector for all
+// the stream servers of the process (the names would clash otherwise):
 //
 //	viaduct_stream_connections{transport,direction,listener}   gauge: open connections (direction in|out)
 //	viaduct_stream_accepted_total{transport}                   connections accepted

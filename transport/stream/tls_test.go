@@ -137,7 +137,17 @@ func TestTLSRelay(t *testing.T) {
 			t.Fatalf("response %d = %q", i, m)
 		}
 	}
-	_, srcs := r.waitMsgs(t, 30)
+	tail := append(sipMsg(30), sipMsg(31)...)
+	for i := range tail { // a record per byte, with pauses: messages split across records and reads
+		c.Write(tail[i : i+1])
+		time.Sleep(time.Millisecond)
+	}
+	for i, m := range readMsgs(t, c, 2) {
+		if !bytes.Equal(m, sipMsg(30+i)) {
+			t.Fatalf("response %d = %q", 30+i, m)
+		}
+	}
+	_, srcs := r.waitMsgs(t, 32)
 	if srcs[0].Kind != transport.TLS || srcs[0].Flow == 0 {
 		t.Errorf("source %+v", srcs[0])
 	}

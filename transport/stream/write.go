@@ -10,6 +10,16 @@ import (
 // socket is writable. Sends leave in the order they were made, from any
 // goroutine. It keeps no reference to b.
 func (c *conn) send(b []byte) error {
+	err := c.write(b)
+	if err == nil {
+		c.s.count.msgsOut.Add(1)
+		c.s.count.bytesOut.Add(uint64(len(b)))
+	}
+	return err
+}
+
+// write is send without the counting.
+func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closed.Load() {
@@ -28,10 +38,39 @@ func (c *conn) send(b []byte) error {
 	default:
 		err = c.writeRaw(b)
 	}
-	if err == nil {
-		c.s.count.msgsOut.Add(1)
-		c.s.count.bytesOut.Add(uint64(len(b)))
+	return err
+}
+
+// reply queues b, the answer to a message read from c, in the worker's
+// batch of c's answers, written in one write when the read's messages are
+// handled (flushReplies) or when the batch is full. The worker's mutex is
+// held.
+func (c *conn) reply(b []byte) error {
+	w := c.w
+	if c.closed.Load() {
+		return c.gone()
 	}
+	if len(w.replies)+len(b) > cap(w.replies) {
+		if err := c.flushReplies(); err != nil {
+			return err
+		}
+		if len(b) > cap(w.replies) {
+			return c.write(b)
+		}
+	}
+	w.replies = append(w.replies, b...)
+	return nil
+}
+
+// flushReplies writes the batch of c's answers. The worker's mutex is
+// held.
+func (c *conn) flushReplies() error {
+	w := c.w
+	if len(w.replies) == 0 {
+		return nil
+	}
+	err := c.write(w.replies)
+	w.replies = w.replies[:0]
 	return err
 }
 
@@ -120,21 +159,28 @@ func (c *conn) flush() {
 	defer c.s.wg.Done()
 	for {
 		c.qmu.Lock()
-		if len(c.wq) == 0 || c.closed.Load() {
-			c.wq, c.flushing = nil, false
+		if len(c.wq) == 0 || (c.closed.Load() && !c.finAfterFlush) {
+			fin := c.finAfterFlush
+			c.wq, c.flushing, c.finAfterFlush = nil, false, false
 			c.qmu.Unlock()
+			if fin {
+				c.shutdown(unix.SHUT_WR)
+			}
 			return
 		}
 		c.fbuf, c.fn, c.ferr = c.wq, 0, nil
 		c.qmu.Unlock()
 		err := c.rc.Write(c.flushFn)
-		c.qmu.Lock()
-		c.wq = c.wq[c.fn:]
-		c.fbuf = nil
-		c.qmu.Unlock()
 		if err == nil {
 			err = c.ferr
 		}
+		c.qmu.Lock()
+		c.wq = c.wq[c.fn:]
+		c.fbuf = nil
+		if err != nil {
+			c.finAfterFlush = false // the queue cannot go out: drop it
+		}
+		c.qmu.Unlock()
 		if err != nil {
 			c.close(ClosedWriteError)
 		}
