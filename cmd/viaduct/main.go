@@ -33,6 +33,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/viaduct-sip/viaduct/admin"
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
@@ -121,11 +122,16 @@ func (cl *cmdLine) load(logs io.Writer) (*fileConfig, *slog.Logger, error) {
 // fc (startUpstreams): everything but the sockets, the probes and the admin
 // API, which start starts.
 func newRuntime(ctx context.Context, cl *cmdLine, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*runtime, error) {
-	eng, chk, dns, hops, err := startUpstreams(ctx, fc, logger, resolver)
+	cp, err := newCapture(fc, logger)
 	if err != nil {
 		return nil, err
 	}
-	rt := &runtime{path: cl.configPath, overlay: cl.overlay, logger: logger, eng: eng, chk: chk, dns: dns, hops: hops, boot: fc}
+	rt := &runtime{path: cl.configPath, overlay: cl.overlay, logger: logger, capture: cp, boot: fc}
+	eng, chk, dns, hops, err := startUpstreams(ctx, fc, logger, resolver, rt.stages())
+	if err != nil {
+		return nil, err
+	}
+	rt.eng, rt.chk, rt.dns, rt.hops = eng, chk, dns, hops
 	rt.cur.Store(fc)
 	return rt, nil
 }
@@ -144,23 +150,31 @@ func (rt *runtime) start(ctx context.Context, args []string) bool {
 		logger.Error("cannot start", "err", startError(err, fc.ReusePort))
 		return false
 	}
-	if err := startHealth(rt.eng, rt.chk); err != nil {
-		logger.Error("cannot start health checks", "err", err)
+	if err := rt.startCapture(ctx); err != nil {
+		logger.Error("cannot start", "err", err)
 		rt.eng.Close()
 		return false
 	}
-	rt.op = &ops{logger: logger, states: states}
+	if err := startHealth(rt.eng, rt.chk); err != nil {
+		logger.Error("cannot start health checks", "err", err)
+		rt.eng.Close()
+		rt.capture.Close()
+		return false
+	}
+	rt.op = &ops{logger: logger, states: states, collectors: []prometheus.Collector{rt.capture.Collector()}}
 	rt.op.reloads.Loaded(configHash(rt.path, args))
 	rt.op.ready.SetListening(true)
 	if err := rt.op.start(fc.Admin, rt.eng, rt.chk); err != nil {
 		logger.Error("cannot start the admin API", "err", err)
 		rt.chk.Close()
 		rt.eng.Close()
+		rt.capture.Close()
 		return false
 	}
 	if rt.op.handler != nil {
 		rt.op.handler.Handle("POST /api/v1/reload", rt.reloadHandler(ctx))
 	}
+	rt.mountTraces()
 	describeDNS(logger, fc, rt.dns)
 	return true
 }
@@ -201,6 +215,7 @@ func (rt *runtime) shutdown() {
 	if err := rt.eng.Close(); err != nil {
 		rt.logger.Error("closing sockets", "err", err)
 	}
+	rt.capture.Close()
 	logStats(rt.logger, rt.eng.Stats())
 	// How SO_REUSEPORT spread the traffic: one busy source lands on one
 	// worker (the kernel hashes the 4-tuple).

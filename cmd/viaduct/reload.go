@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/capture"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/resolve"
+	"github.com/viaduct-sip/viaduct/transport"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
@@ -65,6 +67,7 @@ type runtime struct {
 	dns     *resolve.Watcher
 	hops    *resolve.NextHops // nil when dns.next_hops is off
 	op      *ops
+	capture *capture.Capture
 	boot    *fileConfig // the configuration the process started with
 
 	cur atomic.Pointer[fileConfig] // the configuration in use
@@ -77,7 +80,7 @@ type runtime struct {
 // lookups run once runDNS starts it). Configuration errors are
 // *config.FieldError values; resolve.ErrNoTargets means that no upstream
 // name resolved.
-func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
+func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver, stages []transport.Stage) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
 	srcs, err := fc.upstreamSources()
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -119,6 +122,7 @@ func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, re
 			return err
 		}
 		cfg.Transport = udp.Bind(uc, logger)
+		cfg.Stages = stages
 		e, err := fastpath.New(cfg, logger)
 		if err != nil {
 			return err
@@ -260,6 +264,9 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if err := fc.checkOwnKeys(); err != nil {
 		return res, err
 	}
+	if err := checkCapture(&fc); err != nil {
+		return res, err
+	}
 	if err := rt.dns.Set(ctx, srcs, func(ts []resolve.Target) error { return rt.apply(&fc, ts) }); err != nil {
 		return res, err
 	}
@@ -306,6 +313,7 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("dns.refresh", boot.DNS.Refresh != next.DNS.Refresh)
 	diff("dns.next_hops", boot.DNS.nextHops() != next.DNS.nextHops())
 	diff("dns.timeout", boot.DNS.Timeout != next.DNS.Timeout)
+	diff("capture", captureChanged(boot, next))
 	return out
 }
 
