@@ -39,6 +39,9 @@ const (
 	dirOut = 1
 )
 
+// allMethods is the method set of no methods filter.
+const allMethods = ^uint64(0)
+
 // flushInterval is how often the sender looks at the rings when no ring
 // is a quarter full.
 const flushInterval = 5 * time.Millisecond
@@ -189,7 +192,7 @@ func (t *tap) capture(msg []byte, src, dst netip.AddrPort, kind transport.Kind, 
 		return
 	}
 	var info msgInfo
-	scanMessage(msg, &info)
+	scanMessage(msg, &info, armed != nil || c.methods != allMethods)
 	var flags uint8
 	if c.hep && c.wants(dir, &info) {
 		flags |= flagHEP

@@ -195,7 +195,7 @@ func (c Config) authKey() ([]byte, error) {
 // bits when Methods is empty.
 func (c Config) methodSet() (uint64, error) {
 	if len(c.Methods) == 0 {
-		return ^uint64(0), nil
+		return allMethods, nil
 	}
 	var set uint64
 	for i, m := range c.Methods {

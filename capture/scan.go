@@ -17,9 +17,12 @@ type msgInfo struct {
 
 // scanMessage fills info from the raw message b: the request method of
 // its start line, then the header lines up to the blank line, naming
-// them by parser.KindOf (long and compact forms, any case). A header
-// repeated keeps its first value; folded lines are not joined.
-func scanMessage(b []byte, info *msgInfo) {
+// them by headerKind (long and compact forms, any case). A header
+// repeated keeps its first value; folded lines are not joined. With full
+// false it stops at the Call-ID (all the collector needs without a
+// methods filter): the From and To values, and a response's CSeq method,
+// are then only read if they come before it.
+func scanMessage(b []byte, info *msgInfo, full bool) {
 	*info = msgInfo{}
 	line, rest := nextLine(b)
 	if bytes.HasPrefix(line, []byte("SIP/2.0 ")) {
@@ -36,20 +39,68 @@ func scanMessage(b []byte, info *msgInfo) {
 		if colon <= 0 {
 			continue
 		}
-		value := bytes.TrimSpace(line[colon+1:])
-		switch parser.KindOf(bytes.TrimRight(line[:colon], " \t")) {
+		kind := headerKind(trimWS(line[:colon]))
+		if kind == parser.KindOther {
+			continue
+		}
+		value := trimWS(line[colon+1:])
+		switch kind {
 		case parser.KindCallID:
 			setOnce(&info.callID, value)
+			if !full {
+				return
+			}
 		case parser.KindFrom:
 			setOnce(&info.from, value)
 		case parser.KindTo:
 			setOnce(&info.to, value)
 		case parser.KindCSeq:
-			if info.response {
+			if info.response && info.method == parser.MethodOther {
 				info.method = cseqMethod(value)
 			}
 		}
 	}
+}
+
+// headerKind returns the kind of the header names scanMessage reads,
+// long or compact, in any case (Call-ID, i, CSeq, From, f, To, t), and
+// parser.KindOther for every other name: a test of the length and the
+// first letter settles most names.
+func headerKind(name []byte) parser.HeaderKind {
+	if len(name) == 0 {
+		return parser.KindOther
+	}
+	switch c := name[0] | 0x20; {
+	case len(name) == 1:
+		switch c {
+		case 'i':
+			return parser.KindCallID
+		case 'f':
+			return parser.KindFrom
+		case 't':
+			return parser.KindTo
+		}
+	case len(name) == 7 && c == 'c' && parser.EqualFold(name, "call-id"):
+		return parser.KindCallID
+	case len(name) == 4 && c == 'c' && parser.EqualFold(name, "cseq"):
+		return parser.KindCSeq
+	case len(name) == 4 && c == 'f' && parser.EqualFold(name, "from"):
+		return parser.KindFrom
+	case len(name) == 2 && c == 't' && parser.EqualFold(name, "to"):
+		return parser.KindTo
+	}
+	return parser.KindOther
+}
+
+// trimWS trims spaces and tabs at both ends of b.
+func trimWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // setOnce stores v in *dst unless a value is already there.
@@ -78,7 +129,7 @@ func cseqMethod(v []byte) parser.Method {
 	if sp < 0 {
 		return parser.MethodOther
 	}
-	return parser.MethodOf(bytes.TrimSpace(v[sp+1:]))
+	return parser.MethodOf(trimWS(v[sp+1:]))
 }
 
 // uriUser returns the user part of the URI in a From or To value

@@ -265,7 +265,7 @@ func (ts *Traces) record(frame []byte, out bool) {
 		return
 	}
 	var info msgInfo
-	scanMessage(f.Payload, &info)
+	scanMessage(f.Payload, &info, true)
 	m := TracedMessage{Time: time.Unix(int64(f.Sec), int64(f.Usec)*1000), Src: f.Src, Dst: f.Dst, Proto: f.Proto, Out: out}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
