@@ -192,3 +192,30 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Error("HEP on without an address")
 	}
 }
+
+// A collector that accepts the connection and never reads: once the TCP
+// buffers are full the sender waits, the ring fills, and the tap drops
+// and counts while every message is still forwarded.
+func TestSenderCollectorStuck(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // the kernel accepts; nobody reads
+	cfg := hepConfig()
+	cfg.HEP.Address, cfg.HEP.Transport, cfg.RingSize = ln.Addr().String(), "tcp", MinRingSize
+	c, tp := startCapture(t, cfg)
+	fw := tp.next.(*forwarder)
+	msg := bytes.Repeat([]byte("x"), 4000) // ~4 KB frames: 64 MB in all, more than loopback TCP buffers hold
+	msg = append(invite("stuck", "a"), msg...)
+	const n = 8000
+	for range n {
+		pass(tp, msg, transport.UDP)
+	}
+	if fw.sent != n {
+		t.Fatalf("forwarded %d of %d", fw.sent, n)
+	}
+	if s := c.Stats(); s.Dropped["ring_full"] == 0 {
+		t.Errorf("no ring_full drops with a stuck collector: %+v", s)
+	}
+}
