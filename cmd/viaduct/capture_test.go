@@ -56,7 +56,7 @@ capture:
   sample_rate: %v
 `, uas, adminAddr, hep, rate))
 	api := "http://" + adminAddr.String() + "/api/v1/traces"
-	waitAdmin(t, "http://"+adminAddr.String()+"/healthz")
+	waitAdmin(t, "http://"+adminAddr.String()+"/healthz", v)
 	trace := armTrace(t, api, `{"user": "service", "max_messages": 12}`)
 
 	began := time.Now()
@@ -149,16 +149,19 @@ capture:
 	}
 }
 
-// waitAdmin waits (10 s at most) until url answers.
-func waitAdmin(t *testing.T, url string) {
+// waitAdmin waits (30 s at most) until url, on p's admin API, answers.
+func waitAdmin(t *testing.T, url string, p *proc) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if resp, err := http.Get(url); err == nil {
 			resp.Body.Close()
 			return
 		}
+		if ok, _ := p.exited(); ok {
+			break
+		}
 	}
-	t.Fatalf("%s does not answer", url)
+	t.Fatalf("%s does not answer; viaduct:\n%s", url, p.out.String())
 }
 
 // armTrace posts body to the trace API and returns the trace's ID.
