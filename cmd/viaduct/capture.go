@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"reflect"
+	"strings"
 
 	"github.com/viaduct-sip/viaduct/capture"
 	"github.com/viaduct-sip/viaduct/internal/config"
@@ -73,6 +75,22 @@ func (rt *runtime) mountTraces() {
 // (applied only by a restart).
 func captureChanged(boot, next *fileConfig) bool {
 	return !reflect.DeepEqual(boot.Capture, next.Capture)
+}
+
+// printCapture prints the capture section's line of --check.
+func printCapture(w io.Writer, fc *fileConfig) {
+	c := fc.Capture.WithDefaults()
+	hep := "off"
+	if c.HEP.Address != "" {
+		hep = c.HEP.Transport + ":" + c.HEP.Address
+	}
+	methods := "all"
+	if len(c.Methods) > 0 {
+		methods = strings.Join(c.Methods, ",")
+	}
+	fmt.Fprintf(w, "viaduct: capture hep=%s agent_id=%d auth_key=%v methods=%s direction=%s sample_rate=%v ring_size=%d traces=max_active:%d,max_messages:%d,max_duration:%v\n",
+		hep, c.HEP.AgentID, c.HEP.AuthKeyFile != "", methods, c.Direction, *c.SampleRate, c.RingSize,
+		c.Traces.MaxActive, c.Traces.MaxMessages, c.Traces.MaxDuration)
 }
 
 // defineCaptureFlags defines --hep.

@@ -397,3 +397,43 @@ func grepLines(s, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// The capture section: every key read, --hep over the file, defaults, and
+// bad values refused at start naming the key.
+func TestCaptureConfig(t *testing.T) {
+	key := writeFile(t, "hep.key", "s3cret\n")
+	base := "listen: [\"127.0.0.1:5060\"]\nupstreams: [\"127.0.0.1:5071\"]\n"
+	code, out := checkRun(t, base+`capture:
+  hep: {address: 10.0.0.5:9060, transport: tcp, agent_id: 2001, auth_key_file: `+key+`}
+  methods: [INVITE, BYE]
+  direction: in
+  sample_rate: 0.25
+  ring_size: 100000
+  traces: {max_active: 2, max_messages: 10, max_duration: 30s}
+`, "--hep", "10.0.0.6:9061")
+	want := "viaduct: capture hep=tcp:10.0.0.6:9061 agent_id=2001 auth_key=true methods=INVITE,BYE direction=in sample_rate=0.25 ring_size=100000 traces=max_active:2,max_messages:10,max_duration:30s\n"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Errorf("--check: %d\n%s\nwant the line %q", code, out, want)
+	}
+	code, out = checkRun(t, base)
+	if want := "viaduct: capture hep=off agent_id=0 auth_key=false methods=all direction=both sample_rate=1 ring_size=1048576 traces=max_active:4,max_messages:1000,max_duration:5m0s\n"; code != 0 || !strings.Contains(out, want) {
+		t.Errorf("defaults: %d\n%s", code, out)
+	}
+	for yaml, msg := range map[string]string{
+		"capture: {sample_rate: 1.5}":                   "capture.sample_rate: must be between 0 and 1, got 1.5",
+		"capture: {hep: {address: homer:9060}}":         `capture.hep.address: "homer:9060" is not an ip:port address`,
+		"capture: {methods: [INVITE, FOO]}":             `capture.methods[1]: "FOO" is not one of`,
+		"capture: {hep: {transport: sctp}}":             `capture.hep.transport: "sctp" is not one of udp, tcp`,
+		"capture: {traces: {max_duration: 2h}}":         "capture.traces.max_duration: must be 1s to 1h0m0s, got 2h0m0s",
+		"capture: {ring_size: 1024}":                    "capture.ring_size: must be 65536 to 268435456 bytes, got 1024",
+		"capture: {hep: {auth_key_file: /nonexistent}}": "capture.hep.auth_key_file: open /nonexistent",
+		"capture: {sample_rate: all}":                   "line 3: cannot unmarshal !!str `all` into float64",
+	} {
+		if code, out := checkRun(t, base+yaml+"\n"); code != 2 || !strings.Contains(out, msg) {
+			t.Errorf("%s: exit %d\n%s\nwant 2 and %q", yaml, code, out, msg)
+		}
+	}
+	if code, out := checkRun(t, base, "--hep", "10.0.0.5"); code != 2 || !strings.Contains(out, "capture.hep.address") {
+		t.Errorf("--hep without a port: %d %s", code, out)
+	}
+}

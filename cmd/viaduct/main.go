@@ -269,6 +269,7 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, fc *file
 	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d reuse_port=%v upstreams=[%s] balance=%s keys=%s record_route=%v path=%v all_down=%s max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v state_file=%s admin=%s\n",
 		c.Listen, eng.Advertise(), c.Workers, uc.ReusePort, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, chk.AllDown(), c.MaxMessageSize, uc.Batch, uc.ParkAfter, uc.RecvBuffer, uc.SendBuffer,
 		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, cmp.Or(ac.StateFile, "-"), adminAddr)
+	printCapture(w, fc)
 	status := chk.Status()
 	for i, t := range targets {
 		probe := "never"
