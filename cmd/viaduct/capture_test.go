@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -435,5 +436,22 @@ func TestCaptureConfig(t *testing.T) {
 	}
 	if code, out := checkRun(t, base, "--hep", "10.0.0.5"); code != 2 || !strings.Contains(out, "capture.hep.address") {
 		t.Errorf("--hep without a port: %d %s", code, out)
+	}
+}
+
+// A reload checks the capture section and names a change of it as needing
+// a restart.
+func TestCaptureReload(t *testing.T) {
+	boot := &fileConfig{}
+	next := &fileConfig{Capture: capture.Config{HEP: capture.HEPConfig{Address: "10.0.0.5:9060"}}}
+	if got := restartOnly(boot, next); !slices.Equal(got, []string{"capture"}) {
+		t.Errorf("restartOnly = %v, want [capture]", got)
+	}
+	if got := restartOnly(next, next); len(got) != 0 {
+		t.Errorf("restartOnly of the same section = %v", got)
+	}
+	bad := &fileConfig{Capture: capture.Config{Direction: "up"}}
+	if err := checkCapture(bad); err == nil || !strings.HasPrefix(err.Error(), "capture.direction: ") {
+		t.Errorf("checkCapture: %v", err)
 	}
 }
