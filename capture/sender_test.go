@@ -219,3 +219,26 @@ func TestSenderCollectorStuck(t *testing.T) {
 		t.Errorf("no ring_full drops with a stuck collector: %+v", s)
 	}
 }
+
+// An IPv6 collector gets frames from an IPv6 socket.
+func TestSenderUDPIPv6(t *testing.T) {
+	pc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer pc.Close()
+	cfg := hepConfig()
+	cfg.HEP.Address = pc.LocalAddr().String()
+	_, tp := startCapture(t, cfg)
+	pass(tp, invite("v6", "a"), transport.UDP)
+	pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 65536)
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f Frame
+	if _, err := Decode(buf[:n], &f); err != nil || string(f.CallID) != "v6" {
+		t.Errorf("frame: %v %q", err, f.CallID)
+	}
+}
