@@ -97,6 +97,7 @@ func (ts *Traces) GetHandler() http.Handler {
 			apiError(w, statusOf(err), err)
 			return
 		}
+		w.Header().Set("Cache-Control", "no-store")
 		if pcap {
 			w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 			w.Header().Set("Content-Disposition", `attachment; filename="trace-`+info.ID+`.pcap"`)
@@ -139,6 +140,7 @@ func apiError(w http.ResponseWriter, status int, err error) {
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }

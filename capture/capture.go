@@ -206,6 +206,9 @@ func (t *tap) capture(msg []byte, src, dst netip.AddrPort, kind transport.Kind, 
 	if dir == dirOut {
 		flags |= flagOut
 	}
+	if !kind.Valid() {
+		kind = t.at.Kind // the worker's own transport
+	}
 	now := time.Now()
 	f := Frame{Src: src, Dst: dst, Proto: protoOf(kind), Sec: uint32(now.Unix()), Usec: uint32(now.Nanosecond() / 1000),
 		AgentID: c.agentID, AuthKey: c.authKey, Payload: msg, CallID: info.callID}
