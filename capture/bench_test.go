@@ -251,6 +251,23 @@ func BenchmarkForwardCaptureTCP(b *testing.B) {
 	benchForwardHEP(b, Config{HEP: HEPConfig{Address: ln.Addr().String(), Transport: "tcp"}})
 }
 
+// BenchmarkForwardCaptureNoSend: full capture with the sender draining
+// the rings but handing the frames to no socket: what capture costs
+// besides the kernel's work of sending to the collector.
+func BenchmarkForwardCaptureNoSend(b *testing.B) {
+	cp, err := New(Config{HEP: HEPConfig{Address: "127.0.0.1:9"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchForward(b, cp, discard{})
+}
+
+// discard is an output that sends nothing.
+type discard struct{}
+
+func (discard) send(frames [][]byte) (int, error) { return len(frames), nil }
+func (discard) close()                             {}
+
 // benchForwardHEP is benchForward with full capture to cfg's collector.
 func benchForwardHEP(b *testing.B, cfg Config) {
 	cp, err := New(cfg, nil)
