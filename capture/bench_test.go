@@ -266,7 +266,7 @@ func BenchmarkForwardCaptureNoSend(b *testing.B) {
 type discard struct{}
 
 func (discard) send(frames [][]byte) (int, error) { return len(frames), nil }
-func (discard) close()                             {}
+func (discard) close()                            {}
 
 // benchForwardHEP is benchForward with full capture to cfg's collector.
 func benchForwardHEP(b *testing.B, cfg Config) {
