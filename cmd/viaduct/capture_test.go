@@ -58,26 +58,30 @@ capture:
 `, uas, adminAddr, hep, rate))
 	api := "http://" + adminAddr.String() + "/api/v1/traces"
 	waitAdmin(t, "http://"+adminAddr.String()+"/healthz", v)
-	trace := armTrace(t, api, `{"user": "service", "max_messages": 12}`)
+	// SIPp's Call-IDs, made predictable with -cid_str.
+	callID := func(i int) string { return fmt.Sprintf("%d-capture@127.0.0.1", i) }
+	const tracedCall = 3
+	trace := armTrace(t, api, fmt.Sprintf(`{"call_id": %q, "max_messages": 100}`, callID(tracedCall)))
 
 	began := time.Now()
 	const calls = 20
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sipp, "-sn", "uac", proxy.String(), "-i", "127.0.0.1", "-p", fmt.Sprint(uac.Port()), "-nostdin",
-		"-r", "20", "-m", fmt.Sprint(calls), "-timeout", "40s", "-recv_timeout", "4000")
+		"-r", "20", "-m", fmt.Sprint(calls), "-timeout", "40s", "-recv_timeout", "4000", "-cid_str", "%u-capture@%s")
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sipp uac: %v\n%s\nviaduct log:\n%s", err, lastLines(string(out), 30), v.out.String())
 	}
-	// SIPp's Call-IDs: call number, its PID, its address.
-	callID := func(i int) string { return fmt.Sprintf("%d-%d@127.0.0.1", i, cmd.Process.Pid) }
-
+	waitTrace(t, api, trace, 12)
 	traced := fetch(t, api+"/"+trace+".pcap")
 	if exited, err := v.stop(t, syscall.SIGTERM, 10*time.Second); !exited || err != nil {
 		t.Fatalf("viaduct after SIGTERM: exited=%v err=%v\n%s", exited, err, v.out.String())
 	}
 	ended := time.Now()
+	// sngrep writes each message as it decodes it: stop it once its file
+	// has not grown for a second (it may still be reading its socket).
+	waitSteady(t, filepath.Join(dir, "hep.pcap"), time.Second)
 	if exited, _ := collector.stop(t, syscall.SIGINT, 10*time.Second); !exited {
 		t.Fatal("sngrep did not stop on SIGINT")
 	}
@@ -130,7 +134,8 @@ capture:
 	}
 	t.Logf("sngrep: %d packets, %d of %d calls sampled", len(pkts), sampled, calls)
 
-	// The trace's pcap, read back by sngrep: the first call, 12 messages.
+	// The trace's pcap, read back by sngrep: every message of its call,
+	// and only those.
 	path := filepath.Join(dir, "trace.pcap")
 	if err := os.WriteFile(path, traced, 0o600); err != nil {
 		t.Fatal(err)
@@ -139,15 +144,57 @@ capture:
 	if out, err := exec.CommandContext(ctx, sngrep, "-I", path, "-N", "-q", "-O", reread).CombinedOutput(); err != nil {
 		t.Fatalf("sngrep -I: %v\n%s", err, out)
 	}
-	tp := readPcap(t, reread)
-	if len(tp) != 12 {
-		t.Fatalf("sngrep read %d messages of the trace, want 12", len(tp))
+	got := map[string]bool{}
+	for _, p := range readPcap(t, reread) {
+		id, kind := sipSummary(p.payload)
+		if id != callID(tracedCall) {
+			t.Errorf("trace message of call %s, want only %s", id, callID(tracedCall))
+		}
+		got[fmt.Sprintf("%s %v %v", kind, p.src, p.dst)] = true
 	}
-	for _, p := range tp {
-		if id, _ := sipSummary(p.payload); id != callID(1) {
-			t.Errorf("trace message of call %s, want only %s", id, callID(1))
+	for kind, legs := range want {
+		for _, l := range legs {
+			if k := fmt.Sprintf("%s %v %v", kind, l.src, l.dst); !got[k] {
+				t.Errorf("the trace read back by sngrep lacks %s (has %v)", k, got)
+			}
 		}
 	}
+}
+
+// waitTrace waits (30 s at most) until the trace id holds n messages.
+func waitTrace(t *testing.T, api, id string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var list struct{ Traces []capture.TraceInfo }
+		if err := json.Unmarshal(fetch(t, api), &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range list.Traces {
+			if tr.ID == id && tr.Messages >= n {
+				return
+			}
+		}
+	}
+	t.Fatalf("trace %s did not reach %d messages", id, n)
+}
+
+// waitSteady waits (30 s at most) until the file at path has kept its
+// size for quiet.
+func waitSteady(t *testing.T, path string, quiet time.Duration) {
+	t.Helper()
+	last, since := int64(-1), time.Now()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		size := int64(-1)
+		if fi, err := os.Stat(path); err == nil {
+			size = fi.Size()
+		}
+		if size != last {
+			last, since = size, time.Now()
+		} else if size >= 0 && time.Since(since) >= quiet {
+			return
+		}
+	}
+	t.Fatalf("%s kept changing (or never appeared)", path)
 }
 
 // waitAdmin waits (30 s at most) until url, on p's admin API, answers.
