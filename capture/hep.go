@@ -134,6 +134,20 @@ func (f *Frame) Encode(b []byte) int {
 	return n
 }
 
+// frameTime returns the capture time of a frame Encode wrote, in
+// microseconds since the epoch, read at the fixed offsets of its time
+// chunks (Encode writes family, protocol, two addresses and two ports
+// before them).
+func frameTime(b []byte) uint64 {
+	off := hepHeaderLen + 2*(chunkHeaderLen+1) + 2*(chunkHeaderLen+4) + 2*(chunkHeaderLen+2)
+	if b[hepHeaderLen+chunkHeaderLen] == familyIPv6 {
+		off += 2 * (16 - 4)
+	}
+	sec := binary.BigEndian.Uint32(b[off+chunkHeaderLen:])
+	usec := binary.BigEndian.Uint32(b[off+2*chunkHeaderLen+4:])
+	return uint64(sec)*1e6 + uint64(usec)
+}
+
 // chunkWriter appends generic chunks to a frame.
 type chunkWriter struct {
 	b   []byte

@@ -113,3 +113,14 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 		}
 	}
 }
+
+func TestFrameTime(t *testing.T) {
+	for _, src := range []string{"10.0.0.1:5060", "[2001:db8::1]:5060"} {
+		f := Frame{Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort("10.0.0.2:5060"), Sec: 1764720000, Usec: 987654, Payload: []byte("x"), CallID: []byte("c")}
+		b := make([]byte, f.Size())
+		f.Encode(b)
+		if got, want := frameTime(b), uint64(1764720000)*1e6+987654; got != want {
+			t.Errorf("%s: frameTime %d, want %d", src, got, want)
+		}
+	}
+}

@@ -94,10 +94,10 @@ func (r *ring) putHeader(off uint64, n uint32, flags uint8) {
 // used returns the bytes the ring holds, as the producer sees them.
 func (r *ring) used() uint64 { return r.tail.Load() - r.headCache }
 
-// next returns the body and flags of the next record the consumer has not
-// read, and false when there is none. The body stays valid until release.
-// Consumer only.
-func (r *ring) next() (body []byte, flags uint8, ok bool) {
+// peek returns the body and flags of the next record the consumer has
+// not read, and false when there is none; it stays the next record until
+// skip. The body stays valid until release. Consumer only.
+func (r *ring) peek() (body []byte, flags uint8, ok bool) {
 	for {
 		if r.rpos == r.tail.Load() {
 			return nil, 0, false
@@ -105,11 +105,26 @@ func (r *ring) next() (body []byte, flags uint8, ok bool) {
 		off := r.rpos & r.mask
 		h := r.buf[off : off+recordHeader]
 		n, flags := binary.LittleEndian.Uint32(h), h[4]
-		r.rpos += recordHeader + align8(int(n))
 		if flags&flagPad == 0 {
 			return r.buf[off+recordHeader : off+recordHeader+uint64(n)], flags, true
 		}
+		r.rpos += recordHeader + align8(int(n))
 	}
+}
+
+// skip moves past the record peek returned. Consumer only.
+func (r *ring) skip() {
+	n := binary.LittleEndian.Uint32(r.buf[r.rpos&r.mask:])
+	r.rpos += recordHeader + align8(int(n))
+}
+
+// next is peek and skip.
+func (r *ring) next() (body []byte, flags uint8, ok bool) {
+	body, flags, ok = r.peek()
+	if ok {
+		r.skip()
+	}
+	return body, flags, ok
 }
 
 // release frees every record next returned. Consumer only.

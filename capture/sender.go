@@ -107,41 +107,58 @@ type drainer struct {
 	frames [][]byte
 }
 
-// drainAll empties every ring once.
+// drainAll empties every ring once, taking the records in the order of
+// their capture time across the rings (each ring is in that order
+// already): a call's messages, captured by several workers, reach the
+// collector and the traces in the order they happened.
 func (s *drainer) drainAll() {
-	for _, t := range *s.c.taps.Load() {
-		for s.drainBatch(t.ring) {
-		}
-	}
-}
-
-// drainBatch takes up to sendBatch collector frames out of r, sends them
-// and files the trace records met on the way; it reports whether r may
-// hold more.
-func (s *drainer) drainBatch(r *ring) bool {
-	s.frames = s.frames[:0]
-	more := false
+	taps := *s.c.taps.Load()
 	for {
-		body, flags, ok := r.next()
-		if !ok {
+		r := earliest(taps)
+		if r == nil {
 			break
 		}
+		body, flags, _ := r.peek()
+		r.skip()
 		if flags&flagTrace != 0 {
 			s.c.traces.record(body, flags&flagOut != 0)
 		}
 		if flags&flagHEP != 0 {
 			s.frames = append(s.frames, body)
 			if len(s.frames) == sendBatch {
-				more = true
-				break
+				s.flush(taps)
 			}
 		}
 	}
+	s.flush(taps)
+}
+
+// earliest returns the ring whose next record was captured first, nil
+// when every ring is empty.
+func earliest(taps []*tap) *ring {
+	var first *ring
+	var at uint64
+	for _, t := range taps {
+		body, _, ok := t.ring.peek()
+		if !ok {
+			continue
+		}
+		if ts := frameTime(body); first == nil || ts < at {
+			first, at = t.ring, ts
+		}
+	}
+	return first
+}
+
+// flush sends the frames gathered and frees what the rings held.
+func (s *drainer) flush(taps []*tap) {
 	if len(s.frames) > 0 {
 		s.send()
+		s.frames = s.frames[:0]
 	}
-	r.release()
-	return more
+	for _, t := range taps {
+		t.ring.release()
+	}
 }
 
 // send sends s.frames and counts the outcome.

@@ -242,3 +242,41 @@ func TestSenderUDPIPv6(t *testing.T) {
 		t.Errorf("frame: %v %q", err, f.CallID)
 	}
 }
+
+// Messages captured by several workers leave in the order they were
+// captured, not ring by ring.
+func TestSenderMergesRingsByTime(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	cfg := hepConfig()
+	cfg.HEP.Address = pc.LocalAddr().String()
+	c, a, _ := newTestCapture(t, cfg)
+	b := c.Stage(&forwarder{}, transport.Position{Kind: transport.UDP, Worker: 1}).(*tap)
+	order := []*tap{a, b, a, b, a}
+	for i, tp := range order {
+		tp.capture(invite(fmt.Sprintf("order-%d", i), "a"), clientAddr, listenAddr, transport.UDP, dirIn)
+		time.Sleep(2 * time.Microsecond) // distinct capture times
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 65536)
+	for i := range order {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f Frame
+		if _, err := Decode(buf[:n], &f); err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("order-%d", i); string(f.CallID) != want {
+			t.Errorf("frame %d: %s, want %s", i, f.CallID, want)
+		}
+	}
+}

@@ -301,7 +301,8 @@ func (ts *Traces) Stop(id string, now time.Time) (TraceInfo, error) {
 	return tr.info(), nil
 }
 
-// Get returns the trace id and a copy of its messages.
+// Get returns the trace id and a copy of its messages in the order they
+// were captured.
 func (ts *Traces) Get(id string) (TraceInfo, []TracedMessage, error) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -310,7 +311,9 @@ func (ts *Traces) Get(id string) (TraceInfo, []TracedMessage, error) {
 	if tr == nil {
 		return TraceInfo{}, nil, ErrTraceNotFound
 	}
-	return tr.info(), slices.Clone(tr.msgs), nil
+	msgs := slices.Clone(tr.msgs)
+	slices.SortStableFunc(msgs, func(a, b TracedMessage) int { return a.Time.Compare(b.Time) })
+	return tr.info(), msgs, nil
 }
 
 // List returns every trace kept, oldest first.
