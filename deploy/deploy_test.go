@@ -23,6 +23,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/bench/load"
+	"github.com/viaduct-sip/viaduct/capture"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/metrics"
@@ -297,6 +298,13 @@ func TestSampleConfig(t *testing.T) {
 			if opts != "inline" {
 				keys = append(keys, "health."+tag)
 			}
+		}
+	}
+	for prefix, st := range map[string]reflect.Type{"capture.": reflect.TypeFor[capture.Config](),
+		"capture.hep.": reflect.TypeFor[capture.HEPConfig](), "capture.traces.": reflect.TypeFor[capture.TraceLimits]()} {
+		for i := range st.NumField() {
+			tag, _, _ := strings.Cut(st.Field(i).Tag.Get("yaml"), ",")
+			keys = append(keys, prefix+tag)
 		}
 	}
 	slices.Sort(keys)

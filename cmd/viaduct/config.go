@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/capture"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/internal/config"
@@ -68,6 +69,9 @@ type fileConfig struct {
 	// (nil: defaultShutdownDrain). See upstreams.go and reload.go.
 	DNS           dnsConfig      `yaml:"dns"`
 	ShutdownDrain *time.Duration `yaml:"shutdown_drain"`
+
+	// Capture is the HEP capture and the trace limits (capture.go).
+	Capture capture.Config `yaml:"capture"`
 
 	// written holds the keys the file or a flag set (writtenKeys), so
 	// that a 0 written out is told from an absent key.

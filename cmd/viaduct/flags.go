@@ -81,6 +81,7 @@ func newCmdLine(args []string, stdout, stderr io.Writer) *cmdLine {
 	cl.defineSocketFlags()
 	cl.defineUpstreamFlags()
 	cl.defineAdminFlags()
+	cl.defineCaptureFlags()
 	return cl
 }
 

@@ -122,12 +122,17 @@ func (cl *cmdLine) load(logs io.Writer) (*fileConfig, *slog.Logger, error) {
 // fc (startUpstreams): everything but the sockets, the probes and the admin
 // API, which start starts.
 func newRuntime(ctx context.Context, cl *cmdLine, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*runtime, error) {
-	ss := &streamServers{}
-	eng, chk, dns, hops, err := startUpstreams(ctx, fc, ss, logger, resolver)
+	cp, err := newCapture(fc, logger)
 	if err != nil {
 		return nil, err
 	}
-	rt := &runtime{path: cl.configPath, overlay: cl.overlay, logger: logger, eng: eng, chk: chk, dns: dns, hops: hops, boot: fc, streams: ss}
+	ss := &streamServers{}
+	rt := &runtime{path: cl.configPath, overlay: cl.overlay, logger: logger, capture: cp, streams: ss, boot: fc}
+	eng, chk, dns, hops, err := startUpstreams(ctx, fc, ss, logger, resolver, rt.stages())
+	if err != nil {
+		return nil, err
+	}
+	rt.eng, rt.chk, rt.dns, rt.hops = eng, chk, dns, hops
 	rt.cur.Store(fc)
 	return rt, nil
 }
@@ -146,23 +151,31 @@ func (rt *runtime) start(ctx context.Context, args []string) bool {
 		logger.Error("cannot start", "err", startError(err, fc.ReusePort))
 		return false
 	}
-	if err := startHealth(rt.eng, rt.chk); err != nil {
-		logger.Error("cannot start health checks", "err", err)
+	if err := rt.startCapture(ctx); err != nil {
+		logger.Error("cannot start", "err", err)
 		rt.eng.Close()
 		return false
 	}
-	rt.op = &ops{logger: logger, states: states, collectors: []prometheus.Collector{rt.streams.collector()}}
+	if err := startHealth(rt.eng, rt.chk); err != nil {
+		logger.Error("cannot start health checks", "err", err)
+		rt.eng.Close()
+		rt.capture.Close()
+		return false
+	}
+	rt.op = &ops{logger: logger, states: states, collectors: []prometheus.Collector{rt.streams.collector(), rt.capture.Collector()}}
 	rt.op.reloads.Loaded(configHash(rt.path, args))
 	rt.op.ready.SetListening(true)
 	if err := rt.op.start(fc.Admin, rt.eng, rt.chk); err != nil {
 		logger.Error("cannot start the admin API", "err", err)
 		rt.chk.Close()
 		rt.eng.Close()
+		rt.capture.Close()
 		return false
 	}
 	if rt.op.handler != nil {
 		rt.op.handler.Handle("POST /api/v1/reload", rt.reloadHandler(ctx))
 	}
+	rt.mountTraces()
 	describeDNS(logger, fc, rt.dns)
 	return true
 }
@@ -203,6 +216,7 @@ func (rt *runtime) shutdown() {
 	if err := rt.eng.Close(); err != nil {
 		rt.logger.Error("closing sockets", "err", err)
 	}
+	rt.capture.Close()
 	logStats(rt.logger, rt.eng.Stats())
 	// How SO_REUSEPORT spread the traffic: one busy source lands on one
 	// worker (the kernel hashes the 4-tuple).
@@ -256,6 +270,7 @@ func printCheck(w io.Writer, eng *fastpath.Engine, chk *health.Checker, fc *file
 	fmt.Fprintf(w, "viaduct: configuration OK: listen=%v advertise=%s workers=%d reuse_port=%v upstreams=[%s] balance=%s keys=%s record_route=%v path=%v all_down=%s max_message_size=%d batch=%d park_after=%v recv_buffer=%d send_buffer=%d secret=%s previous_secret=%v state_file=%s admin=%s\n",
 		c.Listeners, eng.Advertise(), c.Workers, uc.ReusePort, strings.Join(addrs, " "), c.Balance, keys, c.RecordRoute, c.Path, chk.AllDown(), c.MaxMessageSize, uc.Batch, uc.ParkAfter, uc.RecvBuffer, uc.SendBuffer,
 		map[bool]string{true: "configured", false: "random"}[secret], c.PreviousSecret != nil, cmp.Or(ac.StateFile, "-"), adminAddr)
+	printCapture(w, fc)
 	status := chk.Status()
 	for i, t := range targets {
 		probe := "never"

@@ -40,7 +40,7 @@ type ops struct {
 	// states saves the admin states (nil without admin.state_file).
 	states *admin.StateFile
 	// collectors are the Prometheus collectors of other rooms (the stream
-	// transports), registered beside Viaduct's own.
+	// transports, capture), registered beside Viaduct's own.
 	collectors []prometheus.Collector
 }
 

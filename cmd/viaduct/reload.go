@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/capture"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/resolve"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Reload and graceful shutdown.
@@ -64,6 +66,7 @@ type runtime struct {
 	dns     *resolve.Watcher
 	hops    *resolve.NextHops // nil when dns.next_hops is off
 	op      *ops
+	capture *capture.Capture
 	streams *streamServers // the TCP and TLS servers the engine bound
 	boot    *fileConfig    // the configuration the process started with
 
@@ -77,7 +80,7 @@ type runtime struct {
 // lookups run once runDNS starts it). Configuration errors are
 // *config.FieldError values; resolve.ErrNoTargets means that no upstream
 // name resolved.
-func startUpstreams(ctx context.Context, fc *fileConfig, ss *streamServers, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
+func startUpstreams(ctx context.Context, fc *fileConfig, ss *streamServers, logger *slog.Logger, resolver *net.Resolver, stages []transport.Stage) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
 	srcs, err := fc.upstreamSources()
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -118,6 +121,7 @@ func startUpstreams(ctx context.Context, fc *fileConfig, ss *streamServers, logg
 			return err
 		}
 		ss.setServerNames(fc.tlsServerNames(ts))
+		cfg.Stages = stages
 		e, err := fastpath.New(cfg, logger)
 		if err != nil {
 			return err
@@ -260,6 +264,9 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if err := fc.checkOwnKeys(); err != nil {
 		return res, err
 	}
+	if err := checkCapture(&fc); err != nil {
+		return res, err
+	}
 	if err := rt.streams.reloadTLS(); err != nil {
 		return res, err
 	}
@@ -313,6 +320,7 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("dns.refresh", boot.DNS.Refresh != next.DNS.Refresh)
 	diff("dns.next_hops", boot.DNS.nextHops() != next.DNS.nextHops())
 	diff("dns.timeout", boot.DNS.Timeout != next.DNS.Timeout)
+	diff("capture", captureChanged(boot, next))
 	return out
 }
 

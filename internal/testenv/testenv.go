@@ -44,6 +44,14 @@ func Kamailio(t testing.TB) (bin, modules string) {
 	return bin, ""
 }
 
+// Sngrep returns the path of the sngrep binary (Debian package sngrep,
+// built with HEP support: its -L flag listens for HEP), skipped or failed
+// like Sipp.
+func Sngrep(t testing.TB) string {
+	t.Helper()
+	return requireTool(t, "sngrep", "sngrep")
+}
+
 // requireTool returns the path of the binary name (Debian package pkg):
 // without it the test is skipped, or fails when CI=true.
 func requireTool(t testing.TB, name, pkg string) string {
