@@ -76,7 +76,7 @@ type Report struct {
 }
 
 // FailedBy returns the failures by reason: "timeout", "bye timeout",
-// "unfinished", a status code such as "486" for a rejected call, or
+// "unfinished", "connection lost", "connect failed", a status code such as "486" for a rejected call, or
 // "bye 481" for a BYE answered with an error.
 func (c *Counts) FailedBy() map[string]uint64 {
 	m := map[string]uint64{}
@@ -88,6 +88,12 @@ func (c *Counts) FailedBy() map[string]uint64 {
 	}
 	if c.Unfinished > 0 {
 		m["unfinished"] = c.Unfinished
+	}
+	if c.ConnLost > 0 {
+		m["connection lost"] = c.ConnLost
+	}
+	if c.ConnectFailed > 0 {
+		m["connect failed"] = c.ConnectFailed
 	}
 	for code, n := range c.Codes {
 		if n > 0 {

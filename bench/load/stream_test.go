@@ -1,0 +1,141 @@
+package load
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/viaduct-sip/viaduct/transport"
+)
+
+// streamPair starts a UAS on kind and returns a UAC configuration aimed at
+// it; on tls the UAC trusts the UAS's own certificate (checked, not
+// skipped).
+func streamPair(t *testing.T, kind transport.Kind, mode Connections) (*UAS, UACConfig) {
+	t.Helper()
+	scfg := UASConfig{Transport: kind}
+	ccfg := UACConfig{Transport: kind, Connections: mode, Sources: 2, Timeout: 5 * time.Second}
+	if kind == transport.TLS {
+		cert, err := SelfSignedCertificate("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		scfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		pool := x509.NewCertPool()
+		pool.AddCert(cert.Leaf)
+		ccfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	s := startUAS(t, scfg)
+	ccfg.Target = s.Addr()
+	return s, ccfg
+}
+
+// TestStreamCalls runs calls from the UAC to the UAS over tcp and tls, on
+// shared connections and on one connection per call: every call completes
+// and each used the connections it should have.
+func TestStreamCalls(t *testing.T) {
+	const calls = 300
+	for _, kind := range []transport.Kind{transport.TCP, transport.TLS} {
+		for _, mode := range []Connections{ConnShared, ConnPerCall} {
+			t.Run(kind.String()+"/"+mode.String(), func(t *testing.T) {
+				s, cfg := streamPair(t, kind, mode)
+				u := startUAC(t, cfg)
+				r := runFor(t, u, RunOptions{Rate: 1000, Total: calls})
+				c := &r.Counts
+				if c.Started != calls || c.Completed != calls || c.Failed != 0 {
+					t.Fatalf("started %d completed %d failed %d (%v); send errors %d, unexpected %d, parse %d",
+						c.Started, c.Completed, c.Failed, c.FailedBy(), c.SendErrors, c.Unexpected, c.ParseErrors)
+				}
+				if c.Retransmissions != 0 {
+					t.Errorf("%d retransmissions on a reliable transport", c.Retransmissions)
+				}
+				var total Counts
+				u.Counts(&total)
+				wantConns := uint64(2) // one per source
+				if mode == ConnPerCall {
+					wantConns = calls
+				}
+				if total.ConnsOpened != wantConns || total.ConnsFailed != 0 {
+					t.Errorf("connections opened %d (want %d), failed %d", total.ConnsOpened, wantConns, total.ConnsFailed)
+				}
+				var sc UASCounts
+				s.Counts(&sc)
+				if sc.Invite != calls || sc.Ack != calls || sc.Bye != calls || sc.Accepted != wantConns || sc.ParseErrors != 0 {
+					t.Errorf("uas: INVITE %d ACK %d BYE %d, accepted %d connections (want %d), unparsable %d",
+						sc.Invite, sc.Ack, sc.Bye, sc.Accepted, wantConns, sc.ParseErrors)
+				}
+				if mode == ConnPerCall {
+					waitFor(t, "per-call connections to close", func() bool { return s.Conns() == 0 })
+				}
+			})
+		}
+	}
+}
+
+// waitFor polls cond for up to 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStreamMessagesOnTheWire checks what a stream UAC sends: the Via's
+// transport and the Contact's transport parameter, on tcp and tls.
+func TestStreamMessagesOnTheWire(t *testing.T) {
+	for _, kind := range []transport.Kind{transport.TCP, transport.TLS} {
+		ts := newTestSource(t, UACConfig{Transport: kind, TLS: &tls.Config{}})
+		ts.startCall()
+		inv := ts.take()[0]
+		via := header(t, inv, "Via")
+		if !strings.HasPrefix(via, "SIP/2.0/"+kind.ViaToken()+" 127.0.0.1:40000;branch=") {
+			t.Errorf("%v: Via %q", kind, via)
+		}
+		if ct := header(t, inv, "Contact"); ct != "<sip:load@127.0.0.1:40000;transport="+kind.String()+">" {
+			t.Errorf("%v: Contact %q", kind, ct)
+		}
+		if !ts.retrans {
+			continue
+		}
+		t.Errorf("%v: retransmissions on", kind)
+	}
+}
+
+// TestUASClosesOnBadFraming sends the stream UAS bytes that cannot be
+// framed (no Content-Length) and expects it to close the connection, after
+// answering a well-framed request before them and skipping keepalives.
+func TestUASClosesOnBadFraming(t *testing.T) {
+	s := startUAS(t, UASConfig{Transport: transport.TCP})
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := "OPTIONS sip:uas@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK1\r\n" +
+		"From: <sip:a@b>;tag=1\r\nTo: <sip:uas@127.0.0.1>\r\nCall-ID: frame-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	garbage := "GARBAGE / SIP/2.0\r\nX: y\r\n\r\n"
+	if _, err := c.Write([]byte("\r\n\r\n" + opts + "\r\n" + garbage)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading until the UAS closes: %v (got %q)", err, got)
+	}
+	if !strings.HasPrefix(string(got), "SIP/2.0 200 OK\r\n") || strings.Count(string(got), "SIP/2.0 ") != 1 {
+		t.Fatalf("want one 200 to the OPTIONS, then the close; got %q", got)
+	}
+	var sc UASCounts
+	waitFor(t, "the framing error to be counted", func() bool { s.Counts(&sc); return sc.FramingErrors == 1 })
+	if sc.Options != 1 || sc.Closed != 1 {
+		t.Fatalf("uas counted OPTIONS %d, closed connections %d", sc.Options, sc.Closed)
+	}
+}
