@@ -34,6 +34,7 @@ const (
 	cConnOpened                 // connections opened (tcp, tls)
 	cConnFailed                 // connections that could not be opened
 	cReconnects                 // shared connections reopened after dropping
+	cConnDropped                // connections that ended without the UAC closing them
 	numCounters
 )
 
@@ -80,10 +81,12 @@ type Counts struct {
 	// ConnLost and ConnectFailed are calls failed because their
 	// connection closed under them or could not be opened (tcp, tls).
 	ConnLost, ConnectFailed uint64
-	// ConnsOpened, ConnsFailed and Reconnects count connections opened,
-	// connection attempts that failed, and shared connections reopened
-	// after they dropped (tcp, tls).
-	ConnsOpened, ConnsFailed, Reconnects uint64
+	// ConnsOpened, ConnsFailed, ConnsDropped and Reconnects count
+	// connections opened, connection attempts that failed, connections
+	// that ended without the UAC closing them (the peer closed, a read or
+	// write failed), and shared connections reopened after they dropped
+	// (tcp, tls).
+	ConnsOpened, ConnsFailed, ConnsDropped, Reconnects uint64
 	// KernelDrops counts datagrams the kernel dropped on the sources'
 	// sockets (receive buffer full): responses lost before we saw them.
 	KernelDrops     uint64
@@ -109,7 +112,7 @@ func (c *Counts) fields() [numCounters]*uint64 {
 		cParseErr: &c.ParseErrors, cStray: &c.Stray, cLate: &c.Late, cDup: &c.Duplicates,
 		cUnexpected: &c.Unexpected, cReadCalls: &c.ReadCalls, cWriteCalls: &c.WriteCalls,
 		cConnLost: &c.ConnLost, cConnectFail: &c.ConnectFailed, cConnOpened: &c.ConnsOpened,
-		cConnFailed: &c.ConnsFailed, cReconnects: &c.Reconnects,
+		cConnFailed: &c.ConnsFailed, cReconnects: &c.Reconnects, cConnDropped: &c.ConnsDropped,
 	}
 }
 

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -137,5 +138,71 @@ func TestUASClosesOnBadFraming(t *testing.T) {
 	waitFor(t, "the framing error to be counted", func() bool { s.Counts(&sc); return sc.FramingErrors == 1 })
 	if sc.Options != 1 || sc.Closed != 1 {
 		t.Fatalf("uas counted OPTIONS %d, closed connections %d", sc.Options, sc.Closed)
+	}
+}
+
+// TestSharedConnectionReconnects closes the UAS's end of the UAC's shared
+// connections between two runs: the UAC notices, reopens them for the
+// next calls, counts the reconnects, and the calls complete.
+func TestSharedConnectionReconnects(t *testing.T) {
+	s, cfg := streamPair(t, transport.TCP, ConnShared)
+	u := startUAC(t, cfg)
+	for round := 1; round <= 2; round++ {
+		r := runFor(t, u, RunOptions{Rate: 1000, Total: 100})
+		if c := &r.Counts; c.Completed != 100 || c.Failed != 0 {
+			t.Fatalf("round %d: completed %d failed %d (%v)", round, c.Completed, c.Failed, c.FailedBy())
+		}
+		s.stream.mu.Lock()
+		for c := range s.stream.live {
+			c.Close()
+		}
+		s.stream.mu.Unlock()
+		var c Counts
+		waitFor(t, "the UAC to see its connections dropped", func() bool {
+			u.Counts(&c)
+			return c.ConnsDropped == uint64(2*round)
+		})
+	}
+	var c Counts
+	u.Counts(&c)
+	if c.Reconnects != 2 || c.ConnsOpened != 4 || c.ConnsFailed != 0 {
+		t.Fatalf("reconnects %d (want 2), opened %d (want 4), failed %d", c.Reconnects, c.ConnsOpened, c.ConnsFailed)
+	}
+}
+
+// TestCallsFailWhenTheirConnectionDrops holds every INVITE at the UAS
+// (its 200 delayed) and closes the connections: the calls waiting on them
+// fail at once as "connection lost", not after the transaction timeout.
+func TestCallsFailWhenTheirConnectionDrops(t *testing.T) {
+	for _, mode := range []Connections{ConnShared, ConnPerCall} {
+		t.Run(mode.String(), func(t *testing.T) {
+			s := startUAS(t, UASConfig{Transport: transport.TCP, Delay: time.Minute})
+			u := startUAC(t, UACConfig{Target: s.Addr(), Transport: transport.TCP, Connections: mode, Sources: 2,
+				Timeout: time.Minute})
+			done := make(chan *Result, 1)
+			go func() {
+				r, err := u.Run(context.Background(), RunOptions{Rate: 1000, Total: 20, Drain: time.Minute})
+				if err != nil {
+					r = &Result{}
+				}
+				done <- r
+			}()
+			var sc UASCounts
+			waitFor(t, "the UAS to hold 20 INVITEs", func() bool { s.Counts(&sc); return sc.Invite == 20 })
+			s.stream.mu.Lock()
+			for c := range s.stream.live {
+				c.Close()
+			}
+			s.stream.mu.Unlock()
+			var r *Result
+			select {
+			case r = <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatal("the calls did not end when their connections dropped")
+			}
+			if c := &r.Counts; c.Failed != 20 || c.ConnLost != 20 || r.Report(0).FailedBy["connection lost"] != 20 {
+				t.Fatalf("failed %d, by reason %v", c.Failed, c.FailedBy())
+			}
+		})
 	}
 }

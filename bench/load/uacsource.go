@@ -86,9 +86,6 @@ type uacSource struct {
 
 	target   netip.AddrPort
 	hostport []byte // our sent-by, e.g. "127.0.0.1:40001"
-	stream   *uacStream // connections on tcp and tls; nil on udp
-	viaProto string     // "SIP/2.0/UDP " (or TCP, TLS)
-	uriParam string     // ";transport=tcp" or tls for our Contact; "" on udp
 	cidTail  []byte // "-<src>-<run>@vl": the Call-ID after "<slot>-<gen>"
 	brPrefix []byte // "z9hG4bK-<run>-<src>-"
 	sdp      []byte
@@ -109,6 +106,10 @@ type uacSource struct {
 	t1, t2, timeout, hold int64
 	retrans               bool
 	quantum, phase        int64 // pacing quantum and this source's offset in it
+
+	stream   *uacStream // connections on tcp and tls; nil on udp
+	viaProto string     // "SIP/2.0/UDP " (or TCP, TLS)
+	uriParam string     // ";transport=tcp" or tls for our Contact; "" on udp
 }
 
 // gridFloor returns the latest instant of this source's pacing grid at or

@@ -333,6 +333,7 @@ func (st *uacStream) ended(s *uacSource, sc *streamConn) {
 		return
 	}
 	st.close(sc)
+	s.st.inc(cConnDropped)
 	if st.perCall {
 		if st.conns[sc.slot] != sc {
 			return

@@ -162,9 +162,9 @@ const (
 	uCanceled                    // INVITEs answered 487 after a CANCEL
 	uDelayed                     // responses queued for Delay
 	uAccepted                    // connections accepted (tcp, tls)
-	uConnClosed                  // connections ended
-	uFramingErr                  // connections closed for a framing error
-	uHandshakeErr                // TLS handshakes that failed
+	uClosed                      // connections ended
+	uFraming                     // connections closed for a framing error
+	uTLSFail                     // TLS handshakes that failed
 	numUASCounters
 )
 
@@ -220,8 +220,8 @@ func (c *UASCounts) fields() [numUASCounters]*uint64 {
 		uBye: &c.Bye, uCancel: &c.Cancel, uOptions: &c.Options, uRegister: &c.Register,
 		uOtherReq: &c.OtherRequests, uResponses: &c.Responses, uParseErr: &c.ParseErrors,
 		uSent: &c.Sent, uSendErr: &c.SendErrors, uDropped: &c.Dropped, uFailed: &c.Failed,
-		uCanceled: &c.Canceled, uDelayed: &c.Delayed, uAccepted: &c.Accepted, uConnClosed: &c.Closed,
-		uFramingErr: &c.FramingErrors, uHandshakeErr: &c.HandshakeErrors,
+		uCanceled: &c.Canceled, uDelayed: &c.Delayed, uAccepted: &c.Accepted, uClosed: &c.Closed,
+		uFraming: &c.FramingErrors, uTLSFail: &c.HandshakeErrors,
 	}
 }
 

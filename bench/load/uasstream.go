@@ -114,7 +114,7 @@ func (st *uasStream) serve(raw net.Conn, stats *uasStats) {
 	defer func() {
 		raw.Close()
 		st.untrack(raw)
-		stats.inc(uConnClosed)
+		stats.inc(uClosed)
 	}()
 	c := raw
 	if st.tls != nil {
@@ -123,7 +123,7 @@ func (st *uasStream) serve(raw net.Conn, stats *uasStats) {
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
-			stats.inc(uHandshakeErr)
+			stats.inc(uTLSFail)
 			return
 		}
 		c = tc
@@ -175,7 +175,7 @@ func (w *uasWorker) answerFramed() bool {
 	for {
 		m, err := w.fr.frame()
 		if err != nil {
-			w.st.inc(uFramingErr)
+			w.st.inc(uFraming)
 			return false
 		}
 		if m == nil {
@@ -199,7 +199,7 @@ func (w *uasWorker) nextStream() []byte {
 		}
 	}
 	n := len(w.wbuf)
-	return w.wbuf[n:n:n+w.slotN]
+	return w.wbuf[n : n : n+w.slotN]
 }
 
 // queueStream appends response b, built in nextStream's room, to what is
