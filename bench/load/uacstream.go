@@ -309,8 +309,14 @@ func (st *uacStream) wait(s *uacSource, wake int64) {
 	case <-st.in.wake:
 	case <-st.timer.C:
 	}
-	st.in.take(&st.batch)
 	s.now = s.u.nanotime()
+	st.receive(s)
+}
+
+// receive handles what arrived in the inbox: messages, then the ends of
+// connections.
+func (st *uacStream) receive(s *uacSource) {
+	st.in.take(&st.batch)
 	if len(st.batch.refs) > 0 {
 		s.st.inc(cReadCalls)
 	}

@@ -128,14 +128,19 @@ func (st *uasStream) serve(raw net.Conn, stats *uasStats) {
 		}
 		c = tc
 	}
+	st.newWorker(c, stats).serveStream()
+}
+
+// newWorker returns the worker answering on connection c.
+func (st *uasStream) newWorker(c net.Conn, stats *uasStats) *uasWorker {
 	w := &uasWorker{s: st.s, st: stats, tag: make([]byte, 0, 24), sconn: c, sdp: st.sdp, contact: st.contact,
 		fr: newFrameReader(c, 4096)}
 	w.slotN = 4096 + len(w.sdp)
 	w.wbuf = make([]byte, 0, 2*w.slotN)
-	if ap, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
+	if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		w.peer = ap.AddrPort()
 	}
-	w.serveStream()
+	return w
 }
 
 // serveStream is a connection worker's loop: read, answer every whole
