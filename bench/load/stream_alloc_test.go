@@ -33,7 +33,7 @@ func (c *memConn) Read(b []byte) (int, error) {
 }
 
 func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
-func (c *memConn) RemoteAddr() net.Addr              { return net.TCPAddrFromAddrPort(client) }
+func (c *memConn) RemoteAddr() net.Addr             { return net.TCPAddrFromAddrPort(client) }
 
 // take returns what was written since the last take, split into messages.
 func (c *memConn) take(t *testing.T) []string {
