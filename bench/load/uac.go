@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/transport"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
@@ -249,6 +250,10 @@ type Result struct {
 	MaxOutput  int           // the configured max-outstanding
 	Scenario   Scenario
 	TargetAddr netip.AddrPort
+	// Transport and Connections are the UAC's (Connections matters on
+	// tcp and tls only).
+	Transport   transport.Kind
+	Connections Connections
 }
 
 // Achieved returns the rate at which calls were started.
@@ -290,7 +295,7 @@ func (u *UAC) Run(ctx context.Context, opts RunOptions) (*Result, error) {
 	cpu0 := processCPU()
 	t0 := time.Now()
 	res := &Result{Rate: opts.Rate, Cores: gomaxprocs(), MaxOutput: u.cfg.MaxOutstanding,
-		Scenario: u.cfg.Scenario, TargetAddr: u.cfg.Target}
+		Scenario: u.cfg.Scenario, TargetAddr: u.cfg.Target, Transport: u.cfg.Transport, Connections: u.cfg.Connections}
 	bg := context.Background()
 	startedBefore, _ := u.started()
 	startNs := u.nanotime()
