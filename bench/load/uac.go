@@ -52,6 +52,7 @@ type UAC struct {
 	readers sync.WaitGroup // connection readers (tcp, tls)
 	runMu   sync.Mutex     // one Run at a time; Close waits for it
 	closed  bool
+	ran     bool // a Run has started
 }
 
 // NewUAC validates cfg, opens the sources' sockets and starts their
@@ -292,6 +293,11 @@ func (u *UAC) Run(ctx context.Context, opts RunOptions) (*Result, error) {
 	}
 	var before, after Counts
 	u.Counts(&before)
+	if !u.ran {
+		// The first run's report counts the shared connections NewUAC opened.
+		before.ConnsOpened, before.ConnsFailed = 0, 0
+		u.ran = true
+	}
 	cpu0 := processCPU()
 	t0 := time.Now()
 	res := &Result{Rate: opts.Rate, Cores: gomaxprocs(), MaxOutput: u.cfg.MaxOutstanding,
