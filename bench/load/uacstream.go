@@ -86,6 +86,12 @@ func newUACStream(cfg *UACConfig, local netip.Addr, port int, maxCalls, slotN in
 		queue: make([]outMsg, 0, cfg.BatchSize),
 	}
 	st.dialer.LocalAddr = &net.TCPAddr{IP: local.AsSlice(), Port: port}
+	if port == 0 {
+		// Choose the port at connect time, by the whole 4-tuple: a bind
+		// to port 0 searches the range for a port free for the address
+		// alone, slowly once many connections sit in TIME_WAIT.
+		st.dialer.Control = bindNoPort
+	}
 	if st.kind == transport.TLS {
 		st.tls = clientTLS(cfg.TLS, cfg.Target.Addr().String())
 	}
