@@ -63,9 +63,10 @@ type ConnsConfig struct {
 	// once.
 	Hold time.Duration
 	// Bind lists the local addresses the connections come from, used
-	// round-robin. Default: the kernel's choice; or, when Count is more
-	// than one address has ephemeral ports for and the target is an IPv4
-	// loopback address, as many addresses of 127.0.0.0/8 as needed.
+	// round-robin. Default: the kernel's choice; or, for an IPv4 loopback
+	// target and more than 4096 connections, 127.0.0.2 and up, 4096
+	// connections each (one address would run out of ephemeral ports at
+	// about 28,000, and slows down well before).
 	Bind []netip.Addr
 	// Keepalive is what each connection sends once open. Default none.
 	Keepalive Keepalive
@@ -138,21 +139,24 @@ type ConnsReport struct {
 	HeldSeconds float64  `json:"held_seconds"`
 	CPUSeconds  float64  `json:"cpu_seconds"`
 	Aborted     bool     `json:"aborted,omitempty"`
+	// OpenFilesLimit is the process's open-files limit during the run
+	// (raised for Count if allowed; 0 where unknown); Note says when it
+	// could not be raised far enough.
+	OpenFilesLimit uint64 `json:"open_files_limit,omitempty"`
+	Note           string `json:"note,omitempty"`
 }
 
 // HoldConns opens cfg.Count connections to cfg.Target (cfg.Parallel at a
 // time), sends each its keepalive, holds them all for cfg.Hold (or until
 // ctx ends), checks which are still open, closes them and reports. It
-// raises the open-files limit as far as Count needs. progress, if not
+// raises the open-files limit as far as Count needs, or may. progress, if not
 // nil, is called about once a second while connections open.
 func HoldConns(ctx context.Context, cfg ConnsConfig, progress func(opened, failed int)) (*ConnsReport, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("conns config: %w", err)
 	}
-	if err := raiseOpenFiles(uint64(cfg.Count) + 256); err != nil {
-		return nil, fmt.Errorf("conns: %w", err)
-	}
+	limit, limitErr := raiseOpenFiles(uint64(cfg.Count) + 256)
 	sources, err := connSources(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("conns: %w", err)
@@ -163,7 +167,10 @@ func HoldConns(ctx context.Context, cfg ConnsConfig, progress func(opened, faile
 		h.tls = clientTLS(cfg.TLS, cfg.Target.Addr().String())
 	}
 	rep := &ConnsReport{Transport: cfg.Transport.String(), Target: cfg.Target.String(), Keepalive: cfg.Keepalive.String(),
-		Requested: cfg.Count}
+		Requested: cfg.Count, OpenFilesLimit: limit}
+	if limitErr != nil {
+		rep.Note = limitErr.Error() + "; connections beyond it fail (run several conns processes)"
+	}
 	for _, a := range sources {
 		rep.SourceAddrs = append(rep.SourceAddrs, a.String())
 	}
@@ -351,27 +358,32 @@ func dialFailure(err error) string {
 	return "other"
 }
 
-// connSources returns the local addresses connections come from: Bind,
-// or loopback addresses enough for Count when one address does not have
-// the ephemeral ports (nil: the kernel's choice).
+// loopbackPerSource is how many connections to a loopback target come
+// from one source address: beyond a few thousand, connect(2) takes longer
+// and longer to find a free port (three times the CPU at 19,000), and
+// 127.0.0.0/8 has addresses to spare.
+const loopbackPerSource = 4096
+
+// connSources returns the local addresses connections come from: Bind;
+// for an IPv4 loopback target and more than loopbackPerSource
+// connections, 127.0.0.2 and up, loopbackPerSource connections each; or
+// nil, the kernel's choice, when one address has the ephemeral ports.
 func connSources(cfg ConnsConfig) ([]netip.Addr, error) {
 	if len(cfg.Bind) > 0 {
 		return cfg.Bind, nil
 	}
-	perAddr := ephemeralPorts() * 9 / 10 // leave some for everyone else
-	if cfg.Count <= perAddr {
-		return nil, nil
-	}
 	t := cfg.Target.Addr().Unmap()
-	if !t.Is4() || !t.IsLoopback() {
+	if t.Is4() && t.IsLoopback() && cfg.Count > loopbackPerSource {
+		addrs := make([]netip.Addr, (cfg.Count+loopbackPerSource-1)/loopbackPerSource)
+		for i := range addrs {
+			addrs[i] = netip.AddrFrom4([4]byte{127, 0, byte((i + 2) >> 8), byte(i + 2)})
+		}
+		return addrs, nil
+	}
+	if perAddr := ephemeralPorts() * 9 / 10; cfg.Count > perAddr { // leave some for everyone else
 		return nil, fmt.Errorf("%d connections to %v need more ephemeral ports than one source address has (%d): give several local addresses to bind", cfg.Count, cfg.Target, perAddr)
 	}
-	n := (cfg.Count + perAddr - 1) / perAddr
-	addrs := make([]netip.Addr, n)
-	for i := range addrs {
-		addrs[i] = netip.AddrFrom4([4]byte{127, 0, byte((i + 1) >> 8), byte(i + 1)})
-	}
-	return addrs, nil
+	return nil, nil
 }
 
 // ephemeralPorts returns the size of the kernel's ephemeral port range

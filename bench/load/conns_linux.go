@@ -45,20 +45,28 @@ func connAlive(c net.Conn) bool {
 }
 
 // raiseOpenFiles raises the soft limit on open files (and the hard one,
-// when allowed) to at least n.
-func raiseOpenFiles(n uint64) error {
+// when allowed) to at least n, or as far as it may go; it returns the
+// soft limit now in force.
+func raiseOpenFiles(n uint64) (uint64, error) {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("getrlimit: %w", err)
+		return 0, fmt.Errorf("getrlimit: %w", err)
 	}
 	if lim.Cur >= n {
-		return nil
+		return lim.Cur, nil
 	}
 	want := lim
-	want.Cur = n
-	want.Max = max(lim.Max, n)
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &want); err != nil {
-		return fmt.Errorf("raising the open-files limit from %d (hard %d) to %d: %w", lim.Cur, lim.Max, n, err)
+	want.Cur, want.Max = n, max(lim.Max, n)
+	err := unix.Setrlimit(unix.RLIMIT_NOFILE, &want)
+	if err == nil {
+		return n, nil
 	}
-	return nil
+	err = fmt.Errorf("raising the open-files limit from %d (hard %d) to %d: %w", lim.Cur, lim.Max, n, err)
+	if lim.Cur < lim.Max {
+		want.Cur, want.Max = lim.Max, lim.Max
+		if unix.Setrlimit(unix.RLIMIT_NOFILE, &want) == nil {
+			return lim.Max, err
+		}
+	}
+	return lim.Cur, err
 }

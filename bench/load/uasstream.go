@@ -21,6 +21,10 @@ import (
 // handshakeTimeout bounds a TLS handshake on an accepted connection.
 const handshakeTimeout = 10 * time.Second
 
+// maxOpenFiles is the open-files limit a stream UAS asks for: Linux's
+// default ceiling (fs.nr_open).
+const maxOpenFiles = 1 << 20
+
 // streamFlushAt is how many response bytes a connection's worker gathers
 // before writing them out in the middle of a read's requests.
 const streamFlushAt = 32 << 10
@@ -59,6 +63,10 @@ func (s *UAS) listenStream() error {
 			}
 		}
 	}
+	// Best effort: a connection is a descriptor, and a responder for the
+	// idle-connections benchmark holds tens of thousands; where the limit
+	// cannot be raised, accepting beyond it waits and retries.
+	_, _ = raiseOpenFiles(maxOpenFiles)
 	st.shards = make([]*uasStats, 4*gomaxprocs())
 	for i := range st.shards {
 		st.shards[i] = &uasStats{shared: true}

@@ -156,4 +156,7 @@ func writeConnsReport(w io.Writer, rep *load.ConnsReport) {
 		fmt.Fprintf(w, "  %-22s %s\n", "source addresses", strings.Join(rep.SourceAddrs, ", "))
 	}
 	fmt.Fprintf(w, "  %-22s %.2fs\n", "generator CPU", rep.CPUSeconds)
+	if rep.Note != "" {
+		fmt.Fprintf(w, "  %-22s %s\n", "note", rep.Note)
+	}
 }
