@@ -71,11 +71,14 @@ func ParseConnections(s string) (Connections, error) {
 // frameReader reads SIP messages from a stream: it skips the CR LF
 // keepalives between messages and frames each message by its
 // Content-Length (RFC 3261 18.3) with parser.FrameStream. Its buffer
-// starts small and grows up to one message of maxStreamMessage bytes.
+// starts small and grows, up to maxStreamMessage+1 bytes, to hold a long
+// message or when reads keep filling it (a busy connection is then read in
+// fewer, larger reads).
 type frameReader struct {
 	r          io.Reader
 	buf        []byte
-	start, end int // unread bytes are buf[start:end]
+	start, end int  // unread bytes are buf[start:end]
+	full       bool // the last read filled the buffer: more may be waiting
 }
 
 func newFrameReader(r io.Reader, size int) *frameReader {
@@ -88,19 +91,21 @@ func (f *frameReader) fill() error {
 		f.start, f.end = 0, 0
 	}
 	if f.end == len(f.buf) {
-		if f.start > 0 {
-			f.end = copy(f.buf, f.buf[f.start:f.end])
-			f.start = 0
-		} else {
+		grow := f.start == 0 || (f.full && len(f.buf) <= maxStreamMessage)
+		if grow {
 			nb := make([]byte, min(2*len(f.buf), maxStreamMessage+1))
 			if len(nb) == len(f.buf) {
 				return parser.ErrHeadersTooLarge // frame refuses this first
 			}
-			f.end = copy(nb, f.buf[:f.end])
-			f.buf = nb
+			f.end = copy(nb, f.buf[f.start:f.end])
+			f.buf, f.start = nb, 0
+		} else {
+			f.end = copy(f.buf, f.buf[f.start:f.end])
+			f.start = 0
 		}
 	}
 	n, err := f.r.Read(f.buf[f.end:])
+	f.full = f.end+n == len(f.buf)
 	f.end += n
 	if n > 0 && err != nil && !isTimeout(err) {
 		err = nil // deliver what came; the error repeats on the next read

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
@@ -205,4 +206,57 @@ func TestCallsFailWhenTheirConnectionDrops(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFrameReader feeds the framer a stream in awkward pieces: messages
+// split anywhere, keepalives between them, one longer than the starting
+// buffer; then one without a Content-Length.
+func TestFrameReader(t *testing.T) {
+	long := "MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 9000\r\n\r\n" + strings.Repeat("x", 9000)
+	short := "OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n"
+	stream := "\r\n" + short + "\r\n\r\n" + long + short + "\r\n"
+	for _, piece := range []int{1, 7, 100, 5000, len(stream)} {
+		r := &chunkReader{b: []byte(stream), n: piece}
+		f := newFrameReader(r, 64)
+		var got []string
+		for {
+			err := f.fill()
+			for {
+				m, ferr := f.frame()
+				if ferr != nil {
+					t.Fatalf("pieces of %d: %v", piece, ferr)
+				}
+				if m == nil {
+					break
+				}
+				got = append(got, string(m))
+			}
+			if err != nil {
+				break
+			}
+		}
+		if len(got) != 3 || got[0] != short || got[1] != long || got[2] != short {
+			t.Fatalf("pieces of %d: framed %d messages", piece, len(got))
+		}
+	}
+	f := newFrameReader(&chunkReader{b: []byte("INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\r\n"), n: 1000}, 64)
+	f.fill()
+	if _, err := f.frame(); err != parser.ErrNoContentLength {
+		t.Fatalf("no Content-Length: %v", err)
+	}
+}
+
+// chunkReader returns b at most n bytes per read.
+type chunkReader struct {
+	b []byte
+	n int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[:min(r.n, len(r.b))])
+	r.b = r.b[n:]
+	return n, nil
 }

@@ -144,7 +144,7 @@ func (st *uasStream) newWorker(c net.Conn, stats *uasStats) *uasWorker {
 	w := &uasWorker{s: st.s, st: stats, tag: make([]byte, 0, 24), sconn: c, sdp: st.sdp, contact: st.contact,
 		fr: newFrameReader(c, 4096)}
 	w.slotN = 4096 + len(w.sdp)
-	w.wbuf = make([]byte, 0, 2*w.slotN)
+	w.wbuf = make([]byte, 0, w.slotN)
 	if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		w.peer = ap.AddrPort()
 	}
