@@ -69,6 +69,7 @@ type Report struct {
 	ConnsFailed    uint64            `json:"connections_failed,omitempty"`
 	ConnsDropped   uint64            `json:"connections_dropped,omitempty"`
 	Reconnects     uint64            `json:"reconnects,omitempty"`
+	TLSResumed     uint64            `json:"tls_resumed,omitempty"`
 	RecvBatch      float64           `json:"avg_recv_batch"`
 	SendBatch      float64           `json:"avg_send_batch"`
 	FirstResponse  Latency           `json:"latency_first_response"`
@@ -156,6 +157,7 @@ func (r *Result) Report(maxFail float64) Report {
 	if r.Transport.Reliable() {
 		rep.Connections = r.Connections.String()
 		rep.ConnsOpened, rep.ConnsFailed, rep.ConnsDropped, rep.Reconnects = c.ConnsOpened, c.ConnsFailed, c.ConnsDropped, c.Reconnects
+		rep.TLSResumed = c.Resumed
 	}
 	if c.ReadCalls > 0 {
 		rep.RecvBatch = round3(float64(c.Received) / float64(c.ReadCalls))
@@ -203,8 +205,12 @@ func (rep *Report) WriteTable(w io.Writer) {
 	p("  %-22s %d\n", "retransmissions", rep.Retrans)
 	p("  %-22s sent %d, received %d (%.1f and %.1f per system call)\n", "messages", rep.Sent, rep.Received, rep.SendBatch, rep.RecvBatch)
 	if over != "" {
-		p("  %-22s opened %d, failed to open %d, dropped %d, reconnects %d\n", "connections",
+		p("  %-22s opened %d, failed to open %d, dropped %d, reconnects %d", "connections",
 			rep.ConnsOpened, rep.ConnsFailed, rep.ConnsDropped, rep.Reconnects)
+		if rep.TLSResumed > 0 {
+			p(", TLS sessions resumed %d", rep.TLSResumed)
+		}
+		p("\n")
 	}
 	if n := rep.SendErrors + rep.Duplicates + rep.Late + rep.Stray + rep.ParseErrors + rep.Unexpected + rep.KernelDrops; n > 0 {
 		p("  %-22s send errors %d, kernel receive drops %d, duplicates %d, late %d, stray %d, unparsable %d, unexpected %d\n", "other",

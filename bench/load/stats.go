@@ -35,6 +35,7 @@ const (
 	cConnFailed                 // connections that could not be opened
 	cReconnects                 // shared connections reopened after dropping
 	cConnDropped                // connections that ended without the UAC closing them
+	cResumed                    // TLS connections that resumed a session
 	numCounters
 )
 
@@ -87,6 +88,9 @@ type Counts struct {
 	// write failed), and shared connections reopened after they dropped
 	// (tcp, tls).
 	ConnsOpened, ConnsFailed, ConnsDropped, Reconnects uint64
+	// Resumed counts the TLS connections that resumed an earlier session
+	// (TLS.ClientSessionCache set) instead of a full handshake.
+	Resumed uint64
 	// KernelDrops counts datagrams the kernel dropped on the sources'
 	// sockets (receive buffer full): responses lost before we saw them.
 	KernelDrops     uint64
@@ -113,6 +117,7 @@ func (c *Counts) fields() [numCounters]*uint64 {
 		cUnexpected: &c.Unexpected, cReadCalls: &c.ReadCalls, cWriteCalls: &c.WriteCalls,
 		cConnLost: &c.ConnLost, cConnectFail: &c.ConnectFailed, cConnOpened: &c.ConnsOpened,
 		cConnFailed: &c.ConnsFailed, cReconnects: &c.Reconnects, cConnDropped: &c.ConnsDropped,
+		cResumed: &c.Resumed,
 	}
 }
 

@@ -260,3 +260,16 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	r.b = r.b[n:]
 	return n, nil
 }
+
+// TestTLSSessionResumption gives the per-call UAC a session cache: later
+// calls' connections resume a session instead of a full handshake, and
+// are counted.
+func TestTLSSessionResumption(t *testing.T) {
+	_, cfg := streamPair(t, transport.TLS, ConnPerCall)
+	cfg.TLS.ClientSessionCache = tls.NewLRUClientSessionCache(0)
+	u := startUAC(t, cfg)
+	r := runFor(t, u, RunOptions{Rate: 200, Total: 40})
+	if c := &r.Counts; c.Completed != 40 || c.Resumed < 20 || c.Resumed > 39 || r.Report(0).TLSResumed != c.Resumed {
+		t.Fatalf("completed %d, resumed %d of 40 connections (want most but the first)", c.Completed, c.Resumed)
+	}
+}

@@ -112,6 +112,8 @@ func (st *uacStream) open(s *uacSource, slot int32) (*streamConn, error) {
 		if err = tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			err = fmt.Errorf("tls handshake: %w", err)
+		} else if tc.ConnectionState().DidResume {
+			s.st.inc(cResumed)
 		}
 		c = tc
 	}

@@ -23,6 +23,7 @@ type tlsClientFlags struct {
 	ca         *string
 	insecure   *bool
 	serverName *string
+	resume     *bool
 }
 
 func addTLSClientFlags(fs *flag.FlagSet) *tlsClientFlags {
@@ -30,11 +31,16 @@ func addTLSClientFlags(fs *flag.FlagSet) *tlsClientFlags {
 		ca:         fs.String("tls-ca", "", "tls: CA certificate `file` (PEM) to check the server's certificate against (default: the system's)"),
 		insecure:   fs.Bool("tls-insecure", false, "tls: do not check the server's certificate (benchmarks against a self-signed one)"),
 		serverName: fs.String("tls-server-name", "", "tls: `name` the server's certificate must have (default: the target's address)"),
+		resume:     fs.Bool("tls-resume", false, "tls: resume sessions (RFC 8446 2.2) on later connections instead of a full handshake each"),
 	}
 }
 
 func (f *tlsClientFlags) config() (*tls.Config, error) {
-	return load.ClientTLSConfig(*f.ca, *f.insecure, *f.serverName)
+	c, err := load.ClientTLSConfig(*f.ca, *f.insecure, *f.serverName)
+	if err == nil && *f.resume {
+		c.ClientSessionCache = tls.NewLRUClientSessionCache(0)
+	}
+	return c, err
 }
 
 func runConns(ctx context.Context, args []string, stdout, stderr io.Writer) int {
