@@ -247,6 +247,9 @@ func (c *UACConfig) streamDefaults() error {
 	if c.Connections != ConnShared && c.Connections != ConnPerCall {
 		return fmt.Errorf("invalid connections mode %d", c.Connections)
 	}
+	if c.Transport.Reliable() && c.Connections == ConnPerCall && c.BindPort != 0 {
+		return errors.New("bind port: connections per call cannot share one local port")
+	}
 	if c.Transport == transport.TLS && c.TLS == nil {
 		return errors.New("tls needs a client TLS configuration (a CA to trust, or insecure)")
 	}

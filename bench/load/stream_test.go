@@ -273,3 +273,29 @@ func TestTLSSessionResumption(t *testing.T) {
 		t.Fatalf("completed %d, resumed %d of 40 connections (want most but the first)", c.Completed, c.Resumed)
 	}
 }
+
+// TestUASForgetsDelayedInvitesOfClosedConnections closes a connection
+// whose INVITE waits for its delayed 200: the INVITE leaves the table
+// CANCELs are matched in.
+func TestUASForgetsDelayedInvitesOfClosedConnections(t *testing.T) {
+	s := startUAS(t, UASConfig{Transport: transport.TCP, Delay: time.Minute})
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte(invite)); err != nil {
+		t.Fatal(err)
+	}
+	pending := func() (n int) {
+		for i := range s.cancels.shards {
+			sh := &s.cancels.shards[i]
+			sh.mu.Lock()
+			n += len(sh.m)
+			sh.mu.Unlock()
+		}
+		return n
+	}
+	waitFor(t, "the INVITE to wait", func() bool { return pending() == 1 })
+	c.Close()
+	waitFor(t, "the INVITE to be forgotten", func() bool { return pending() == 0 })
+}

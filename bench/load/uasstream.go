@@ -136,7 +136,29 @@ func (st *uasStream) serve(raw net.Conn, stats *uasStats) {
 		}
 		c = tc
 	}
-	st.newWorker(c, stats).serveStream()
+	w := st.newWorker(c, stats)
+	w.serveStream()
+	w.forgetQueue()
+}
+
+// forgetQueue takes the INVITEs still waiting in the delay queue of a
+// connection that ended out of the cancel table: their responses will not
+// be sent, and a CANCEL for them gets its 200 only.
+func (w *uasWorker) forgetQueue() {
+	for ; w.qLen > 0; w.qLen-- {
+		p := w.q[w.qHead]
+		w.q[w.qHead] = nil
+		w.qHead = (w.qHead + 1) % len(w.q)
+		if p.key == 0 {
+			continue
+		}
+		sh := &w.s.cancels.shards[w.s.cancels.shard(p.key)]
+		sh.mu.Lock()
+		if sh.m[p.key] == p {
+			delete(sh.m, p.key)
+		}
+		sh.mu.Unlock()
+	}
 }
 
 // newWorker returns the worker answering on connection c.
