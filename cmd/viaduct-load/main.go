@@ -455,9 +455,13 @@ loop:
 			d.Sub(&cur, &prev)
 			c := load.ProcessCPU()
 			dt := now.Sub(last).Seconds()
-			fmt.Fprintf(stderr, "\r[%6.1fs] recv %8.0f/s  sent %8.0f/s  invite %d bye %d register %d options %d  dropped %d failed %d canceled %d  cpu %.0f%%\033[K",
+			conns := ""
+			if cfg.Transport.Reliable() {
+				conns = fmt.Sprintf("  conns %d", s.Conns())
+			}
+			fmt.Fprintf(stderr, "\r[%6.1fs] recv %8.0f/s  sent %8.0f/s  invite %d bye %d register %d options %d  dropped %d failed %d canceled %d%s  cpu %.0f%%\033[K",
 				now.Sub(start).Seconds(), float64(d.Received)/dt, float64(d.Sent)/dt, cur.Invite, cur.Bye, cur.Register,
-				cur.Options, cur.Dropped, cur.Failed, cur.Canceled, 100*(c-cpuPrev).Seconds()/dt)
+				cur.Options, cur.Dropped, cur.Failed, cur.Canceled, conns, 100*(c-cpuPrev).Seconds()/dt)
 			prev, last, cpuPrev = cur, now, c
 		}
 	}
