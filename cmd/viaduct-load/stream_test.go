@@ -68,7 +68,7 @@ func TestFindMaxOverTLS(t *testing.T) {
 	s := startUAS(t, load.UASConfig{Transport: transport.TLS})
 	var out, errb bytes.Buffer
 	code := run([]string{"uac", "--transport", "tls", "--tls-insecure", "--connections", "per-call", "--target", s.Addr().String(),
-		"--find-max", "--rate", "50", "--find-limit", "100", "--find-growth", "2", "--find-step", "300ms", "--find-drain", "2s",
+		"--find-max", "--rate", "20", "--find-limit", "40", "--find-growth", "2", "--find-step", "500ms", "--find-drain", "2s",
 		"--quiet", "--json", "-"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
@@ -77,7 +77,7 @@ func TestFindMaxOverTLS(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if res.MaxRate != 100 || res.Best == nil || res.Best.Transport != "tls" || res.Best.ConnsOpened != res.Best.Started {
+	if res.MaxRate != 40 || res.Best == nil || res.Best.Transport != "tls" || res.Best.ConnsOpened != res.Best.Started {
 		t.Fatalf("find-max over tls: max %v, best %+v", res.MaxRate, res.Best)
 	}
 }
