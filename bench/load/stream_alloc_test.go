@@ -57,6 +57,20 @@ func (c *memConn) take(t *testing.T) []string {
 // and the inbox as from a reader goroutine: in steady state nothing is
 // allocated.
 func TestStreamUACMessagePathDoesNotAllocate(t *testing.T) {
+	ts, call := replayableStreamCall(t)
+	if a := testing.AllocsPerRun(500, call); a != 0 {
+		t.Fatalf("a call over tcp allocates %v times on the message path", a)
+	}
+	if c := ts.counter(cCompleted); c != 502 || ts.counter(cFailed) != 0 {
+		t.Fatalf("completed %d failed %d, want 502 and 0", c, ts.counter(cFailed))
+	}
+}
+
+// replayableStreamCall is replayableCall on a shared tcp connection:
+// responses go through the framer and the inbox as from a reader
+// goroutine, requests are written to a connection that keeps nothing.
+// It checks the first call's messages on the way.
+func replayableStreamCall(t *testing.T) (*testSource, func()) {
 	ts := newTestSource(t, UACConfig{Transport: transport.TCP})
 	var readers sync.WaitGroup
 	ts.stream = newUACStream(ts.cfg, netip.MustParseAddr("127.0.0.1"), 0, len(ts.calls), ts.slotN, &readers)
@@ -98,7 +112,7 @@ func TestStreamUACMessagePathDoesNotAllocate(t *testing.T) {
 		t.Fatalf("first call: completed %d, failed %d", ts.counter(cCompleted), ts.counter(cFailed))
 	}
 	gen := ts.calls[slot].gen
-	call := func() {
+	return ts, func() {
 		ts.calls[slot].gen = gen - 1
 		ts.startCall()
 		deliver(answers)
@@ -106,18 +120,31 @@ func TestStreamUACMessagePathDoesNotAllocate(t *testing.T) {
 		ts.flush()
 		conn.wrote = conn.wrote[:0]
 	}
-	if a := testing.AllocsPerRun(500, call); a != 0 {
-		t.Fatalf("a call over tcp allocates %v times on the message path", a)
-	}
-	if c := ts.counter(cCompleted); c != 502 || ts.counter(cFailed) != 0 {
-		t.Fatalf("completed %d failed %d, want 502 and 0", c, ts.counter(cFailed))
-	}
 }
 
 // TestStreamUASDoesNotAllocate answers a call's requests, read from a
 // connection in one piece with keepalives between them, and writes the
 // responses: in steady state nothing is allocated.
 func TestStreamUASDoesNotAllocate(t *testing.T) {
+	step, conn := streamUASStep(t)
+	step()
+	got := conn.take(t)
+	if len(got) != 4 || codes(sentOf(got)) != "100 180 200 200" {
+		t.Fatalf("responses %q", got)
+	}
+	if ct := header(t, got[2], "Contact"); ct != "<sip:uas@127.0.0.1:5071;transport=tcp>" {
+		t.Fatalf("200 Contact %q", ct)
+	}
+	a := testing.AllocsPerRun(500, func() { step(); conn.wrote = conn.wrote[:0] })
+	if a != 0 {
+		t.Fatalf("answering a call over tcp allocates %v times", a)
+	}
+}
+
+// streamUASStep returns a function that has a tcp UAS connection worker
+// read a call's requests (INVITE, ACK, BYE, a keepalive between) from
+// conn and write the responses to it.
+func streamUASStep(t *testing.T) (func(), *memConn) {
 	tu := newTestUAS(t, 0, UASConfig{Transport: transport.TCP})
 	st := &uasStream{s: tu.s}
 	st.sdp, st.contact = tu.s.answerParts(tu.s.addr)
@@ -136,18 +163,7 @@ func TestStreamUASDoesNotAllocate(t *testing.T) {
 		}
 		w.flush()
 	}
-	step()
-	got := conn.take(t)
-	if len(got) != 4 || codes(sentOf(got)) != "100 180 200 200" {
-		t.Fatalf("responses %q", got)
-	}
-	if ct := header(t, got[2], "Contact"); ct != "<sip:uas@127.0.0.1:5071;transport=tcp>" {
-		t.Fatalf("200 Contact %q", ct)
-	}
-	a := testing.AllocsPerRun(500, func() { step(); conn.wrote = conn.wrote[:0] })
-	if a != 0 {
-		t.Fatalf("answering a call over tcp allocates %v times", a)
-	}
+	return step, conn
 }
 
 func sentOf(msgs []string) []sentResp {
@@ -156,4 +172,31 @@ func sentOf(msgs []string) []sentResp {
 		r[i].msg = m
 	}
 	return r
+}
+
+// BenchmarkUACCallTCP is BenchmarkUACCall on a shared tcp connection:
+// the UAC's work for one call, framing and the inbox included, without
+// sockets.
+func BenchmarkUACCallTCP(b *testing.B) {
+	ts, call := replayableStreamCall(&testing.T{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		call()
+	}
+	if ts.counter(cFailed) != 0 {
+		b.Fatal("calls failed")
+	}
+}
+
+// BenchmarkUASCallTCP is BenchmarkUASCall on a tcp connection: reading and
+// framing a call's requests, answering them, one write, without sockets.
+func BenchmarkUASCallTCP(b *testing.B) {
+	step, conn := streamUASStep(&testing.T{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		step()
+		conn.wrote = conn.wrote[:0]
+	}
 }
