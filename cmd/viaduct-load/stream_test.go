@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,15 +20,23 @@ import (
 // no files) and the uac command against it, with shared and per-call
 // connections.
 func TestStreamCommands(t *testing.T) {
+	certFile, keyFile := writeCertificate(t)
 	for _, tc := range []struct {
 		kind, conns string
-		extra       []string
+		extra       []string // uac flags
+		uasExtra    []string
 		wantConns   string
 	}{
-		{"tcp", "shared", nil, "accepted 1,"},
-		{"tls", "per-call", []string{"--tls-insecure"}, "accepted 40,"},
+		{"tcp", "shared", nil, nil, "accepted 1,"},
+		{"tls", "per-call", []string{"--tls-insecure"}, nil, "accepted 40,"},
+		// The certificate checked against the CA file (the certificate itself).
+		{"tls", "shared", []string{"--tls-ca", certFile}, []string{"--tls-cert", certFile, "--tls-key", keyFile}, "accepted 1,"},
 	} {
-		t.Run(tc.kind+"/"+tc.conns, func(t *testing.T) {
+		name := tc.kind + "/" + tc.conns
+		if len(tc.extra) > 0 {
+			name += "/" + strings.TrimPrefix(tc.extra[0], "--")
+		}
+		t.Run(name, func(t *testing.T) {
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -34,7 +46,8 @@ func TestStreamCommands(t *testing.T) {
 			var uasOut, uasErr bytes.Buffer
 			done := make(chan int)
 			go func() {
-				done <- run([]string{"uas", "--transport", tc.kind, "--listen", addr, "--duration", "3s", "--quiet"}, &uasOut, &uasErr)
+				done <- run(append([]string{"uas", "--transport", tc.kind, "--listen", addr, "--duration", "3s", "--quiet"},
+					tc.uasExtra...), &uasOut, &uasErr)
 			}()
 			var out, errb bytes.Buffer
 			args := append([]string{"uac", "--transport", tc.kind, "--connections", tc.conns, "--target", addr, "--sources", "1",
@@ -121,4 +134,27 @@ func TestStreamUsageErrors(t *testing.T) {
 			t.Errorf("%q: exit %d, want 2 and %q:\n%s", tc.args, code, tc.want, errb.String())
 		}
 	}
+}
+
+// writeCertificate writes a self-signed certificate for 127.0.0.1 and its
+// key as PEM files.
+func writeCertificate(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	cert, err := load.SelfSignedCertificate("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
