@@ -150,6 +150,7 @@ type inbox struct {
 	space  sync.Cond
 	buf    []byte
 	refs   []inboxRef
+	opened []opening     // per-call connections opened (or not), in order
 	closed []*streamConn // connections that ended, in order
 	stop   bool
 	wake   chan struct{} // capacity 1: something arrived
@@ -203,6 +204,26 @@ func (in *inbox) deliver(f *frameReader) error {
 
 var errInboxStopped = errors.New("inbox stopped")
 
+// opening is the outcome of opening a per-call connection.
+type opening struct {
+	sc   *streamConn
+	conn net.Conn // nil when err
+	err  error
+}
+
+// connOpened records the outcome of opening sc; false when the owner has
+// gone (the caller then closes conn).
+func (in *inbox) connOpened(o opening) bool {
+	in.mu.Lock()
+	stop := in.stop
+	if !stop {
+		in.opened = append(in.opened, o)
+	}
+	in.mu.Unlock()
+	in.signal()
+	return !stop
+}
+
 // connEnded records that c's reader stopped (the peer closed it, or a read
 // or framing error).
 func (in *inbox) connEnded(c *streamConn) {
@@ -216,15 +237,17 @@ func (in *inbox) connEnded(c *streamConn) {
 type inboxBatch struct {
 	buf    []byte
 	refs   []inboxRef
+	opened []opening
 	closed []*streamConn
 }
 
 // take swaps the inbox's contents with b's (emptied) buffers.
 func (in *inbox) take(b *inboxBatch) {
-	b.buf, b.refs, b.closed = b.buf[:0], b.refs[:0], b.closed[:0]
+	b.buf, b.refs, b.opened, b.closed = b.buf[:0], b.refs[:0], b.opened[:0], b.closed[:0]
 	in.mu.Lock()
 	in.buf, b.buf = b.buf, in.buf
 	in.refs, b.refs = b.refs, in.refs
+	in.opened, b.opened = b.opened, in.opened
 	in.closed, b.closed = b.closed, in.closed
 	in.space.Broadcast()
 	in.mu.Unlock()

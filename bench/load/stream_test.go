@@ -299,3 +299,49 @@ func TestUASForgetsDelayedInvitesOfClosedConnections(t *testing.T) {
 	c.Close()
 	waitFor(t, "the INVITE to be forgotten", func() bool { return pending() == 0 })
 }
+
+// TestPerCallConnectFailures aims per-call connections at a port where
+// nothing listens: every call fails as "connect failed", counted, and the
+// source is not held up meanwhile.
+func TestPerCallConnectFailures(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := l.Addr().(*net.TCPAddr).AddrPort()
+	l.Close()
+	u := startUAC(t, UACConfig{Target: target, Transport: transport.TCP, Connections: ConnPerCall, Sources: 1})
+	r := runFor(t, u, RunOptions{Rate: 500, Total: 50})
+	if c := &r.Counts; c.Failed != 50 || c.ConnectFailed != 50 || c.ConnsFailed != 50 || c.ConnsOpened != 0 ||
+		r.Report(0).FailedBy["connect failed"] != 50 {
+		t.Fatalf("failed %d (%v), connections failed %d opened %d", c.Failed, c.FailedBy(), c.ConnsFailed, c.ConnsOpened)
+	}
+}
+
+// TestPerCallOpeningAbandoned runs tls calls against a listener that never
+// answers a handshake: the calls wait in their opening, end unfinished when
+// the run gives up on them, and Close does not wait for the openings'
+// minute-long timeout.
+func TestPerCallOpeningAbandoned(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close() // connections complete in its backlog; nobody speaks TLS
+	u, err := NewUAC(UACConfig{Target: l.Addr().(*net.TCPAddr).AddrPort(), Transport: transport.TLS, Connections: ConnPerCall,
+		Sources: 1, TLS: &tls.Config{InsecureSkipVerify: true}, DialTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runFor(t, u, RunOptions{Rate: 100, Total: 5, Drain: 200 * time.Millisecond})
+	if c := &r.Counts; c.Unfinished != 5 || c.ConnsOpened != 0 {
+		t.Fatalf("unfinished %d (want 5), failed %v, opened %d", c.Unfinished, c.FailedBy(), c.ConnsOpened)
+	}
+	closed := make(chan struct{})
+	go func() { u.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close waited for the openings in progress")
+	}
+}

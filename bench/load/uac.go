@@ -139,7 +139,7 @@ func (u *UAC) addStreamSource(i int, ip netip.Addr, port int, runID string, perS
 	if s.stream.perCall {
 		return nil
 	}
-	sc, err := s.stream.open(s, -1)
+	sc, err := s.stream.open(s)
 	if err != nil {
 		return fmt.Errorf("connecting to %v: %w", u.cfg.Target, err)
 	}

@@ -22,6 +22,7 @@ const (
 	stByeProceeding           // provisional response to the BYE received
 	stRequesting              // non-INVITE scenario: request sent, no response yet
 	stReqProceeding           // non-INVITE scenario: provisional response received
+	stConnecting              // its own connection being opened (tcp, tls per call)
 )
 
 // dlgSize is the per-call room for what the UAS tells us about the dialog:
@@ -460,13 +461,6 @@ func (s *uacSource) startCall() bool {
 	}
 	slot := s.free[len(s.free)-1]
 	s.free = s.free[:len(s.free)-1]
-	if s.stream != nil && !s.stream.openFor(s, slot) {
-		s.free = append(s.free, slot)
-		s.st.inc(cStarted)
-		s.st.inc(cFailed)
-		s.st.inc(cConnectFail)
-		return true
-	}
 	c := &s.calls[slot]
 	c.gen++
 	c.tagLen, c.uriLen, c.routeLen = 0, 0, 0
@@ -474,16 +468,26 @@ func (s *uacSource) startCall() bool {
 	s.seq++
 	c.user = s.cfg.UserStart + n%s.cfg.UserCount
 	c.start = s.now
+	s.st.inc(cStarted)
+	if s.stream != nil && s.stream.perCall {
+		c.state = stConnecting // the request leaves once it is open
+		s.stream.openFor(slot)
+		return true
+	}
+	s.sendInitial(slot, c)
+	return true
+}
+
+// sendInitial sends the request that starts call slot's scenario.
+func (s *uacSource) sendInitial(slot int32, c *call) {
 	k := s.initialKind()
 	if k == rkInvite {
 		c.state = stInviting
 	} else {
 		c.state = stRequesting
 	}
-	s.st.inc(cStarted)
 	s.beginTx(slot, c)
 	s.emit(slot, c, k)
-	return true
 }
 
 func (s *uacSource) srcCount() int {

@@ -13,29 +13,32 @@ import (
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
-// The UAC on tcp and tls. A source owns its connections: it opens them
-// (one shared, or one per call), writes to them, and closes them, all from
-// its goroutine. Each connection has a reader goroutine that frames the
-// responses and hands them to the source's inbox, where the source's loop
-// picks them up as it picks up datagrams on udp; a reader whose connection
-// ends says so through the inbox too, and the source then fails the calls
-// that were waiting on it ("connection lost") and, for a shared
-// connection, reopens it.
+// The UAC on tcp and tls. A source owns its connections: it writes to
+// them and closes them from its goroutine. It opens a shared connection
+// itself; a call's own connection is opened by a goroutine of its own, so
+// that the source goes on with its other calls meanwhile, and the call's
+// first request leaves when the source hears it is open. Each connection
+// has a reader goroutine that frames the responses and hands them to the
+// source's inbox, where the source's loop picks them up as it picks up
+// datagrams on udp; a reader whose connection ends says so through the
+// inbox too, and the source then fails the calls that were waiting on it
+// ("connection lost") and, for a shared connection, reopens it.
 
 // connState is where a source's connection is.
 type connState uint8
 
 const (
-	connOpen   connState = iota
-	connBroken           // a write failed; its reader will report the end
-	connClosed           // closed by the source: its end is no news
+	connOpen    connState = iota
+	connBroken            // a write failed; its reader will report the end
+	connClosed            // closed by the source: its end is no news
+	connOpening           // a call's connection being opened
 )
 
 // streamConn is one connection of a UAC source.
 type streamConn struct {
-	c      net.Conn
-	slot   int32  // the call it carries (per call), -1 when shared
-	sentBy []byte // its local address, for Via and Contact
+	c      net.Conn // nil while opening
+	slot   int32    // the call it carries (per call), -1 when shared
+	sentBy []byte   // its local address, for Via and Contact
 	state  connState
 	wdl    int64 // when the write deadline was last pushed (source clock)
 }
@@ -55,7 +58,9 @@ type uacStream struct {
 	dialer  net.Dialer
 	target  string
 	timeout time.Duration
-	readers *sync.WaitGroup // the UAC's: Close waits for every reader
+	readers *sync.WaitGroup // the UAC's: Close waits for every reader and opener
+	ctx     context.Context // ends the openings in progress at close
+	cancel  context.CancelFunc
 
 	in      *inbox
 	batch   inboxBatch
@@ -85,6 +90,7 @@ func newUACStream(cfg *UACConfig, local netip.Addr, port int, maxCalls, slotN in
 		batchN: cfg.BatchSize, slotN: slotN, wbuf: make([]byte, 0, cfg.BatchSize*slotN),
 		queue: make([]outMsg, 0, cfg.BatchSize),
 	}
+	st.ctx, st.cancel = context.WithCancel(context.Background())
 	st.dialer.LocalAddr = &net.TCPAddr{IP: local.AsSlice(), Port: port}
 	if port == 0 {
 		// Choose the port at connect time, by the whole 4-tuple: a bind
@@ -101,39 +107,52 @@ func newUACStream(cfg *UACConfig, local netip.Addr, port int, maxCalls, slotN in
 	return st
 }
 
-// open opens a connection to the target (TLS handshake included) and
-// starts its reader.
-func (st *uacStream) open(s *uacSource, slot int32) (*streamConn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), st.timeout)
+// dial opens a connection to the target, TLS handshake included. Any
+// goroutine may call it.
+func (st *uacStream) dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
 	defer cancel()
 	c, err := st.dialer.DialContext(ctx, "tcp", st.target)
 	if err == nil && st.tls != nil {
 		tc := tls.Client(c, st.tls)
 		if err = tc.HandshakeContext(ctx); err != nil {
 			c.Close()
-			err = fmt.Errorf("tls handshake: %w", err)
-		} else if tc.ConnectionState().DidResume {
-			s.st.inc(cResumed)
+			return nil, fmt.Errorf("tls handshake: %w", err)
 		}
 		c = tc
 	}
+	return c, err
+}
+
+// open opens the shared connection and starts its reader.
+func (st *uacStream) open(s *uacSource) (*streamConn, error) {
+	c, err := st.dial(st.ctx)
 	if err != nil {
 		s.st.inc(cConnFailed)
 		return nil, err
 	}
-	s.st.inc(cConnOpened)
-	sc := &streamConn{c: c, slot: slot, wdl: s.now}
-	ap := c.LocalAddr().(*net.TCPAddr).AddrPort()
-	sc.sentBy = []byte(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String())
-	c.SetWriteDeadline(time.Now().Add(writeTimeout))
-	st.readers.Go(func() { st.read(sc) })
+	sc := &streamConn{slot: -1}
+	st.adopt(s, sc, c)
+	st.readers.Go(func() { st.read(sc, c) })
 	return sc, nil
 }
 
-// read is a connection's reader: it frames what arrives into the inbox
-// until the connection ends.
-func (st *uacStream) read(sc *streamConn) {
-	f := newFrameReader(sc.c, 4096)
+// adopt makes c, just opened, sc's connection.
+func (st *uacStream) adopt(s *uacSource, sc *streamConn, c net.Conn) {
+	s.st.inc(cConnOpened)
+	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().DidResume {
+		s.st.inc(cResumed)
+	}
+	sc.c, sc.state, sc.wdl = c, connOpen, s.now
+	ap := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	sc.sentBy = []byte(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String())
+	c.SetWriteDeadline(time.Now().Add(writeTimeout))
+}
+
+// read is a connection's reader: it frames what arrives on c into the
+// inbox until the connection ends.
+func (st *uacStream) read(sc *streamConn, c net.Conn) {
+	f := newFrameReader(c, 4096)
 	for {
 		err := f.fill()
 		if err == nil {
@@ -158,7 +177,7 @@ func (st *uacStream) canStart(s *uacSource) bool {
 	if s.now < st.retryAt {
 		return false
 	}
-	sc, err := st.open(s, -1)
+	sc, err := st.open(s)
 	if err != nil {
 		st.retryAt = s.now + int64(reconnectPause)
 		return false
@@ -171,18 +190,47 @@ func (st *uacStream) canStart(s *uacSource) bool {
 	return true
 }
 
-// openFor opens call slot's own connection (per call); false if it could
-// not be opened.
-func (st *uacStream) openFor(s *uacSource, slot int32) bool {
-	if !st.perCall {
-		return true
-	}
-	sc, err := st.open(s, slot)
-	if err != nil {
-		return false
-	}
+// openFor starts opening call slot's own connection; its goroutine then
+// reads from it. The source hears the outcome through the inbox (opened).
+func (st *uacStream) openFor(slot int32) {
+	sc := &streamConn{slot: slot, state: connOpening}
 	st.conns[slot] = sc
-	return true
+	st.readers.Go(func() {
+		c, err := st.dial(st.ctx)
+		if !st.in.connOpened(opening{sc, c, err}) {
+			if c != nil {
+				c.Close()
+			}
+			return
+		}
+		if err == nil {
+			st.read(sc, c)
+		}
+	})
+}
+
+// opened handles the outcome of opening a call's connection: the call's
+// first request leaves on it, or the call fails ("connect failed"); a
+// connection whose call has ended meanwhile is closed.
+func (st *uacStream) opened(s *uacSource, o opening) {
+	sc := o.sc
+	if o.err != nil {
+		s.st.inc(cConnFailed)
+	} else {
+		st.adopt(s, sc, o.conn)
+	}
+	if st.conns[sc.slot] != sc {
+		st.close(sc) // the call ended (aborted) while it was opening
+		return
+	}
+	c := &s.calls[sc.slot]
+	if o.err != nil {
+		st.conns[sc.slot] = nil
+		sc.state = connClosed
+		s.finish(sc.slot, c, false, cConnectFail, 0)
+		return
+	}
+	s.sendInitial(sc.slot, c)
 }
 
 // connFor returns the connection call slot's messages go on.
@@ -288,13 +336,16 @@ func (st *uacStream) write(s *uacSource, sc *streamConn, b []byte, n int) {
 func (st *uacStream) close(sc *streamConn) {
 	if sc.state != connClosed {
 		sc.state = connClosed
-		sc.c.Close()
+		if sc.c != nil {
+			sc.c.Close()
+		}
 	}
 }
 
 // closeAll closes every connection (the source has stopped) and lets the
 // readers go.
 func (st *uacStream) closeAll() {
+	st.cancel()
 	st.in.shutdown()
 	if st.shared != nil {
 		st.close(st.shared)
@@ -321,10 +372,14 @@ func (st *uacStream) wait(s *uacSource, wake int64) {
 	st.receive(s)
 }
 
-// receive handles what arrived in the inbox: messages, then the ends of
-// connections.
+// receive handles what arrived in the inbox: connections opened, messages,
+// then the ends of connections.
 func (st *uacStream) receive(s *uacSource) {
 	st.in.take(&st.batch)
+	for i, o := range st.batch.opened {
+		st.opened(s, o)
+		st.batch.opened[i] = opening{}
+	}
 	if len(st.batch.refs) > 0 {
 		s.st.inc(cReadCalls)
 	}
