@@ -1,6 +1,7 @@
 package load
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/internal/enum"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Scenario is what the UAC does for each "call" it starts.
@@ -55,6 +57,20 @@ type UACConfig struct {
 	Target netip.AddrPort
 	// Scenario is what each call does. Default ScenarioCall.
 	Scenario Scenario
+
+	// Transport is udp (the default), tcp or tls. On tcp and tls requests
+	// are not retransmitted (RFC 3261 17.1.1.2, 17.1.2.2), the Via says TCP
+	// or TLS and the Contact carries ;transport=tcp or tls.
+	Transport transport.Kind
+	// Connections is how calls use connections on tcp and tls: one shared
+	// connection per source (default) or one per call.
+	Connections Connections
+	// TLS is the client configuration for tls (see ClientTLSConfig);
+	// required with it. Its ServerName defaults to the target's address.
+	TLS *tls.Config
+	// DialTimeout bounds opening a connection, TLS handshake included.
+	// Default 5s.
+	DialTimeout time.Duration
 
 	// Sources is the number of local sockets (source address and port
 	// pairs) traffic is sent from, so per-source limits and SO_REUSEPORT
@@ -123,6 +139,9 @@ func (c UACConfig) withDefaults() (UACConfig, error) {
 	}
 	if c.Scenario < ScenarioCall || c.Scenario > ScenarioMessage {
 		return c, fmt.Errorf("invalid scenario %d", c.Scenario)
+	}
+	if err := c.streamDefaults(); err != nil {
+		return c, err
 	}
 	if c.Sources == 0 {
 		c.Sources = runtime.GOMAXPROCS(0)
@@ -216,6 +235,29 @@ func socketDefaults(recvBuffer, sendBuffer, batchSize *int) error {
 	}
 	if *batchSize < 1 || *batchSize > 1024 {
 		return fmt.Errorf("batch size %d out of range 1..1024", *batchSize)
+	}
+	return nil
+}
+
+// streamDefaults checks and completes the transport settings.
+func (c *UACConfig) streamDefaults() error {
+	if err := checkTransport(&c.Transport); err != nil {
+		return err
+	}
+	if c.Connections != ConnShared && c.Connections != ConnPerCall {
+		return fmt.Errorf("invalid connections mode %d", c.Connections)
+	}
+	if c.Transport.Reliable() && c.Connections == ConnPerCall && c.BindPort != 0 {
+		return errors.New("bind port: connections per call cannot share one local port")
+	}
+	if c.Transport == transport.TLS && c.TLS == nil {
+		return errors.New("tls needs a client TLS configuration (a CA to trust, or insecure)")
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.DialTimeout < 0 {
+		return fmt.Errorf("dial timeout %v must be positive", c.DialTimeout)
 	}
 	return nil
 }

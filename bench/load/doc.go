@@ -43,4 +43,22 @@
 // own a socket of one SO_REUSEPORT group; a classic BPF program spreads
 // datagrams over them at random (UASConfig.Spread), so a few heavy sources
 // do not land on one worker.
+//
+// # TCP and TLS
+//
+// With UACConfig.Transport and UASConfig.Transport set to transport.TCP or
+// transport.TLS, both speak SIP over streams, each message framed by its
+// Content-Length (RFC 3261 18.3, parser.FrameStream) and CR LF keepalives
+// between messages skipped. A UAC source owns its connections: one shared
+// by its calls (ConnShared, SIPp's -t t1), reopened when it drops, or one
+// per call (ConnPerCall, -t tn), closed after the call's last transaction.
+// A reader goroutine per connection frames what arrives into the source's
+// inbox, which the source drains where it would read datagrams, so the
+// call state keeps its single owner. Requests are not retransmitted; a
+// call whose connection drops fails as "connection lost". The UAS accepts
+// connections and answers each request on the one it came on, a goroutine
+// per connection, and closes a connection whose bytes cannot be framed.
+//
+// HoldConns opens many idle connections and holds them, for measuring what
+// idle connections cost a server.
 package load

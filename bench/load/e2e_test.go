@@ -90,7 +90,9 @@ func TestRequestScenariosLoopback(t *testing.T) {
 // are told apart and that the failure ratio reflects them.
 func TestFailuresCountedByReason(t *testing.T) {
 	s := startUAS(t, UASConfig{Workers: 2, FailRate: 0.2, FailCode: 486, DropRate: 0.1})
-	u := startUAC(t, UACConfig{Target: s.Addr(), Sources: 4, T1: 20 * time.Millisecond, Timeout: 300 * time.Millisecond})
+	// A timeout long enough that an answered call does not time out on a
+	// loaded machine (300ms did, now and then, under -race).
+	u := startUAC(t, UACConfig{Target: s.Addr(), Sources: 4, T1: 20 * time.Millisecond, Timeout: 2 * time.Second})
 	r := runFor(t, u, RunOptions{Rate: 2000, Total: 2000})
 	c := &r.Counts
 	if c.Completed+c.Failed != 2000 {

@@ -43,6 +43,8 @@ func LatencyOf(s *hist.Snapshot) Latency {
 type Report struct {
 	Scenario       string            `json:"scenario"`
 	Target         string            `json:"target"`
+	Transport      string            `json:"transport"`
+	Connections    string            `json:"connections,omitempty"`
 	TargetRate     float64           `json:"target_rate"`
 	AchievedRate   float64           `json:"achieved_rate"`
 	CompletedRate  float64           `json:"completed_rate"`
@@ -63,6 +65,11 @@ type Report struct {
 	ParseErrors    uint64            `json:"parse_errors"`
 	Unexpected     uint64            `json:"unexpected_messages"`
 	KernelDrops    uint64            `json:"kernel_receive_drops"`
+	ConnsOpened    uint64            `json:"connections_opened,omitempty"`
+	ConnsFailed    uint64            `json:"connections_failed,omitempty"`
+	ConnsDropped   uint64            `json:"connections_dropped,omitempty"`
+	Reconnects     uint64            `json:"reconnects,omitempty"`
+	TLSResumed     uint64            `json:"tls_resumed,omitempty"`
 	RecvBatch      float64           `json:"avg_recv_batch"`
 	SendBatch      float64           `json:"avg_send_batch"`
 	FirstResponse  Latency           `json:"latency_first_response"`
@@ -76,7 +83,7 @@ type Report struct {
 }
 
 // FailedBy returns the failures by reason: "timeout", "bye timeout",
-// "unfinished", a status code such as "486" for a rejected call, or
+// "unfinished", "connection lost", "connect failed", a status code such as "486" for a rejected call, or
 // "bye 481" for a BYE answered with an error.
 func (c *Counts) FailedBy() map[string]uint64 {
 	m := map[string]uint64{}
@@ -88,6 +95,12 @@ func (c *Counts) FailedBy() map[string]uint64 {
 	}
 	if c.Unfinished > 0 {
 		m["unfinished"] = c.Unfinished
+	}
+	if c.ConnLost > 0 {
+		m["connection lost"] = c.ConnLost
+	}
+	if c.ConnectFailed > 0 {
+		m["connect failed"] = c.ConnectFailed
 	}
 	for code, n := range c.Codes {
 		if n > 0 {
@@ -129,7 +142,7 @@ func failureSummary(m map[string]uint64) string {
 func (r *Result) Report(maxFail float64) Report {
 	c := &r.Counts
 	rep := Report{
-		Scenario: r.Scenario.String(), Target: r.TargetAddr.String(),
+		Scenario: r.Scenario.String(), Target: r.TargetAddr.String(), Transport: r.Transport.String(),
 		TargetRate: r.Rate, AchievedRate: round3(r.Achieved()),
 		SendingSeconds: round3(r.Sending.Seconds()), ElapsedSeconds: round3(r.Elapsed.Seconds()),
 		Started: c.Started, Completed: c.Completed, Failed: c.Failed,
@@ -140,6 +153,11 @@ func (r *Result) Report(maxFail float64) Report {
 		FirstResponse: LatencyOf(&c.Response),
 		CPUSeconds:    round3(r.CPU.Seconds()), Cores: r.Cores, Aborted: r.Aborted,
 		MaxFail: maxFail,
+	}
+	if r.Transport.Reliable() {
+		rep.Connections = r.Connections.String()
+		rep.ConnsOpened, rep.ConnsFailed, rep.ConnsDropped, rep.Reconnects = c.ConnsOpened, c.ConnsFailed, c.ConnsDropped, c.Reconnects
+		rep.TLSResumed = c.Resumed
 	}
 	if c.ReadCalls > 0 {
 		rep.RecvBatch = round3(float64(c.Received) / float64(c.ReadCalls))
@@ -166,7 +184,11 @@ func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 // WriteTable writes rep as a human-readable table.
 func (rep *Report) WriteTable(w io.Writer) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
-	p("viaduct-load uac: %s scenario against %s\n", rep.Scenario, rep.Target)
+	over := ""
+	if rep.Transport != "" && rep.Transport != "udp" {
+		over = " over " + rep.Transport + " (" + rep.Connections + " connections)"
+	}
+	p("viaduct-load uac: %s scenario against %s%s\n", rep.Scenario, rep.Target, over)
 	tr := "unlimited"
 	if rep.TargetRate > 0 {
 		tr = fmt.Sprintf("%.1f/s", rep.TargetRate)
@@ -182,6 +204,14 @@ func (rep *Report) WriteTable(w io.Writer) {
 	}
 	p("  %-22s %d\n", "retransmissions", rep.Retrans)
 	p("  %-22s sent %d, received %d (%.1f and %.1f per system call)\n", "messages", rep.Sent, rep.Received, rep.SendBatch, rep.RecvBatch)
+	if over != "" {
+		p("  %-22s opened %d, failed to open %d, dropped %d, reconnects %d", "connections",
+			rep.ConnsOpened, rep.ConnsFailed, rep.ConnsDropped, rep.Reconnects)
+		if rep.TLSResumed > 0 {
+			p(", TLS sessions resumed %d", rep.TLSResumed)
+		}
+		p("\n")
+	}
 	if n := rep.SendErrors + rep.Duplicates + rep.Late + rep.Stray + rep.ParseErrors + rep.Unexpected + rep.KernelDrops; n > 0 {
 		p("  %-22s send errors %d, kernel receive drops %d, duplicates %d, late %d, stray %d, unparsable %d, unexpected %d\n", "other",
 			rep.SendErrors, rep.KernelDrops, rep.Duplicates, rep.Late, rep.Stray, rep.ParseErrors, rep.Unexpected)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/bench/load/hist"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 func TestProgressAndTable(t *testing.T) {
@@ -34,6 +35,26 @@ func TestProgressAndTable(t *testing.T) {
 	var b strings.Builder
 	rep.WriteTable(&b)
 	for _, want := range []string{"achieved rate          1000.0/s", "486 6, timeout 4", "p99.9", "INVITE->200", "1.50s CPU, 0.50 cores of 2 (25%)", "FAIL"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestStreamReport(t *testing.T) {
+	var c Counts
+	c.Started, c.Completed, c.Failed, c.ConnLost, c.ConnectFailed = 10, 7, 3, 2, 1
+	c.ConnsOpened, c.ConnsFailed, c.ConnsDropped = 9, 1, 2
+	r := &Result{Rate: 10, Sending: time.Second, Elapsed: time.Second, Counts: c, Scenario: ScenarioCall,
+		Transport: transport.TLS, Connections: ConnPerCall}
+	rep := r.Report(0.5)
+	if rep.Transport != "tls" || rep.Connections != "per-call" || rep.ConnsOpened != 9 || rep.ConnsFailed != 1 ||
+		rep.ConnsDropped != 2 || rep.FailedBy["connection lost"] != 2 || rep.FailedBy["connect failed"] != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	var b strings.Builder
+	rep.WriteTable(&b)
+	for _, want := range []string{"over tls (per-call connections)", "opened 9, failed to open 1, dropped 2, reconnects 0", "connection lost 2"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}

@@ -28,7 +28,14 @@ const (
 	cDup                        // retransmitted responses (e.g. 200 to INVITE again)
 	cUnexpected                 // requests, or responses not fitting the call's state
 	cReadCalls                  // recvmmsg calls that returned datagrams
-	cWriteCalls                 // sendmmsg batches
+	cWriteCalls                 // sendmmsg batches (or stream writes)
+	cConnLost                   // calls failed because their connection closed under them
+	cConnectFail                // calls failed because their connection could not be opened
+	cConnOpened                 // connections opened (tcp, tls)
+	cConnFailed                 // connections that could not be opened
+	cReconnects                 // shared connections reopened after dropping
+	cConnDropped                // connections that ended without the UAC closing them
+	cResumed                    // TLS connections that resumed a session
 	numCounters
 )
 
@@ -72,6 +79,18 @@ type Counts struct {
 	// returning data, sendmmsg batches): Received/ReadCalls and
 	// Sent/WriteCalls are the average batch sizes.
 	ReadCalls, WriteCalls uint64
+	// ConnLost and ConnectFailed are calls failed because their
+	// connection closed under them or could not be opened (tcp, tls).
+	ConnLost, ConnectFailed uint64
+	// ConnsOpened, ConnsFailed, ConnsDropped and Reconnects count
+	// connections opened, connection attempts that failed, connections
+	// that ended without the UAC closing them (the peer closed, a read or
+	// write failed), and shared connections reopened after they dropped
+	// (tcp, tls).
+	ConnsOpened, ConnsFailed, ConnsDropped, Reconnects uint64
+	// Resumed counts the TLS connections that resumed an earlier session
+	// (TLS.ClientSessionCache set) instead of a full handshake.
+	Resumed uint64
 	// KernelDrops counts datagrams the kernel dropped on the sources'
 	// sockets (receive buffer full): responses lost before we saw them.
 	KernelDrops     uint64
@@ -96,6 +115,9 @@ func (c *Counts) fields() [numCounters]*uint64 {
 		cRetrans: &c.Retransmissions, cSent: &c.Sent, cRecv: &c.Received,
 		cParseErr: &c.ParseErrors, cStray: &c.Stray, cLate: &c.Late, cDup: &c.Duplicates,
 		cUnexpected: &c.Unexpected, cReadCalls: &c.ReadCalls, cWriteCalls: &c.WriteCalls,
+		cConnLost: &c.ConnLost, cConnectFail: &c.ConnectFailed, cConnOpened: &c.ConnsOpened,
+		cConnFailed: &c.ConnsFailed, cReconnects: &c.Reconnects, cConnDropped: &c.ConnsDropped,
+		cResumed: &c.Resumed,
 	}
 }
 

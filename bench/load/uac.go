@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/transport"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
@@ -48,8 +49,10 @@ type UAC struct {
 	planVer atomic.Uint64
 	acks    []atomic.Uint64 // plan version applied by each source
 	wg      sync.WaitGroup
-	runMu   sync.Mutex // one Run at a time; Close waits for it
+	readers sync.WaitGroup // connection readers (tcp, tls)
+	runMu   sync.Mutex     // one Run at a time; Close waits for it
 	closed  bool
+	ran     bool // a Run has started
 }
 
 // NewUAC validates cfg, opens the sources' sockets and starts their
@@ -85,6 +88,13 @@ func NewUAC(cfg UACConfig) (*UAC, error) {
 		if cfg.BindPort != 0 {
 			port = cfg.BindPort + i
 		}
+		if cfg.Transport.Reliable() {
+			if err := u.addStreamSource(i, ip, port, runID, perSource); err != nil {
+				u.closeSockets()
+				return nil, fmt.Errorf("uac source %d: %w", i, err)
+			}
+			continue
+		}
 		conn, err := udp.ListenAddrPort(context.Background(), netip.AddrPortFrom(ip, uint16(port)), udp.Config{
 			RecvBuffer: cfg.RecvBuffer, SendBuffer: cfg.SendBuffer, BatchSize: batch,
 		})
@@ -113,6 +123,30 @@ func NewUAC(cfg UACConfig) (*UAC, error) {
 	return u, nil
 }
 
+// addStreamSource adds source i, bound to ip (and port when not 0), with
+// its shared connection open unless connections are per call.
+func (u *UAC) addStreamSource(i int, ip netip.Addr, port int, runID string, perSource int) error {
+	if ip.IsUnspecified() {
+		a, err := localAddrFor(u.cfg.Target)
+		if err != nil {
+			return err
+		}
+		ip = a
+	}
+	s := newSource(u, &u.cfg, i, netip.AddrPortFrom(ip, uint16(port)), runID, perSource, u.nanotime())
+	s.stream = newUACStream(&u.cfg, ip, port, perSource, s.slotN, &u.readers)
+	u.sources = append(u.sources, s)
+	if s.stream.perCall {
+		return nil
+	}
+	sc, err := s.stream.open(s)
+	if err != nil {
+		return fmt.Errorf("connecting to %v: %w", u.cfg.Target, err)
+	}
+	s.stream.shared = sc
+	return nil
+}
+
 // localAddrFor returns the local address the kernel would use to send to
 // target (no packet is sent).
 func localAddrFor(target netip.AddrPort) (netip.Addr, error) {
@@ -133,7 +167,11 @@ func (u *UAC) Config() UACConfig { return u.cfg }
 func (u *UAC) LocalAddrs() []netip.AddrPort {
 	a := make([]netip.AddrPort, len(u.sources))
 	for i, s := range u.sources {
-		a[i] = s.conn.LocalAddr()
+		if s.conn != nil {
+			a[i] = s.conn.LocalAddr()
+		} else {
+			a[i], _ = netip.ParseAddrPort(string(s.sentBy(-1)))
+		}
 	}
 	return a
 }
@@ -213,6 +251,10 @@ type Result struct {
 	MaxOutput  int           // the configured max-outstanding
 	Scenario   Scenario
 	TargetAddr netip.AddrPort
+	// Transport and Connections are the UAC's (Connections matters on
+	// tcp and tls only).
+	Transport   transport.Kind
+	Connections Connections
 }
 
 // Achieved returns the rate at which calls were started.
@@ -251,10 +293,15 @@ func (u *UAC) Run(ctx context.Context, opts RunOptions) (*Result, error) {
 	}
 	var before, after Counts
 	u.Counts(&before)
+	if !u.ran {
+		// The first run's report counts the shared connections NewUAC opened.
+		before.ConnsOpened, before.ConnsFailed = 0, 0
+		u.ran = true
+	}
 	cpu0 := processCPU()
 	t0 := time.Now()
 	res := &Result{Rate: opts.Rate, Cores: gomaxprocs(), MaxOutput: u.cfg.MaxOutstanding,
-		Scenario: u.cfg.Scenario, TargetAddr: u.cfg.Target}
+		Scenario: u.cfg.Scenario, TargetAddr: u.cfg.Target, Transport: u.cfg.Transport, Connections: u.cfg.Connections}
 	bg := context.Background()
 	startedBefore, _ := u.started()
 	startNs := u.nanotime()
@@ -334,12 +381,16 @@ func (u *UAC) Close() error {
 func (u *UAC) closeSockets() error {
 	var errs []error
 	for _, s := range u.sources {
+		if s.stream != nil {
+			s.stream.closeAll()
+		}
 		if s.conn != nil {
 			if err := s.conn.Close(); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
+	u.readers.Wait()
 	return errors.Join(errs...)
 }
 
@@ -424,6 +475,10 @@ func (s *uacSource) run() {
 		wake = min(wake, s.wheel.nextDeadline())
 		if wake <= s.now {
 			wake = s.now + 1000 // more to do: just poll the socket
+		}
+		if s.stream != nil {
+			s.stream.wait(s, wake)
+			continue
 		}
 		if deadline == 0 || wake < deadline || deadline <= s.now {
 			deadline = wake

@@ -22,6 +22,7 @@ const (
 	stByeProceeding           // provisional response to the BYE received
 	stRequesting              // non-INVITE scenario: request sent, no response yet
 	stReqProceeding           // non-INVITE scenario: provisional response received
+	stConnecting              // its own connection being opened (tcp, tls per call)
 )
 
 // dlgSize is the per-call room for what the UAS tells us about the dialog:
@@ -106,6 +107,10 @@ type uacSource struct {
 	t1, t2, timeout, hold int64
 	retrans               bool
 	quantum, phase        int64 // pacing quantum and this source's offset in it
+
+	stream   *uacStream // connections on tcp and tls; nil on udp
+	viaProto string     // "SIP/2.0/UDP " (or TCP, TLS)
+	uriParam string     // ";transport=tcp" or tls for our Contact; "" on udp
 }
 
 // gridFloor returns the latest instant of this source's pacing grid at or
@@ -148,7 +153,7 @@ func newSource(u *UAC, cfg *UACConfig, idx int, local netip.AddrPort, run string
 		t2:      int64(cfg.T2),
 		timeout: int64(cfg.Timeout),
 		hold:    int64(cfg.CallHold),
-		retrans: !cfg.NoRetrans,
+		retrans: !cfg.NoRetrans && !cfg.Transport.Reliable(),
 		quantum: int64(cfg.PaceQuantum),
 		calls:   make([]call, maxCalls),
 		free:    make([]int32, maxCalls),
@@ -158,6 +163,10 @@ func newSource(u *UAC, cfg *UACConfig, idx int, local netip.AddrPort, run string
 		s.phase = s.quantum * int64(idx%n) / int64(n)
 	}
 	s.hostport = []byte(local.String())
+	s.viaProto = "SIP/2.0/" + cfg.Transport.ViaToken() + " "
+	if cfg.Transport.Reliable() {
+		s.uriParam = ";transport=" + cfg.Transport.String()
+	}
 	s.cidTail = []byte("-" + strconv.Itoa(idx) + "-" + run + "@vl")
 	s.brPrefix = []byte("z9hG4bK-" + run + "-" + strconv.Itoa(idx) + "-")
 	s.sdp = buildSDP(local.Addr(), cfg.SDPSize)
@@ -209,6 +218,9 @@ func buildSDP(addr netip.Addr, size int) []byte {
 // next returns an empty buffer for the next outgoing message, flushing the
 // batch first if it is full.
 func (s *uacSource) next() []byte {
+	if s.stream != nil {
+		return s.stream.next(s)
+	}
 	if s.nOut == len(s.out.Msgs) {
 		s.flush()
 	}
@@ -216,8 +228,13 @@ func (s *uacSource) next() []byte {
 	return s.slab[o : o : o+s.slotN]
 }
 
-// send queues b (built in the buffer from next) for the target.
-func (s *uacSource) send(b []byte) {
+// send queues b (built in the buffer from next) for the target, on call
+// slot's connection on a stream transport.
+func (s *uacSource) send(slot int32, b []byte) {
+	if s.stream != nil {
+		s.stream.send(s, slot, b)
+		return
+	}
 	s.out.Msgs[s.nOut].SetData(b, s.target)
 	s.nOut++
 	s.st.inc(cSent)
@@ -225,6 +242,10 @@ func (s *uacSource) send(b []byte) {
 
 // flush sends the queued messages.
 func (s *uacSource) flush() {
+	if s.stream != nil {
+		s.stream.flush(s)
+		return
+	}
 	if s.nOut == 0 {
 		return
 	}
@@ -351,8 +372,10 @@ func (s *uacSource) build(b []byte, slot int32, c *call, k reqKind) []byte {
 	default:
 		b = s.appendAOR(b, s.cfg.User, c)
 	}
-	b = append(b, " SIP/2.0\r\nVia: SIP/2.0/UDP "...)
-	b = append(b, s.hostport...)
+	b = append(b, " SIP/2.0\r\nVia: "...)
+	b = append(b, s.viaProto...)
+	sentBy := s.sentBy(slot)
+	b = append(b, sentBy...)
 	b = append(b, ";branch="...)
 	b = s.appendBranch(b, slot, c, branchKind(k))
 	b = append(b, ";rport\r\n"...)
@@ -385,7 +408,8 @@ func (s *uacSource) build(b []byte, slot int32, c *call, k reqKind) []byte {
 		b = append(b, "Contact: <sip:"...)
 		b = fromT.Append(b, c.user)
 		b = append(b, '@')
-		b = append(b, s.hostport...)
+		b = append(b, sentBy...)
+		b = append(b, s.uriParam...)
 		b = append(b, ">\r\n"...)
 	}
 	var body []byte
@@ -409,7 +433,7 @@ func (s *uacSource) build(b []byte, slot int32, c *call, k reqKind) []byte {
 
 // emit builds request k for call slot and queues it.
 func (s *uacSource) emit(slot int32, c *call, k reqKind) {
-	s.send(s.build(s.next(), slot, c, k))
+	s.send(slot, s.build(s.next(), slot, c, k))
 }
 
 // ---- call life cycle ----
@@ -432,6 +456,9 @@ func (s *uacSource) startCall() bool {
 	if len(s.free) == 0 {
 		return false
 	}
+	if s.stream != nil && !s.stream.canStart(s) {
+		return false
+	}
 	slot := s.free[len(s.free)-1]
 	s.free = s.free[:len(s.free)-1]
 	c := &s.calls[slot]
@@ -441,16 +468,26 @@ func (s *uacSource) startCall() bool {
 	s.seq++
 	c.user = s.cfg.UserStart + n%s.cfg.UserCount
 	c.start = s.now
+	s.st.inc(cStarted)
+	if s.stream != nil && s.stream.perCall {
+		c.state = stConnecting // the request leaves once it is open
+		s.stream.openFor(slot)
+		return true
+	}
+	s.sendInitial(slot, c)
+	return true
+}
+
+// sendInitial sends the request that starts call slot's scenario.
+func (s *uacSource) sendInitial(slot int32, c *call) {
 	k := s.initialKind()
 	if k == rkInvite {
 		c.state = stInviting
 	} else {
 		c.state = stRequesting
 	}
-	s.st.inc(cStarted)
 	s.beginTx(slot, c)
 	s.emit(slot, c, k)
-	return true
 }
 
 func (s *uacSource) srcCount() int {
@@ -487,6 +524,9 @@ func (s *uacSource) finish(slot int32, c *call, ok bool, reason counter, code in
 	s.wheel.stop(slot)
 	c.state = stFree
 	s.free = append(s.free, slot)
+	if s.stream != nil {
+		s.stream.callEnded(slot)
+	}
 	if ok {
 		s.st.inc(cCompleted)
 		return

@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/internal/enum"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
@@ -22,6 +24,15 @@ import (
 type UASConfig struct {
 	// Listen is the address to answer on, e.g. 127.0.0.1:5071.
 	Listen netip.AddrPort
+	// Transport is udp (the default), tcp or tls. On tcp and tls the UAS
+	// accepts connections and answers each request on the connection it
+	// came on, a goroutine per connection; Workers, ReusePort, Spread and
+	// the socket buffer sizes are then unused.
+	Transport transport.Kind
+	// TLS is the server configuration for tls (see ServerTLSConfig).
+	// Default: a self-signed certificate for Listen's address, localhost
+	// and the loopback addresses, made in memory.
+	TLS *tls.Config
 	// Workers is the number of sockets (one goroutine each) in the
 	// SO_REUSEPORT group on Listen. Default runtime.GOMAXPROCS(0).
 	Workers int
@@ -96,6 +107,9 @@ func (c UASConfig) withDefaults() (UASConfig, error) {
 	if !c.Listen.IsValid() {
 		return c, errors.New("listen address is required")
 	}
+	if err := checkTransport(&c.Transport); err != nil {
+		return c, err
+	}
 	if c.Workers == 0 {
 		c.Workers = gomaxprocs()
 	}
@@ -147,21 +161,52 @@ const (
 	uFailed                      // requests answered with FailCode by FailRate
 	uCanceled                    // INVITEs answered 487 after a CANCEL
 	uDelayed                     // responses queued for Delay
+	uAccepted                    // connections accepted (tcp, tls)
+	uClosed                      // connections ended
+	uFraming                     // connections closed for a framing error
+	uTLSFail                     // TLS handshakes that failed
 	numUASCounters
 )
 
+// uasStats are counters of one UDP worker (its goroutine the only writer)
+// or, shared, of the connections of a stream UAS (atomic additions).
 type uasStats struct {
-	c     [numUASCounters]atomic.Uint64
-	codes [maxCode]atomic.Uint64 // responses sent by status code
-	_     [64]byte
+	c      [numUASCounters]atomic.Uint64
+	codes  [maxCode]atomic.Uint64 // responses sent by status code
+	shared bool                   // several writers
+	_      [64]byte
 }
 
-func (s *uasStats) inc(k uasCounter) { s.c[k].Store(s.c[k].Load() + 1) }
+func (s *uasStats) inc(k uasCounter) { s.add(k, 1) }
+
+func (s *uasStats) add(k uasCounter, n uint64) {
+	if s.shared {
+		s.c[k].Add(n)
+		return
+	}
+	s.c[k].Store(s.c[k].Load() + n)
+}
+
+// code counts a response sent with status code.
+func (s *uasStats) code(code int) {
+	if s.shared {
+		if code < 0 || code >= maxCode {
+			code = 0
+		}
+		s.codes[code].Add(1)
+		return
+	}
+	incCode(&s.codes, code)
+}
 
 // UASCounts is a snapshot of the UAS counters, summed over workers.
 type UASCounts struct {
 	Received, Requests, Invite, Ack, Bye, Cancel, Options, Register, OtherRequests uint64
 	Responses, ParseErrors, Sent, SendErrors, Dropped, Failed, Canceled, Delayed   uint64
+	// Accepted and Closed count connections (tcp, tls); FramingErrors the
+	// connections closed because a message could not be framed (no or a
+	// bad Content-Length, too long); HandshakeErrors failed TLS handshakes.
+	Accepted, Closed, FramingErrors, HandshakeErrors uint64
 	// KernelDrops counts datagrams the kernel dropped on the workers'
 	// sockets because a receive buffer was full.
 	KernelDrops uint64
@@ -175,7 +220,8 @@ func (c *UASCounts) fields() [numUASCounters]*uint64 {
 		uBye: &c.Bye, uCancel: &c.Cancel, uOptions: &c.Options, uRegister: &c.Register,
 		uOtherReq: &c.OtherRequests, uResponses: &c.Responses, uParseErr: &c.ParseErrors,
 		uSent: &c.Sent, uSendErr: &c.SendErrors, uDropped: &c.Dropped, uFailed: &c.Failed,
-		uCanceled: &c.Canceled, uDelayed: &c.Delayed,
+		uCanceled: &c.Canceled, uDelayed: &c.Delayed, uAccepted: &c.Accepted, uClosed: &c.Closed,
+		uFraming: &c.FramingErrors, uTLSFail: &c.HandshakeErrors,
 	}
 }
 
@@ -226,6 +272,7 @@ type UAS struct {
 	cancels cancelTable
 	wg      sync.WaitGroup
 	once    sync.Once
+	stream  *uasStream // tcp and tls; nil on udp
 }
 
 // NewUAS opens the sockets and starts answering.
@@ -237,6 +284,12 @@ func NewUAS(cfg UASConfig) (*UAS, error) {
 	s := &UAS{cfg: cfg, epoch: time.Now()}
 	for i := range s.cancels.shards {
 		s.cancels.shards[i].m = make(map[uint64]*pending, 256)
+	}
+	if cfg.Transport.Reliable() {
+		if err := s.listenStream(); err != nil {
+			return nil, fmt.Errorf("uas: %w", err)
+		}
+		return s, nil
 	}
 	conns, err := udp.ListenGroup(context.Background(), cfg.Listen, cfg.Workers, udp.Config{
 		ShareAddress: cfg.ReusePort, RecvBuffer: cfg.RecvBuffer, SendBuffer: cfg.SendBuffer, BatchSize: cfg.BatchSize,
@@ -279,6 +332,9 @@ func (s *UAS) Counts(c *UASCounts) {
 			c.KernelDrops += w.conn.Drops()
 		}
 	}
+	if s.stream != nil {
+		s.stream.counts(c)
+	}
 }
 
 // Close stops the workers and closes the sockets. Responses still waiting
@@ -293,6 +349,9 @@ func (s *UAS) Close() error {
 }
 
 func (s *UAS) closeAll() error {
+	if s.stream != nil {
+		return s.stream.close()
+	}
 	var errs []error
 	for _, w := range s.workers {
 		if e := w.conn.Close(); e != nil {
@@ -315,6 +374,13 @@ type uasWorker struct {
 	slab  []byte
 	slotN int
 	sink  func(b []byte, to netip.AddrPort) // tests: receives responses
+
+	// On tcp and tls, a worker serves one connection.
+	sconn  net.Conn
+	peer   netip.AddrPort
+	fr     *frameReader
+	wbuf   []byte
+	broken bool // a write failed: the connection is done
 
 	st      *uasStats
 	msg     parser.Message
@@ -341,12 +407,26 @@ type uasWorker struct {
 
 func newUASWorker(s *UAS, idx int, conn *udp.Conn) *uasWorker {
 	w := &uasWorker{s: s, idx: idx, conn: conn, st: new(uasStats), tag: make([]byte, 0, 24)}
+	local := s.addr
+	if conn != nil {
+		local = conn.LocalAddr()
+	}
+	w.sdp, w.contact = s.answerParts(local)
+	w.slotN = 4096 + len(w.sdp)
+	bs := s.cfg.BatchSize
+	w.out = udp.NewBatch(bs, 0)
+	w.slab = make([]byte, bs*w.slotN)
+	w.in = udp.NewBatch(bs, 65535)
+	return w
+}
+
+// answerParts returns the SDP answer and the Contact header field of
+// responses from the local address: the advertised one when set, with
+// the transport parameter on tcp and tls.
+func (s *UAS) answerParts(local netip.AddrPort) (sdp, contact []byte) {
 	adv := s.cfg.Advertise
 	if !adv.IsValid() {
-		adv = s.addr
-		if conn != nil {
-			adv = conn.LocalAddr()
-		}
+		adv = local
 	}
 	if adv.Addr().IsUnspecified() {
 		adv = netip.AddrPortFrom(netip.IPv6Loopback(), adv.Port())
@@ -354,14 +434,11 @@ func newUASWorker(s *UAS, idx int, conn *udp.Conn) *uasWorker {
 			adv = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), adv.Port())
 		}
 	}
-	w.sdp = buildSDP(adv.Addr(), s.cfg.SDPSize)
-	w.contact = []byte("Contact: <sip:uas@" + adv.String() + ">\r\n")
-	w.slotN = 4096 + len(w.sdp)
-	bs := s.cfg.BatchSize
-	w.out = udp.NewBatch(bs, 0)
-	w.slab = make([]byte, bs*w.slotN)
-	w.in = udp.NewBatch(bs, 65535)
-	return w
+	param := ""
+	if k := s.cfg.Transport; k.Reliable() {
+		param = ";transport=" + k.String()
+	}
+	return buildSDP(adv.Addr(), s.cfg.SDPSize), []byte("Contact: <sip:uas@" + adv.String() + param + ">\r\n")
 }
 
 func (w *uasWorker) run() {
@@ -404,6 +481,9 @@ func (w *uasWorker) run() {
 // ---- output ----
 
 func (w *uasWorker) next() []byte {
+	if w.sconn != nil {
+		return w.nextStream()
+	}
 	if w.nOut == len(w.out.Msgs) {
 		w.flush()
 	}
@@ -412,13 +492,21 @@ func (w *uasWorker) next() []byte {
 }
 
 func (w *uasWorker) send(b []byte, to netip.AddrPort, code int) {
-	w.out.Msgs[w.nOut].SetData(b, to)
-	w.nOut++
+	if w.sconn != nil {
+		w.queueStream(b)
+	} else {
+		w.out.Msgs[w.nOut].SetData(b, to)
+		w.nOut++
+	}
 	w.st.inc(uSent)
-	incCode(&w.st.codes, code)
+	w.st.code(code)
 }
 
 func (w *uasWorker) flush() {
+	if w.sconn != nil {
+		w.flushStream()
+		return
+	}
 	if w.nOut == 0 {
 		return
 	}
@@ -430,7 +518,7 @@ func (w *uasWorker) flush() {
 	} else {
 		sent, _ := w.conn.WriteBatch(w.out, w.nOut)
 		if sent < w.nOut {
-			w.st.c[uSendErr].Store(w.st.c[uSendErr].Load() + uint64(w.nOut-sent))
+			w.st.add(uSendErr, uint64(w.nOut-sent))
 		}
 	}
 	w.nOut = 0

@@ -2,13 +2,17 @@
 //
 //	viaduct-load uac --target 127.0.0.1:5060 --rate 5000 --duration 30s
 //	viaduct-load uas --listen 127.0.0.1:5071
+//	viaduct-load uac --transport tls --tls-insecure --target 127.0.0.1:5061 --find-max
+//	viaduct-load conns --transport tcp --count 20000 --target 127.0.0.1:5060 --hold 30s
 //
 // "uac" sends calls (or REGISTER, OPTIONS, MESSAGE requests) at a paced
 // rate and reports throughput, failures by reason and code, latency
 // percentiles and its own CPU use; "uas" answers every request
 // statelessly, optionally with a delay, a share of failures or of
-// unanswered requests. Run "viaduct-load uac -h" or "viaduct-load uas -h"
-// for the flags.
+// unanswered requests; both speak udp, tcp and tls (--transport). "conns"
+// opens many idle tcp or tls connections and holds them, for measuring
+// what idle connections cost a server. Run "viaduct-load uac -h" (or uas,
+// conns) for the flags.
 package main
 
 import (
@@ -31,19 +35,21 @@ import (
 
 	"github.com/viaduct-sip/viaduct/bench/load"
 	"github.com/viaduct-sip/viaduct/internal/version"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: viaduct-load uac|uas [flags]
+const usage = `usage: viaduct-load uac|uas|conns [flags]
        viaduct-load --version
 
   uac   generate SIP traffic against --target and report the results
   uas   answer SIP requests on --listen
+  conns open --count idle tcp or tls connections to --target and hold them
 
-Run "viaduct-load uac -h" or "viaduct-load uas -h" for the flags.
+Run "viaduct-load uac -h" (or uas, conns) for the flags.
 `
 
 // run is main without os.Exit, for tests. It returns the exit status:
@@ -60,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runUAC(ctx, args[1:], stdout, stderr)
 	case "uas":
 		return runUAS(ctx, args[1:], stdout, stderr)
+	case "conns":
+		return runConns(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -153,6 +161,10 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmP99       = fs.Duration("find-p99", 0, "find-max: also fail a step whose p99 first-response latency exceeds this (default: failures alone decide)")
 		maxFail     = ratio(0.001)
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile to `file`")
+		transportF  = fs.String("transport", "udp", "udp, tcp or tls")
+		connections = fs.String("connections", "shared", "tcp and tls: shared (one connection per source that every call uses, like SIPp's -t t1 with --sources 1) or per-call (like -t tn)")
+		dialTimeout = fs.Duration("dial-timeout", 5*time.Second, "tcp and tls: time to open a connection, TLS handshake included")
+		tlsFlags    = addTLSClientFlags(fs)
 	)
 	fs.Var(&maxFail, "max-fail", "failure ratio above which the exit status is 1, as a fraction or percentage")
 	if !parseArgs(fs, args) {
@@ -181,6 +193,18 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.Scenario, err = load.ParseScenario(*scenario); err != nil {
 		return fail(err)
+	}
+	if cfg.Transport, err = load.ParseTransport(*transportF); err != nil {
+		return fail(err)
+	}
+	if cfg.Connections, err = load.ParseConnections(*connections); err != nil {
+		return fail(err)
+	}
+	cfg.DialTimeout = *dialTimeout
+	if cfg.Transport == transport.TLS {
+		if cfg.TLS, err = tlsFlags.config(); err != nil {
+			return fail(err)
+		}
 	}
 	if cfg.User, err = load.ParseTemplate(*user); err != nil {
 		return fail(err)
@@ -352,6 +376,9 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		quiet       = fs.Bool("quiet", false, "no live progress line on stderr")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile to `file`")
 		spread      = fs.String("spread", "random", "how datagrams are spread over the workers: random (per datagram), cpu (receiving CPU) or hash (kernel default, by source address and port)")
+		transportF  = fs.String("transport", "udp", "udp, tcp or tls (tcp and tls: a goroutine per connection; --workers, --reuse-port and --spread are for udp)")
+		tlsCert     = fs.String("tls-cert", "", "tls: certificate `file` (PEM); without it and --tls-key, a self-signed certificate for the listen address, localhost and loopback is made in memory")
+		tlsKey      = fs.String("tls-key", "", "tls: private key `file` (PEM) of --tls-cert")
 		failRate    ratio
 		dropRate    ratio
 	)
@@ -375,6 +402,16 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.Listen, err = resolveAddr(*listen); err != nil {
 		return fail(err)
 	}
+	if cfg.Transport, err = load.ParseTransport(*transportF); err != nil {
+		return fail(err)
+	}
+	if cfg.Transport == transport.TLS {
+		if cfg.TLS, err = load.ServerTLSConfig(*tlsCert, *tlsKey, cfg.Listen.Addr().String()); err != nil {
+			return fail(err)
+		}
+	} else if *tlsCert != "" || *tlsKey != "" {
+		return fail(errors.New("--tls-cert and --tls-key need --transport tls"))
+	}
 	if *advertise != "" {
 		if cfg.Advertise, err = resolveAddr(*advertise); err != nil {
 			return fail(err)
@@ -387,7 +424,11 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return fail(err)
 	}
-	fmt.Fprintf(stderr, "viaduct-load uas: answering on %v with %d workers (spread: %v)\n", s.Addr(), s.Workers(), cfg.Spread)
+	if cfg.Transport.Reliable() {
+		fmt.Fprintf(stderr, "viaduct-load uas: answering on %v %v, a goroutine per connection\n", cfg.Transport, s.Addr())
+	} else {
+		fmt.Fprintf(stderr, "viaduct-load uas: answering on %v with %d workers (spread: %v)\n", s.Addr(), s.Workers(), cfg.Spread)
+	}
 	if *duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *duration)
@@ -414,9 +455,13 @@ loop:
 			d.Sub(&cur, &prev)
 			c := load.ProcessCPU()
 			dt := now.Sub(last).Seconds()
-			fmt.Fprintf(stderr, "\r[%6.1fs] recv %8.0f/s  sent %8.0f/s  invite %d bye %d register %d options %d  dropped %d failed %d canceled %d  cpu %.0f%%\033[K",
+			conns := ""
+			if cfg.Transport.Reliable() {
+				conns = fmt.Sprintf("  conns %d", s.Conns())
+			}
+			fmt.Fprintf(stderr, "\r[%6.1fs] recv %8.0f/s  sent %8.0f/s  invite %d bye %d register %d options %d  dropped %d failed %d canceled %d%s  cpu %.0f%%\033[K",
 				now.Sub(start).Seconds(), float64(d.Received)/dt, float64(d.Sent)/dt, cur.Invite, cur.Bye, cur.Register,
-				cur.Options, cur.Dropped, cur.Failed, cur.Canceled, 100*(c-cpuPrev).Seconds()/dt)
+				cur.Options, cur.Dropped, cur.Failed, cur.Canceled, conns, 100*(c-cpuPrev).Seconds()/dt)
 			prev, last, cpuPrev = cur, now, c
 		}
 	}
@@ -427,7 +472,11 @@ loop:
 	if !*quiet {
 		fmt.Fprint(stderr, "\n")
 	}
-	fmt.Fprintf(stdout, "viaduct-load uas: %v for %.1fs\n", s.Addr(), el.Seconds())
+	fmt.Fprintf(stdout, "viaduct-load uas: %v %v for %.1fs\n", cfg.Transport, s.Addr(), el.Seconds())
+	if cfg.Transport.Reliable() {
+		fmt.Fprintf(stdout, "  connections: accepted %d, closed %d, closed for bad framing %d, TLS handshakes failed %d\n",
+			cur.Accepted, cur.Closed, cur.FramingErrors, cur.HandshakeErrors)
+	}
 	fmt.Fprintf(stdout, "  received %d (requests %d: INVITE %d, ACK %d, BYE %d, CANCEL %d, OPTIONS %d, REGISTER %d, other %d; responses %d; unparsable %d)\n",
 		cur.Received, cur.Requests, cur.Invite, cur.Ack, cur.Bye, cur.Cancel, cur.Options, cur.Register, cur.OtherRequests,
 		cur.Responses, cur.ParseErrors)

@@ -17,7 +17,22 @@ import (
 // itself fails or takes more than 15 s.
 func Calls(t testing.TB, target netip.AddrPort, n uint64) *load.Result {
 	t.Helper()
-	u, err := load.NewUAC(load.UACConfig{Target: target, Sources: 1, NoRetrans: true, Timeout: 3 * time.Second})
+	return CallsWith(t, load.UACConfig{Target: target}, n)
+}
+
+// CallsWith runs n calls as Calls does with the UAC configured by cfg
+// (e.g. over tcp or tls: Transport, Connections, TLS), whose Sources,
+// retransmissions and Timeout default to Calls' (one source, none, 3s).
+func CallsWith(t testing.TB, cfg load.UACConfig, n uint64) *load.Result {
+	t.Helper()
+	if cfg.Sources == 0 {
+		cfg.Sources = 1
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 3 * time.Second
+	}
+	cfg.NoRetrans = true
+	u, err := load.NewUAC(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
