@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -163,7 +164,7 @@ func (b *Bans) List() []Ban {
 			continue
 		}
 		out = append(out, Ban{Prefix: p.String(), Origin: r.origin.String(), Reason: r.reason,
-			Added: b.clock.wall(r.added), Expires: b.clock.wall(r.expires), TTLSeconds: float64(r.expires-now) / 1e9})
+			Added: b.clock.wall(r.added), Expires: b.clock.wall(r.expires), TTLSeconds: math.Ceil(float64(r.expires-now) / 1e9)})
 	}
 	b.mu.Unlock()
 	slices.SortFunc(out, func(x, y Ban) int {

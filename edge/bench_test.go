@@ -1,0 +1,106 @@
+package edge
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/viaduct-sip/viaduct/transport"
+)
+
+// blocklistGuard returns a Guard with a 20,000-prefix blocklist (the size
+// of a VoIPBL export), trusted and deny lists and an upstream.
+func blocklistGuard(t testing.TB) *Guard {
+	var sb strings.Builder
+	for i := range 20000 {
+		a := netip.AddrFrom4([4]byte{byte(1 + i%200), byte(i / 200), byte(i * 7), 0})
+		sb.WriteString(netip.PrefixFrom(a, 24+(i%9)).Masked().String() + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "bl.txt")
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Limits no benchmark loop reaches, so that every request takes the
+	// admitted path through the rate check.
+	high := Limit{Rate: 1e9, Burst: 1e9}
+	g := newGuard(t, Config{Access: AccessConfig{BlocklistFile: path, Trusted: []string{"10.0.0.0/8"}, Deny: []string{"203.0.113.0/24"}},
+		Limits: LimitsConfig{Register: high, Invite: high, Other: high, NewSources: high}})
+	g.SetUpstreams([]Upstream{{Addr: netip.MustParseAddrPort("192.0.2.200:5060")}})
+	return g
+}
+
+func BenchmarkAccessLookup(b *testing.B) {
+	g := blocklistGuard(b)
+	r := g.rules.Load()
+	addrs := []netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("5.6.7.8"), netip.MustParseAddr("2001:db8::1")}
+	b.ReportAllocs()
+	var f uint8
+	for i := 0; b.Loop(); i++ {
+		f |= r.access.lookup(addrs[i&3])
+	}
+	_ = f
+}
+
+func BenchmarkRateCheck(b *testing.B) {
+	tb := NewTable(DefaultTableSize, DefaultIPv6Prefix)
+	tb.setLimits(Config{}.WithDefaults())
+	keys := make([]srcKey, 1024)
+	for i := range keys {
+		keys[i] = tb.Key(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}))
+	}
+	b.ReportAllocs()
+	now := int64(1)
+	for i := 0; b.Loop(); i++ {
+		now += 1e6 // 1 ms: every source at about 1 request/s, within its limits
+		tb.Admit(keys[i&1023], ClassInvite, now)
+	}
+}
+
+// BenchmarkStage is the edge's cost per allowed INVITE: the stage in
+// front of a core that does nothing (the whole path: access lookup, ban
+// check, User-Agent scan, rate check).
+func BenchmarkStage(b *testing.B) {
+	g := blocklistGuard(b)
+	core := &sink{}
+	h := g.Stage(core, transport.Position{})
+	msg := request("INVITE", "Yealink SIP-T46U 108.86.0.20")
+	out := transport.Outbound{Buf: make([]byte, 0, 4096)}
+	srcs := make([]transport.Peer, 256)
+	for i := range srcs {
+		srcs[i] = transport.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 5060)}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		h.Handle(msg, srcs[i&255], &out)
+	}
+	if core.handled != b.N {
+		b.Fatalf("%d of %d admitted", core.handled, b.N)
+	}
+}
+
+// TestHotPathAllocatesNothing guards the benchmarks' 0 allocs: the access
+// lookup, the rate check and the whole stage for an admitted request, a
+// dropped one and a response.
+func TestHotPathAllocatesNothing(t *testing.T) {
+	g := blocklistGuard(t)
+	if err := g.Bans().Add(netip.MustParsePrefix("192.0.2.0/28"), 3600e9, OriginManual, ""); err != nil {
+		t.Fatal(err)
+	}
+	h := g.Stage(&sink{}, transport.Position{})
+	out := transport.Outbound{Buf: make([]byte, 0, 4096)}
+	inv := request("INVITE", "Yealink")
+	cases := []struct {
+		name string
+		msg  []byte
+		src  string
+	}{{"admitted", inv, "198.51.100.1:5060"}, {"banned", inv, "192.0.2.1:5060"}, {"denied", inv, "203.0.113.1:5060"},
+		{"response", response, "198.51.100.2:5060"}, {"upstream", inv, "192.0.2.200:5060"}, {"v6", inv, "[2001:db8::1]:5060"}}
+	for _, c := range cases {
+		src := transport.Peer{Addr: netip.MustParseAddrPort(c.src)}
+		if n := testing.AllocsPerRun(200, func() { h.Handle(c.msg, src, &out) }); n != 0 {
+			t.Errorf("%s: %v allocs per message", c.name, n)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package edge_test
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/viaduct-sip/viaduct/edge"
+	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/transport"
+)
+
+// The edge's cost against the core's: BenchmarkCore runs the forwarding
+// core (parse, balance, rewrite, MAC) on an INVITE as a transport worker
+// calls it; BenchmarkCoreWithEdge runs the same behind the edge stage with
+// the default rules (scanner list, limits, bans) and an access table.
+// The bound: the second within 10% of the first.
+
+// coreHandler is a fastpath.Worker as a transport drives it.
+type coreHandler struct {
+	w   *fastpath.Worker
+	out fastpath.Output
+}
+
+func (h *coreHandler) Handle(msg []byte, src transport.Peer, out *transport.Outbound) bool {
+	h.out.Buf = out.Buf
+	a := h.w.Handle(msg, src, &h.out)
+	out.Buf, out.To = h.out.Buf, h.out.Peer()
+	return a == fastpath.ActionForward
+}
+
+func (h *coreHandler) Sent(*transport.Outbound, error) {}
+
+// costInvite is a phone's INVITE with SDP.
+var costInvite = []byte("INVITE sip:200@192.0.2.1:5060 SIP/2.0\r\n" +
+	"Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds;rport\r\n" +
+	"Max-Forwards: 70\r\n" +
+	"From: \"Alice\" <sip:100@example.com>;tag=1928301774\r\n" +
+	"To: <sip:200@example.com>\r\n" +
+	"Call-ID: a84b4c76e66710@198.51.100.7\r\n" +
+	"CSeq: 314159 INVITE\r\n" +
+	"Contact: <sip:100@198.51.100.7:5060>\r\n" +
+	"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY\r\n" +
+	"Supported: replaces, timer\r\n" +
+	"User-Agent: Yealink SIP-T46U 108.86.0.20\r\n" +
+	"Content-Type: application/sdp\r\n" +
+	"Content-Length: 129\r\n\r\n" +
+	"v=0\r\no=alice 2890844526 2890844526 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+func newCore(b *testing.B) transport.Handler {
+	e, err := fastpath.New(fastpath.Config{
+		Listen:    []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:5060")},
+		Upstreams: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.10:5060"), netip.MustParseAddrPort("192.0.2.11:5060")},
+		Secret:    []byte("0123456789abcdef0123456789abcdef"),
+	}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &coreHandler{w: e.NewWorker()}
+}
+
+func runCost(b *testing.B, h transport.Handler) {
+	out := transport.Outbound{Buf: make([]byte, 0, 65536)}
+	// 64 phones. A benchmark loop sends each thousands of INVITEs a
+	// second, so the edge is given limits no loop reaches: every request
+	// takes the admitted path, rate check included.
+	srcs := make([]transport.Peer, 64)
+	for i := range srcs {
+		srcs[i] = transport.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 5060), Kind: transport.UDP}
+	}
+	if !h.Handle(costInvite, srcs[0], &out) {
+		b.Fatal("the INVITE was not forwarded")
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		out.Buf = out.Buf[:0]
+		h.Handle(costInvite, srcs[i&63], &out)
+	}
+}
+
+func BenchmarkCore(b *testing.B) { runCost(b, newCore(b)) }
+
+func BenchmarkCoreWithEdge(b *testing.B) {
+	high := edge.Limit{Rate: 1e9, Burst: 1e9}
+	p, err := edge.Prepare(edge.Config{
+		Access: edge.AccessConfig{Trusted: []string{"10.0.0.0/8"}, Deny: []string{"203.0.113.0/24", "192.0.2.128/25"}},
+		Limits: edge.LimitsConfig{Register: high, Invite: high, Other: high, NewSources: high},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := edge.New(p, nil)
+	g.SetUpstreams([]edge.Upstream{{Addr: netip.MustParseAddrPort("192.0.2.10:5060")}, {Addr: netip.MustParseAddrPort("192.0.2.11:5060")}})
+	runCost(b, g.Stage(newCore(b), transport.Position{Kind: transport.UDP}))
+}
