@@ -35,13 +35,22 @@ func TestScannerUserAgentsAreDroppedAndBanned(t *testing.T) {
 }
 
 func TestUserAgentHeaderNameInAnyCase(t *testing.T) {
-	msg := []byte("OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\nuser-AGENT :  sipvicious \r\n\r\nUser-Agent: later-body")
+	msg := []byte("OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\nuser-AGENT :  sipvicious \r\nContact: <sip:a@b>\r\n\r\nuser-agent: later-body")
 	if got := string(userAgent(msg)); got != "sipvicious" {
 		t.Errorf("userAgent = %q", got)
 	}
-	body := []byte("OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\nUser-Agentx: no\r\n\r\nUser-Agent: in the body\r\n")
-	if got := userAgent(body); got != nil {
+	body := []byte("OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\nUser-Agentx: no\r\n\r\nUser-Agent: sipvicious\r\n")
+	if got := userAgent(body); got != nil && inHeaders(body, got) {
 		t.Errorf("userAgent read %q past the headers", got)
+	}
+	g := newGuard(t, Config{})
+	if !newWorker(g).send(body, "192.0.2.1:5060") {
+		t.Error("a scanner's name in the body dropped the request")
+	}
+	for _, m := range []string{"OPTIONS sip:a SIP/2.0\r\nX-User-Agent: sipvicious\r\n\r\n", "OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\n"} {
+		if got := userAgent([]byte(m)); got != nil {
+			t.Errorf("userAgent(%q) = %q, want none", m, got)
+		}
 	}
 }
 
@@ -211,7 +220,7 @@ func TestNATedOfficeIsNotBannedButAScannerIs(t *testing.T) {
 	sent, admitted := 0, 0
 	for phone := range 200 {
 		src := fmt.Sprintf("%s:%d", office, 10000+phone) // the NAT's ports
-		for range 2 {                                       // unauthenticated, then with credentials
+		for range 2 {                                    // unauthenticated, then with credentials
 			sent++
 			if w.send(reg, src) {
 				admitted++

@@ -1,6 +1,9 @@
 package edge
 
-import "bytes"
+import (
+	"bytes"
+	"strings"
+)
 
 // Reading the raw datagram. The core parses each message after the edge
 // admits it; the edge reads only what its rules need, with byte scans: the
@@ -28,8 +31,45 @@ func classOf(msg []byte) Class {
 
 // userAgent returns the value of msg's first User-Agent header (the name
 // in any case; it has no compact form), without surrounding white space,
-// or nil. It stops at the end of the header section.
+// or nil. The canonical spelling, which nearly every agent sends, is found
+// by a vectorized search (for its 'U', rare in SIP headers); other
+// spellings by a walk over the header lines, taken only when the message
+// holds "gent" in some case at all. The fast search may find a line of
+// the body: inHeaders tells, for the rare value that matters.
 func userAgent(msg []byte) []byte {
+	const name = "User-Agent"
+	for off := 0; ; {
+		i := bytes.Index(msg[off:], []byte(name))
+		if i < 0 {
+			break
+		}
+		i += off
+		if i > 0 && msg[i-1] == '\n' {
+			if v, ok := headerValue(msg[i+len(name):]); ok {
+				return v
+			}
+		}
+		off = i + len(name)
+	}
+	if !bytes.Contains(msg, []byte("gent")) && !bytes.Contains(msg, []byte("GENT")) {
+		return nil
+	}
+	return userAgentAnyCase(msg)
+}
+
+// inHeaders reports whether v, a slice of msg, lies in msg's header
+// section.
+func inHeaders(msg, v []byte) bool {
+	start := cap(msg) - cap(v)
+	if start < 0 || start > len(msg) {
+		return false
+	}
+	head := msg[:start]
+	return !bytes.Contains(head, []byte("\r\n\r\n")) && !bytes.Contains(head, []byte("\n\n"))
+}
+
+// userAgentAnyCase is userAgent, line by line.
+func userAgentAnyCase(msg []byte) []byte {
 	const name = "user-agent"
 	for i := bytes.IndexByte(msg, '\n'); i >= 0 && i+1 < len(msg); {
 		line := msg[i+1:]
@@ -75,35 +115,47 @@ func asciiEqualFold(b []byte, s string) bool {
 	return true
 }
 
-// scannerMatcher finds scanner names in User-Agent values.
+// scannerMatcher finds scanner names in User-Agent values,
+// case-insensitively: a table by first byte (in both cases) names the
+// patterns worth comparing at a position, so that a phone's User-Agent
+// costs about one pass over its bytes.
 type scannerMatcher struct {
-	patterns [][]byte // lower case
+	patterns []string // lower case
 	names    []string // as configured, the metric's rule label
+	byFirst  [256][]uint8
 }
 
 func newScannerMatcher(uas []string) *scannerMatcher {
 	m := &scannerMatcher{}
-	for _, ua := range uas {
-		m.patterns = append(m.patterns, bytes.ToLower([]byte(ua)))
+	for i, ua := range uas {
+		p := strings.ToLower(ua)
+		m.patterns = append(m.patterns, p)
 		m.names = append(m.names, ua)
+		lo, up := p[0], strings.ToUpper(p[:1])[0]
+		m.byFirst[lo] = append(m.byFirst[lo], uint8(i))
+		if up != lo {
+			m.byFirst[up] = append(m.byFirst[up], uint8(i))
+		}
 	}
 	return m
 }
 
 // match returns the index of the first pattern ua contains
-// (case-insensitive), or -1.
+// (case-insensitive; only its first maxUserAgent bytes), or -1.
 func (m *scannerMatcher) match(ua []byte) int {
-	var buf [maxUserAgent]byte
-	n := copy(buf[:], ua)
-	low := buf[:n]
-	for i, c := range low {
-		if 'A' <= c && c <= 'Z' {
-			low[i] = c + 0x20
-		}
+	if len(ua) > maxUserAgent {
+		ua = ua[:maxUserAgent]
 	}
-	for i, p := range m.patterns {
-		if bytes.Contains(low, p) {
-			return i
+	found := -1
+	for i, c := range ua {
+		for _, j := range m.byFirst[c] {
+			p := m.patterns[j]
+			if len(ua)-i >= len(p) && asciiEqualFold(ua[i:i+len(p)], p) && (found < 0 || int(j) < found) {
+				found = int(j)
+			}
+		}
+		if found >= 0 {
+			return found
 		}
 	}
 	return -1

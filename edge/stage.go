@@ -102,7 +102,7 @@ func (g *Guard) scanner(r *rules, msg []byte, addr netip.Addr) bool {
 		return false
 	}
 	i := r.scanners.match(ua)
-	if i < 0 || !countLabel(r.scannerCtr[i], r.scannerMode) {
+	if i < 0 || !inHeaders(msg, ua) || !countLabel(r.scannerCtr[i], r.scannerMode) {
 		return false
 	}
 	if r.scannerBan {
