@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/edge"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/internal/config"
@@ -60,6 +61,10 @@ type fileConfig struct {
 	// (nil: defaultShutdownDrain). See upstreams.go and reload.go.
 	DNS           dnsConfig      `yaml:"dns"`
 	ShutdownDrain *time.Duration `yaml:"shutdown_drain"`
+
+	// Edge is the edge section: access lists, rate limits, bans, the
+	// scanner drop and gateway caps (edge.Config; wiring in edge.go).
+	Edge edge.Config `yaml:"edge"`
 
 	// written holds the keys the file or a flag set (writtenKeys), so
 	// that a 0 written out is told from an absent key.

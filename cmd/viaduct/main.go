@@ -121,11 +121,16 @@ func (cl *cmdLine) load(logs io.Writer) (*fileConfig, *slog.Logger, error) {
 // fc (startUpstreams): everything but the sockets, the probes and the admin
 // API, which start starts.
 func newRuntime(ctx context.Context, cl *cmdLine, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*runtime, error) {
-	eng, chk, dns, hops, err := startUpstreams(ctx, fc, logger, resolver)
+	ed, err := newEdge(fc, logger)
 	if err != nil {
 		return nil, err
 	}
-	rt := &runtime{path: cl.configPath, overlay: cl.overlay, logger: logger, eng: eng, chk: chk, dns: dns, hops: hops, boot: fc}
+	eng, chk, dns, hops, err := startUpstreams(ctx, fc, ed, logger, resolver)
+	if err != nil {
+		return nil, err
+	}
+	ed.attach(eng)
+	rt := &runtime{path: cl.configPath, overlay: cl.overlay, logger: logger, eng: eng, chk: chk, dns: dns, hops: hops, edge: ed, boot: fc}
 	rt.cur.Store(fc)
 	return rt, nil
 }
@@ -149,7 +154,7 @@ func (rt *runtime) start(ctx context.Context, args []string) bool {
 		rt.eng.Close()
 		return false
 	}
-	rt.op = &ops{logger: logger, states: states}
+	rt.op = &ops{logger: logger, states: states, collectors: rt.edge.collectors()}
 	rt.op.reloads.Loaded(configHash(rt.path, args))
 	rt.op.ready.SetListening(true)
 	if err := rt.op.start(fc.Admin, rt.eng, rt.chk); err != nil {
@@ -161,6 +166,7 @@ func (rt *runtime) start(ctx context.Context, args []string) bool {
 	if rt.op.handler != nil {
 		rt.op.handler.Handle("POST /api/v1/reload", rt.reloadHandler(ctx))
 	}
+	rt.edge.start(ctx, rt.op.handler, logger)
 	describeDNS(logger, fc, rt.dns)
 	return true
 }

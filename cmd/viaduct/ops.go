@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/viaduct-sip/viaduct/admin"
@@ -38,6 +39,8 @@ type ops struct {
 	logger  *slog.Logger
 	// states saves the admin states (nil without admin.state_file).
 	states *admin.StateFile
+	// collectors are more metrics for the registry (the edge's).
+	collectors []prometheus.Collector
 }
 
 // adminKeys are the keys of the admin section.
@@ -124,6 +127,11 @@ func (o *ops) start(ac adminConfig, eng *fastpath.Engine, chk *health.Checker) e
 	}
 	col := metrics.New(metrics.Options{Engine: eng, Health: chk, Pool: eng.Pool(), Reloads: &o.reloads})
 	reg, err := metrics.NewRegistry(col)
+	for _, c := range o.collectors {
+		if err == nil {
+			err = reg.Register(c)
+		}
+	}
 	if err != nil {
 		ln.Close()
 		return err

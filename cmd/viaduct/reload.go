@@ -65,6 +65,7 @@ type runtime struct {
 	dns     *resolve.Watcher
 	hops    *resolve.NextHops // nil when dns.next_hops is off
 	op      *ops
+	edge    *edgeRoom
 	boot    *fileConfig // the configuration the process started with
 
 	cur atomic.Pointer[fileConfig] // the configuration in use
@@ -77,7 +78,7 @@ type runtime struct {
 // lookups run once runDNS starts it). Configuration errors are
 // *config.FieldError values; resolve.ErrNoTargets means that no upstream
 // name resolved.
-func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
+func startUpstreams(ctx context.Context, fc *fileConfig, ed *edgeRoom, logger *slog.Logger, resolver *net.Resolver) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
 	srcs, err := fc.upstreamSources()
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -119,6 +120,7 @@ func startUpstreams(ctx context.Context, fc *fileConfig, logger *slog.Logger, re
 			return err
 		}
 		cfg.Transport = udp.Bind(uc, logger)
+		ed.wire(&cfg)
 		e, err := fastpath.New(cfg, logger)
 		if err != nil {
 			return err
@@ -170,6 +172,7 @@ func (rt *runtime) apply(fc *fileConfig, ts []resolve.Target) error {
 		return healthConfigError(err, cfg.Targets, keyOf)
 	}
 	rt.cur.Store(fc)
+	rt.edge.setUpstreams(rt.eng.Targets())
 	// Targets that remain keep their admin states; those that are new
 	// (again) take the saved ones.
 	restoreStates(rt.op.states, rt.chk, newTargets(oldTargets, rt.eng.Targets()), rt.logger)
@@ -260,11 +263,16 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if err := fc.checkOwnKeys(); err != nil {
 		return res, err
 	}
+	edgeCfg, err := prepareEdge(&fc)
+	if err != nil {
+		return res, err
+	}
 	if err := rt.dns.Set(ctx, srcs, func(ts []resolve.Target) error { return rt.apply(&fc, ts) }); err != nil {
 		return res, err
 	}
+	rt.edge.guard.Install(edgeCfg)
 	res.Hash = metrics.ConfigHash(b)
-	res.RestartRequired = restartOnly(rt.boot, &fc)
+	res.RestartRequired = append(restartOnly(rt.boot, &fc), rt.edge.restartOnly(edgeCfg)...)
 	return res, nil
 }
 
