@@ -2,6 +2,7 @@ package edge
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -29,6 +30,9 @@ func (g *Guard) buildGateways(c GatewaysConfig) *gateways {
 	}
 	for _, cp := range c.Caps {
 		r := newRate(Limit{Rate: cp.CPS, Burst: cp.Burst})
+		if len(g.upstreams) > 0 && !slices.ContainsFunc(g.upstreams, func(u Upstream) bool { return cp.Upstream == u.ID || cp.Upstream == u.Addr.String() }) {
+			g.logger.Warn("edge: gateways.caps names no upstream in use; it caps nothing", "upstream", cp.Upstream)
+		}
 		for _, u := range g.upstreams {
 			if cp.Upstream != u.ID && cp.Upstream != u.Addr.String() {
 				continue
