@@ -104,16 +104,14 @@ func New(p *Prepared, logger *slog.Logger) *Guard {
 }
 
 // RestartOnly returns the keys (below edge) whose change in next a running
-// Guard cannot apply: the rate table's geometry.
+// Guard cannot apply: the rate table's geometry, as built at start.
 func (g *Guard) RestartOnly(next *Prepared) []string {
-	g.mu.Lock()
-	cur := g.prepared.cfg.Limits
-	g.mu.Unlock()
 	var out []string
-	if cur.TableSize != next.cfg.Limits.TableSize {
+	l := next.cfg.Limits
+	if g.table.Capacity() != tableCapacity(l.TableSize) {
 		out = append(out, "edge.limits.table_size")
 	}
-	if cur.IPv6Prefix != next.cfg.Limits.IPv6Prefix {
+	if g.table.v6Bits != l.IPv6Prefix {
 		out = append(out, "edge.limits.ipv6_prefix")
 	}
 	return out

@@ -65,7 +65,9 @@ func (g *Guard) Stats() Stats {
 	var s Stats
 	var fixed [2][numRules]uint64
 	g.mu.Lock()
-	for _, w := range append(g.workers, &g.gateCtr) {
+	all := make([]*counters, 0, len(g.workers)+1)
+	all = append(append(all, g.workers...), &g.gateCtr)
+	for _, w := range all {
 		for m := range fixed {
 			for r := range fixed[m] {
 				fixed[m][r] += w.drops[m][r].Load()

@@ -112,7 +112,7 @@ type Table struct {
 // its memory is resident from the start and does not grow under a flood.
 func NewTable(size, ipv6Prefix int) *Table {
 	t := &Table{seed: maphash.MakeSeed(), v6Bits: ipv6Prefix}
-	sets := (size + minTableSize - 1) / minTableSize
+	sets := tableCapacity(size) / minTableSize
 	for i := range t.shards {
 		s := make([]tableSet, sets)
 		for j := range s {
@@ -123,6 +123,10 @@ func NewTable(size, ipv6Prefix int) *Table {
 	}
 	return t
 }
+
+// tableCapacity is the number of entries of a table of size: size rounded
+// up to a multiple of minTableSize.
+func tableCapacity(size int) int { return (size + minTableSize - 1) / minTableSize * minTableSize }
 
 // Capacity returns the number of entries.
 func (t *Table) Capacity() int { return tableShards * len(t.shards[0].sets) * setWays }
