@@ -186,12 +186,3 @@ func (b *Bans) Active() [numOrigins]int {
 	b.mu.Unlock()
 	return n
 }
-
-// clock is the Guard's time: ns since it started, on the monotonic clock.
-type clock struct{ base time.Time }
-
-func (c *clock) now() int64 { return int64(time.Since(c.base)) + 1 } // never 0: 0 marks free entries
-
-func (c *clock) wall(t int64) time.Time {
-	return c.base.Add(time.Duration(t)).Round(time.Millisecond).UTC()
-}

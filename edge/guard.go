@@ -96,7 +96,7 @@ func New(p *Prepared, logger *slog.Logger) *Guard {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Guard{clock: clock{base: time.Now()}, logger: logger, labels: map[[2]string]*labelCounter{}}
+	g := &Guard{clock: newClock(), logger: logger, labels: map[[2]string]*labelCounter{}}
 	g.table = NewTable(p.cfg.Limits.TableSize, p.cfg.Limits.IPv6Prefix)
 	g.bans = newBans(&g.clock, p.cfg.Bans.Max)
 	g.Install(p)
@@ -180,8 +180,10 @@ func (g *Guard) Bans() *Bans { return g.bans }
 // Table returns the rate table.
 func (g *Guard) Table() *Table { return g.table }
 
-// Run expires bans every second until ctx is done.
+// Run runs the Guard's clock and expires bans every second until ctx is
+// done.
 func (g *Guard) Run(ctx context.Context) {
+	go g.clock.run(ctx)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {

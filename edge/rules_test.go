@@ -35,9 +35,15 @@ func TestScannerUserAgentsAreDroppedAndBanned(t *testing.T) {
 }
 
 func TestUserAgentHeaderNameInAnyCase(t *testing.T) {
-	msg := []byte("OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\nuser-AGENT :  sipvicious \r\nContact: <sip:a@b>\r\n\r\nuser-agent: later-body")
+	msg := []byte("OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\nuser-AGENT :  sipvicious \r\nContact: <sip:a@b>\r\n\r\nbody")
 	if got := string(userAgent(msg)); got != "sipvicious" {
 		t.Errorf("userAgent = %q", got)
+	}
+	for _, name := range []string{"User-Agent", "user-agent", "USER-AGENT", "User-agent"} {
+		m := []byte("OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\nTo: <sip:agent@b>\r\n" + name + ":sipcli\r\n\r\n")
+		if got := string(userAgent(m)); got != "sipcli" {
+			t.Errorf("%s: userAgent = %q", name, got)
+		}
 	}
 	body := []byte("OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\nUser-Agentx: no\r\n\r\nUser-Agent: sipvicious\r\n")
 	if got := userAgent(body); got != nil && inHeaders(body, got) {

@@ -29,32 +29,35 @@ func classOf(msg []byte) Class {
 	return ClassOther
 }
 
-// userAgent returns the value of msg's first User-Agent header (the name
-// in any case; it has no compact form), without surrounding white space,
-// or nil. The canonical spelling, which nearly every agent sends, is found
-// by a vectorized search (for its 'U', rare in SIP headers); other
-// spellings by a walk over the header lines, taken only when the message
-// holds "gent" in some case at all. The fast search may find a line of
-// the body: inHeaders tells, for the rare value that matters.
+// userAgent returns the value of msg's first User-Agent header, without
+// surrounding white space, or nil. The header's name has no compact form
+// and may come in any case; it is found by a vectorized search for its
+// tail, "gent" and then "GENT" (so User-Agent, user-agent, USER-AGENT and
+// the other spellings whose tail is all lower or all upper case), checked
+// for "user-a" in any case at the start of a line. That is one pass over a
+// message with the usual spelling, two over one without the header. It
+// may find a line of the body: inHeaders tells, for the rare value that
+// matters.
 func userAgent(msg []byte) []byte {
-	const name = "User-Agent"
-	for off := 0; ; {
-		i := bytes.Index(msg[off:], []byte(name))
-		if i < 0 {
-			break
-		}
-		i += off
-		if i > 0 && msg[i-1] == '\n' {
-			if v, ok := headerValue(msg[i+len(name):]); ok {
+	const head = "user-a"
+	for _, tail := range [...]string{"gent", "GENT"} {
+		for off := 0; ; {
+			i := bytes.Index(msg[off:], []byte(tail))
+			if i < 0 {
+				break
+			}
+			i += off
+			off = i + len(tail)
+			start := i - len(head)
+			if start < 1 || msg[start-1] != '\n' || !asciiEqualFold(msg[start:i], head) {
+				continue
+			}
+			if v, ok := headerValue(msg[off:]); ok {
 				return v
 			}
 		}
-		off = i + len(name)
 	}
-	if !bytes.Contains(msg, []byte("gent")) && !bytes.Contains(msg, []byte("GENT")) {
-		return nil
-	}
-	return userAgentAnyCase(msg)
+	return nil
 }
 
 // inHeaders reports whether v, a slice of msg, lies in msg's header
@@ -68,40 +71,31 @@ func inHeaders(msg, v []byte) bool {
 	return !bytes.Contains(head, []byte("\r\n\r\n")) && !bytes.Contains(head, []byte("\n\n"))
 }
 
-// userAgentAnyCase is userAgent, line by line.
-func userAgentAnyCase(msg []byte) []byte {
-	const name = "user-agent"
-	for i := bytes.IndexByte(msg, '\n'); i >= 0 && i+1 < len(msg); {
-		line := msg[i+1:]
-		if line[0] == '\r' || line[0] == '\n' {
-			return nil // the blank line: end of the headers
-		}
-		if (line[0]|0x20) == 'u' && len(line) > len(name) && asciiEqualFold(line[:len(name)], name) {
-			if v, ok := headerValue(line[len(name):]); ok {
-				return v
-			}
-		}
-		j := bytes.IndexByte(line, '\n')
-		if j < 0 {
-			return nil
-		}
-		i += 1 + j
-	}
-	return nil
-}
-
 // headerValue returns the value after a header name: rest starts with
-// optional white space and the colon.
+// optional white space and the colon. (Byte loops: bytes.TrimSpace and
+// TrimLeft cost more than the search that found the name.)
 func headerValue(rest []byte) ([]byte, bool) {
-	rest = bytes.TrimLeft(rest, " \t")
-	if len(rest) == 0 || rest[0] != ':' {
+	i := 0
+	for i < len(rest) && (rest[i] == ' ' || rest[i] == '\t') {
+		i++
+	}
+	if i == len(rest) || rest[i] != ':' {
 		return nil, false // another header whose name starts so
 	}
-	rest = rest[1:]
-	if j := bytes.IndexByte(rest, '\n'); j >= 0 {
-		rest = rest[:j]
+	i++
+	for i < len(rest) && (rest[i] == ' ' || rest[i] == '\t') {
+		i++
 	}
-	return bytes.TrimSpace(rest), true
+	end := bytes.IndexByte(rest[i:], '\n')
+	if end < 0 {
+		end = len(rest)
+	} else {
+		end += i
+	}
+	for end > i && (rest[end-1] == '\r' || rest[end-1] == ' ' || rest[end-1] == '\t') {
+		end--
+	}
+	return rest[i:end], true
 }
 
 // asciiEqualFold reports whether b equals the lower-case ASCII s, in any
@@ -116,26 +110,32 @@ func asciiEqualFold(b []byte, s string) bool {
 }
 
 // scannerMatcher finds scanner names in User-Agent values,
-// case-insensitively: a table by first byte (in both cases) names the
-// patterns worth comparing at a position, so that a phone's User-Agent
-// costs about one pass over its bytes.
+// case-insensitively. A bitmap of the patterns' first two bytes (folded to
+// lower case, hashed to 1024 bits) rejects nearly every position of a
+// phone's User-Agent with one test; the patterns are compared only where
+// it passes.
 type scannerMatcher struct {
 	patterns []string // lower case
 	names    []string // as configured, the metric's rule label
-	byFirst  [256][]uint8
+	pairs    [1024 / 64]uint64
+	short    bool // a pattern of one byte: no bitmap
 }
+
+// pairBit is the bitmap position of the two bytes a, b (either case).
+func pairBit(a, b byte) uint { return (uint(a|0x20)<<5 ^ uint(b|0x20)) & 1023 }
 
 func newScannerMatcher(uas []string) *scannerMatcher {
 	m := &scannerMatcher{}
-	for i, ua := range uas {
+	for _, ua := range uas {
 		p := strings.ToLower(ua)
 		m.patterns = append(m.patterns, p)
 		m.names = append(m.names, ua)
-		lo, up := p[0], strings.ToUpper(p[:1])[0]
-		m.byFirst[lo] = append(m.byFirst[lo], uint8(i))
-		if up != lo {
-			m.byFirst[up] = append(m.byFirst[up], uint8(i))
+		if len(p) < 2 {
+			m.short = true
+			continue
 		}
+		bit := pairBit(p[0], p[1])
+		m.pairs[bit/64] |= 1 << (bit % 64)
 	}
 	return m
 }
@@ -147,11 +147,15 @@ func (m *scannerMatcher) match(ua []byte) int {
 		ua = ua[:maxUserAgent]
 	}
 	found := -1
-	for i, c := range ua {
-		for _, j := range m.byFirst[c] {
-			p := m.patterns[j]
-			if len(ua)-i >= len(p) && asciiEqualFold(ua[i:i+len(p)], p) && (found < 0 || int(j) < found) {
-				found = int(j)
+	for i := range ua {
+		if i+1 < len(ua) && !m.short {
+			if bit := pairBit(ua[i], ua[i+1]); m.pairs[bit/64]&(1<<(bit%64)) == 0 {
+				continue
+			}
+		}
+		for j, p := range m.patterns {
+			if len(ua)-i >= len(p) && asciiEqualFold(ua[i:i+len(p)], p) && (found < 0 || j < found) {
+				found = j
 			}
 		}
 		if found >= 0 {

@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"bytes"
+	"hash/maphash"
 	"net/netip"
 
 	"github.com/viaduct-sip/viaduct/transport"
@@ -9,7 +11,7 @@ import (
 // Stage is the transport.Stage of the edge: it wraps each worker's
 // Handler with the rules, before the core parses a byte.
 func (g *Guard) Stage(next transport.Handler, _ transport.Position) transport.Handler {
-	h := &stageHandler{g: g, next: next, ctr: new(counters)}
+	h := &stageHandler{g: g, next: next, ctr: new(counters), uas: newUACache()}
 	g.mu.Lock()
 	g.workers = append(g.workers, h.ctr)
 	g.mu.Unlock()
@@ -21,6 +23,7 @@ type stageHandler struct {
 	g    *Guard
 	next transport.Handler
 	ctr  *counters
+	uas  *uaCache
 	// own are the Outbounds of the 503s this handler answered itself,
 	// whose Sent the core is not to hear of (a batch's worth at most).
 	own []*transport.Outbound
@@ -41,7 +44,7 @@ func (h *stageHandler) Handle(msg []byte, src transport.Peer, out *transport.Out
 	if !r.on {
 		return h.next.Handle(msg, src, out)
 	}
-	switch h.g.inspect(r, msg, src.Addr.Addr().Unmap(), h.ctr) {
+	switch h.g.inspect(r, msg, src.Addr.Addr().Unmap(), h.ctr, h.uas) {
 	case pass:
 		h.ctr.admitted.Add(1)
 		return h.next.Handle(msg, src, out)
@@ -70,7 +73,7 @@ func (h *stageHandler) Sent(out *transport.Outbound, err error) {
 // inspect runs the rules over one message from addr, in order: upstreams
 // pass; the access lists and the bans apply to every message; responses
 // and trusted sources pass; then the scanner rule and the rate limits.
-func (g *Guard) inspect(r *rules, msg []byte, addr netip.Addr, ctr *counters) action {
+func (g *Guard) inspect(r *rules, msg []byte, addr netip.Addr, ctr *counters, uas *uaCache) action {
 	flags := r.access.lookup(addr)
 	if flags&flagUpstream != 0 {
 		return pass
@@ -86,7 +89,7 @@ func (g *Guard) inspect(r *rules, msg []byte, addr netip.Addr, ctr *counters) ac
 	if flags&flagTrusted != 0 || isResponse(msg) {
 		return pass
 	}
-	if r.scannerMode != Off && g.scanner(r, msg, addr) {
+	if r.scannerMode != Off && g.scanner(r, msg, addr, uas) {
 		return drop
 	}
 	if r.limitsMode == Off {
@@ -96,12 +99,12 @@ func (g *Guard) inspect(r *rules, msg []byte, addr netip.Addr, ctr *counters) ac
 }
 
 // scanner applies the scanner rule; it reports whether to drop.
-func (g *Guard) scanner(r *rules, msg []byte, addr netip.Addr) bool {
+func (g *Guard) scanner(r *rules, msg []byte, addr netip.Addr, uas *uaCache) bool {
 	ua := userAgent(msg)
-	if ua == nil {
+	if len(ua) == 0 {
 		return false
 	}
-	i := r.scanners.match(ua)
+	i := uas.match(r.scanners, ua)
 	if i < 0 || !inHeaders(msg, ua) || !countLabel(r.scannerCtr[i], r.scannerMode) {
 		return false
 	}
@@ -137,4 +140,44 @@ func (g *Guard) limit(r *rules, msg []byte, addr netip.Addr, flags uint8, now in
 		return reply
 	}
 	return drop
+}
+
+// uaCacheSlots is the size of a worker's User-Agent cache.
+const uaCacheSlots = 64
+
+// uaCache remembers the User-Agent values a worker saw last and the
+// scanner pattern each matched (-1: none), direct-mapped by hash: the
+// phones of a deployment have a few dozen distinct User-Agents, matched
+// once each instead of at every request. It belongs to one worker.
+type uaCache struct {
+	scanners *scannerMatcher // the patterns the verdicts are of
+	seed     maphash.Seed
+	slots    [uaCacheSlots]uaSlot
+}
+
+type uaSlot struct {
+	n       uint8 // len(ua); 0: empty
+	verdict int8
+	ua      [maxUserAgent]byte
+}
+
+func newUACache() *uaCache { return &uaCache{seed: maphash.MakeSeed()} }
+
+// match is m.match(ua) through the cache.
+func (c *uaCache) match(m *scannerMatcher, ua []byte) int {
+	if len(ua) > maxUserAgent {
+		ua = ua[:maxUserAgent]
+	}
+	if c.scanners != m { // a reload: the verdicts are of other patterns
+		c.scanners = m
+		c.slots = [uaCacheSlots]uaSlot{}
+	}
+	s := &c.slots[maphash.Bytes(c.seed, ua)%uaCacheSlots]
+	if int(s.n) == len(ua) && bytes.Equal(s.ua[:s.n], ua) {
+		return int(s.verdict)
+	}
+	v := m.match(ua)
+	s.n, s.verdict = uint8(len(ua)), int8(v)
+	copy(s.ua[:], ua)
+	return v
 }

@@ -35,13 +35,12 @@ const (
 
 // srcKey is a source as the table counts it: an IPv4 address as an
 // IPv4-mapped IPv6 address, an IPv6 address masked to the configured
-// prefix.
+// prefix. The zero key marks a free way (Key never returns it).
 type srcKey [16]byte
 
-// entry is one source's state.
+// entry is one source's state: 64 bytes, one cache line.
 type entry struct {
-	key   srcKey
-	seen  int64 // ns of its last request; 0: the entry is free
+	seen  int64 // ns of its last request
 	tat   [numClasses]int64
 	sec   int64  // the second cur counts requests in
 	cur   uint32 // requests in second sec
@@ -50,7 +49,12 @@ type entry struct {
 	strkT int64
 }
 
-type tableSet [setWays]entry
+// tableSet is one set: its keys together (two cache lines to search),
+// then their entries.
+type tableSet struct {
+	keys    [setWays]srcKey
+	entries [setWays]entry
+}
 
 type shard struct {
 	mu        sync.Mutex
@@ -116,8 +120,8 @@ func NewTable(size, ipv6Prefix int) *Table {
 	for i := range t.shards {
 		s := make([]tableSet, sets)
 		for j := range s {
-			s[j][0].seen = 0 // touch
-			s[j][setWays-1].seen = 0
+			s[j].keys[0][0] = 0 // touch every page now
+			s[j].entries[setWays-1].seen = 0
 		}
 		t.shards[i].sets = s
 	}
@@ -161,6 +165,9 @@ func (t *Table) Key(addr netip.Addr) srcKey {
 			k[i] = 0
 		}
 	}
+	if k == (srcKey{}) {
+		k[15] = 1 // :: is not a source; the zero key marks free ways
+	}
 	return k
 }
 
@@ -195,9 +202,9 @@ func (t *Table) Admit(k srcKey, c Class, now int64) Verdict {
 }
 
 func (sh *shard) find(set *tableSet, k srcKey) *entry {
-	for i := range set {
-		if set[i].key == k && set[i].seen != 0 {
-			return &set[i]
+	for i := range set.keys {
+		if set.keys[i] == k {
+			return &set.entries[i]
 		}
 	}
 	return nil
@@ -205,21 +212,23 @@ func (sh *shard) find(set *tableSet, k srcKey) *entry {
 
 // claim takes a free way of set for k, or evicts the least recently seen.
 func (sh *shard) claim(set *tableSet, k srcKey) *entry {
-	victim := &set[0]
-	for i := range set {
-		if set[i].seen == 0 {
-			victim = &set[i]
+	victim := -1
+	for i := range set.keys {
+		if set.keys[i] == (srcKey{}) {
+			victim = i
 			sh.used.Add(1)
-			goto take
+			break
 		}
-		if set[i].seen < victim.seen {
-			victim = &set[i]
+		if victim < 0 || set.entries[i].seen < set.entries[victim].seen {
+			victim = i
 		}
 	}
-	sh.evictions.Add(1)
-take:
-	*victim = entry{key: k}
-	return victim
+	if set.keys[victim] != (srcKey{}) {
+		sh.evictions.Add(1)
+	}
+	set.keys[victim] = k
+	set.entries[victim] = entry{}
+	return &set.entries[victim]
 }
 
 // charge counts a request of class c at now against e.
@@ -289,9 +298,10 @@ func (t *Table) Top(n int, now int64) []Talker {
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		for s := range sh.sets {
-			for w := range sh.sets[s] {
-				e := &sh.sets[s][w]
-				if e.seen == 0 {
+			set := &sh.sets[s]
+			for w := range set.keys {
+				e := &set.entries[w]
+				if set.keys[w] == (srcKey{}) {
 					continue
 				}
 				var r uint32
@@ -302,7 +312,7 @@ func (t *Table) Top(n int, now int64) []Talker {
 					r = e.cur
 				}
 				if r > 0 {
-					top = append(top, cand{e.key, r, e.seen})
+					top = append(top, cand{set.keys[w], r, e.seen})
 				}
 			}
 		}
