@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"hash/maphash"
 	"net/netip"
 	"testing"
 	"time"
@@ -146,7 +145,7 @@ func TestFullTableEvictsTheLeastRecentlySeenAndKeepsActiveSources(t *testing.T) 
 	if tb.Evictions() == 0 {
 		t.Error("no eviction counted")
 	}
-	h := maphash.Comparable(tb.seed, active)
+	h := tb.hash(active)
 	sh := &tb.shards[h>>58]
 	if sh.find(&sh.sets[h%uint64(len(sh.sets))], active) == nil {
 		t.Error("the active source lost its entry")

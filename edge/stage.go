@@ -2,7 +2,9 @@ package edge
 
 import (
 	"bytes"
-	"hash/maphash"
+	"encoding/binary"
+	"math/bits"
+	"math/rand/v2"
 	"net/netip"
 
 	"github.com/viaduct-sip/viaduct/transport"
@@ -151,7 +153,7 @@ const uaCacheSlots = 64
 // once each instead of at every request. It belongs to one worker.
 type uaCache struct {
 	scanners *scannerMatcher // the patterns the verdicts are of
-	seed     maphash.Seed
+	seed     uint64
 	slots    [uaCacheSlots]uaSlot
 }
 
@@ -161,7 +163,23 @@ type uaSlot struct {
 	ua      [maxUserAgent]byte
 }
 
-func newUACache() *uaCache { return &uaCache{seed: maphash.MakeSeed()} }
+func newUACache() *uaCache { return &uaCache{seed: rand.Uint64()} }
+
+// uaHash hashes a User-Agent by its length and its first, middle and last
+// eight bytes: enough to tell phone models apart (a collision only costs a
+// match), cheaper than hashing every byte.
+func uaHash(ua []byte, seed uint64) uint64 {
+	var a, b, c uint64
+	if n := len(ua); n >= 8 {
+		a, b, c = binary.LittleEndian.Uint64(ua), binary.LittleEndian.Uint64(ua[n-8:]), binary.LittleEndian.Uint64(ua[(n-8)/2:])
+	} else {
+		for i, x := range ua {
+			a |= uint64(x) << (8 * i)
+		}
+	}
+	hi, lo := bits.Mul64(a^seed, b^c^uint64(len(ua))^0x9e3779b97f4a7c15)
+	return hi ^ lo
+}
 
 // match is m.match(ua) through the cache.
 func (c *uaCache) match(m *scannerMatcher, ua []byte) int {
@@ -172,7 +190,7 @@ func (c *uaCache) match(m *scannerMatcher, ua []byte) int {
 		c.scanners = m
 		c.slots = [uaCacheSlots]uaSlot{}
 	}
-	s := &c.slots[maphash.Bytes(c.seed, ua)%uaCacheSlots]
+	s := &c.slots[uaHash(ua, c.seed)%uaCacheSlots]
 	if int(s.n) == len(ua) && bytes.Equal(s.ua[:s.n], ua) {
 		return int(s.verdict)
 	}
