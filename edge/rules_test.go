@@ -257,3 +257,20 @@ func TestNATedOfficeIsNotBannedButAScannerIs(t *testing.T) {
 		t.Errorf("bans = %+v, want the scanner's", bans)
 	}
 }
+
+func TestReloadedScannerListAppliesToCachedUserAgents(t *testing.T) {
+	g := newGuard(t, Config{})
+	w := newWorker(g)
+	opt := request("OPTIONS", "Acme-Dialer/2.0")
+	if !w.send(opt, "192.0.2.1:5060") {
+		t.Fatal("Acme-Dialer dropped before it is listed")
+	}
+	p, err := Prepare(Config{Scanners: ScannersConfig{UserAgents: []string{"acme-dialer"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Install(p)
+	if w.send(opt, "192.0.2.2:5060") {
+		t.Error("the worker's cached verdict outlived the reload")
+	}
+}

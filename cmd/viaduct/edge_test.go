@@ -122,3 +122,51 @@ func TestEdgeWiring(t *testing.T) {
 	sendFrom(t, proxy.String(), "OPTIONS", "friendly-scanner", 1)
 	waitFor(t, 5*time.Second, func() bool { return up.received("OPTIONS") == 4 }, "the scanner's OPTIONS, rule off, at the upstream")
 }
+
+// A gateway cap end to end: the calls within the cap reach the upstream
+// untouched, the next new call is answered 503 with Retry-After by the
+// core, and an in-dialog request (To tag) is not a new call.
+func TestEdgeGatewayCap(t *testing.T) {
+	up := newSIPUpstream(t)
+	proxy, adm := freePort(t), freeTCPPort(t)
+	cfg := fmt.Sprintf("listen: [\"%s\"]\nworkers: 1\nhealth: {enabled: false}\nadmin: {listen: \"%s\"}\nupstreams: [{address: \"%s\", id: carrier}]\n"+
+		"edge: {gateways: {retry_after: 4s, caps: [{upstream: carrier, cps: 0.01, burst: 2}]}}\n", proxy, adm, up.addr)
+	startInProcess(t, procHooks{}, adm.String(), "--config", writeFile(t, "v.yaml", cfg))
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dst := net.UDPAddrFromAddrPort(proxy)
+	send := func(i int, toTag string) {
+		req := fmt.Sprintf("INVITE sip:100@example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-g%d;rport\r\nMax-Forwards: 70\r\n"+
+			"From: <sip:a@example.com>;tag=g1\r\nTo: <sip:100@example.com>%s\r\nCall-ID: gw-%d@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+			c.LocalAddr(), i, toTag, i)
+		if _, err := c.WriteToUDP([]byte(req), dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		send(i, "")
+	}
+	waitFor(t, 5*time.Second, func() bool { return up.received("INVITE") == 2 }, "2 INVITEs under the cap at the upstream")
+	send(2, "")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		n, _, err := c.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("no 503 for the call over the cap: %v", err)
+		}
+		resp := string(buf[:n])
+		if !strings.Contains(resp, "Call-ID: gw-2@x") {
+			continue // a 200 of the calls under the cap
+		}
+		if !strings.HasPrefix(resp, "SIP/2.0 503 ") || !strings.Contains(resp, "\r\nRetry-After: 4\r\n") {
+			t.Fatalf("answer to the call over the cap:\n%s", resp)
+		}
+		break
+	}
+	send(3, ";tag=callee") // in dialog: not a new call
+	waitFor(t, 5*time.Second, func() bool { return up.received("INVITE") == 3 }, "the re-INVITE at the upstream")
+}
