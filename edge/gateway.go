@@ -55,6 +55,9 @@ func (g *Guard) buildGateways(c GatewaysConfig) *gateways {
 // refused with gateways.retry_after (enforce) or counted and admitted
 // (log_only). An upstream without a cap admits every call.
 func (g *Guard) AdmitCall(upstream netip.AddrPort) (retryAfter uint32, ok bool) {
+	if !g.rules.Load().on {
+		return 0, true
+	}
 	gw := g.gates.Load()
 	c := gw.caps[upstream]
 	if c == nil {

@@ -40,6 +40,7 @@ type Guard struct {
 
 	gateCtr   counters // the Gate's, shared by the accepting goroutines
 	wouldBan  [numOrigins]atomic.Uint64
+	banLogs   logLimiter
 	blockSize atomic.Int64
 }
 
@@ -210,7 +211,28 @@ func (g *Guard) autoBan(r *rules, k srcKey, o Origin, why string) {
 	if err := g.bans.Add(p, r.banTTL, o, why); err != nil {
 		return // counted as refused
 	}
-	g.logger.Info("edge: source banned", "source", p.String(), "origin", o.String(), "reason", why, "ttl", r.banTTL)
+	if g.banLogs.allow(g.clock.now()) {
+		g.logger.Info("edge: source banned", "source", p.String(), "origin", o.String(), "reason", why, "ttl", r.banTTL)
+	}
+}
+
+// maxBanLogsPerSecond bounds the log lines of automatic bans: an attack
+// from many sources is counted in full (viaduct_edge_bans_added_total) but
+// logged in part.
+const maxBanLogsPerSecond = 10
+
+// logLimiter admits maxBanLogsPerSecond lines a second (roughly: the
+// window's reset races, which can only let a few more through).
+type logLimiter struct {
+	sec, n atomic.Int64
+}
+
+func (l *logLimiter) allow(now int64) bool {
+	if s := now / 1e9; l.sec.Load() != s {
+		l.sec.Store(s)
+		l.n.Store(0)
+	}
+	return l.n.Add(1) <= maxBanLogsPerSecond
 }
 
 // Gate implements transport.ConnGate: a stream connection from src is

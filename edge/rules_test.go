@@ -92,9 +92,17 @@ func TestRulesTurnOff(t *testing.T) {
 	if got := w.sendN(request("INVITE", "friendly-scanner"), "192.0.2.1:5060", 10); got != 10 {
 		t.Errorf("%d of 10 admitted with limits and scanners off", got)
 	}
-	g2 := newGuard(t, Config{Enabled: boolp(false), Access: AccessConfig{Deny: []string{"0.0.0.0/0"}}})
-	if !newWorker(g2).send(request("INVITE", ""), "192.0.2.1:5060") {
+	g2 := newGuard(t, Config{Enabled: boolp(false), Access: AccessConfig{Deny: []string{"0.0.0.0/0"}},
+		Gateways: GatewaysConfig{Caps: []GatewayCap{{Upstream: "gw", CPS: 0.001, Burst: 1}}}})
+	gw := netip.MustParseAddrPort("192.0.2.9:5060")
+	g2.SetUpstreams([]Upstream{{ID: "gw", Addr: gw}})
+	if !newWorker(g2).send(request("INVITE", ""), "192.0.2.1:5060") || !g2.Gate(netip.MustParseAddrPort("192.0.2.1:5060")) {
 		t.Error("edge.enabled false still dropped")
+	}
+	for range 3 {
+		if _, ok := g2.AdmitCall(gw); !ok {
+			t.Fatal("edge.enabled false still capped calls")
+		}
 	}
 }
 

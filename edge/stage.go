@@ -131,7 +131,7 @@ func (g *Guard) limit(r *rules, msg []byte, addr netip.Addr, flags uint8, now in
 	case OverLimitBan:
 		if r.limitsMode == Enforce {
 			g.autoBan(r, k, OriginRate, "over the "+c.String()+" limit")
-		} else {
+		} else if r.bansMode != Off {
 			g.wouldBan[OriginRate].Add(1)
 		}
 	}
