@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
@@ -91,18 +89,6 @@ func loopCPU(b *testing.B, f func(i int)) {
 		f(i)
 	}
 	b.ReportMetric(float64(ThreadCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
-}
-
-// ThreadCPU returns the CPU time (user and system) of the calling thread,
-// for benchmarks that report it beside the wall time (on a shared machine
-// the wall time counts the other processes too); lock the goroutine to
-// its thread first.
-func ThreadCPU(b *testing.B) int64 {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // TestHotPathAllocatesNothing guards the benchmarks' 0 allocs: the access
