@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +82,9 @@ func (r *edgeRoom) start(ctx context.Context, h *admin.Handler, logger *slog.Log
 	go r.guard.Run(ctx)
 	logger.Info("edge", "rules", r.guard.Summary())
 }
+
+// printCheck prints the edge's rules for --check.
+func (r *edgeRoom) printCheck(w io.Writer) { fmt.Fprintf(w, "viaduct: edge %s\n", r.guard.Summary()) }
 
 // restartOnly lists the edge keys of next that a reload cannot apply.
 func (r *edgeRoom) restartOnly(next *edge.Prepared) []string { return r.guard.RestartOnly(next) }

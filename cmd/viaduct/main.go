@@ -83,6 +83,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	}
 	if cl.check {
 		printCheck(stdout, rt.eng, rt.chk, fc)
+		rt.edge.printCheck(stdout)
 		return 0
 	}
 	if !rt.start(ctx, args) {
