@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/netip"
@@ -23,10 +24,13 @@ import (
 // TestEdgeFlood is the issue's flood test (#17): the real binary with the
 // default edge settings, legitimate calls from four sources while a raw
 // socket floods INVITE and REGISTER from millions of spoofed sources in
-// 127.64.0.0/10 for 60 s, as fast as one goroutine can send. It checks
-// that the calls complete (under 0.1% failures), that Viaduct's RSS grows
-// by under 10 MB over the flood, and that every datagram Viaduct's socket
-// took is accounted for: passed on, or dropped under a reason.
+// 127.64.0.0/10 for 60 s, as fast as one goroutine can send; one datagram
+// in 16 comes from one of 8 heavy hitters in 127.99.0.0/24 instead, which
+// the limits catch and ban. It checks that the calls complete (under 0.1%
+// failures), that Viaduct's RSS grows by under 10 MB over the flood, that
+// every datagram Viaduct's socket took is accounted for (passed on, or
+// dropped under a reason), and that the heavy hitters are banned and the
+// callers are not.
 //
 // It needs root (a raw socket): it skips without, except under CI=true.
 func TestEdgeFlood(t *testing.T) {
@@ -111,7 +115,40 @@ func TestEdgeFlood(t *testing.T) {
 		t.Errorf("viaduct's RSS grew by %.1f MiB over the flood, want under %d MiB", float64(rss1-rss0)/mib, rssBound/mib)
 	}
 	checkAccounting(t, adminURL, sent, res, uas)
+	checkBans(t, adminURL)
 }
+
+// checkBans checks that the flood's heavy hitters are banned (by the rate
+// limits) and no caller is.
+func checkBans(t *testing.T, adminURL string) {
+	t.Helper()
+	resp, err := adminClient.Get(adminURL + "/api/v1/bans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Bans []struct{ Prefix, Origin string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	heavy := 0
+	for _, b := range list.Bans {
+		switch {
+		case strings.HasPrefix(b.Prefix, "127.99.0.") && b.Origin == "rate":
+			heavy++
+		case strings.HasPrefix(b.Prefix, "127.0.1."):
+			t.Errorf("a caller is banned: %+v", b)
+		}
+	}
+	if heavy != heavyHitters {
+		t.Errorf("%d of the %d heavy hitters banned; bans: %+v", heavy, heavyHitters, list.Bans)
+	}
+}
+
+// heavyHitters is the number of spoofed sources that flood over and over.
+const heavyHitters = 8
 
 // checkAccounting checks that every datagram sent to Viaduct is counted:
 // the flood's, the callers' and the UAS's datagrams are those the edge
@@ -146,9 +183,25 @@ func checkAccounting(t *testing.T, adminURL string, flooded uint64, res *load.Re
 		t.Errorf("datagrams to Viaduct: %d sent (flood %d, callers %d, UAS %d), %d counted (admitted, dropped by reason, kernel drops)",
 			want, flooded, res.Counts.Sent, uc.Sent, got)
 	}
+	for _, reason := range []string{"new_source", "rate", "ban"} {
+		if sumPrefix(m, `viaduct_edge_dropped_total{reason="`+reason+`"`) == 0 {
+			t.Errorf("no drop counted as %s", reason)
+		}
+	}
 	if m["viaduct_edge_dropped_total"] < float64(flooded)/2 {
 		t.Errorf("the edge dropped %.0f of %d flood datagrams", m["viaduct_edge_dropped_total"], flooded)
 	}
+}
+
+// sumPrefix sums the samples whose name and labels start with prefix.
+func sumPrefix(m map[string]float64, prefix string) float64 {
+	var n float64
+	for k, v := range m {
+		if strings.HasPrefix(k, prefix) {
+			n += v
+		}
+	}
+	return n
 }
 
 // scrapeMetrics reads /metrics: each sample by its name and labels, and
@@ -234,6 +287,9 @@ func flood(ctx context.Context, target netip.AddrPort, sent *atomic.Uint64) erro
 		for range 256 {
 			pkt := pkts[i&1]
 			src := 127<<24 | 64<<16 + i%(1<<22)
+			if i%16 == 0 {
+				src = 127<<24 | 99<<16 | (i/16)%heavyHitters + 1 // 127.99.0.1-8
+			}
 			binary.BigEndian.PutUint32(pkt[12:16], src)                  // IP source
 			binary.BigEndian.PutUint16(pkt[20:22], uint16(1024+i%60000)) // UDP source port
 			if err := unix.Sendto(fd, pkt, 0, to); err == nil {
