@@ -171,6 +171,13 @@ func exportedNames(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ep, err := edge.Prepare(edge.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(edge.NewCollector(edge.New(ep, nil))); err != nil {
+		t.Fatal(err)
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
