@@ -155,7 +155,8 @@ type GatewaysConfig struct {
 // GatewayCap caps the new calls (INVITE without To tag) sent to one
 // upstream.
 type GatewayCap struct {
-	// Upstream is the upstream's id or its address as in upstreams.
+	// Upstream is the upstream's id or address, or a DNS upstream's name
+	// as written in upstreams (each of its addresses is capped alike).
 	Upstream string `yaml:"upstream"`
 	// CPS is the calls per second the upstream takes.
 	CPS float64 `yaml:"cps"`

@@ -19,8 +19,8 @@ type gatewayCap struct {
 	ctr *labelCounter
 }
 
-// buildGateways resolves the caps of c against the upstreams (by ID, then
-// by address). A cap whose upstream is not (or no longer) configured caps
+// buildGateways resolves the caps of c against the upstreams (by ID,
+// address or DNS name; each address of a name has a cap of its own). A cap whose upstream is not (or no longer) configured caps
 // nothing; a cap that stays keeps its bucket. Called with g.mu held.
 func (g *Guard) buildGateways(c GatewaysConfig) *gateways {
 	old := g.gates.Load()
@@ -30,11 +30,11 @@ func (g *Guard) buildGateways(c GatewaysConfig) *gateways {
 	}
 	for _, cp := range c.Caps {
 		r := newRate(Limit{Rate: cp.CPS, Burst: cp.Burst})
-		if len(g.upstreams) > 0 && !slices.ContainsFunc(g.upstreams, func(u Upstream) bool { return cp.Upstream == u.ID || cp.Upstream == u.Addr.String() }) {
+		if len(g.upstreams) > 0 && !slices.ContainsFunc(g.upstreams, func(u Upstream) bool { return u.names(cp.Upstream) }) {
 			g.logger.Warn("edge: gateways.caps names no upstream in use; it caps nothing", "upstream", cp.Upstream)
 		}
 		for _, u := range g.upstreams {
-			if cp.Upstream != u.ID && cp.Upstream != u.Addr.String() {
+			if !u.names(cp.Upstream) {
 				continue
 			}
 			gc := &gatewayCap{ctr: g.labelLocked("call_rate", cp.Upstream)}

@@ -13,10 +13,18 @@ import (
 )
 
 // Upstream is an upstream as the edge knows it: always trusted, and the
-// key of its call-rate cap (by ID or by address).
+// key of its call-rate cap, which names it by ID, by address, or by the
+// name it was resolved from (a DNS upstream as written in upstreams: then
+// every address of it has the cap).
 type Upstream struct {
 	ID   string
 	Addr netip.AddrPort
+	Name string
+}
+
+// names reports whether the configuration's name s names u.
+func (u Upstream) names(s string) bool {
+	return s == u.ID || s == u.Addr.String() || (u.Name != "" && s == u.Name)
 }
 
 // Guard is the edge's shared state: the rules in force (swapped whole on

@@ -282,3 +282,17 @@ func TestReloadedScannerListAppliesToCachedUserAgents(t *testing.T) {
 		t.Error("the worker's cached verdict outlived the reload")
 	}
 }
+
+func TestGatewayCapByDNSNameCapsEachAddress(t *testing.T) {
+	g := newGuard(t, Config{Gateways: GatewaysConfig{Caps: []GatewayCap{{Upstream: "gw.example.net", CPS: 0.001, Burst: 1}}}})
+	a, b := netip.MustParseAddrPort("192.0.2.1:5060"), netip.MustParseAddrPort("192.0.2.2:5060")
+	g.SetUpstreams([]Upstream{{ID: "udp:192.0.2.1:5060", Addr: a, Name: "gw.example.net"}, {ID: "udp:192.0.2.2:5060", Addr: b, Name: "gw.example.net"}})
+	for _, up := range []netip.AddrPort{a, b} {
+		if _, ok := g.AdmitCall(up); !ok {
+			t.Errorf("%v: first call refused", up)
+		}
+		if _, ok := g.AdmitCall(up); ok {
+			t.Errorf("%v: the cap of its DNS name does not apply", up)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"github.com/viaduct-sip/viaduct/edge"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/internal/config"
+	"github.com/viaduct-sip/viaduct/resolve"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // The edge room's wiring (edge/): its Guard is built with the runtime, its
@@ -50,18 +53,19 @@ func (r *edgeRoom) wire(cfg *fastpath.Config) {
 	cfg.Gate = r.guard.Gate
 }
 
-// attach hands the engine's upstreams to the Guard (always trusted; the
-// targets of the caps) and installs the caps as the CallAdmitter.
-func (r *edgeRoom) attach(eng *fastpath.Engine) {
-	r.setUpstreams(eng.Targets())
-	eng.SetCallAdmitter(r.guard.AdmitCall)
-}
+// attach installs the caps as the engine's CallAdmitter.
+func (r *edgeRoom) attach(eng *fastpath.Engine) { eng.SetCallAdmitter(r.guard.AdmitCall) }
 
-// setUpstreams tells the Guard the upstream targets in use.
-func (r *edgeRoom) setUpstreams(ts []balancer.Target) {
+// setTargets tells the Guard the upstream targets in use (always trusted;
+// what the caps name), with the upstreams entry each came from: at start,
+// on reload and on a DNS refresh.
+func (r *edgeRoom) setTargets(fc *fileConfig, ts []resolve.Target) {
 	ups := make([]edge.Upstream, len(ts))
 	for i, t := range ts {
-		ups[i] = edge.Upstream{ID: t.ID, Addr: t.Addr}
+		ups[i] = edge.Upstream{ID: cmp.Or(t.ID, balancer.DefaultID(transport.UDP.String(), t.Addr)), Addr: t.Addr}
+		if t.Source >= 0 && t.Source < len(fc.Upstreams) {
+			ups[i].Name = fc.Upstreams[t.Source].Address
+		}
 	}
 	r.guard.SetUpstreams(ups)
 }

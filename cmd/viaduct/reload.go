@@ -121,6 +121,7 @@ func startUpstreams(ctx context.Context, fc *fileConfig, ed *edgeRoom, logger *s
 		}
 		cfg.Transport = udp.Bind(uc, logger)
 		ed.wire(&cfg)
+		ed.setTargets(fc, ts)
 		e, err := fastpath.New(cfg, logger)
 		if err != nil {
 			return err
@@ -172,7 +173,7 @@ func (rt *runtime) apply(fc *fileConfig, ts []resolve.Target) error {
 		return healthConfigError(err, cfg.Targets, keyOf)
 	}
 	rt.cur.Store(fc)
-	rt.edge.setUpstreams(rt.eng.Targets())
+	rt.edge.setTargets(fc, ts)
 	// Targets that remain keep their admin states; those that are new
 	// (again) take the saved ones.
 	restoreStates(rt.op.states, rt.chk, newTargets(oldTargets, rt.eng.Targets()), rt.logger)
