@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -133,4 +134,30 @@ func CostInvite() []byte {
 		"Content-Type: application/sdp\r\n" +
 		"Content-Length: 129\r\n\r\n" +
 		"v=0\r\no=alice 2890844526 2890844526 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+}
+
+// CostInviteDeskPhone is a desk phone's INVITE as it leaves the phone:
+// more headers and an SDP offering six codecs (about 1,200 bytes).
+func CostInviteDeskPhone() []byte {
+	sdp := "v=0\r\no=- 20310 20310 IN IP4 198.51.100.7\r\ns=SDP data\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n" +
+		"m=audio 11786 RTP/AVP 9 0 8 18 111 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n" +
+		"a=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n" +
+		"a=ptime:20\r\na=sendrecv\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=rtcp:11787\r\n"
+	return []byte("INVITE sip:200@192.0.2.1:5060 SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK1541939468;rport\r\n" +
+		"From: \"Alice\" <sip:100@example.com>;tag=2873947512\r\n" +
+		"To: <sip:200@example.com>\r\n" +
+		"Call-ID: 0_1306218823@198.51.100.7\r\n" +
+		"CSeq: 2 INVITE\r\n" +
+		"Contact: <sip:100@198.51.100.7:5060>\r\n" +
+		"Authorization: Digest username=\"100\", realm=\"example.com\", nonce=\"Y2hhbGxlbmdlLTE3MzM0NDU2\", uri=\"sip:200@192.0.2.1:5060\", response=\"6629fae49393a05397450978507c4ef1\", algorithm=MD5\r\n" +
+		"Content-Type: application/sdp\r\n" +
+		"Allow: INVITE, INFO, PRACK, ACK, BYE, CANCEL, OPTIONS, NOTIFY, REGISTER, SUBSCRIBE, REFER, PUBLISH, UPDATE, MESSAGE\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"User-Agent: Yealink SIP-T46U 108.86.0.20\r\n" +
+		"Allow-Events: talk,hold,conference,refer,check-sync\r\n" +
+		"Supported: replaces, timer\r\n" +
+		"Session-Expires: 1800\r\n" +
+		"Min-SE: 90\r\n" +
+		"Content-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp)
 }

@@ -47,7 +47,9 @@ func newCore(b *testing.B) transport.Handler {
 	return &coreHandler{w: e.NewWorker()}
 }
 
-func runCost(b *testing.B, h transport.Handler) {
+func runCost(b *testing.B, h transport.Handler) { runCostOf(b, h, costInvite) }
+
+func runCostOf(b *testing.B, h transport.Handler, costInvite []byte) {
 	out := transport.Outbound{Buf: make([]byte, 0, 65536)}
 	// 64 phones. A benchmark loop sends each thousands of INVITEs a
 	// second, so the edge is given limits no loop reaches: every request
@@ -74,7 +76,18 @@ func runCost(b *testing.B, h transport.Handler) {
 
 func BenchmarkCore(b *testing.B) { runCost(b, newCore(b)) }
 
-func BenchmarkCoreWithEdge(b *testing.B) {
+// The same with a desk phone's INVITE (1,200 bytes).
+func BenchmarkCoreDeskPhone(b *testing.B) { runCostOf(b, newCore(b), edge.CostInviteDeskPhone()) }
+
+func BenchmarkCoreWithEdgeDeskPhone(b *testing.B) {
+	runCostOf(b, newEdgeStage(b, newCore(b)), edge.CostInviteDeskPhone())
+}
+
+func BenchmarkCoreWithEdge(b *testing.B) { runCost(b, newEdgeStage(b, newCore(b))) }
+
+// newEdgeStage puts an edge with an access table and the default rules,
+// but limits no benchmark loop reaches, in front of core.
+func newEdgeStage(b *testing.B, core transport.Handler) transport.Handler {
 	high := edge.Limit{Rate: 1e9, Burst: 1e9}
 	p, err := edge.Prepare(edge.Config{
 		Access: edge.AccessConfig{Trusted: []string{"10.0.0.0/8"}, Deny: []string{"203.0.113.0/24", "192.0.2.128/25"}},
@@ -85,8 +98,8 @@ func BenchmarkCoreWithEdge(b *testing.B) {
 	}
 	g := edge.New(p, nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	b.Cleanup(cancel)
 	go g.Run(ctx) // the coarse clock, as in the running binary
 	g.SetUpstreams([]edge.Upstream{{Addr: netip.MustParseAddrPort("192.0.2.10:5060")}, {Addr: netip.MustParseAddrPort("192.0.2.11:5060")}})
-	runCost(b, g.Stage(newCore(b), transport.Position{Kind: transport.UDP}))
+	return g.Stage(core, transport.Position{Kind: transport.UDP})
 }
