@@ -24,6 +24,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/bench/load"
 	"github.com/viaduct-sip/viaduct/capture"
+	"github.com/viaduct-sip/viaduct/edge"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/metrics"
@@ -171,6 +172,13 @@ func exportedNames(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ep, err := edge.Prepare(edge.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(edge.NewCollector(edge.New(ep, nil))); err != nil {
+		t.Fatal(err)
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -269,6 +277,28 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 }
 
+// yamlKeys returns the YAML keys of the struct type st and of the structs
+// below it, each with the path prefix.
+func yamlKeys(prefix string, st reflect.Type) []string {
+	var keys []string
+	for i := range st.NumField() {
+		f := st.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		keys = append(keys, prefix+"."+tag)
+		t := f.Type
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if t.Kind() == reflect.Struct && t.PkgPath() == st.PkgPath() {
+			keys = append(keys, yamlKeys(prefix+"."+tag, t)...)
+		}
+	}
+	return keys
+}
+
 // TestSampleConfig runs viaduct --check on the sample configuration and
 // checks that it shows every key: the YAML keys --help names in brackets
 // and every health setting.
@@ -307,6 +337,7 @@ func TestSampleConfig(t *testing.T) {
 			keys = append(keys, prefix+tag)
 		}
 	}
+	keys = append(keys, yamlKeys("edge", reflect.TypeFor[edge.Config]())...)
 	slices.Sort(keys)
 	for _, k := range slices.Compact(keys) {
 		// The last component must appear as a key ("name:"), commented

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/capture"
+	"github.com/viaduct-sip/viaduct/edge"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/internal/config"
@@ -72,6 +73,9 @@ type fileConfig struct {
 
 	// Capture is the HEP capture and the trace limits (capture.go).
 	Capture capture.Config `yaml:"capture"`
+	// Edge is the edge section: access lists, rate limits, bans, the
+	// scanner drop and gateway caps (edge.Config; wiring in edge.go).
+	Edge edge.Config `yaml:"edge"`
 
 	// written holds the keys the file or a flag set (writtenKeys), so
 	// that a 0 written out is told from an absent key.

@@ -84,6 +84,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, hooks procHoo
 	}
 	if cl.check {
 		printCheck(stdout, rt.eng, rt.chk, fc)
+		rt.edge.printCheck(stdout)
 		return 0
 	}
 	if !rt.start(ctx, args) {
@@ -122,16 +123,21 @@ func (cl *cmdLine) load(logs io.Writer) (*fileConfig, *slog.Logger, error) {
 // fc (startUpstreams): everything but the sockets, the probes and the admin
 // API, which start starts.
 func newRuntime(ctx context.Context, cl *cmdLine, fc *fileConfig, logger *slog.Logger, resolver *net.Resolver) (*runtime, error) {
+	ed, err := newEdge(fc, logger)
+	if err != nil {
+		return nil, err
+	}
 	cp, err := newCapture(fc, logger)
 	if err != nil {
 		return nil, err
 	}
 	ss := &streamServers{}
-	rt := &runtime{path: cl.configPath, overlay: cl.overlay, logger: logger, capture: cp, streams: ss, boot: fc}
-	eng, chk, dns, hops, err := startUpstreams(ctx, fc, ss, logger, resolver, rt.stages())
+	rt := &runtime{path: cl.configPath, overlay: cl.overlay, logger: logger, capture: cp, edge: ed, streams: ss, boot: fc}
+	eng, chk, dns, hops, err := startUpstreams(ctx, fc, ss, ed, logger, resolver, rt.stages())
 	if err != nil {
 		return nil, err
 	}
+	ed.attach(eng)
 	rt.eng, rt.chk, rt.dns, rt.hops = eng, chk, dns, hops
 	rt.cur.Store(fc)
 	return rt, nil
@@ -162,7 +168,8 @@ func (rt *runtime) start(ctx context.Context, args []string) bool {
 		rt.capture.Close()
 		return false
 	}
-	rt.op = &ops{logger: logger, states: states, collectors: []prometheus.Collector{rt.streams.collector(), rt.capture.Collector()}}
+	collectors := append([]prometheus.Collector{rt.streams.collector(), rt.capture.Collector()}, rt.edge.collectors()...)
+	rt.op = &ops{logger: logger, states: states, collectors: collectors}
 	rt.op.reloads.Loaded(configHash(rt.path, args))
 	rt.op.ready.SetListening(true)
 	if err := rt.op.start(fc.Admin, rt.eng, rt.chk); err != nil {
@@ -176,6 +183,7 @@ func (rt *runtime) start(ctx context.Context, args []string) bool {
 		rt.op.handler.Handle("POST /api/v1/reload", rt.reloadHandler(ctx))
 	}
 	rt.mountTraces()
+	rt.edge.start(ctx, rt.op.handler, logger)
 	describeDNS(logger, fc, rt.dns)
 	return true
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"os"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/viaduct-sip/viaduct/admin"
@@ -40,7 +40,7 @@ type ops struct {
 	// states saves the admin states (nil without admin.state_file).
 	states *admin.StateFile
 	// collectors are the Prometheus collectors of other rooms (the stream
-	// transports, capture), registered beside Viaduct's own.
+	// transports, capture, the edge), registered beside Viaduct's own.
 	collectors []prometheus.Collector
 }
 

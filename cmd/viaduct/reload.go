@@ -67,6 +67,7 @@ type runtime struct {
 	hops    *resolve.NextHops // nil when dns.next_hops is off
 	op      *ops
 	capture *capture.Capture
+	edge    *edgeRoom
 	streams *streamServers // the TCP and TLS servers the engine bound
 	boot    *fileConfig    // the configuration the process started with
 
@@ -80,7 +81,7 @@ type runtime struct {
 // lookups run once runDNS starts it). Configuration errors are
 // *config.FieldError values; resolve.ErrNoTargets means that no upstream
 // name resolved.
-func startUpstreams(ctx context.Context, fc *fileConfig, ss *streamServers, logger *slog.Logger, resolver *net.Resolver, stages []transport.Stage) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
+func startUpstreams(ctx context.Context, fc *fileConfig, ss *streamServers, ed *edgeRoom, logger *slog.Logger, resolver *net.Resolver, stages []transport.Stage) (*fastpath.Engine, *health.Checker, *resolve.Watcher, *resolve.NextHops, error) {
 	srcs, err := fc.upstreamSources()
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -121,7 +122,9 @@ func startUpstreams(ctx context.Context, fc *fileConfig, ss *streamServers, logg
 			return err
 		}
 		ss.setServerNames(fc.tlsServerNames(ts))
-		cfg.Stages = stages
+		ed.wire(&cfg) // the edge first: capture sees what it admits
+		cfg.Stages = append(cfg.Stages, stages...)
+		ed.setTargets(fc, ts)
 		e, err := fastpath.New(cfg, logger)
 		if err != nil {
 			return err
@@ -174,6 +177,7 @@ func (rt *runtime) apply(fc *fileConfig, ts []resolve.Target) error {
 	}
 	rt.streams.setServerNames(fc.tlsServerNames(ts))
 	rt.cur.Store(fc)
+	rt.edge.setTargets(fc, ts)
 	// Targets that remain keep their admin states; those that are new
 	// (again) take the saved ones.
 	restoreStates(rt.op.states, rt.chk, newTargets(oldTargets, rt.eng.Targets()), rt.logger)
@@ -267,14 +271,19 @@ func (rt *runtime) tryReload(ctx context.Context) (reloadResult, error) {
 	if err := checkCapture(&fc); err != nil {
 		return res, err
 	}
+	edgeCfg, err := prepareEdge(&fc)
+	if err != nil {
+		return res, err
+	}
 	if err := rt.streams.reloadTLS(); err != nil {
 		return res, err
 	}
 	if err := rt.dns.Set(ctx, srcs, func(ts []resolve.Target) error { return rt.apply(&fc, ts) }); err != nil {
 		return res, err
 	}
+	rt.edge.guard.Install(edgeCfg)
 	res.Hash = metrics.ConfigHash(b)
-	res.RestartRequired = restartOnly(rt.boot, &fc)
+	res.RestartRequired = append(restartOnly(rt.boot, &fc), rt.edge.restartOnly(edgeCfg)...)
 	return res, nil
 }
 
