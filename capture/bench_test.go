@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/transport"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 )
@@ -122,13 +121,6 @@ func hepCapture(t testing.TB) *Capture {
 	return cp
 }
 
-// threadCPU returns the CPU time (user and system) of the calling thread.
-func threadCPU() time.Duration {
-	var ru unix.Rusage
-	unix.Getrusage(unix.RUSAGE_THREAD, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // upstreamSink is where the benchmarks send the forwarded messages, with
 // sendmmsg in batches of 32 as a transport worker does.
 type upstreamSink struct {
@@ -183,7 +175,7 @@ func benchForward(b *testing.B, cp *Capture, out output) {
 	}
 	b.ReportAllocs()
 	i := 0
-	cpu := threadCPU()
+	cpu := testenv.ThreadCPU(b)
 	for b.Loop() {
 		f.forward()
 		sink.send(f.out.Buf)
@@ -191,7 +183,7 @@ func benchForward(b *testing.B, cp *Capture, out output) {
 			d.drainAll()
 		}
 	}
-	b.ReportMetric(float64(threadCPU()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.ThreadCPU(b)-cpu)/float64(b.N), "cpu-ns/op")
 	if cp != nil {
 		s := cp.Stats()
 		b.ReportMetric(float64(s.Dropped["ring_full"]), "ring-drops")

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
@@ -84,12 +85,12 @@ func BenchmarkStage(b *testing.B) {
 func loopCPU(b *testing.B, f func(i int)) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0 := ThreadCPU(b)
+	cpu0 := testenv.ThreadCPU(b)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		f(i)
 	}
-	b.ReportMetric(float64(ThreadCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.ThreadCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // TestHotPathAllocatesNothing guards the benchmarks' 0 allocs: the access

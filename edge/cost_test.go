@@ -8,6 +8,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/edge"
 	"github.com/viaduct-sip/viaduct/fastpath"
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
@@ -65,13 +66,13 @@ func runCostOf(b *testing.B, h transport.Handler, costInvite []byte) {
 	// on a shared machine the wall time counts the other processes too.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0 := edge.ThreadCPU(b)
+	cpu0 := testenv.ThreadCPU(b)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		out.Buf = out.Buf[:0]
 		h.Handle(costInvite, srcs[i&63], &out)
 	}
-	b.ReportMetric(float64(edge.ThreadCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.ThreadCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 func BenchmarkCore(b *testing.B) { runCost(b, newCore(b)) }
