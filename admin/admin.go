@@ -15,6 +15,7 @@
 //	                                    in-dialog requests still delivered
 //	POST /api/v1/upstreams/{id}/disable admin state disabled: no traffic
 //	POST /api/v1/upstreams/{id}/enable  admin state enabled
+//	GET  /api/v1/connections            TCP and TLS connections per listener and per upstream
 //
 // With Options.StateFile the admin states are saved after every change,
 // so that the program can restore them when it starts again.
@@ -110,6 +111,9 @@ type Options struct {
 	Token string
 	// Logger receives one line per state-changing request; nil discards.
 	Logger *slog.Logger
+	// Connections, when set, gives GET /api/v1/connections and the
+	// status page the TCP and TLS connections open now.
+	Connections func() Connections
 	// StateFile, when set, receives the admin states of every target
 	// after each change made through the API (see StateFile); a change
 	// that cannot be saved is answered 500, saying so (it is in force).
@@ -129,6 +133,7 @@ type Handler struct {
 	token   []byte
 	log     *slog.Logger
 	states  *StateFile
+	conns   func() Connections
 	started time.Time
 }
 
@@ -136,7 +141,8 @@ type Handler struct {
 func New(o Options) *Handler {
 	h := &Handler{
 		mux: http.NewServeMux(), ups: o.Upstreams, pool: o.Pool, fwd: o.Forwarded,
-		eng: o.Engine, reloads: o.Reloads, ready: o.Ready, log: o.Logger, states: o.StateFile, started: time.Now(),
+		eng: o.Engine, reloads: o.Reloads, ready: o.Ready, log: o.Logger, states: o.StateFile, conns: o.Connections,
+		started: time.Now(),
 	}
 	if h.fwd == nil {
 		if us, ok := o.Engine.(metrics.UpstreamStats); ok {
@@ -158,6 +164,9 @@ func New(o Options) *Handler {
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	if o.Metrics != nil {
 		h.mux.Handle("GET /metrics", o.Metrics)
+	}
+	if h.conns != nil {
+		h.mux.HandleFunc("GET /api/v1/connections", h.connections)
 	}
 	if h.ups != nil || h.pool != nil {
 		h.mux.HandleFunc("GET /api/v1/upstreams", h.listUpstreams)

@@ -65,6 +65,11 @@ th{background:#f3f3f3}
 {{end}}</table>
 {{else}}<p class="muted">no upstream configured</p>{{end}}
 
+{{with .Connections}}<h2>Connections</h2>
+<table><tr><th>Listener</th><th>Transport</th><th>From clients</th><th>To upstreams</th></tr>
+{{range .Listeners}}<tr><td>{{.Listen}}</td><td>{{.Transport}}</td><td class="n">{{.In}}</td><td class="n">{{.Out}}</td></tr>{{else}}<tr><td colspan="4" class="muted">no TCP or TLS listener</td></tr>{{end}}
+{{range .Upstreams}}<tr><td>upstream {{.ID}}</td><td>{{.Transport}}</td><td></td><td class="n">{{.Open}}</td></tr>{{end}}
+</table>{{end}}
 {{with .Stats}}<h2>Counters</h2>
 <div class="grid">
 <table>
@@ -110,6 +115,8 @@ type statusData struct {
 	Upstreams []statusUpstream
 	Forwarded bool
 	Stats     *statusCounters
+	// Connections are the TCP and TLS connections (nil: not known).
+	Connections *Connections
 }
 
 // statusUpstream is one row of the upstream table.
@@ -234,6 +241,10 @@ func (h *Handler) statusPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.eng != nil {
 		d.Stats = countersOf(h.eng.Stats())
+	}
+	if h.conns != nil {
+		c := h.conns()
+		d.Connections = &c
 	}
 	var buf bytes.Buffer
 	if err := statusTemplate.Execute(&buf, d); err != nil {

@@ -169,7 +169,7 @@ func (rt *runtime) start(ctx context.Context, args []string) bool {
 		return false
 	}
 	collectors := append([]prometheus.Collector{rt.streams.collector(), rt.capture.Collector()}, rt.edge.collectors()...)
-	rt.op = &ops{logger: logger, states: states, collectors: collectors}
+	rt.op = &ops{logger: logger, states: states, collectors: collectors, connections: rt.connections}
 	rt.op.reloads.Loaded(configHash(rt.path, args))
 	rt.op.ready.SetListening(true)
 	if err := rt.op.start(fc.Admin, rt.eng, rt.chk); err != nil {

@@ -42,6 +42,8 @@ type ops struct {
 	// collectors are the Prometheus collectors of other rooms (the stream
 	// transports, capture, the edge), registered beside Viaduct's own.
 	collectors []prometheus.Collector
+	// connections counts the TCP and TLS connections (admin.Options).
+	connections func() admin.Connections
 }
 
 // adminKeys are the keys of the admin section.
@@ -135,7 +137,7 @@ func (o *ops) start(ac adminConfig, eng *fastpath.Engine, chk *health.Checker) e
 	o.handler = admin.New(admin.Options{
 		Upstreams: chk, Pool: eng.Pool(), Engine: eng, Reloads: &o.reloads,
 		Metrics: metrics.Handler(reg, o.logger), Ready: &o.ready,
-		Token: ac.Token, Logger: o.logger, StateFile: o.states,
+		Token: ac.Token, Logger: o.logger, StateFile: o.states, Connections: o.connections,
 	})
 	o.srv = admin.Serve(ln, o.handler, o.logger)
 	o.logger.Info("admin API listening", "addr", ln.Addr().String(), "token", ac.Token != "",

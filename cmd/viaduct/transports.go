@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/viaduct-sip/viaduct/admin"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/internal/config"
 	"github.com/viaduct-sip/viaduct/resolve"
@@ -254,4 +255,31 @@ func (fc *fileConfig) bindTransports(cfg *fastpath.Config, ss *streamServers, lo
 	ss.log = logger
 	cfg.Transports = ss.binders(sc)
 	return nil
+}
+
+// connections counts the TCP and TLS connections open now, per listener
+// and per TCP or TLS upstream, for the admin API and the status page.
+func (rt *runtime) connections() admin.Connections {
+	c := admin.Connections{Listeners: []admin.ListenerConnections{}, Upstreams: []admin.UpstreamConnections{}}
+	servers := rt.streams.servers()
+	for _, s := range servers {
+		st := s.Stats()
+		for i, a := range s.Addrs() {
+			c.Listeners = append(c.Listeners, admin.ListenerConnections{Transport: s.Kind().String(), Listen: a.String(),
+				In: st.OpenIn[i], Out: st.OpenOut[i]})
+		}
+	}
+	for _, t := range rt.eng.Targets() {
+		if t.Transport != transport.TCP.String() && t.Transport != transport.TLS.String() {
+			continue
+		}
+		open := 0
+		for _, s := range servers {
+			if s.Kind().String() == t.Transport {
+				open += s.OpenTo(t.Addr)
+			}
+		}
+		c.Upstreams = append(c.Upstreams, admin.UpstreamConnections{ID: t.ID, Address: t.Addr.String(), Transport: t.Transport, Open: open})
+	}
+	return c
 }

@@ -421,3 +421,16 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	return nil
 }
+
+// OpenTo reports how many connections are open to addr, over every
+// listener, accepted or dialled (the persistent connection to an upstream).
+func (s *Server) OpenTo(addr netip.AddrPort) int {
+	addr = unmap(addr)
+	n := 0
+	for li := range s.addrs {
+		if s.table.peer(connKey{li, addr}) != nil {
+			n++
+		}
+	}
+	return n
+}
