@@ -11,12 +11,14 @@ import (
 	"time"
 )
 
-// freeBase finds a port base for scripts/demo.sh whose four ports (SIP
-// base, responders base+11 and base+12, admin base+30) are free.
+// freeBase finds a port base for scripts/demo.sh whose ports are free:
+// SIP on base (UDP and TCP), the responders on base+11 and base+12, the
+// admin API on base+30. It stays below the kernel's ephemeral ports
+// (32768 and up), where outgoing connections take ports at any time.
 func freeBase(t *testing.T) int {
 	t.Helper()
 	for range 50 {
-		base := 30000 + rand.IntN(20000)
+		base := 20000 + rand.IntN(12000)
 		ok := true
 		var closers []func() error
 		for _, off := range []int{0, 11, 12} {
@@ -27,8 +29,11 @@ func freeBase(t *testing.T) int {
 			}
 			closers = append(closers, c.Close)
 		}
-		if ok {
-			l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", base+30))
+		for _, off := range []int{0, 30} {
+			if !ok {
+				break
+			}
+			l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", base+off))
 			if err != nil {
 				ok = false
 			} else {
