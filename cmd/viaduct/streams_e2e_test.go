@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/viaduct-sip/viaduct/bench/load"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // Issue #15 through the real binary, with Go peers on loopback: requests
@@ -393,5 +397,47 @@ func TestBinaryLargeRequestOverTCP(t *testing.T) {
 				t.Errorf("viaduct_large_requests_total tcp %v udp %v, want %v", over, stayed, want)
 			}
 		})
+	}
+}
+
+// Issue #15: "Messages of one flow leave in the order they came ... a
+// call's 180 never overtakes its 200 on the client's connection", under
+// load: viaduct-load's UAC over TCP (two shared connections) through the
+// binary (two workers) to its UAS over TCP, which answers every INVITE 100,
+// 180, 200 back to back on one connection. On TCP nothing is
+// retransmitted, so a response the UAC takes for a duplicate (a 1xx or
+// 200 arriving when the call already has its 200) is one that overtook:
+// none may, and every call completes. The UAC has no counter of
+// reordered 1xx of its own; Duplicates is where a 180 after its 200 counts.
+func TestBinaryStreamOrderUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	uas, err := load.NewUAS(load.UASConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Transport: transport.TCP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uas.Close() })
+	v := startStreamsViaduct(t, fmt.Sprintf("workers: 2\nupstreams: [\"tcp:%s\"]\n", uas.Addr()))
+	uac, err := load.NewUAC(load.UACConfig{Target: v.sip, Transport: transport.TCP, Sources: 2, CallHold: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uac.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	const rate, sending = 600, 5 * time.Second
+	r, err := uac.Run(ctx, load.RunOptions{Rate: rate, Duration: sending, Drain: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Counts
+	t.Logf("%d calls started, %d completed, %d failed %v; %d responses received, duplicates %d, unexpected %d",
+		c.Started, c.Completed, c.Failed, c.FailedBy(), c.Received, c.Duplicates, c.Unexpected)
+	if c.Failed != 0 || c.Completed != c.Started || c.Started < uint64(rate*sending.Seconds()*0.9) {
+		t.Errorf("%d calls started, %d completed, %d failed %v; want all of about %d completed", c.Started, c.Completed, c.Failed, c.FailedBy(), int(rate*sending.Seconds()))
+	}
+	if c.Duplicates != 0 || c.Unexpected != 0 {
+		t.Errorf("responses out of order: %d taken for duplicates (a 1xx or 200 after the call's 200), %d unexpected", c.Duplicates, c.Unexpected)
 	}
 }
