@@ -23,8 +23,9 @@ import (
 // Issue #15 through the real binary, with Go peers on loopback: requests
 // through a flow token reach a phone over its own TCP connection (430 once
 // it is gone), large requests for a UDP upstream that accepts TCP go over
-// TCP, and hostile TCP clients are stopped by their limits while
-// well-behaved calls keep completing (streams_hostile_e2e_test.go).
+// TCP, responses of a flow keep their order under load, and hostile TCP
+// clients are stopped by their limits while well-behaved calls keep
+// completing (streams_hostile_e2e_linux_test.go).
 
 // streamsViaduct is a binary started for these tests: its SIP address
 // (UDP and TCP), its admin address and the process.
