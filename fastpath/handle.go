@@ -101,6 +101,7 @@ func (w *Worker) parseFailed(in []byte, from netip.AddrPort, err error, tooBig b
 		// Nothing but CR LF: a keepalive (RFC 5626 4.4.1 sends CRLFCRLF).
 		return w.drop(DropKeepalive, out)
 	}
+	tooBig = tooBig || w.refusedAsTooLarge(in, err)
 	reason := DropParseError
 	if tooBig {
 		reason = DropTooBig
@@ -122,6 +123,19 @@ func (w *Worker) parseFailed(in []byte, from netip.AddrPort, err error, tooBig b
 		code = Local505
 	}
 	return w.refuse(in, from, code, pe.Reason, reason, out)
+}
+
+// refusedAsTooLarge reports whether in is the header block of a message a
+// stream transport refused for its size: on a stream, a body shorter than
+// its Content-Length means the transport handed over the headers alone
+// (a complete frame always holds its body), and its Content-Length says
+// whether the message was too large (513) rather than malformed (400).
+func (w *Worker) refusedAsTooLarge(in []byte, err error) bool {
+	if err != parser.ErrTruncatedBody || !w.src.Kind.Reliable() {
+		return false
+	}
+	_, ferr := parser.FrameStream(in, w.e.cfg.MaxMessageSize)
+	return ferr == parser.ErrFrameTooLarge
 }
 
 // looksLikeResponse reports whether a datagram starts (after keep-alive CR
