@@ -52,6 +52,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/httpjson"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/transport"
 )
@@ -189,7 +190,7 @@ func (h *Handler) Handle(pattern string, handler http.Handler) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.token != nil && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="viaduct"`)
-		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		httpjson.Error(w, http.StatusUnauthorized, "missing or wrong bearer token")
 		return
 	}
 	h.mux.ServeHTTP(w, r)
@@ -333,7 +334,7 @@ func (h *Handler) upstreams() []Upstream {
 }
 
 func (h *Handler) listUpstreams(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, UpstreamList{Upstreams: h.upstreams()})
+	httpjson.Write(w, http.StatusOK, UpstreamList{Upstreams: h.upstreams()})
 }
 
 func (h *Handler) find(id string) (Upstream, bool) {
@@ -394,10 +395,10 @@ func (h *Handler) getUpstream(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	u, ok := h.find(id)
 	if !ok {
-		writeError(w, http.StatusNotFound, "unknown upstream "+quote(id))
+		httpjson.Error(w, http.StatusNotFound, "unknown upstream "+quote(id))
 		return
 	}
-	writeJSON(w, http.StatusOK, u)
+	httpjson.Write(w, http.StatusOK, u)
 }
 
 func (h *Handler) setAdmin(a balancer.AdminState) http.HandlerFunc {
@@ -406,47 +407,23 @@ func (h *Handler) setAdmin(a balancer.AdminState) http.HandlerFunc {
 		by := "admin API " + r.RemoteAddr
 		if err := h.doSetAdmin(id, a, by); err != nil {
 			if errors.Is(err, balancer.ErrUnknownTarget) {
-				writeError(w, http.StatusNotFound, "unknown upstream "+quote(id))
+				httpjson.Error(w, http.StatusNotFound, "unknown upstream "+quote(id))
 				return
 			}
 			h.log.Error("admin state change failed", "target", id, "admin", a.String(), "by", by, "err", err)
-			writeError(w, http.StatusInternalServerError, err.Error())
+			httpjson.Error(w, http.StatusInternalServerError, err.Error())
 			return
 		}
 		u, ok := h.find(id)
 		if !ok { // removed by a concurrent reload
-			writeError(w, http.StatusNotFound, "unknown upstream "+quote(id))
+			httpjson.Error(w, http.StatusNotFound, "unknown upstream "+quote(id))
 			return
 		}
-		writeJSON(w, http.StatusOK, u)
+		httpjson.Write(w, http.StatusOK, u)
 	}
 }
 
 func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
-}
-
-// writeJSON writes v with status code.
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "encoding JSON: "+err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
-}
-
-// writeError writes {"error": msg}.
-func writeError(w http.ResponseWriter, code int, msg string) {
-	b, _ := json.Marshal(struct {
-		Error string `json:"error"`
-	}{msg})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
 }

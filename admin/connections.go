@@ -1,6 +1,10 @@
 package admin
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/viaduct-sip/viaduct/internal/httpjson"
+)
 
 // Connections are the TCP and TLS connections open now, for
 // GET /api/v1/connections and the status page.
@@ -30,5 +34,5 @@ type UpstreamConnections struct {
 
 // connections serves GET /api/v1/connections.
 func (h *Handler) connections(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.conns())
+	httpjson.Write(w, http.StatusOK, h.conns())
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/viaduct-sip/viaduct/internal/httpjson"
 )
 
 // The admin API of the edge, mounted by cmd/viaduct on the admin Handler
@@ -41,7 +43,7 @@ type BanRequest struct {
 const maxBanTTL = 365 * 24 * time.Hour
 
 func (g *Guard) listBans(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, struct {
+	httpjson.Write(w, http.StatusOK, struct {
 		Bans []Ban `json:"bans"`
 	}{g.bans.List()})
 }
@@ -51,43 +53,43 @@ func (g *Guard) addBan(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "body: want {\"prefix\": \"192.0.2.0/24\", \"ttl\": \"1h\", \"reason\": \"...\"}: "+err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "body: want {\"prefix\": \"192.0.2.0/24\", \"ttl\": \"1h\", \"reason\": \"...\"}: "+err.Error())
 		return
 	}
 	p, err := ParsePrefix(req.Prefix)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "prefix: "+err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "prefix: "+err.Error())
 		return
 	}
 	ttl := g.rules.Load().banTTL
 	if req.TTL != "" {
 		if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl < time.Second || ttl > maxBanTTL {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl: want a duration from 1s to %v, such as 90s or 1h, got %q", maxBanTTL, req.TTL))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("ttl: want a duration from 1s to %v, such as 90s or 1h, got %q", maxBanTTL, req.TTL))
 			return
 		}
 	}
 	if err := g.bans.Add(p, ttl, OriginManual, req.Reason); err != nil {
-		writeError(w, http.StatusConflict, err.Error())
+		httpjson.Error(w, http.StatusConflict, err.Error())
 		return
 	}
 	g.logger.Info("edge: source banned", "source", p.String(), "origin", "manual", "reason", req.Reason, "ttl", ttl, "by", r.RemoteAddr)
 	for _, b := range g.bans.List() {
 		if b.Prefix == p.String() {
-			writeJSON(w, http.StatusCreated, b)
+			httpjson.Write(w, http.StatusCreated, b)
 			return
 		}
 	}
-	writeError(w, http.StatusInternalServerError, "ban added but not listed")
+	httpjson.Error(w, http.StatusInternalServerError, "ban added but not listed")
 }
 
 func (g *Guard) removeBan(w http.ResponseWriter, r *http.Request) {
 	p, err := ParsePrefix(r.PathValue("prefix"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "prefix: "+err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "prefix: "+err.Error())
 		return
 	}
 	if !g.bans.Remove(p) {
-		writeError(w, http.StatusNotFound, "no ban of "+p.String())
+		httpjson.Error(w, http.StatusNotFound, "no ban of "+p.String())
 		return
 	}
 	g.logger.Info("edge: ban lifted", "source", p.String(), "by", r.RemoteAddr)
@@ -102,12 +104,12 @@ func (g *Guard) top(w http.ResponseWriter, r *http.Request) {
 	if s := r.URL.Query().Get("n"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 1 || v > maxTop {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("n: want 1 to %d, got %q", maxTop, s))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("n: want 1 to %d, got %q", maxTop, s))
 			return
 		}
 		n = v
 	}
-	writeJSON(w, http.StatusOK, struct {
+	httpjson.Write(w, http.StatusOK, struct {
 		Top []Talker `json:"top"`
 	}{g.table.Top(n, g.clock.now())})
 }
@@ -137,27 +139,5 @@ func (g *Guard) status(w http.ResponseWriter, _ *http.Request) {
 	for _, n := range s.BansActive {
 		out.BansActive += n
 	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "encoding JSON: "+err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	b, _ := json.Marshal(struct {
-		Error string `json:"error"`
-	}{msg})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
+	httpjson.Write(w, http.StatusOK, out)
 }
