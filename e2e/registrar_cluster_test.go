@@ -17,85 +17,6 @@ import (
 	"github.com/viaduct-sip/viaduct/internal/testenv"
 )
 
-// registrarConfig is a Kamailio registrar and proxy that keeps its location
-// table in memory (usrloc db_mode 0): two of them share nothing. It stores
-// the Path of a REGISTER (Viaduct's) and sends requests for the contact
-// through it, and Record-Routes the requests it routes, so that the calls'
-// ACK and BYE come back to it. It logs what the test reads: "e2e: ready"
-// once it takes requests, "e2e: registered AOR" for every binding saved and
-// "e2e: request METHOD RURI-USER CALL-ID" for every request it receives.
-// Printf verb: the UDP port.
-const registrarConfig = `#!KAMAILIO
-debug=1
-log_stderror=yes
-children=1
-dns=no
-rev_dns=no
-auto_aliases=no
-disable_tcp=yes
-listen=udp:127.0.0.1:%d
-
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "siputils.so"
-loadmodule "textops.so"
-loadmodule "xlog.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-
-modparam("usrloc", "db_mode", 0)
-# Save Path, route through it; do not insist on Supported: path.
-modparam("registrar", "use_path", 1)
-modparam("registrar", "path_mode", 0)
-
-event_route[core:worker-one-init] {
-	xlog("L_NOTICE", "e2e: ready\n");
-}
-
-request_route {
-	xlog("L_NOTICE", "e2e: request $rm $rU $ci\n");
-	if (!mf_process_maxfwd_header("10")) {
-		sl_send_reply("483", "Too Many Hops");
-		exit;
-	}
-	if (has_totag()) {
-		if (loose_route()) {
-			t_relay();
-			exit;
-		}
-		# The ACK of a non-2xx response: absorbed by its transaction.
-		if (is_method("ACK") && t_check_trans()) {
-			t_relay();
-		}
-		exit;
-	}
-	if (is_method("CANCEL")) {
-		if (t_check_trans()) {
-			t_relay();
-		}
-		exit;
-	}
-	t_check_trans();
-	if (is_method("REGISTER")) {
-		if (!save("location")) {
-			sl_reply_error();
-			exit;
-		}
-		xlog("L_NOTICE", "e2e: registered $tu\n");
-		exit;
-	}
-	record_route();
-	if (!lookup("location")) {
-		sl_send_reply("404", "Not Found");
-		exit;
-	}
-	t_relay();
-}
-`
-
 // phoneScenario registers the user the -s option names ([service]) with
 // this SIPp's address as contact, then stays up for the calls, which
 // calleeScenario, SIPp's out-of-call scenario, answers.
@@ -348,8 +269,11 @@ const cancellerScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 // 404 from the registrar that does not hold the callee.
 func TestRegistrarCluster(t *testing.T) {
 	sipp := testenv.Sipp(t)
-	kamailio, modules := testenv.Kamailio(t)
 	begin := time.Now()
+	regs := []*registrar{
+		{"registrar-a", testenv.StartKamailioRegistrar(t)},
+		{"registrar-b", testenv.StartKamailioRegistrar(t)},
+	}
 	dir := t.TempDir()
 	bin := buildViaduct(t, dir)
 	for name, text := range map[string]string{
@@ -357,11 +281,6 @@ func TestRegistrarCluster(t *testing.T) {
 		"caller.xml": callerScenario, "canceller.xml": cancellerScenario,
 	} {
 		writeFile(t, dir, name, text)
-	}
-
-	regs := []*registrar{
-		startRegistrar(t, dir, "registrar-a", kamailio, modules),
-		startRegistrar(t, dir, "registrar-b", kamailio, modules),
 	}
 	pv, pa := freePort(t, "udp"), freePort(t, "tcp")
 	cfg := writeFile(t, dir, "viaduct.yaml", fmt.Sprintf(`listen: ["127.0.0.1:%d"]
@@ -380,17 +299,14 @@ health:
   timeout: 250ms
 admin:
   listen: 127.0.0.1:%d
-`, pv, regs[0].port, regs[0].name, regs[1].port, regs[1].name, pa))
+`, pv, regs[0].Addr.Port(), regs[0].name, regs[1].Addr.Port(), regs[1].name, pa))
 	start(t, dir, "viaduct", bin, "--config", cfg)
-	for _, r := range regs {
-		waitFor(t, r.name+" ready", 10*time.Second, func() bool { return strings.Contains(r.log(t), "e2e: ready") })
-	}
 	adminURL := fmt.Sprintf("http://127.0.0.1:%d", pa)
 	waitFor(t, "viaduct ready", 10*time.Second, func() bool { return httpOK(adminURL + "/readyz") })
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, r := range regs {
-				t.Logf("%s log:\n%s", r.name, r.log(t))
+				t.Logf("%s log:\n%s", r.name, r.Log())
 			}
 		}
 	})
@@ -480,43 +396,16 @@ admin:
 	t.Logf("total %v", time.Since(begin))
 }
 
-// registrar is a Kamailio started by the test.
+// registrar is a Kamailio registrar started by the test, with the name
+// Viaduct knows it by.
 type registrar struct {
 	name string
-	port int
-	out  string // its log
-}
-
-// startRegistrar writes registrarConfig for a free port into dir/name and
-// starts kamailio on it in the foreground, logging to stderr.
-func startRegistrar(t *testing.T, dir, name, kamailio, modules string) *registrar {
-	t.Helper()
-	r := &registrar{name: name, port: freePort(t, "udp"), out: filepath.Join(dir, name+".out")}
-	run := filepath.Join(dir, name)
-	if err := os.Mkdir(run, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := writeFile(t, run, "kamailio.cfg", fmt.Sprintf(registrarConfig, r.port))
-	args := []string{"-DD", "-E", "-f", cfg, "-w", run, "-Y", run, "-m", "32", "-M", "8"}
-	if modules != "" {
-		args = append(args, "-L", modules)
-	}
-	start(t, dir, name, kamailio, args...)
-	return r
-}
-
-func (r *registrar) log(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile(r.out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	*testenv.KamailioRegistrar
 }
 
 var (
-	registeredLine = regexp.MustCompile(`e2e: registered sip:([^@]+)@example\.com`)
-	requestLine    = regexp.MustCompile(`e2e: request (\S+) (\S+) (\S+)`)
+	registeredLine = regexp.MustCompile(`registrar: registered sip:([^@]+)@example\.com`)
+	requestLine    = regexp.MustCompile(`registrar: request (\S+) (\S+) (\S+)`)
 )
 
 // registeredUsers reads which registrar saved each user's binding, failing
@@ -525,7 +414,7 @@ func registeredUsers(t *testing.T, regs []*registrar) map[string]int {
 	t.Helper()
 	holder := map[string]int{}
 	for i, r := range regs {
-		for _, m := range registeredLine.FindAllStringSubmatch(r.log(t), -1) {
+		for _, m := range registeredLine.FindAllStringSubmatch(r.Log(), -1) {
 			if j, ok := holder[m[1]]; ok && j != i {
 				t.Fatalf("%s registered at %s and %s: its REGISTERs were split", m[1], regs[j].name, r.name)
 			}
@@ -543,7 +432,7 @@ func callRequests(t *testing.T, regs []*registrar, holder map[string]int) (calls
 	t.Helper()
 	seen := map[string]map[string]bool{}
 	for i, r := range regs {
-		sc := bufio.NewScanner(strings.NewReader(r.log(t)))
+		sc := bufio.NewScanner(strings.NewReader(r.Log()))
 		for sc.Scan() {
 			m := requestLine.FindStringSubmatch(sc.Text())
 			if m == nil || m[1] == "REGISTER" || (m[1] == "OPTIONS" && strings.HasPrefix(m[3], "vdp-")) {

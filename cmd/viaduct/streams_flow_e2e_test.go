@@ -5,125 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/viaduct-sip/viaduct/internal/testenv"
 )
-
-// flowRegistrarConfig is a Kamailio registrar on UDP only that saves the
-// Path of a REGISTER and sends the requests for a contact through it (as
-// e2e/registrar_cluster_test.go's). It logs "flow: ready" once it takes
-// requests and "flow: registered AOR" for every binding saved. Printf
-// verb: the UDP port.
-const flowRegistrarConfig = `#!KAMAILIO
-debug=1
-log_stderror=yes
-children=1
-dns=no
-rev_dns=no
-auto_aliases=no
-disable_tcp=yes
-listen=udp:127.0.0.1:%d
-
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "siputils.so"
-loadmodule "textops.so"
-loadmodule "xlog.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-
-modparam("usrloc", "db_mode", 0)
-modparam("registrar", "use_path", 1)
-modparam("registrar", "path_mode", 0)
-
-event_route[core:worker-one-init] {
-	xlog("L_NOTICE", "flow: ready\n");
-}
-
-request_route {
-	if (!mf_process_maxfwd_header("10")) {
-		sl_send_reply("483", "Too Many Hops");
-		exit;
-	}
-	if (has_totag()) {
-		if (loose_route()) {
-			t_relay();
-		}
-		exit;
-	}
-	if (is_method("REGISTER")) {
-		if (!save("location")) {
-			sl_reply_error();
-		}
-		xlog("L_NOTICE", "flow: registered $tu\n");
-		exit;
-	}
-	record_route();
-	if (!lookup("location")) {
-		sl_send_reply("404", "Not Found");
-		exit;
-	}
-	t_relay();
-}
-`
-
-// startFlowRegistrar runs Kamailio with flowRegistrarConfig and returns its
-// address and the file of its log once it logs that it is ready. Kamailio
-// forks its workers: it runs in a process group of its own, its output
-// goes to a file (a pipe would stay open in the workers), and the test's
-// cleanup kills the group.
-func startFlowRegistrar(t *testing.T) (addr netip.AddrPort, logFile string) {
-	t.Helper()
-	kamailio, modules := testenv.Kamailio(t)
-	dir := t.TempDir()
-	addr = freePort(t)
-	cfg := filepath.Join(dir, "kamailio.cfg")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(flowRegistrarConfig, addr.Port())), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-DD", "-E", "-f", cfg, "-w", dir, "-Y", dir, "-m", "32", "-M", "8"}
-	if modules != "" {
-		args = append(args, "-L", modules)
-	}
-	cmd := exec.Command(kamailio, args...)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logFile = filepath.Join(dir, "kamailio.out")
-	testenv.StartLogged(t, cmd, logFile)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	})
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(readLog(logFile), "flow: ready"); time.Sleep(20 * time.Millisecond) {
-		select {
-		case <-done:
-			t.Fatalf("kamailio exited:\n%s", readLog(logFile))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kamailio did not start:\n%s", readLog(logFile))
-		}
-	}
-	return addr, logFile
-}
-
-// readLog returns the file's content ("" when it cannot be read).
-func readLog(path string) string {
-	b, _ := os.ReadFile(path)
-	return string(b)
-}
 
 // phone is a SIP phone on one TCP connection to Viaduct.
 type phone struct {
@@ -197,15 +84,16 @@ func TestBinaryFlowToRegisteredPhone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	registrar, kamLog := startFlowRegistrar(t)
+	kam := testenv.StartKamailioRegistrar(t)
+	registrar := kam.Addr
 	v := startStreamsViaduct(t, fmt.Sprintf("workers: 2\npath: true\nrecord_route: true\nupstreams: [\"%s\"]\n", registrar))
 
 	ph := dialPhone(t, v.sip, "alice")
 	ph.register(t)
 	// save() sends the 200 before the script logs the binding.
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(readLog(kamLog), "flow: registered sip:alice@example.com"); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(kam.Log(), "registrar: registered sip:alice@example.com"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("kamailio did not save the binding:\n%s", lastLines(readLog(kamLog), 20))
+			t.Fatalf("kamailio did not save the binding:\n%s", lastLines(kam.Log(), 20))
 		}
 	}
 
@@ -226,7 +114,7 @@ func TestBinaryFlowToRegisteredPhone(t *testing.T) {
 	ph.write(t, response(inv, "180 Ringing"))
 	ph.write(t, response(inv, "200 OK"))
 	if m, ok := caller.recv(10*time.Second, "SIP/2.0 200"); !ok || header(m.text, "Call-ID") != header(first, "Call-ID") {
-		t.Fatalf("the phone's 200 did not reach the caller:\nkamailio:\n%s\nviaduct:\n%s", lastLines(readLog(kamLog), 20), lastLines(v.p.out.String(), 20))
+		t.Fatalf("the phone's 200 did not reach the caller:\nkamailio:\n%s\nviaduct:\n%s", lastLines(kam.Log(), 20), lastLines(v.p.out.String(), 20))
 	}
 
 	ph.c.Close()
@@ -237,7 +125,7 @@ func TestBinaryFlowToRegisteredPhone(t *testing.T) {
 	caller.send(t, second, registrar)
 	m, ok := caller.recv(10*time.Second, "SIP/2.0 4")
 	if !ok {
-		t.Fatalf("no final answer to the INVITE after the phone left:\nkamailio:\n%s\nviaduct:\n%s", lastLines(readLog(kamLog), 20), lastLines(v.p.out.String(), 20))
+		t.Fatalf("no final answer to the INVITE after the phone left:\nkamailio:\n%s\nviaduct:\n%s", lastLines(kam.Log(), 20), lastLines(v.p.out.String(), 20))
 	}
 	if !strings.HasPrefix(m.text, "SIP/2.0 430") || header(m.text, "Call-ID") != header(second, "Call-ID") {
 		t.Errorf("the INVITE after the phone left got %q, want 430 Flow Failed", firstLine(m.text))
