@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -85,14 +84,8 @@ func runConns(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if cfg.Keepalive, err = load.ParseKeepalive(*keepalive); err != nil {
 		return fail(err)
 	}
-	if *bind != "" {
-		for _, s := range strings.Split(*bind, ",") {
-			a, err := netip.ParseAddr(strings.TrimSpace(s))
-			if err != nil {
-				return fail(fmt.Errorf("--bind: %w", err))
-			}
-			cfg.Bind = append(cfg.Bind, a)
-		}
+	if cfg.Bind, err = parseBind(*bind); err != nil {
+		return fail(err)
 	}
 	progress := func(opened, failed int) {
 		if !*quiet {

@@ -115,6 +115,23 @@ func resolveAddr(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
+// parseBind parses the --bind flag: comma-separated local addresses (none
+// when it is empty).
+func parseBind(s string) ([]netip.Addr, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var addrs []netip.Addr
+	for _, f := range strings.Split(s, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("--bind: %w", err)
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, nil
+}
+
 func setCores(n int) {
 	if n > 0 {
 		runtime.GOMAXPROCS(n)
@@ -212,14 +229,8 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.FromUser, err = load.ParseTemplate(*fromUser); err != nil {
 		return fail(err)
 	}
-	if *bind != "" {
-		for _, s := range strings.Split(*bind, ",") {
-			a, err := netip.ParseAddr(strings.TrimSpace(s))
-			if err != nil {
-				return fail(fmt.Errorf("--bind: %w", err))
-			}
-			cfg.Bind = append(cfg.Bind, a)
-		}
+	if cfg.Bind, err = parseBind(*bind); err != nil {
+		return fail(err)
 	}
 	u, err := load.NewUAC(cfg)
 	if err != nil {
