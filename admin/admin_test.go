@@ -13,6 +13,7 @@ import (
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/fastpath"
 	"github.com/viaduct-sip/viaduct/health"
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
@@ -53,25 +54,11 @@ func setupWith(t *testing.T, o Options) (*httptest.Server, *balancer.Pool, *heal
 	return srv, eng.Pool(), chk, h
 }
 
+// do sends a request without a body to the admin API.
 func do(t *testing.T, method, u, token string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
+	code, b := testenv.HTTPDo(t, method, u, token, "")
+	return code, []byte(b)
 }
 
 func TestUpstreamsAdminStates(t *testing.T) {

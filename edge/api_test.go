@@ -2,11 +2,12 @@ package edge
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 )
 
 // apiServer serves g's routes as cmd/viaduct mounts them.
@@ -20,22 +21,10 @@ func apiServer(t *testing.T, g *Guard) *httptest.Server {
 	return s
 }
 
+// do sends a request without a token to the edge's routes.
 func do(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return testenv.HTTPDo(t, method, url, "", body)
 }
 
 func TestBansAPI(t *testing.T) {

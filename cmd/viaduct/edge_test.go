@@ -3,13 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 )
 
 // sendFrom sends a request with User-Agent ua to proxy from a socket on
@@ -36,25 +37,6 @@ func sendFrom(t *testing.T, proxy, method, ua string, n int) {
 	}
 }
 
-// authed sends a request to the admin API with the bearer token.
-func authed(t *testing.T, method, url, token, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // The edge in the running binary: the scanner drop before the core, its
 // metrics, the bans API behind the token, and a reload that applies the
 // edge section, refuses a bad one by its field and keeps the bans.
@@ -71,20 +53,20 @@ func TestEdgeWiring(t *testing.T) {
 	waitFor(t, 5*time.Second, func() bool { return up.received("OPTIONS") == 3 }, "3 OPTIONS at the upstream")
 	sendFrom(t, proxy.String(), "OPTIONS", "friendly-scanner", 1)
 	waitFor(t, 5*time.Second, func() bool {
-		_, m := authed(t, "GET", base+"/metrics", token, "")
+		_, m := testenv.HTTPDo(t, "GET", base+"/metrics", token, "")
 		return strings.Contains(m, `viaduct_edge_dropped_total{reason="scanner",rule="friendly-scanner"} 1`)
 	}, "the scanner's drop in /metrics")
 	if up.received("OPTIONS") != 3 {
 		t.Error("the scanner's OPTIONS reached the upstream")
 	}
-	if code, _ := authed(t, "GET", base+"/api/v1/bans", "", ""); code != http.StatusUnauthorized {
+	if code, _ := testenv.HTTPDo(t, "GET", base+"/api/v1/bans", "", ""); code != http.StatusUnauthorized {
 		t.Errorf("GET /api/v1/bans without the token: %d, want 401", code)
 	}
-	code, body := authed(t, "GET", base+"/api/v1/bans", token, "")
+	code, body := testenv.HTTPDo(t, "GET", base+"/api/v1/bans", token, "")
 	if code != 200 || !strings.Contains(body, `"prefix": "127.0.0.2/32"`) || !strings.Contains(body, `"origin": "scanner"`) {
 		t.Errorf("GET /api/v1/bans: %d %s, want the scanner's ban", code, body)
 	}
-	if code, body := authed(t, "POST", base+"/api/v1/bans", token, `{"prefix": "192.0.2.0/24", "ttl": "1h"}`); code != http.StatusCreated {
+	if code, body := testenv.HTTPDo(t, "POST", base+"/api/v1/bans", token, `{"prefix": "192.0.2.0/24", "ttl": "1h"}`); code != http.StatusCreated {
 		t.Errorf("POST /api/v1/bans: %d %s", code, body)
 	}
 
@@ -95,7 +77,7 @@ func TestEdgeWiring(t *testing.T) {
 		}
 	}
 	reload := func() (int, reloadResult) {
-		code, body := authed(t, "POST", base+"/api/v1/reload", token, "")
+		code, body := testenv.HTTPDo(t, "POST", base+"/api/v1/reload", token, "")
 		var res reloadResult
 		if err := json.Unmarshal([]byte(body), &res); err != nil {
 			t.Fatalf("reload answer %d %q: %v", code, body, err)
@@ -112,11 +94,11 @@ func TestEdgeWiring(t *testing.T) {
 	if code != 200 || len(res.RestartRequired) != 1 || res.RestartRequired[0] != "edge.limits.table_size" {
 		t.Errorf("reload: %d %+v, want applied with edge.limits.table_size named as needing a restart", code, res)
 	}
-	code, body = authed(t, "GET", base+"/api/v1/bans", token, "")
+	code, body = testenv.HTTPDo(t, "GET", base+"/api/v1/bans", token, "")
 	if !strings.Contains(body, "127.0.0.2/32") || !strings.Contains(body, "192.0.2.0/24") {
 		t.Errorf("bans after the reload: %d %s", code, body)
 	}
-	if code, _ := authed(t, "DELETE", base+"/api/v1/bans/127.0.0.2/32", token, ""); code != http.StatusNoContent {
+	if code, _ := testenv.HTTPDo(t, "DELETE", base+"/api/v1/bans/127.0.0.2/32", token, ""); code != http.StatusNoContent {
 		t.Errorf("DELETE the scanner's ban: %d", code)
 	}
 	sendFrom(t, proxy.String(), "OPTIONS", "friendly-scanner", 1)
