@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -142,8 +143,21 @@ func (in *instance) scrape() (map[string]float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
+	m, err := parseMetrics(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	in.mu.Lock()
+	in.last = m
+	in.mu.Unlock()
+	return m, nil
+}
+
+// parseMetrics reads a Prometheus text exposition: each sample's value by
+// its name and labels (the text before the value), comments skipped.
+func parseMetrics(r io.Reader) (map[string]float64, error) {
 	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
@@ -161,9 +175,6 @@ func (in *instance) scrape() (map[string]float64, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read /metrics: %w", err)
 	}
-	in.mu.Lock()
-	in.last = m
-	in.mu.Unlock()
 	return m, nil
 }
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -213,22 +212,12 @@ func scrapeMetrics(t *testing.T, adminURL string) map[string]float64 {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		key := line[:i]
+	samples, err := parseMetrics(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := make(map[string]float64, len(samples))
+	for key, v := range samples {
 		m[key] += v
 		if name, _, ok := strings.Cut(key, "{"); ok {
 			m[name] += v

@@ -31,21 +31,21 @@ type Stats struct {
 // Dropped returns the enforced drops of reason (and of rule, unless rule
 // is "").
 func (s Stats) Dropped(reason, rule string) uint64 {
-	var n uint64
-	for _, r := range s.Drops {
-		if r.Reason == reason && (rule == "" || r.Rule == rule) {
-			n += r.Dropped
-		}
-	}
-	return n
+	return s.sum(reason, rule, func(r RuleCount) uint64 { return r.Dropped })
 }
 
 // WouldDrop is Dropped for the log_only counts.
 func (s Stats) WouldDrop(reason, rule string) uint64 {
+	return s.sum(reason, rule, func(r RuleCount) uint64 { return r.WouldDrop })
+}
+
+// sum adds up count over the rules of reason (and of rule, unless rule is
+// "").
+func (s Stats) sum(reason, rule string, count func(RuleCount) uint64) uint64 {
 	var n uint64
 	for _, r := range s.Drops {
 		if r.Reason == reason && (rule == "" || r.Rule == rule) {
-			n += r.WouldDrop
+			n += count(r)
 		}
 	}
 	return n

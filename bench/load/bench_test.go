@@ -11,7 +11,11 @@ import (
 func BenchmarkUACCall(b *testing.B) {
 	t := &testing.T{}
 	ts := newTestSource(t, UACConfig{})
-	call := replayableCall(t, ts)
+	benchCalls(b, ts, replayableCall(t, ts))
+}
+
+// benchCalls runs call b.N times, failing if any of ts's calls failed.
+func benchCalls(b *testing.B, ts *testSource, call func()) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -179,14 +179,7 @@ func sentOf(msgs []string) []sentResp {
 // sockets.
 func BenchmarkUACCallTCP(b *testing.B) {
 	ts, call := replayableStreamCall(&testing.T{})
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		call()
-	}
-	if ts.counter(cFailed) != 0 {
-		b.Fatal("calls failed")
-	}
+	benchCalls(b, ts, call)
 }
 
 // BenchmarkUASCallTCP is BenchmarkUASCall on a tcp connection: reading and

@@ -6,48 +6,35 @@ import (
 	"testing"
 )
 
-func TestWriteIndentsAndMarksUncached(t *testing.T) {
-	rec := httptest.NewRecorder()
-	Write(rec, http.StatusCreated, map[string]int{"a": 1})
-	if rec.Code != http.StatusCreated {
-		t.Fatalf("code %d, want 201", rec.Code)
-	}
-	if got, want := rec.Body.String(), "{\n  \"a\": 1\n}\n"; got != want {
-		t.Fatalf("body %q, want %q", got, want)
-	}
-	assertHeaders(t, rec)
-}
-
-func TestWriteUnencodableAnswers500(t *testing.T) {
-	rec := httptest.NewRecorder()
-	Write(rec, http.StatusOK, func() {})
-	if rec.Code != http.StatusInternalServerError {
-		t.Fatalf("code %d, want 500", rec.Code)
-	}
-	if got, want := rec.Body.String(), "{\"error\":\"encoding JSON: json: unsupported type: func()\"}\n"; got != want {
-		t.Fatalf("body %q, want %q", got, want)
-	}
-	assertHeaders(t, rec)
-}
-
-func TestErrorBody(t *testing.T) {
-	rec := httptest.NewRecorder()
-	Error(rec, http.StatusNotFound, `no "x"`)
-	if rec.Code != http.StatusNotFound {
-		t.Fatalf("code %d, want 404", rec.Code)
-	}
-	if got, want := rec.Body.String(), "{\"error\":\"no \\\"x\\\"\"}\n"; got != want {
-		t.Fatalf("body %q, want %q", got, want)
-	}
-	assertHeaders(t, rec)
-}
-
-func assertHeaders(t *testing.T, rec *httptest.ResponseRecorder) {
-	t.Helper()
-	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
-		t.Errorf("Content-Type %q", ct)
-	}
-	if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("Cache-Control %q", cc)
+func TestAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		write    func(http.ResponseWriter)
+		code     int
+		wantBody string
+	}{
+		{"indented value", func(w http.ResponseWriter) { Write(w, http.StatusCreated, map[string]int{"a": 1}) },
+			http.StatusCreated, "{\n  \"a\": 1\n}\n"},
+		{"unencodable value", func(w http.ResponseWriter) { Write(w, http.StatusOK, func() {}) },
+			http.StatusInternalServerError, "{\"error\":\"encoding JSON: json: unsupported type: func()\"}\n"},
+		{"error", func(w http.ResponseWriter) { Error(w, http.StatusNotFound, `no "x"`) },
+			http.StatusNotFound, "{\"error\":\"no \\\"x\\\"\"}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			tc.write(rec)
+			if rec.Code != tc.code {
+				t.Errorf("code %d, want %d", rec.Code, tc.code)
+			}
+			if got := rec.Body.String(); got != tc.wantBody {
+				t.Errorf("body %q, want %q", got, tc.wantBody)
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("Cache-Control %q", cc)
+			}
+		})
 	}
 }
