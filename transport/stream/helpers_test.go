@@ -181,3 +181,26 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// echoInOrder writes sipMsg(0) to sipMsg(n-1) on c in one write and checks
+// that the server sends them back in that order.
+func echoInOrder(t testing.TB, c net.Conn, n int) {
+	t.Helper()
+	var all []byte
+	for i := range n {
+		all = append(all, sipMsg(i)...)
+	}
+	c.Write(all)
+	expectMsgs(t, c, 0, n)
+}
+
+// expectMsgs reads n messages from c and checks that they are sipMsg(first)
+// and the ones after it, in order.
+func expectMsgs(t testing.TB, c net.Conn, first, n int) {
+	t.Helper()
+	for i, m := range readMsgs(t, c, n) {
+		if !bytes.Equal(m, sipMsg(first+i)) {
+			t.Fatalf("message %d back = %q", first+i, m)
+		}
+	}
+}

@@ -311,16 +311,7 @@ func TestOutputOrder(t *testing.T) {
 	l.Workers = 1
 	s := serve(t, transport.TCP, ServerConfig{}, l, &alternator{})
 	c := dialFrom(t, "", s.Addrs()[0])
-	var all []byte
-	for i := range 40 {
-		all = append(all, sipMsg(i)...)
-	}
-	c.Write(all)
-	for i, m := range readMsgs(t, c, 40) {
-		if !bytes.Equal(m, sipMsg(i)) {
-			t.Fatalf("answer %d = %q", i, m)
-		}
-	}
+	echoInOrder(t, c, 40)
 }
 
 // Sends from several goroutines to one flow leave in each goroutine's

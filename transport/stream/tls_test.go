@@ -127,26 +127,13 @@ func TestTLSRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var all []byte
-	for i := range 30 {
-		all = append(all, sipMsg(i)...)
-	}
-	c.Write(all)
-	for i, m := range readMsgs(t, c, 30) {
-		if !bytes.Equal(m, sipMsg(i)) {
-			t.Fatalf("response %d = %q", i, m)
-		}
-	}
+	echoInOrder(t, c, 30)
 	tail := append(sipMsg(30), sipMsg(31)...)
 	for i := range tail { // a record per byte, with pauses: messages split across records and reads
 		c.Write(tail[i : i+1])
 		time.Sleep(time.Millisecond)
 	}
-	for i, m := range readMsgs(t, c, 2) {
-		if !bytes.Equal(m, sipMsg(30+i)) {
-			t.Fatalf("response %d = %q", 30+i, m)
-		}
-	}
+	expectMsgs(t, c, 30, 2)
 	_, srcs := r.waitMsgs(t, 32)
 	if srcs[0].Kind != transport.TLS || srcs[0].Flow == 0 {
 		t.Errorf("source %+v", srcs[0])
