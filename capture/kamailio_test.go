@@ -80,7 +80,7 @@ func TestHEPToKamailio(t *testing.T) {
 	// Kamailio prints its sockets once bound ("Listening on ... udp:
 	// 127.0.0.1 [127.0.0.1]:PORT").
 	_, port, _ := net.SplitHostPort(addr)
-	waitFor(t, "kamailio to listen", func() bool { return strings.Contains(log.String(), "]:"+port+"\n") })
+	testenv.WaitFor(t, "kamailio to listen", 10*time.Second, func() bool { return strings.Contains(log.String(), "]:"+port+"\n") })
 
 	c, tp := startCapture(t, Config{HEP: HEPConfig{Address: addr, AgentID: 2001}})
 	pass(tp, invite("kam-udp@x", "alice"), transport.UDP)
@@ -95,7 +95,7 @@ func TestHEPToKamailio(t *testing.T) {
 		"src=192.0.2.10:5060 proto=udp callid=kam-udp@x what=180",
 	}
 	line := regexp.MustCompile(`HEPMSG (.*)`)
-	waitFor(t, "kamailio to decode 6 messages", func() bool { return len(line.FindAllString(log.String(), -1)) >= len(want) })
+	testenv.WaitFor(t, "kamailio to decode 6 messages", 10*time.Second, func() bool { return len(line.FindAllString(log.String(), -1)) >= len(want) })
 	var got []string
 	for _, m := range line.FindAllStringSubmatch(log.String(), -1) {
 		got = append(got, m[1])

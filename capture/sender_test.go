@@ -9,19 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/transport"
 )
-
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
 
 // startCapture starts the sender of a Capture of cfg with one tap; the
 // test closes it.
@@ -81,7 +71,7 @@ func TestSenderUDP(t *testing.T) {
 			t.Fatalf("frame %d: Call-ID %q, want %q (in order)", i, f.CallID, want)
 		}
 	}
-	waitFor(t, "the sent counter", func() bool { return c.Stats().Sent == 2*calls })
+	testenv.WaitFor(t, "the sent counter", 10*time.Second, func() bool { return c.Stats().Sent == 2*calls })
 	if s := c.Stats(); s.SentBytes == 0 || s.CollectorErrors != 0 {
 		t.Errorf("stats %+v", s)
 	}
@@ -151,7 +141,7 @@ func TestSenderCollectorDown(t *testing.T) {
 	if fw.sent != n {
 		t.Fatalf("forwarded %d of %d", fw.sent, n)
 	}
-	waitFor(t, "every frame accounted for", func() bool {
+	testenv.WaitFor(t, "every frame accounted for", 10*time.Second, func() bool {
 		s := c.Stats()
 		return s.Captured+s.Dropped["ring_full"] == 2*n && s.Dropped["collector"] == s.Captured
 	})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
@@ -96,7 +97,7 @@ func TestTraceAPICallID(t *testing.T) {
 	pass(tp, invite("other@x", "alice"), transport.UDP)
 	pass(tp, invite("traced@x", "alice"), transport.UDP)
 	pass(tp, invite("traced@x", "alice"), transport.TCP) // the third message ends the trace
-	waitFor(t, "the trace to end", func() bool { return c.Traces().Active() == 0 })
+	testenv.WaitFor(t, "the trace to end", 10*time.Second, func() bool { return c.Traces().Active() == 0 })
 	pass(tp, invite("traced@x", "alice"), transport.UDP) // after its end
 	c.Close()
 

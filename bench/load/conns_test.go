@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/transport"
 )
 
@@ -49,7 +50,7 @@ func TestHoldConns(t *testing.T) {
 			if sc.Accepted != uint64(tc.count) || sc.Options != uint64(tc.count) {
 				t.Fatalf("uas accepted %d connections and %d OPTIONS", sc.Accepted, sc.Options)
 			}
-			waitFor(t, "the connections to close", func() bool { return s.Conns() == 0 })
+			testenv.WaitFor(t, "the connections to close", 10*time.Second, func() bool { return s.Conns() == 0 })
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viaduct-sip/viaduct/internal/testenv"
 	"github.com/viaduct-sip/viaduct/parser"
 	"github.com/viaduct-sip/viaduct/transport"
 )
@@ -71,22 +72,10 @@ func TestStreamCalls(t *testing.T) {
 						sc.Invite, sc.Ack, sc.Bye, sc.Accepted, wantConns, sc.ParseErrors)
 				}
 				if mode == ConnPerCall {
-					waitFor(t, "per-call connections to close", func() bool { return s.Conns() == 0 })
+					testenv.WaitFor(t, "per-call connections to close", 10*time.Second, func() bool { return s.Conns() == 0 })
 				}
 			})
 		}
-	}
-}
-
-// waitFor polls cond for up to 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -136,7 +125,7 @@ func TestUASClosesOnBadFraming(t *testing.T) {
 		t.Fatalf("want one 200 to the OPTIONS, then the close; got %q", got)
 	}
 	var sc UASCounts
-	waitFor(t, "the framing error to be counted", func() bool { s.Counts(&sc); return sc.FramingErrors == 1 })
+	testenv.WaitFor(t, "the framing error to be counted", 10*time.Second, func() bool { s.Counts(&sc); return sc.FramingErrors == 1 })
 	if sc.Options != 1 || sc.Closed != 1 {
 		t.Fatalf("uas counted OPTIONS %d, closed connections %d", sc.Options, sc.Closed)
 	}
@@ -159,7 +148,7 @@ func TestSharedConnectionReconnects(t *testing.T) {
 		}
 		s.stream.mu.Unlock()
 		var c Counts
-		waitFor(t, "the UAC to see its connections dropped", func() bool {
+		testenv.WaitFor(t, "the UAC to see its connections dropped", 10*time.Second, func() bool {
 			u.Counts(&c)
 			return c.ConnsDropped == uint64(2*round)
 		})
@@ -189,7 +178,7 @@ func TestCallsFailWhenTheirConnectionDrops(t *testing.T) {
 				done <- r
 			}()
 			var sc UASCounts
-			waitFor(t, "the UAS to hold 20 INVITEs", func() bool { s.Counts(&sc); return sc.Invite == 20 })
+			testenv.WaitFor(t, "the UAS to hold 20 INVITEs", 10*time.Second, func() bool { s.Counts(&sc); return sc.Invite == 20 })
 			s.stream.mu.Lock()
 			for c := range s.stream.live {
 				c.Close()
@@ -295,9 +284,9 @@ func TestUASForgetsDelayedInvitesOfClosedConnections(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, "the INVITE to wait", func() bool { return pending() == 1 })
+	testenv.WaitFor(t, "the INVITE to wait", 10*time.Second, func() bool { return pending() == 1 })
 	c.Close()
-	waitFor(t, "the INVITE to be forgotten", func() bool { return pending() == 0 })
+	testenv.WaitFor(t, "the INVITE to be forgotten", 10*time.Second, func() bool { return pending() == 0 })
 }
 
 // TestPerCallConnectFailures aims per-call connections at a port where

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Sipp returns the path of the sipp binary (Debian package sip-tester).
@@ -101,5 +102,16 @@ func StartLogged(t testing.TB, cmd *exec.Cmd, path string) {
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+}
+
+// WaitFor polls cond every 5 ms until it holds, failing the test with what
+// it waited for once limit has passed.
+func WaitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
 	}
 }
