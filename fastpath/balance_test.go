@@ -10,6 +10,7 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // mustPolicy parses config-style key rules.
@@ -494,7 +495,7 @@ func TestWeightsAndPriorities(t *testing.T) {
 	if got := strings.Join(ids, " "); got != "a=192.0.2.21:5060 b=192.0.2.22:5060 standby=192.0.2.23:5060" {
 		t.Errorf("targets %s", got)
 	}
-	if !e.isUpstream(up3) {
+	if !e.route.Load().isUpstream(up3, transport.UDP) {
 		t.Errorf("a target's address is not a configured upstream")
 	}
 }

@@ -232,18 +232,13 @@ func (e *Engine) isAdvertisedPort(port int) bool {
 	return false
 }
 
-// isUpstream reports whether addr is a configured upstream.
-func (e *Engine) isUpstream(addr netip.AddrPort) bool {
-	return e.route.Load().isUpstream(addr)
-}
-
 // routing is the part of an engine's configuration that Update replaces
 // while the workers run. It is immutable once published: a worker loads
 // the current one once per request (one atomic load) and uses it for the
 // whole request, so a request never sees half of a reload.
 type routing struct {
-	targets   []balancer.Target // normalized, in configuration order
-	upstreams map[netip.AddrPort]struct{}
+	targets   []balancer.Target                 // normalized, in configuration order
+	upstreams map[netip.AddrPort]transport.Kind // by address, the transport each is reached over
 	policy    *balancer.Policy
 	keys      keyPolicy // policy, compiled
 }
@@ -251,20 +246,23 @@ type routing struct {
 func newRouting(targets []balancer.Target, keys *balancer.Policy) *routing {
 	r := &routing{
 		targets:   targets,
-		upstreams: make(map[netip.AddrPort]struct{}, len(targets)),
+		upstreams: make(map[netip.AddrPort]transport.Kind, len(targets)),
 		policy:    keys,
 		keys:      compilePolicy(keys),
 	}
 	for _, t := range targets {
-		r.upstreams[t.Addr] = struct{}{}
+		r.upstreams[t.Addr] = targetKind(t.Transport)
 	}
 	return r
 }
 
-// isUpstream reports whether addr is one of r's upstreams.
-func (r *routing) isUpstream(addr netip.AddrPort) bool {
-	_, ok := r.upstreams[addr]
-	return ok
+// isUpstream reports whether a message from addr over kind comes from one
+// of r's upstreams: its address and port, over its transport. A client on
+// TCP whose ephemeral port happens to equal a UDP upstream's port is not
+// that upstream.
+func (r *routing) isUpstream(addr netip.AddrPort, kind transport.Kind) bool {
+	k, ok := r.upstreams[addr]
+	return ok && k == kind
 }
 
 // reopensFor reports whether a response whose client connection on

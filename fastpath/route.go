@@ -142,7 +142,7 @@ func (w *Worker) preprocessRoutes(r *reqState) Action {
 		r.removedLast = true
 		r.remaining--
 	}
-	r.fromUpstream = w.rt.isUpstream(r.from)
+	r.fromUpstream = w.rt.isUpstream(r.from, w.src.Kind)
 	r.flow, r.conn, r.removedSecond = netip.AddrPort{}, flowRef{}, false
 	if r.remaining > 0 {
 		w.removeOwnTopRoute(r)

@@ -474,3 +474,15 @@ Content-Type: application/sdp`, sdp+strings.Repeat("a=x-padding:0123456789\n", 1
 		t.Error("UDPMTU -1: the 3 KB INVITE left UDP")
 	}
 }
+
+// A client on TCP whose source port equals a UDP upstream's port is not that
+// upstream: its request is balanced, not routed by its Request-URI as an
+// upstream's would be.
+func TestTCPClientOnAnUpstreamsPort(t *testing.T) {
+	rig := newStreamRig(t, nil)
+	inv := replace(tcpInvite, "INVITE sip:bob@biloxi.example.com", "INVITE sip:bob@203.0.113.99:5060")
+	rig.tcp.deliver(t, 0, inv, transport.Peer{Addr: up1, Flow: 9})
+	if got := oneSent(t, rig.udp, "INVITE"); got.to.Addr != up1 {
+		t.Errorf("INVITE from a TCP client at %v sent to %v, want balanced to %v", up1, got.to.Addr, up1)
+	}
+}

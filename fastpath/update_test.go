@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/viaduct-sip/viaduct/balancer"
+	"github.com/viaduct-sip/viaduct/transport"
 )
 
 func TestUpdate(t *testing.T) {
@@ -36,7 +37,7 @@ func TestUpdate(t *testing.T) {
 	if err := e.Update(nil, nil); err == nil {
 		t.Fatal("empty update accepted")
 	}
-	if e.Pool().Table().Version() != before || len(e.Targets()) != 2 || e.isUpstream(up3) {
+	if e.Pool().Table().Version() != before || len(e.Targets()) != 2 || e.route.Load().isUpstream(up3, transport.UDP) {
 		t.Fatal("a refused update changed the engine")
 	}
 
@@ -77,7 +78,7 @@ func TestUpdate(t *testing.T) {
 	if err := e.Update([]balancer.Target{{ID: "b", Addr: up2}, {ID: "c", Addr: up3}}, keys); err != nil {
 		t.Fatal(err)
 	}
-	if e.isUpstream(up1) {
+	if e.route.Load().isUpstream(up1, transport.UDP) {
 		t.Error("removed target still an upstream")
 	}
 	if got := invites(t, w, 200, 3); got[up1] != 0 || got[up3] != 200 {
