@@ -1,0 +1,587 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/viaduct-sip/viaduct/bench/load"
+	"github.com/viaduct-sip/viaduct/bench/load/loadtest"
+	"github.com/viaduct-sip/viaduct/transport"
+)
+
+// Issue #15's TLS proofs through the real binaries: viaduct-load over TLS
+// (its certificate checks on) through Viaduct to UDP upstreams, in both
+// connection modes; a certificate reload under load; mutual TLS. The
+// Kamailio ones are in tls_kamailio_test.go. Every certificate is made by
+// the test (testCA), for 127.0.0.1 and localhost.
+
+// testCA is a certificate authority the test makes, with its certificate
+// in a PEM file for the peers' configurations.
+type testCA struct {
+	t    *testing.T
+	dir  string
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	file string // the CA certificate, PEM
+}
+
+// issued is a certificate testCA signed: its PEM files and serial.
+type issued struct {
+	certFile, keyFile string
+	serial            *big.Int
+}
+
+// newTestCA makes a CA valid for a day and writes its certificate to
+// dir/ca.pem.
+func newTestCA(t *testing.T, dir string) *testCA {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber:          randomSerial(t),
+		Subject:               pkix.Name{CommonName: "viaduct e2e test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &testCA{t: t, dir: dir, cert: cert, key: key, file: filepath.Join(dir, "ca.pem")}
+	writePEM(t, ca.file, "CERTIFICATE", der)
+	return ca
+}
+
+// issue signs a certificate for 127.0.0.1 and localhost, good for servers
+// and clients both, and writes it and its key to dir/name.crt and
+// dir/name.key (replacing them atomically: a reader sees the old files or
+// the new ones).
+func (ca *testCA) issue(name string) issued {
+	t := ca.t
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: randomSerial(t),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := issued{certFile: filepath.Join(ca.dir, name+".crt"), keyFile: filepath.Join(ca.dir, name+".key"), serial: tmpl.SerialNumber}
+	writePEM(t, out.keyFile, "PRIVATE KEY", keyDER)
+	writePEM(t, out.certFile, "CERTIFICATE", der)
+	return out
+}
+
+// pool returns a pool holding the CA's certificate alone.
+func (ca *testCA) pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.cert)
+	return p
+}
+
+func newKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func randomSerial(t *testing.T) *big.Int {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.Add(n, big.NewInt(1))
+}
+
+// writePEM writes one PEM block to path through a temporary file renamed
+// over it.
+func writePEM(t *testing.T, path, kind string, der []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// buildBinaries builds viaduct and viaduct-load into dir with one go build.
+func buildBinaries(t *testing.T, dir string) (viaduct, viaductLoad string) {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/viaduct", "./cmd/viaduct-load")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/viaduct ./cmd/viaduct-load: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "viaduct"), filepath.Join(dir, "viaduct-load")
+}
+
+// tlsLab is the setting of a TLS test: its directory, binaries and CA.
+type tlsLab struct {
+	t         *testing.T
+	dir       string
+	viaduct   string // binary
+	load      string // viaduct-load binary
+	ca        *testCA
+	adminURL  string
+	tlsListen netip.AddrPort // Viaduct's tls: listener
+	udpListen netip.AddrPort // Viaduct's udp: listener
+}
+
+func newTLSLab(t *testing.T) *tlsLab {
+	t.Helper()
+	dir := t.TempDir()
+	l := &tlsLab{t: t, dir: dir, ca: newTestCA(t, dir)}
+	l.viaduct, l.load = buildBinaries(t, dir)
+	return l
+}
+
+// startUAS starts a viaduct-load uas on UDP and waits until it answers.
+func (l *tlsLab) startUAS(name string) (*proc, netip.AddrPort) {
+	l.t.Helper()
+	a := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freePort(l.t, "udp")))
+	p := start(l.t, l.dir, name, l.load, "uas", "--listen", a.String(), "--workers", "1", "--concurrency", "1")
+	waitFor(l.t, name+" answering", 10*time.Second, func() bool {
+		return strings.Contains(l.output(name), "viaduct-load uas: answering on")
+	})
+	return p, a
+}
+
+// output is what the process started as name printed so far.
+func (l *tlsLab) output(name string) string {
+	b, _ := os.ReadFile(filepath.Join(l.dir, name+".out"))
+	return string(b)
+}
+
+var uasInvites = regexp.MustCompile(`\(requests \d+: INVITE (\d+),`)
+
+// stopUAS stops a viaduct-load uas and returns the INVITEs it received.
+func (l *tlsLab) stopUAS(p *proc, name string) int {
+	l.t.Helper()
+	p.stop(syscall.SIGTERM)
+	m := uasInvites.FindStringSubmatch(l.output(name))
+	if m == nil {
+		l.t.Fatalf("%s printed no report:\n%s", name, l.output(name))
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// startViaduct writes viaduct.yaml with a tls: and a udp: listener, the
+// upstreams and extra (YAML at the top level, e.g. the tls block), starts
+// the binary with it and waits until it is ready.
+func (l *tlsLab) startViaduct(upstreams []string, extra string) *proc {
+	l.t.Helper()
+	lo := netip.MustParseAddr("127.0.0.1")
+	l.tlsListen = netip.AddrPortFrom(lo, uint16(freePort(l.t, "tcp")))
+	l.udpListen = netip.AddrPortFrom(lo, uint16(freePort(l.t, "udp")))
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(l.t, "tcp"))
+	l.adminURL = "http://" + adminAddr
+	var ups strings.Builder
+	for i, u := range upstreams {
+		fmt.Fprintf(&ups, "  - {address: %q, id: up%d}\n", u, i+1)
+	}
+	cfg := writeFile(l.t, l.dir, "viaduct.yaml", fmt.Sprintf(`listen: ["tls:%s", "udp:%s"]
+workers: 2
+upstreams:
+%shealth:
+  enabled: false
+shutdown_drain: 0s
+admin:
+  listen: %s
+%s`, l.tlsListen, l.udpListen, ups.String(), adminAddr, extra))
+	p := start(l.t, l.dir, "viaduct", l.viaduct, "--config", cfg)
+	waitFor(l.t, "viaduct ready", 15*time.Second, func() bool {
+		if p.ended() {
+			l.t.Fatalf("viaduct exited:\n%s", l.output("viaduct"))
+		}
+		return httpOK(l.adminURL + "/readyz")
+	})
+	return p
+}
+
+// ended reports whether the process has ended.
+func (p *proc) ended() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
+// tlsBlock is the tls block of a Viaduct whose listeners present cert.
+func tlsBlock(cert issued, more string) string {
+	return fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n%s", cert.certFile, cert.keyFile, more)
+}
+
+// uacRun is a viaduct-load uac run started by runUAC.
+type uacRun struct {
+	name string
+	cmd  *exec.Cmd
+	done chan error
+	json string
+}
+
+// startUAC starts viaduct-load uac with args (and --quiet, --json) in the
+// background; wait collects its report.
+func (l *tlsLab) startUAC(name string, args ...string) *uacRun {
+	l.t.Helper()
+	r := &uacRun{name: name, done: make(chan error, 1), json: filepath.Join(l.dir, name+".json")}
+	out, err := os.Create(filepath.Join(l.dir, name+".out"))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	r.cmd = exec.Command(l.load, append([]string{"uac", "--quiet", "--json", r.json}, args...)...)
+	r.cmd.Dir, r.cmd.Stdout, r.cmd.Stderr = l.dir, out, out
+	if err := r.cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	go func() { r.done <- r.cmd.Wait(); out.Close() }()
+	l.t.Cleanup(func() {
+		r.cmd.Process.Kill()
+		<-r.done
+		r.done <- nil
+	})
+	return r
+}
+
+// running reports whether the run has not ended yet.
+func (r *uacRun) running() bool {
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return false
+	default:
+		return true
+	}
+}
+
+// wait waits (limit at most) for the run to end and returns its report;
+// a run that cannot report fails the test.
+func (l *tlsLab) wait(r *uacRun, limit time.Duration) load.Report {
+	l.t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err
+	case <-time.After(limit):
+		r.cmd.Process.Kill()
+		l.t.Fatalf("%s still running after %v:\n%s", r.name, limit, l.output(r.name))
+	}
+	b, err := os.ReadFile(r.json)
+	if err != nil {
+		l.t.Fatalf("%s wrote no report: %v\n%s", r.name, err, l.output(r.name))
+	}
+	var rep load.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		l.t.Fatalf("%s: %v", r.name, err)
+	}
+	return rep
+}
+
+// runUAC runs viaduct-load uac to the end and returns its report.
+func (l *tlsLab) runUAC(name string, args ...string) load.Report {
+	l.t.Helper()
+	return l.wait(l.startUAC(name, args...), 90*time.Second)
+}
+
+// tlsUACArgs are the arguments of a uac sending calls calls at rate over
+// TLS to Viaduct's tls: listener, one source, connections shared or
+// per-call, checking Viaduct's certificate against the test CA.
+func (l *tlsLab) tlsUACArgs(calls, rate int, connections string, more ...string) []string {
+	return append([]string{"--target", l.tlsListen.String(), "--transport", "tls", "--tls-ca", l.ca.file,
+		"--connections", connections, "--sources", "1", "--concurrency", "1",
+		"--total", strconv.Itoa(calls), "--rate", strconv.Itoa(rate), "--timeout", "8s", "--drain", "10s"}, more...)
+}
+
+// checkAllCompleted fails the test unless every one of calls completed.
+func checkAllCompleted(t *testing.T, what string, rep load.Report, calls int) {
+	t.Helper()
+	if rep.Started != uint64(calls) || rep.Completed != uint64(calls) || rep.Failed != 0 {
+		t.Errorf("%s: %d started, %d completed, %d failed %v; want all %d completed", what, rep.Started, rep.Completed, rep.Failed, rep.FailedBy, calls)
+	}
+	if rep.Transport != "tls" {
+		t.Errorf("%s: transport %q, want tls", what, rep.Transport)
+	}
+}
+
+// checkConns checks the connections a run opened: one in all with
+// shared (and none dropped or reopened), one per call with per-call.
+func checkConns(t *testing.T, what, connections string, rep load.Report, calls int) {
+	t.Helper()
+	want := uint64(1)
+	if connections == "per-call" {
+		want = uint64(calls)
+	}
+	if rep.ConnsOpened != want || rep.ConnsFailed != 0 || rep.Reconnects != 0 {
+		t.Errorf("%s (%s): %d connections opened, %d failed, %d reopened; want %d, 0, 0", what, connections,
+			rep.ConnsOpened, rep.ConnsFailed, rep.Reconnects, want)
+	}
+	if connections == "shared" && rep.ConnsDropped != 0 {
+		t.Errorf("%s (shared): %d connections dropped, want 0", what, rep.ConnsDropped)
+	}
+}
+
+// metricSum sums the samples of a metric whose labels contain every one of
+// labels (each `name="value"`), 0 when there are none.
+func metricSum(t *testing.T, adminURL, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := adminClient.Get(adminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		all := true
+		for _, lb := range labels {
+			all = all && strings.Contains(rest, lb)
+		}
+		if !all {
+			continue
+		}
+		v, err := strconv.ParseFloat(rest[strings.LastIndexByte(rest, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("/metrics: %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// TestTLSEndToEnd is issue #15's first TLS proof: viaduct-load's UAC over
+// TLS, checking Viaduct's certificate against the test's CA (no
+// --tls-insecure), through Viaduct's tls: listener to two viaduct-load
+// UASs over UDP, once with one connection for every call and once with a
+// connection per call. Every call completes, both upstreams take calls, and
+// Viaduct counts the TLS connections it accepted.
+func TestTLSEndToEnd(t *testing.T) {
+	begin := time.Now()
+	l := newTLSLab(t)
+	cert := l.ca.issue("viaduct")
+	uas1, a1 := l.startUAS("uas1")
+	uas2, a2 := l.startUAS("uas2")
+	l.startViaduct([]string{a1.String(), a2.String()}, tlsBlock(cert, ""))
+
+	const calls, rate = 300, 150
+	for _, conns := range []string{"shared", "per-call"} {
+		rep := l.runUAC("uac-"+conns, l.tlsUACArgs(calls, rate, conns)...)
+		checkAllCompleted(t, conns, rep, calls)
+		checkConns(t, "uac", conns, rep, calls)
+	}
+	if n := metricSum(t, l.adminURL, "viaduct_stream_accepted_total", `transport="tls"`); n != 1+calls {
+		t.Errorf("viaduct_stream_accepted_total{transport=tls} %v, want %d (one shared connection, one per call)", n, 1+calls)
+	}
+	if n := metricSum(t, l.adminURL, "viaduct_tls_handshake_failures_total"); n != 0 {
+		t.Errorf("viaduct_tls_handshake_failures_total %v, want 0", n)
+	}
+	per := []int{l.stopUAS(uas1, "uas1"), l.stopUAS(uas2, "uas2")}
+	t.Logf("INVITEs per upstream %v", per)
+	if per[0] == 0 || per[1] == 0 || per[0]+per[1] != 2*calls {
+		t.Errorf("INVITEs per upstream %v, want both > 0 and %d in all", per, 2*calls)
+	}
+	t.Logf("total %v", time.Since(begin))
+}
+
+// servedSerial opens a TLS connection to addr, verifying the server
+// against the test CA as 127.0.0.1, and returns the serial of the
+// certificate it presented.
+func servedSerial(t *testing.T, ca *testCA, addr netip.AddrPort) *big.Int {
+	t.Helper()
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr.String(), &tls.Config{RootCAs: ca.pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("tls dial %v: %v", addr, err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber
+}
+
+// TestTLSCertificateReloadUnderLoad is issue #15's reload proof: while two
+// viaduct-load UACs run calls over TLS, one on a single shared connection
+// and one with a connection per call, the certificate files are replaced
+// with a new certificate of the same CA and Viaduct gets SIGHUP. No call
+// fails, a new connection after the reload is served the new certificate
+// (its serial read with crypto/tls), the shared connection opened before
+// the reload carried calls to the end without being reopened, and
+// per-call connections opened after the reload verified fine.
+func TestTLSCertificateReloadUnderLoad(t *testing.T) {
+	begin := time.Now()
+	l := newTLSLab(t)
+	old := l.ca.issue("viaduct")
+	uas, a := l.startUAS("uas")
+	v := l.startViaduct([]string{a.String()}, tlsBlock(old, ""))
+	if got := servedSerial(t, l.ca, l.tlsListen); got.Cmp(old.serial) != 0 {
+		t.Fatalf("served serial %v before the reload, want %v", got, old.serial)
+	}
+
+	// 10 s of calls each, held 200 ms: calls are in progress at the reload.
+	const calls, rate = 1000, 100
+	shared := l.startUAC("uac-shared", l.tlsUACArgs(calls, rate, "shared", "--call-hold", "200ms")...)
+	perCall := l.startUAC("uac-per-call", l.tlsUACArgs(calls, rate, "per-call", "--call-hold", "200ms")...)
+	inBefore := 0.0
+	waitFor(t, "calls under way over TLS", 20*time.Second, func() bool {
+		inBefore = metricSum(t, l.adminURL, "viaduct_stream_messages_total", `transport="tls"`, `direction="in"`)
+		return inBefore >= 400
+	})
+
+	renewed := l.ca.issue("viaduct") // same files, new key and serial
+	if renewed.serial.Cmp(old.serial) == 0 {
+		t.Fatal("the CA issued the same serial twice")
+	}
+	if err := v.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	var got *big.Int
+	waitFor(t, "the new certificate served", 10*time.Second, func() bool {
+		got = servedSerial(t, l.ca, l.tlsListen)
+		return got.Cmp(renewed.serial) == 0
+	})
+	if !shared.running() || !perCall.running() {
+		t.Fatalf("a UAC ended before the reload took effect (shared running %v, per-call running %v): the test proves nothing; raise the calls",
+			shared.running(), perCall.running())
+	}
+	inAtReload := metricSum(t, l.adminURL, "viaduct_stream_messages_total", `transport="tls"`, `direction="in"`)
+
+	for _, r := range []struct {
+		run   *uacRun
+		conns string
+	}{{shared, "shared"}, {perCall, "per-call"}} {
+		rep := l.wait(r.run, 90*time.Second)
+		checkAllCompleted(t, r.conns, rep, calls)
+		checkConns(t, "uac", r.conns, rep, calls)
+	}
+	inAfter := metricSum(t, l.adminURL, "viaduct_stream_messages_total", `transport="tls"`, `direction="in"`)
+	t.Logf("TLS messages in: %v before the reload began, %v when the new certificate was served, %v at the end", inBefore, inAtReload, inAfter)
+	if inAfter <= inAtReload {
+		t.Errorf("no TLS message after the reload (%v at the reload, %v at the end)", inAtReload, inAfter)
+	}
+	if n := metricSum(t, l.adminURL, "viaduct_tls_handshake_failures_total"); n != 0 {
+		t.Errorf("viaduct_tls_handshake_failures_total %v, want 0", n)
+	}
+	if log := l.output("viaduct"); strings.Contains(log, "level=ERROR") {
+		t.Errorf("viaduct logged errors:\n%s", lastLogLines(log, 20))
+	}
+	if n := l.stopUAS(uas, "uas"); n != 2*calls {
+		t.Errorf("the UAS received %d INVITEs, want %d", n, 2*calls)
+	}
+	t.Logf("total %v", time.Since(begin))
+}
+
+// lastLogLines returns the last n lines of s.
+func lastLogLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestTLSMutual is issue #15's mutual TLS: with client_ca_file, a client
+// presenting no certificate is refused (its first read fails, and Viaduct
+// counts a failed handshake), while a UAC presenting a certificate of the
+// CA completes its calls.
+func TestTLSMutual(t *testing.T) {
+	l := newTLSLab(t)
+	cert := l.ca.issue("viaduct")
+	client := l.ca.issue("client")
+	uas, a := l.startUAS("uas")
+	l.startViaduct([]string{a.String()}, tlsBlock(cert, "  client_ca_file: "+l.ca.file+"\n"))
+
+	// Without a certificate: in TLS 1.3 the client's handshake ends before
+	// the server checks it, so the refusal shows on the first read.
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.tlsListen.String(),
+		&tls.Config{RootCAs: l.ca.pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+	if err == nil {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK-mtls\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\n"+
+			"To: <sip:127.0.0.1>\r\nCall-ID: mtls-no-cert\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+		buf := make([]byte, 512)
+		n, rerr := c.Read(buf)
+		c.Close()
+		if rerr == nil {
+			t.Fatalf("a client without a certificate was served: %q", buf[:n])
+		}
+		var nerr net.Error
+		if errors.As(rerr, &nerr) && nerr.Timeout() {
+			t.Fatalf("a client without a certificate was neither served nor refused in 10 s")
+		}
+		t.Logf("without a certificate: %v", rerr)
+	} else {
+		t.Logf("without a certificate: %v", err)
+	}
+	waitFor(t, "the refused handshake counted", 10*time.Second, func() bool {
+		return metricSum(t, l.adminURL, "viaduct_tls_handshake_failures_total") >= 1
+	})
+
+	// With a certificate of the CA.
+	pair, err := tls.LoadX509KeyPair(client.certFile, client.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calls = 100
+	r := loadtest.CallsWith(t, load.UACConfig{Target: l.tlsListen, Transport: transport.TLS,
+		TLS: &tls.Config{RootCAs: l.ca.pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, ServerName: "127.0.0.1"},
+		Timeout: 8 * time.Second}, calls)
+	if r.Counts.Completed != calls || r.Counts.Failed != 0 {
+		t.Errorf("with a client certificate: %d of %d calls completed, %d failed: %v", r.Counts.Completed, calls, r.Counts.Failed, r.Counts.FailedBy())
+	}
+	if n := metricSum(t, l.adminURL, "viaduct_tls_handshake_failures_total"); n != 1 {
+		t.Errorf("viaduct_tls_handshake_failures_total %v, want 1 (the client without a certificate alone)", n)
+	}
+	if n := l.stopUAS(uas, "uas"); n != calls {
+		t.Errorf("the UAS received %d INVITEs, want %d", n, calls)
+	}
+}
