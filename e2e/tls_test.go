@@ -573,7 +573,7 @@ func TestTLSMutual(t *testing.T) {
 	}
 	const calls = 100
 	r := loadtest.CallsWith(t, load.UACConfig{Target: l.tlsListen, Transport: transport.TLS,
-		TLS: &tls.Config{RootCAs: l.ca.pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, ServerName: "127.0.0.1"},
+		TLS:     &tls.Config{RootCAs: l.ca.pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, ServerName: "127.0.0.1"},
 		Timeout: 8 * time.Second}, calls)
 	if r.Counts.Completed != calls || r.Counts.Failed != 0 {
 		t.Errorf("with a client certificate: %d of %d calls completed, %d failed: %v", r.Counts.Completed, calls, r.Counts.Failed, r.Counts.FailedBy())
