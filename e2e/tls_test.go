@@ -177,7 +177,21 @@ func newTLSLab(t *testing.T) *tlsLab {
 	dir := t.TempDir()
 	l := &tlsLab{t: t, dir: dir, ca: newTestCA(t, dir)}
 	l.viaduct, l.load = buildBinaries(t, dir)
+	t.Cleanup(l.logOnFailure)
 	return l
+}
+
+// logOnFailure logs the end of every process's output when the test
+// failed (the directory goes with the test).
+func (l *tlsLab) logOnFailure() {
+	if !l.t.Failed() {
+		return
+	}
+	outs, _ := filepath.Glob(filepath.Join(l.dir, "*.out"))
+	for _, f := range outs {
+		name := strings.TrimSuffix(filepath.Base(f), ".out")
+		l.t.Logf("%s output (end):\n%s", name, lastLogLines(l.output(name), 25))
+	}
 }
 
 // startUAS starts a viaduct-load uas on UDP and waits until it answers.
@@ -211,20 +225,28 @@ func (l *tlsLab) stopUAS(p *proc, name string) int {
 	return n
 }
 
-// startViaduct writes viaduct.yaml with a tls: and a udp: listener, the
-// upstreams and extra (YAML at the top level, e.g. the tls block), starts
-// the binary with it and waits until it is ready.
+// startViaduct starts Viaduct (startViaductWith) in front of the UDP
+// upstreams, each at ip:port.
 func (l *tlsLab) startViaduct(upstreams []string, extra string) *proc {
+	l.t.Helper()
+	var ups strings.Builder
+	for i, u := range upstreams {
+		fmt.Fprintf(&ups, "  - {address: %q, id: up%d}\n", u, i+1)
+	}
+	return l.startViaductWith(ups.String(), extra)
+}
+
+// startViaductWith writes viaduct.yaml with a tls: and a udp: listener,
+// the upstreams list's entries (YAML lines) and extra (YAML at the top
+// level, e.g. the tls block), starts the binary with it and waits until
+// it is ready.
+func (l *tlsLab) startViaductWith(upstreams, extra string) *proc {
 	l.t.Helper()
 	lo := netip.MustParseAddr("127.0.0.1")
 	l.tlsListen = netip.AddrPortFrom(lo, uint16(freePort(l.t, "tcp")))
 	l.udpListen = netip.AddrPortFrom(lo, uint16(freePort(l.t, "udp")))
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(l.t, "tcp"))
 	l.adminURL = "http://" + adminAddr
-	var ups strings.Builder
-	for i, u := range upstreams {
-		fmt.Fprintf(&ups, "  - {address: %q, id: up%d}\n", u, i+1)
-	}
 	cfg := writeFile(l.t, l.dir, "viaduct.yaml", fmt.Sprintf(`listen: ["tls:%s", "udp:%s"]
 workers: 2
 upstreams:
@@ -233,7 +255,7 @@ upstreams:
 shutdown_drain: 0s
 admin:
   listen: %s
-%s`, l.tlsListen, l.udpListen, ups.String(), adminAddr, extra))
+%s`, l.tlsListen, l.udpListen, upstreams, adminAddr, extra))
 	p := start(l.t, l.dir, "viaduct", l.viaduct, "--config", cfg)
 	waitFor(l.t, "viaduct ready", 15*time.Second, func() bool {
 		if p.ended() {
@@ -440,13 +462,30 @@ func TestTLSEndToEnd(t *testing.T) {
 // certificate it presented.
 func servedSerial(t *testing.T, ca *testCA, addr netip.AddrPort) *big.Int {
 	t.Helper()
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	c, err := tls.DialWithDialer(d, "tcp", addr.String(), &tls.Config{RootCAs: ca.pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+	serial, err := tryServedSerial(ca, addr, issued{})
 	if err != nil {
-		t.Fatalf("tls dial %v: %v", addr, err)
+		t.Fatal(err)
+	}
+	return serial
+}
+
+// tryServedSerial is servedSerial presenting client (when it has files)
+// and returning the error of a connection that fails.
+func tryServedSerial(ca *testCA, addr netip.AddrPort, client issued) (*big.Int, error) {
+	cfg := &tls.Config{RootCAs: ca.pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if client.certFile != "" {
+		pair, err := tls.LoadX509KeyPair(client.certFile, client.keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr.String(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("tls dial %v: %w", addr, err)
 	}
 	defer c.Close()
-	return c.ConnectionState().PeerCertificates[0].SerialNumber
+	return c.ConnectionState().PeerCertificates[0].SerialNumber, nil
 }
 
 // TestTLSCertificateReloadUnderLoad is issue #15's reload proof: while two
