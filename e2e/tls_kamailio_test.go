@@ -131,11 +131,11 @@ func (l *tlsLab) startKamailio(name string, cert issued, requireClient bool, lis
 var kamailioRequest = regexp.MustCompile(`e2e: request (\S+) (\S+) (\S+)`)
 
 // kamailioRequests counts the requests Kamailio name logged by method and
-// transport ("INVITE tls"), Viaduct's probes left out.
+// transport ("INVITE tls"), Viaduct's probes and tlsOptions' left out.
 func (l *tlsLab) kamailioRequests(name string) map[string]int {
 	n := map[string]int{}
 	for _, m := range kamailioRequest.FindAllStringSubmatch(l.output(name), -1) {
-		if strings.HasPrefix(m[3], "vdp-") {
+		if strings.HasPrefix(m[3], "vdp-") || strings.HasPrefix(m[3], "e2e-options-") {
 			continue
 		}
 		n[m[1]+" "+m[2]]++
@@ -155,6 +155,16 @@ func TestTLSKamailioUpstream(t *testing.T) {
 	viaductCert, kamCert := l.ca.issue("viaduct"), l.ca.issue("kamailio")
 	kport := freePort(t, "tcp")
 	l.startKamailio("kamailio", kamCert, true, fmt.Sprintf("listen=tls:127.0.0.1:%d", kport), kport, fmt.Sprintf(kamailioUASRoute, kport))
+
+	// Kamailio requires a client certificate (so that Viaduct's below is
+	// checked): a client without one is refused, one with it served.
+	kaddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(kport))
+	if status, err := tlsOptions(l.ca, kaddr, issued{}); err == nil {
+		t.Fatalf("Kamailio served a client without a certificate: %q", status)
+	}
+	if status, err := tlsOptions(l.ca, kaddr, viaductCert); err != nil || status != "SIP/2.0 200 OK" {
+		t.Fatalf("Kamailio with a client certificate of the CA: %q, %v; want SIP/2.0 200 OK", status, err)
+	}
 
 	l.startViaductWith(
 		fmt.Sprintf("  - {address: \"tls:127.0.0.1:%d\", id: kamailio, tls_server_name: localhost}\n", kport),

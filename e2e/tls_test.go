@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -457,6 +456,20 @@ func TestTLSEndToEnd(t *testing.T) {
 	t.Logf("total %v", time.Since(begin))
 }
 
+// clientTLS is a client's configuration verifying the server against
+// the test CA as 127.0.0.1 and presenting client (when it has files).
+func clientTLS(ca *testCA, client issued) (*tls.Config, error) {
+	cfg := &tls.Config{RootCAs: ca.pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if client.certFile != "" {
+		pair, err := tls.LoadX509KeyPair(client.certFile, client.keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
 // servedSerial opens a TLS connection to addr, verifying the server
 // against the test CA as 127.0.0.1, and returns the serial of the
 // certificate it presented.
@@ -472,13 +485,9 @@ func servedSerial(t *testing.T, ca *testCA, addr netip.AddrPort) *big.Int {
 // tryServedSerial is servedSerial presenting client (when it has files)
 // and returning the error of a connection that fails.
 func tryServedSerial(ca *testCA, addr netip.AddrPort, client issued) (*big.Int, error) {
-	cfg := &tls.Config{RootCAs: ca.pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-	if client.certFile != "" {
-		pair, err := tls.LoadX509KeyPair(client.certFile, client.keyFile)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Certificates = []tls.Certificate{pair}
+	cfg, err := clientTLS(ca, client)
+	if err != nil {
+		return nil, err
 	}
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr.String(), cfg)
 	if err != nil {
@@ -534,6 +543,29 @@ func TestTLSCertificateReloadUnderLoad(t *testing.T) {
 	}
 	inAtReload := metricSum(t, l.adminURL, "viaduct_stream_messages_total", `transport="tls"`, `direction="in"`)
 
+	// The same over the admin API, which answers once the files are read;
+	// then a certificate file that does not parse: the reload is refused
+	// and the certificate in use stays.
+	third := l.ca.issue("viaduct")
+	if res := l.postReload(); !res.Applied || res.Error != "" {
+		t.Errorf("POST /api/v1/reload with a new certificate: %+v, want applied", res)
+	}
+	if got := servedSerial(t, l.ca, l.tlsListen); got.Cmp(third.serial) != 0 {
+		t.Errorf("after POST /api/v1/reload the served serial is %v, want %v", got, third.serial)
+	}
+	if err := os.WriteFile(third.certFile, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := l.postReload(); res.Applied || !strings.Contains(res.Field, "cert_file") {
+		t.Errorf("POST /api/v1/reload with a broken certificate file: %+v, want refused naming tls.cert_file", res)
+	}
+	if got := servedSerial(t, l.ca, l.tlsListen); got.Cmp(third.serial) != 0 {
+		t.Errorf("after a refused reload the served serial is %v, want %v (the one in use)", got, third.serial)
+	}
+	if !shared.running() || !perCall.running() {
+		t.Errorf("a UAC ended before the reloads were done: raise the calls")
+	}
+
 	for _, r := range []struct {
 		run   *uacRun
 		conns string
@@ -550,13 +582,36 @@ func TestTLSCertificateReloadUnderLoad(t *testing.T) {
 	if n := metricSum(t, l.adminURL, "viaduct_tls_handshake_failures_total"); n != 0 {
 		t.Errorf("viaduct_tls_handshake_failures_total %v, want 0", n)
 	}
-	if log := l.output("viaduct"); strings.Contains(log, "level=ERROR") {
-		t.Errorf("viaduct logged errors:\n%s", lastLogLines(log, 20))
+	// The one error logged is the refused reload.
+	if log := l.output("viaduct"); strings.Count(log, "level=ERROR") != 1 || !strings.Contains(log, `level=ERROR msg="configuration reload refused`) {
+		t.Errorf("viaduct's errors, want the refused reload alone:\n%s", lastLogLines(log, 20))
 	}
 	if n := l.stopUAS(uas, "uas"); n != 2*calls {
 		t.Errorf("the UAS received %d INVITEs, want %d", n, 2*calls)
 	}
 	t.Logf("total %v", time.Since(begin))
+}
+
+// reloadAnswer is the part of POST /api/v1/reload's answer the tests read.
+type reloadAnswer struct {
+	Applied bool   `json:"applied"`
+	Field   string `json:"field"`
+	Error   string `json:"error"`
+}
+
+// postReload asks Viaduct to reload over its admin API.
+func (l *tlsLab) postReload() reloadAnswer {
+	l.t.Helper()
+	resp, err := adminClient.Post(l.adminURL+"/api/v1/reload", "", nil)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res reloadAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		l.t.Fatalf("POST /api/v1/reload: status %d: %v", resp.StatusCode, err)
+	}
+	return res
 }
 
 // lastLogLines returns the last n lines of s.
@@ -566,6 +621,32 @@ func lastLogLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// tlsOptions opens a TLS connection to addr as tryServedSerial does and
+// sends an OPTIONS for the server itself (a keepalive), returning the
+// status line of the answer, or the error that ended the connection (a
+// refused handshake: in TLS 1.3 a client's handshake ends before the
+// server checks its certificate, so a refusal shows on the first read).
+func tlsOptions(ca *testCA, addr netip.AddrPort, client issued) (string, error) {
+	cfg, err := clientTLS(ca, client)
+	if err != nil {
+		return "", err
+	}
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr.String(), cfg)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "OPTIONS sip:%s;transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS %s;branch=z9hG4bK-e2e-options;rport\r\n"+
+		"From: <sip:e2e@127.0.0.1>;tag=e2e\r\nTo: <sip:%s>\r\nCall-ID: e2e-options-%d\r\nCSeq: 1 OPTIONS\r\n"+
+		"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", addr, c.LocalAddr(), addr, time.Now().UnixNano())
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(line), nil
 }
 
 // TestTLSMutual is issue #15's mutual TLS: with client_ca_file, a client
@@ -579,25 +660,9 @@ func TestTLSMutual(t *testing.T) {
 	uas, a := l.startUAS("uas")
 	l.startViaduct([]string{a.String()}, tlsBlock(cert, "  client_ca_file: "+l.ca.file+"\n"))
 
-	// Without a certificate: in TLS 1.3 the client's handshake ends before
-	// the server checks it, so the refusal shows on the first read.
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.tlsListen.String(),
-		&tls.Config{RootCAs: l.ca.pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
-	if err == nil {
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK-mtls\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\n"+
-			"To: <sip:127.0.0.1>\r\nCall-ID: mtls-no-cert\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-		buf := make([]byte, 512)
-		n, rerr := c.Read(buf)
-		c.Close()
-		if rerr == nil {
-			t.Fatalf("a client without a certificate was served: %q", buf[:n])
-		}
-		var nerr net.Error
-		if errors.As(rerr, &nerr) && nerr.Timeout() {
-			t.Fatalf("a client without a certificate was neither served nor refused in 10 s")
-		}
-		t.Logf("without a certificate: %v", rerr)
+	// Without a certificate: refused.
+	if status, err := tlsOptions(l.ca, l.tlsListen, issued{}); err == nil {
+		t.Fatalf("a client without a certificate was served: %q", status)
 	} else {
 		t.Logf("without a certificate: %v", err)
 	}
@@ -605,14 +670,17 @@ func TestTLSMutual(t *testing.T) {
 		return metricSum(t, l.adminURL, "viaduct_tls_handshake_failures_total") >= 1
 	})
 
-	// With a certificate of the CA.
-	pair, err := tls.LoadX509KeyPair(client.certFile, client.keyFile)
+	// With a certificate of the CA: served, and calls complete.
+	if status, err := tlsOptions(l.ca, l.tlsListen, client); err != nil || status != "SIP/2.0 200 OK" {
+		t.Fatalf("a client with a certificate of the CA: %q, %v; want SIP/2.0 200 OK", status, err)
+	}
+	cfg, err := clientTLS(l.ca, client)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const calls = 100
 	r := loadtest.CallsWith(t, load.UACConfig{Target: l.tlsListen, Transport: transport.TLS,
-		TLS:     &tls.Config{RootCAs: l.ca.pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, ServerName: "127.0.0.1"},
+		TLS:     cfg,
 		Timeout: 8 * time.Second}, calls)
 	if r.Counts.Completed != calls || r.Counts.Failed != 0 {
 		t.Errorf("with a client certificate: %d of %d calls completed, %d failed: %v", r.Counts.Completed, calls, r.Counts.Failed, r.Counts.FailedBy())
