@@ -169,6 +169,27 @@ type tlsLab struct {
 	adminURL  string
 	tlsListen netip.AddrPort // Viaduct's tls: listener
 	udpListen netip.AddrPort // Viaduct's udp: listener
+	// backlogDrops is loopbackBacklogDrops when the lab was made.
+	backlogDrops uint64
+}
+
+// loopbackBacklogDrops returns the packets the kernel dropped, on every
+// CPU, because its input backlog was full (/proc/net/softnet_stat's
+// second column): on loopback a UDP datagram lost there is lost without a
+// trace on either socket. 0 where the file cannot be read.
+func loopbackBacklogDrops() uint64 {
+	b, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
+		return 0
+	}
+	var sum uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			n, _ := strconv.ParseUint(f[1], 16, 64)
+			sum += n
+		}
+	}
+	return sum
 }
 
 func newTLSLab(t *testing.T) *tlsLab {
@@ -176,6 +197,7 @@ func newTLSLab(t *testing.T) *tlsLab {
 	dir := t.TempDir()
 	l := &tlsLab{t: t, dir: dir, ca: newTestCA(t, dir)}
 	l.viaduct, l.load = buildBinaries(t, dir)
+	l.backlogDrops = loopbackBacklogDrops()
 	t.Cleanup(l.logOnFailure)
 	return l
 }
@@ -186,6 +208,7 @@ func (l *tlsLab) logOnFailure() {
 	if !l.t.Failed() {
 		return
 	}
+	l.t.Logf("packets dropped by the kernel's input backlog (every CPU, every process) during the test: %d", loopbackBacklogDrops()-l.backlogDrops)
 	outs, _ := filepath.Glob(filepath.Join(l.dir, "*.out"))
 	for _, f := range outs {
 		name := strings.TrimSuffix(filepath.Base(f), ".out")
@@ -202,6 +225,29 @@ func (l *tlsLab) startUAS(name string) (*proc, netip.AddrPort) {
 		return strings.Contains(l.output(name), "viaduct-load uas: answering on")
 	})
 	return p, a
+}
+
+// metricsOfNote returns Viaduct's non-zero samples of the metrics that
+// say where messages went: drops, local replies, streams, TLS.
+func (l *tlsLab) metricsOfNote() string {
+	resp, err := adminClient.Get(l.adminURL + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var out strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, p := range []string{"viaduct_messages_", "viaduct_local_replies_total", "viaduct_stream_", "viaduct_tls_", "viaduct_requests_", "viaduct_responses_", "viaduct_datagrams_", "viaduct_flows_", "viaduct_kernel_"} {
+			if strings.HasPrefix(line, p) && !strings.HasSuffix(line, " 0") {
+				out.WriteString(line + "\n")
+				break
+			}
+		}
+	}
+	return out.String()
 }
 
 // output is what the process started as name printed so far.
@@ -256,6 +302,11 @@ admin:
   listen: %s
 %s`, l.tlsListen, l.udpListen, upstreams, adminAddr, extra))
 	p := start(l.t, l.dir, "viaduct", l.viaduct, "--config", cfg)
+	l.t.Cleanup(func() { // before the process is killed
+		if l.t.Failed() {
+			l.t.Logf("viaduct's metrics (non-zero, of messages and streams):\n%s", l.metricsOfNote())
+		}
+	})
 	waitFor(l.t, "viaduct ready", 15*time.Second, func() bool {
 		if p.ended() {
 			l.t.Fatalf("viaduct exited:\n%s", l.output("viaduct"))
