@@ -98,8 +98,7 @@ request_route {
 // of cert, verified against the test CA.
 func (l *tlsLab) startKamailio(name string, cert issued, requireClient bool, listen string, tlsPort int, route string) {
 	l.t.Helper()
-	kamailio, modules := testenv.Kamailio(l.t)
-	testenv.KamailioModule(l.t, modules, "tls.so", "kamailio-tls-modules")
+	kamailio, modules := kamailioTLS(l.t)
 	run := filepath.Join(l.dir, name)
 	if err := os.Mkdir(run, 0o755); err != nil {
 		l.t.Fatal(err)
@@ -128,6 +127,15 @@ func (l *tlsLab) startKamailio(name string, cert issued, requireClient bool, lis
 	})
 }
 
+// kamailioTLS returns the kamailio binary and its modules directory,
+// which must hold tls.so (see testenv.Kamailio, testenv.KamailioModule).
+func kamailioTLS(t *testing.T) (bin, modules string) {
+	t.Helper()
+	bin, modules = testenv.Kamailio(t)
+	testenv.KamailioModule(t, modules, "tls.so", "kamailio-tls-modules")
+	return bin, modules
+}
+
 var kamailioRequest = regexp.MustCompile(`e2e: request (\S+) (\S+) (\S+)`)
 
 // kamailioRequests counts the requests Kamailio name logged by method and
@@ -150,6 +158,10 @@ func (l *tlsLab) kamailioRequests(name string) map[string]int {
 // a peer asks). Every call completes, and Kamailio received every INVITE,
 // ACK and BYE over TLS.
 func TestTLSKamailioUpstream(t *testing.T) {
+	kamailioTLS(t)
+	if testing.Short() {
+		t.Skip("-short")
+	}
 	begin := time.Now()
 	l := newTLSLab(t)
 	viaductCert, kamCert := l.ca.issue("viaduct"), l.ca.issue("kamailio")
@@ -196,6 +208,10 @@ func TestTLSKamailioUpstream(t *testing.T) {
 // take calls, and Viaduct accepted Kamailio's TLS connections and no
 // handshake failed.
 func TestTLSKamailioClient(t *testing.T) {
+	kamailioTLS(t)
+	if testing.Short() {
+		t.Skip("-short")
+	}
 	begin := time.Now()
 	l := newTLSLab(t)
 	viaductCert, kamCert := l.ca.issue("viaduct"), l.ca.issue("kamailio")

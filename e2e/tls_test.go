@@ -227,8 +227,14 @@ func (l *tlsLab) startUAS(name string) (*proc, netip.AddrPort) {
 	return p, a
 }
 
-// metricsOfNote returns Viaduct's non-zero samples of the metrics that
-// say where messages went: drops, local replies, streams, TLS.
+// metricsOfNote are the prefixes of the metrics that say where messages
+// went: received, forwarded (per upstream too), dropped, answered locally;
+// the streams and TLS.
+var metricsOfNote = []string{"viaduct_requests_", "viaduct_responses_", "viaduct_messages_", "viaduct_local_replies_total",
+	"viaduct_datagrams_", "viaduct_kernel_", "viaduct_flows_", "viaduct_stream_", "viaduct_tls_",
+	"viaduct_upstream_requests_forwarded_total", "viaduct_upstream_responses_total"}
+
+// metricsOfNote returns Viaduct's non-zero samples of metricsOfNote.
 func (l *tlsLab) metricsOfNote() string {
 	resp, err := adminClient.Get(l.adminURL + "/metrics")
 	if err != nil {
@@ -240,7 +246,7 @@ func (l *tlsLab) metricsOfNote() string {
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		for _, p := range []string{"viaduct_messages_", "viaduct_local_replies_total", "viaduct_stream_", "viaduct_tls_", "viaduct_requests_", "viaduct_responses_", "viaduct_datagrams_", "viaduct_flows_", "viaduct_kernel_"} {
+		for _, p := range metricsOfNote {
 			if strings.HasPrefix(line, p) && !strings.HasSuffix(line, " 0") {
 				out.WriteString(line + "\n")
 				break
@@ -332,7 +338,7 @@ func tlsBlock(cert issued, more string) string {
 	return fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n%s", cert.certFile, cert.keyFile, more)
 }
 
-// uacRun is a viaduct-load uac run started by runUAC.
+// uacRun is a viaduct-load uac run started by startUAC.
 type uacRun struct {
 	name string
 	cmd  *exec.Cmd
@@ -480,6 +486,9 @@ func metricSum(t *testing.T, adminURL, name string, labels ...string) float64 {
 // connection per call. Every call completes, both upstreams take calls, and
 // Viaduct counts the TLS connections it accepted.
 func TestTLSEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
 	begin := time.Now()
 	l := newTLSLab(t)
 	cert := l.ca.issue("viaduct")
@@ -557,6 +566,9 @@ func tryServedSerial(ca *testCA, addr netip.AddrPort, client issued) (*big.Int, 
 // the reload carried calls to the end without being reopened, and
 // per-call connections opened after the reload verified fine.
 func TestTLSCertificateReloadUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
 	begin := time.Now()
 	l := newTLSLab(t)
 	old := l.ca.issue("viaduct")
@@ -705,6 +717,9 @@ func tlsOptions(ca *testCA, addr netip.AddrPort, client issued) (string, error) 
 // counts a failed handshake), while a UAC presenting a certificate of the
 // CA completes its calls.
 func TestTLSMutual(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
 	l := newTLSLab(t)
 	cert := l.ca.issue("viaduct")
 	client := l.ca.issue("client")
