@@ -216,16 +216,27 @@ func (l *tlsLab) logOnFailure() {
 	}
 }
 
-// startUAS starts a viaduct-load uas on UDP and waits until it answers.
+// startUAS starts a viaduct-load uas on UDP, on a port the kernel picks
+// (a port picked free beforehand can be taken by another process before
+// the uas binds it), and returns it with the address it answers on.
 func (l *tlsLab) startUAS(name string) (*proc, netip.AddrPort) {
 	l.t.Helper()
-	a := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freePort(l.t, "udp")))
-	p := start(l.t, l.dir, name, l.load, "uas", "--listen", a.String(), "--workers", "1", "--concurrency", "1")
+	p := start(l.t, l.dir, name, l.load, "uas", "--listen", "127.0.0.1:0", "--workers", "1", "--concurrency", "1")
+	var a netip.AddrPort
 	waitFor(l.t, name+" answering", 10*time.Second, func() bool {
-		return strings.Contains(l.output(name), "viaduct-load uas: answering on")
+		if p.ended() {
+			l.t.Fatalf("%s exited:\n%s", name, l.output(name))
+		}
+		m := uasAnswering.FindStringSubmatch(l.output(name))
+		if m != nil {
+			a = netip.MustParseAddrPort(m[1])
+		}
+		return m != nil
 	})
 	return p, a
 }
+
+var uasAnswering = regexp.MustCompile(`viaduct-load uas: answering on (127\.0\.0\.1:\d+) `)
 
 // metricsOfNote are the prefixes of the metrics that say where messages
 // went: received, forwarded (per upstream too), dropped, answered locally;
@@ -293,34 +304,43 @@ func (l *tlsLab) startViaduct(upstreams []string, extra string) *proc {
 // it is ready.
 func (l *tlsLab) startViaductWith(upstreams, extra string) *proc {
 	l.t.Helper()
-	lo := netip.MustParseAddr("127.0.0.1")
-	l.tlsListen = netip.AddrPortFrom(lo, uint16(freePort(l.t, "tcp")))
-	l.udpListen = netip.AddrPortFrom(lo, uint16(freePort(l.t, "udp")))
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(l.t, "tcp"))
-	l.adminURL = "http://" + adminAddr
-	cfg := writeFile(l.t, l.dir, "viaduct.yaml", fmt.Sprintf(`listen: ["tls:%s", "udp:%s"]
+	cfg := writeFile(l.t, l.dir, "viaduct.yaml", fmt.Sprintf(`listen: ["tls:127.0.0.1:0", "udp:127.0.0.1:0"]
 workers: 2
 upstreams:
 %shealth:
   enabled: false
 shutdown_drain: 0s
 admin:
-  listen: %s
-%s`, l.tlsListen, l.udpListen, upstreams, adminAddr, extra))
+  listen: 127.0.0.1:0
+%s`, upstreams, extra))
 	p := start(l.t, l.dir, "viaduct", l.viaduct, "--config", cfg)
 	l.t.Cleanup(func() { // before the process is killed
-		if l.t.Failed() {
+		if l.t.Failed() && l.adminURL != "" {
 			l.t.Logf("viaduct's metrics (non-zero, of messages and streams):\n%s", l.metricsOfNote())
 		}
 	})
-	waitFor(l.t, "viaduct ready", 15*time.Second, func() bool {
+	// The ports the kernel picked, from the start lines.
+	waitFor(l.t, "viaduct listening", 15*time.Second, func() bool {
 		if p.ended() {
 			l.t.Fatalf("viaduct exited:\n%s", l.output("viaduct"))
 		}
-		return httpOK(l.adminURL + "/readyz")
+		log := l.output("viaduct")
+		ls, adm := viaductListening.FindStringSubmatch(log), adminListening.FindStringSubmatch(log)
+		if ls == nil || adm == nil {
+			return false
+		}
+		l.tlsListen, l.udpListen = netip.MustParseAddrPort(ls[1]), netip.MustParseAddrPort(ls[2])
+		l.adminURL = "http://" + adm[1]
+		return true
 	})
+	waitFor(l.t, "viaduct ready", 15*time.Second, func() bool { return httpOK(l.adminURL + "/readyz") })
 	return p
 }
+
+var (
+	viaductListening = regexp.MustCompile(`msg="fastpath started" listen="\[tls:(127\.0\.0\.1:\d+) udp:(127\.0\.0\.1:\d+)\]"`)
+	adminListening   = regexp.MustCompile(`msg="admin API listening" addr=(127\.0\.0\.1:\d+) `)
+)
 
 // ended reports whether the process has ended.
 func (p *proc) ended() bool {
