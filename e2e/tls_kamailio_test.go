@@ -195,6 +195,7 @@ func TestTLSKamailioUpstream(t *testing.T) {
 	if len(seen) != 3 || seen["INVITE tls"] != calls || seen["ACK tls"] != calls || seen["BYE tls"] != calls {
 		t.Errorf("Kamailio received %v, want %d each of INVITE, ACK and BYE over tls", seen, calls)
 	}
+	checkEveryRequestBalanced(t, l.adminURL, calls, 3*calls)
 	if n := metricSum(t, l.adminURL, "viaduct_stream_dialed_total", `transport="tls"`); n < 1 {
 		t.Errorf("viaduct_stream_dialed_total{transport=tls} %v, want at least 1", n)
 	}
@@ -245,6 +246,7 @@ func TestTLSKamailioClient(t *testing.T) {
 	if n := metricSum(t, l.adminURL, "viaduct_tls_handshake_failures_total"); n != 0 {
 		t.Errorf("viaduct_tls_handshake_failures_total %v, want 0", n)
 	}
+	checkEveryRequestBalanced(t, l.adminURL, calls, 3*calls)
 	// The responses went back over Kamailio's connections: Viaduct opened
 	// none of its own toward Kamailio's TLS listener.
 	if n := metricSum(t, l.adminURL, "viaduct_stream_dialed_total", `transport="tls"`); n != 0 {
