@@ -45,6 +45,22 @@ func Kamailio(t testing.TB) (bin, modules string) {
 	return bin, ""
 }
 
+// KamailioModule returns the path of Kamailio's module file name (tls.so,
+// say) in modules, the directory Kamailio returned, which Debian package
+// pkg installs (kamailio-tls-modules). Without it the test is skipped on a
+// developer's machine, and fails when CI=true, where .ci/run installs it.
+func KamailioModule(t testing.TB, modules, name, pkg string) string {
+	t.Helper()
+	p := filepath.Join(modules, name)
+	if _, err := os.Stat(p); modules == "" || err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("kamailio module %s is required when CI=true (apt-get install %s); modules directory %q", name, pkg, modules)
+		}
+		t.Skipf("kamailio module %s not installed (apt-get install %s)", name, pkg)
+	}
+	return p
+}
+
 // Sngrep returns the path of the sngrep binary (Debian package sngrep,
 // built with HEP support: its -L flag listens for HEP), skipped or failed
 // like Sipp.
