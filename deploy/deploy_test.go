@@ -29,6 +29,8 @@ import (
 	"github.com/viaduct-sip/viaduct/health"
 	"github.com/viaduct-sip/viaduct/metrics"
 	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
+	"github.com/viaduct-sip/viaduct/transport/stream"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
@@ -177,6 +179,15 @@ func exportedNames(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	if err := reg.Register(edge.NewCollector(edge.New(ep, nil))); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := stream.NewServer(context.Background(), transport.Layout{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+		Workers: 1, MaxMessage: 4096, OutputSize: 5120}, stream.ServerConfig{}, transport.TCP, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := reg.Register(stream.Collector(srv)); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()

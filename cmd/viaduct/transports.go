@@ -172,7 +172,7 @@ func (ss *streamServers) reloadTLS() error {
 			continue
 		}
 		if err := s.Reload(); err != nil {
-			return fmt.Errorf("tls: %w", err)
+			return prefixField(err, "tls")
 		}
 	}
 	return nil
