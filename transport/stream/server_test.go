@@ -155,7 +155,7 @@ func TestRefusedLargeAnswer(t *testing.T) {
 	r.prefix = string(bytes.Repeat([]byte("a"), 8<<20)) // over the kernel's socket buffer: the queue is used
 	s := serve(t, transport.TCP, ServerConfig{WriteQueue: 16 << 20}, testLayout(), r)
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10) })
 	}}
 	nc, err := d.Dial("tcp", s.Addrs()[0].String())
 	if err != nil {
