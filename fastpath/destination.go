@@ -58,7 +58,7 @@ func (w *Worker) chooseDestination(r *reqState) Action {
 // 18.1.1); else it counts it as going over UDP anyway.
 func (w *Worker) largeOverTCP(r *reqState) {
 	mtu := w.e.cfg.UDPMTU
-	if r.sendKind != transport.UDP || mtu < 0 || len(r.in)+w.maxGrowth() <= mtu {
+	if r.sendKind != transport.UDP || mtu < 0 || len(r.in)+w.e.growth <= mtu {
 		return
 	}
 	if !r.acceptsTCP || w.e.listenForKind(transport.TCP, -1, r.dest.Addr()) < 0 {
@@ -69,19 +69,20 @@ func (w *Worker) largeOverTCP(r *reqState) {
 	w.c.largeToTCP.inc()
 }
 
-// maxGrowth bounds what forward adds to a request: Viaduct's Via (with the
-// longer branch), two Record-Route entries and a Path entry with flow
-// tokens, received and rport, Max-Forwards and Content-Length.
-func (w *Worker) maxGrowth() int {
+// boundGrowth bounds what forward adds to a request, for largeOverTCP:
+// Viaduct's Via (with the longer branch), two Record-Route entries and a
+// Path entry with flow tokens, received and rport, Max-Forwards and
+// Content-Length. It is derived once from the rendered lines.
+func (e *Engine) boundGrowth() {
 	const entry = len(";lr;received=[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535>\r\n") + len(flowTokenParam) + flowTokenLen
-	g := len(w.e.viaPrefix[0]) + flowBranchLen + 2 + 96
-	if w.e.cfg.RecordRoute {
-		g += 2 * (len(w.e.rrStart[0]) + entry)
+	g := len(e.viaPrefix[0]) + flowBranchLen + 2 + 96
+	if e.cfg.RecordRoute {
+		g += 2 * (len(e.rrStart[0]) + entry)
 	}
-	if w.e.cfg.Path {
-		g += len(w.e.pathStart[0]) + entry
+	if e.cfg.Path {
+		g += len(e.pathStart[0]) + entry
 	}
-	return g
+	e.growth = g
 }
 
 // toFlow sends the request over the client connection a flow token named

@@ -42,6 +42,7 @@ type Engine struct {
 	listen    []netip.AddrPort // bound addresses (real ports after Start)
 	kinds     []transport.Kind // per listener: its transport
 	selfPorts []int            // ports besides the advertised one at which the advertised host is Viaduct's
+	growth    int              // what forward may add to a request at most (boundGrowth)
 	boot      uint64           // 35 random bits naming this engine's connections (branch.go)
 	log       *slog.Logger
 
@@ -124,12 +125,17 @@ func (e *Engine) buildAdvertise() {
 	e.pathStart = make([][]byte, len(e.listen))
 	e.selfPorts = e.selfPorts[:0]
 	for i := range e.listen {
-		sentBy, k := e.listenSentBy(i), e.listenKind(i)
+		sentBy, ownPort := e.listenSentBy(i)
+		if ownPort {
+			e.selfPorts = append(e.selfPorts, int(e.listen[i].Port()))
+		}
+		k := e.listenKind(i)
 		e.viaPrefix[i] = []byte("Via: SIP/2.0/" + k.ViaToken() + " " + sentBy + ";branch=")
 		e.rrLine[i] = []byte("Record-Route: <sip:" + sentBy + uriTransport(k) + ";lr>\r\n")
 		e.rrStart[i] = []byte("Record-Route: <sip:" + sentBy + uriTransport(k) + ";lr;received=")
 		e.pathStart[i] = []byte("Path: <sip:" + sentBy + uriTransport(k) + ";lr;received=")
 	}
+	e.boundGrowth()
 }
 
 // listenSentBy returns the sent-by of listener i: the advertised address,
@@ -137,20 +143,20 @@ func (e *Engine) buildAdvertise() {
 // literal carries its own address (when it is a specific one: an IPv6 next
 // hop must be able to answer over IPv6), and that a listener of another
 // transport than the first listener's on a port of its own carries its own
-// port (TLS on 5061 next to UDP and TCP on 5060).
-func (e *Engine) listenSentBy(i int) string {
+// port (TLS on 5061 next to UDP and TCP on 5060): ownPort reports that
+// case, where the advertised host is Viaduct's at that port too.
+func (e *Engine) listenSentBy(i int) (sentBy string, ownPort bool) {
 	l := e.listen[i]
 	if e.adv.addr.IsValid() && e.adv.addr.Is4() != l.Addr().Is4() && !l.Addr().IsUnspecified() {
-		return l.String()
+		return l.String(), false
 	}
 	if e.kinds[i] == e.kinds[0] || l.Port() == e.listen[0].Port() || l.Port() == 0 {
-		return e.adv.sentBy
+		return e.adv.sentBy, false
 	}
-	e.selfPorts = append(e.selfPorts, int(l.Port()))
 	if e.adv.isIPv6 {
-		return "[" + e.adv.host + "]:" + strconv.Itoa(int(l.Port()))
+		return "[" + e.adv.host + "]:" + strconv.Itoa(int(l.Port())), true
 	}
-	return e.adv.host + ":" + strconv.Itoa(int(l.Port()))
+	return e.adv.host + ":" + strconv.Itoa(int(l.Port())), true
 }
 
 // uriTransport returns the transport parameter of a SIP URI that names a
@@ -201,7 +207,7 @@ func (e *Engine) isSelf(host []byte, port int) bool {
 	}
 	ip, isIP := parser.ParseIP(host)
 	if isIP {
-		if e.adv.addr.IsValid() && ip == e.adv.addr && port == e.adv.port {
+		if e.adv.addr.IsValid() && ip == e.adv.addr && e.isAdvertisedPort(port) {
 			return true
 		}
 		for _, l := range e.listen {
@@ -210,9 +216,6 @@ func (e *Engine) isSelf(host []byte, port int) bool {
 			}
 		}
 	} else if e.isAdvertisedPort(port) && parser.EqualFold(host, e.adv.hostLow) {
-		return true
-	}
-	if isIP && e.adv.addr.IsValid() && ip == e.adv.addr && e.isAdvertisedPort(port) {
 		return true
 	}
 	return e.isOrigin(host, port)
