@@ -59,6 +59,7 @@ type Engine struct {
 	mu         sync.Mutex       // guards what follows
 	viaMac     *macer           // for AppendVia
 	servers    []boundServer    // bound by Start, one per transport
+	conns      atomic.Int64     // the open connections of every server (transport.Layout.Conns)
 	where      []listenerSite   // per listener: its server and its index there
 	origin     []netip.AddrPort // per listener: where originated requests leave from
 	originVia  [][]byte         // per listener: the Via prefix of originated requests

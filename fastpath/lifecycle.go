@@ -139,7 +139,7 @@ func (e *Engine) bindServer(ctx context.Context, bs *boundServer) error {
 		addrs[k] = e.twinPort(g)
 	}
 	srv, err := bind(ctx, transport.Layout{Addrs: addrs, Workers: e.cfg.Workers,
-		MaxMessage: e.cfg.MaxMessageSize, OutputSize: e.OutputBufferSize(), Gate: e.cfg.Gate})
+		MaxMessage: e.cfg.MaxMessageSize, OutputSize: e.OutputBufferSize(), Gate: e.cfg.Gate, Conns: &e.conns})
 	if err != nil {
 		return fmt.Errorf("fastpath: %s: %w", bs.kind, err)
 	}

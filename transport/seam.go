@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"sync/atomic"
 )
 
 // ErrFlowGone is the error of a send over a connection (Peer.Flow) that is
@@ -65,6 +66,12 @@ type Layout struct {
 	// Gate, if set, is asked before a stream transport accepts a
 	// connection; nil accepts every connection.
 	Gate ConnGate
+	// Conns, if set, is shared by every transport of the process: stream
+	// transports count their open connections in it. While it is above
+	// zero, a worker that could keep its P waiting in the kernel (UDP's
+	// park_after) parks in the Go netpoller instead, so that the
+	// connections' goroutines get a P the moment they have a message.
+	Conns *atomic.Int64
 }
 
 // Server is one transport's bound listeners: the sockets and connections,

@@ -220,7 +220,7 @@ func (c *conn) readTCP(fd uintptr) bool {
 	defer w.mu.Unlock()
 	buf := c.readBuffer()
 	room := buf[len(buf):cap(buf)]
-	n, err := unix.Read(int(fd), room)
+	n, err := readNB(int(fd), room)
 	switch {
 	case err == unix.EAGAIN:
 		return false
@@ -473,11 +473,7 @@ func (c *conn) release() {
 	c.qmu.Lock()
 	c.wq = nil
 	c.qmu.Unlock()
-	if c.outbound {
-		c.s.count.openOut[c.listener].Add(-1)
-	} else {
-		c.s.count.openIn[c.listener].Add(-1)
-	}
+	c.s.countOpen(c, -1)
 }
 
 // gone is the error of a send to the closed connection.
@@ -499,7 +495,7 @@ func (w *wire) Read(p []byte) (int, error) {
 		return w.TCPConn.Read(p)
 	}
 	for {
-		n, err := unix.Read(c.rawFD, p)
+		n, err := readNB(c.rawFD, p)
 		switch {
 		case err == unix.EINTR:
 			continue

@@ -35,7 +35,7 @@ func (s *Server) dialFor(k connKey, b []byte) (*conn, error) {
 	c.w = w
 	c.early = append([]byte(nil), b...)
 	t.insert(c)
-	s.count.openOut[k.listener].Add(1)
+	s.countOpen(c, 1)
 	s.count.msgsOut.Add(1)
 	s.count.bytesOut.Add(uint64(len(b)))
 	s.wg.Add(1)

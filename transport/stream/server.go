@@ -156,7 +156,12 @@ func NewServer(ctx context.Context, l transport.Layout, c ServerConfig, kind tra
 
 // listen opens a listener per address.
 func (s *Server) listen(ctx context.Context) error {
-	var lc net.ListenConfig
+	// No TCP keepalive (four setsockopt calls per accepted connection):
+	// the idle timeout closes connections whose peer went silent. No
+	// MPTCP, the default since Go 1.24: its accept path and the check for
+	// a fallen-back connection cost every plain TCP client.
+	lc := net.ListenConfig{KeepAlive: -1}
+	lc.SetMultipathTCP(false)
 	if s.cfg.ReusePort {
 		lc.Control = reusePort
 	}
@@ -327,7 +332,7 @@ func (s *Server) admit(li int, nc *net.TCPConn) {
 		refuse(l)
 		return
 	}
-	s.count.openIn[li].Add(1)
+	s.countOpen(c, 1)
 	s.count.accepted.Add(1)
 	s.wg.Add(1)
 	if s.kind == transport.TLS {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -262,7 +263,10 @@ func TestIdleTimeout(t *testing.T) {
 // Close closes every connection, inbound and outbound, and returns once
 // their goroutines are done; the gauges are back at zero.
 func TestCloseClosesConnections(t *testing.T) {
-	s, err := NewServer(t.Context(), testLayout(), ServerConfig{}, transport.TCP, nil)
+	l := testLayout()
+	var conns atomic.Int64 // the process's count, Layout.Conns
+	l.Conns = &conns
+	s, err := NewServer(t.Context(), l, ServerConfig{}, transport.TCP, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,11 +279,17 @@ func TestCloseClosesConnections(t *testing.T) {
 	s.Send(sipMsg(2), transport.Peer{Addr: up})
 	out := acceptWithin(t, ln)
 	readFull(t, out, len(sipMsg(2)))
+	if n := conns.Load(); n != 2 {
+		t.Errorf("Layout.Conns = %d with one accepted and one dialled connection open, want 2", n)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	expectClosed(t, in)
 	expectClosed(t, out)
+	if n := conns.Load(); n != 0 {
+		t.Errorf("Layout.Conns = %d after Close, want 0", n)
+	}
 	st := s.Stats()
 	if st.Closed[ClosedShutdown] != 2 || st.OpenIn[0] != 0 || st.OpenOut[0] != 0 {
 		t.Errorf("after Close: shutdown closes %d, open in %d out %d", st.Closed[ClosedShutdown], st.OpenIn[0], st.OpenOut[0])

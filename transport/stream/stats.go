@@ -96,6 +96,19 @@ func (c *counters) snapshot() Stats {
 	return s
 }
 
+// countOpen adds delta to the open connections of c's listener and
+// direction, and to the process's count (Layout.Conns).
+func (s *Server) countOpen(c *conn, delta int64) {
+	if c.outbound {
+		s.count.openOut[c.listener].Add(delta)
+	} else {
+		s.count.openIn[c.listener].Add(delta)
+	}
+	if s.layout.Conns != nil {
+		s.layout.Conns.Add(delta)
+	}
+}
+
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats { return s.count.snapshot() }
 

@@ -137,7 +137,7 @@ func (c *conn) writeNow(b []byte) (int, error) {
 // writeNowFn is writeNow's callback: it never waits.
 func (c *conn) writeNowFn(fd uintptr) bool {
 	for c.wn < len(c.wbuf) {
-		n, err := unix.Write(int(fd), c.wbuf[c.wn:])
+		n, err := writeNB(int(fd), c.wbuf[c.wn:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -191,7 +191,7 @@ func (c *conn) flush() {
 // until the snapshot is written.
 func (c *conn) flushNowFn(fd uintptr) bool {
 	for c.fn < len(c.fbuf) {
-		n, err := unix.Write(int(fd), c.fbuf[c.fn:])
+		n, err := writeNB(int(fd), c.fbuf[c.fn:])
 		switch {
 		case err == unix.EINTR:
 			continue

@@ -214,7 +214,7 @@ func (b *Batch) doLoop(fd uintptr) bool {
 			return true
 		}
 		if !full {
-			if c.parkAfter <= 0 || b.netpollDue() {
+			if c.parkAfter <= 0 || b.netpollDue() || c.yielding() {
 				b.linger = false
 				return false // the queue ran empty: park without asking again
 			}
@@ -242,6 +242,10 @@ const (
 // checks the effect: without these passes the admin API of a one-P proxy
 // did not answer while a SIPp stream lasted.)
 const netpollEvery = 5 * time.Millisecond
+
+// yielding reports whether goroutines of another transport may need the
+// loop's P now (Config.Yield).
+func (c *Conn) yielding() bool { return c.yield != nil && c.yield.Load() > 0 }
 
 // netpollDue reports whether the loop should park in the netpoller now
 // rather than wait in the kernel (see netpollEvery).

@@ -89,12 +89,20 @@ type Config struct {
 	// The socket is then put in blocking mode with SO_RCVTIMEO set to
 	// ParkAfter, which the kernel rounds up to its clock tick (1 to 10
 	// ms); every other read and write passes MSG_DONTWAIT and stays
-	// non-blocking, except WriteTo, whose sendto(2) may then block its
-	// thread while the send buffer is full.
+	// non-blocking.
 	//
 	// Linux only: elsewhere it is checked and then ignored (a ReadLoop
 	// always parks in the netpoller, and Conn.ParkAfter reports 0).
 	ParkAfter time.Duration
+
+	// Yield, when set with ParkAfter, counts goroutines elsewhere in the
+	// process that wait in the Go netpoller for traffic (transport.Layout's
+	// Conns): while it is above zero a ReadLoop does not wait in the
+	// kernel but parks at once, as with ParkAfter zero. A loop waiting in
+	// recvmmsg keeps its P, and the goroutines of a TCP connection that
+	// has a message would wait for it until the loop next passes through
+	// the netpoller: up to 5 ms per message.
+	Yield *atomic.Int64
 }
 
 // check validates cfg for a socket on addr and returns the batch size it
@@ -149,6 +157,7 @@ type Conn struct {
 	sndbuf    int
 	reusePort bool
 	parkAfter time.Duration // Config.ParkAfter where it is in effect (Linux)
+	yield     *atomic.Int64 // Config.Yield
 
 	// sendFailed counts datagrams WriteBatch skipped after a per-message
 	// error.

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,6 +31,34 @@ type sysConn struct {
 	// closing is set by Close before it closes the socket, so that a
 	// ReadLoop that is busy (not waiting) stops between batches.
 	closing atomic.Bool
+
+	// one is WriteTo's state: its sendto(2) is raw, like the batches'.
+	one oneSend
+}
+
+// oneSend is what a raw sendto(2) of WriteTo needs, prepared under mu.
+type oneSend struct {
+	mu      sync.Mutex
+	sa      unix.RawSockaddrInet6
+	nameLen uint32
+	b       []byte
+	errno   syscall.Errno
+	fn      func(fd uintptr) bool // sendNow, bound once
+}
+
+// sendNow is the raw sendto(2) of WriteTo, issued without waiting.
+func (s *oneSend) sendNow(fd uintptr) bool {
+	var name unsafe.Pointer
+	if s.nameLen > 0 {
+		name = unsafe.Pointer(&s.sa)
+	}
+	var p unsafe.Pointer
+	if len(s.b) > 0 {
+		p = unsafe.Pointer(&s.b[0])
+	}
+	_, _, s.errno = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(s.b)), unix.MSG_DONTWAIT,
+		uintptr(name), uintptr(s.nameLen))
+	return true
 }
 
 // listenSocket opens the socket of ListenAddrPort, with cfg already checked.
@@ -60,8 +90,9 @@ func listenSocket(ctx context.Context, addr netip.AddrPort, cfg Config, batchSiz
 	}
 	c := newConn(uc, family == unix.AF_INET, batchSize)
 	c.rcvbuf, c.sndbuf = st.rcvbuf, st.sndbuf
-	c.reusePort, c.parkAfter = cfg.ReusePort, cfg.ParkAfter
+	c.reusePort, c.parkAfter, c.yield = cfg.ReusePort, cfg.ParkAfter, cfg.Yield
 	c.rc, c.family, c.rxqOvfl = rc, family, st.rxqOvfl
+	c.one.fn = c.one.sendNow
 	return c, nil
 }
 
@@ -159,12 +190,29 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// WriteTo sends one datagram b to addr with a plain sendto(2). It is meant
-// for rare traffic outside the batch loop (local replies, probes); it
-// allocates nothing for IPv4 and IPv6 destinations without a zone.
+// WriteTo sends one datagram b to addr with a raw sendto(2) (MSG_DONTWAIT,
+// so the runtime need not know of it; a full send buffer is waited out
+// through the netpoller). It serves traffic outside the batch loop: local
+// replies, probes, and what other transports' workers send over UDP. Its
+// callers take turns; it allocates nothing for IPv4 and IPv6 destinations
+// without a zone.
 func (c *Conn) WriteTo(b []byte, addr netip.AddrPort) error {
-	addr = destination(addr, c.family == unix.AF_INET)
-	if _, err := c.uc.WriteToUDPAddrPort(b, addr); err != nil {
+	s := &c.one
+	s.mu.Lock()
+	s.nameLen = encodeAddr(&s.sa, addr, c.family)
+	s.b = b
+	err := c.rc.Write(s.fn)
+	errno := s.errno
+	s.b = nil
+	s.mu.Unlock()
+	switch {
+	case err != nil:
+	case errno == unix.EAGAIN || errno == unix.EINTR: // a full send buffer: wait for room
+		_, err = c.uc.WriteToUDPAddrPort(b, destination(addr, c.family == unix.AF_INET))
+	case errno != 0:
+		err = os.NewSyscallError("sendto", errno)
+	}
+	if err != nil {
 		return fmt.Errorf("udp: write to %v: %w", addr, err)
 	}
 	return nil

@@ -134,15 +134,19 @@ func TestParkAfterParksWhenQuiet(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		parkAfter time.Duration
+		yield     int64 // Config.Yield's count
 		quiet     time.Duration
 		parked    bool
 	}{
-		{"no ParkAfter", 0, 100 * time.Millisecond, true},
-		{"quiet past ParkAfter", 20 * time.Millisecond, 300 * time.Millisecond, true},
-		{"quiet within ParkAfter", time.Second, 100 * time.Millisecond, false},
+		{"no ParkAfter", 0, 0, 100 * time.Millisecond, true},
+		{"quiet past ParkAfter", 20 * time.Millisecond, 0, 300 * time.Millisecond, true},
+		{"quiet within ParkAfter", time.Second, 0, 100 * time.Millisecond, false},
+		{"quiet within ParkAfter, connections open", time.Second, 1, 100 * time.Millisecond, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := listen(t, "127.0.0.1:0", Config{ParkAfter: tc.parkAfter})
+			var yield atomic.Int64
+			yield.Store(tc.yield)
+			c := listen(t, "127.0.0.1:0", Config{ParkAfter: tc.parkAfter, Yield: &yield})
 			src := plain(t, "udp4", "127.0.0.1:0")
 			ids := make(chan string, 1)
 			b := NewBatch(4, 2048)

@@ -146,7 +146,7 @@ func NewServer(ctx context.Context, l transport.Layout, c ServerConfig, log *slo
 // bind opens every listener's group and origin socket.
 func (s *Server) bind(ctx context.Context) error {
 	ucfg := Config{ShareAddress: s.cfg.ReusePort, RecvBuffer: s.cfg.RecvBuffer, SendBuffer: s.cfg.SendBuffer,
-		BatchSize: s.cfg.Batch, ParkAfter: s.parkAfter}
+		BatchSize: s.cfg.Batch, ParkAfter: s.parkAfter, Yield: s.layout.Conns}
 	s.conns = make([][]*Conn, len(s.layout.Addrs))
 	for li, addr := range s.layout.Addrs {
 		g, err := ListenGroup(ctx, addr, s.layout.Workers, ucfg)
