@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 )
@@ -49,12 +50,17 @@ func (s *Server) dialFor(k connKey, b []byte) (*conn, error) {
 func (s *Server) dial(c *conn) {
 	k := connKey{c.listener, c.peer}
 	if err := s.connect(c); err != nil {
-		s.log.Debug("dial failed", "transport", s.kind, "peer", c.peer, "err", err)
 		reason := ClosedDialFailed
 		if c.tls != nil {
 			reason = ClosedHandshake
 		}
-		s.table.dialFailed(k, time.Now(), s.cfg.ReconnectBackoff, s.cfg.MaxReconnectBackoff)
+		now := time.Now()
+		level := slog.LevelDebug
+		if first := s.table.dialFailed(k, now, s.cfg.ReconnectBackoff, s.cfg.MaxReconnectBackoff); first && s.warnings.take(now) {
+			level = slog.LevelWarn // a new outage: an upstream down, a certificate refused
+		}
+		s.log.Log(s.ctx, level, "connection failed", "transport", s.kind, "peer", c.peer, "reason", reason, "err", err,
+			"retry_after", s.cfg.ReconnectBackoff)
 		c.close(reason)
 		c.release()
 		s.wg.Done()

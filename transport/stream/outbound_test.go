@@ -2,9 +2,13 @@ package stream
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,5 +132,85 @@ func TestReconnectBackoff(t *testing.T) {
 	uc = acceptWithin(t, ln)
 	if got := readFull(t, uc, len(sipMsg(5))); !bytes.Equal(got, sipMsg(5)) {
 		t.Fatalf("after backoff got %q", got)
+	}
+}
+
+// levels is a slog.Handler keeping the level of each "connection failed"
+// record.
+type levels struct {
+	mu  sync.Mutex
+	got []slog.Level
+}
+
+func (h *levels) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levels) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "connection failed" {
+		h.mu.Lock()
+		h.got = append(h.got, r.Level)
+		h.mu.Unlock()
+	}
+	return nil
+}
+func (h *levels) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levels) WithGroup(string) slog.Handler      { return h }
+
+func (h *levels) snapshot() []slog.Level {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.got)
+}
+
+// The first failed dial of an outage is a warning (an upstream down, its
+// certificate refused); the retries of the same outage are logged at
+// debug level.
+func TestDialFailureWarnsOnce(t *testing.T) {
+	h := &levels{}
+	s, err := NewServer(t.Context(), testLayout(), ServerConfig{ReconnectBackoff: 20 * time.Millisecond}, transport.TCP, slog.New(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Serve(func(int, int) transport.Handler { return newRecorder(false) })
+	t.Cleanup(func() { s.Close() })
+	ln, up := upstream(t, "127.0.0.1:0")
+	ln.Close() // nothing listens there: every dial is refused
+	to := transport.Peer{Addr: up}
+	for i := 1; i <= 3; i++ {
+		eventually(t, "backoff over", func() bool { return s.Send(sipMsg(i), to) == nil })
+		eventually(t, "dial failure", func() bool { return s.Stats().Closed[ClosedDialFailed] == uint64(i) })
+	}
+	got := h.snapshot()
+	want := []slog.Level{slog.LevelWarn, slog.LevelDebug, slog.LevelDebug}
+	if !slices.Equal(got, want) {
+		t.Errorf("levels of the three failed dials: %v, want %v", got, want)
+	}
+}
+
+// The table of failing peers is bounded: when it is full, the peers whose
+// backoff has passed are forgotten; a peer that finds it full of running
+// backoffs gets none.
+func TestBackoffTableBounded(t *testing.T) {
+	tb := newTable()
+	now := time.Now()
+	key := func(i int) connKey {
+		return connKey{0, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 5060)}
+	}
+	for i := range maxBackoffs {
+		if !tb.dialFailed(key(i), now.Add(-time.Minute), time.Millisecond, time.Second) {
+			t.Fatalf("peer %d: first failure not reported as the start of an outage", i)
+		}
+	}
+	if tb.dialFailed(key(0), now, time.Millisecond, time.Second) {
+		t.Error("a peer's second failure reported as the start of an outage")
+	}
+	tb.dialFailed(key(maxBackoffs), now, time.Millisecond, time.Second)
+	if n := len(tb.backoff); n != 2 {
+		t.Errorf("%d peers remembered after a failure met a full table of passed backoffs, want 2 (the two failing now)", n)
+	}
+	for i := range maxBackoffs - 2 {
+		tb.dialFailed(key(maxBackoffs+1+i), now, time.Second, time.Second)
+	}
+	tb.dialFailed(key(3*maxBackoffs), now, time.Second, time.Second)
+	if n := len(tb.backoff); n != maxBackoffs {
+		t.Errorf("%d peers remembered, want the bound %d", n, maxBackoffs)
 	}
 }

@@ -37,6 +37,7 @@ type Server struct {
 
 	table    *table
 	bucket   *tokenBucket
+	warnings *tokenBucket // failed dials logged as warnings: one a second, bursts of 10
 	count    counters
 	nextFlow atomic.Uint64
 
@@ -135,7 +136,7 @@ func NewServer(ctx context.Context, l transport.Layout, c ServerConfig, kind tra
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: c, kind: kind, layout: l, log: log, table: newTable(),
-		bucket: newTokenBucket(c.AcceptRate, c.AcceptBurst), names: make(map[netip.AddrPort]string)}
+		bucket: newTokenBucket(c.AcceptRate, c.AcceptBurst), warnings: newTokenBucket(1, 10), names: make(map[netip.AddrPort]string)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.count.openIn, s.count.openOut = make([]atomic.Int64, len(l.Addrs)), make([]atomic.Int64, len(l.Addrs))
 	s.rr = make([]atomic.Uint32, len(l.Addrs))

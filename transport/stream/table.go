@@ -114,14 +114,34 @@ func (t *table) all() []*conn {
 	return cs
 }
 
-// dialFailed doubles k's backoff (or starts it at min), capped at max.
-func (t *table) dialFailed(k connKey, now time.Time, min, max time.Duration) {
+// maxBackoffs bounds the peers whose failed dials the table remembers:
+// every failed reopen towards a client adds one, and a peer is forgotten
+// only when a dial to it succeeds.
+const maxBackoffs = 1 << 16
+
+// dialFailed doubles k's backoff (or starts it at min), capped at max. It
+// reports whether the failure starts an outage: k's dials had not been
+// failing (or were forgotten). A full table first forgets the peers
+// whose backoff has passed; a peer that finds it still full gets no
+// backoff.
+func (t *table) dialFailed(k connKey, now time.Time, min, max time.Duration) (first bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := t.backoff[k]
+	b, known := t.backoff[k]
+	if !known && len(t.backoff) >= maxBackoffs {
+		for pk, pb := range t.backoff {
+			if pb.next.Before(now) {
+				delete(t.backoff, pk)
+			}
+		}
+		if len(t.backoff) >= maxBackoffs {
+			return true
+		}
+	}
 	b.delay = clamp(b.delay*2, min, max)
 	b.next = now.Add(b.delay)
 	t.backoff[k] = b
+	return !known
 }
 
 func clamp(d, lo, hi time.Duration) time.Duration {
