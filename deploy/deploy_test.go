@@ -181,6 +181,13 @@ func exportedNames(t *testing.T) map[string]bool {
 	if err := reg.Register(edge.NewCollector(edge.New(ep, nil))); err != nil {
 		t.Fatal(err)
 	}
+	cp, err := capture.New(capture.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(cp.Collector()); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := stream.NewServer(context.Background(), transport.Layout{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 		Workers: 1, MaxMessage: 4096, OutputSize: 5120}, stream.ServerConfig{}, transport.TCP, nil)
 	if err != nil {
