@@ -70,11 +70,17 @@ func TestHEPToKamailio(t *testing.T) {
 	var log testenv.SyncBuffer
 	cmd := exec.CommandContext(ctx, bin, "-f", cfg, "-DD", "-E", "-n", "1", "-Y", dir)
 	cmd.Stdout, cmd.Stderr = &log, &log
+	// Kamailio forks: its children share the output pipe. Kill the whole
+	// group, and do not wait more than a few seconds for the pipe to
+	// close (a child that outlived SIGTERM held it open, and the test
+	// with it, until the suite's timeout).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
 	}()
 	// Kamailio prints its sockets once bound ("Listening on ... udp:
