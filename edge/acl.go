@@ -2,6 +2,8 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -69,15 +71,19 @@ func (l *accessLists) build() *accessTable {
 
 // ReadBlocklist reads a blocklist file: one CIDR or address a line, blank
 // lines and anything after '#' or ';' ignored (VoIPBL's and APIBAN's plain
-// exports). Errors name the line.
+// exports); or, when the file starts with '{', APIBAN's JSON answer as its
+// API returns it ({"ipaddress": [...], "ID": ...}). Errors name the line,
+// or the entry.
 func ReadBlocklist(path string) ([]netip.Prefix, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("blocklist: %w", err)
 	}
-	defer f.Close()
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		return readAPIBAN(path, t)
+	}
 	var out []netip.Prefix
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		if i := strings.IndexAny(line, "#;"); i >= 0 {
@@ -94,6 +100,28 @@ func ReadBlocklist(path string) ([]netip.Prefix, error) {
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("blocklist %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// readAPIBAN reads APIBAN's JSON list of banned addresses (b, from path).
+func readAPIBAN(path string, b []byte) ([]netip.Prefix, error) {
+	var list struct {
+		IPAddress []string `json:"ipaddress"`
+	}
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("blocklist %s: APIBAN JSON: %w", path, err)
+	}
+	if list.IPAddress == nil {
+		return nil, fmt.Errorf("blocklist %s: APIBAN JSON without an \"ipaddress\" list", path)
+	}
+	out := make([]netip.Prefix, 0, len(list.IPAddress))
+	for i, a := range list.IPAddress {
+		p, err := ParsePrefix(strings.TrimSpace(a))
+		if err != nil {
+			return nil, fmt.Errorf("blocklist %s: ipaddress[%d]: %w", path, i, err)
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }

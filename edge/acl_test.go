@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -126,5 +127,37 @@ func TestGateRefusesDeniedAndBannedConnections(t *testing.T) {
 	s := g.Stats()
 	if s.Dropped("access", "deny") != 1 || s.Dropped("ban", "manual") != 1 {
 		t.Errorf("gate drops: deny %d, ban %d; want 1 and 1", s.Dropped("access", "deny"), s.Dropped("ban", "manual"))
+	}
+}
+
+// APIBAN's JSON answer, saved as the blocklist file, is read as such; a
+// bad entry or a JSON file that is not APIBAN's refuses the load.
+func TestBlocklistReadsAPIBANJSON(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "apiban.json")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"ipaddress": ["198.51.100.7", "203.0.113.0/24", "2001:db8::66"], "ID": "1700000000"}` + "\n")
+	got, err := ReadBlocklist(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32"), netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::66/128")}
+	if !slices.Equal(got, want) {
+		t.Errorf("APIBAN JSON read as %v, want %v", got, want)
+	}
+	g := newGuard(t, Config{Access: AccessConfig{BlocklistFile: path}})
+	w := newWorker(g)
+	if w.send(request("OPTIONS", ""), "203.0.113.40:5060") {
+		t.Error("a source in the APIBAN list reached the core")
+	}
+	for _, bad := range []string{`{"ipaddress": ["198.51.100.999"]}`, `{"ID": "none"}`, `{"ipaddress": [`} {
+		write(bad)
+		if _, err := ReadBlocklist(path); err == nil {
+			t.Errorf("blocklist %s accepted", bad)
+		}
 	}
 }
