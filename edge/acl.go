@@ -71,9 +71,9 @@ func (l *accessLists) build() *accessTable {
 
 // ReadBlocklist reads a blocklist file: one CIDR or address a line, blank
 // lines and anything after '#' or ';' ignored (VoIPBL's and APIBAN's plain
-// exports); or, when the file starts with '{', APIBAN's JSON answer as its
-// API returns it ({"ipaddress": [...], "ID": ...}). Errors name the line,
-// or the entry.
+// exports); or, when the file starts with '{', APIBAN's JSON answers as
+// its API returns them ({"ipaddress": [...], "ID": ...}, one a page, one
+// after the other). Errors name the line, or the answer and the entry.
 func ReadBlocklist(path string) ([]netip.Prefix, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -104,24 +104,29 @@ func ReadBlocklist(path string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// readAPIBAN reads APIBAN's JSON list of banned addresses (b, from path).
+// readAPIBAN reads APIBAN's JSON answers (b, from path): one or more
+// objects one after the other (its API gives 250 addresses a page), each
+// with its "ipaddress" list.
 func readAPIBAN(path string, b []byte) ([]netip.Prefix, error) {
-	var list struct {
-		IPAddress []string `json:"ipaddress"`
-	}
-	if err := json.Unmarshal(b, &list); err != nil {
-		return nil, fmt.Errorf("blocklist %s: APIBAN JSON: %w", path, err)
-	}
-	if list.IPAddress == nil {
-		return nil, fmt.Errorf("blocklist %s: APIBAN JSON without an \"ipaddress\" list", path)
-	}
-	out := make([]netip.Prefix, 0, len(list.IPAddress))
-	for i, a := range list.IPAddress {
-		p, err := ParsePrefix(strings.TrimSpace(a))
-		if err != nil {
-			return nil, fmt.Errorf("blocklist %s: ipaddress[%d]: %w", path, i, err)
+	var out []netip.Prefix
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for page := 1; dec.More(); page++ {
+		var list struct {
+			IPAddress []string `json:"ipaddress"`
 		}
-		out = append(out, p)
+		if err := dec.Decode(&list); err != nil {
+			return nil, fmt.Errorf("blocklist %s: APIBAN JSON, answer %d: %w", path, page, err)
+		}
+		if list.IPAddress == nil {
+			return nil, fmt.Errorf("blocklist %s: APIBAN JSON, answer %d: no \"ipaddress\" list", path, page)
+		}
+		for i, a := range list.IPAddress {
+			p, err := ParsePrefix(strings.TrimSpace(a))
+			if err != nil {
+				return nil, fmt.Errorf("blocklist %s: APIBAN JSON, answer %d, ipaddress[%d]: %w", path, page, i, err)
+			}
+			out = append(out, p)
+		}
 	}
 	return out, nil
 }

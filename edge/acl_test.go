@@ -130,8 +130,9 @@ func TestGateRefusesDeniedAndBannedConnections(t *testing.T) {
 	}
 }
 
-// APIBAN's JSON answer, saved as the blocklist file, is read as such; a
-// bad entry or a JSON file that is not APIBAN's refuses the load.
+// APIBAN's JSON answers (two pages here), saved one after the other as the
+// blocklist file, are read as such; a bad entry or a JSON file that is not
+// APIBAN's refuses the load.
 func TestBlocklistReadsAPIBANJSON(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "apiban.json")
 	write := func(s string) {
@@ -140,7 +141,7 @@ func TestBlocklistReadsAPIBANJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(`{"ipaddress": ["198.51.100.7", "203.0.113.0/24", "2001:db8::66"], "ID": "1700000000"}` + "\n")
+	write(`{"ipaddress": ["198.51.100.7", "203.0.113.0/24"], "ID": "1700000000"}` + "\n" + `{"ipaddress": ["2001:db8::66"], "ID": "1700000100"}` + "\n")
 	got, err := ReadBlocklist(path)
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +155,7 @@ func TestBlocklistReadsAPIBANJSON(t *testing.T) {
 	if w.send(request("OPTIONS", ""), "203.0.113.40:5060") {
 		t.Error("a source in the APIBAN list reached the core")
 	}
-	for _, bad := range []string{`{"ipaddress": ["198.51.100.999"]}`, `{"ID": "none"}`, `{"ipaddress": [`} {
+	for _, bad := range []string{`{"ipaddress": ["198.51.100.999"]}`, `{"ID": "none"}`, `{"ipaddress": [`, `{"ipaddress": []} [1]`} {
 		write(bad)
 		if _, err := ReadBlocklist(path); err == nil {
 			t.Errorf("blocklist %s accepted", bad)
