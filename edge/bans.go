@@ -64,8 +64,9 @@ type Bans struct {
 	mu    sync.Mutex
 	recs  map[netip.Prefix]banRecord
 	tbl   atomic.Pointer[bart.Table[ban]]
-	count atomic.Int64 // len(recs), for the lookup's empty fast path
-	max   atomic.Int64
+	count   atomic.Int64 // len(recs), for the lookup's empty fast path
+	max     atomic.Int64
+	version atomic.Uint64 // counts the changes, for saving only a changed list
 
 	added, refused [numOrigins]atomic.Uint64
 	expired        atomic.Uint64
@@ -105,12 +106,17 @@ func (b *Bans) Add(p netip.Prefix, ttl time.Duration, o Origin, reason string) e
 		b.refused[o].Add(1)
 		return ErrBanListFull
 	}
-	r := banRecord{ban: ban{expires: now + int64(ttl), origin: o}, added: now, reason: reason}
+	b.putLocked(p, banRecord{ban: ban{expires: now + int64(ttl), origin: o}, added: now, reason: reason})
+	b.added[o].Add(1)
+	return nil
+}
+
+// putLocked sets the ban of p (masked, unmapped).
+func (b *Bans) putLocked(p netip.Prefix, r banRecord) {
 	b.recs[p] = r
 	b.tbl.Store(b.tbl.Load().InsertPersist(p, r.ban))
 	b.count.Store(int64(len(b.recs)))
-	b.added[o].Add(1)
-	return nil
+	b.version.Add(1)
 }
 
 func unmapBits(p netip.Prefix) int {
@@ -136,6 +142,7 @@ func (b *Bans) removeLocked(p netip.Prefix) {
 	delete(b.recs, p)
 	b.tbl.Store(b.tbl.Load().DeletePersist(p))
 	b.count.Store(int64(len(b.recs)))
+	b.version.Add(1)
 }
 
 // Expire removes the bans expired at now and returns how many.

@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"path/filepath"
+	"os"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -131,6 +133,10 @@ type BansConfig struct {
 	// Max bounds the ban list; automatic bans beyond it are refused and
 	// counted.
 	Max int `yaml:"max"`
+	// StateFile, when set, keeps the ban list across restarts: it is
+	// saved there every 10 s when it changed and at shutdown, and the bans
+	// not yet expired are put back at start (banstate.go).
+	StateFile string `yaml:"state_file"`
 }
 
 // ScannersConfig is edge.scanners: requests whose User-Agent contains one
@@ -332,6 +338,11 @@ func (b BansConfig) validate() error {
 	}
 	if b.Max < 1 {
 		return config.Errorf("bans.max", "must be at least 1, got %d", b.Max)
+	}
+	if b.StateFile != "" {
+		if st, err := os.Stat(filepath.Dir(b.StateFile)); err != nil || !st.IsDir() {
+			return config.Errorf("bans.state_file", "directory %s does not exist", filepath.Dir(b.StateFile))
+		}
 	}
 	return nil
 }

@@ -50,6 +50,8 @@ type Guard struct {
 	wouldBan  [numOrigins]atomic.Uint64
 	banLogs   logLimiter
 	blockSize atomic.Int64
+
+	savedVersion atomic.Uint64 // the ban list's version last saved or restored
 }
 
 // rules is the configuration as the workers read it.
@@ -189,18 +191,25 @@ func (g *Guard) Bans() *Bans { return g.bans }
 // Table returns the rate table.
 func (g *Guard) Table() *Table { return g.table }
 
-// Run runs the Guard's clock and expires bans every second until ctx is
-// done.
+// Run runs the Guard's clock, expires bans every second and saves a
+// changed ban list every stateEvery (bans.state_file) until ctx is done.
 func (g *Guard) Run(ctx context.Context) {
 	go g.clock.run(ctx)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	lastSave := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			g.bans.Expire()
+			if now.Sub(lastSave) >= stateEvery {
+				lastSave = now
+				if err := g.SaveBans(); err != nil {
+					g.logger.Warn("saving the ban list failed", "err", err)
+				}
+			}
 		}
 	}
 }

@@ -75,16 +75,29 @@ func (r *edgeRoom) collectors() []prometheus.Collector {
 	return []prometheus.Collector{edge.NewCollector(r.guard)}
 }
 
-// start mounts the edge's endpoints on the admin API (h nil: the API is
-// off), expires bans until ctx is done, and logs the rules in force.
+// start puts back the saved bans, mounts the edge's endpoints on the admin
+// API (h nil: the API is off), expires bans until ctx is done, and logs
+// the rules in force.
 func (r *edgeRoom) start(ctx context.Context, h *admin.Handler, logger *slog.Logger) {
 	if h != nil {
 		for pattern, handler := range r.guard.Routes() {
 			h.Handle(pattern, handler)
 		}
 	}
+	if n, err := r.guard.RestoreBans(); err != nil {
+		logger.Warn("ban list not restored", "err", err, "restored", n)
+	} else if n > 0 {
+		logger.Info("ban list restored", "bans", n)
+	}
 	go r.guard.Run(ctx)
 	logger.Info("edge", "rules", r.guard.Summary())
+}
+
+// saveBans saves the ban list (edge.bans.state_file) at shutdown.
+func (r *edgeRoom) saveBans(logger *slog.Logger) {
+	if err := r.guard.SaveBans(); err != nil {
+		logger.Warn("saving the ban list failed", "err", err)
+	}
 }
 
 // printCheck prints the edge's rules for --check.

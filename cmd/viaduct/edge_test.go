@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,4 +152,37 @@ func TestEdgeGatewayCap(t *testing.T) {
 	}
 	send(3, ";tag=callee") // in dialog: not a new call
 	waitFor(t, 5*time.Second, func() bool { return up.received("INVITE") == 3 }, "the re-INVITE at the upstream")
+}
+
+// With edge.bans.state_file, a ban added through the API outlives a
+// restart: the stopping process saves the list, the next one puts it back.
+func TestEdgeBansSurviveRestart(t *testing.T) {
+	up := newSIPUpstream(t)
+	const token = "edge-test-token"
+	state := filepath.Join(t.TempDir(), "bans.json")
+	run := func(t *testing.T, check func(base string)) {
+		proxy, adm := freePort(t), freeTCPPort(t)
+		cfg := fmt.Sprintf("listen: [\"%s\"]\nworkers: 1\nhealth: {enabled: false}\nadmin: {listen: \"%s\", token: %s}\nupstreams: [\"%s\"]\nedge: {bans: {state_file: %q}}\n",
+			proxy, adm, token, up.addr, state)
+		startInProcess(t, procHooks{}, adm.String(), "--config", writeFile(t, "v.yaml", cfg))
+		check("http://" + adm.String())
+	}
+	t.Run("ban", func(t *testing.T) {
+		run(t, func(base string) {
+			if code, body := testenv.HTTPDo(t, "POST", base+"/api/v1/bans", token, `{"prefix": "192.0.2.0/24", "ttl": "1h", "reason": "abuse desk"}`); code != http.StatusCreated {
+				t.Fatalf("POST /api/v1/bans: %d %s", code, body)
+			}
+		})
+	}) // its cleanup stopped that process
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("no ban list saved at shutdown: %v", err)
+	}
+	t.Run("after restart", func(t *testing.T) {
+		run(t, func(base string) {
+			code, body := testenv.HTTPDo(t, "GET", base+"/api/v1/bans", token, "")
+			if code != http.StatusOK || !strings.Contains(body, `"192.0.2.0/24"`) || !strings.Contains(body, "abuse desk") {
+				t.Errorf("bans after the restart: %d %s, want the ban of 192.0.2.0/24", code, body)
+			}
+		})
+	})
 }

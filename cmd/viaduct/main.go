@@ -225,6 +225,7 @@ func (rt *runtime) shutdown() {
 		rt.logger.Error("closing sockets", "err", err)
 	}
 	rt.capture.Close()
+	rt.edge.saveBans(rt.logger)
 	logStats(rt.logger, rt.eng.Stats())
 	// How SO_REUSEPORT spread the traffic: one busy source lands on one
 	// worker (the kernel hashes the 4-tuple).
