@@ -60,10 +60,10 @@ var ErrBanListFull = errors.New("edge: ban list full")
 // changes build the next table (copy on write, the paths that change) under
 // a lock. It belongs to the Guard and outlives reloads.
 type Bans struct {
-	clock *clock
-	mu    sync.Mutex
-	recs  map[netip.Prefix]banRecord
-	tbl   atomic.Pointer[bart.Table[ban]]
+	clock   *clock
+	mu      sync.Mutex
+	recs    map[netip.Prefix]banRecord
+	tbl     atomic.Pointer[bart.Table[ban]]
 	count   atomic.Int64 // len(recs), for the lookup's empty fast path
 	max     atomic.Int64
 	version atomic.Uint64 // counts the changes, for saving only a changed list

@@ -57,7 +57,7 @@ func TestBansSurviveRestart(t *testing.T) {
 	if o, banned := g2.Bans().lookup(netip.MustParseAddr("192.0.2.77"), g2.clock.now()); !banned || o != OriginManual {
 		t.Error("a restored ban does not apply")
 	}
-	if a := g2.Bans().added; a[OriginManual].Load()+a[OriginRate].Load() != 0 {
+	if a := &g2.Bans().added; a[OriginManual].Load()+a[OriginRate].Load() != 0 {
 		t.Error("restored bans counted as added")
 	}
 

@@ -1,10 +1,10 @@
 package edge
 
 import (
-	"path/filepath"
-	"os"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
