@@ -98,7 +98,7 @@ func (b *Bans) Add(p netip.Prefix, ttl time.Duration, o Origin, reason string) e
 	if !p.IsValid() || ttl <= 0 {
 		return fmt.Errorf("edge: invalid ban %v for %v", p, ttl)
 	}
-	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+	p = banKey(p)
 	now := b.clock.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -119,6 +119,12 @@ func (b *Bans) putLocked(p netip.Prefix, r banRecord) {
 	b.version.Add(1)
 }
 
+// banKey is the form in which a ban of p is kept: IPv4-mapped prefixes
+// as IPv4, masked.
+func banKey(p netip.Prefix) netip.Prefix {
+	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+}
+
 func unmapBits(p netip.Prefix) int {
 	if p.Addr().Is4In6() {
 		return 96
@@ -128,7 +134,7 @@ func unmapBits(p netip.Prefix) int {
 
 // Remove lifts the ban of exactly p; it reports whether there was one.
 func (b *Bans) Remove(p netip.Prefix) bool {
-	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+	p = banKey(p)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.recs[p]; !ok {

@@ -71,7 +71,7 @@ func (b *Bans) restore(path string) (int, error) {
 			continue
 		}
 		added := now - int64(wall.Sub(s.Added))
-		b.putLocked(p.Masked(), banRecord{ban: ban{expires: now + int64(left), origin: o}, added: added, reason: s.Reason})
+		b.putLocked(banKey(p), banRecord{ban: ban{expires: now + int64(left), origin: o}, added: added, reason: s.Reason})
 		n++
 	}
 	return n, nil
