@@ -77,12 +77,7 @@ func TestNestedPrefixesInheritTheirSupernetsFlags(t *testing.T) {
 
 func TestBlocklistFileLoadsAndReloadSwapsIt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "voipbl.txt")
-	write := func(s string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := fileWriter(t, path)
 	write("# VoIPBL\n198.51.100.0/24\n\n192.0.2.7 ; one host\n2001:db8:bad::/48\n")
 	c := Config{Access: AccessConfig{BlocklistFile: path}}
 	g := newGuard(t, c)
@@ -135,12 +130,7 @@ func TestGateRefusesDeniedAndBannedConnections(t *testing.T) {
 // APIBAN's refuses the load.
 func TestBlocklistReadsAPIBANJSON(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "apiban.json")
-	write := func(s string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := fileWriter(t, path)
 	write(`{"ipaddress": ["198.51.100.7", "203.0.113.0/24"], "ID": "1700000000"}` + "\n" + `{"ipaddress": ["2001:db8::66"], "ID": "1700000100"}` + "\n")
 	got, err := ReadBlocklist(path)
 	if err != nil {
@@ -159,6 +149,17 @@ func TestBlocklistReadsAPIBANJSON(t *testing.T) {
 		write(bad)
 		if _, err := ReadBlocklist(path); err == nil {
 			t.Errorf("blocklist %s accepted", bad)
+		}
+	}
+}
+
+// fileWriter returns a function that replaces the file at path with its
+// argument.
+func fileWriter(t *testing.T, path string) func(string) {
+	return func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
