@@ -75,7 +75,13 @@ func (c *Capture) openOutput(ctx context.Context) (output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture: HEP socket: %w", err)
 	}
-	return &udpOutput{conn: conn, batch: udp.NewBatch(sendBatch, 0), to: c.collector}, nil
+	to := c.collector
+	if conn.Connect(c.collector) == nil {
+		// Frames go out with no address, over the route the kernel
+		// looked up once; off Linux each carries the collector's.
+		to = netip.AddrPort{}
+	}
+	return &udpOutput{conn: conn, batch: udp.NewBatch(sendBatch, 0), to: to}, nil
 }
 
 // run is the sender's loop.
@@ -184,7 +190,7 @@ func (s *drainer) send() {
 type udpOutput struct {
 	conn  *udp.Conn
 	batch *udp.Batch
-	to    netip.AddrPort
+	to    netip.AddrPort // the collector; invalid when conn is connected to it
 }
 
 func (o *udpOutput) send(frames [][]byte) (int, error) {

@@ -218,6 +218,30 @@ func (c *Conn) WriteTo(b []byte, addr netip.AddrPort) error {
 	return nil
 }
 
+// Connect fixes the socket's peer (connect(2)): a message sent with no
+// address (an invalid Message.Addr) goes to it, and the kernel reuses the
+// route it looked up once instead of looking it up per datagram, which is
+// most of what a sender to one destination can save per datagram. Only
+// datagrams from to are received afterwards.
+func (c *Conn) Connect(to netip.AddrPort) error {
+	var sa unix.RawSockaddrInet6
+	n := encodeAddr(&sa, to, c.family)
+	if n == 0 {
+		return fmt.Errorf("udp: connect %v to %v: invalid address", c.local, to)
+	}
+	var errno syscall.Errno
+	err := c.rc.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(&sa)), uintptr(n))
+	})
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError("connect", errno)
+	}
+	if err != nil {
+		return fmt.Errorf("udp: connect %v to %v: %w", c.local, to, err)
+	}
+	return nil
+}
+
 // Drops returns the number of datagrams the kernel dropped on this socket
 // since it was opened, mostly because the receive buffer was full (the
 // socket's sk_drops counter, which also counts datagrams rejected by a

@@ -88,6 +88,11 @@ func (c *Conn) WriteTo(b []byte, addr netip.AddrPort) error {
 	return nil
 }
 
+// Connect is not supported off Linux: send with an address.
+func (c *Conn) Connect(to netip.AddrPort) error {
+	return fmt.Errorf("udp: connect %v to %v: %w off Linux", c.local, to, errors.ErrUnsupported)
+}
+
 // Drops returns 0: off Linux the standard library offers no view of the
 // kernel's drop counter.
 func (c *Conn) Drops() uint64 { return 0 }

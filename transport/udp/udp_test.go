@@ -554,3 +554,39 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectSendsWithoutAddress checks Connect: a batch whose messages
+// carry no address reaches the peer, and a datagram from anyone else is no
+// longer received.
+func TestConnectSendsWithoutAddress(t *testing.T) {
+	peer := plain(t, "udp4", "127.0.0.1:0")
+	stranger := plain(t, "udp4", "127.0.0.1:0")
+	c := listen(t, "127.0.0.1:0", Config{})
+	if err := c.Connect(addrOf(peer)); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	b := NewBatch(2, 0)
+	b.Msgs[0].SetData([]byte("one"), netip.AddrPort{})
+	b.Msgs[1].SetData([]byte("two"), netip.AddrPort{})
+	if n, err := c.WriteBatch(b, 2); n != 2 || err != nil {
+		t.Fatalf("WriteBatch without addresses = %d, %v; want 2, nil", n, err)
+	}
+	buf := make([]byte, 64)
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for _, want := range []string{"one", "two"} {
+		n, from, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:n]) != want || from != c.LocalAddr() {
+			t.Fatalf("peer read %q from %v (%v), want %q from %v", buf[:n], from, err, want, c.LocalAddr())
+		}
+	}
+	stranger.WriteToUDPAddrPort([]byte("stray"), c.LocalAddr())
+	peer.WriteToUDPAddrPort([]byte("reply"), c.LocalAddr())
+	rb := NewBatch(4, 64)
+	data, _, _ := readN(t, c, rb, 1)
+	if data[0] != "reply" {
+		t.Errorf("connected socket read %q first, want only the peer's %q", data[0], "reply")
+	}
+	if err := c.Connect(netip.AddrPort{}); err == nil {
+		t.Error("Connect to an invalid address succeeded")
+	}
+}
