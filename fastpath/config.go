@@ -290,8 +290,8 @@ func (c *Config) checkListener(i int) error {
 		return fieldErr(f, "not a valid ip:port")
 	case l.Addr.Addr().Zone() != "":
 		return fieldErr(f, "IPv6 zones are not supported (%s)", l.Addr)
-	case l.Kind != transport.UDP && l.Kind != transport.TCP && l.Kind != transport.TLS:
-		return fieldErr(f, "transport %q is not one Viaduct listens on (udp, tcp, tls)", l.Kind)
+	case !l.Kind.Valid():
+		return fieldErr(f, "transport %q is not one Viaduct listens on (udp, tcp, tls, ws, wss)", l.Kind)
 	}
 	for j := 0; j < i; j++ {
 		if c.Listeners[j] == l && l.Addr.Port() != 0 {

@@ -131,7 +131,7 @@ func (w *Worker) parseFailed(in []byte, from netip.AddrPort, err error, tooBig b
 // (a complete frame always holds its body), and its Content-Length says
 // whether the message was too large (513) rather than malformed (400).
 func (w *Worker) refusedAsTooLarge(in []byte, err error) bool {
-	if err != parser.ErrTruncatedBody || !w.src.Kind.Reliable() {
+	if err != parser.ErrTruncatedBody || !w.src.Kind.NeedsLength() {
 		return false
 	}
 	_, ferr := parser.FrameStream(in, w.e.cfg.MaxMessageSize)

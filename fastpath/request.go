@@ -86,7 +86,7 @@ func (w *Worker) request(in []byte, from netip.AddrPort, tooBig bool, out *Outpu
 func (w *Worker) checkRequest(r *reqState) Action {
 	m := &w.m
 	var err error
-	if _, ok := m.ContentLength(); !ok && w.src.Kind.Reliable() {
+	if _, ok := m.ContentLength(); !ok && w.src.Kind.NeedsLength() {
 		return w.refuseErr(r.in, r.from, parser.ErrNoContentLength, r.out)
 	}
 	if r.to, err = m.To(); err != nil {

@@ -13,7 +13,7 @@ func (w *Worker) response(in []byte, from netip.AddrPort, tooBig bool, out *Outp
 	if tooBig {
 		return w.drop(DropTooBig, out)
 	}
-	if _, ok := m.ContentLength(); !ok && w.src.Kind.Reliable() {
+	if _, ok := m.ContentLength(); !ok && w.src.Kind.NeedsLength() {
 		return w.drop(DropParseError, out) // RFC 3261 18.3
 	}
 	it := m.Vias()

@@ -74,6 +74,11 @@ func (k Kind) DefaultPort() uint16 {
 // Reliable reports whether the transport is a stream (TCP, TLS, WebSocket).
 func (k Kind) Reliable() bool { return k.Valid() && kinds[k].reliable }
 
+// NeedsLength reports whether the transport's messages are delimited by
+// their Content-Length alone (TCP and TLS: RFC 3261 18.3 requires it);
+// a datagram and a WebSocket message (RFC 7118) delimit themselves.
+func (k Kind) NeedsLength() bool { return k == TCP || k == TLS }
+
 // Secure reports whether the transport runs over TLS.
 func (k Kind) Secure() bool { return k.Valid() && kinds[k].secure }
 

@@ -11,15 +11,19 @@ func TestKindTable(t *testing.T) {
 		name, via     string
 		port          uint16
 		reliable, tls bool
+		needsLength   bool
 	}{
-		{UDP, "udp", "UDP", 5060, false, false},
-		{TCP, "tcp", "TCP", 5060, true, false},
-		{TLS, "tls", "TLS", 5061, true, true},
-		{WS, "ws", "WS", 80, true, false},
-		{WSS, "wss", "WSS", 443, true, true},
+		{UDP, "udp", "UDP", 5060, false, false, false},
+		{TCP, "tcp", "TCP", 5060, true, false, true},
+		{TLS, "tls", "TLS", 5061, true, true, true},
+		{WS, "ws", "WS", 80, true, false, false},
+		{WSS, "wss", "WSS", 443, true, true, false},
 	} {
 		if c.k.String() != c.name || c.k.ViaToken() != c.via || c.k.DefaultPort() != c.port || c.k.Reliable() != c.reliable || c.k.Secure() != c.tls {
 			t.Errorf("%v: %q %q %d %v %v", c.k, c.k.String(), c.k.ViaToken(), c.k.DefaultPort(), c.k.Reliable(), c.k.Secure())
+		}
+		if c.k.NeedsLength() != c.needsLength {
+			t.Errorf("%v: NeedsLength = %v", c.k, c.k.NeedsLength())
 		}
 		for _, s := range []string{c.name, c.via} {
 			if k, ok := ParseKind(s); !ok || k != c.k {

@@ -47,6 +47,8 @@ type fileConfig struct {
 	OrphanResponses string              `yaml:"orphan_responses"`
 	TLS             tlsSection          `yaml:"tls"`
 	Streams         stream.ServerConfig `yaml:"streams"`
+	// WebSocket configures the ws: and wss: listeners (RFC 7118).
+	WebSocket stream.WebSocketConfig `yaml:"websocket"`
 	Secret          string              `yaml:"secret"`
 	SecretFile      string              `yaml:"secret_file"`
 	// PreviousSecret and PreviousSecretFile give the secret a rotation

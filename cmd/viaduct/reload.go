@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -315,7 +316,8 @@ func restartOnly(boot, next *fileConfig) []string {
 	diff("udp_mtu", boot.UDPMTU != next.UDPMTU)
 	diff("orphan_responses", boot.OrphanResponses != next.OrphanResponses)
 	diff("tls", boot.TLS != next.TLS)
-	diff("streams", boot.Streams != next.Streams)
+	diff("streams", !reflect.DeepEqual(boot.Streams, next.Streams))
+	diff("websocket", !reflect.DeepEqual(boot.WebSocket, next.WebSocket))
 	diff("secret", boot.Secret != next.Secret)
 	diff("secret_file", boot.SecretFile != next.SecretFile)
 	diff("previous_secret", boot.PreviousSecret != next.PreviousSecret)

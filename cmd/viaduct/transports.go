@@ -40,7 +40,7 @@ type tlsSection struct {
 }
 
 // listenKinds are the transport prefixes of a listen address.
-var listenKinds = []transport.Kind{transport.UDP, transport.TCP, transport.TLS}
+var listenKinds = []transport.Kind{transport.UDP, transport.TCP, transport.TLS, transport.WS, transport.WSS}
 
 // parseListen parses one listen entry: "udp:", "tcp:" or "tls:" and an
 // ip:port, or a plain ip:port, which listens on UDP and TCP both (as
@@ -58,7 +58,7 @@ func parseListen(s string) ([]fastpath.Listener, error) {
 	}
 	a, err := parseAddrPort(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w, optionally after udp:, tcp: or tls:", err)
+		return nil, fmt.Errorf("%w, optionally after udp:, tcp:, tls:, ws: or wss:", err)
 	}
 	return []fastpath.Listener{{Kind: transport.UDP, Addr: a}, {Kind: transport.TCP, Addr: a}}, nil
 }
@@ -92,7 +92,12 @@ func (fc *fileConfig) streamConfig() (stream.ServerConfig, error) {
 	t := fc.TLS
 	c.CertFile, c.KeyFile, c.ClientCAFile, c.CAFile, c.MinVersion = t.CertFile, t.KeyFile, t.ClientCAFile, t.CAFile, t.MinVersion
 	c.ReusePort = fc.ReusePort
-	c, err := c.WithDefaults()
+	ws, err := fc.WebSocket.WithDefaults()
+	if err != nil {
+		return c, prefixField(err, "websocket")
+	}
+	c.WebSocket = ws
+	c, err = c.WithDefaults()
 	if err != nil {
 		return c, prefixField(err, "streams")
 	}
@@ -116,7 +121,7 @@ func prefixField(err error, block string) error {
 // checkTLSListen refuses a tls: listener without a certificate.
 func checkTLSListen(ls []fastpath.Listener, sc stream.ServerConfig) error {
 	for _, l := range ls {
-		if l.Kind == transport.TLS && sc.CertFile == "" {
+		if l.Kind.Secure() && sc.CertFile == "" {
 			return &config.FieldError{Field: "tls.cert_file", Reason: fmt.Sprintf("required by the listener %s (or --tls-cert)", l)}
 		}
 	}
@@ -136,7 +141,7 @@ type streamServers struct {
 // servers they bind.
 func (ss *streamServers) binders(sc stream.ServerConfig) map[transport.Kind]transport.Binder {
 	out := map[transport.Kind]transport.Binder{}
-	for _, k := range []transport.Kind{transport.TCP, transport.TLS} {
+	for _, k := range []transport.Kind{transport.TCP, transport.TLS, transport.WS, transport.WSS} {
 		bind := stream.Bind(sc, k, ss.log)
 		out[k] = func(ctx context.Context, l transport.Layout) (transport.Server, error) {
 			srv, err := bind(ctx, l)
@@ -168,7 +173,7 @@ func (ss *streamServers) servers() []*stream.Server {
 // the connections that come next (established ones keep theirs).
 func (ss *streamServers) reloadTLS() error {
 	for _, s := range ss.servers() {
-		if s.Kind() != transport.TLS {
+		if !s.Kind().Secure() {
 			continue
 		}
 		if err := s.Reload(); err != nil {

@@ -96,6 +96,9 @@ type ServerConfig struct {
 	// InsecureSkipVerify turns off verification of the servers outbound
 	// TLS connections reach. For tests only.
 	InsecureSkipVerify bool `yaml:"-"`
+
+	// WebSocket is the websocket block, for WS and WSS servers.
+	WebSocket WebSocketConfig `yaml:"-"`
 }
 
 // WithDefaults returns c with its defaults applied, or a
@@ -148,6 +151,11 @@ func (c ServerConfig) WithDefaults() (ServerConfig, error) {
 	if _, err := c.tlsMinVersion(); err != nil {
 		return c, err
 	}
+	ws, err := c.WebSocket.WithDefaults()
+	if err != nil {
+		return c, err
+	}
+	c.WebSocket = ws
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return c, config.Errorf("key_file", "cert_file and key_file go together")
 	}

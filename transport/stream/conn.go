@@ -27,6 +27,7 @@ const (
 	phaseFirst   phase = iota // no complete message yet: FirstMessageTimeout from the start
 	phaseIdle                 // between messages: the idle timeout
 	phaseMessage              // inside a message: MessageTimeout from its first byte
+	phaseUpgrade              // WebSocket: waiting for the upgrade request, HandshakeTimeout from the accept
 )
 
 // Errors of a send.
@@ -79,6 +80,13 @@ type conn struct {
 	linger        bool      // closed for its framing: drain before closing the socket
 	readFn        func(uintptr) bool
 
+	// WebSocket (WS, WSS) reader state, under w.mu like the above.
+	wsState  wsState
+	wsBinary atomic.Bool // the client's last data frame was binary: so are the messages to it
+	wsFrag   []byte      // a fragmented message being assembled (a pool buffer), or nil
+	wsCheck  wsCheck     // what the upgrade request showed
+	lastRead time.Time   // when the last bytes came (WebSocket keepalive)
+
 	// Writing. wmu orders the senders; qmu guards the write queue and
 	// the direct write, which tls.Conn.Write reaches through wire.
 	wmu           sync.Mutex
@@ -103,7 +111,7 @@ func (s *Server) newConn(listener int, peer netip.AddrPort, outbound bool) *conn
 	c := &conn{s: s, id: s.nextFlow.Add(1), listener: listener, peer: peer, outbound: outbound, rawFD: -1}
 	c.src = transport.Peer{Addr: peer, Kind: s.kind, Listener: listener, Flow: c.id}
 	c.writeFn, c.flushFn = c.writeNowFn, c.flushNowFn
-	if s.kind == transport.TLS {
+	if s.kind.Secure() {
 		c.readFn = c.readTLS
 	} else {
 		c.readFn = c.readTCP
@@ -128,7 +136,7 @@ func (c *conn) attach(nc *net.TCPConn) error {
 // handshake runs the TLS handshake (a no-op on TCP), bounded by
 // HandshakeTimeout, the socket in blocking mode.
 func (c *conn) handshake() error {
-	if c.s.kind != transport.TLS {
+	if !c.s.kind.Secure() {
 		return nil
 	}
 	nc := c.tcp.Load()
@@ -155,9 +163,14 @@ func (c *conn) handshake() error {
 func (c *conn) start() {
 	c.phase = phaseFirst
 	d := c.s.cfg.FirstMessageTimeout
-	if c.outbound { // an upstream speaks when it has something to say
+	switch {
+	case c.outbound: // an upstream speaks when it has something to say
 		c.phase = phaseIdle
 		d = c.s.cfg.idleTimeout(true)
+	case c.s.ws:
+		c.phase = phaseUpgrade
+		d = c.s.cfg.HandshakeTimeout
+		c.lastRead = time.Now()
 	}
 	c.setDeadline(time.Now(), d)
 }
@@ -168,6 +181,9 @@ func (c *conn) readLoop() {
 	defer c.release()
 	for !c.closed.Load() {
 		if err := c.rc.Read(c.readFn); err != nil {
+			if c.s.ws && errors.Is(err, os.ErrDeadlineExceeded) && c.wsKeepalive() {
+				continue
+			}
 			c.close(c.readFailure(err))
 			return
 		}
@@ -202,7 +218,8 @@ func (c *conn) drain() {
 func (c *conn) readFailure(err error) CloseReason {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return [...]CloseReason{phaseFirst: ClosedFirstMessage, phaseIdle: ClosedIdle, phaseMessage: ClosedMessageTimeout}[c.phase]
+		return [...]CloseReason{phaseFirst: ClosedFirstMessage, phaseIdle: ClosedIdle, phaseMessage: ClosedMessageTimeout,
+			phaseUpgrade: ClosedHandshake}[c.phase]
 	case errors.Is(err, io.EOF), errors.Is(err, unix.ECONNRESET):
 		return ClosedByPeer
 	}
@@ -280,7 +297,12 @@ func (c *conn) readBuffer() []byte {
 
 // ingest handles the messages data completes and keeps the rest.
 func (c *conn) ingest(data []byte) {
-	rest := c.consume(data)
+	var rest []byte
+	if c.s.ws {
+		rest = c.consumeWS(data)
+	} else {
+		rest = c.consume(data)
+	}
 	c.flushReplies()
 	c.keep(rest)
 	if !c.closed.Load() {
@@ -391,15 +413,15 @@ func (c *conn) advance(partial bool) {
 	c.delivered = false
 	cfg := &c.s.cfg
 	switch {
-	case c.phase == phaseFirst && !delivered:
-		return // the first message's deadline stands
+	case c.phase == phaseUpgrade, c.phase == phaseFirst && !delivered:
+		return // the upgrade's or the first message's deadline stands
 	case partial && (c.phase != phaseMessage || delivered):
 		c.phase = phaseMessage
 		c.setDeadline(time.Now(), cfg.MessageTimeout)
 	case partial:
 		return // the message's deadline stands
 	default:
-		idle := cfg.idleTimeout(c.outbound)
+		idle := c.idleTimeout()
 		now := time.Now()
 		if c.phase == phaseIdle && now.Sub(c.deadlineSetAt) < idle/8 {
 			return
@@ -407,6 +429,17 @@ func (c *conn) advance(partial bool) {
 		c.phase = phaseIdle
 		c.setDeadline(now, idle)
 	}
+}
+
+// idleTimeout is how long the connection may be silent before its read
+// deadline passes: the idle timeout, or for WebSocket the keepalive
+// interval when it is shorter (the deadline then sends a ping).
+func (c *conn) idleTimeout() time.Duration {
+	idle := c.s.cfg.idleTimeout(c.outbound)
+	if ka := c.s.cfg.WebSocket.Keepalive; c.s.ws && ka > 0 && (idle <= 0 || ka < idle) {
+		return ka
+	}
+	return idle
 }
 
 // setDeadline sets the read deadline d after now; 0 is none.
@@ -464,6 +497,10 @@ func (c *conn) release() {
 		if c.pending != nil {
 			c.w.putBuf(c.pending)
 			c.pending = nil
+		}
+		if c.wsFrag != nil {
+			c.w.putBuf(c.wsFrag)
+			c.wsFrag = nil
 		}
 		c.w.mu.Unlock()
 	}

@@ -29,6 +29,8 @@ func Bind(c ServerConfig, kind transport.Kind, log *slog.Logger) transport.Binde
 type Server struct {
 	cfg    ServerConfig
 	kind   transport.Kind
+	ws     bool      // WS or WSS: an HTTP upgrade, then WebSocket frames (ws.go)
+	frames sync.Pool // *[]byte: WebSocket frames being put together (writeFramed)
 	layout transport.Layout
 	log    *slog.Logger
 	lns    []*net.TCPListener
@@ -121,7 +123,7 @@ func (w *worker) putBuf(b []byte) {
 // the server of kind (TCP or TLS), which accepts from Serve on. ctx bounds
 // the setup.
 func NewServer(ctx context.Context, l transport.Layout, c ServerConfig, kind transport.Kind, log *slog.Logger) (*Server, error) {
-	if kind != transport.TCP && kind != transport.TLS {
+	if !kind.Reliable() {
 		return nil, fmt.Errorf("stream: kind %v is not a stream transport of this package", kind)
 	}
 	c, err := c.WithDefaults()
@@ -137,15 +139,17 @@ func NewServer(ctx context.Context, l transport.Layout, c ServerConfig, kind tra
 	}
 	s := &Server{cfg: c, kind: kind, layout: l, log: log, table: newTable(),
 		bucket: newTokenBucket(c.AcceptRate, c.AcceptBurst), warnings: newTokenBucket(1, 10), names: make(map[netip.AddrPort]string)}
+	s.ws = kind == transport.WS || kind == transport.WSS
+	s.frames.New = func() any { b := make([]byte, 0, 2<<10); return &b }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.count.openIn, s.count.openOut = make([]atomic.Int64, len(l.Addrs)), make([]atomic.Int64, len(l.Addrs))
 	s.rr = make([]atomic.Uint32, len(l.Addrs))
-	if kind == transport.TLS {
+	if kind.Secure() {
 		if c.CertFile == "" {
-			return nil, fmt.Errorf("tls: cert_file: required to listen")
+			return nil, fmt.Errorf("%s: tls: cert_file: required to listen", kind)
 		}
 		if s.tls, err = loadTLS(c); err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
+			return nil, fmt.Errorf("%s: tls: %w", kind, err)
 		}
 	}
 	if err := s.listen(ctx); err != nil {
@@ -328,7 +332,7 @@ func (s *Server) admit(li int, nc *net.TCPConn) {
 		nc.Close()
 		return
 	}
-	c.established = s.kind == transport.TCP // TLS: once the handshake is done
+	c.established = s.kind == transport.TCP // TLS: once the handshake is done; WebSocket: once upgraded
 	if l, ok := s.table.admit(c, &s.cfg); !ok {
 		refuse(l)
 		return
@@ -336,7 +340,7 @@ func (s *Server) admit(li int, nc *net.TCPConn) {
 	s.countOpen(c, 1)
 	s.count.accepted.Add(1)
 	s.wg.Add(1)
-	if s.kind == transport.TLS {
+	if s.kind.Secure() {
 		go s.handshakeThenRead(c)
 		return
 	}
@@ -354,8 +358,10 @@ func (s *Server) handshakeThenRead(c *conn) {
 		s.wg.Done()
 		return
 	}
-	if err := c.establish(); err != nil {
-		c.close(ClosedWriteError)
+	if !s.ws { // a WebSocket is established by its upgrade
+		if err := c.establish(); err != nil {
+			c.close(ClosedWriteError)
+		}
 	}
 	c.start()
 	go c.readLoop() // inherits this goroutine's place in s.wg
@@ -402,6 +408,9 @@ func (s *Server) route(to transport.Peer, b []byte) (*conn, error) {
 	k := connKey{to.Listener, unmap(to.Addr)}
 	if c := s.table.peer(k); c != nil {
 		return c, nil
+	}
+	if s.ws { // a browser cannot be dialled
+		return nil, fmt.Errorf("%s: send to %s: no connection from it: %w", s.kind, to.Addr, transport.ErrFlowGone)
 	}
 	return s.dialFor(k, b)
 }

@@ -24,11 +24,12 @@ const (
 	ClosedHandshake                         // the TLS handshake failed or timed out
 	ClosedDialFailed                        // an outbound connect failed
 	ClosedShutdown                          // Server.Close
+	ClosedUpgrade                           // a WebSocket upgrade request refused (answered with an HTTP error)
 	NumCloseReasons
 )
 
 var closeReasonNames = [NumCloseReasons]string{"peer", "read_error", "write_error", "bad_framing", "too_large",
-	"write_queue", "idle_timeout", "first_message_timeout", "message_timeout", "handshake", "dial_failed", "shutdown"}
+	"write_queue", "idle_timeout", "first_message_timeout", "message_timeout", "handshake", "dial_failed", "shutdown", "upgrade"}
 
 func (r CloseReason) String() string { return closeReasonNames[r] }
 
@@ -67,6 +68,9 @@ type Stats struct {
 	// MessagesIn, BytesIn count the messages handed to the handlers and
 	// their bytes; MessagesOut, BytesOut what was written or queued.
 	MessagesIn, BytesIn, MessagesOut, BytesOut uint64
+	// WSUpgrades and WSRefused count the WebSocket upgrades answered with
+	// 101 and refused; WSPings the keepalive pings sent to idle clients.
+	WSUpgrades, WSRefused, WSPings uint64
 }
 
 // counters are a server's live counters.
@@ -78,12 +82,16 @@ type counters struct {
 	handshakeFailures atomic.Uint64
 	msgsIn, bytesIn   atomic.Uint64
 	msgsOut, bytesOut atomic.Uint64
+	wsUpgrades        atomic.Uint64
+	wsRefused         atomic.Uint64
+	wsPings           atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	s := Stats{OpenIn: make([]int64, len(c.openIn)), OpenOut: make([]int64, len(c.openOut)),
 		Accepted: c.accepted.Load(), Dialed: c.dialed.Load(), HandshakeFailures: c.handshakeFailures.Load(),
-		MessagesIn: c.msgsIn.Load(), BytesIn: c.bytesIn.Load(), MessagesOut: c.msgsOut.Load(), BytesOut: c.bytesOut.Load()}
+		MessagesIn: c.msgsIn.Load(), BytesIn: c.bytesIn.Load(), MessagesOut: c.msgsOut.Load(), BytesOut: c.bytesOut.Load(),
+		WSUpgrades: c.wsUpgrades.Load(), WSRefused: c.wsRefused.Load(), WSPings: c.wsPings.Load()}
 	for i := range c.openIn {
 		s.OpenIn[i], s.OpenOut[i] = c.openIn[i].Load(), c.openOut[i].Load()
 	}
@@ -124,6 +132,8 @@ func (s *Server) Stats() Stats { return s.count.snapshot() }
 //	viaduct_stream_messages_total{transport,direction}         messages received (in) and sent (out)
 //	viaduct_stream_bytes_total{transport,direction}            their bytes
 //	viaduct_tls_handshake_failures_total                        failed TLS handshakes
+//	viaduct_websocket_upgrades_total{transport,result}          WebSocket upgrades (ws, wss), accepted or refused
+//	viaduct_websocket_pings_total{transport}                    keepalive pings sent to idle WebSocket clients
 func Collector(servers ...*Server) prometheus.Collector {
 	return &collector{servers: servers,
 		conns:      prometheus.NewDesc("viaduct_stream_connections", "Open TCP/TLS connections, by direction (in: accepted, out: dialled) and listener.", []string{"transport", "direction", "listener"}, nil),
@@ -134,16 +144,20 @@ func Collector(servers ...*Server) prometheus.Collector {
 		messages:   prometheus.NewDesc("viaduct_stream_messages_total", "SIP messages received (in) and sent (out) over TCP/TLS.", []string{"transport", "direction"}, nil),
 		bytes:      prometheus.NewDesc("viaduct_stream_bytes_total", "Bytes of SIP messages received (in) and sent (out) over TCP/TLS.", []string{"transport", "direction"}, nil),
 		handshakes: prometheus.NewDesc("viaduct_tls_handshake_failures_total", "TLS handshakes failed or timed out.", nil, nil),
+		upgrades:   prometheus.NewDesc("viaduct_websocket_upgrades_total", "WebSocket upgrade requests, by result (accepted: 101; refused: an HTTP error).", []string{"transport", "result"}, nil),
+		pings:      prometheus.NewDesc("viaduct_websocket_pings_total", "Keepalive pings sent to idle WebSocket clients.", []string{"transport"}, nil),
 	}
 }
 
 type collector struct {
 	servers                                                              []*Server
 	conns, accepted, dialed, closed, limits, messages, bytes, handshakes *prometheus.Desc
+	upgrades, pings                                                      *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.conns, c.accepted, c.dialed, c.closed, c.limits, c.messages, c.bytes, c.handshakes} {
+	for _, d := range []*prometheus.Desc{c.conns, c.accepted, c.dialed, c.closed, c.limits, c.messages, c.bytes, c.handshakes,
+		c.upgrades, c.pings} {
 		ch <- d
 	}
 }
@@ -170,6 +184,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(st.BytesIn), kind, "in")
 		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(st.BytesOut), kind, "out")
 		handshakeFailures += st.HandshakeFailures
+		if s.ws {
+			ch <- prometheus.MustNewConstMetric(c.upgrades, prometheus.CounterValue, float64(st.WSUpgrades), kind, "accepted")
+			ch <- prometheus.MustNewConstMetric(c.upgrades, prometheus.CounterValue, float64(st.WSRefused), kind, "refused")
+			ch <- prometheus.MustNewConstMetric(c.pings, prometheus.CounterValue, float64(st.WSPings), kind)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.handshakes, prometheus.CounterValue, float64(handshakeFailures))
 }

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ func TestConfigYAML(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ServerConfig{MaxConnectionsPerIP: 7, MessageTimeout: 2 * time.Second, IdleTimeout: -time.Second, WriteQueue: 1024}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("decoded %+v, want %+v", c, want)
 	}
 	dec := yaml.NewDecoder(strings.NewReader("cert_file: a.pem\n"))

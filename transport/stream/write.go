@@ -10,7 +10,12 @@ import (
 // socket is writable. Sends leave in the order they were made, from any
 // goroutine. It keeps no reference to b.
 func (c *conn) send(b []byte) error {
-	err := c.write(b)
+	var err error
+	if c.s.ws {
+		err = c.writeFramed(b)
+	} else {
+		err = c.write(b)
+	}
 	if err == nil {
 		c.s.count.msgsOut.Add(1)
 		c.s.count.bytesOut.Add(uint64(len(b)))
@@ -50,16 +55,58 @@ func (c *conn) reply(b []byte) error {
 	if c.closed.Load() {
 		return c.gone()
 	}
-	if len(w.replies)+len(b) > cap(w.replies) {
+	head := 0
+	if c.s.ws {
+		head = wsHeaderLen(len(b))
+	}
+	if len(w.replies)+head+len(b) > cap(w.replies) {
 		if err := c.flushReplies(); err != nil {
 			return err
 		}
-		if len(b) > cap(w.replies) {
+		if head+len(b) > cap(w.replies) {
+			if c.s.ws {
+				return c.writeFramed(b)
+			}
 			return c.write(b)
 		}
 	}
+	if c.s.ws {
+		w.replies = appendWSHeader(w.replies, c.wsDataOp(), len(b))
+	}
 	w.replies = append(w.replies, b...)
 	return nil
+}
+
+// writeFramed writes b as one WebSocket message, its frame put together
+// in a buffer of the server's pool.
+func (c *conn) writeFramed(b []byte) error {
+	fp := c.s.frames.Get().(*[]byte)
+	f := appendWSHeader((*fp)[:0], c.wsDataOp(), len(b))
+	f = append(f, b...)
+	err := c.write(f)
+	if cap(f) <= maxPooledFrame {
+		*fp = f
+		c.s.frames.Put(fp)
+	}
+	return err
+}
+
+// maxPooledFrame bounds the frame buffers the pool keeps.
+const maxPooledFrame = 64 << 10
+
+// writeUnframed writes b, the answer to a WebSocket upgrade, ahead of
+// anything sent to the connection before it is established.
+func (c *conn) writeUnframed(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return c.gone()
+	}
+	if c.tls != nil {
+		_, err := c.tls.Write(b)
+		return err
+	}
+	return c.writeRaw(b)
 }
 
 // flushReplies writes the batch of c's answers. The worker's mutex is
