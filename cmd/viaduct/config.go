@@ -48,9 +48,9 @@ type fileConfig struct {
 	TLS             tlsSection          `yaml:"tls"`
 	Streams         stream.ServerConfig `yaml:"streams"`
 	// WebSocket configures the ws: and wss: listeners (RFC 7118).
-	WebSocket stream.WebSocketConfig `yaml:"websocket"`
-	Secret          string              `yaml:"secret"`
-	SecretFile      string              `yaml:"secret_file"`
+	WebSocket  stream.WebSocketConfig `yaml:"websocket"`
+	Secret     string                 `yaml:"secret"`
+	SecretFile string                 `yaml:"secret_file"`
 	// PreviousSecret and PreviousSecretFile give the secret a rotation
 	// replaces (fastpath.Config.PreviousSecret).
 	PreviousSecret     string `yaml:"previous_secret"`
