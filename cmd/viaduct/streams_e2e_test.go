@@ -35,14 +35,18 @@ type streamsViaduct struct {
 }
 
 // startStreamsViaduct runs the binary with the YAML cfg, to which the
-// listen address (UDP and TCP on one port) and the admin API are added,
-// and waits until both answer.
-func startStreamsViaduct(t *testing.T, cfg string) *streamsViaduct {
+// listen address (UDP and TCP on one port), the listen entries extra and
+// the admin API are added, and waits until both answer.
+func startStreamsViaduct(t *testing.T, cfg string, extra ...string) *streamsViaduct {
 	t.Helper()
 	bin := viaductBinary(t)
 	dir := t.TempDir()
 	v := &streamsViaduct{sip: freePort(t), admin: freeTCPPort(t)}
-	head := fmt.Sprintf("listen: [\"%s\"]\nadmin: {listen: \"%s\"}\n", v.sip, v.admin)
+	listen := fmt.Sprintf("%q", v.sip.String())
+	for _, e := range extra {
+		listen += fmt.Sprintf(", %q", e)
+	}
+	head := fmt.Sprintf("listen: [%s]\nadmin: {listen: \"%s\"}\n", listen, v.admin)
 	path := filepath.Join(dir, "viaduct.yaml")
 	if err := os.WriteFile(path, []byte(head+cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -90,3 +90,48 @@ func TestSteadyStateAllocs(t *testing.T) {
 		})
 	}
 }
+
+// Over WebSocket too: a frame read, unmasked, handled and its answer
+// framed and written allocate nothing, and neither does a send to the
+// connection's flow from elsewhere (its frame put together in a pooled
+// buffer).
+func TestWebSocketSteadyStateAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("AllocsPerRun counts every goroutine; slow under -race")
+	}
+	s := serve(t, transport.WS, wsConfig(), testLayout(), echoHandler{})
+	wc := wsUpgrade(t, s)
+	wc.c.SetDeadline(time.Now().Add(time.Minute))
+	msg := sipMsg(1)
+	frame := clientFrame(true, opText, msg)
+	back := make([]byte, wsHeaderLen(len(msg))+len(msg))
+	rt := func() {
+		if _, err := wc.c.Write(frame); err != nil {
+			panic(err)
+		}
+		if _, err := io.ReadFull(wc.br, back); err != nil {
+			panic(err)
+		}
+	}
+	for range 100 {
+		rt()
+	}
+	if a := testing.AllocsPerRun(500, rt); a != 0 {
+		t.Errorf("%v allocations per WebSocket round trip, want 0", a)
+	}
+	flow := transport.Peer{Kind: transport.WS, Listener: 0, Flow: s.table.all()[0].id}
+	send := func() {
+		if err := s.Send(msg, flow); err != nil {
+			panic(err)
+		}
+		if _, err := io.ReadFull(wc.br, back); err != nil {
+			panic(err)
+		}
+	}
+	for range 100 {
+		send()
+	}
+	if a := testing.AllocsPerRun(500, send); a > 0.5 { // -race drops sync.Pool items at random
+		t.Errorf("%v allocations per send to a WebSocket flow, want 0", a)
+	}
+}

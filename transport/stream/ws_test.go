@@ -38,9 +38,10 @@ func upgradeRequest(path, origin, protocols string) string {
 	return b.String()
 }
 
-// wsClient is a WebSocket client over a TCP connection, with its reader.
+// wsClient is a WebSocket client over a TCP or TLS connection, with its
+// reader.
 type wsClient struct {
-	c  *net.TCPConn
+	c  net.Conn
 	br *bufio.Reader
 }
 
@@ -48,7 +49,12 @@ type wsClient struct {
 // it returns the client and the response's status code and headers.
 func wsDial(t *testing.T, s *Server, req string) (*wsClient, *http.Response) {
 	t.Helper()
-	c := dialFrom(t, "", s.Addrs()[0])
+	return wsHandshake(t, dialFrom(t, "", s.Addrs()[0]), req)
+}
+
+// wsHandshake sends the upgrade request req on c and reads the response.
+func wsHandshake(t *testing.T, c net.Conn, req string) (*wsClient, *http.Response) {
+	t.Helper()
 	if _, err := c.Write([]byte(req)); err != nil {
 		t.Fatal(err)
 	}
@@ -325,5 +331,30 @@ func TestWebSocketKeepalive(t *testing.T) {
 	}
 	if st := s.Stats(); st.WSPings < 3 || st.Closed != [NumCloseReasons]uint64{} {
 		t.Fatalf("counters %+v", st)
+	}
+}
+
+// WSS is the same over TLS: the handshake, then the upgrade, then frames;
+// the flow's kind is WSS.
+func TestSecureWebSocket(t *testing.T) {
+	ca := newTestCA(t)
+	cfg := wsConfig()
+	cfg.CertFile, cfg.KeyFile, _ = ca.issue(t, "server", 100)
+	rec := newRecorder(true)
+	s := serve(t, transport.WSS, cfg, testLayout(), rec)
+	tc, err := tlsDial(t, s, ca, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, resp := wsHandshake(t, tc, upgradeRequest("/", "https://app.example.com", "sip"))
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade over TLS answered %s", resp.Status)
+	}
+	wc.send(t, clientFrame(true, opText, sipMsg(1)))
+	if op, p := wc.readFrame(t); op != opText || !bytes.Equal(p, sipMsg(1)) {
+		t.Fatalf("answer over WSS: opcode %d %q", op, p)
+	}
+	if _, srcs := rec.waitMsgs(t, 1); srcs[0].Kind != transport.WSS {
+		t.Errorf("message from a %v flow, want wss", srcs[0].Kind)
 	}
 }
