@@ -26,9 +26,12 @@ func newHarness(t testing.TB) *harness {
 
 // harnessServer is a server that does not serve: harnesses accept from
 // its listener themselves.
-func harnessServer(t testing.TB) *Server {
+func harnessServer(t testing.TB) *Server { return harnessServerOf(t, transport.TCP) }
+
+// harnessServerOf is harnessServer of kind (TCP or WS).
+func harnessServerOf(t testing.TB, kind transport.Kind) *Server {
 	t.Helper()
-	s, err := NewServer(context.Background(), testLayout(), ServerConfig{}, transport.TCP, nil)
+	s, err := NewServer(context.Background(), testLayout(), ServerConfig{}, kind, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +57,7 @@ func newHarnessOn(t testing.TB, s *Server) *harness {
 	if err := c.attach(nc); err != nil {
 		t.Fatal(err)
 	}
-	c.established = true
+	c.established = !s.ws // a WebSocket is established by its upgrade
 	c.start()
 	return &harness{s: s, c: c, client: client, h: h}
 }

@@ -267,9 +267,9 @@ func (c *conn) wsDataOp() byte {
 // incomplete; -1 when it was refused (answered with an HTTP error, the
 // connection closed).
 func (c *conn) upgrade(b []byte) int {
-	end := bytes.Index(b, []byte("\r\n\r\n"))
+	end := bytes.Index(b[:min(len(b), maxUpgradeRequest)], []byte("\r\n\r\n"))
 	if end < 0 {
-		if len(b) > maxUpgradeRequest {
+		if len(b) >= maxUpgradeRequest {
 			c.upgradeRefused([]byte("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n"))
 			return -1
 		}

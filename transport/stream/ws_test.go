@@ -358,3 +358,40 @@ func TestSecureWebSocket(t *testing.T) {
 		t.Errorf("message from a %v flow, want wss", srcs[0].Kind)
 	}
 }
+
+// FuzzWebSocketIngest: an upgrade and frames, cut anywhere, give the same
+// outcome as in one read, and nothing over MaxMessage bytes reaches the
+// handler.
+func FuzzWebSocketIngest(f *testing.F) {
+	up := []byte(upgradeRequest("/", "https://app.example.com", "sip"))
+	f.Add(append(bytes.Clone(up), clientFrame(true, opText, sipMsg(1))...), uint64(7))
+	f.Add(append(append(bytes.Clone(up), clientFrame(false, opBinary, []byte("INV"))...), clientFrame(true, opContinuation, []byte("ITE"))...), uint64(3))
+	f.Add(append(append(bytes.Clone(up), clientFrame(true, opPing, []byte("p"))...), clientFrame(true, opClose, []byte{3, 232})...), uint64(11))
+	f.Add(append(bytes.Clone(up), 0x81, 0xFF, 0, 0, 0, 0, 0, 0xA0, 0, 0, 1, 2, 3, 4), uint64(2))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), uint64(1))
+	s := harnessServerOf(f, transport.WS)
+	f.Fuzz(func(t *testing.T, data []byte, cuts uint64) {
+		if len(data) > 16<<10 {
+			return
+		}
+		one, many := newHarnessOn(t, s), newHarnessOn(t, s)
+		one.feed(data)
+		for rest := data; len(rest) > 0; {
+			n := 1 + int(cuts%7)
+			cuts = cuts/7 + uint64(len(rest))
+			n = min(n*int(1+cuts%61), len(rest))
+			many.feed(rest[:n])
+			rest = rest[n:]
+		}
+		o, m := one.outcome(), many.outcome()
+		if !o.equal(m) {
+			t.Fatalf("one read: %d messages, closed %v %v; cut: %d messages, closed %v %v",
+				len(o.msgs), o.closed, o.reason, len(m.msgs), m.closed, m.reason)
+		}
+		for _, msg := range o.msgs {
+			if len(msg) > s.layout.MaxMessage {
+				t.Fatalf("handed %d bytes, max message %d", len(msg), s.layout.MaxMessage)
+			}
+		}
+	})
+}
