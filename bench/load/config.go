@@ -250,7 +250,7 @@ func (c *UACConfig) streamDefaults() error {
 	if c.Transport.Reliable() && c.Connections == ConnPerCall && c.BindPort != 0 {
 		return errors.New("bind port: connections per call cannot share one local port")
 	}
-	if c.Transport == transport.TLS && c.TLS == nil {
+	if c.Transport.Secure() && c.TLS == nil {
 		return errors.New("tls needs a client TLS configuration (a CA to trust, or insecure)")
 	}
 	if c.DialTimeout == 0 {

@@ -85,10 +85,10 @@ func (c ConnsConfig) withDefaults() (ConnsConfig, error) {
 	if c.Transport == 0 {
 		c.Transport = transport.TCP
 	}
-	if c.Transport != transport.TCP && c.Transport != transport.TLS {
-		return c, fmt.Errorf("transport %v: connections are tcp or tls", c.Transport)
+	if !c.Transport.Reliable() {
+		return c, fmt.Errorf("transport %v: connections are tcp, tls, ws or wss", c.Transport)
 	}
-	if c.Transport == transport.TLS && c.TLS == nil {
+	if c.Transport.Secure() && c.TLS == nil {
 		return c, errors.New("tls needs a client TLS configuration (a CA to trust, or insecure)")
 	}
 	if c.Count <= 0 || c.Count > 1_000_000 {
@@ -163,7 +163,7 @@ func HoldConns(ctx context.Context, cfg ConnsConfig, progress func(opened, faile
 	}
 	h := &connHolder{cfg: cfg, sources: sources, conns: make([]net.Conn, cfg.Count), failedBy: map[string]int{},
 		runID: strconv.FormatInt(time.Now().UnixNano()%1e9, 36)}
-	if cfg.Transport == transport.TLS {
+	if cfg.Transport.Secure() {
 		h.tls = clientTLS(cfg.TLS, cfg.Target.Addr().String())
 	}
 	rep := &ConnsReport{Transport: cfg.Transport.String(), Target: cfg.Target.String(), Keepalive: cfg.Keepalive.String(),
@@ -265,6 +265,14 @@ func (h *connHolder) openOne(ctx context.Context, i int) {
 			err = fmt.Errorf("tls handshake: %w", err)
 		}
 		c = tc
+	}
+	if err == nil && isWebSocket(h.cfg.Transport) {
+		var w *wsClient
+		if w, err = wsUpgrade(c, h.cfg.Target.String(), h.cfg.DialTimeout); err != nil {
+			c.Close()
+		} else {
+			c = w
+		}
 	}
 	if err == nil {
 		err = h.keepalive(ctx, c, i)

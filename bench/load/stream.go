@@ -20,21 +20,24 @@ func checkTransport(k *transport.Kind) error {
 	if *k == 0 {
 		*k = transport.UDP
 	}
-	switch *k {
-	case transport.UDP, transport.TCP, transport.TLS:
-		return nil
+	if !k.Valid() {
+		return fmt.Errorf("transport %v not supported (want udp, tcp, tls, ws or wss)", *k)
 	}
-	return fmt.Errorf("transport %v not supported (want udp, tcp or tls)", *k)
+	return nil
 }
 
-// ParseTransport returns the transport named s: "udp", "tcp" or "tls".
+// ParseTransport returns the transport named s: "udp", "tcp", "tls", "ws"
+// or "wss" (a UAC only: SIP over WebSocket, as a browser speaks it).
 func ParseTransport(s string) (transport.Kind, error) {
 	k, ok := transport.ParseKind(s)
 	if !ok || checkTransport(&k) != nil {
-		return 0, fmt.Errorf("unknown transport %q (want udp, tcp or tls)", s)
+		return 0, fmt.Errorf("unknown transport %q (want udp, tcp, tls, ws or wss)", s)
 	}
 	return k, nil
 }
+
+// isWebSocket reports whether k is WS or WSS.
+func isWebSocket(k transport.Kind) bool { return k == transport.WS || k == transport.WSS }
 
 // Connections says how a UAC on a stream transport uses connections.
 type Connections int

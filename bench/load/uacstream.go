@@ -98,7 +98,7 @@ func newUACStream(cfg *UACConfig, local netip.Addr, port int, maxCalls, slotN in
 		// alone, slowly once many connections sit in TIME_WAIT.
 		st.dialer.Control = bindNoPort
 	}
-	if st.kind == transport.TLS {
+	if st.kind.Secure() {
 		st.tls = clientTLS(cfg.TLS, cfg.Target.Addr().String())
 	}
 	if st.perCall {
@@ -120,6 +120,14 @@ func (st *uacStream) dial(ctx context.Context) (net.Conn, error) {
 			return nil, fmt.Errorf("tls handshake: %w", err)
 		}
 		c = tc
+	}
+	if err == nil && isWebSocket(st.kind) {
+		var w *wsClient
+		if w, err = wsUpgrade(c, st.target, st.timeout); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c = w
 	}
 	return c, err
 }

@@ -110,6 +110,9 @@ func (c UASConfig) withDefaults() (UASConfig, error) {
 	if err := checkTransport(&c.Transport); err != nil {
 		return c, err
 	}
+	if isWebSocket(c.Transport) {
+		return c, fmt.Errorf("transport %v: the responder answers on udp, tcp or tls", c.Transport)
+	}
 	if c.Workers == 0 {
 		c.Workers = gomaxprocs()
 	}

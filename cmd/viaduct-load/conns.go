@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/viaduct-sip/viaduct/bench/load"
-	"github.com/viaduct-sip/viaduct/transport"
 )
 
 // tlsClientFlags are the TLS client flags uac and conns share.
@@ -47,7 +46,7 @@ func runConns(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	var (
 		target      = fs.String("target", "", "`host:port` to connect to (required)")
-		transportF  = fs.String("transport", "tcp", "tcp or tls")
+		transportF  = fs.String("transport", "tcp", "tcp, tls, ws or wss (ws, wss: upgraded with the sip subprotocol, as a browser does)")
 		count       = fs.Int("count", 1000, "connections to open")
 		hold        = fs.Duration("hold", 30*time.Second, "how long to hold the connections once open")
 		keepalive   = fs.String("keepalive", "none", "what each connection sends once open: none, crlf (a double CRLF ping) or options (an OPTIONS, its response awaited)")
@@ -74,9 +73,9 @@ func runConns(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(err)
 	}
 	if !cfg.Transport.Reliable() {
-		return fail(errors.New("--transport: conns holds tcp or tls connections"))
+		return fail(errors.New("--transport: conns holds tcp, tls, ws or wss connections"))
 	}
-	if cfg.Transport == transport.TLS {
+	if cfg.Transport.Secure() {
 		if cfg.TLS, err = tlsFlags.config(); err != nil {
 			return fail(err)
 		}

@@ -178,7 +178,7 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmP99       = fs.Duration("find-p99", 0, "find-max: also fail a step whose p99 first-response latency exceeds this (default: failures alone decide)")
 		maxFail     = ratio(0.001)
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile to `file`")
-		transportF  = fs.String("transport", "udp", "udp, tcp or tls")
+		transportF  = fs.String("transport", "udp", "udp, tcp, tls, ws or wss (ws, wss: SIP over WebSocket as a browser speaks it, RFC 7118)")
 		connections = fs.String("connections", "shared", "tcp and tls: shared (one connection per source that every call uses, like SIPp's -t t1 with --sources 1) or per-call (like -t tn)")
 		dialTimeout = fs.Duration("dial-timeout", 5*time.Second, "tcp and tls: time to open a connection, TLS handshake included")
 		tlsFlags    = addTLSClientFlags(fs)
@@ -218,7 +218,7 @@ func runUAC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	cfg.DialTimeout = *dialTimeout
-	if cfg.Transport == transport.TLS {
+	if cfg.Transport.Secure() {
 		if cfg.TLS, err = tlsFlags.config(); err != nil {
 			return fail(err)
 		}
@@ -415,6 +415,9 @@ func runUAS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.Transport, err = load.ParseTransport(*transportF); err != nil {
 		return fail(err)
+	}
+	if cfg.Transport == transport.WS || cfg.Transport == transport.WSS {
+		return fail(errors.New("--transport: the responder answers on udp, tcp or tls (ws and wss are for uac and conns)"))
 	}
 	if cfg.Transport == transport.TLS {
 		if cfg.TLS, err = load.ServerTLSConfig(*tlsCert, *tlsKey, cfg.Listen.Addr().String()); err != nil {
