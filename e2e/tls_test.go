@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -167,8 +168,9 @@ type tlsLab struct {
 	load      string // viaduct-load binary
 	ca        *testCA
 	adminURL  string
-	tlsListen netip.AddrPort // Viaduct's tls: listener
+	tlsListen netip.AddrPort // Viaduct's tls: listener (wss: with secure set to "wss")
 	udpListen netip.AddrPort // Viaduct's udp: listener
+	secure    string         // the secure listener's transport: "tls" (the default) or "wss"
 	// backlogDrops is loopbackBacklogDrops when the lab was made.
 	backlogDrops uint64
 }
@@ -304,7 +306,8 @@ func (l *tlsLab) startViaduct(upstreams []string, extra string) *proc {
 // it is ready.
 func (l *tlsLab) startViaductWith(upstreams, extra string) *proc {
 	l.t.Helper()
-	cfg := writeFile(l.t, l.dir, "viaduct.yaml", fmt.Sprintf(`listen: ["tls:127.0.0.1:0", "udp:127.0.0.1:0"]
+	secure := cmp.Or(l.secure, "tls")
+	cfg := writeFile(l.t, l.dir, "viaduct.yaml", fmt.Sprintf(`listen: ["%s:127.0.0.1:0", "udp:127.0.0.1:0"]
 workers: 2
 upstreams:
 %shealth:
@@ -317,7 +320,7 @@ admin:
 edge:
   access:
     trusted: ["127.0.0.0/8"]
-%s`, upstreams, extra))
+%s`, secure, upstreams, extra))
 	p := start(l.t, l.dir, "viaduct", l.viaduct, "--config", cfg)
 	l.t.Cleanup(func() { // before the process is killed
 		if l.t.Failed() && l.adminURL != "" {
@@ -343,7 +346,7 @@ edge:
 }
 
 var (
-	viaductListening = regexp.MustCompile(`msg="fastpath started" listen="\[tls:(127\.0\.0\.1:\d+) udp:(127\.0\.0\.1:\d+)\]"`)
+	viaductListening = regexp.MustCompile(`msg="fastpath started" listen="\[(?:tls|wss):(127\.0\.0\.1:\d+) udp:(127\.0\.0\.1:\d+)\]"`)
 	adminListening   = regexp.MustCompile(`msg="admin API listening" addr=(127\.0\.0\.1:\d+) `)
 )
 
@@ -491,11 +494,17 @@ func checkEveryRequestBalanced(t *testing.T, adminURL string, invites, requests 
 // checkAllCompleted fails the test unless every one of calls completed.
 func checkAllCompleted(t *testing.T, what string, rep load.Report, calls int) {
 	t.Helper()
+	checkAllCompletedOver(t, what, "tls", rep, calls)
+}
+
+// checkAllCompletedOver is checkAllCompleted for a run over transport kind.
+func checkAllCompletedOver(t *testing.T, what, kind string, rep load.Report, calls int) {
+	t.Helper()
 	if rep.Started != uint64(calls) || rep.Completed != uint64(calls) || rep.Failed != 0 {
 		t.Errorf("%s: %d started, %d completed, %d failed %v; want all %d completed", what, rep.Started, rep.Completed, rep.Failed, rep.FailedBy, calls)
 	}
-	if rep.Transport != "tls" {
-		t.Errorf("%s: transport %q, want tls", what, rep.Transport)
+	if rep.Transport != kind {
+		t.Errorf("%s: transport %q, want %s", what, rep.Transport, kind)
 	}
 }
 
@@ -830,5 +839,44 @@ func TestTLSMutual(t *testing.T) {
 	checkEveryRequestBalanced(t, l.adminURL, calls, 3*calls)
 	if n := l.stopUAS(uas, "uas"); n != calls {
 		t.Errorf("the UAS received %d INVITEs, want %d", n, calls)
+	}
+}
+
+// Issue #16 over the binaries: viaduct-load's UAC speaking SIP over
+// secure WebSocket as a browser does (the upgrade with the sip
+// subprotocol, masked frames), verifying Viaduct's certificate, through
+// Viaduct's wss: listener to two UASs over UDP, with one connection for
+// every call and with a connection per call: every call completes, both
+// upstreams take calls, and every connection was upgraded.
+func TestWSSEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	l := newTLSLab(t)
+	l.secure = "wss"
+	cert := l.ca.issue("viaduct")
+	uas1, a1 := l.startUAS("uas1")
+	uas2, a2 := l.startUAS("uas2")
+	l.startViaduct([]string{a1.String(), a2.String()}, tlsBlock(cert, ""))
+
+	const calls, rate = 300, 150
+	for _, conns := range []string{"shared", "per-call"} {
+		args := l.tlsUACArgs(calls, rate, conns)
+		for i, a := range args {
+			if a == "tls" {
+				args[i] = "wss"
+			}
+		}
+		rep := l.runUAC("uac-"+conns, args...)
+		checkAllCompletedOver(t, conns, "wss", rep, calls)
+		checkConns(t, "uac", conns, rep, calls)
+	}
+	if n := metricSum(t, l.adminURL, "viaduct_websocket_upgrades_total", `result="accepted"`, `transport="wss"`); n != 1+calls {
+		t.Errorf("viaduct_websocket_upgrades_total{accepted,wss} %v, want %d (one shared connection, one per call)", n, 1+calls)
+	}
+	checkEveryRequestBalanced(t, l.adminURL, 2*calls, 2*3*calls)
+	per := []int{l.stopUAS(uas1, "uas1"), l.stopUAS(uas2, "uas2")}
+	if per[0] == 0 || per[1] == 0 || per[0]+per[1] != 2*calls {
+		t.Errorf("INVITEs per upstream %v, want both > 0 and %d in all", per, 2*calls)
 	}
 }
