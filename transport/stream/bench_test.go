@@ -26,10 +26,16 @@ import (
 // BenchmarkPipelined measures messages per second over one connection: the
 // client writes messages in bursts of 64 while reading the echoes.
 func BenchmarkPipelined(b *testing.B) {
-	for _, kind := range []transport.Kind{transport.TCP, transport.TLS} {
+	for _, kind := range []transport.Kind{transport.TCP, transport.TLS, transport.WS, transport.WSS} {
 		b.Run(kind.String(), func(b *testing.B) {
-			c := benchConn(b, kind, ServerConfig{}, echoHandler{})
-			msg := sipMsg(1)
+			// The reader can fall behind a server this fast (WebSocket's
+			// framing is cheaper than finding a Content-Length): a
+			// write queue that holds what it has not read yet.
+			c := benchConn(b, kind, ServerConfig{WriteQueue: 64 << 20}, echoHandler{})
+			msg, back := sipMsg(1), len(sipMsg(1))
+			if kind == transport.WS || kind == transport.WSS {
+				msg, back = clientFrame(true, opText, msg), wsHeaderLen(back)+back
+			}
 			const burst = 64
 			batch := make([]byte, 0, burst*len(msg))
 			for range burst {
@@ -39,7 +45,7 @@ func BenchmarkPipelined(b *testing.B) {
 			go func() { // the reader
 				buf := make([]byte, 64<<10)
 				var err error
-				for got, n := 0, 0; got < b.N*len(msg) && err == nil; got += n {
+				for got, n := 0, 0; got < b.N*back && err == nil; got += n {
 					n, err = c.Read(buf)
 				}
 				done <- err
@@ -87,20 +93,49 @@ func BenchmarkRoundTrips(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
-// benchConn serves kind with cfg and h and returns a client connection.
+// benchConn serves kind with cfg and h and returns a client connection,
+// upgraded for WS and WSS (whose bytes then go in frames).
 func benchConn(b *testing.B, kind transport.Kind, cfg ServerConfig, h transport.Handler) net.Conn {
-	if kind == transport.TCP {
+	var c net.Conn
+	if kind.Secure() {
+		ca := newTestCA(b)
+		cfg.CertFile, cfg.KeyFile, _ = ca.issue(b, "server", 100)
 		s := serve(b, kind, cfg, testLayout(), h)
-		return dialFrom(b, "", s.Addrs()[0])
+		tc, err := tlsDial(b, s, ca, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c = tc
+	} else {
+		s := serve(b, kind, cfg, testLayout(), h)
+		c = dialFrom(b, "", s.Addrs()[0])
 	}
-	ca := newTestCA(b)
-	s := tlsServer(b, ca, cfg, h)
-	c, err := tlsDial(b, s, ca, nil)
-	if err != nil {
-		b.Fatal(err)
+	if kind == transport.WS || kind == transport.WSS {
+		if err := clientUpgrade(c); err != nil {
+			b.Fatal(err)
+		}
 	}
 	c.SetDeadline(time.Time{})
 	return c
+}
+
+// clientUpgrade upgrades c as a browser does, and reads the 101 (whose
+// head is all the server sends).
+func clientUpgrade(c net.Conn) error {
+	c.SetDeadline(time.Now().Add(time.Minute))
+	if _, err := io.WriteString(c, upgradeRequest("/", "https://app.example.com", "sip")); err != nil {
+		return err
+	}
+	var head []byte
+	for one := make([]byte, 1); !strings.HasSuffix(string(head), "\r\n\r\n"); head = append(head, one[0]) {
+		if _, err := io.ReadFull(c, one); err != nil {
+			return fmt.Errorf("upgrade response after %q: %w", head, err)
+		}
+	}
+	if !strings.HasPrefix(string(head), "HTTP/1.1 101 ") {
+		return fmt.Errorf("upgrade answered %q", head)
+	}
+	return nil
 }
 
 // BenchmarkIdleConnMemory measures what an idle connection costs the
@@ -122,6 +157,8 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	}{
 		{"tcp", transport.TCP, echoHandler{}},
 		{"tls", transport.TLS, echoHandler{}},
+		{"ws", transport.WS, echoHandler{}},
+		{"wss", transport.WSS, echoHandler{}},
 		{"tcp-deep-handler", transport.TCP, deepHandler{}},
 	} {
 		kind := v.kind
@@ -130,12 +167,10 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			cfg := ServerConfig{MaxConnections: n + 100, MaxConnectionsPerIP: n + 100, AcceptRate: 1e9, AcceptBurst: n + 100,
 				FirstMessageTimeout: time.Hour, IdleTimeout: time.Hour, HandshakeTimeout: time.Minute}
 			ca := newTestCA(b)
-			var s *Server
-			if kind == transport.TLS {
-				s = tlsServer(b, ca, cfg, v.h)
-			} else {
-				s = serve(b, kind, cfg, testLayout(), v.h)
+			if kind.Secure() {
+				cfg.CertFile, cfg.KeyFile, _ = ca.issue(b, "server", 100)
 			}
+			s := serve(b, kind, cfg, testLayout(), v.h)
 			before := memNow()
 			stop := startIdleClients(b, kind, s, n, filepath.Join(ca.dir, "ca.pem"))
 			defer stop()
@@ -276,15 +311,21 @@ func idleClient(kind transport.Kind, addr string, pool *x509.CertPool, i int) (n
 	if err != nil {
 		return nil, err
 	}
-	if kind == transport.TLS {
+	if kind.Secure() {
 		c = tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "viaduct.test"})
 	}
 	c.SetDeadline(time.Now().Add(time.Minute))
-	msg := sipMsg(i)
+	msg, back := sipMsg(i), len(sipMsg(i))
+	if kind == transport.WS || kind == transport.WSS {
+		if err := clientUpgrade(c); err != nil {
+			return nil, err
+		}
+		msg, back = clientFrame(true, opText, msg), wsHeaderLen(back)+back
+	}
 	if _, err := c.Write(msg); err != nil {
 		return nil, err
 	}
-	if _, err := io.ReadFull(c, make([]byte, len(msg))); err != nil {
+	if _, err := io.ReadFull(c, make([]byte, back)); err != nil {
 		return nil, err
 	}
 	return c, c.SetDeadline(time.Time{})
