@@ -133,21 +133,29 @@ func (c *conn) attach(nc *net.TCPConn) error {
 	return nil
 }
 
-// handshake runs the TLS handshake (a no-op on TCP), bounded by
-// HandshakeTimeout, the socket in blocking mode.
+// handshake runs the TLS handshake (a no-op on TCP), after a trusted
+// proxy's PROXY protocol header on a wss: listener that asks for one, both
+// bounded by HandshakeTimeout, the socket in blocking mode.
 func (c *conn) handshake() error {
 	if !c.s.kind.Secure() {
 		return nil
 	}
 	nc := c.tcp.Load()
+	if err := nc.SetDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout)); err != nil {
+		return err
+	}
+	if !c.outbound && c.s.cfg.WebSocket.ClientAddress == ClientAddressProxyProtocol && c.s.ws && c.trustedProxy() {
+		src, err := readProxyHeader(nc) // before the TLS handshake, which the proxy passed through
+		if err != nil {
+			return fmt.Errorf("websocket: PROXY protocol header of a trusted proxy: %w", err)
+		}
+		c.clientFrom(src)
+	}
 	w := &wire{TCPConn: nc, c: c}
 	if c.outbound {
 		c.tls = tls.Client(w, c.s.tls.clientConfig(c.s.serverName(c.peer)))
 	} else {
 		c.tls = tls.Server(w, c.s.tls.serverConfig)
-	}
-	if err := nc.SetDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout)); err != nil {
-		return err
 	}
 	if err := c.tls.Handshake(); err != nil {
 		if !c.closed.Load() { // not Close cutting it short
@@ -171,6 +179,9 @@ func (c *conn) start() {
 		c.phase = phaseUpgrade
 		d = c.s.cfg.HandshakeTimeout
 		c.lastRead = time.Now()
+		if c.s.cfg.WebSocket.ClientAddress == ClientAddressProxyProtocol && !c.s.kind.Secure() && c.trustedProxy() {
+			c.wsState = wsProxied
+		}
 	}
 	c.setDeadline(time.Now(), d)
 }

@@ -71,6 +71,9 @@ type Stats struct {
 	// WSUpgrades and WSRefused count the WebSocket upgrades answered with
 	// 101 and refused; WSPings the keepalive pings sent to idle clients.
 	WSUpgrades, WSRefused, WSPings uint64
+	// WSForwarded counts the WebSocket connections whose client address
+	// came from a trusted proxy (X-Forwarded-For, PROXY protocol).
+	WSForwarded uint64
 }
 
 // counters are a server's live counters.
@@ -85,13 +88,15 @@ type counters struct {
 	wsUpgrades        atomic.Uint64
 	wsRefused         atomic.Uint64
 	wsPings           atomic.Uint64
+	wsForwarded       atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	s := Stats{OpenIn: make([]int64, len(c.openIn)), OpenOut: make([]int64, len(c.openOut)),
 		Accepted: c.accepted.Load(), Dialed: c.dialed.Load(), HandshakeFailures: c.handshakeFailures.Load(),
 		MessagesIn: c.msgsIn.Load(), BytesIn: c.bytesIn.Load(), MessagesOut: c.msgsOut.Load(), BytesOut: c.bytesOut.Load(),
-		WSUpgrades: c.wsUpgrades.Load(), WSRefused: c.wsRefused.Load(), WSPings: c.wsPings.Load()}
+		WSUpgrades: c.wsUpgrades.Load(), WSRefused: c.wsRefused.Load(), WSPings: c.wsPings.Load(),
+		WSForwarded: c.wsForwarded.Load()}
 	for i := range c.openIn {
 		s.OpenIn[i], s.OpenOut[i] = c.openIn[i].Load(), c.openOut[i].Load()
 	}
@@ -134,6 +139,7 @@ func (s *Server) Stats() Stats { return s.count.snapshot() }
 //	viaduct_tls_handshake_failures_total                        failed TLS handshakes
 //	viaduct_websocket_upgrades_total{transport,result}          WebSocket upgrades (ws, wss), accepted or refused
 //	viaduct_websocket_pings_total{transport}                    keepalive pings sent to idle WebSocket clients
+//	viaduct_websocket_forwarded_total{transport}                connections whose client address a trusted proxy gave
 func Collector(servers ...*Server) prometheus.Collector {
 	return &collector{servers: servers,
 		conns:      prometheus.NewDesc("viaduct_stream_connections", "Open TCP/TLS connections, by direction (in: accepted, out: dialled) and listener.", []string{"transport", "direction", "listener"}, nil),
@@ -146,18 +152,19 @@ func Collector(servers ...*Server) prometheus.Collector {
 		handshakes: prometheus.NewDesc("viaduct_tls_handshake_failures_total", "TLS handshakes failed or timed out.", nil, nil),
 		upgrades:   prometheus.NewDesc("viaduct_websocket_upgrades_total", "WebSocket upgrade requests, by result (accepted: 101; refused: an HTTP error).", []string{"transport", "result"}, nil),
 		pings:      prometheus.NewDesc("viaduct_websocket_pings_total", "Keepalive pings sent to idle WebSocket clients.", []string{"transport"}, nil),
+		forwarded:  prometheus.NewDesc("viaduct_websocket_forwarded_total", "WebSocket connections whose client address came from a trusted proxy (X-Forwarded-For or PROXY protocol).", []string{"transport"}, nil),
 	}
 }
 
 type collector struct {
 	servers                                                              []*Server
 	conns, accepted, dialed, closed, limits, messages, bytes, handshakes *prometheus.Desc
-	upgrades, pings                                                      *prometheus.Desc
+	upgrades, pings, forwarded                                           *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.conns, c.accepted, c.dialed, c.closed, c.limits, c.messages, c.bytes, c.handshakes,
-		c.upgrades, c.pings} {
+		c.upgrades, c.pings, c.forwarded} {
 		ch <- d
 	}
 }
@@ -188,6 +195,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.upgrades, prometheus.CounterValue, float64(st.WSUpgrades), kind, "accepted")
 			ch <- prometheus.MustNewConstMetric(c.upgrades, prometheus.CounterValue, float64(st.WSRefused), kind, "refused")
 			ch <- prometheus.MustNewConstMetric(c.pings, prometheus.CounterValue, float64(st.WSPings), kind)
+			ch <- prometheus.MustNewConstMetric(c.forwarded, prometheus.CounterValue, float64(st.WSForwarded), kind)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.handshakes, prometheus.CounterValue, float64(handshakeFailures))

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -24,6 +25,7 @@ type wsState uint8
 const (
 	wsUpgrading wsState = iota // waiting for the HTTP upgrade request
 	wsOpen                     // upgraded: frames
+	wsProxied                  // waiting for a trusted proxy's PROXY protocol header
 )
 
 // maxUpgradeRequest bounds the HTTP upgrade request a client may send.
@@ -136,6 +138,16 @@ func wsHeaderLen(n int) int {
 // frame (nil when there is none, or when an error closed the connection).
 func (c *conn) consumeWS(b []byte) []byte {
 	c.lastRead = time.Now()
+	if c.wsState == wsProxied {
+		n := c.proxyHeader(b)
+		if n <= 0 {
+			if n == 0 {
+				return b
+			}
+			return nil
+		}
+		b = b[n:]
+	}
 	if c.wsState == wsUpgrading {
 		n := c.upgrade(b)
 		if n <= 0 {
@@ -168,6 +180,24 @@ func (c *conn) consumeWS(b []byte) []byte {
 		b = b[f.header+f.payload:]
 	}
 	return nil
+}
+
+// proxyHeader reads the PROXY protocol header at the start of b and makes
+// its address the client's. It returns the header's length; 0 while it is
+// incomplete; -1 when it is malformed (the connection then refused).
+func (c *conn) proxyHeader(b []byte) int {
+	n, src, err := parseProxyHeader(b)
+	switch {
+	case err == errProxyNeedMore && len(b) < maxProxyHeader:
+		return 0
+	case err != nil:
+		c.s.log.Debug("websocket: no PROXY protocol header from a trusted proxy", "peer", c.peer, "err", err)
+		c.upgradeRefused([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
+		return -1
+	}
+	c.clientFrom(src)
+	c.wsState = wsUpgrading
+	return n
 }
 
 // wsMaxPayload is the largest payload a frame may carry: a frame must fit
@@ -288,6 +318,9 @@ func (c *conn) upgrade(b []byte) int {
 	if err := c.writeUnframed(resp.Bytes()); err != nil {
 		return -1
 	}
+	if c.s.cfg.WebSocket.ClientAddress == ClientAddressForwardedFor && c.trustedProxy() {
+		c.clientFrom(netip.AddrPortFrom(c.wsCheck.forwarded, 0))
+	}
 	c.wsState = wsOpen
 	c.s.count.wsUpgrades.Add(1)
 	c.phase = phaseFirst
@@ -319,7 +352,8 @@ func (u *upgradeIO) Write(p []byte) (int, error) { return u.w.Write(p) }
 
 // wsCheck is what the upgrader's callbacks saw of one request.
 type wsCheck struct {
-	sip bool // the client offered the sip subprotocol
+	sip       bool       // the client offered the sip subprotocol
+	forwarded netip.Addr // the last address of its X-Forwarded-For
 }
 
 // Refusals of an upgrade, with their HTTP status.
@@ -350,8 +384,11 @@ func (s *Server) wsUpgrader(chk *wsCheck) ws.Upgrader {
 			return nil
 		},
 		OnHeader: func(key, value []byte) error {
-			if bytes.EqualFold(key, []byte("Origin")) && !cfg.OriginAllowed(value) {
+			switch {
+			case bytes.EqualFold(key, []byte("Origin")) && !cfg.OriginAllowed(value):
 				return errWSOrigin
+			case bytes.EqualFold(key, []byte("X-Forwarded-For")):
+				chk.forwarded = lastForwarded(value)
 			}
 			return nil
 		},

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -329,7 +331,8 @@ func TestWebSocketKeepalive(t *testing.T) {
 		}
 		wc.send(t, clientFrame(true, opPong, nil))
 	}
-	if st := s.Stats(); st.WSPings < 3 || st.Closed != [NumCloseReasons]uint64{} {
+	waitStat(t, s, "pings", func(st Stats) bool { return st.WSPings >= 3 })
+	if st := s.Stats(); st.Closed != [NumCloseReasons]uint64{} {
 		t.Fatalf("counters %+v", st)
 	}
 }
@@ -393,5 +396,113 @@ func FuzzWebSocketIngest(f *testing.F) {
 				t.Fatalf("handed %d bytes, max message %d", len(msg), s.layout.MaxMessage)
 			}
 		}
+	})
+}
+
+func TestParseProxyHeader(t *testing.T) {
+	v2 := func(cmd, fam byte, addrs []byte) []byte {
+		h := append(bytes.Clone(proxyV2Sig), 0x20|cmd, fam)
+		h = binary.BigEndian.AppendUint16(h, uint16(len(addrs)))
+		return append(h, addrs...)
+	}
+	v4 := []byte{203, 0, 113, 9, 10, 0, 0, 1, 0x1F, 0x90, 0x01, 0xBB}
+	v6 := append(append(netip.MustParseAddr("2001:db8::9").AsSlice(), netip.MustParseAddr("2001:db8::1").AsSlice()...), 0x1F, 0x90, 0x01, 0xBB)
+	for _, c := range []struct {
+		in  []byte
+		n   int
+		src string
+		err error
+	}{
+		{[]byte("PROXY TCP4 203.0.113.9 10.0.0.1 8080 443\r\nGET"), 42, "203.0.113.9:8080", nil},
+		{[]byte("PROXY TCP6 2001:db8::9 2001:db8::1 8080 443\r\n"), 45, "[2001:db8::9]:8080", nil},
+		{[]byte("PROXY UNKNOWN\r\n"), 15, "", nil},
+		{[]byte("PROXY TCP4 203.0.113.9 10.0.0.1 8080"), 0, "", errProxyNeedMore},
+		{[]byte("PROX"), 0, "", errProxyNeedMore},
+		{[]byte("PROXY TCP4 2001:db8::9 10.0.0.1 8080 443\r\n"), 0, "", errProxyBad},
+		{[]byte("PROXY TCP4 203.0.113.9 10.0.0.1 99999 443\r\n"), 0, "", errProxyBad},
+		{[]byte("GET / HTTP/1.1\r\n"), 0, "", errProxyBad},
+		{v2(1, 0x11, v4), 28, "203.0.113.9:8080", nil},
+		{v2(1, 0x21, v6), 52, "[2001:db8::9]:8080", nil},
+		{v2(0, 0x00, nil), 16, "", nil},
+		{v2(1, 0x11, v4)[:20], 0, "", errProxyNeedMore},
+		{proxyV2Sig[:5], 0, "", errProxyNeedMore},
+		{v2(1, 0x11, v4[:4]), 0, "", errProxyBad},
+	} {
+		n, src, err := parseProxyHeader(c.in)
+		got := ""
+		if src.IsValid() {
+			got = src.String()
+		}
+		if n != c.n || got != c.src || err != c.err {
+			t.Errorf("parseProxyHeader(%q) = %d, %q, %v; want %d, %q, %v", c.in, n, got, err, c.n, c.src, c.err)
+		}
+	}
+}
+
+// Behind a trusted proxy the client's address comes from X-Forwarded-For
+// (its last entry) or a PROXY protocol header, on ws: and wss:; from
+// anyone else the socket's address stands, and a trusted proxy that was
+// to send a PROXY header and did not is refused.
+func TestWebSocketClientAddressFromProxy(t *testing.T) {
+	ca := newTestCA(t)
+	cert, key, _ := ca.issue(t, "server", 100)
+	for _, c := range []struct {
+		name    string
+		kind    transport.Kind
+		from    string   // client_address
+		trusted []string // trusted_proxies
+		prefix  []byte   // sent before the upgrade (before TLS on wss)
+		xff     string
+		want    string // the source address the handler sees ("" the socket's)
+	}{
+		{"xff", transport.WS, ClientAddressForwardedFor, []string{"127.0.0.0/8"}, nil, "203.0.113.9, 198.51.100.7", "198.51.100.7"},
+		{"xff untrusted", transport.WS, ClientAddressForwardedFor, []string{"10.0.0.0/8"}, nil, "198.51.100.7", ""},
+		{"proxy v1", transport.WS, ClientAddressProxyProtocol, []string{"127.0.0.1"}, []byte("PROXY TCP4 198.51.100.7 10.0.0.1 40000 80\r\n"), "", "198.51.100.7:40000"},
+		{"proxy v1 wss", transport.WSS, ClientAddressProxyProtocol, []string{"127.0.0.1"}, []byte("PROXY TCP4 198.51.100.8 10.0.0.1 40001 443\r\n"), "", "198.51.100.8:40001"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := wsConfig()
+			cfg.WebSocket.ClientAddress, cfg.WebSocket.TrustedProxies = c.from, c.trusted
+			cfg.CertFile, cfg.KeyFile = cert, key
+			rec := newRecorder(true)
+			s := serve(t, c.kind, cfg, testLayout(), rec)
+			var nc net.Conn = dialFrom(t, "", s.Addrs()[0])
+			nc.Write(c.prefix)
+			if c.kind == transport.WSS {
+				tc := tls.Client(nc, &tls.Config{RootCAs: ca.pool, ServerName: "viaduct.test"})
+				if err := tc.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				nc = tc
+			}
+			req := upgradeRequest("/", "https://app.example.com", "sip")
+			if c.xff != "" {
+				req = strings.Replace(req, "User-Agent", "X-Forwarded-For: "+c.xff+"\r\nUser-Agent", 1)
+			}
+			wc, resp := wsHandshake(t, nc, req)
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade: %s", resp.Status)
+			}
+			wc.send(t, clientFrame(true, opText, sipMsg(1)))
+			_, srcs := rec.waitMsgs(t, 1)
+			want := c.want
+			if want == "" {
+				want = nc.LocalAddr().String()
+			}
+			if got := srcs[0].Addr.String(); got != want && srcs[0].Addr.Addr().String() != want {
+				t.Errorf("source %v, want %s", srcs[0].Addr, want)
+			}
+		})
+	}
+	t.Run("missing proxy header", func(t *testing.T) {
+		cfg := wsConfig()
+		cfg.WebSocket.ClientAddress, cfg.WebSocket.TrustedProxies = ClientAddressProxyProtocol, []string{"127.0.0.0/8"}
+		s := serve(t, transport.WS, cfg, testLayout(), newRecorder(true))
+		wc, resp := wsDial(t, s, upgradeRequest("/", "https://app.example.com", "sip"))
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("upgrade without the PROXY header from a trusted proxy: %s, want 400", resp.Status)
+		}
+		wc.expectEnd(t)
+		waitStat(t, s, "refused", func(st Stats) bool { return st.Closed[ClosedUpgrade] == 1 })
 	})
 }
