@@ -506,3 +506,28 @@ func TestWebSocketClientAddressFromProxy(t *testing.T) {
 		waitStat(t, s, "refused", func(st Stats) bool { return st.Closed[ClosedUpgrade] == 1 })
 	})
 }
+
+// FuzzParseProxyHeader: any bytes give a header within them or an error,
+// and a header's prefix asks for more rather than failing.
+func FuzzParseProxyHeader(f *testing.F) {
+	f.Add([]byte("PROXY TCP4 203.0.113.9 10.0.0.1 8080 443\r\n"))
+	f.Add([]byte("PROXY TCP6 2001:db8::9 2001:db8::1 8080 443\r\n"))
+	f.Add(append(bytes.Clone(proxyV2Sig), 0x21, 0x11, 0, 12, 203, 0, 113, 9, 10, 0, 0, 1, 0x1F, 0x90, 0x01, 0xBB))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, src, err := parseProxyHeader(b)
+		if err != nil {
+			if n != 0 || src.IsValid() {
+				t.Fatalf("error %v with %d bytes and %v", err, n, src)
+			}
+			return
+		}
+		if n <= 0 || n > len(b) || n > maxProxyHeader {
+			t.Fatalf("header of %d bytes in %d", n, len(b))
+		}
+		for k := range n {
+			if _, _, err := parseProxyHeader(b[:k]); err != errProxyNeedMore {
+				t.Fatalf("the header's first %d bytes: %v, want errProxyNeedMore", k, err)
+			}
+		}
+	})
+}
