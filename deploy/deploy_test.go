@@ -194,7 +194,13 @@ func exportedNames(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	if err := reg.Register(stream.Collector(srv)); err != nil {
+	wsSrv, err := stream.NewServer(context.Background(), transport.Layout{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+		Workers: 1, MaxMessage: 4096, OutputSize: 5120}, stream.ServerConfig{}, transport.WS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wsSrv.Close()
+	if err := reg.Register(stream.Collector(srv, wsSrv)); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()
