@@ -146,7 +146,7 @@ func (cl *cmdLine) defineProcessFlags() {
 // and the messages.
 func (cl *cmdLine) defineSocketFlags() {
 	fs, set := cl.fs, &cl.set
-	fs.Var(&cl.listen, "listen", "`address` to listen on: ip:port (UDP and TCP), udp:ip:port, tcp:ip:port or tls:ip:port; "+
+	fs.Var(&cl.listen, "listen", "`address` to listen on: ip:port (UDP and TCP), udp:ip:port, tcp:ip:port, tls:ip:port, ws:ip:port or wss:ip:port; "+
 		"repeatable or comma separated [listen]")
 	cl.onSet("listen", func(fc *fileConfig) { fc.Listen = cl.listen })
 	fs.StringVar(&set.Advertise, "advertise", "",
