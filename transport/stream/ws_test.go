@@ -531,3 +531,36 @@ func FuzzParseProxyHeader(f *testing.F) {
 		}
 	})
 }
+
+// A wss: listener reloads its certificate like a tls: one: the next
+// handshake gets the new one, an upgraded connection keeps working.
+func TestSecureWebSocketReload(t *testing.T) {
+	ca := newTestCA(t)
+	cfg := wsConfig()
+	cfg.CertFile, cfg.KeyFile, _ = ca.issue(t, "server", 100)
+	s := serve(t, transport.WSS, cfg, testLayout(), newRecorder(true))
+	open := func() (*wsClient, int64) {
+		tc, err := tlsDial(t, s, ca, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wc, resp := wsHandshake(t, tc, upgradeRequest("/", "https://app.example.com", "sip"))
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %s", resp.Status)
+		}
+		return wc, tc.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	old, sn := open()
+	ca.issue(t, "server", 101)
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	_, sn2 := open()
+	if sn != 100 || sn2 != 101 {
+		t.Errorf("serials %d then %d, want 100 then 101", sn, sn2)
+	}
+	old.send(t, clientFrame(true, opText, sipMsg(7)))
+	if _, p := old.readFrame(t); !bytes.Equal(p, sipMsg(7)) {
+		t.Errorf("the connection upgraded before the reload answered %q", p)
+	}
+}
