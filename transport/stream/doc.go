@@ -1,6 +1,7 @@
-// Package stream is Viaduct's TCP and TLS transport (RFC 3261 18.3 framing,
-// RFC 5626 keepalives): Server, the transport.Server the core binds with
-// stream.Bind(cfg, transport.TCP or transport.TLS, log).
+// Package stream is Viaduct's TCP, TLS and WebSocket transport (RFC 3261
+// 18.3 framing, RFC 5626 keepalives, RFC 7118): Server, the
+// transport.Server the core binds with stream.Bind(cfg, kind, log), kind
+// one of transport.TCP, TLS, WS and WSS.
 //
 // # Connections and workers
 //
@@ -26,6 +27,18 @@
 // by HandshakeTimeout) on a goroutine that then starts the reader on a
 // fresh one; afterwards tls.Conn reads the socket without blocking from
 // inside the read callback, and its writes go through the write queue.
+//
+// # WebSocket
+//
+// A WS or WSS connection is a TCP or TLS connection that begins with an
+// HTTP upgrade (RFC 6455 4, the sip subprotocol required, Origin and path
+// checked against WebSocketConfig, gobwas/ws's Upgrader run on the request
+// bytes read like a message), then carries one SIP message per WebSocket
+// message: frames are parsed from the worker's buffer, unmasked in place
+// and handed over whole (fragments assembled in a pooled buffer); answers
+// go in unmasked frames. Idle clients are pinged; a WebSocket client is
+// never dialled. Behind a trusted proxy the client's address may come from
+// X-Forwarded-For or a PROXY protocol header (ws_proxy.go).
 //
 // # Flows
 //
