@@ -125,7 +125,8 @@ func TestStreamUsageErrors(t *testing.T) {
 		{[]string{"uac", "--target", "127.0.0.1:5060", "--total", "1", "--transport", "tcp", "--connections", "t1"}, `unknown connections mode "t1"`},
 		{[]string{"uas", "--tls-cert", "x.pem"}, "--tls-cert and --tls-key need --transport tls"},
 		{[]string{"uas", "--transport", "tls", "--tls-cert", "x.pem"}, "give both a certificate and its key"},
-		{[]string{"conns", "--target", "127.0.0.1:5060", "--transport", "udp"}, "conns holds tcp or tls connections"},
+		{[]string{"conns", "--target", "127.0.0.1:5060", "--transport", "udp"}, "conns holds tcp, tls, ws or wss connections"},
+		{[]string{"uas", "--transport", "ws"}, "the responder answers on udp, tcp or tls"},
 		{[]string{"conns", "--target", "127.0.0.1:5060", "--keepalive", "ping"}, `unknown keepalive "ping"`},
 		{[]string{"uac", "--target", "127.0.0.1:1", "--total", "1", "--transport", "tcp"}, "connection refused"},
 	} {
