@@ -571,6 +571,19 @@ func TestTLSEndToEnd(t *testing.T) {
 	}
 	begin := time.Now()
 	l := newTLSLab(t)
+	secureEndToEnd(t, l)
+	if n := metricSum(t, l.adminURL, "viaduct_tls_handshake_failures_total"); n != 0 {
+		t.Errorf("viaduct_tls_handshake_failures_total %v, want 0", n)
+	}
+	t.Logf("total %v", time.Since(begin))
+}
+
+// secureEndToEnd runs 300 calls at 150/s from one viaduct-load uac over
+// l.secure (tls or wss) through Viaduct to two UDP UASs, once on one
+// connection and once with a connection per call, and checks every call
+// completed, the connections Viaduct accepted and the balance.
+func secureEndToEnd(t *testing.T, l *tlsLab) {
+	kind := cmp.Or(l.secure, "tls")
 	cert := l.ca.issue("viaduct")
 	uas1, a1 := l.startUAS("uas1")
 	uas2, a2 := l.startUAS("uas2")
@@ -578,15 +591,18 @@ func TestTLSEndToEnd(t *testing.T) {
 
 	const calls, rate = 300, 150
 	for _, conns := range []string{"shared", "per-call"} {
-		rep := l.runUAC("uac-"+conns, l.tlsUACArgs(calls, rate, conns)...)
-		checkAllCompleted(t, conns, rep, calls)
+		args := l.tlsUACArgs(calls, rate, conns)
+		for i, a := range args {
+			if a == "tls" {
+				args[i] = kind
+			}
+		}
+		rep := l.runUAC("uac-"+conns, args...)
+		checkAllCompletedOver(t, conns, kind, rep, calls)
 		checkConns(t, "uac", conns, rep, calls)
 	}
-	if n := metricSum(t, l.adminURL, "viaduct_stream_accepted_total", `transport="tls"`); n != 1+calls {
-		t.Errorf("viaduct_stream_accepted_total{transport=tls} %v, want %d (one shared connection, one per call)", n, 1+calls)
-	}
-	if n := metricSum(t, l.adminURL, "viaduct_tls_handshake_failures_total"); n != 0 {
-		t.Errorf("viaduct_tls_handshake_failures_total %v, want 0", n)
+	if n := metricSum(t, l.adminURL, "viaduct_stream_accepted_total", `transport="`+kind+`"`); n != 1+calls {
+		t.Errorf("viaduct_stream_accepted_total{transport=%s} %v, want %d (one shared connection, one per call)", kind, n, 1+calls)
 	}
 	checkEveryRequestBalanced(t, l.adminURL, 2*calls, 2*3*calls)
 	per := []int{l.stopUAS(uas1, "uas1"), l.stopUAS(uas2, "uas2")}
@@ -594,7 +610,6 @@ func TestTLSEndToEnd(t *testing.T) {
 	if per[0] == 0 || per[1] == 0 || per[0]+per[1] != 2*calls {
 		t.Errorf("INVITEs per upstream %v, want both > 0 and %d in all", per, 2*calls)
 	}
-	t.Logf("total %v", time.Since(begin))
 }
 
 // clientTLS is a client's configuration verifying the server against
@@ -854,29 +869,8 @@ func TestWSSEndToEnd(t *testing.T) {
 	}
 	l := newTLSLab(t)
 	l.secure = "wss"
-	cert := l.ca.issue("viaduct")
-	uas1, a1 := l.startUAS("uas1")
-	uas2, a2 := l.startUAS("uas2")
-	l.startViaduct([]string{a1.String(), a2.String()}, tlsBlock(cert, ""))
-
-	const calls, rate = 300, 150
-	for _, conns := range []string{"shared", "per-call"} {
-		args := l.tlsUACArgs(calls, rate, conns)
-		for i, a := range args {
-			if a == "tls" {
-				args[i] = "wss"
-			}
-		}
-		rep := l.runUAC("uac-"+conns, args...)
-		checkAllCompletedOver(t, conns, "wss", rep, calls)
-		checkConns(t, "uac", conns, rep, calls)
-	}
-	if n := metricSum(t, l.adminURL, "viaduct_websocket_upgrades_total", `result="accepted"`, `transport="wss"`); n != 1+calls {
-		t.Errorf("viaduct_websocket_upgrades_total{accepted,wss} %v, want %d (one shared connection, one per call)", n, 1+calls)
-	}
-	checkEveryRequestBalanced(t, l.adminURL, 2*calls, 2*3*calls)
-	per := []int{l.stopUAS(uas1, "uas1"), l.stopUAS(uas2, "uas2")}
-	if per[0] == 0 || per[1] == 0 || per[0]+per[1] != 2*calls {
-		t.Errorf("INVITEs per upstream %v, want both > 0 and %d in all", per, 2*calls)
+	secureEndToEnd(t, l)
+	if n := metricSum(t, l.adminURL, "viaduct_websocket_upgrades_total", `result="accepted"`, `transport="wss"`); n != 1+300 {
+		t.Errorf("viaduct_websocket_upgrades_total{accepted,wss} %v, want 301 (one shared connection, one per call)", n)
 	}
 }

@@ -90,12 +90,7 @@ func TestBinaryFlowToRegisteredPhone(t *testing.T) {
 
 	ph := dialPhone(t, v.sip, "alice")
 	ph.register(t)
-	// save() sends the 200 before the script logs the binding.
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(kam.Log(), "registrar: registered sip:alice@example.com"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("kamailio did not save the binding:\n%s", lastLines(kam.Log(), 20))
-		}
-	}
+	waitBinding(t, kam, "sip:alice@example.com")
 
 	caller := listenUDPPeer(t, netip.MustParseAddrPort("127.0.0.1:0"))
 	call := func(n int) string {
@@ -132,5 +127,16 @@ func TestBinaryFlowToRegisteredPhone(t *testing.T) {
 	}
 	if n := metricSum(v.metrics(t), "viaduct_local_replies_total", `code="430"`); n != 1 {
 		t.Errorf("viaduct_local_replies_total{code=\"430\"} = %v, want 1", n)
+	}
+}
+
+// waitBinding waits (5 s at most) until Kamailio logs the binding of aor:
+// save() sends the 200 before the script logs it.
+func waitBinding(t *testing.T, kam *testenv.KamailioRegistrar, aor string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(kam.Log(), "registrar: registered "+aor); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kamailio did not save the binding of %s:\n%s", aor, lastLines(kam.Log(), 20))
+		}
 	}
 }

@@ -125,11 +125,7 @@ func TestBinaryWebSocketPhone(t *testing.T) {
 
 	ph := dialWSPhone(t, wsAddr, "bob", "https://app.example.com")
 	ph.register(t)
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(kam.Log(), "registrar: registered sip:bob@example.com"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("kamailio did not save the binding:\n%s", lastLines(kam.Log(), 20))
-		}
-	}
+	waitBinding(t, kam, "sip:bob@example.com")
 
 	caller := listenUDPPeer(t, netip.MustParseAddrPort("127.0.0.1:0"))
 	call := func(n int) string {

@@ -160,24 +160,31 @@ func FuzzIngest(f *testing.F) {
 		if len(data) > 16<<10 {
 			return
 		}
-		one, many := newHarnessOn(t, s), newHarnessOn(t, s)
-		one.feed(data)
-		for rest := data; len(rest) > 0; {
-			n := 1 + int(cuts%7)
-			cuts = cuts/7 + uint64(len(rest))
-			n = min(n*int(1+cuts%61), len(rest))
-			many.feed(rest[:n])
-			rest = rest[n:]
-		}
-		o, m := one.outcome(), many.outcome()
-		if !o.equal(m) {
-			t.Fatalf("one read: %d messages, closed %v %v; cut: %d messages, closed %v %v",
-				len(o.msgs), o.closed, o.reason, len(m.msgs), m.closed, m.reason)
-		}
-		for _, msg := range o.msgs {
-			if len(msg) > one.s.layout.MaxMessage+1 {
-				t.Fatalf("handed %d bytes, max message %d", len(msg), one.s.layout.MaxMessage)
+		for _, msg := range oneAndCut(t, s, data, cuts).msgs {
+			if len(msg) > s.layout.MaxMessage+1 {
+				t.Fatalf("handed %d bytes, max message %d", len(msg), s.layout.MaxMessage)
 			}
 		}
 	})
+}
+
+// oneAndCut feeds data to a connection of s in one read and to another in
+// reads cut where cuts says; the outcomes must be the same, and it returns
+// it.
+func oneAndCut(t *testing.T, s *Server, data []byte, cuts uint64) outcome {
+	one, many := newHarnessOn(t, s), newHarnessOn(t, s)
+	one.feed(data)
+	for rest := data; len(rest) > 0; {
+		n := 1 + int(cuts%7)
+		cuts = cuts/7 + uint64(len(rest))
+		n = min(n*int(1+cuts%61), len(rest))
+		many.feed(rest[:n])
+		rest = rest[n:]
+	}
+	o, m := one.outcome(), many.outcome()
+	if !o.equal(m) {
+		t.Fatalf("one read: %d messages, closed %v %v; cut: %d messages, closed %v %v",
+			len(o.msgs), o.closed, o.reason, len(m.msgs), m.closed, m.reason)
+	}
+	return o
 }

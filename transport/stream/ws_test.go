@@ -377,21 +377,7 @@ func FuzzWebSocketIngest(f *testing.F) {
 		if len(data) > 16<<10 {
 			return
 		}
-		one, many := newHarnessOn(t, s), newHarnessOn(t, s)
-		one.feed(data)
-		for rest := data; len(rest) > 0; {
-			n := 1 + int(cuts%7)
-			cuts = cuts/7 + uint64(len(rest))
-			n = min(n*int(1+cuts%61), len(rest))
-			many.feed(rest[:n])
-			rest = rest[n:]
-		}
-		o, m := one.outcome(), many.outcome()
-		if !o.equal(m) {
-			t.Fatalf("one read: %d messages, closed %v %v; cut: %d messages, closed %v %v",
-				len(o.msgs), o.closed, o.reason, len(m.msgs), m.closed, m.reason)
-		}
-		for _, msg := range o.msgs {
+		for _, msg := range oneAndCut(t, s, data, cuts).msgs {
 			if len(msg) > s.layout.MaxMessage {
 				t.Fatalf("handed %d bytes, max message %d", len(msg), s.layout.MaxMessage)
 			}
