@@ -317,7 +317,7 @@ func (c *conn) ingest(data []byte) {
 	c.flushReplies()
 	c.keep(rest)
 	if !c.closed.Load() {
-		c.advance(len(rest) > 0)
+		c.advance(len(rest) > 0 || c.wsFrag != nil) // a message in fragments is one message: MessageTimeout
 	}
 }
 

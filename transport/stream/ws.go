@@ -229,7 +229,7 @@ func (c *conn) wsFrame(f *wsFrame, payload []byte) {
 			c.deliver(payload)
 			return
 		}
-		c.wsFrag = append(c.w.getBuf(c.s.layout.MaxMessage+1), payload...)
+		c.wsFrag = append(c.w.getBuf(len(payload)), payload...)
 	case opContinuation:
 		c.wsContinue(f, payload)
 	}
@@ -246,13 +246,26 @@ func (c *conn) wsContinue(f *wsFrame, payload []byte) {
 		c.wsFail(closeTooBig, ClosedTooLarge)
 		return
 	}
-	c.wsFrag = append(c.wsFrag, payload...)
+	c.wsFrag = c.wsAppend(c.wsFrag, payload)
 	if f.fin {
 		msg := c.wsFrag
 		c.wsFrag = nil
 		c.deliver(msg)
 		c.w.putBuf(msg)
 	}
+}
+
+// wsAppend appends payload to the fragmented message frag, moving it to a
+// buffer of the next size class when it outgrows its own: a message being
+// assembled holds a buffer sized to what came so far, as a stream
+// message's start does.
+func (c *conn) wsAppend(frag, payload []byte) []byte {
+	if len(frag)+len(payload) <= cap(frag) {
+		return append(frag, payload...)
+	}
+	grown := append(append(c.w.getBuf(len(frag)+len(payload)), frag...), payload...)
+	c.w.putBuf(frag)
+	return grown
 }
 
 // wsReply queues a control frame in the worker's batch of c's answers.

@@ -550,3 +550,21 @@ func TestSecureWebSocketReload(t *testing.T) {
 		t.Errorf("the connection upgraded before the reload answered %q", p)
 	}
 }
+
+// A message left half sent in fragments is bounded like a stream message
+// split across reads: MessageTimeout closes the connection.
+func TestWebSocketFragmentsTimeOut(t *testing.T) {
+	cfg := wsConfig()
+	cfg.MessageTimeout = 200 * time.Millisecond
+	rec := newRecorder(true)
+	s := serve(t, transport.WS, cfg, testLayout(), rec)
+	wc := wsUpgrade(t, s)
+	wc.send(t, clientFrame(true, opText, sipMsg(1))) // past the first message
+	wc.readFrame(t)
+	m := sipMsg(2)
+	wc.send(t, clientFrame(false, opText, m[:10]))
+	time.Sleep(50 * time.Millisecond)
+	wc.send(t, clientFrame(false, opContinuation, m[10:20]))
+	wc.expectEnd(t)
+	waitStat(t, s, "message timeout", func(st Stats) bool { return st.Closed[ClosedMessageTimeout] == 1 })
+}
