@@ -138,22 +138,17 @@ func wsHeaderLen(n int) int {
 // frame (nil when there is none, or when an error closed the connection).
 func (c *conn) consumeWS(b []byte) []byte {
 	c.lastRead = time.Now()
-	if c.wsState == wsProxied {
-		n := c.proxyHeader(b)
-		if n <= 0 {
-			if n == 0 {
-				return b
-			}
-			return nil
+	for c.wsState != wsOpen { // a trusted proxy's PROXY header, then the upgrade
+		var n int
+		if c.wsState == wsProxied {
+			n = c.proxyHeader(b)
+		} else {
+			n = c.upgrade(b)
 		}
-		b = b[n:]
-	}
-	if c.wsState == wsUpgrading {
-		n := c.upgrade(b)
-		if n <= 0 {
-			if n == 0 {
-				return b
-			}
+		switch {
+		case n == 0:
+			return b
+		case n < 0:
 			return nil
 		}
 		b = b[n:]
