@@ -64,7 +64,7 @@ func (t *table) admit(c *conn, cfg *ServerConfig) (Limit, bool) {
 		return LimitConnections, false
 	case t.inbound >= cfg.MaxConnections:
 		return LimitConnections, false
-	case t.perIP[ip] >= cfg.MaxConnectionsPerIP:
+	case t.perIP[ip] >= cfg.MaxConnectionsPerIP && !cfg.WebSocket.trusts(ip): // a trusted proxy carries many clients
 		return LimitConnectionsPerIP, false
 	}
 	t.inbound++

@@ -568,3 +568,28 @@ func TestWebSocketFragmentsTimeOut(t *testing.T) {
 	wc.expectEnd(t)
 	waitStat(t, s, "message timeout", func(st Stats) bool { return st.Closed[ClosedMessageTimeout] == 1 })
 }
+
+// A trusted proxy carries many clients: max_connections_per_ip does not
+// apply to it (max_connections does); to anyone else it does.
+func TestWebSocketTrustedProxyPerIP(t *testing.T) {
+	for _, trusted := range []string{"127.0.0.1", "10.0.0.0/8"} {
+		cfg := wsConfig()
+		cfg.MaxConnectionsPerIP = 2
+		cfg.WebSocket.ClientAddress, cfg.WebSocket.TrustedProxies = ClientAddressForwardedFor, []string{trusted}
+		s := serve(t, transport.WS, cfg, testLayout(), newRecorder(true))
+		for range 4 { // a refused one may be reset before Dial returns
+			if c, err := net.Dial("tcp", s.Addrs()[0].String()); err == nil {
+				t.Cleanup(func() { c.Close() })
+			}
+		}
+		want := uint64(2) // refused: the third and fourth
+		if trusted == "127.0.0.1" {
+			want = 0
+		}
+		waitStat(t, s, "accepts", func(st Stats) bool { return st.Accepted+st.LimitHits[LimitConnectionsPerIP] == 4 })
+		if got := s.Stats().LimitHits[LimitConnectionsPerIP]; got != want {
+			t.Errorf("trusted %s: %d connections refused by max_connections_per_ip, want %d", trusted, got, want)
+		}
+	}
+}
+
