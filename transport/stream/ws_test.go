@@ -592,4 +592,3 @@ func TestWebSocketTrustedProxyPerIP(t *testing.T) {
 		}
 	}
 }
-
