@@ -26,7 +26,7 @@ websocket:
   origins: ["https://viaduct-load.invalid"]
 streams:
   handshake_timeout: 1s
-  accept_rate: 200
+  accept_rate: 50
   accept_burst: 100
 `
 
