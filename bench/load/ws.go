@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,7 +100,7 @@ func (w *wsClient) nextFrame() error {
 		w.left = n
 		return nil
 	}
-	w.ctrl = append(w.ctrl[:0], make([]byte, n)...)
+	w.ctrl = slices.Grow(w.ctrl[:0], n)[:n] // a control payload is at most 125 bytes: one buffer serves them all
 	if _, err := io.ReadFull(w.br, w.ctrl); err != nil {
 		return err
 	}
