@@ -43,7 +43,9 @@ const (
 const allMethods = ^uint64(0)
 
 // flushInterval is how often the sender looks at the rings when no ring
-// is a quarter full.
+// is a quarter full. It stops looking when a look finds nothing and no
+// trace is armed (an idle Viaduct wakes for nothing): the next frame, or
+// the next trace armed, wakes it.
 const flushInterval = 5 * time.Millisecond
 
 // Capture is the capture of one Viaduct: the taps of its transport
@@ -70,6 +72,7 @@ type Capture struct {
 	traces *Traces
 	sent   senderStats
 	wake   chan struct{}
+	idle   atomic.Bool // the sender waits for a wake, not ticking
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -94,6 +97,7 @@ func New(cfg Config, logger *slog.Logger) (*Capture, error) {
 	c.dirs, _ = cfg.directions()
 	c.threshold, c.sampleAll = sampleThreshold(*cfg.SampleRate)
 	c.traces = newTraces(cfg.Traces)
+	c.traces.onArm = c.nudge
 	c.taps.Store(&[]*tap{})
 	return c, nil
 }
@@ -231,10 +235,15 @@ func (t *tap) put(f *Frame, flags uint8) {
 	t.ring.commit(n, flags)
 	t.stats.capturedBytes.Add(uint64(len(f.Payload)))
 	t.stats.captured.Add(1)
-	if t.ring.used() >= t.wakeAt {
-		select {
-		case t.c.wake <- struct{}{}:
-		default:
-		}
+	if t.ring.used() >= t.wakeAt || t.c.idle.Load() {
+		t.c.nudge()
+	}
+}
+
+// nudge wakes the sender, unless it is awake already.
+func (c *Capture) nudge() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }

@@ -84,7 +84,8 @@ func (c *Capture) openOutput(ctx context.Context) (output, error) {
 	return &udpOutput{conn: conn, batch: udp.NewBatch(sendBatch, 0), to: to}, nil
 }
 
-// run is the sender's loop.
+// run is the sender's loop: a look at the rings every flushInterval, or
+// when a ring fills; none while there is nothing to look at.
 func (c *Capture) run(out output) {
 	defer close(c.done)
 	s := &drainer{c: c, out: out, frames: make([][]byte, 0, sendBatch)}
@@ -93,6 +94,11 @@ func (c *Capture) run(out output) {
 	for {
 		s.drainAll()
 		c.traces.expire(time.Now())
+		ticks := tick.C
+		if s.idle() {
+			tick.Stop()
+			ticks = nil
+		}
 		select {
 		case <-c.stop:
 			s.drainAll()
@@ -100,10 +106,29 @@ func (c *Capture) run(out output) {
 				out.close()
 			}
 			return
-		case <-tick.C:
+		case <-ticks:
 		case <-c.wake:
 		}
+		if ticks == nil {
+			c.idle.Store(false)
+			tick.Reset(flushInterval)
+		}
 	}
+}
+
+// idle reports whether the sender may stop ticking: the last look found
+// nothing, no trace is armed, and a look after Capture.idle was set (the
+// taps then wake the sender for each frame) still finds nothing.
+func (s *drainer) idle() bool {
+	if s.taken > 0 || s.c.traces.armed.Load() != nil {
+		return false
+	}
+	s.c.idle.Store(true)
+	if s.drainAll(); s.taken > 0 {
+		s.c.idle.Store(false)
+		return false
+	}
+	return true
 }
 
 // drainer empties the rings.
@@ -111,6 +136,7 @@ type drainer struct {
 	c      *Capture
 	out    output
 	frames [][]byte
+	taken  int // records the last drainAll took
 }
 
 // drainAll empties every ring once, taking the records in the order of
@@ -119,6 +145,7 @@ type drainer struct {
 // collector and the traces in the order they happened.
 func (s *drainer) drainAll() {
 	taps := *s.c.taps.Load()
+	s.taken = 0
 	for {
 		r := earliest(taps)
 		if r == nil {
@@ -126,6 +153,7 @@ func (s *drainer) drainAll() {
 		}
 		body, flags, _ := r.peek()
 		r.skip()
+		s.taken++
 		if flags&flagTrace != 0 {
 			s.c.traces.record(body, flags&flagOut != 0)
 		}

@@ -270,3 +270,36 @@ func TestSenderMergesRingsByTime(t *testing.T) {
 		}
 	}
 }
+
+// With nothing to send and no trace armed the sender stops ticking (an
+// idle Viaduct wakes for nothing); a captured frame wakes it and reaches
+// the collector, and a trace armed meanwhile still ends on time.
+func TestSenderIdlesUntilNeeded(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	cfg := hepConfig()
+	cfg.HEP.Address = pc.LocalAddr().String()
+	c, tp := startCapture(t, cfg)
+	idle := func() bool { return c.idle.Load() }
+	testenv.WaitFor(t, "the sender to idle", 10*time.Second, idle)
+
+	pass(tp, invite("after-idle", "a"), transport.UDP)
+	pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 65536)
+	var f Frame
+	if n, _, err := pc.ReadFrom(buf); err != nil {
+		t.Fatalf("no frame after the idle spell: %v", err)
+	} else if _, err := Decode(buf[:n], &f); err != nil || string(f.CallID) != "after-idle" {
+		t.Fatalf("frame %q (%v)", f.CallID, err)
+	}
+	testenv.WaitFor(t, "the sender to idle again", 10*time.Second, idle)
+
+	if _, err := c.Traces().Arm(TraceSpec{CallID: "x@y", Duration: time.Second}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the trace to end", 10*time.Second, func() bool { return c.traces.armed.Load() == nil })
+	testenv.WaitFor(t, "the sender to idle after the trace", 10*time.Second, idle)
+}

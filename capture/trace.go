@@ -24,6 +24,9 @@ type Traces struct {
 	mu   sync.Mutex
 	all  []*trace // oldest first
 	live int      // traces armed
+	// onArm is called when a trace is armed (wakes the sender, which
+	// ends traces on time).
+	onArm func()
 
 	// armed is the set the taps match against: nil when no trace is
 	// armed, so that a tap with no collector costs one atomic load.
@@ -184,6 +187,9 @@ func (ts *Traces) Arm(spec TraceSpec, now time.Time) (TraceInfo, error) {
 	ts.all = append(ts.all, tr)
 	ts.live++
 	ts.publish()
+	if ts.onArm != nil {
+		ts.onArm()
+	}
 	return tr.info(), nil
 }
 

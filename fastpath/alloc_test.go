@@ -1,6 +1,8 @@
 package fastpath
 
 import (
+	"context"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -9,6 +11,9 @@ import (
 
 	"github.com/viaduct-sip/viaduct/balancer"
 	"github.com/viaduct-sip/viaduct/internal/testenv"
+	"github.com/viaduct-sip/viaduct/parser"
+	"github.com/viaduct-sip/viaduct/transport"
+	"github.com/viaduct-sip/viaduct/transport/stream"
 	"github.com/viaduct-sip/viaduct/transport/udp"
 )
 
@@ -115,6 +120,100 @@ func testBatchAllocatesNothing(t *testing.T, parkAfter time.Duration) {
 		s := e.Stats()
 		return s.RequestsForwarded == uint64(done) && s.DatagramsOut == uint64(done)
 	})
+}
+
+// A TCP client's INVITE through a UDP upstream over real sockets: read from
+// the connection and sent as a datagram; the upstream's 180 and 200 read,
+// held and written to the connection (in one write when they come in one
+// batch). Steady state, nothing is allocated anywhere in the process.
+func TestStreamBatchAllocatesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("AllocsPerRun counts every goroutine; slow under -race")
+	}
+	upConn, upAddr := testenv.ListenUDP(t)
+	anyAddr := netip.MustParseAddrPort("127.0.0.1:0")
+	e, err := New(Config{
+		Listeners:  []Listener{{transport.UDP, anyAddr}, {transport.TCP, anyAddr}},
+		Upstreams:  []netip.AddrPort{upAddr},
+		Workers:    1,
+		Transport:  udp.Bind(udp.ServerConfig{Batch: 16}, nil),
+		Transports: map[transport.Kind]transport.Binder{transport.TCP: stream.Bind(stream.ServerConfig{}, transport.TCP, nil)},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	client, err := net.Dial("tcp", e.ListenAddrs()[1].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	req := replace(tcpInvite, "198.51.100.7:5060", client.LocalAddr().String())
+	client.SetDeadline(time.Now().Add(time.Minute))
+	upConn.SetDeadline(time.Now().Add(time.Minute))
+	buf := make([]byte, 65536)
+
+	// Warm up, and learn the upstream's answers and what the client gets.
+	if _, err := client.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	n, proxy, err := upConn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, ok := respond(t, buf[:n], "180 Ringing", "u1"), respond(t, buf[:n], "200 OK", "u1")
+	answer := func() {
+		upConn.WriteToUDPAddrPort(ring, proxy)
+		upConn.WriteToUDPAddrPort(ok, proxy)
+	}
+	answer()
+	back := readStreamMsgs(t, client, 2)
+	round := func() {
+		if _, err := client.Write(req); err != nil {
+			panic(err)
+		}
+		if _, _, err := upConn.ReadFromUDPAddrPort(buf); err != nil {
+			panic(err)
+		}
+		answer()
+		if _, err := io.ReadFull(client, back); err != nil {
+			panic(err)
+		}
+	}
+	for range 50 {
+		round()
+	}
+	if n := testing.AllocsPerRun(200, round); n != 0 {
+		t.Errorf("%.2f allocations per call round (INVITE, 180, 200), want 0", n)
+	}
+}
+
+// readStreamMsgs reads n SIP messages from c and returns their bytes.
+func readStreamMsgs(t *testing.T, c net.Conn, n int) []byte {
+	t.Helper()
+	var got []byte
+	buf := make([]byte, 65536)
+	for {
+		rest, k := got, 0
+		for len(rest) > 0 {
+			f, err := parser.FrameStream(rest, len(buf))
+			if err != nil || f.Len == 0 {
+				break
+			}
+			rest, k = rest[f.Len:], k+1
+		}
+		if k == n && len(rest) == 0 {
+			return got
+		}
+		m, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("read: %v (got %q)", err, got)
+		}
+		got = append(got, buf[:m]...)
+	}
 }
 
 // Extracting and hashing every kind of key, round robin and the response

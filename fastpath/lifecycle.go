@@ -18,9 +18,10 @@ import (
 // boundServer is one transport's Server and the engine's numbers of its
 // listeners (the server numbers them from 0).
 type boundServer struct {
-	srv     transport.Server
-	kind    transport.Kind
-	globals []int // per server listener: the engine's listener index
+	srv       transport.Server
+	coalescer transport.Coalescer // srv, if it sends several messages in one write
+	kind      transport.Kind
+	globals   []int // per server listener: the engine's listener index
 }
 
 // listenerSite is where one of the engine's listeners lives.
@@ -144,6 +145,7 @@ func (e *Engine) bindServer(ctx context.Context, bs *boundServer) error {
 		return fmt.Errorf("fastpath: %s: %w", bs.kind, err)
 	}
 	bs.srv = srv
+	bs.coalescer, _ = srv.(transport.Coalescer)
 	for k, a := range srv.Addrs() {
 		e.listen[bs.globals[k]] = a
 	}

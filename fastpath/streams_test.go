@@ -21,7 +21,9 @@ type fakeServer struct {
 	mu       sync.Mutex
 	handlers []transport.Handler // worker 0 of each listener
 	sent     []sentMsg
+	writes   [][]sentMsg     // what each Send or SendAll sent, a write each
 	gone     map[uint64]bool // flows Send reports as gone
+	late     bool            // FlowOpen says yes to gone flows: they close between hold and send
 }
 
 type sentMsg struct {
@@ -41,13 +43,42 @@ func (s *fakeServer) Originate(b []byte, to transport.Peer) error { return s.Sen
 func (s *fakeServer) KernelDrops(listener, worker int) uint64     { return 0 }
 func (s *fakeServer) Close() error                                { return nil }
 func (s *fakeServer) Send(b []byte, to transport.Peer) error {
+	return s.SendAll(b, []int{len(b)}, to)
+}
+
+// SendAll implements transport.Coalescer: the messages are recorded one by
+// one, and together as one write.
+func (s *fakeServer) SendAll(b []byte, ends []int, to transport.Peer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if to.Flow != 0 && s.gone[to.Flow] {
 		return fmt.Errorf("fake %s: %w", s.kind, transport.ErrFlowGone)
 	}
-	s.sent = append(s.sent, sentMsg{to, string(b)})
+	var write []sentMsg
+	start := 0
+	for _, end := range ends {
+		write = append(write, sentMsg{to, string(b[start:end])})
+		start = end
+	}
+	s.sent = append(s.sent, write...)
+	s.writes = append(s.writes, write)
 	return nil
+}
+
+// FlowOpen implements transport.Coalescer.
+func (s *fakeServer) FlowOpen(flow uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.late || !s.gone[flow]
+}
+
+// takeWrites returns and forgets what was sent, a write each.
+func (s *fakeServer) takeWrites() [][]sentMsg {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.writes
+	s.sent, s.writes = nil, nil
+	return w
 }
 
 // take returns and forgets what was sent.
@@ -55,14 +86,16 @@ func (s *fakeServer) take() []sentMsg {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.sent
-	s.sent = nil
+	s.sent, s.writes = nil, nil
 	return m
 }
 
 // deliver hands msg from src to the handler of listener (the server's
-// numbering) and returns the output when the transport is to send it.
+// numbering), as a batch of its own, and returns the output when the
+// transport is to send it.
 func (s *fakeServer) deliver(t *testing.T, listener int, msg []byte, src transport.Peer) (string, transport.Peer, bool) {
 	t.Helper()
+	defer s.endBatch(listener)
 	out := &transport.Outbound{Buf: make([]byte, 0, 20000)}
 	src.Kind, src.Listener = s.kind, listener
 	if !s.handlers[listener].Handle(msg, src, out) {
@@ -70,6 +103,28 @@ func (s *fakeServer) deliver(t *testing.T, listener int, msg []byte, src transpo
 	}
 	s.handlers[listener].Sent(out, nil)
 	return string(out.Buf), out.To, true
+}
+
+// deliverBatch hands msgs from src to the handler of listener as one
+// batch; outputs the transport is to send are not expected.
+func (s *fakeServer) deliverBatch(t *testing.T, listener int, msgs [][]byte, src transport.Peer) {
+	t.Helper()
+	defer s.endBatch(listener)
+	src.Kind, src.Listener = s.kind, listener
+	for _, msg := range msgs {
+		out := &transport.Outbound{Buf: make([]byte, 0, 20000)}
+		if s.handlers[listener].Handle(msg, src, out) {
+			t.Fatalf("%s output left to the %s transport", out.Buf[:min(len(out.Buf), 20)], s.kind)
+		}
+	}
+}
+
+// endBatch tells listener's handler that the batch ended, as a transport
+// does.
+func (s *fakeServer) endBatch(listener int) {
+	if f, ok := s.handlers[listener].(transport.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // streamRig is an engine on a fake UDP and a fake TCP server, both on
@@ -156,6 +211,86 @@ func TestStreamClientToUDPUpstream(t *testing.T) {
 	if v := vias(t, []byte(got[0].msg)); len(v) != 1 || !strings.HasPrefix(v[0], "SIP/2.0/TCP 198.51.100.7:5060") {
 		t.Errorf("client's response has Vias %q", v)
 	}
+}
+
+// The responses one UDP batch gives one connection leave in one write, in
+// order; those for different connections keep the batch's order; one
+// whose connection closed before it was handled is left to the core at
+// once (here: reopened by address), and the rest of the batch still goes.
+func TestStreamBatchLeavesInOneWritePerConnection(t *testing.T) {
+	rig := newStreamRig(t, nil)
+	invite := func(flow uint64, callID string) []byte {
+		rig.tcp.deliver(t, 0, []byte(strings.Replace(string(tcpInvite), "Call-ID: ", "Call-ID: "+callID, 1)),
+			transport.Peer{Addr: alice, Flow: flow})
+		return []byte(oneSent(t, rig.udp, "INVITE").msg)
+	}
+	a, b := invite(42, "a-"), invite(43, "b-")
+	ringA, okA := respond(t, a, "180 Ringing", "u1"), respond(t, a, "200 OK", "u1")
+	ringB, okB := respond(t, b, "180 Ringing", "u2"), respond(t, b, "200 OK", "u2")
+
+	rig.udp.deliverBatch(t, 0, [][]byte{ringA, okA, ringB, okB}, transport.Peer{Addr: up1})
+	writes := rig.tcp.takeWrites()
+	if len(writes) != 2 || len(writes[0]) != 2 || len(writes[1]) != 2 {
+		t.Fatalf("writes %v: want two, of two messages each", shape(writes))
+	}
+	for i, flow := range []uint64{42, 43} {
+		w := writes[i]
+		if w[0].to.Flow != flow || w[1].to.Flow != flow ||
+			!strings.HasPrefix(w[0].msg, "SIP/2.0 180") || !strings.HasPrefix(w[1].msg, "SIP/2.0 200") {
+			t.Errorf("write %d: %v, want 180 then 200 on flow %d", i, shape(writes), flow)
+		}
+	}
+
+	rig.udp.deliverBatch(t, 0, [][]byte{ringA, ringB, okA}, transport.Peer{Addr: up1})
+	if got := shape(rig.tcp.takeWrites()); got != "[42:180] [43:180] [42:200]" {
+		t.Errorf("interleaved flows: writes %s", got)
+	}
+
+	rig.tcp.gone[42] = true
+	rig.udp.deliverBatch(t, 0, [][]byte{ringB, okA, okB}, transport.Peer{Addr: up1})
+	if got := shape(rig.tcp.takeWrites()); got != "[0:200] [43:180 43:200]" {
+		t.Errorf("with flow 42 closed: writes %s, want its 200 reopened at once, then flow 43's two", got)
+	}
+	if st := rig.e.Stats(); st.FlowsReopened != 1 || st.Drops[DropSendError] != 0 || st.Drops[DropFlowGone] != 0 {
+		t.Errorf("reopened %d, send errors %d, flow_gone %d; want 1, 0, 0", st.FlowsReopened, st.Drops[DropSendError], st.Drops[DropFlowGone])
+	}
+}
+
+// Responses held for a connection that closes before the batch ends are
+// lost, each counted as flow_gone (the core has moved on and cannot
+// readdress them); what else the batch held still goes.
+func TestStreamHeldForConnectionThatCloses(t *testing.T) {
+	rig := newStreamRig(t, nil)
+	a := []byte(strings.Replace(string(rig.inviteAndAnswer(t, 42)), "200 OK", "180 Ringing", 1))
+	okA := rig.inviteAndAnswer(t, 42)
+	okB := rig.inviteAndAnswer(t, 43)
+	rig.tcp.gone[42], rig.tcp.late = true, true
+	rig.udp.deliverBatch(t, 0, [][]byte{a, okA, okB}, transport.Peer{Addr: up1})
+	if got := shape(rig.tcp.takeWrites()); got != "[43:200]" {
+		t.Errorf("writes %s, want flow 43's 200 alone", got)
+	}
+	if st := rig.e.Stats(); st.Drops[DropFlowGone] != 2 || st.FlowsReopened != 0 || st.Drops[DropSendError] != 0 {
+		t.Errorf("flow_gone %d, reopened %d, send errors %d; want 2, 0, 0", st.Drops[DropFlowGone], st.FlowsReopened, st.Drops[DropSendError])
+	}
+}
+
+// shape names each write by its messages' flow and status code.
+func shape(writes [][]sentMsg) string {
+	var b strings.Builder
+	for i, w := range writes {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteByte('[')
+		for j, m := range w {
+			if j > 0 {
+				b.WriteByte(' ')
+			}
+			fmt.Fprintf(&b, "%d:%s", m.to.Flow, strings.Fields(m.msg)[1])
+		}
+		b.WriteByte(']')
+	}
+	return b.String()
 }
 
 // invite forwards an INVITE from a TCP client on flow and returns the

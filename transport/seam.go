@@ -50,6 +50,31 @@ type Handler interface {
 	Sent(out *Outbound, err error)
 }
 
+// A Flusher is a Handler that holds the messages it sends itself (those
+// for connections) until its transport's batch ends, so that what one
+// batch gives one connection leaves in one write: a trunk's 180 and 200,
+// read together, reach it in one TCP segment. A transport whose Handler is
+// a Flusher calls Flush after the last message of each batch it handed
+// over (a connection's read, a recvmmsg), before it waits for more; the
+// held messages leave then, in the order they were handled.
+type Flusher interface {
+	Flush()
+}
+
+// A Coalescer is a Server that sends several messages for one peer in one
+// write.
+type Coalescer interface {
+	// SendAll is Send of each message of b in turn, in one write where
+	// the transport can: the messages lie back to back in b, message i
+	// ending at ends[i] (the last end is len(b)). An error wrapping
+	// ErrFlowGone means none of them was sent.
+	SendAll(b []byte, ends []int, to Peer) error
+	// FlowOpen reports whether the connection flow names is open: a
+	// Handler holds a message for it only then, and leaves a closed one to
+	// the core at once.
+	FlowOpen(flow uint64) bool
+}
+
 // Layout is what the core asks of a transport it binds.
 type Layout struct {
 	// Addrs are the listen addresses, one listener each, in the core's

@@ -315,6 +315,9 @@ func (c *conn) ingest(data []byte) {
 		rest = c.consume(data)
 	}
 	c.flushReplies()
+	if c.w.flusher != nil {
+		c.w.flusher.Flush()
+	}
 	c.keep(rest)
 	if !c.closed.Load() {
 		c.advance(len(rest) > 0 || c.wsFrag != nil) // a message in fragments is one message: MessageTimeout
@@ -494,7 +497,7 @@ func (c *conn) closeHow(reason CloseReason, how int) {
 }
 
 func (c *conn) shutdown(how int) {
-	c.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), how) })
+	c.rc.Control(func(fd uintptr) { shutdownNB(int(fd), how) })
 }
 
 // release frees what the closed connection holds: its socket, its

@@ -7,11 +7,12 @@ import (
 	"time"
 )
 
-// dialFor makes a new outbound connection to k with b queued on it, and
+// dialFor makes a new outbound connection to k with b (n messages) queued
+// on it, and
 // dials it in the background, later sends queuing behind b until it is
 // connected; it returns nil, or the connection another send dialled
 // meanwhile (b not sent), or an error while k's reconnect backoff runs.
-func (s *Server) dialFor(k connKey, b []byte) (*conn, error) {
+func (s *Server) dialFor(k connKey, b []byte, n int) (*conn, error) {
 	w := s.pick(k.listener)
 	if w == nil {
 		return nil, fmt.Errorf("%s: send to %s: %w", s.kind, k.addr, errNotServing)
@@ -37,7 +38,7 @@ func (s *Server) dialFor(k connKey, b []byte) (*conn, error) {
 	c.early = append([]byte(nil), b...)
 	t.insert(c)
 	s.countOpen(c, 1)
-	s.count.msgsOut.Add(1)
+	s.count.msgsOut.Add(uint64(n))
 	s.count.bytesOut.Add(uint64(len(b)))
 	s.wg.Add(1)
 	go s.dial(c)

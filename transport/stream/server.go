@@ -60,7 +60,8 @@ type Server struct {
 type worker struct {
 	mu      sync.Mutex
 	h       transport.Handler
-	rbuf    []byte // every read of the worker's connections lands here
+	flusher transport.Flusher // h, when it holds its sends until a read's messages are handled
+	rbuf    []byte            // every read of the worker's connections lands here
 	out     transport.Outbound
 	replies []byte     // the answers to one read's messages, written together
 	sizes   []int      // the pending buffers' size classes, ascending, the last MaxMessage+1
@@ -79,6 +80,7 @@ const maxFreeBufs = 64
 // maxMessage bytes and outputs of outputSize.
 func newWorker(h transport.Handler, maxMessage, outputSize int) *worker {
 	w := &worker{h: h, rbuf: make([]byte, max(maxMessage+1, 64<<10))}
+	w.flusher, _ = h.(transport.Flusher)
 	for _, size := range []int{1 << 10, 4 << 10, 16 << 10} {
 		if size < maxMessage+1 {
 			w.sizes = append(w.sizes, size)
@@ -373,7 +375,11 @@ func (s *Server) handshakeThenRead(c *conn) {
 // from the listener's address, b waiting in its queue until it connects.
 // After a failed dial, sends to that address fail at once until the
 // backoff has passed.
-func (s *Server) Send(b []byte, to transport.Peer) error {
+func (s *Server) Send(b []byte, to transport.Peer) error { return s.SendAll(b, nil, to) }
+
+// SendAll implements transport.Coalescer: one write of every message (a
+// WebSocket frame each), nil ends being one message.
+func (s *Server) SendAll(b []byte, ends []int, to transport.Peer) error {
 	if to.Listener < 0 || to.Listener >= len(s.lns) {
 		return fmt.Errorf("%s: send to %s: no listener %d", s.kind, to.Addr, to.Listener)
 	}
@@ -383,22 +389,30 @@ func (s *Server) Send(b []byte, to transport.Peer) error {
 	if to.Kind != 0 && to.Kind != s.kind {
 		return fmt.Errorf("%s: send to %s: peer is %s", s.kind, to.Addr, to.Kind)
 	}
-	c, err := s.route(to, b)
+	c, err := s.route(to, b, msgs(ends))
 	if err != nil || c == nil { // c nil: b went with a new connection
 		return err
 	}
-	err = c.send(b)
+	err = c.sendAll(b, ends)
 	if err != nil && to.Flow == 0 && c.closed.Load() { // it closed under us: once more, over another
-		if c, err = s.route(to, b); err == nil && c != nil {
-			err = c.send(b)
+		if c, err = s.route(to, b, msgs(ends)); err == nil && c != nil {
+			err = c.sendAll(b, ends)
 		}
 	}
 	return err
 }
 
-// route finds the connection a send of b to `to` goes over; or dials
-// one, b queued on it, and returns nil.
-func (s *Server) route(to transport.Peer, b []byte) (*conn, error) {
+var _ transport.Coalescer = (*Server)(nil)
+
+// FlowOpen implements transport.Coalescer.
+func (s *Server) FlowOpen(flow uint64) bool { return s.table.flow(flow) != nil }
+
+// msgs is the number of messages a send of ends holds: nil is one.
+func msgs(ends []int) int { return max(len(ends), 1) }
+
+// route finds the connection a send of b (n messages) to `to` goes over;
+// or dials one, b queued on it, and returns nil.
+func (s *Server) route(to transport.Peer, b []byte, n int) (*conn, error) {
 	if to.Flow != 0 {
 		if c := s.table.flow(to.Flow); c != nil {
 			return c, nil
@@ -412,7 +426,7 @@ func (s *Server) route(to transport.Peer, b []byte) (*conn, error) {
 	if s.ws { // a browser cannot be dialled
 		return nil, fmt.Errorf("%s: send to %s: no connection from it: %w", s.kind, to.Addr, transport.ErrFlowGone)
 	}
-	return s.dialFor(k, b)
+	return s.dialFor(k, b, n)
 }
 
 // Close implements transport.Server: it stops accepting, closes every

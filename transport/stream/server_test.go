@@ -361,3 +361,82 @@ func TestSendOrderPerGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// SendAll writes several messages for one connection in one write, counted
+// one by one; over WebSocket each is a frame of its own.
+func TestSendAllOneWrite(t *testing.T) {
+	rec := newRecorder(false)
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), rec)
+	c := dialFrom(t, "", s.Addrs()[0])
+	c.Write(sipMsg(1))
+	_, srcs := rec.waitMsgs(t, 1)
+	two := append(sipMsg(2), sipMsg(3)...)
+	if err := s.SendAll(two, []int{len(sipMsg(2)), len(two)}, srcs[0]); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 2*len(two))
+	if n, err := c.Read(buf); err != nil || !bytes.Equal(buf[:n], two) {
+		t.Fatalf("one read got %q (%v), want both messages", buf[:n], err)
+	}
+	if st := s.Stats(); st.MessagesOut != 2 || st.BytesOut != uint64(len(two)) {
+		t.Errorf("messages out %d, bytes out %d; want 2 and %d", st.MessagesOut, st.BytesOut, len(two))
+	}
+	if !s.FlowOpen(srcs[0].Flow) {
+		t.Error("FlowOpen: the open connection's flow is not open")
+	}
+	c.Close()
+	eventually(t, "flow closed", func() bool { return !s.FlowOpen(srcs[0].Flow) })
+	if err := s.SendAll(two, []int{len(sipMsg(2)), len(two)}, srcs[0]); !errors.Is(err, transport.ErrFlowGone) {
+		t.Errorf("SendAll to a closed flow: %v, want ErrFlowGone", err)
+	}
+
+	ws := serve(t, transport.WS, wsConfig(), testLayout(), rec)
+	wc := wsUpgrade(t, ws)
+	wc.send(t, clientFrame(true, opText, sipMsg(4)))
+	_, srcs = rec.waitMsgs(t, 2)
+	if err := ws.SendAll(two, []int{len(sipMsg(2)), len(two)}, srcs[1]); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range [][]byte{sipMsg(2), sipMsg(3)} {
+		if op, p := wc.readFrame(t); op != opText || !bytes.Equal(p, want) {
+			t.Fatalf("frame: opcode %d %q, want a text frame of %q", op, p, want)
+		}
+	}
+}
+
+// flushRecorder is a recorder that is a transport.Flusher: it notes, at
+// each Flush, how many messages it had been handed.
+type flushRecorder struct {
+	*recorder
+	flushes chan int
+}
+
+func (f *flushRecorder) Flush() {
+	f.mu.Lock()
+	n := len(f.msgs)
+	f.mu.Unlock()
+	f.flushes <- n
+}
+
+// A Handler that is a Flusher gets Flush after the messages of each read,
+// all of them handled first.
+func TestFlushAfterEachRead(t *testing.T) {
+	h := &flushRecorder{recorder: newRecorder(false), flushes: make(chan int, 16)}
+	s := serve(t, transport.TCP, ServerConfig{}, testLayout(), h)
+	c := dialFrom(t, "", s.Addrs()[0])
+	c.Write(append(append(sipMsg(1), sipMsg(2)...), sipMsg(3)...))
+	for want := 3; ; {
+		select {
+		case n := <-h.flushes:
+			if n == want {
+				return
+			}
+			if n > want {
+				t.Fatalf("Flush after %d messages, want after all %d of the read", n, want)
+			}
+		case <-time.After(wait):
+			t.Fatal("no Flush after the read")
+		}
+	}
+}

@@ -9,15 +9,19 @@ import (
 // connection is closed) and flushed by a goroutine of its own when the
 // socket is writable. Sends leave in the order they were made, from any
 // goroutine. It keeps no reference to b.
-func (c *conn) send(b []byte) error {
+func (c *conn) send(b []byte) error { return c.sendAll(b, nil) }
+
+// sendAll is send of the messages of b, which end at ends (nil: b is one
+// message), in one write.
+func (c *conn) sendAll(b []byte, ends []int) error {
 	var err error
 	if c.s.ws {
-		err = c.writeFramed(b)
+		err = c.writeFramed(b, ends)
 	} else {
 		err = c.write(b)
 	}
 	if err == nil {
-		c.s.count.msgsOut.Add(1)
+		c.s.count.msgsOut.Add(uint64(msgs(ends)))
 		c.s.count.bytesOut.Add(uint64(len(b)))
 	}
 	return err
@@ -65,7 +69,7 @@ func (c *conn) reply(b []byte) error {
 		}
 		if head+len(b) > cap(w.replies) {
 			if c.s.ws {
-				return c.writeFramed(b)
+				return c.writeFramed(b, nil)
 			}
 			return c.write(b)
 		}
@@ -77,12 +81,21 @@ func (c *conn) reply(b []byte) error {
 	return nil
 }
 
-// writeFramed writes b as one WebSocket message, its frame put together
-// in a buffer of the server's pool.
-func (c *conn) writeFramed(b []byte) error {
+// writeFramed writes the messages of b (ends as sendAll's), a WebSocket
+// message each, their frames put together in a buffer of the server's
+// pool.
+func (c *conn) writeFramed(b []byte, ends []int) error {
 	fp := c.s.frames.Get().(*[]byte)
-	f := appendWSHeader((*fp)[:0], c.wsDataOp(), len(b))
-	f = append(f, b...)
+	f, start := (*fp)[:0], 0
+	if ends == nil {
+		f = appendWSHeader(f, c.wsDataOp(), len(b))
+		f = append(f, b...)
+	}
+	for _, end := range ends {
+		f = appendWSHeader(f, c.wsDataOp(), end-start)
+		f = append(f, b[start:end]...)
+		start = end
+	}
 	err := c.write(f)
 	if cap(f) <= maxPooledFrame {
 		*fp = f

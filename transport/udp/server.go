@@ -284,6 +284,7 @@ type worker struct {
 	listener int
 	conn     *Conn
 	h        transport.Handler
+	flusher  transport.Flusher // h, when it holds its sends until a batch is handled
 	in       *Batch
 	outv     []transport.Outbound // outv[i] is what in.Msgs[i] gave
 	senders  []*Conn              // per listener
@@ -308,6 +309,7 @@ func (s *Server) newWorker(listener, index int, h transport.Handler) *worker {
 	for i := range w.outv {
 		w.outv[i].Buf = bufs[i*n : i*n : (i+1)*n]
 	}
+	w.flusher, _ = h.(transport.Flusher)
 	w.loop = w.batch
 	return w
 }
@@ -324,14 +326,17 @@ func (w *worker) run() {
 }
 
 // batch is one turn of the loop, for the n datagrams just read: handle
-// each, then write the outputs, one batch per sending socket. It always
-// asks for more.
+// each, then write the outputs, one batch per sending socket, and let the
+// handler send what it held. It always asks for more.
 func (w *worker) batch(n int) bool {
 	w.handle(n)
 	for li, q := range w.queued {
 		if len(q) > 0 {
 			w.write(li, q)
 		}
+	}
+	if w.flusher != nil {
+		w.flusher.Flush()
 	}
 	return true
 }

@@ -226,3 +226,43 @@ func TestServerSend(t *testing.T) {
 		t.Error("Send on listener 5 of 1: no error")
 	}
 }
+
+// flushingRelay is a relay that is a transport.Flusher: at each Flush it
+// notes how many of its outputs had been reported sent.
+type flushingRelay struct {
+	relay
+	flushes chan int
+}
+
+func (f *flushingRelay) Flush() {
+	f.mu.Lock()
+	n := f.sent
+	f.mu.Unlock()
+	f.flushes <- n
+}
+
+// A Handler that is a Flusher gets Flush after each batch, once the
+// batch's own outputs are sent.
+func TestServerFlushesAfterBatch(t *testing.T) {
+	dst, dstAddr := testenv.ListenUDP(t)
+	f := &flushingRelay{relay: relay{to: transport.Peer{Addr: dstAddr, Kind: transport.UDP}}, flushes: make(chan int, 16)}
+	s := serve(t, loopbackLayout(1), ServerConfig{}, func(int, int) transport.Handler { return f })
+	client, _ := testenv.ListenUDP(t)
+	for _, m := range []string{"one", "two"} {
+		if _, err := client.WriteToUDPAddrPort([]byte(m), s.Addrs()[0]); err != nil {
+			t.Fatal(err)
+		}
+		readFrom(t, dst)
+		select {
+		case n := <-f.flushes:
+			if m == "two" && n != 2 {
+				t.Errorf("Flush after %d outputs sent, want 2", n)
+			}
+			if n == 0 {
+				t.Error("Flush before the batch's output was sent")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no Flush after the batch")
+		}
+	}
+}
