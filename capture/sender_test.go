@@ -236,13 +236,7 @@ func TestSenderUDPIPv6(t *testing.T) {
 // Messages captured by several workers leave in the order they were
 // captured, not ring by ring.
 func TestSenderMergesRingsByTime(t *testing.T) {
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	cfg := hepConfig()
-	cfg.HEP.Address = pc.LocalAddr().String()
+	pc, cfg := udpCollector(t)
 	c, a, _ := newTestCapture(t, cfg)
 	b := c.Stage(&forwarder{}, transport.Position{Kind: transport.UDP, Worker: 1}).(*tap)
 	order := []*tap{a, b, a, b, a}
@@ -271,17 +265,25 @@ func TestSenderMergesRingsByTime(t *testing.T) {
 	}
 }
 
-// With nothing to send and no trace armed the sender stops ticking (an
-// idle Viaduct wakes for nothing); a captured frame wakes it and reaches
-// the collector, and a trace armed meanwhile still ends on time.
-func TestSenderIdlesUntilNeeded(t *testing.T) {
+// udpCollector is a UDP socket standing for a HEP collector (the test
+// closes it) and the capture config that sends to it.
+func udpCollector(t *testing.T) (net.PacketConn, Config) {
+	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
+	t.Cleanup(func() { pc.Close() })
 	cfg := hepConfig()
 	cfg.HEP.Address = pc.LocalAddr().String()
+	return pc, cfg
+}
+
+// With nothing to send and no trace armed the sender stops ticking (an
+// idle Viaduct wakes for nothing); a captured frame wakes it and reaches
+// the collector, and a trace armed meanwhile still ends on time.
+func TestSenderIdlesUntilNeeded(t *testing.T) {
+	pc, cfg := udpCollector(t)
 	c, tp := startCapture(t, cfg)
 	idle := func() bool { return c.idle.Load() }
 	testenv.WaitFor(t, "the sender to idle", 10*time.Second, idle)

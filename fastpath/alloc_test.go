@@ -1,7 +1,6 @@
 package fastpath
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/netip"
@@ -132,20 +131,13 @@ func TestStreamBatchAllocatesNothing(t *testing.T) {
 	}
 	upConn, upAddr := testenv.ListenUDP(t)
 	anyAddr := netip.MustParseAddrPort("127.0.0.1:0")
-	e, err := New(Config{
+	e := startEngineConfig(t, Config{
 		Listeners:  []Listener{{transport.UDP, anyAddr}, {transport.TCP, anyAddr}},
 		Upstreams:  []netip.AddrPort{upAddr},
 		Workers:    1,
 		Transport:  udp.Bind(udp.ServerConfig{Batch: 16}, nil),
 		Transports: map[transport.Kind]transport.Binder{transport.TCP: stream.Bind(stream.ServerConfig{}, transport.TCP, nil)},
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	})
 	client, err := net.Dial("tcp", e.ListenAddrs()[1].String())
 	if err != nil {
 		t.Fatal(err)

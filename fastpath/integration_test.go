@@ -180,7 +180,9 @@ func startEngine(t *testing.T, ups ...netip.AddrPort) *Engine {
 // port and closes it when the test ends.
 func startEngineConfig(t *testing.T, cfg Config) *Engine {
 	t.Helper()
-	cfg.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
+	if len(cfg.Listeners) == 0 {
+		cfg.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
+	}
 	if cfg.Transport == nil {
 		cfg.Transport = udp.Bind(udp.ServerConfig{}, nil)
 	}
