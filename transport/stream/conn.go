@@ -315,9 +315,7 @@ func (c *conn) ingest(data []byte) {
 		rest = c.consume(data)
 	}
 	c.flushReplies()
-	if c.w.flusher != nil {
-		c.w.flusher.Flush()
-	}
+	c.flushHeld()
 	c.keep(rest)
 	if !c.closed.Load() {
 		c.advance(len(rest) > 0 || c.wsFrag != nil) // a message in fragments is one message: MessageTimeout
@@ -360,6 +358,16 @@ func (c *conn) consume(b []byte) []byte {
 }
 
 var crlf = []byte("\r\n")
+
+// flushHeld lets the handler send what it holds from this read's messages
+// (transport.Flusher): at the end of the read, and before the reader
+// closes the connection, so that the answers to the messages before the
+// close still go. The worker's mutex is held.
+func (c *conn) flushHeld() {
+	if c.w.flusher != nil {
+		c.w.flusher.Flush()
+	}
+}
 
 // keep keeps rest, the start of a message in the worker's buffer, in a
 // pending buffer of the worker's pool just large enough.
@@ -414,6 +422,7 @@ func (c *conn) refuse(b []byte, f parser.Frame, err error) {
 	if f.Headers > 0 {
 		c.deliver(b[:f.Headers])
 	}
+	c.flushHeld()
 	c.flushReplies()
 	c.linger = true
 	c.closeHow(reason, unix.SHUT_WR) // the answer goes, then a FIN; the reader drains

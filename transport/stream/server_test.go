@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -438,5 +439,55 @@ func TestFlushAfterEachRead(t *testing.T) {
 		case <-time.After(wait):
 			t.Fatal("no Flush after the read")
 		}
+	}
+}
+
+// holdingEcho echoes each message as the core's dispatcher does: held
+// until Flush, then sent with Server.Send.
+type holdingEcho struct {
+	s    *Server
+	held [][]byte
+	to   []transport.Peer
+}
+
+func (h *holdingEcho) Handle(msg []byte, src transport.Peer, out *transport.Outbound) bool {
+	h.held, h.to = append(h.held, bytes.Clone(msg)), append(h.to, src)
+	return false
+}
+
+func (h *holdingEcho) Sent(*transport.Outbound, error) {}
+
+func (h *holdingEcho) Flush() {
+	for i, msg := range h.held {
+		h.s.Send(msg, h.to[i])
+	}
+	h.held, h.to = h.held[:0], h.to[:0]
+}
+
+// The answers a Flusher holds go before the reader closes the connection:
+// the answer to a refused message before the FIN, the answer to a
+// WebSocket message before the close frame of a protocol error read with
+// it.
+func TestHeldAnswersGoBeforeClose(t *testing.T) {
+	h := &holdingEcho{}
+	h.s = serve(t, transport.TCP, ServerConfig{}, testLayout(), h)
+	c := dialFrom(t, "", h.s.Addrs()[0])
+	head := "INVITE sip:x SIP/2.0\r\nContent-Length: 100000000\r\n\r\n"
+	c.Write([]byte(head))
+	if got := string(expectClosed(t, c)); got != head {
+		t.Errorf("refused message: got %q before the close, want its answer", got)
+	}
+
+	hw := &holdingEcho{}
+	hw.s = serve(t, transport.WS, wsConfig(), testLayout(), hw)
+	wc := wsUpgrade(t, hw.s)
+	unmasked := clientFrame(true, opText, sipMsg(2))
+	unmasked[1] &^= 0x80
+	wc.send(t, append(clientFrame(true, opText, sipMsg(1)), unmasked...))
+	if op, p := wc.readFrame(t); op != opText || !bytes.Equal(p, sipMsg(1)) {
+		t.Fatalf("first frame: opcode %d %q, want the answer to the message before the error", op, p)
+	}
+	if op, p := wc.readFrame(t); op != opClose || len(p) < 2 || binary.BigEndian.Uint16(p) != closeProtocolError {
+		t.Fatalf("then opcode %d %x, want a close with 1002", op, p)
 	}
 }

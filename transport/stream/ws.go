@@ -276,6 +276,7 @@ func (c *conn) wsReply(op byte, payload []byte) {
 // wsFail closes the connection for a client's protocol error: a close
 // frame with code, then FIN and a drain, as for a stream framing error.
 func (c *conn) wsFail(code uint16, reason CloseReason) {
+	c.flushHeld() // the answers to the messages before, ahead of the close frame
 	var b [2]byte
 	binary.BigEndian.PutUint16(b[:], code)
 	c.wsReply(opClose, b[:])
@@ -285,6 +286,7 @@ func (c *conn) wsFail(code uint16, reason CloseReason) {
 // wsEnd writes the answers so far and closes the connection: its sending
 // side first, what the peer still sends drained.
 func (c *conn) wsEnd(reason CloseReason) {
+	c.flushHeld()
 	c.flushReplies()
 	c.linger = true
 	c.closeHow(reason, unix.SHUT_WR)
