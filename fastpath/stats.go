@@ -26,7 +26,7 @@ const (
 	DropKeepalive                           // a datagram of nothing but CR LF (a keepalive, not an error)
 	DropUnsafeDestination                   // next hop or response destination is unspecified, multicast or broadcast (requests get 403)
 	DropCallRate                            // a new call over its upstream's call-rate cap (503 with Retry-After, see CallAdmitter)
-	DropFlowGone                            // for a connection that is closed: a response not reopened (Config.DropOrphanResponses), a request answered 430
+	DropFlowGone                            // for a connection that is closed: a response not reopened (Config.DropOrphanResponses), a request answered 430, a held message whose connection closed before its batch ended
 	NumDropReasons                          // number of drop reasons
 )
 
