@@ -443,9 +443,9 @@ func TestFlushAfterEachRead(t *testing.T) {
 }
 
 // holdingEcho echoes each message as the core's dispatcher does: held
-// until Flush, then sent with Server.Send.
+// until Flush, then sent with Server.Send. It serves one worker.
 type holdingEcho struct {
-	s    *Server
+	s    atomic.Pointer[Server]
 	held [][]byte
 	to   []transport.Peer
 }
@@ -459,7 +459,7 @@ func (h *holdingEcho) Sent(*transport.Outbound, error) {}
 
 func (h *holdingEcho) Flush() {
 	for i, msg := range h.held {
-		h.s.Send(msg, h.to[i])
+		h.s.Load().Send(msg, h.to[i])
 	}
 	h.held, h.to = h.held[:0], h.to[:0]
 }
@@ -469,9 +469,11 @@ func (h *holdingEcho) Flush() {
 // WebSocket message before the close frame of a protocol error read with
 // it.
 func TestHeldAnswersGoBeforeClose(t *testing.T) {
+	l := testLayout()
+	l.Workers = 1
 	h := &holdingEcho{}
-	h.s = serve(t, transport.TCP, ServerConfig{}, testLayout(), h)
-	c := dialFrom(t, "", h.s.Addrs()[0])
+	h.s.Store(serve(t, transport.TCP, ServerConfig{}, l, h))
+	c := dialFrom(t, "", h.s.Load().Addrs()[0])
 	head := "INVITE sip:x SIP/2.0\r\nContent-Length: 100000000\r\n\r\n"
 	c.Write([]byte(head))
 	if got := string(expectClosed(t, c)); got != head {
@@ -479,8 +481,8 @@ func TestHeldAnswersGoBeforeClose(t *testing.T) {
 	}
 
 	hw := &holdingEcho{}
-	hw.s = serve(t, transport.WS, wsConfig(), testLayout(), hw)
-	wc := wsUpgrade(t, hw.s)
+	hw.s.Store(serve(t, transport.WS, wsConfig(), l, hw))
+	wc := wsUpgrade(t, hw.s.Load())
 	unmasked := clientFrame(true, opText, sipMsg(2))
 	unmasked[1] &^= 0x80
 	wc.send(t, append(clientFrame(true, opText, sipMsg(1)), unmasked...))
